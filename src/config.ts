@@ -1,0 +1,130 @@
+import { z } from "zod";
+
+/**
+ * Service configuration, parsed once from the environment (Node) or the Worker's vars
+ * and secrets. Both runtimes pass a plain string record through the same schema.
+ */
+
+const intVar = (name: string, def: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return def;
+      if (!/^\d+$/.test(v.trim())) {
+        ctx.addIssue({ code: "custom", message: `${name} must be a whole number, got ${JSON.stringify(v)}` });
+        return z.NEVER;
+      }
+      const n = Number(v);
+      if (n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `${name} must be between ${min} and ${max}, got ${n}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v === "" ? undefined : v));
+
+const endpoints = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v.trim() === "") return undefined;
+    const list = v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (const url of list) {
+      let parsed: URL | undefined;
+      try {
+        parsed = new URL(url);
+      } catch {
+        parsed = undefined;
+      }
+      if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+        ctx.addIssue({
+          code: "custom",
+          message: `ETCD_ENDPOINTS must be comma-separated http(s) URLs, got ${JSON.stringify(url)}`,
+        });
+        return z.NEVER;
+      }
+    }
+    return list.map((u) => u.replace(/\/+$/, ""));
+  });
+
+export const configSchema = z
+  .object({
+    ETCD_ENDPOINTS: endpoints,
+    ETCD_TRANSPORT: z
+      .enum(["grpc", "http"], { message: "ETCD_TRANSPORT must be grpc or http" })
+      .optional()
+      .default("grpc"),
+    ETCD_USERNAME: optionalString,
+    ETCD_PASSWORD: optionalString,
+    ETCD_CA_FILE: optionalString,
+    ETCD_CERT_FILE: optionalString,
+    ETCD_KEY_FILE: optionalString,
+    ETCD_TIMEOUT_MS: intVar("ETCD_TIMEOUT_MS", 5000, 50, 600_000),
+    LEASEHOLD_PREFIX: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        const p = v === undefined || v === "" ? "leasehold/" : v;
+        // Printable ASCII keeps prefix range ends well-formed (see prefixEnd).
+        if (!/^[\x21-\x7e]+$/.test(p)) {
+          ctx.addIssue({ code: "custom", message: "LEASEHOLD_PREFIX must be printable ASCII without spaces" });
+          return z.NEVER;
+        }
+        return p;
+      }),
+    PORT: intVar("PORT", 8080, 0, 65535),
+    HOST: optionalString,
+    LEASEHOLD_DEFAULT_TTL: intVar("LEASEHOLD_DEFAULT_TTL", 30, 1, 9_000_000_000),
+    LEASEHOLD_MAX_TTL: intVar("LEASEHOLD_MAX_TTL", 86_400, 1, 9_000_000_000),
+    LEASEHOLD_MAX_WAIT: intVar("LEASEHOLD_MAX_WAIT", 60, 0, 86_400),
+    LEASEHOLD_MAX_WAITERS: intVar("LEASEHOLD_MAX_WAITERS", 10_000, 0, 10_000_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.LEASEHOLD_DEFAULT_TTL > c.LEASEHOLD_MAX_TTL) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["LEASEHOLD_DEFAULT_TTL"],
+        message: `LEASEHOLD_DEFAULT_TTL (${c.LEASEHOLD_DEFAULT_TTL}) must not exceed LEASEHOLD_MAX_TTL (${c.LEASEHOLD_MAX_TTL})`,
+      });
+    }
+    if ((c.ETCD_CERT_FILE === undefined) !== (c.ETCD_KEY_FILE === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["ETCD_CERT_FILE"],
+        message: "ETCD_CERT_FILE and ETCD_KEY_FILE must be set together",
+      });
+    }
+    if (c.ETCD_PASSWORD !== undefined && c.ETCD_USERNAME === undefined) {
+      ctx.addIssue({ code: "custom", path: ["ETCD_USERNAME"], message: "ETCD_PASSWORD is set but ETCD_USERNAME is not" });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Parses the environment; throws `ConfigError` whose message names each bad variable. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const picked: Record<string, string | undefined> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    if (typeof v === "string") picked[key] = v;
+  }
+  const res = configSchema.safeParse(picked);
+  if (res.success) return res.data;
+  const lines = res.error.issues.map((i) => {
+    const variable = String(i.path[0] ?? "");
+    return i.message.includes(variable) ? i.message : `${variable}: ${i.message}`;
+  });
+  throw new ConfigError(`invalid configuration:\n  ${lines.join("\n  ")}`);
+}

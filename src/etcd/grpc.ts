@@ -1,0 +1,227 @@
+import { noop } from "cockatiel";
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  type IKeyValue,
+  type Watcher,
+  isRecoverableError,
+} from "etcd3";
+import {
+  type CreateResult,
+  type EtcdClient,
+  type EtcdConnectionOptions,
+  EtcdUnavailableError,
+  type GetResult,
+  type KeyValue,
+  LeaseExistsError,
+  type LeaseTtl,
+  type RangeResult,
+  type WatchOutcome,
+} from "./types.js";
+
+/** etcd over gRPC with the `etcd3` client (Node). */
+export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
+  const client = new Etcd3({
+    hosts: opts.endpoints,
+    dialTimeout: opts.timeoutMs,
+    // Each call gets our deadline; the client's own retries and circuit breaker are off so
+    // that "etcd down" surfaces within one deadline instead of after hidden retries.
+    faultHandling: { host: () => noop, global: noop },
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.timeoutMs }),
+    ...(opts.username !== undefined
+      ? {
+          auth: {
+            username: opts.username,
+            password: opts.password ?? "",
+            callOptions: () => ({ deadline: Date.now() + opts.timeoutMs }),
+          },
+        }
+      : {}),
+    ...(opts.tls?.ca || opts.tls?.cert
+      ? {
+          credentials: {
+            rootCertificate: Buffer.from(opts.tls.ca ?? ""),
+            ...(opts.tls.cert ? { certChain: Buffer.from(opts.tls.cert) } : {}),
+            ...(opts.tls.key ? { privateKey: Buffer.from(opts.tls.key) } : {}),
+          },
+        }
+      : {}),
+  });
+
+  const call = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await withTimeout(fn(), opts.timeoutMs, op);
+    } catch (err) {
+      throw translate(err, op);
+    }
+  };
+
+  const get = async (key: string): Promise<GetResult> => {
+    const res = await call("range", () => client.kv.range({ key: Buffer.from(key) }));
+    const kv = res.kvs[0];
+    return { revision: Number(res.header.revision), ...(kv ? { kv: toKv(kv) } : {}) };
+  };
+
+  return {
+    get,
+
+    async range(start, end, limit): Promise<RangeResult> {
+      const res = await call("range", () =>
+        client.kv.range({ key: Buffer.from(start), range_end: Buffer.from(end), limit }),
+      );
+      return { revision: Number(res.header.revision), kvs: res.kvs.map(toKv), more: res.more };
+    },
+
+    async leaseGrant(id, ttlSeconds) {
+      const res = await call("leaseGrant", () => client.leaseClient.leaseGrant({ ID: id.toString(), TTL: ttlSeconds }));
+      if (res.error) {
+        if (/lease already exists/.test(res.error)) throw new LeaseExistsError(res.error);
+        throw new Error(`etcd lease grant failed: ${res.error}`);
+      }
+      return Number(res.TTL);
+    },
+
+    async leaseKeepAliveOnce(id) {
+      return call("leaseKeepAlive", async () => {
+        // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
+        const stream = (await client.leaseClient.leaseKeepAlive()) as unknown as import("node:stream").Duplex;
+        try {
+          const reply = new Promise<number>((resolve, reject) => {
+            stream.once("data", (res: { TTL: string }) => resolve(Number(res.TTL)));
+            stream.once("error", reject);
+            stream.once("end", () => reject(new GRPCUnavailableError("keepalive stream ended")));
+          });
+          stream.write({ ID: id.toString() });
+          return await reply;
+        } finally {
+          stream.end();
+          stream.removeAllListeners("data");
+          // A late error on a stream we are done with must not become an unhandled event.
+          stream.on("error", () => {});
+        }
+      });
+    },
+
+    async leaseRevoke(id) {
+      try {
+        await call("leaseRevoke", () => client.leaseClient.leaseRevoke({ ID: id.toString() }));
+        return true;
+      } catch (err) {
+        if (err instanceof LeaseNotFound) return false;
+        throw err;
+      }
+    },
+
+    async leaseTimeToLive(id): Promise<LeaseTtl> {
+      const res = await call("leaseTimeToLive", () => client.leaseClient.leaseTimeToLive({ ID: id.toString() }));
+      // etcd answers TTL -1 (not an error) for a lease that does not exist.
+      const ttl = Number(res.TTL);
+      return ttl < 0 ? { ttl: -1, grantedTtl: 0 } : { ttl, grantedTtl: Number(res.grantedTTL) };
+    },
+
+    async createIfAbsent(key, value, lease): Promise<CreateResult> {
+      const k = Buffer.from(key);
+      const res = await call("txn", () =>
+        client.kv.txn({
+          compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
+          success: [{ request_put: { key: k, value: Buffer.from(value), lease: lease.toString() } }],
+          failure: [{ request_range: { key: k } }],
+        }),
+      );
+      const revision = Number(res.header.revision);
+      if (res.succeeded) return { created: true, revision };
+      const kv = res.responses[0]?.response_range?.kvs[0];
+      return { created: false, revision, ...(kv ? { kv: toKv(kv) } : {}) };
+    },
+
+    async watchDelete(key, fromRevision, signal): Promise<WatchOutcome> {
+      if (signal.aborted) return "aborted";
+      let watcher: Watcher | undefined;
+      let settle: (o: WatchOutcome) => void = () => {};
+      const outcome = new Promise<WatchOutcome>((resolve) => {
+        settle = resolve;
+      });
+      const onAbort = () => settle("aborted");
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        const builder = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
+        watcher = builder;
+        builder.on("delete", () => settle("deleted"));
+        builder.on("error", (err: Error) => {
+          // The only error a healthy watch reports is its cancellation by etcd, which for a
+          // single-key watch means the start revision was compacted.
+          settle(/compacted/.test(err.message) ? "compacted" : "compacted");
+        });
+        const connected = new Promise<void>((resolve) => builder.once("connected", () => resolve()));
+        const established = await Promise.race([
+          connected.then(() => "connected" as const),
+          outcome,
+          sleep(opts.timeoutMs).then(() => "timeout" as const),
+        ]);
+        if (established === "timeout") {
+          throw new EtcdUnavailableError(`etcd watch was not established within ${opts.timeoutMs} ms`);
+        }
+        return await outcome;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        // Cancelling talks to etcd; never make the caller wait for it.
+        watcher?.cancel().catch(() => {});
+      }
+    },
+
+    async ping() {
+      await get("\0leasehold-ping");
+    },
+
+    async close() {
+      client.close();
+    },
+  };
+}
+
+class LeaseNotFound extends Error {}
+
+function toKv(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    createRevision: Number(kv.create_revision),
+    modRevision: Number(kv.mod_revision),
+    lease: BigInt(kv.lease || "0"),
+  };
+}
+
+function translate(err: unknown, op: string): Error {
+  if (err instanceof EtcdUnavailableError || err instanceof LeaseExistsError) return err;
+  if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFound(err.message);
+  if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);
+  if (
+    err instanceof GRPCUnavailableError ||
+    err instanceof GRPCDeadlineExceededError ||
+    (err instanceof Error && isRecoverableError(err))
+  ) {
+    return new EtcdUnavailableError(`etcd ${op} failed: ${err.message}`);
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref?.());
+}
+
+/** Belt and braces over gRPC deadlines: streams and dialing are not covered by them. */
+async function withTimeout<T>(p: Promise<T>, ms: number, op: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new EtcdUnavailableError(`etcd ${op} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The small etcd surface the lock protocol needs. Two transports implement it:
+ * gRPC through `etcd3` (Node) and etcd's HTTP/JSON gateway through `fetch`
+ * (Workers and any runtime with fetch).
+ *
+ * Conventions shared by every implementation:
+ * - keys and values are UTF-8 strings (lock keys are ASCII);
+ * - revisions are plain numbers (they stay far below 2^53 in practice);
+ * - lease IDs are `bigint` because etcd's int64 IDs exceed 2^53; `0n` = no lease;
+ * - every call carries its own deadline; a call that cannot reach etcd in time
+ *   rejects with `EtcdUnavailableError`, never hangs.
+ */
+
+export interface KeyValue {
+  key: string;
+  value: string;
+  createRevision: number;
+  modRevision: number;
+  /** Lease attached to the key; `0n` when none. */
+  lease: bigint;
+}
+
+export interface GetResult {
+  /** Store revision at which the read was served (response header revision). */
+  revision: number;
+  kv?: KeyValue;
+}
+
+export interface RangeResult {
+  revision: number;
+  kvs: KeyValue[];
+  /** More keys exist in the range beyond `limit`. */
+  more: boolean;
+}
+
+export type CreateResult =
+  /** The key was created; `revision` is the txn's header revision = the key's create_revision. */
+  | { created: true; revision: number }
+  /** The key already existed; `kv` is its current value (absent if it vanished in between). */
+  | { created: false; revision: number; kv?: KeyValue };
+
+export interface LeaseTtl {
+  /** Remaining seconds; `-1` when the lease no longer exists. */
+  ttl: number;
+  /** TTL the lease was granted with; `0` when it no longer exists. */
+  grantedTtl: number;
+}
+
+/** Why `watchDelete` returned. */
+export type WatchOutcome =
+  /** A DELETE of the key at or after the start revision was seen. */
+  | "deleted"
+  /** The start revision was compacted away: re-read the key. */
+  | "compacted"
+  /** The caller's signal fired first. */
+  | "aborted";
+
+export interface EtcdClient {
+  /** Linearizable read of one key. */
+  get(key: string): Promise<GetResult>;
+  /** Linearizable read of keys in [start, end), sorted by key ascending, at most `limit` (0 = no limit). */
+  range(start: string, end: string, limit: number): Promise<RangeResult>;
+  /**
+   * Grants a lease with a caller-chosen ID. Rejects with `LeaseExistsError` when the ID
+   * is taken. Resolves with the TTL etcd actually granted (etcd raises small TTLs).
+   */
+  leaseGrant(id: bigint, ttlSeconds: number): Promise<number>;
+  /** One keep-alive; resolves with the new TTL, or `0` when the lease is gone. */
+  leaseKeepAliveOnce(id: bigint): Promise<number>;
+  /** Revokes the lease (deleting its keys in the same step); `false` when it did not exist. */
+  leaseRevoke(id: bigint): Promise<boolean>;
+  leaseTimeToLive(id: bigint): Promise<LeaseTtl>;
+  /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
+  createIfAbsent(key: string, value: string, lease: bigint): Promise<CreateResult>;
+  /**
+   * Resolves once the key is deleted at a revision >= `fromRevision`, when that revision
+   * is compacted, or when `signal` aborts. Establishing the watch is bounded by the call
+   * deadline; waiting for the event is bounded only by `signal`.
+   */
+  watchDelete(key: string, fromRevision: number, signal: AbortSignal): Promise<WatchOutcome>;
+  /** Cheap round trip to the cluster (for readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** etcd did not answer within the deadline or could not be reached. */
+export class EtcdUnavailableError extends Error {
+  override name = "EtcdUnavailableError";
+}
+
+/** `leaseGrant` with an ID that is already in use. */
+export class LeaseExistsError extends Error {
+  override name = "LeaseExistsError";
+}
+
+/**
+ * Exclusive upper bound of the keys that start with `prefix` (etcd's range_end for a
+ * prefix). Our keys are printable ASCII (the configured prefix and the name alphabet
+ * both are), so bumping the last character never produces an invalid UTF-8 byte.
+ */
+export function prefixEnd(prefix: string): string {
+  if (prefix === "" || !/^[\x20-\x7e]+$/.test(prefix)) {
+    throw new Error("prefixEnd: prefix must be non-empty printable ASCII");
+  }
+  const last = prefix.charCodeAt(prefix.length - 1);
+  return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+}
+
+/** How to reach etcd; shared by both transports. */
+export interface EtcdConnectionOptions {
+  /** Client URLs, e.g. ["http://127.0.0.1:2379"]. */
+  endpoints: string[];
+  /** Deadline for every unary call, and for establishing a watch. */
+  timeoutMs: number;
+  username?: string;
+  password?: string;
+  /** PEM contents (not paths): CA bundle, client certificate and key. */
+  tls?: { ca?: string; cert?: string; key?: string };
+}

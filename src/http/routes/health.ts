@@ -1,0 +1,36 @@
+import { createRoute } from "@hono/zod-openapi";
+import { EtcdUnavailableError } from "../../etcd/types.js";
+import { type App, type AppDeps, forHandling } from "../deps.js";
+import { Health, problem } from "../schemas.js";
+
+export const healthzRoute = createRoute({
+  method: "get",
+  path: "/healthz",
+  tags: ["operations"],
+  summary: "Liveness: the process is up",
+  responses: { 200: { description: "Up", content: { "application/json": { schema: Health } } } },
+});
+
+export const readyzRoute = createRoute({
+  method: "get",
+  path: "/readyz",
+  tags: ["operations"],
+  summary: "Readiness: etcd answers",
+  responses: {
+    200: { description: "etcd reachable", content: { "application/json": { schema: Health } } },
+    503: problem("backend-unavailable: etcd did not answer in time"),
+  },
+});
+
+export function registerHealth(app: App, { etcd }: AppDeps) {
+  app.openapi(forHandling(healthzRoute), (c) => c.json({ status: "ok" }, 200));
+  app.openapi(forHandling(readyzRoute), async (c) => {
+    try {
+      await etcd.ping();
+    } catch (err) {
+      // Any failure to reach etcd means not ready; the error handler renders the 503.
+      throw err instanceof EtcdUnavailableError ? err : new EtcdUnavailableError(String(err));
+    }
+    return c.json({ status: "ready" }, 200);
+  });
+}

@@ -1,0 +1,48 @@
+import { createRoute } from "@hono/zod-openapi";
+import { isValidName } from "../../lock/names.js";
+import { Problem } from "../../problems.js";
+import { type App, type AppDeps, forHandling } from "../deps.js";
+import { commonProblems, ListQuery, LockList } from "../schemas.js";
+
+export const listRoute = createRoute({
+  method: "get",
+  path: "/locks",
+  tags: ["locks"],
+  summary: "List held locks",
+  description: "Held locks in name order, optionally under a name prefix, a page at a time. Never lease handles.",
+  request: { query: ListQuery },
+  responses: {
+    200: { description: "A page of held locks", content: { "application/json": { schema: LockList } } },
+    ...commonProblems,
+  },
+});
+
+export function registerList(app: App, { locks }: AppDeps) {
+  app.openapi(forHandling(listRoute), async (c) => {
+    const query = c.req.valid("query");
+    const prefix = query.prefix ?? "";
+    const limit = query.limit === undefined ? 100 : Number(query.limit);
+    if (limit < 1 || limit > 1000) throw new Problem("invalid-request", "limit must be a whole number from 1 to 1000");
+    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, prefix);
+    const page = await locks.list({ prefix, limit, ...(after !== undefined ? { after } : {}) });
+    return c.json({ items: page.items, ...(page.next !== undefined ? { cursor: encodeCursor(page.next) } : {}) }, 200);
+  });
+}
+
+/** The cursor is the last name of the previous page, base64url-encoded (opaque to clients). */
+function encodeCursor(name: string): string {
+  return btoa(name).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function decodeCursor(cursor: string, prefix: string): string {
+  let name: string | undefined;
+  try {
+    name = atob(cursor.replaceAll("-", "+").replaceAll("_", "/"));
+  } catch {
+    name = undefined;
+  }
+  if (name === undefined || !isValidName(name) || !name.startsWith(prefix)) {
+    throw new Problem("invalid-request", "cursor is not one this service returned for this prefix");
+  }
+  return name;
+}

@@ -1,0 +1,49 @@
+import { createRoute } from "@hono/zod-openapi";
+import { Problem } from "../../problems.js";
+import { type App, type AppDeps, forHandling } from "../deps.js";
+import { bodyProblems, commonProblems, LeaseBody, NameParam, ReleaseQuery, problem } from "../schemas.js";
+import { leaseFrom } from "./lease-input.js";
+
+export const releaseRoute = createRoute({
+  method: "delete",
+  path: "/locks/{name}",
+  tags: ["locks"],
+  summary: "Release a lock",
+  description:
+    "Revokes the holder's lease, which deletes the lock in the same etcd step. " +
+    "Admin keys may pass `force=true` instead of a lease.",
+  request: {
+    params: NameParam,
+    query: ReleaseQuery,
+    body: {
+      required: false,
+      content: {
+        "application/json": { schema: LeaseBody },
+        "application/x-www-form-urlencoded": { schema: LeaseBody },
+      },
+    },
+  },
+  responses: {
+    204: { description: "Released" },
+    404: problem("lock-not-found: force-release of a lock nobody holds"),
+    410: problem("lock-lost: this lease no longer holds the lock; nothing changed"),
+    ...commonProblems,
+    ...bodyProblems,
+  },
+});
+
+export function registerRelease(app: App, { locks }: AppDeps) {
+  app.openapi(forHandling(releaseRoute), async (c) => {
+    const { name } = c.req.valid("param");
+    const query = c.req.valid("query");
+    if (query.force === "true") {
+      // Only admin keys reach this (auth is checked before routes); without auth, anyone.
+      if (!(await locks.forceRelease(name))) {
+        throw new Problem("lock-not-found", `lock ${name} is not held`);
+      }
+      return c.body(null, 204);
+    }
+    await locks.release(name, await leaseFrom(c, query.lease));
+    return c.body(null, 204);
+  });
+}

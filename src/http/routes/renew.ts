@@ -1,0 +1,37 @@
+import { createRoute } from "@hono/zod-openapi";
+import { type App, type AppDeps, forHandling } from "../deps.js";
+import { bodyProblems, commonProblems, Grant, LeaseBody, LeaseQuery, NameParam, problem } from "../schemas.js";
+import { leaseFrom } from "./lease-input.js";
+
+export const renewRoute = createRoute({
+  method: "put",
+  path: "/locks/{name}/renew",
+  tags: ["locks"],
+  summary: "Renew a lock",
+  description: "Resets the lease to its granted TTL. The token stays the same.",
+  request: {
+    params: NameParam,
+    query: LeaseQuery,
+    body: {
+      required: false,
+      content: {
+        "application/json": { schema: LeaseBody },
+        "application/x-www-form-urlencoded": { schema: LeaseBody },
+      },
+    },
+  },
+  responses: {
+    200: { description: "Renewed: same token, new expiresAt", content: { "application/json": { schema: Grant } } },
+    410: problem("lock-lost: this lease no longer holds the lock"),
+    ...commonProblems,
+    ...bodyProblems,
+  },
+});
+
+export function registerRenew(app: App, { locks }: AppDeps) {
+  app.openapi(forHandling(renewRoute), async (c) => {
+    const { name } = c.req.valid("param");
+    const lease = await leaseFrom(c, c.req.valid("query").lease);
+    return c.json(await locks.renew(name, lease), 200);
+  });
+}

@@ -1,0 +1,351 @@
+import type { EtcdClient, KeyValue } from "../etcd/types.js";
+import { LeaseExistsError, prefixEnd } from "../etcd/types.js";
+import { Problem } from "../problems.js";
+import { formatHandle, parseHandle, randomLeaseId } from "./names.js";
+
+/** What acquire and renew hand to the holder. */
+export interface Grant {
+  name: string;
+  token: number;
+  lease: string;
+  ttl: number;
+  expiresAt: string;
+  owner?: string;
+}
+
+/** What anyone may see about a held lock: no lease handle. */
+export interface LockInfo {
+  name: string;
+  token: number;
+  /** Remaining seconds. */
+  ttl: number;
+  expiresAt: string;
+  owner?: string;
+}
+
+export interface AcquireOptions {
+  ttl: number;
+  owner?: string;
+  /** Seconds to wait for the lock; fractions allowed. */
+  wait: number;
+  idempotencyKey?: string;
+  /** Fires when the caller has gone away. */
+  signal?: AbortSignal;
+}
+
+export interface LockServiceOptions {
+  prefix: string;
+  /** Cap on concurrent waiting acquires in this instance. */
+  maxWaiters: number;
+  /** Fires when the instance shuts down: waiters are answered with 503 at once. */
+  shutdownSignal?: AbortSignal;
+}
+
+/** The caller hung up; nobody will read the answer. */
+export class CallerGoneError extends Error {
+  override name = "CallerGoneError";
+}
+
+/** What is stored as the lock key's value, next to the lease etcd keeps on the key. */
+interface StoredValue {
+  owner?: string;
+  /** TTL etcd granted, so renewals and idempotent replays can report it. */
+  ttl?: number;
+  /** SHA-256 of the Idempotency-Key (the key itself would let a reader replay the grant). */
+  idem?: string;
+}
+
+/**
+ * The lock protocol, written once against `EtcdClient` (SPEC "etcd steps"). Stateless
+ * apart from a count of this instance's waiters: every fact lives in etcd.
+ */
+export class LockService {
+  private waiters = 0;
+
+  constructor(
+    private readonly etcd: EtcdClient,
+    private readonly opts: LockServiceOptions,
+  ) {}
+
+  get activeWaiters(): number {
+    return this.waiters;
+  }
+
+  key(name: string): string {
+    return this.opts.prefix + name;
+  }
+
+  async acquire(name: string, o: AcquireOptions): Promise<{ grant: Grant; replayed: boolean }> {
+    const key = this.key(name);
+    const deadline = Date.now() + o.wait * 1000;
+    const idem = o.idempotencyKey === undefined ? undefined : await sha256Hex(o.idempotencyKey);
+    let waiting = false;
+    let lastChance = false;
+    try {
+      for (;;) {
+        if (o.signal?.aborted) throw new CallerGoneError();
+        // Read first: a held lock costs one linearizable read instead of a lease grant + revoke.
+        const read = await this.etcd.get(key);
+        let holder = read.kv;
+        let revision = read.revision;
+        if (!holder) {
+          const attempt = await this.tryCreate(key, name, o, idem);
+          if ("grant" in attempt) return { grant: attempt.grant, replayed: false };
+          holder = attempt.holder;
+          revision = attempt.revision;
+          if (!holder) continue;
+        }
+
+        const stored = decodeValue(holder.value);
+        if (idem !== undefined && stored.idem === idem) {
+          const ttl = await this.etcd.leaseTimeToLive(holder.lease);
+          if (ttl.ttl > 0) return { grant: this.grantOf(name, holder, stored, ttl.ttl), replayed: true };
+          continue; // our earlier grant expired this instant; its key is going away
+        }
+
+        if (Date.now() >= deadline) {
+          const ttl = await this.etcd.leaseTimeToLive(holder.lease);
+          // A lease already gone means the key went with it: look once more before saying 409.
+          if (ttl.ttl < 0 && !lastChance) {
+            lastChance = true;
+            continue;
+          }
+          throw lockHeld(name, holder, stored, Math.max(ttl.ttl, 0));
+        }
+
+        if (!waiting) {
+          if (this.waiters >= this.opts.maxWaiters) {
+            throw new Problem(
+              "too-many-waiters",
+              `this instance already has ${this.opts.maxWaiters} waiting acquires; retry later or with a shorter wait`,
+              {},
+              { "Retry-After": "1" },
+            );
+          }
+          this.waiters++;
+          waiting = true;
+        }
+        // Watching from the revision that showed the lock held, + 1, cannot miss a release
+        // that happens between that read and the watch being set up: etcd replays history.
+        const stopWaiting = untilDeadline(deadline, o.signal, this.opts.shutdownSignal);
+        const outcome = await this.etcd
+          .watchDelete(key, revision + 1, stopWaiting.signal)
+          .finally(() => stopWaiting.done());
+        if (outcome === "aborted" && o.signal?.aborted) throw new CallerGoneError();
+        if (outcome === "aborted" && this.opts.shutdownSignal?.aborted) {
+          throw new Problem(
+            "backend-unavailable",
+            "this instance is shutting down; retry (another instance will serve you)",
+            {},
+            { "Retry-After": "1" },
+          );
+        }
+        // deleted → try again; compacted → re-read; deadline → the loop's last check decides.
+      }
+    } finally {
+      if (waiting) this.waiters--;
+    }
+  }
+
+  /** Lease grant + create-if-absent txn. Loses the race → revokes the unused lease. */
+  private async tryCreate(
+    key: string,
+    name: string,
+    o: AcquireOptions,
+    idem: string | undefined,
+  ): Promise<{ grant: Grant } | { holder?: KeyValue; revision: number }> {
+    const sentAt = Date.now();
+    let leaseId = randomLeaseId();
+    let grantedTtl: number;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        grantedTtl = await this.etcd.leaseGrant(leaseId, o.ttl);
+        break;
+      } catch (err) {
+        // 2^63 IDs make a collision next to impossible; still, never reuse a taken one.
+        if (!(err instanceof LeaseExistsError) || attempt >= 3) throw err;
+        leaseId = randomLeaseId();
+      }
+    }
+    const stored: StoredValue = { ...(o.owner !== undefined ? { owner: o.owner } : {}), ttl: grantedTtl };
+    if (idem !== undefined) stored.idem = idem;
+    let txn: Awaited<ReturnType<EtcdClient["createIfAbsent"]>>;
+    try {
+      txn = await this.etcd.createIfAbsent(key, JSON.stringify(stored), leaseId);
+    } catch (err) {
+      // Whether the txn applied is unknown; the lease is ours alone, so revoking it
+      // removes the key if it did. Best effort: if etcd is down the lease simply expires.
+      this.etcd.leaseRevoke(leaseId).catch(() => {});
+      throw err;
+    }
+    if (!txn.created) {
+      this.etcd.leaseRevoke(leaseId).catch(() => {});
+      return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
+    }
+    const grant: Grant = {
+      name,
+      token: txn.revision,
+      lease: formatHandle(leaseId),
+      ttl: grantedTtl,
+      expiresAt: new Date(sentAt + grantedTtl * 1000).toISOString(),
+      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+    };
+    const signal = o.signal;
+    if (signal) {
+      // A grant nobody receives must not stay held by nobody. The signal only fires when
+      // the caller disconnects before the response is fully sent.
+      const revoke = () => {
+        this.etcd.leaseRevoke(leaseId).catch(() => {});
+      };
+      if (signal.aborted) {
+        revoke();
+        throw new CallerGoneError();
+      }
+      signal.addEventListener("abort", revoke, { once: true });
+    }
+    return { grant };
+  }
+
+  async renew(name: string, handle: string): Promise<Grant> {
+    const id = parseHandle(handle);
+    const kv = await this.heldBy(name, id);
+    const sentAt = Date.now();
+    const ttl = await this.etcd.leaseKeepAliveOnce(kv.lease);
+    if (ttl <= 0) throw lockLost(name);
+    const stored = decodeValue(kv.value);
+    return { ...this.grantOf(name, kv, stored, ttl, sentAt), ttl };
+  }
+
+  async release(name: string, handle: string): Promise<void> {
+    const id = parseHandle(handle);
+    const kv = await this.heldBy(name, id);
+    // Revoking the lease deletes the key in the same etcd step. A lease already gone
+    // means the lock expired in between: report it, never a 204 for nothing.
+    if (!(await this.etcd.leaseRevoke(kv.lease))) throw lockLost(name);
+  }
+
+  /** Admin release regardless of holder. `false` when nothing was held. */
+  async forceRelease(name: string): Promise<boolean> {
+    const read = await this.etcd.get(this.key(name));
+    if (!read.kv) return false;
+    if (read.kv.lease === 0n) {
+      throw new Problem("internal-error", "the lock key has no lease; it was not written by leasehold");
+    }
+    return this.etcd.leaseRevoke(read.kv.lease);
+  }
+
+  async inspect(name: string): Promise<LockInfo | undefined> {
+    const read = await this.etcd.get(this.key(name));
+    if (!read.kv) return undefined;
+    return this.infoOf(name, read.kv);
+  }
+
+  /** Held locks in name order, starting after the name `after`. */
+  async list(o: { prefix: string; limit: number; after?: string }): Promise<{ items: LockInfo[]; next?: string }> {
+    const start = o.after === undefined ? this.key(o.prefix) : `${this.key(o.after)}\0`;
+    const end = prefixEnd(this.key(o.prefix));
+    const res = await this.etcd.range(start, end, o.limit);
+    const infos = await Promise.all(res.kvs.map((kv) => this.infoOf(kv.key.slice(this.opts.prefix.length), kv)));
+    const items = infos.filter((i): i is LockInfo => i !== undefined);
+    const last = res.kvs.at(-1);
+    return { items, ...(res.more && last ? { next: last.key.slice(this.opts.prefix.length) } : {}) };
+  }
+
+  private async infoOf(name: string, kv: KeyValue): Promise<LockInfo | undefined> {
+    if (kv.lease === 0n) return undefined;
+    const ttl = await this.etcd.leaseTimeToLive(kv.lease);
+    if (ttl.ttl < 0) return undefined;
+    const stored = decodeValue(kv.value);
+    return {
+      name,
+      token: kv.createRevision,
+      ttl: ttl.ttl,
+      expiresAt: new Date(Date.now() + ttl.ttl * 1000).toISOString(),
+      ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
+    };
+  }
+
+  /** The lock's key when `id` is the lease it is bound to; otherwise lock-lost. */
+  private async heldBy(name: string, id: bigint | undefined): Promise<KeyValue> {
+    if (id === undefined) throw lockLost(name);
+    const read = await this.etcd.get(this.key(name));
+    if (!read.kv || read.kv.lease !== id) throw lockLost(name);
+    return read.kv;
+  }
+
+  private grantOf(name: string, kv: KeyValue, stored: StoredValue, remaining: number, from = Date.now()): Grant {
+    return {
+      name,
+      token: kv.createRevision,
+      lease: formatHandle(kv.lease),
+      ttl: stored.ttl ?? remaining,
+      expiresAt: new Date(from + remaining * 1000).toISOString(),
+      ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
+    };
+  }
+}
+
+function lockHeld(name: string, holder: KeyValue, stored: StoredValue, remaining: number): Problem {
+  return new Problem(
+    "lock-held",
+    `lock ${name} is held by ${stored.owner === undefined ? "another holder" : JSON.stringify(stored.owner)}`,
+    {
+      holder: {
+        ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
+        token: holder.createRevision,
+        expiresAt: new Date(Date.now() + remaining * 1000).toISOString(),
+      },
+    },
+    { "Retry-After": String(Math.max(1, Math.ceil(remaining))) },
+  );
+}
+
+function lockLost(name: string): Problem {
+  return new Problem(
+    "lock-lost",
+    `lock ${name} is not held with this lease: it expired, was released, or now belongs to someone else`,
+  );
+}
+
+function decodeValue(value: string): StoredValue {
+  try {
+    const v = JSON.parse(value) as unknown;
+    if (typeof v !== "object" || v === null) return {};
+    const o = v as Record<string, unknown>;
+    return {
+      ...(typeof o.owner === "string" ? { owner: o.owner } : {}),
+      ...(typeof o.ttl === "number" ? { ttl: o.ttl } : {}),
+      ...(typeof o.idem === "string" ? { idem: o.idem } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A signal that fires at `deadline` or when any of the other signals fires, and a
+ * `done` to release its timer and listeners. (Built by hand: on Node 20 a signal from
+ * AbortSignal.any over AbortSignal.timeout can be garbage-collected before it fires.)
+ */
+function untilDeadline(deadline: number, ...others: (AbortSignal | undefined)[]) {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  const timer = setTimeout(abort, Math.max(0, deadline - Date.now()));
+  const sources = others.filter((s): s is AbortSignal => s !== undefined);
+  for (const s of sources) {
+    if (s.aborted) abort();
+    else s.addEventListener("abort", abort, { once: true });
+  }
+  return {
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      for (const s of sources) s.removeEventListener("abort", abort);
+    },
+  };
+}

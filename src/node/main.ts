@@ -1,0 +1,97 @@
+import { type ServerType, serve } from "@hono/node-server";
+import { resolve } from "node:path";
+import { ConfigError, parseConfig } from "../config.js";
+import { createApp } from "../http/app.js";
+import { jsonLogger } from "../http/logger.js";
+import { LockService } from "../lock/service.js";
+import { nodeDocsAssets } from "./assets.js";
+import { connectEtcd } from "./etcd.js";
+import { EtcdNotInstalledError, type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
+
+/** Node entry: configuration, etcd (a local one in development mode), HTTP server, shutdown. */
+export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
+  const log = jsonLogger(undefined, env.LOG_LEVEL ?? "info");
+  let config: ReturnType<typeof parseConfig>;
+  try {
+    config = parseConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`leasehold: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  let devEtcd: LocalEtcd | undefined;
+  let endpoints = config.ETCD_ENDPOINTS;
+  if (!endpoints) {
+    try {
+      devEtcd = await startLocalEtcd({ dataDir: resolve(".leasehold", "etcd"), log: "ignore" });
+    } catch (err) {
+      console.error(`leasehold: ${(err as Error).message}`);
+      process.exit(1);
+      return;
+    }
+    endpoints = [devEtcd.endpoint];
+    log.warn("development mode: started a local etcd (set ETCD_ENDPOINTS to use a real cluster)", {
+      etcd: devEtcd.endpoint,
+      dataDir: devEtcd.dataDir,
+    });
+  }
+
+  let etcd: ReturnType<typeof connectEtcd>;
+  try {
+    etcd = connectEtcd(config, endpoints);
+  } catch (err) {
+    console.error(`leasehold: ${(err as Error).message}`);
+    await devEtcd?.stop();
+    process.exit(1);
+    return;
+  }
+  const shutdown = new AbortController();
+  const locks = new LockService(etcd, {
+    prefix: config.LEASEHOLD_PREFIX,
+    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
+    shutdownSignal: shutdown.signal,
+  });
+  const app = createApp({ config, etcd, locks, log, docsAssets: nodeDocsAssets() });
+  log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+
+  const server: ServerType = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" }, (info) => {
+    log.info("listening", { url: `http://${config.HOST ?? "0.0.0.0"}:${info.port}`, etcd: endpoints, transport: config.ETCD_TRANSPORT });
+  });
+  server.on("error", async (err) => {
+    console.error(`leasehold: cannot listen on port ${config.PORT}: ${err.message}`);
+    await devEtcd?.stop();
+    process.exit(1);
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    // Waiters are answered now (503, retry elsewhere) rather than held until `wait` ends.
+    shutdown.abort();
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    const grace = setTimeout(() => {
+      log.warn("in-flight requests did not finish within 10 s; closing connections");
+      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+    }, 10_000);
+    grace.unref();
+    await closed;
+    await etcd.close().catch(() => {});
+    await devEtcd?.stop();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+  process.once("SIGINT", () => void stop("SIGINT"));
+}
+
+if (process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

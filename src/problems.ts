@@ -1,0 +1,51 @@
+/**
+ * The stable error vocabulary of the API (SPEC's error table). The lock protocol
+ * throws `Problem`s; the HTTP layer renders every failure as RFC 9457 problem+json.
+ */
+export const PROBLEMS = {
+  "invalid-request": { status: 400, title: "Invalid request" },
+  unauthorized: { status: 401, title: "Unauthorized" },
+  forbidden: { status: 403, title: "Forbidden" },
+  "lock-not-found": { status: 404, title: "Lock not found" },
+  "not-found": { status: 404, title: "Not found" },
+  "method-not-allowed": { status: 405, title: "Method not allowed" },
+  "lock-held": { status: 409, title: "Lock held" },
+  "lock-lost": { status: 410, title: "Lock lost" },
+  "payload-too-large": { status: 413, title: "Payload too large" },
+  "unsupported-media-type": { status: 415, title: "Unsupported media type" },
+  "too-many-waiters": { status: 429, title: "Too many waiters" },
+  "internal-error": { status: 500, title: "Internal error" },
+  "backend-unavailable": { status: 503, title: "Backend unavailable" },
+} as const;
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+export class Problem extends Error {
+  override name = "Problem";
+  readonly status: number;
+  readonly title: string;
+
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail: string,
+    /** Extra members of the problem body (e.g. `holder` for lock-held). */
+    readonly extensions: Record<string, unknown> = {},
+    /** Extra response headers (e.g. Retry-After). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+    this.status = PROBLEMS[code].status;
+    this.title = PROBLEMS[code].title;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      type: `/problems/${this.code}`,
+      title: this.title,
+      status: this.status,
+      detail: this.detail,
+      code: this.code,
+      ...this.extensions,
+    };
+  }
+}

@@ -1,0 +1,96 @@
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, sleep, uniqueName } from "../support/http.js";
+import type { TestService } from "../support/service.js";
+import { targets } from "./targets.js";
+
+describe.each(targets)("waiting acquires ($name)", (target) => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await target.start();
+  });
+  afterAll(async () => {
+    await svc?.stop();
+  });
+
+  it("a waiter wakes within a few hundred ms of a release", async () => {
+    const name = uniqueName("wait");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    const waiting = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 10, owner: "waiter" } });
+    await sleep(500);
+    const releasedAt = Date.now();
+    expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
+    const r = await waiting;
+    const wokeAfter = Date.now() - releasedAt;
+    expect(r.status).toBe(201);
+    expect(r.json.owner).toBe("waiter");
+    expect(r.json.token).toBeGreaterThan(g.json.token);
+    expect(wokeAfter).toBeLessThan(500);
+  });
+
+  it("a waiter also wakes when the holder's TTL expires", async () => {
+    const name = uniqueName("wait");
+    await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 2 } });
+    const started = Date.now();
+    const r = await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 8 } });
+    expect(r.status).toBe(201);
+    expect(Date.now() - started).toBeLessThan(4_500);
+  });
+
+  it("a waiter times out with 409 at `wait`", async () => {
+    const name = uniqueName("wait");
+    await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30, owner: "holder" } });
+    const started = Date.now();
+    const r = await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 1.5 } });
+    const took = Date.now() - started;
+    expect(r.status).toBe(409);
+    expect(r.json.code).toBe("lock-held");
+    expect(r.json.holder.owner).toBe("holder");
+    expect(took).toBeGreaterThanOrEqual(1_450);
+    expect(took).toBeLessThan(2_500);
+  });
+
+  it("many waiters: exactly one wins each release", async () => {
+    const name = uniqueName("herd");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    const waiters = Array.from({ length: 8 }, () => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 3 } }));
+    await sleep(300);
+    await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    const replies = await Promise.all(waiters);
+    expect(replies.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(replies.filter((r) => r.status === 409)).toHaveLength(7);
+  });
+
+  it("a waiter that hangs up stops waiting and leaves no lock behind", async () => {
+    const name = uniqueName("gone");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    const url = new URL(`/locks/${name}`, svc.url);
+    const req = request(url, { method: "POST", headers: { "content-type": "application/json" } });
+    req.on("error", () => {});
+    req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
+    await sleep(400);
+    req.destroy();
+    await sleep(300);
+    // Released after the waiter left: nobody may end up holding it.
+    expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
+    await sleep(800);
+    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
+    expect(svc.locks.activeWaiters).toBe(0);
+  });
+
+  it("a grant that lands after the caller hung up is revoked", async () => {
+    const name = uniqueName("late");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    const url = new URL(`/locks/${name}`, svc.url);
+    const req = request(url, { method: "POST", headers: { "content-type": "application/json" } });
+    req.on("error", () => {});
+    req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
+    await sleep(400);
+    // Release and hang up at the same moment: the wake-up and the disconnect race.
+    const release = call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    req.destroy();
+    expect((await release).status).toBe(204);
+    await sleep(1_000);
+    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
+  });
+});

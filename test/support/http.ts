@@ -1,0 +1,43 @@
+/** Small fetch helpers for tests: every response's body is read once and kept. */
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests inspect arbitrary JSON
+  json: any;
+}
+
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  init: { json?: unknown; form?: Record<string, string>; body?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const headers: Record<string, string> = { ...init.headers };
+  let body: string | undefined = init.body;
+  if (init.json !== undefined) {
+    headers["content-type"] ??= "application/json";
+    body = JSON.stringify(init.json);
+  } else if (init.form !== undefined) {
+    headers["content-type"] ??= "application/x-www-form-urlencoded";
+    body = new URLSearchParams(init.form).toString();
+  }
+  const res = await fetch(base + path, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let counter = 0;
+/** A lock name unique within the test run. */
+export function uniqueName(label = "lock"): string {
+  counter++;
+  return `${label}:${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -5,7 +5,8 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Each file starts its own etcd; two cores do not gain from more parallel files.
+    // Each file starts its own etcd; two cores gain nothing from more parallel files.
     maxWorkers: 2,
+    reporters: ["default", ["json", { outputFile: "test-output/vitest.json" }]],
   },
 });

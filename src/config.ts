@@ -103,7 +103,11 @@ export const configSchema = z
       });
     }
     if (c.ETCD_PASSWORD !== undefined && c.ETCD_USERNAME === undefined) {
-      ctx.addIssue({ code: "custom", path: ["ETCD_USERNAME"], message: "ETCD_PASSWORD is set but ETCD_USERNAME is not" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["ETCD_USERNAME"],
+        message: "ETCD_PASSWORD is set but ETCD_USERNAME is not",
+      });
     }
   });
 

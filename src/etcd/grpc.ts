@@ -5,8 +5,8 @@ import {
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
   type IKeyValue,
-  type Watcher,
   isRecoverableError,
+  type Watcher,
 } from "etcd3";
 import {
   type CreateResult,

@@ -80,7 +80,7 @@ function parseJsonObject(text: string): Record<string, unknown> {
     throw new Problem("invalid-request", `malformed JSON body: ${(err as Error).message}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new Problem("invalid-request", "the JSON body must be an object, e.g. {\"ttl\": 30}");
+    throw new Problem("invalid-request", 'the JSON body must be an object, e.g. {"ttl": 30}');
   }
   return value as Record<string, unknown>;
 }

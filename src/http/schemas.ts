@@ -16,13 +16,10 @@ const Ttl = z
   .min(1, "must be at least 1 second")
   .openapi({ description: "Lease TTL in seconds (max LEASEHOLD_MAX_TTL, default 86400)", example: 30 });
 
-const Wait = z
-  .number({ message: "must be a number" })
-  .min(0, "must not be negative")
-  .openapi({
-    description: "Seconds to long-poll for the lock (fractions allowed; max LEASEHOLD_MAX_WAIT, default 60)",
-    example: 10,
-  });
+const Wait = z.number({ message: "must be a number" }).min(0, "must not be negative").openapi({
+  description: "Seconds to long-poll for the lock (fractions allowed; max LEASEHOLD_MAX_WAIT, default 60)",
+  example: 10,
+});
 
 const Owner = z
   .string({ message: "must be a string" })
@@ -89,9 +86,10 @@ const Token = z.number().int().openapi({
   description: "Fencing token: the etcd revision that created the lock key. Strictly increases across grants.",
   example: 1042,
 });
-const ExpiresAt = z
-  .string()
-  .openapi({ description: "Server-clock estimate; count from your own send time", example: "2026-11-21T12:00:30.000Z" });
+const ExpiresAt = z.string().openapi({
+  description: "Server-clock estimate; count from your own send time",
+  example: "2026-11-21T12:00:30.000Z",
+});
 
 export const Grant = z
   .object({

@@ -1,12 +1,12 @@
-import { type ServerType, serve } from "@hono/node-server";
 import { resolve } from "node:path";
+import { type ServerType, serve } from "@hono/node-server";
 import { ConfigError, parseConfig } from "../config.js";
 import { createApp } from "../http/app.js";
 import { jsonLogger } from "../http/logger.js";
 import { LockService } from "../lock/service.js";
 import { nodeDocsAssets } from "./assets.js";
 import { connectEtcd } from "./etcd.js";
-import { EtcdNotInstalledError, type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
+import { type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
 
 /** Node entry: configuration, etcd (a local one in development mode), HTTP server, shutdown. */
 export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
@@ -57,9 +57,16 @@ export async function main(env: Record<string, string | undefined> = process.env
   const app = createApp({ config, etcd, locks, log, docsAssets: nodeDocsAssets() });
   log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
 
-  const server: ServerType = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" }, (info) => {
-    log.info("listening", { url: `http://${config.HOST ?? "0.0.0.0"}:${info.port}`, etcd: endpoints, transport: config.ETCD_TRANSPORT });
-  });
+  const server: ServerType = serve(
+    { fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" },
+    (info) => {
+      log.info("listening", {
+        url: `http://${config.HOST ?? "0.0.0.0"}:${info.port}`,
+        etcd: endpoints,
+        transport: config.ETCD_TRANSPORT,
+      });
+    },
+  );
   server.on("error", async (err) => {
     console.error(`leasehold: cannot listen on port ${config.PORT}: ${err.message}`);
     await devEtcd?.stop();

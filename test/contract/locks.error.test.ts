@@ -22,7 +22,14 @@ describe.each(targets)("locks errors ($name)", (target) => {
 
   const keysUnderPrefix = async () => (await svc.direct.range(svc.prefix, `${svc.prefix.slice(0, -1)}0`, 0)).kvs.length;
 
-  type Case = [label: string, path: string, init: Parameters<typeof call>[3], status: number, code: string, detail?: RegExp];
+  type Case = [
+    label: string,
+    path: string,
+    init: Parameters<typeof call>[3],
+    status: number,
+    code: string,
+    detail?: RegExp,
+  ];
   const long = "x".repeat(256);
   const badAcquires: Case[] = [
     ["ttl as a string", "", { json: { ttl: "30" } }, 400, "invalid-request", /ttl/],
@@ -39,12 +46,38 @@ describe.each(targets)("locks errors ($name)", (target) => {
     ["unknown field", "", { json: { tll: 5 } }, 400, "invalid-request", /tll/],
     ["unknown form field", "", { form: { ttl: "5", ownr: "x" } }, 400, "invalid-request", /ownr/],
     ["form ttl not a number", "", { form: { ttl: "abc" } }, 400, "invalid-request", /ttl/],
-    ["malformed JSON", "", { body: "{ttl:", headers: { "content-type": "application/json" } }, 400, "invalid-request", /JSON/],
+    [
+      "malformed JSON",
+      "",
+      { body: "{ttl:", headers: { "content-type": "application/json" } },
+      400,
+      "invalid-request",
+      /JSON/,
+    ],
     ["JSON array", "", { json: [1, 2] }, 400, "invalid-request", /object/],
     ["JSON string", "", { json: "ttl" }, 400, "invalid-request", /object/],
-    ["JSON null", "", { body: "null", headers: { "content-type": "application/json" } }, 400, "invalid-request", /object/],
-    ["text/plain body", "", { body: "ttl=5", headers: { "content-type": "text/plain" } }, 415, "unsupported-media-type"],
-    ["multipart body", "", { body: "--x--", headers: { "content-type": "multipart/form-data; boundary=x" } }, 415, "unsupported-media-type"],
+    [
+      "JSON null",
+      "",
+      { body: "null", headers: { "content-type": "application/json" } },
+      400,
+      "invalid-request",
+      /object/,
+    ],
+    [
+      "text/plain body",
+      "",
+      { body: "ttl=5", headers: { "content-type": "text/plain" } },
+      415,
+      "unsupported-media-type",
+    ],
+    [
+      "multipart body",
+      "",
+      { body: "--x--", headers: { "content-type": "multipart/form-data; boundary=x" } },
+      415,
+      "unsupported-media-type",
+    ],
     ["body over 1 MiB", "", { json: { owner: "o".repeat(1024 * 1024 + 10) } }, 413, "payload-too-large"],
     ["bad Idempotency-Key", "", { headers: { "idempotency-key": "é" } }, 400, "invalid-request", /Idempotency-Key/],
   ];
@@ -120,15 +153,27 @@ describe.each(targets)("locks errors ($name)", (target) => {
     const g = await call(svc.url, "POST", `/locks/${name}`);
     expectProblem(await call(svc.url, "PUT", `/locks/${name}/renew`), 400, "invalid-request");
     expectProblem(await call(svc.url, "DELETE", `/locks/${name}`), 400, "invalid-request");
-    expectProblem(await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: "xyz" } }), 400, "invalid-request");
+    expectProblem(
+      await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: "xyz" } }),
+      400,
+      "invalid-request",
+    );
     expectProblem(await call(svc.url, "PUT", `/locks/${name}/renew?lease=123`), 400, "invalid-request");
     expectProblem(
       await call(svc.url, "PUT", `/locks/${name}/renew?lease=${"0".repeat(16)}`, { json: { lease: g.json.lease } }),
       400,
       "invalid-request",
     );
-    expectProblem(await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease, ttl: 5 } }), 400, "invalid-request");
-    expectProblem(await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}&forse=true`), 400, "invalid-request");
+    expectProblem(
+      await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease, ttl: 5 } }),
+      400,
+      "invalid-request",
+    );
+    expectProblem(
+      await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}&forse=true`),
+      400,
+      "invalid-request",
+    );
     expectProblem(await call(svc.url, "DELETE", `/locks/${name}?force=yes`), 400, "invalid-request");
     expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
   });

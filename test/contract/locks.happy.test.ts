@@ -65,7 +65,13 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 20, owner: "insp" } });
     const r = await call(svc.url, "GET", `/locks/${name}`);
     expect(r.status).toBe(200);
-    expect(r.json).toEqual({ name, token: g.json.token, ttl: expect.any(Number), expiresAt: expect.any(String), owner: "insp" });
+    expect(r.json).toEqual({
+      name,
+      token: g.json.token,
+      ttl: expect.any(Number),
+      expiresAt: expect.any(String),
+      owner: "insp",
+    });
     expect(r.json.ttl).toBeGreaterThan(15);
     expect(r.json.ttl).toBeLessThanOrEqual(20);
     expect(r.text).not.toContain(g.json.lease);
@@ -137,8 +143,16 @@ describe.each(targets)("locks happy path ($name)", (target) => {
       headers: { "Idempotency-Key": key },
     });
     expect(again.status).toBe(200);
-    expect(again.json).toMatchObject({ name, token: first.json.token, lease: first.json.lease, ttl: 15, owner: "idem" });
-    const other = await call(svc.url, "POST", `/locks/${name}`, { headers: { "idempotency-key": crypto.randomUUID() } });
+    expect(again.json).toMatchObject({
+      name,
+      token: first.json.token,
+      lease: first.json.lease,
+      ttl: 15,
+      owner: "idem",
+    });
+    const other = await call(svc.url, "POST", `/locks/${name}`, {
+      headers: { "idempotency-key": crypto.randomUUID() },
+    });
     expect(other.status).toBe(409);
     const none = await call(svc.url, "POST", `/locks/${name}`);
     expect(none.status).toBe(409);
@@ -178,9 +192,17 @@ describe.each(targets)("locks happy path ($name)", (target) => {
       owner: "o-a",
     });
     expect(typeof page1.json.cursor).toBe("string");
-    const page2 = await call(svc.url, "GET", `/locks?prefix=${encodeURIComponent(prefix)}&limit=2&cursor=${page1.json.cursor}`);
+    const page2 = await call(
+      svc.url,
+      "GET",
+      `/locks?prefix=${encodeURIComponent(prefix)}&limit=2&cursor=${page1.json.cursor}`,
+    );
     expect(page2.json.items.map((i: { name: string }) => i.name)).toEqual([`${prefix}c`, `${prefix}d`]);
-    const page3 = await call(svc.url, "GET", `/locks?prefix=${encodeURIComponent(prefix)}&limit=2&cursor=${page2.json.cursor}`);
+    const page3 = await call(
+      svc.url,
+      "GET",
+      `/locks?prefix=${encodeURIComponent(prefix)}&limit=2&cursor=${page2.json.cursor}`,
+    );
     expect(page3.json.items.map((i: { name: string }) => i.name)).toEqual([`${prefix}e`]);
     expect("cursor" in page3.json).toBe(false);
     const all = await call(svc.url, "GET", "/locks?limit=1000");

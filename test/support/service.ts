@@ -1,5 +1,5 @@
-import { type ServerType, serve } from "@hono/node-server";
 import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
 import { parseConfig } from "../../src/config.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";

@@ -36,7 +36,9 @@ const INIT_JS = `window.ui = SwaggerUIBundle({
 export function registerDocs(app: App, { docsAssets }: AppDeps) {
   app.get("/openapi.yaml", (c) => c.body(openApiYaml(), 200, { "content-type": "application/yaml; charset=utf-8" }));
   app.get("/docs", (c) => c.html(DOCS_HTML));
-  app.get("/docs/assets/init.js", (c) => c.body(INIT_JS, 200, { "content-type": ASSET_TYPES["swagger-ui-bundle.js"] ?? "" }));
+  app.get("/docs/assets/init.js", (c) =>
+    c.body(INIT_JS, 200, { "content-type": ASSET_TYPES["swagger-ui-bundle.js"] ?? "" }),
+  );
   app.get("/docs/assets/:file", async (c) => {
     const file = c.req.param("file");
     const type = ASSET_TYPES[file];

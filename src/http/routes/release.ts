@@ -1,7 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { type App, type AppDeps, forHandling } from "../deps.js";
-import { bodyProblems, commonProblems, LeaseBody, NameParam, ReleaseQuery, problem } from "../schemas.js";
+import { bodyProblems, commonProblems, LeaseBody, NameParam, problem, ReleaseQuery } from "../schemas.js";
 import { leaseFrom } from "./lease-input.js";
 
 export const releaseRoute = createRoute({

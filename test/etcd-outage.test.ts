@@ -67,7 +67,7 @@ describe.each(["grpc", "http"] as const)("etcd outage and recovery (%s)", (trans
     await svc.etcd.stop();
     const r = await waiting;
     const took = Date.now() - started;
-    expect([409, 503]).toContain(r.status);
+    expect([409, 503], `${r.text}\n${svc.logs.filter((l) => l.includes('"error"')).join("\n")}`).toContain(r.status);
     expect(took).toBeLessThan(2_000 + DEADLINE_MS * 2 + 500);
     await svc.etcd.restart();
   });

@@ -64,6 +64,63 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     return { revision: Number(res.header.revision), ...(kv ? { kv: toKv(kv) } : {}) };
   };
 
+  const watchers = new Set<() => void>();
+
+  /** Resolves like a watch would, by reading the key every 250 ms. */
+  const pollDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchOutcome> => {
+    for (;;) {
+      if (signal.aborted) return "aborted";
+      const { kv } = await get(key);
+      // Gone, or re-created after fromRevision: the key seen before was deleted.
+      if (!kv || kv.createRevision >= fromRevision) return "deleted";
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 250);
+        signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
+  };
+
+  const watchOnce = async (
+    key: string,
+    fromRevision: number,
+    signal: AbortSignal,
+  ): Promise<WatchOutcome | { error: Error }> => {
+    if (signal.aborted) return "aborted";
+    let watcher: Watcher | undefined;
+    let settle: (o: WatchOutcome | { error: Error }) => void = () => {};
+    const outcome = new Promise<WatchOutcome | { error: Error }>((resolve) => {
+      settle = resolve;
+    });
+    const onAbort = () => settle("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+    watchers.add(onAbort);
+    try {
+      watcher = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
+      watcher.on("delete", () => settle("deleted"));
+      // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
+      // gives no reason then) or, with auth on, when its token is no longer valid.
+      watcher.on("error", (err: Error) => settle(/auth|permission/i.test(err.message) ? { error: err } : "compacted"));
+      const connected = new Promise<"connected">((resolve) => watcher?.once("connected", () => resolve("connected")));
+      const first = await Promise.race([connected, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
+      if (first === "timeout") {
+        throw new EtcdUnavailableError(`etcd watch was not established within ${opts.timeoutMs} ms`);
+      }
+      return await outcome;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      watchers.delete(onAbort);
+      // Cancelling talks to etcd; never make the caller wait for it.
+      watcher?.cancel().catch(() => {});
+    }
+  };
+
   return {
     get,
 
@@ -137,38 +194,13 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async watchDelete(key, fromRevision, signal): Promise<WatchOutcome> {
-      if (signal.aborted) return "aborted";
-      let watcher: Watcher | undefined;
-      let settle: (o: WatchOutcome) => void = () => {};
-      const outcome = new Promise<WatchOutcome>((resolve) => {
-        settle = resolve;
-      });
-      const onAbort = () => settle("aborted");
-      signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        const builder = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
-        watcher = builder;
-        builder.on("delete", () => settle("deleted"));
-        builder.on("error", (err: Error) => {
-          // The only error a healthy watch reports is its cancellation by etcd, which for a
-          // single-key watch means the start revision was compacted.
-          settle(/compacted/.test(err.message) ? "compacted" : "compacted");
-        });
-        const connected = new Promise<void>((resolve) => builder.once("connected", () => resolve()));
-        const established = await Promise.race([
-          connected.then(() => "connected" as const),
-          outcome,
-          sleep(opts.timeoutMs).then(() => "timeout" as const),
-        ]);
-        if (established === "timeout") {
-          throw new EtcdUnavailableError(`etcd watch was not established within ${opts.timeoutMs} ms`);
-        }
-        return await outcome;
-      } finally {
-        signal.removeEventListener("abort", onAbort);
-        // Cancelling talks to etcd; never make the caller wait for it.
-        watcher?.cancel().catch(() => {});
-      }
+      const outcome = await watchOnce(key, fromRevision, signal);
+      if (typeof outcome === "string") return outcome;
+      // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary
+      // calls but not its shared watch stream, so the watch cannot be renewed here:
+      // fall back to polling the key, which unary calls keep authenticated.
+      if (/auth token|Unauthenticated/i.test(outcome.error.message)) return pollDelete(key, fromRevision, signal);
+      throw translate(outcome.error, "watch");
     },
 
     async ping() {
@@ -176,6 +208,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async close() {
+      for (const end of watchers) end();
       client.close();
     },
   };
@@ -197,12 +230,15 @@ function translate(err: unknown, op: string): Error {
   if (err instanceof EtcdUnavailableError || err instanceof LeaseExistsError) return err;
   if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFound(err.message);
   if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
   if (
+    code === 14 || // UNAVAILABLE, as raw stream errors carry it
+    code === 4 || // DEADLINE_EXCEEDED
     err instanceof GRPCUnavailableError ||
     err instanceof GRPCDeadlineExceededError ||
     (err instanceof Error && isRecoverableError(err))
   ) {
-    return new EtcdUnavailableError(`etcd ${op} failed: ${err.message}`);
+    return new EtcdUnavailableError(`etcd ${op} failed: ${(err as Error).message}`);
   }
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -61,7 +61,7 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
     expect(replies.filter((r) => r.status === 409)).toHaveLength(7);
   });
 
-  it("a waiter that hangs up stops waiting and leaves no lock behind", async () => {
+  it.runIf(target.detectsDisconnect)("a waiter that hangs up stops waiting and leaves no lock behind", async () => {
     const name = uniqueName("gone");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
     const url = new URL(`/locks/${name}`, svc.url);
@@ -75,10 +75,10 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
     expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
     await sleep(800);
     expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
-    expect(svc.locks.activeWaiters).toBe(0);
+    if (svc.activeWaiters) expect(svc.activeWaiters()).toBe(0);
   });
 
-  it("a grant that lands after the caller hung up is revoked", async () => {
+  it.runIf(target.detectsDisconnect)("a grant that lands after the caller hung up is revoked", async () => {
     const name = uniqueName("late");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
     const url = new URL(`/locks/${name}`, svc.url);

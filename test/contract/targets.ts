@@ -1,15 +1,31 @@
 import { startTestService, type TestService } from "../support/service.js";
+import { startTestWorker } from "../support/worker.js";
 
 /**
  * The runtimes × transports the one contract suite runs against. Each target brings
- * its own real etcd. Files use `describe.each(targets)`.
+ * its own real etcd. Suite files use `describe.each(targets)`.
  */
 export interface Target {
   name: string;
+  /**
+   * Whether the runtime tells the app when a caller hangs up mid-request. Node does.
+   * Local workerd (wrangler dev, Miniflare, bare workerd) never fires request.signal
+   * for a pending request, so those cases cannot be produced on that target here.
+   */
+  detectsDisconnect: boolean;
   start(env?: Record<string, string>): Promise<TestService>;
 }
 
 export const targets: Target[] = [
-  { name: "node+grpc", start: (env) => startTestService({ transport: "grpc", ...(env ? { env } : {}) }) },
-  { name: "node+gateway", start: (env) => startTestService({ transport: "http", ...(env ? { env } : {}) }) },
+  {
+    name: "node+grpc",
+    detectsDisconnect: true,
+    start: (env) => startTestService({ transport: "grpc", ...(env ? { env } : {}) }),
+  },
+  {
+    name: "node+gateway",
+    detectsDisconnect: true,
+    start: (env) => startTestService({ transport: "http", ...(env ? { env } : {}) }),
+  },
+  { name: "worker+gateway", detectsDisconnect: false, start: (env) => startTestWorker(env) },
 ];

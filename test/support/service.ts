@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { parseConfig } from "../../src/config.js";
+import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { createApp } from "../../src/http/app.js";
@@ -19,7 +20,8 @@ export interface TestService {
   /** Every log line the service wrote. */
   logs: string[];
   prefix: string;
-  locks: LockService;
+  /** This instance's waiter count, where the test can see into the process (Node). */
+  activeWaiters?: () => number;
   stop(): Promise<void>;
 }
 
@@ -39,10 +41,7 @@ export async function startTestService(
     ...opts.env,
   });
   const connection = { endpoints: [etcd.endpoint], timeoutMs: config.ETCD_TIMEOUT_MS };
-  const client =
-    config.ETCD_TRANSPORT === "http"
-      ? (await import("../../src/etcd/gateway.js")).createGatewayEtcd(connection)
-      : createGrpcEtcd(connection);
+  const client = config.ETCD_TRANSPORT === "http" ? createGatewayEtcd(connection) : createGrpcEtcd(connection);
   const direct = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
   const logs: string[] = [];
   const log = jsonLogger((line) => logs.push(line), "info");
@@ -61,7 +60,7 @@ export async function startTestService(
     direct,
     logs,
     prefix: config.LEASEHOLD_PREFIX,
-    locks,
+    activeWaiters: () => locks.activeWaiters,
     stop: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));

@@ -86,6 +86,9 @@ export const configSchema = z
     LEASEHOLD_MAX_TTL: intVar("LEASEHOLD_MAX_TTL", 86_400, 1, 9_000_000_000),
     LEASEHOLD_MAX_WAIT: intVar("LEASEHOLD_MAX_WAIT", 60, 0, 86_400),
     LEASEHOLD_MAX_WAITERS: intVar("LEASEHOLD_MAX_WAITERS", 10_000, 0, 10_000_000),
+    /** JSON list of API keys; parsed by src/auth/api-keys.ts (it may need a file read). */
+    LEASEHOLD_API_KEYS: optionalString,
+    LEASEHOLD_API_KEYS_FILE: optionalString,
   })
   .superRefine((c, ctx) => {
     if (c.LEASEHOLD_DEFAULT_TTL > c.LEASEHOLD_MAX_TTL) {

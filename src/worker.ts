@@ -1,8 +1,8 @@
-import type { OpenAPIHono } from "@hono/zod-openapi";
+import { apiKeysFromConfig } from "./auth/api-keys.js";
 import { parseConfig } from "./config.js";
 import { createGatewayEtcd } from "./etcd/gateway.js";
 import { createApp } from "./http/app.js";
-import type { AssetReader } from "./http/deps.js";
+import type { App, AssetReader } from "./http/deps.js";
 import { jsonLogger } from "./http/logger.js";
 import { LockService } from "./lock/service.js";
 
@@ -17,9 +17,9 @@ interface WorkerEnv {
   [variable: string]: unknown;
 }
 
-let built: { app: OpenAPIHono } | undefined;
+let built: Promise<App> | undefined;
 
-function build(env: WorkerEnv): { app: OpenAPIHono } {
+async function build(env: WorkerEnv): Promise<App> {
   const strings: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (typeof v === "string") strings[k] = v;
   const config = parseConfig(strings);
@@ -35,7 +35,10 @@ function build(env: WorkerEnv): { app: OpenAPIHono } {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
   });
-  return { app: createApp({ config, etcd, locks, log, docsAssets: workerAssets(env) }) };
+  // API keys come from the LEASEHOLD_API_KEYS secret (Workers have no files).
+  const auth = await apiKeysFromConfig(config);
+  if (!auth) log.warn("auth is off: any caller may take any lock (set the LEASEHOLD_API_KEYS secret)");
+  return createApp({ config, etcd, locks, log, docsAssets: workerAssets(env), ...(auth ? { auth } : {}) });
 }
 
 function workerAssets(env: WorkerEnv): AssetReader {
@@ -47,10 +50,13 @@ function workerAssets(env: WorkerEnv): AssetReader {
 }
 
 export default {
-  fetch(request: Request, env: WorkerEnv, ctx: unknown): Response | Promise<Response> {
+  async fetch(request: Request, env: WorkerEnv, ctx: unknown): Promise<Response> {
+    let app: App;
     try {
       built ??= build(env);
+      app = await built;
     } catch (err) {
+      built = undefined;
       // Bad configuration: say so on every request (Workers have no start-up to stop).
       const detail = (err as Error).message;
       return new Response(
@@ -64,6 +70,6 @@ export default {
         { status: 500, headers: { "content-type": "application/problem+json" } },
       );
     }
-    return built.app.fetch(request, env, ctx as never);
+    return app.fetch(request, env, ctx as never);
   },
 };

@@ -100,6 +100,17 @@ describe("the Node entry point", () => {
     expect(proc.output()).toContain("PORT");
   });
 
+  it.each([
+    ["an empty key list", { LEASEHOLD_API_KEYS: "[]" }, /LEASEHOLD_API_KEYS.*empty/],
+    ["a key without prefixes", { LEASEHOLD_API_KEYS: '[{"key":"k"}]' }, /prefixes is required/],
+    ["both key variables", { LEASEHOLD_API_KEYS: "[]", LEASEHOLD_API_KEYS_FILE: "/tmp/k.json" }, /not both/],
+    ["an unreadable key file", { LEASEHOLD_API_KEYS_FILE: "/nonexistent/keys.json" }, /LEASEHOLD_API_KEYS_FILE/],
+  ])("bad API key configuration (%s) stops start-up", async (_label, env, message) => {
+    const proc = run({ PORT: String(await freePort()), ETCD_ENDPOINTS: "http://127.0.0.1:1", ...env });
+    expect(await proc.exited).toBe(1);
+    expect(proc.output()).toMatch(message);
+  });
+
   it("with ETCD_ENDPOINTS it uses that cluster and shuts down cleanly on SIGINT", async () => {
     const etcd = await startTestEtcd();
     try {

@@ -20,6 +20,7 @@
 
 import {
   type CreateResult,
+  EtcdAuthError,
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
@@ -366,7 +367,7 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
           token = null;
           return null;
         }
-        throw new EtcdGatewayError(`etcd authentication failed: ${err.message}`, err.code, reply.status);
+        throw new EtcdAuthError(`etcd authentication failed: ${err.message}`);
       } finally {
         authenticating = undefined;
       }

@@ -1,7 +1,9 @@
 import { noop } from "cockatiel";
 import {
   Etcd3,
+  EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
   type IKeyValue,
@@ -10,6 +12,7 @@ import {
 } from "etcd3";
 import {
   type CreateResult,
+  EtcdAuthError,
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
@@ -227,7 +230,11 @@ function toKv(kv: IKeyValue): KeyValue {
 }
 
 function translate(err: unknown, op: string): Error {
-  if (err instanceof EtcdUnavailableError || err instanceof LeaseExistsError) return err;
+  if (err instanceof EtcdUnavailableError || err instanceof LeaseExistsError || err instanceof EtcdAuthError)
+    return err;
+  if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) {
+    return new EtcdAuthError(`etcd ${op} refused: ${err.message}`);
+  }
   if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFound(err.message);
   if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;

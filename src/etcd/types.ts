@@ -88,6 +88,14 @@ export class EtcdUnavailableError extends Error {
   override name = "EtcdUnavailableError";
 }
 
+/**
+ * etcd refused our credentials (wrong ETCD_USERNAME/ETCD_PASSWORD, or a user without the
+ * needed permissions). Not retryable by the caller; the service answers 503 and logs it.
+ */
+export class EtcdAuthError extends Error {
+  override name = "EtcdAuthError";
+}
+
 /** `leaseGrant` with an ID that is already in use. */
 export class LeaseExistsError extends Error {
   override name = "LeaseExistsError";

@@ -1,7 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { NAME_ALPHABET } from "../lock/names.js";
 import { Problem } from "../problems.js";
-import type { AppDeps } from "./deps.js";
+import { authenticate } from "./auth.js";
+import type { App, AppDeps, AppEnv } from "./deps.js";
 import { errorHandler, problemResponse, validationHook } from "./errors.js";
 import { documentedRoutes } from "./openapi.js";
 import { registerAcquire } from "./routes/acquire.js";
@@ -13,8 +14,8 @@ import { registerRelease } from "./routes/release.js";
 import { registerRenew } from "./routes/renew.js";
 
 /** Builds the whole HTTP app; runtime entries only supply `deps` and serve it. */
-export function createApp(deps: AppDeps): OpenAPIHono {
-  const app = new OpenAPIHono({ defaultHook: validationHook });
+export function createApp(deps: AppDeps): App {
+  const app: App = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   app.use(async (c, next) => {
     const started = Date.now();
@@ -28,6 +29,8 @@ export function createApp(deps: AppDeps): OpenAPIHono {
       ms: Date.now() - started,
     });
   });
+
+  app.use(authenticate(deps));
 
   registerAcquire(app, deps);
   registerRenew(app, deps);

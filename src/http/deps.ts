@@ -1,7 +1,9 @@
 import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
+import type { ApiKey, ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import type { EtcdClient } from "../etcd/types.js";
 import type { LockService } from "../lock/service.js";
+import { requireScope } from "./auth.js";
 import type { Logger } from "./logger.js";
 
 /** Static files the docs page needs (Swagger UI); each runtime provides its own reader. */
@@ -14,9 +16,16 @@ export interface AppDeps {
   locks: LockService;
   log: Logger;
   docsAssets: AssetReader;
+  /** The configured API keys; undefined = auth off. */
+  auth?: ApiKeys;
 }
 
-export type App = OpenAPIHono;
+/** Per-request values: the caller's API key once authenticated (auth on). */
+export interface AppEnv {
+  Variables: { apiKey?: ApiKey };
+}
+
+export type App = OpenAPIHono<AppEnv>;
 
 /**
  * The route as registered for handling: documented separately (see openapi.ts), and
@@ -25,5 +34,7 @@ export type App = OpenAPIHono;
  */
 export function forHandling<R extends RouteConfig>(route: R): R & { hide: true } {
   const { body: _body, ...request } = route.request ?? {};
-  return { ...route, request, hide: true };
+  // Every route on one lock checks the caller's scope before its query and body.
+  const middleware = route.path.includes("{name}") ? { middleware: [requireScope] as const } : {};
+  return { ...route, request, hide: true, ...middleware };
 }

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
-import { EtcdUnavailableError } from "../etcd/types.js";
+import { EtcdAuthError, EtcdUnavailableError } from "../etcd/types.js";
 import { CallerGoneError } from "../lock/service.js";
 import { Problem, type ProblemCode } from "../problems.js";
 import type { Logger } from "./logger.js";
@@ -51,6 +51,18 @@ export function errorHandler(log: Logger) {
           "etcd did not answer within the deadline; retry shortly",
           {},
           { "Retry-After": "1" },
+        ),
+      );
+    }
+    if (err instanceof EtcdAuthError) {
+      // Our credentials, not the caller's request: nothing the caller can fix, so 503.
+      log.error("etcd refused leasehold's credentials", { err: err.message, route: c.req.routePath });
+      return problemResponse(
+        new Problem(
+          "backend-unavailable",
+          "the lock store refused this service's credentials; the operator has to fix them",
+          {},
+          { "Retry-After": "5" },
         ),
       );
     }

@@ -240,15 +240,41 @@ export class LockService {
     return this.infoOf(name, read.kv);
   }
 
-  /** Held locks in name order, starting after the name `after`. */
-  async list(o: { prefix: string; limit: number; after?: string }): Promise<{ items: LockInfo[]; next?: string }> {
-    const start = o.after === undefined ? this.key(o.prefix) : `${this.key(o.after)}\0`;
-    const end = prefixEnd(this.key(o.prefix));
-    const res = await this.etcd.range(start, end, o.limit);
-    const infos = await Promise.all(res.kvs.map((kv) => this.infoOf(kv.key.slice(this.opts.prefix.length), kv)));
+  /**
+   * Held locks in name order whose names start with `prefix` and with one of `within`
+   * (the caller's allowed prefixes), starting after the name `after`.
+   */
+  async list(o: {
+    prefix: string;
+    within: readonly string[];
+    limit: number;
+    after?: string;
+  }): Promise<{ items: LockInfo[]; next?: string }> {
+    // Each allowed prefix narrows to one key range; nested ranges are covered by their
+    // outer one, and the remaining ranges are disjoint, so scanning them in order keeps
+    // the listing in name order.
+    const scopes = [
+      ...new Set(o.within.flatMap((w) => (o.prefix.startsWith(w) ? [o.prefix] : w.startsWith(o.prefix) ? [w] : []))),
+    ]
+      .sort()
+      .filter((p, i, all) => !all.slice(0, i).some((outer) => p.startsWith(outer)));
+    const kvs: KeyValue[] = [];
+    let more = false;
+    for (const scope of scopes) {
+      const end = prefixEnd(this.key(scope));
+      const start = o.after !== undefined && o.after >= scope ? `${this.key(o.after)}\0` : this.key(scope);
+      if (start >= end) continue;
+      const res = await this.etcd.range(start, end, o.limit - kvs.length);
+      kvs.push(...res.kvs);
+      if (kvs.length >= o.limit) {
+        more = res.more || scopes.indexOf(scope) < scopes.length - 1;
+        break;
+      }
+    }
+    const infos = await Promise.all(kvs.map((kv) => this.infoOf(kv.key.slice(this.opts.prefix.length), kv)));
     const items = infos.filter((i): i is LockInfo => i !== undefined);
-    const last = res.kvs.at(-1);
-    return { items, ...(res.more && last ? { next: last.key.slice(this.opts.prefix.length) } : {}) };
+    const last = kvs.at(-1);
+    return { items, ...(more && last ? { next: last.key.slice(this.opts.prefix.length) } : {}) };
   }
 
   private async infoOf(name: string, kv: KeyValue): Promise<LockInfo | undefined> {

@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
+import { apiKeysFromConfig } from "../auth/api-keys.js";
 import { ConfigError, parseConfig } from "../config.js";
+import { EtcdAuthError } from "../etcd/types.js";
 import { createApp } from "../http/app.js";
 import { jsonLogger } from "../http/logger.js";
 import { LockService } from "../lock/service.js";
@@ -20,6 +23,15 @@ export async function main(env: Record<string, string | undefined> = process.env
       process.exit(1);
     }
     throw err;
+  }
+
+  let auth: Awaited<ReturnType<typeof apiKeysFromConfig>>;
+  try {
+    auth = await apiKeysFromConfig(config, (path) => readFileSync(path, "utf8"));
+  } catch (err) {
+    console.error(`leasehold: ${(err as Error).message}`);
+    process.exit(1);
+    return;
   }
 
   let devEtcd: LocalEtcd | undefined;
@@ -48,14 +60,29 @@ export async function main(env: Record<string, string | undefined> = process.env
     process.exit(1);
     return;
   }
+  // One round trip at start-up: wrong etcd credentials stop start-up with a clear
+  // message; an unreachable etcd does not (readyz says 503 until it answers).
+  try {
+    await etcd.ping();
+  } catch (err) {
+    if (err instanceof EtcdAuthError) {
+      console.error(`leasehold: etcd refused the credentials in ETCD_USERNAME/ETCD_PASSWORD: ${err.message}`);
+      await etcd.close().catch(() => {});
+      await devEtcd?.stop();
+      process.exit(1);
+      return;
+    }
+    log.warn("etcd is not reachable yet; /readyz answers 503 until it is", { err: (err as Error).message });
+  }
   const shutdown = new AbortController();
   const locks = new LockService(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
     shutdownSignal: shutdown.signal,
   });
-  const app = createApp({ config, etcd, locks, log, docsAssets: nodeDocsAssets() });
-  log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  if (auth) log.info("auth is on", { keys: auth.size });
+  else log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  const app = createApp({ config, etcd, locks, log, docsAssets: nodeDocsAssets(), ...(auth ? { auth } : {}) });
 
   const server: ServerType = serve(
     { fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" },
@@ -67,6 +94,12 @@ export async function main(env: Record<string, string | undefined> = process.env
       });
     },
   );
+  // No request outlives its purpose: the longest legitimate one is a waiting acquire
+  // (max wait, plus a few etcd deadlines for the calls around it).
+  const longest = config.LEASEHOLD_MAX_WAIT * 1000 + 4 * config.ETCD_TIMEOUT_MS + 5_000;
+  const http = server as unknown as { requestTimeout: number; headersTimeout: number };
+  http.requestTimeout = longest;
+  http.headersTimeout = Math.min(longest, 30_000);
   server.on("error", async (err) => {
     console.error(`leasehold: cannot listen on port ${config.PORT}: ${err.message}`);
     await devEtcd?.stop();

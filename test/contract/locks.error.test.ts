@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Reply, uniqueName } from "../support/http.js";
+import { call, type Reply, sleep, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
@@ -14,7 +14,7 @@ function expectProblem(r: Reply, status: number, code: string) {
 describe.each(targets)("locks errors ($name)", (target) => {
   let svc: TestService;
   beforeAll(async () => {
-    svc = await target.start({ LEASEHOLD_MAX_TTL: "3600", LEASEHOLD_MAX_WAIT: "10" });
+    svc = await target.start({ LEASEHOLD_MAX_TTL: "3600", LEASEHOLD_MAX_WAIT: "10", LEASEHOLD_MAX_WAITERS: "2" });
   });
   afterAll(async () => {
     await svc?.stop();
@@ -176,6 +176,23 @@ describe.each(targets)("locks errors ($name)", (target) => {
     );
     expectProblem(await call(svc.url, "DELETE", `/locks/${name}?force=yes`), 400, "invalid-request");
     expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
+  });
+
+  it("too-many-waiters: 429 with Retry-After at the waiter cap, and it recovers", async () => {
+    const name = uniqueName("cap");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    const waiters = [1, 2].map(() => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } }));
+    await sleep(400);
+    const third = await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } });
+    expectProblem(third, 429, "too-many-waiters");
+    expect(Number(third.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    // Not waiting at all is still fine at the cap.
+    expectProblem(await call(svc.url, "POST", `/locks/${name}`), 409, "lock-held");
+    expect((await Promise.all(waiters)).map((r) => r.status)).toEqual([409, 409]);
+    const after = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } });
+    await sleep(300);
+    await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    expect((await after).status).toBe(201);
   });
 
   it("lock-not-found: GET of a lock nobody holds", async () => {

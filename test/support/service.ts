@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
+import { apiKeysFromConfig } from "../../src/auth/api-keys.js";
 import { parseConfig } from "../../src/config.js";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
@@ -49,7 +50,8 @@ export async function startTestService(
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
   });
-  const app = createApp({ config, etcd: client, locks, log, docsAssets: nodeDocsAssets() });
+  const auth = await apiKeysFromConfig(config);
+  const app = createApp({ config, etcd: client, locks, log, docsAssets: nodeDocsAssets(), ...(auth ? { auth } : {}) });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
   });

@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { EtcdUnavailableError } from "../../etcd/types.js";
+import { EtcdAuthError, EtcdUnavailableError } from "../../etcd/types.js";
 import { type App, type AppDeps, forHandling } from "../deps.js";
 import { Health, problem } from "../schemas.js";
 
@@ -29,7 +29,9 @@ export function registerHealth(app: App, { etcd }: AppDeps) {
       await etcd.ping();
     } catch (err) {
       // Any failure to reach etcd means not ready; the error handler renders the 503.
-      throw err instanceof EtcdUnavailableError ? err : new EtcdUnavailableError(String(err));
+      throw err instanceof EtcdUnavailableError || err instanceof EtcdAuthError
+        ? err
+        : new EtcdUnavailableError(String(err));
     }
     return c.json({ status: "ready" }, 200);
   });

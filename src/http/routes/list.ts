@@ -24,7 +24,9 @@ export function registerList(app: App, { locks }: AppDeps) {
     const limit = query.limit === undefined ? 100 : Number(query.limit);
     if (limit < 1 || limit > 1000) throw new Problem("invalid-request", "limit must be a whole number from 1 to 1000");
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, prefix);
-    const page = await locks.list({ prefix, limit, ...(after !== undefined ? { after } : {}) });
+    // A key sees only the names under its own prefixes.
+    const within = c.get("apiKey")?.prefixes ?? [""];
+    const page = await locks.list({ prefix, within, limit, ...(after !== undefined ? { after } : {}) });
     return c.json({ items: page.items, ...(page.next !== undefined ? { cursor: encodeCursor(page.next) } : {}) }, 200);
   });
 }

@@ -37,7 +37,9 @@ export function registerRelease(app: App, { locks }: AppDeps) {
     const { name } = c.req.valid("param");
     const query = c.req.valid("query");
     if (query.force === "true") {
-      // Only admin keys reach this (auth is checked before routes); without auth, anyone.
+      // With auth on, only admin keys may release someone else's lock; with auth off, anyone.
+      const key = c.get("apiKey");
+      if (key && !key.admin) throw new Problem("forbidden", "force-release needs an admin API key");
       if (!(await locks.forceRelease(name))) {
         throw new Problem("lock-not-found", `lock ${name} is not held`);
       }

@@ -1,0 +1,64 @@
+import type { MiddlewareHandler } from "hono";
+import { allows } from "../auth/api-keys.js";
+import { Problem } from "../problems.js";
+import type { AppDeps, AppEnv } from "./deps.js";
+import { invalidRequest, problemResponse } from "./errors.js";
+import { NameParam } from "./schemas.js";
+
+/** Paths anyone may call even when auth is on (SPEC "Auth"). */
+function isOpen(path: string): boolean {
+  return (
+    path === "/healthz" ||
+    path === "/readyz" ||
+    path === "/openapi.yaml" ||
+    path === "/docs" ||
+    path.startsWith("/docs/")
+  );
+}
+
+const CHALLENGE = 'Bearer realm="leasehold"';
+
+/** Step 1 of SPEC's check order: who is calling (401). Off when no keys are configured. */
+export function authenticate(deps: AppDeps): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!deps.auth || isOpen(c.req.path)) return next();
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(c.req.header("authorization") ?? "");
+    if (!match?.[1]) {
+      throw new Problem(
+        "unauthorized",
+        "this service needs an API key: send Authorization: Bearer <key>",
+        {},
+        { "WWW-Authenticate": CHALLENGE },
+      );
+    }
+    const key = await deps.auth.find(match[1]);
+    if (!key) {
+      throw new Problem(
+        "unauthorized",
+        "the API key is not valid",
+        {},
+        {
+          "WWW-Authenticate": `${CHALLENGE}, error="invalid_token"`,
+        },
+      );
+    }
+    c.set("apiKey", key);
+    await next();
+  };
+}
+
+/**
+ * Steps 2 and 3 for routes on one lock: the name (400), then whether the key may use it
+ * (403), both before the query and the body are looked at.
+ */
+export const requireScope: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const key = c.get("apiKey");
+  if (key) {
+    const parsed = NameParam.safeParse({ name: c.req.param("name") });
+    if (!parsed.success) return problemResponse(invalidRequest(parsed.error, "path"));
+    if (!allows(key, parsed.data.name)) {
+      throw new Problem("forbidden", `this API key may not use lock ${parsed.data.name}`);
+    }
+  }
+  await next();
+};

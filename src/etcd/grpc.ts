@@ -207,7 +207,9 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async ping() {
-      await get("\0leasehold-ping");
+      // Status needs no key permissions, so a user confined to the lock prefix can ping.
+      const status = await call("status", () => client.maintenance.status({}));
+      if (!status.leader || status.leader === "0") throw new EtcdUnavailableError("etcd member has no leader");
     },
 
     async close() {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { Agent, fetch as undiciFetch } from "undici";
 import type { Config } from "../config.js";
 import { ConfigError } from "../config.js";
 import { createGatewayEtcd } from "../etcd/gateway.js";
@@ -19,7 +20,13 @@ export function connectEtcd(config: Config, endpoints: string[]): EtcdClient {
   if (ca || cert || key) {
     opts.tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
   }
-  return config.ETCD_TRANSPORT === "http" ? createGatewayEtcd(opts) : createGrpcEtcd(opts);
+  if (config.ETCD_TRANSPORT === "grpc") return createGrpcEtcd(opts);
+  if (!opts.tls) return createGatewayEtcd(opts);
+  // Node's built-in fetch takes no CA or client certificate; undici's Agent does.
+  const agent = new Agent({ connect: { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } });
+  const tlsFetch = ((input: string | URL | Request, init?: RequestInit) =>
+    undiciFetch(input as string, { ...(init as object), dispatcher: agent })) as unknown as typeof fetch;
+  return createGatewayEtcd({ ...opts, fetch: tlsFetch });
 }
 
 function readPem(variable: string, path: string | undefined): string | undefined {

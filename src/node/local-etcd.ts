@@ -26,6 +26,11 @@ export interface LocalEtcdOptions {
   peerPort?: number;
   /** Extra command-line flags. */
   args?: string[];
+  /**
+   * Serve clients over TLS with these PEM files (paths); `clientCa` also turns on client
+   * certificate authentication. Health is then checked on a plain-HTTP metrics port.
+   */
+  tls?: { cert: string; key: string; clientCa?: string };
   /** Where etcd's own log goes; default: discarded. */
   log?: "inherit" | "ignore";
   startTimeoutMs?: number;
@@ -62,8 +67,20 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
   const clientPort = opts.clientPort ?? (await freePort());
   const peerPort = opts.peerPort ?? (await freePort());
   mkdirSync(opts.dataDir, { recursive: true });
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const clientUrl = `${opts.tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const metricsUrl = opts.tls ? `http://127.0.0.1:${await freePort()}` : undefined;
+  const tlsArgs = opts.tls
+    ? [
+        "--cert-file",
+        opts.tls.cert,
+        "--key-file",
+        opts.tls.key,
+        "--listen-metrics-urls",
+        metricsUrl ?? "",
+        ...(opts.tls.clientCa ? ["--trusted-ca-file", opts.tls.clientCa, "--client-cert-auth"] : []),
+      ]
+    : [];
   const args = [
     "--name",
     "leasehold-local",
@@ -79,6 +96,7 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     peerUrl,
     "--initial-cluster",
     `leasehold-local=${peerUrl}`,
+    ...tlsArgs,
     ...(opts.args ?? []),
   ];
 
@@ -93,7 +111,7 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
     const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
     while (Date.now() < deadline) {
       if (exited) throw new Error(exited);
-      if (await healthy(clientUrl)) return;
+      if (await healthy(metricsUrl ?? clientUrl)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     proc.kill("SIGKILL");

@@ -2,13 +2,13 @@ import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { apiKeysFromConfig } from "../../src/auth/api-keys.js";
 import { parseConfig } from "../../src/config.js";
-import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { createApp } from "../../src/http/app.js";
 import { jsonLogger } from "../../src/http/logger.js";
 import { LockService } from "../../src/lock/service.js";
 import { nodeDocsAssets } from "../../src/node/assets.js";
+import { connectEtcd } from "../../src/node/etcd.js";
 import { startTestEtcd } from "./etcd.js";
 
 export type Transport = "grpc" | "http";
@@ -34,16 +34,31 @@ export async function startTestService(
   opts: { env?: Record<string, string>; transport?: Transport } = {},
 ): Promise<TestService> {
   const etcd = await startTestEtcd();
-  const config = parseConfig({
+  const app = await serveTestApp({
     ETCD_ENDPOINTS: etcd.endpoint,
-    ETCD_TIMEOUT_MS: "1500",
-    LEASEHOLD_PREFIX: "test-locks/",
     ETCD_TRANSPORT: opts.transport ?? "grpc",
     ...opts.env,
   });
-  const connection = { endpoints: [etcd.endpoint], timeoutMs: config.ETCD_TIMEOUT_MS };
-  const client = config.ETCD_TRANSPORT === "http" ? createGatewayEtcd(connection) : createGrpcEtcd(connection);
   const direct = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+  return {
+    ...app,
+    etcd,
+    direct,
+    stop: async () => {
+      await app.close();
+      await direct.close();
+      await etcd.destroy();
+    },
+  };
+}
+
+/**
+ * The Node app as `npm start` builds it (configuration parsed from `env`, etcd reached
+ * through src/node/etcd.ts with its TLS and credentials), served on a free port.
+ */
+export async function serveTestApp(env: Record<string, string>) {
+  const config = parseConfig({ ETCD_TIMEOUT_MS: "1500", LEASEHOLD_PREFIX: "test-locks/", ...env });
+  const client = connectEtcd(config, config.ETCD_ENDPOINTS ?? []);
   const logs: string[] = [];
   const log = jsonLogger((line) => logs.push(line), "info");
   const locks = new LockService(client, {
@@ -58,17 +73,13 @@ export async function startTestService(
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    etcd,
-    direct,
     logs,
     prefix: config.LEASEHOLD_PREFIX,
     activeWaiters: () => locks.activeWaiters,
-    stop: async () => {
+    close: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));
       await client.close();
-      await direct.close();
-      await etcd.destroy();
     },
   };
 }

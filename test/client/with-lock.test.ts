@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient, LeaseholdError, withLock } from "../../src/client/index.js";
+import { sleep, uniqueName } from "../support/http.js";
+import { startTestService, type TestService } from "../support/service.js";
+import { acquires, startProxy } from "./proxy.js";
+
+let svc: TestService;
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeAll(async () => {
+  process.on("unhandledRejection", onUnhandled);
+  svc = await startTestService();
+});
+afterAll(async () => {
+  process.off("unhandledRejection", onUnhandled);
+  await svc?.stop();
+});
+
+/** Resolves with the signal's reason once it fires. */
+const aborted = (signal: AbortSignal) =>
+  new Promise<unknown>((r) => signal.addEventListener("abort", () => r(signal.reason), { once: true }));
+
+describe.concurrent("withLock", () => {
+  it("holds a 2 s lock past 6 s by renewing every ttl/3, then releases it", async () => {
+    const name = uniqueName("long");
+    const other = createClient({ url: svc.url });
+    const expiries = new Set<string>();
+    const result = await withLock(
+      name,
+      async (lock) => {
+        expect(lock.grant.ttl).toBe(2);
+        const start = Date.now();
+        while (Date.now() - start < 6_300) {
+          await sleep(500);
+          const info = await other.inspect(name);
+          expect(info?.token).toBe(lock.token);
+          expiries.add(lock.grant.expiresAt);
+        }
+        // Still ours: someone else is refused, and the signal never fired.
+        await expect(other.acquire(name)).rejects.toMatchObject({ code: "lock-held" });
+        expect(lock.signal.aborted).toBe(false);
+        expect(lock.validUntil).toBeGreaterThan(Date.now());
+        return "done";
+      },
+      { url: svc.url, ttl: 2 },
+    );
+    expect(result).toBe("done");
+    // Renewed about every 0.67 s: expiresAt moved on many times.
+    expect(expiries.size).toBeGreaterThanOrEqual(6);
+    expect(await other.inspect(name)).toBeUndefined();
+  });
+
+  it("a 410 on renew fires the signal with a lock-lost reason", async () => {
+    const name = uniqueName("revoked");
+    const started = Date.now();
+    const reason = await withLock(
+      name,
+      async (lock) => {
+        // The lease vanishes behind the holder's back (an operator, or etcd expiring it).
+        await svc.direct.leaseRevoke(BigInt(`0x${lock.lease}`));
+        return aborted(lock.signal);
+      },
+      { url: svc.url, ttl: 3 },
+    );
+    expect(reason).toBeInstanceOf(LeaseholdError);
+    expect(reason).toMatchObject({ code: "lock-lost", status: 410 });
+    // Caught at the first renew (ttl/3 = 1 s), well before the TTL.
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
+  it("no successful renew before the client's own deadline fires the signal (lock-expired)", async () => {
+    const proxy = await startProxy(svc.url);
+    try {
+      const name = uniqueName("silent");
+      // Renewals go unanswered (a network partition): the client must not trust the lock past its deadline.
+      proxy.plan = (r) => (r.method === "PUT" ? "blackhole" : "forward");
+      let sentAt = 0;
+      let firedAfter = 0;
+      const reason = await withLock(
+        name,
+        async (lock) => {
+          sentAt = Date.now();
+          const r = await aborted(lock.signal);
+          firedAfter = Date.now() - sentAt;
+          return r;
+        },
+        { url: proxy.url, ttl: 2 },
+      );
+      expect(reason).toMatchObject({ code: "lock-expired" });
+      // Deadline = acquire send time + 2 s − margin (0.2 s): before the lease can expire.
+      expect(firedAfter).toBeGreaterThan(1_400);
+      expect(firedAfter).toBeLessThan(2_000);
+      expect(proxy.seen.filter((s) => s.method === "PUT").length).toBeGreaterThanOrEqual(1);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("retries an acquire whose response was lost with the same Idempotency-Key and runs with that grant", async () => {
+    const proxy = await startProxy(svc.url);
+    try {
+      const name = uniqueName("lost-answer");
+      proxy.plan = (r) => (r.method === "POST" && acquires(proxy).length === 0 ? "drop-response" : "forward");
+      const got = await withLock(name, async (lock) => ({ token: lock.token, lease: lock.lease }), {
+        url: proxy.url,
+        ttl: 10,
+      });
+      const tries = acquires(proxy);
+      expect(tries.map((t) => t.answer?.status)).toEqual([201, 200]);
+      expect(tries[1]?.headers["idempotency-key"]).toBe(tries[0]?.headers["idempotency-key"]);
+      const first = JSON.parse(tries[0]?.answer?.body ?? "{}");
+      expect(got).toEqual({ token: first.token, lease: first.lease });
+      // Released at the end: the lock is free again.
+      expect(proxy.seen.at(-1)).toMatchObject({ method: "DELETE" });
+      expect(proxy.seen.at(-1)?.answer?.status).toBe(204);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("a held lock rejects with lock-held without running fn; with wait it runs once the holder releases", async () => {
+    const client = createClient({ url: svc.url });
+    const name = uniqueName("queue");
+    const holder = await client.acquire(name, { ttl: 10 });
+    let ran = false;
+    await expect(
+      withLock(
+        name,
+        () => {
+          ran = true;
+        },
+        { url: svc.url },
+      ),
+    ).rejects.toMatchObject({ code: "lock-held", status: 409 });
+    expect(ran).toBe(false);
+
+    setTimeout(() => void client.release(name, holder.lease), 500);
+    const started = Date.now();
+    const token = await withLock(name, (lock) => lock.token, { url: svc.url, wait: 10, ttl: 5 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect(token).toBeGreaterThan(holder.token);
+  });
+
+  it("fn's error propagates and the lock is still released; sync fns work too", async () => {
+    const client = createClient({ url: svc.url });
+    const name = uniqueName("throws");
+    await expect(
+      client.withLock(name, async () => {
+        throw new Error("job failed");
+      }),
+    ).rejects.toThrow("job failed");
+    expect(await client.inspect(name)).toBeUndefined();
+    await expect(client.withLock(name, () => 42)).resolves.toBe(42);
+  });
+
+  it("the caller's signal reaches fn through lock.signal; release: false leaves the lock to expire", async () => {
+    const client = createClient({ url: svc.url });
+    const name = uniqueName("cancel");
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("shutting down")), 300);
+    const reason = await client.withLock(name, (lock) => aborted(lock.signal), { signal: controller.signal });
+    expect(reason).toEqual(new Error("shutting down"));
+    expect(await client.inspect(name)).toBeUndefined();
+
+    const kept = await client.withLock(name, (lock) => lock.token, { ttl: 5, release: false });
+    expect((await client.inspect(name))?.token).toBe(kept);
+  });
+
+  it("a grant that arrives after a long wait is confirmed by a renew before fn starts", async () => {
+    const client = createClient({ url: svc.url });
+    const name = uniqueName("late");
+    const holder = await client.acquire(name, { ttl: 10 });
+    setTimeout(() => void client.release(name, holder.lease), 1_500);
+    const proxy = await startProxy(svc.url);
+    try {
+      // ttl 3: the grant lands 1.5 s after the acquire was sent, past ttl/3.
+      const seenAtStart = await withLock(name, () => proxy.seen.map((s) => s.method), {
+        url: proxy.url,
+        ttl: 3,
+        wait: 10,
+      });
+      expect(seenAtStart).toEqual(["POST", "PUT"]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
+describe("withLock afterwards", () => {
+  it("nothing surfaced as an unhandled rejection", async () => {
+    await sleep(100);
+    expect(unhandled).toEqual([]);
+  });
+});

@@ -1,0 +1,172 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { constants, hostname } from "node:os";
+import { createClient, type HeldLock, LeaseholdError } from "../client/index.js";
+import { COMMON_HELP, COMMON_OPTIONS, EXIT, failed, parse, seconds, UsageError, warn } from "./args.js";
+import { EXIT_CODES_HELP } from "./exit-codes.js";
+import { clientOptions, help } from "./locks.js";
+
+export const EXEC_HELP = `Usage: leasehold exec NAME [options] -- CMD [ARGS…]
+
+Runs CMD only while holding the lock NAME: acquires it, runs CMD with LEASEHOLD_NAME,
+LEASEHOLD_TOKEN (the fencing token) and LEASEHOLD_LEASE in its environment, renews every
+ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code.
+SIGINT, SIGTERM and SIGHUP are passed on to CMD.
+
+If someone else holds the lock (after --wait), CMD is not run: exit 73 (see --held-exit).
+If the lock is lost while CMD runs (a renew answered 410, or no successful renew before
+the lease could expire), CMD gets SIGTERM, SIGKILL after --grace seconds, and leasehold
+exits 74 whatever CMD's exit code.
+
+  --ttl S          lease TTL in seconds (service default 30); a crashed host's lock
+                   frees itself after at most this long
+  --wait S         wait up to S seconds for the lock (default 0: give up at once)
+  --owner X        free text shown to others (default: this host's name)
+  --grace S        after SIGTERM on a lost lock, SIGKILL after S seconds (default 10)
+  --retry S        keep retrying an unavailable service for S seconds (default 10)
+  --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
+  --quiet          say nothing when the lock is held
+  --no-release     leave the lock to expire one TTL after CMD ends instead of releasing
+                   it, so a host whose cron fires a little late does not run CMD again
+${COMMON_HELP}
+
+Example (the same line in every host's crontab; one host runs job9 each time):
+  */5 * * * * leasehold exec cron:job9 --ttl 120 --held-exit 0 --quiet -- /opt/jobs/job9.sh
+
+${EXIT_CODES_HELP}`;
+
+/** Signals passed on to the command while it runs. */
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+type Outcome =
+  | { kind: "exited"; code: number | null; signal: NodeJS.Signals | null; lost?: LeaseholdError }
+  | { kind: "not-started"; code: number; message: string }
+  | { kind: "interrupted" };
+
+export async function execVerb(argv: string[]): Promise<number> {
+  const split = argv.indexOf("--");
+  const own = split === -1 ? argv : argv.slice(0, split);
+  const command = split === -1 ? [] : argv.slice(split + 1);
+  const { values, positionals } = parse({
+    args: own,
+    allowPositionals: true,
+    options: {
+      ...COMMON_OPTIONS,
+      ttl: { type: "string" },
+      wait: { type: "string" },
+      owner: { type: "string" },
+      grace: { type: "string" },
+      retry: { type: "string" },
+      "held-exit": { type: "string" },
+      quiet: { type: "boolean", short: "q" },
+      "no-release": { type: "boolean" },
+    },
+  });
+  if (values.help) return help(EXEC_HELP);
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError("exec needs a lock NAME");
+  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold exec ${name} [options] -- CMD`);
+  const [cmd, ...args] = command;
+  if (cmd === undefined) throw new UsageError("exec needs a command after --");
+  const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
+  const wait = seconds(values.wait, "wait");
+  const grace = seconds(values.grace, "grace") ?? 10;
+  const retry = seconds(values.retry, "retry") ?? 10;
+  const heldExit = values["held-exit"] === undefined ? EXIT.HELD : Number(values["held-exit"]);
+  if (!Number.isInteger(heldExit) || heldExit < 0 || heldExit > 255) {
+    throw new UsageError("--held-exit must be a whole number from 0 to 255");
+  }
+
+  // Before CMD starts a signal abandons the acquire; once it runs, signals go to CMD.
+  const starting = new AbortController();
+  let child: ChildProcess | undefined;
+  let interruptedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (child) {
+      child.kill(signal);
+      return;
+    }
+    interruptedBy ??= signal;
+    starting.abort(new Error(`interrupted by ${signal}`));
+  };
+  for (const s of FORWARDED) process.on(s, onSignal);
+
+  const run = (lock: HeldLock) =>
+    new Promise<Outcome>((resolve) => {
+      if (lock.signal.aborted) {
+        resolve({ kind: "interrupted" });
+        return;
+      }
+      const proc = spawn(cmd, args, {
+        stdio: "inherit",
+        env: {
+          ...process.env,
+          LEASEHOLD_NAME: lock.name,
+          LEASEHOLD_TOKEN: String(lock.token),
+          LEASEHOLD_LEASE: lock.lease,
+        },
+      });
+      child = proc;
+      let lost: LeaseholdError | undefined;
+      let killTimer: ReturnType<typeof setTimeout> | undefined;
+      const onLost = () => {
+        lost =
+          lock.signal.reason instanceof LeaseholdError
+            ? lock.signal.reason
+            : new LeaseholdError("lock-lost", String(lock.signal.reason));
+        warn(`lost the lock ${lock.name} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
+        proc.kill("SIGTERM");
+        killTimer = setTimeout(() => proc.kill("SIGKILL"), grace * 1000);
+      };
+      lock.signal.addEventListener("abort", onLost, { once: true });
+      const done = (outcome: Outcome) => {
+        clearTimeout(killTimer);
+        lock.signal.removeEventListener("abort", onLost);
+        resolve(outcome);
+      };
+      proc.once("error", (err: NodeJS.ErrnoException) => {
+        const code = err.code === "ENOENT" ? EXIT.NOT_FOUND : EXIT.CANNOT_EXECUTE;
+        done({ kind: "not-started", code, message: `cannot run ${cmd}: ${err.message}` });
+      });
+      proc.once("exit", (code, signal) => done({ kind: "exited", code, signal, ...(lost ? { lost } : {}) }));
+    });
+
+  try {
+    const outcome = await createClient(clientOptions(values)).withLock(name, run, {
+      owner: values.owner ?? hostname(),
+      retryMs: retry * 1000,
+      signal: starting.signal,
+      ...(ttl !== undefined ? { ttl } : {}),
+      ...(wait !== undefined ? { wait } : {}),
+      ...(values["no-release"] ? { release: false } : {}),
+    });
+    if (outcome.kind === "interrupted") return signalExit(interruptedBy ?? "SIGTERM");
+    if (outcome.kind === "not-started") {
+      warn(outcome.message);
+      return outcome.code;
+    }
+    if (outcome.lost) return EXIT.LOST;
+    return outcome.code ?? signalExit(outcome.signal ?? "SIGKILL");
+  } catch (err) {
+    if (interruptedBy) return signalExit(interruptedBy);
+    if (err instanceof LeaseholdError && err.code === "lock-held") {
+      if (!values.quiet) warn(`${heldMessage(name, err)}; not running ${cmd}`);
+      return heldExit;
+    }
+    return failed(err, { json: false });
+  } finally {
+    for (const s of FORWARDED) process.off(s, onSignal);
+  }
+}
+
+/** The shell's convention for a process ended by a signal: 128 + its number. */
+function signalExit(signal: NodeJS.Signals): number {
+  return 128 + (constants.signals[signal] ?? 15);
+}
+
+function heldMessage(name: string, err: LeaseholdError): string {
+  const holder = err.problem?.holder;
+  if (!holder) return err.message;
+  const who = holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner);
+  const left = Math.max(0, Math.round((Date.parse(holder.expiresAt) - Date.now()) / 1000));
+  return `lock ${name} is held by ${who} (token ${holder.token}, expires in about ${left} s)`;
+}

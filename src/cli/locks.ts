@@ -1,0 +1,179 @@
+import { hostname } from "node:os";
+import { createClient, type Grant, type LockInfo } from "../client/index.js";
+import { COMMON_HELP, COMMON_OPTIONS, EXIT, failed, oneName, parse, printJson, seconds, UsageError } from "./args.js";
+
+/** `acquire`, `renew`, `release` and `status`: one call each, JSON on stdout. */
+
+export const ACQUIRE_HELP = `Usage: leasehold acquire NAME [--ttl S] [--wait S] [--owner X] [--format json|env]
+
+Takes the lock NAME and prints the grant: {"name","token","lease","ttl","expiresAt","owner"}.
+"token" is the fencing token; "lease" is the holder's secret for renew and release.
+No answer, or a 429/503, is retried (one Idempotency-Key, so a lost answer is not a lost lock).
+
+  --ttl S          lease TTL in seconds (service default 30)
+  --wait S         wait up to S seconds while someone else holds it (default 0)
+  --owner X        free text shown to others (default: this host's name)
+  --retry S        keep retrying an unavailable service for S seconds (default 10)
+  --idempotency-key K   send this key instead of a random one
+  --format env     print shell assignments instead of JSON, for
+                   eval "$(leasehold acquire NAME --format env)":
+                   LEASEHOLD_NAME, LEASEHOLD_TOKEN and LEASEHOLD_LEASE (exported)
+${COMMON_HELP}
+
+Exit: 0 acquired · 73 held by someone else · 64 bad arguments · 75 service unavailable · 77 not allowed`;
+
+export const RENEW_HELP = `Usage: leasehold renew NAME [--lease L]
+
+Resets the lease to its TTL; prints the grant (same token, new expiresAt).
+
+  --lease L        the grant's lease (default: LEASEHOLD_LEASE)
+${COMMON_HELP}
+
+Exit: 0 renewed · 74 lock lost (expired, released, or someone else's) · 64 · 75 · 77`;
+
+export const RELEASE_HELP = `Usage: leasehold release NAME [--lease L]
+
+Releases the lock; prints {"name","released":true}.
+
+  --lease L        the grant's lease (default: LEASEHOLD_LEASE)
+${COMMON_HELP}
+
+Exit: 0 released · 74 lock lost (nothing to release) · 64 · 75 · 77`;
+
+export const STATUS_HELP = `Usage: leasehold status NAME
+       leasehold status [--prefix P]
+
+With NAME: prints {"held":true,"name","token","ttl","expiresAt","owner"} and exits 0,
+or {"held":false,"name"} and exits 3 when nobody holds it. Without NAME: prints
+{"items":[…]}, every held lock whose name starts with P (default: all), exit 0.
+
+  --prefix P       list the locks under this name prefix
+${COMMON_HELP}
+
+Exit: 0 held (or listed) · 3 not held · 64 · 75 · 77`;
+
+export async function acquireVerb(argv: string[]): Promise<number> {
+  const { values, positionals } = parse({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      ...COMMON_OPTIONS,
+      ttl: { type: "string" },
+      wait: { type: "string" },
+      owner: { type: "string" },
+      retry: { type: "string" },
+      "idempotency-key": { type: "string" },
+      format: { type: "string" },
+    },
+  });
+  if (values.help) return help(ACQUIRE_HELP);
+  const name = oneName(positionals, "acquire");
+  const format = values.format ?? "json";
+  if (format !== "json" && format !== "env") throw new UsageError("--format must be json or env");
+  const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
+  const wait = seconds(values.wait, "wait");
+  const retry = seconds(values.retry, "retry") ?? 10;
+  try {
+    const grant = await createClient(clientOptions(values)).acquire(name, {
+      owner: values.owner ?? hostname(),
+      retryMs: retry * 1000,
+      ...(ttl !== undefined ? { ttl } : {}),
+      ...(wait !== undefined ? { wait } : {}),
+      ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
+    });
+    if (format === "env") process.stdout.write(shellAssignments(grant));
+    else printJson(grant);
+    return EXIT.OK;
+  } catch (err) {
+    return failed(err, { json: format === "json" });
+  }
+}
+
+export async function renewVerb(argv: string[]): Promise<number> {
+  const { name, lease, values } = leaseArgs(argv, "renew");
+  if (values.help) return help(RENEW_HELP);
+  try {
+    printJson(await createClient(clientOptions(values)).renew(name, lease));
+    return EXIT.OK;
+  } catch (err) {
+    return failed(err);
+  }
+}
+
+export async function releaseVerb(argv: string[]): Promise<number> {
+  const { name, lease, values } = leaseArgs(argv, "release");
+  if (values.help) return help(RELEASE_HELP);
+  try {
+    await createClient(clientOptions(values)).release(name, lease);
+    printJson({ name, released: true });
+    return EXIT.OK;
+  } catch (err) {
+    return failed(err);
+  }
+}
+
+export async function statusVerb(argv: string[]): Promise<number> {
+  const { values, positionals } = parse({
+    args: argv,
+    allowPositionals: true,
+    options: { ...COMMON_OPTIONS, prefix: { type: "string" } },
+  });
+  if (values.help) return help(STATUS_HELP);
+  const client = createClient(clientOptions(values));
+  try {
+    if (positionals.length === 0) {
+      const items: LockInfo[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await client.list({ prefix: values.prefix ?? "", limit: 1000, ...(cursor ? { cursor } : {}) });
+        items.push(...page.items);
+        cursor = page.cursor;
+      } while (cursor);
+      printJson({ items });
+      return EXIT.OK;
+    }
+    if (values.prefix !== undefined) throw new UsageError("give either NAME or --prefix, not both");
+    const name = oneName(positionals, "status");
+    const info = await client.inspect(name);
+    printJson(info ? { held: true, ...info } : { held: false, name });
+    return info ? EXIT.OK : EXIT.NOT_HELD;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    return failed(err);
+  }
+}
+
+/** NAME and the lease (from --lease or LEASEHOLD_LEASE) for renew and release. */
+function leaseArgs(argv: string[], verb: string) {
+  const { values, positionals } = parse({
+    args: argv,
+    allowPositionals: true,
+    options: { ...COMMON_OPTIONS, lease: { type: "string" } },
+  });
+  if (values.help) return { name: "", lease: "", values };
+  const name = oneName(positionals, verb);
+  const lease = values.lease ?? process.env.LEASEHOLD_LEASE;
+  if (!lease) throw new UsageError(`${verb} needs the grant's lease: --lease L, or LEASEHOLD_LEASE in the environment`);
+  return { name, lease, values };
+}
+
+export function clientOptions(values: { url?: string | undefined }) {
+  return values.url !== undefined ? { url: values.url } : {};
+}
+
+export function help(text: string): number {
+  process.stdout.write(`${text}\n`);
+  return EXIT.OK;
+}
+
+/** `export LEASEHOLD_…='…'` lines a shell can eval. */
+function shellAssignments(grant: Grant): string {
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  return [
+    `LEASEHOLD_NAME=${quote(grant.name)}`,
+    `LEASEHOLD_TOKEN=${grant.token}`,
+    `LEASEHOLD_LEASE=${quote(grant.lease)}`,
+    "export LEASEHOLD_NAME LEASEHOLD_TOKEN LEASEHOLD_LEASE",
+    "",
+  ].join("\n");
+}

@@ -23,6 +23,18 @@ const intVar = (name: string, def: number, min: number, max: number) =>
       return n;
     });
 
+const boolVar = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return false;
+      if (/^(true|1|yes|on)$/i.test(v)) return true;
+      if (/^(false|0|no|off)$/i.test(v)) return false;
+      ctx.addIssue({ code: "custom", message: `${name} must be true or false, got ${JSON.stringify(v)}` });
+      return z.NEVER;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -89,6 +101,16 @@ export const configSchema = z
     /** JSON list of API keys; parsed by src/auth/api-keys.ts (it may need a file read). */
     LEASEHOLD_API_KEYS: optionalString,
     LEASEHOLD_API_KEYS_FILE: optionalString,
+    /** /metrics needs an API key (any valid one) when true; open when false. */
+    LEASEHOLD_METRICS_AUTH: boolVar("LEASEHOLD_METRICS_AUTH"),
+    /** Label per-lock counters with the lock name (beware cardinality). */
+    LEASEHOLD_METRICS_LOCK_NAMES: boolVar("LEASEHOLD_METRICS_LOCK_NAMES"),
+    LOG_LEVEL: z
+      .enum(["debug", "info", "warn", "error", "silent"], {
+        message: "LOG_LEVEL must be debug, info, warn, error or silent",
+      })
+      .optional()
+      .default("info"),
   })
   .superRefine((c, ctx) => {
     if (c.LEASEHOLD_DEFAULT_TTL > c.LEASEHOLD_MAX_TTL) {

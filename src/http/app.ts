@@ -6,10 +6,12 @@ import type { App, AppDeps, AppEnv } from "./deps.js";
 import { errorHandler, problemResponse, validationHook } from "./errors.js";
 import { documentedRoutes } from "./openapi.js";
 import { registerAcquire } from "./routes/acquire.js";
+import { registerDashboard } from "./routes/dashboard.js";
 import { registerDocs } from "./routes/docs.js";
 import { registerHealth } from "./routes/health.js";
 import { registerInspect } from "./routes/inspect.js";
 import { registerList } from "./routes/list.js";
+import { registerMetrics } from "./routes/metrics.js";
 import { registerRelease } from "./routes/release.js";
 import { registerRenew } from "./routes/renew.js";
 
@@ -18,15 +20,22 @@ export function createApp(deps: AppDeps): App {
   const app: App = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   app.use(async (c, next) => {
-    const started = Date.now();
+    const started = performance.now();
+    const given = c.req.header("x-request-id");
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+    c.set("requestId", requestId);
     await next();
+    c.res.headers.set("x-request-id", requestId);
     // Route pattern and name only: the URL's query may carry a lease handle.
+    const token = c.get("token");
     deps.log.info("request", {
+      requestId,
       method: c.req.method,
       route: c.req.routePath,
       name: c.req.param("name"),
+      ...(token !== undefined ? { token } : {}),
       status: c.res.status,
-      ms: Date.now() - started,
+      ms: Math.round((performance.now() - started) * 10) / 10,
     });
   });
 
@@ -39,6 +48,8 @@ export function createApp(deps: AppDeps): App {
   registerList(app, deps);
   registerHealth(app, deps);
   registerDocs(app, deps);
+  registerDashboard(app);
+  registerMetrics(app, deps);
 
   app.onError(errorHandler(deps.log));
   app.notFound((c) => {
@@ -60,6 +71,9 @@ export function createApp(deps: AppDeps): App {
   });
   return app;
 }
+
+/** A caller's X-Request-Id is echoed back when it is short printable ASCII; else we make one. */
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 const extraRoutes = [
   { method: "get", path: "/openapi.yaml" },

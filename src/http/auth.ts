@@ -6,8 +6,11 @@ import { invalidRequest, problemResponse } from "./errors.js";
 import { NameParam } from "./schemas.js";
 
 /** Paths anyone may call even when auth is on (SPEC "Auth"). */
-function isOpen(path: string): boolean {
+function isOpen(path: string, deps: AppDeps): boolean {
+  if (path === "/metrics") return !deps.config.LEASEHOLD_METRICS_AUTH;
   return (
+    path === "/" ||
+    path.startsWith("/dashboard/") ||
     path === "/healthz" ||
     path === "/readyz" ||
     path === "/openapi.yaml" ||
@@ -21,7 +24,7 @@ const CHALLENGE = 'Bearer realm="leasehold"';
 /** Step 1 of SPEC's check order: who is calling (401). Off when no keys are configured. */
 export function authenticate(deps: AppDeps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    if (!deps.auth || isOpen(c.req.path)) return next();
+    if (!deps.auth || isOpen(c.req.path, deps)) return next();
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(c.req.header("authorization") ?? "");
     if (!match?.[1]) {
       throw new Problem(

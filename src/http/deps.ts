@@ -18,11 +18,18 @@ export interface AppDeps {
   docsAssets: AssetReader;
   /** The configured API keys; undefined = auth off. */
   auth?: ApiKeys;
+  /** Prometheus exposition for GET /metrics (Node); undefined = no /metrics route. */
+  metricsText?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** Per-request values: the caller's API key once authenticated (auth on). */
 export interface AppEnv {
-  Variables: { apiKey?: ApiKey };
+  Variables: {
+    apiKey?: ApiKey;
+    requestId: string;
+    /** The fencing token a request granted or showed, for the request log. */
+    token?: number;
+  };
 }
 
 export type App = OpenAPIHono<AppEnv>;

@@ -1,5 +1,6 @@
 import type { EtcdClient, KeyValue } from "../etcd/types.js";
 import { LeaseExistsError, prefixEnd } from "../etcd/types.js";
+import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
 import { formatHandle, parseHandle, randomLeaseId } from "./names.js";
 
@@ -39,6 +40,7 @@ export interface LockServiceOptions {
   maxWaiters: number;
   /** Fires when the instance shuts down: waiters are answered with 503 at once. */
   shutdownSignal?: AbortSignal;
+  metrics?: Metrics;
 }
 
 /** The caller hung up; nobody will read the answer. */
@@ -53,6 +55,8 @@ interface StoredValue {
   ttl?: number;
   /** SHA-256 of the Idempotency-Key (the key itself would let a reader replay the grant). */
   idem?: string;
+  /** Grant time (ms since the epoch), for the hold-time metric. */
+  at?: number;
 }
 
 /**
@@ -75,7 +79,29 @@ export class LockService {
     return this.opts.prefix + name;
   }
 
+  private get metrics(): Metrics {
+    return this.opts.metrics ?? noMetrics;
+  }
+
   async acquire(name: string, o: AcquireOptions): Promise<{ grant: Grant; replayed: boolean }> {
+    const started = performance.now();
+    const waited = () => {
+      if (o.wait > 0) this.metrics.waited((performance.now() - started) / 1000);
+    };
+    try {
+      const result = await this.tryAcquire(name, o);
+      waited();
+      this.metrics.acquire("granted", name);
+      return result;
+    } catch (err) {
+      const held = err instanceof Problem && err.code === "lock-held";
+      if (held) waited();
+      this.metrics.acquire(held ? (o.wait > 0 ? "timeout" : "held") : "error", name);
+      throw err;
+    }
+  }
+
+  private async tryAcquire(name: string, o: AcquireOptions): Promise<{ grant: Grant; replayed: boolean }> {
     const key = this.key(name);
     const deadline = Date.now() + o.wait * 1000;
     const idem = o.idempotencyKey === undefined ? undefined : await sha256Hex(o.idempotencyKey);
@@ -167,7 +193,11 @@ export class LockService {
         leaseId = randomLeaseId();
       }
     }
-    const stored: StoredValue = { ...(o.owner !== undefined ? { owner: o.owner } : {}), ttl: grantedTtl };
+    const stored: StoredValue = {
+      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+      ttl: grantedTtl,
+      at: Date.now(),
+    };
     if (idem !== undefined) stored.idem = idem;
     let txn: Awaited<ReturnType<EtcdClient["createIfAbsent"]>>;
     try {
@@ -207,6 +237,17 @@ export class LockService {
   }
 
   async renew(name: string, handle: string): Promise<Grant> {
+    try {
+      const grant = await this.tryRenew(name, handle);
+      this.metrics.renew("renewed", name);
+      return grant;
+    } catch (err) {
+      this.metrics.renew(err instanceof Problem && err.code === "lock-lost" ? "lost" : "error", name);
+      throw err;
+    }
+  }
+
+  private async tryRenew(name: string, handle: string): Promise<Grant> {
     const id = parseHandle(handle);
     const kv = await this.heldBy(name, id);
     const sentAt = Date.now();
@@ -217,11 +258,22 @@ export class LockService {
   }
 
   async release(name: string, handle: string): Promise<void> {
-    const id = parseHandle(handle);
-    const kv = await this.heldBy(name, id);
-    // Revoking the lease deletes the key in the same etcd step. A lease already gone
-    // means the lock expired in between: report it, never a 204 for nothing.
-    if (!(await this.etcd.leaseRevoke(kv.lease))) throw lockLost(name);
+    try {
+      const kv = await this.heldBy(name, parseHandle(handle));
+      // Revoking the lease deletes the key in the same etcd step. A lease already gone
+      // means the lock expired in between: report it, never a 204 for nothing.
+      if (!(await this.etcd.leaseRevoke(kv.lease))) throw lockLost(name);
+      this.released(kv, "released", name);
+    } catch (err) {
+      this.metrics.release(err instanceof Problem && err.code === "lock-lost" ? "lost" : "error", name);
+      throw err;
+    }
+  }
+
+  private released(kv: KeyValue, outcome: "released" | "forced", name: string) {
+    this.metrics.release(outcome, name);
+    const at = decodeValue(kv.value).at;
+    if (at !== undefined) this.metrics.held(Math.max(0, Date.now() - at) / 1000);
   }
 
   /** Admin release regardless of holder. `false` when nothing was held. */
@@ -231,7 +283,9 @@ export class LockService {
     if (read.kv.lease === 0n) {
       throw new Problem("internal-error", "the lock key has no lease; it was not written by leasehold");
     }
-    return this.etcd.leaseRevoke(read.kv.lease);
+    const revoked = await this.etcd.leaseRevoke(read.kv.lease);
+    if (revoked) this.released(read.kv, "forced", name);
+    return revoked;
   }
 
   async inspect(name: string): Promise<LockInfo | undefined> {
@@ -342,6 +396,7 @@ function decodeValue(value: string): StoredValue {
       ...(typeof o.owner === "string" ? { owner: o.owner } : {}),
       ...(typeof o.ttl === "number" ? { ttl: o.ttl } : {}),
       ...(typeof o.idem === "string" ? { idem: o.idem } : {}),
+      ...(typeof o.at === "number" ? { at: o.at } : {}),
     };
   } catch {
     return {};

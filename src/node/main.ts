@@ -4,16 +4,12 @@ import { type ServerType, serve } from "@hono/node-server";
 import { apiKeysFromConfig } from "../auth/api-keys.js";
 import { ConfigError, parseConfig } from "../config.js";
 import { EtcdAuthError } from "../etcd/types.js";
-import { createApp } from "../http/app.js";
-import { jsonLogger } from "../http/logger.js";
-import { LockService } from "../lock/service.js";
-import { nodeDocsAssets } from "./assets.js";
-import { connectEtcd } from "./etcd.js";
+import { buildNodeApp } from "./build.js";
 import { type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
+import { pinoLogger } from "./logger.js";
 
 /** Node entry: configuration, etcd (a local one in development mode), HTTP server, shutdown. */
 export async function main(env: Record<string, string | undefined> = process.env): Promise<void> {
-  const log = jsonLogger(undefined, env.LOG_LEVEL ?? "info");
   let config: ReturnType<typeof parseConfig>;
   try {
     config = parseConfig(env);
@@ -25,6 +21,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     throw err;
   }
 
+  const log = pinoLogger(config.LOG_LEVEL);
   let auth: Awaited<ReturnType<typeof apiKeysFromConfig>>;
   try {
     auth = await apiKeysFromConfig(config, (path) => readFileSync(path, "utf8"));
@@ -51,15 +48,17 @@ export async function main(env: Record<string, string | undefined> = process.env
     });
   }
 
-  let etcd: ReturnType<typeof connectEtcd>;
+  const shutdown = new AbortController();
+  let built: ReturnType<typeof buildNodeApp>;
   try {
-    etcd = connectEtcd(config, endpoints);
+    built = buildNodeApp(config, { endpoints, log, shutdownSignal: shutdown.signal, ...(auth ? { auth } : {}) });
   } catch (err) {
     console.error(`leasehold: ${(err as Error).message}`);
     await devEtcd?.stop();
     process.exit(1);
     return;
   }
+  const { app, etcd } = built;
   // One round trip at start-up: wrong etcd credentials stop start-up with a clear
   // message; an unreachable etcd does not (readyz says 503 until it answers).
   try {
@@ -74,15 +73,8 @@ export async function main(env: Record<string, string | undefined> = process.env
     }
     log.warn("etcd is not reachable yet; /readyz answers 503 until it is", { err: (err as Error).message });
   }
-  const shutdown = new AbortController();
-  const locks = new LockService(etcd, {
-    prefix: config.LEASEHOLD_PREFIX,
-    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
-    shutdownSignal: shutdown.signal,
-  });
   if (auth) log.info("auth is on", { keys: auth.size });
   else log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
-  const app = createApp({ config, etcd, locks, log, docsAssets: nodeDocsAssets(), ...(auth ? { auth } : {}) });
 
   const server: ServerType = serve(
     { fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" },

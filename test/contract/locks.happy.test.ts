@@ -227,6 +227,12 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     const spec = await call(svc.url, "GET", "/openapi.yaml");
     expect(spec.status).toBe(200);
     expect(spec.text).toBe(readFileSync(new URL("../../openapi.yaml", import.meta.url), "utf8"));
+    const dashboard = await call(svc.url, "GET", "/");
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.text).toContain("dashboard/app.js");
+    for (const asset of ["app.js", "app.css"]) {
+      expect((await call(svc.url, "GET", `/dashboard/${asset}`)).status, asset).toBe(200);
+    }
     const docs = await call(svc.url, "GET", "/docs");
     expect(docs.status).toBe(200);
     expect(docs.text).toContain("swagger-ui");

@@ -4,11 +4,8 @@ import { apiKeysFromConfig } from "../../src/auth/api-keys.js";
 import { parseConfig } from "../../src/config.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
-import { createApp } from "../../src/http/app.js";
-import { jsonLogger } from "../../src/http/logger.js";
-import { LockService } from "../../src/lock/service.js";
-import { nodeDocsAssets } from "../../src/node/assets.js";
-import { connectEtcd } from "../../src/node/etcd.js";
+import { buildNodeApp } from "../../src/node/build.js";
+import { pinoLogger } from "../../src/node/logger.js";
 import { startTestEtcd } from "./etcd.js";
 
 export type Transport = "grpc" | "http";
@@ -58,15 +55,14 @@ export async function startTestService(
  */
 export async function serveTestApp(env: Record<string, string>) {
   const config = parseConfig({ ETCD_TIMEOUT_MS: "1500", LEASEHOLD_PREFIX: "test-locks/", ...env });
-  const client = connectEtcd(config, config.ETCD_ENDPOINTS ?? []);
   const logs: string[] = [];
-  const log = jsonLogger((line) => logs.push(line), "info");
-  const locks = new LockService(client, {
-    prefix: config.LEASEHOLD_PREFIX,
-    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
-  });
+  const log = pinoLogger("info", { write: (line) => logs.push(line) });
   const auth = await apiKeysFromConfig(config);
-  const app = createApp({ config, etcd: client, locks, log, docsAssets: nodeDocsAssets(), ...(auth ? { auth } : {}) });
+  const { app, locks, close } = buildNodeApp(config, {
+    endpoints: config.ETCD_ENDPOINTS ?? [],
+    log,
+    ...(auth ? { auth } : {}),
+  });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
   });
@@ -79,7 +75,7 @@ export async function serveTestApp(env: Record<string, string>) {
     close: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));
-      await client.close();
+      await close();
     },
   };
 }

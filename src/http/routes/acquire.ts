@@ -69,6 +69,7 @@ export function registerAcquire(app: App, deps: AppDeps) {
       ...(body.owner !== undefined ? { owner: body.owner } : {}),
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
     });
+    c.set("token", grant.token);
     return c.json(grant, replayed ? 200 : 201);
   });
 }

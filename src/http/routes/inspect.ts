@@ -22,6 +22,7 @@ export function registerInspect(app: App, { locks }: AppDeps) {
     const { name } = c.req.valid("param");
     const info = await locks.inspect(name);
     if (!info) throw new Problem("lock-not-found", `lock ${name} is not held`);
+    c.set("token", info.token);
     return c.json(info, 200);
   });
 }

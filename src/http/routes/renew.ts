@@ -32,6 +32,8 @@ export function registerRenew(app: App, { locks }: AppDeps) {
   app.openapi(forHandling(renewRoute), async (c) => {
     const { name } = c.req.valid("param");
     const lease = await leaseFrom(c, c.req.valid("query").lease);
-    return c.json(await locks.renew(name, lease), 200);
+    const grant = await locks.renew(name, lease);
+    c.set("token", grant.token);
+    return c.json(grant, 200);
   });
 }

@@ -1,0 +1,39 @@
+import type { Metrics } from "../metrics.js";
+import type { EtcdClient } from "./types.js";
+
+/** An EtcdClient that reports every call's duration and failure to `metrics`. */
+export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
+  const timed =
+    <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const started = performance.now();
+      try {
+        const result = await fn(...args);
+        metrics.etcd(op, (performance.now() - started) / 1000, false);
+        return result;
+      } catch (err) {
+        metrics.etcd(op, (performance.now() - started) / 1000, true);
+        throw err;
+      }
+    };
+  return {
+    get: timed("range", (key) => inner.get(key)),
+    range: timed("range", (start, end, limit) => inner.range(start, end, limit)),
+    leaseGrant: timed("lease_grant", (id, ttl) => inner.leaseGrant(id, ttl)),
+    leaseKeepAliveOnce: timed("lease_keepalive", (id) => inner.leaseKeepAliveOnce(id)),
+    leaseRevoke: timed("lease_revoke", (id) => inner.leaseRevoke(id)),
+    leaseTimeToLive: timed("lease_ttl", (id) => inner.leaseTimeToLive(id)),
+    createIfAbsent: timed("txn", (key, value, lease) => inner.createIfAbsent(key, value, lease)),
+    // A watch lasts as long as the wait; only its failures are interesting.
+    watchDelete: async (key, from, signal) => {
+      try {
+        return await inner.watchDelete(key, from, signal);
+      } catch (err) {
+        metrics.etcd("watch", undefined, true);
+        throw err;
+      }
+    },
+    ping: timed("status", () => inner.ping()),
+    close: () => inner.close(),
+  };
+}

@@ -1,0 +1,44 @@
+import type { ApiKeys } from "../auth/api-keys.js";
+import type { Config } from "../config.js";
+import { instrumented } from "../etcd/instrumented.js";
+import type { EtcdClient } from "../etcd/types.js";
+import { createApp } from "../http/app.js";
+import type { App } from "../http/deps.js";
+import type { Logger } from "../http/logger.js";
+import { LockService } from "../lock/service.js";
+import { nodeDocsAssets } from "./assets.js";
+import { connectEtcd } from "./etcd.js";
+import { prometheusMetrics } from "./metrics.js";
+
+/**
+ * The Node service's parts, wired once: etcd (instrumented), the lock protocol with
+ * Prometheus metrics, and the HTTP app. Used by `npm start` and by the tests.
+ */
+export function buildNodeApp(
+  config: Config,
+  o: { endpoints: string[]; log: Logger; auth?: ApiKeys; shutdownSignal?: AbortSignal },
+): { app: App; locks: LockService; etcd: EtcdClient; close(): Promise<void> } {
+  let locks: LockService | undefined;
+  const { metrics, registry } = prometheusMetrics({
+    lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
+    waiters: () => locks?.activeWaiters ?? 0,
+  });
+  const raw = connectEtcd(config, o.endpoints);
+  const etcd = instrumented(raw, metrics);
+  locks = new LockService(etcd, {
+    prefix: config.LEASEHOLD_PREFIX,
+    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
+    metrics,
+    ...(o.shutdownSignal ? { shutdownSignal: o.shutdownSignal } : {}),
+  });
+  const app = createApp({
+    config,
+    etcd,
+    locks,
+    log: o.log,
+    docsAssets: nodeDocsAssets(),
+    metricsText: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    ...(o.auth ? { auth: o.auth } : {}),
+  });
+  return { app, locks, etcd, close: () => etcd.close() };
+}

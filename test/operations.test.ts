@@ -1,0 +1,161 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, sleep, uniqueName } from "./support/http.js";
+import { startTestService, type TestService } from "./support/service.js";
+
+/** The value of one sample line of a Prometheus exposition (0 when absent). */
+function sample(text: string, metric: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(metric)) continue;
+    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== metric) continue;
+    const have = (m[2] ?? "").split(",").filter(Boolean);
+    if (wanted.every((w) => have.includes(w)) && have.length === wanted.length) return Number(m[3]);
+  }
+  return 0;
+}
+
+describe("Prometheus metrics (Node)", () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService();
+  });
+  afterAll(async () => {
+    await svc?.stop();
+  });
+  const scrape = async () => {
+    const r = await call(svc.url, "GET", "/metrics");
+    expect(r.status).toBe(200);
+    expect(r.headers.get("content-type")).toMatch(/text\/plain/);
+    return r.text;
+  };
+
+  it("moves as expected after acquire, renew, release, timeout and etcd errors", async () => {
+    const before = await scrape();
+    const name = uniqueName("m");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 10 } });
+    await call(svc.url, "POST", `/locks/${name}`); // held
+    await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 0.3 } }); // timeout
+    await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease } });
+    await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: "00000000000000aa" } }); // lost
+    await call(svc.url, "DELETE", `/locks/${name}`, { json: { lease: g.json.lease } });
+    await call(svc.url, "DELETE", `/locks/${name}`, { json: { lease: g.json.lease } }); // lost
+    const other = uniqueName("m");
+    await call(svc.url, "POST", `/locks/${other}`);
+    await call(svc.url, "DELETE", `/locks/${other}?force=true`);
+    const after = await scrape();
+    const delta = (metric: string, labels: Record<string, string> = {}) =>
+      sample(after, metric, labels) - sample(before, metric, labels);
+    expect(delta("leasehold_acquire_total", { outcome: "granted" })).toBe(2);
+    expect(delta("leasehold_acquire_total", { outcome: "held" })).toBe(1);
+    expect(delta("leasehold_acquire_total", { outcome: "timeout" })).toBe(1);
+    expect(delta("leasehold_renew_total", { outcome: "renewed" })).toBe(1);
+    expect(delta("leasehold_renew_total", { outcome: "lost" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "released" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "lost" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "forced" })).toBe(1);
+    expect(delta("leasehold_wait_seconds_count")).toBe(1);
+    expect(delta("leasehold_wait_seconds_sum")).toBeGreaterThan(0.25);
+    expect(delta("leasehold_hold_seconds_count")).toBe(2);
+    expect(delta("leasehold_etcd_request_seconds_count", { op: "txn" })).toBeGreaterThanOrEqual(2);
+    expect(delta("leasehold_etcd_request_seconds_count", { op: "lease_grant" })).toBeGreaterThanOrEqual(2);
+    expect(delta("leasehold_etcd_request_seconds_count", { op: "lease_revoke" })).toBeGreaterThanOrEqual(2);
+    expect(delta("leasehold_etcd_request_seconds_count", { op: "lease_keepalive" })).toBe(1);
+    expect(after).toContain("process_cpu_seconds_total");
+    expect(after).toContain("nodejs_heap_size_used_bytes");
+    // No lock names as labels by default, and never a lease handle.
+    expect(after).not.toContain(name);
+    expect(after).not.toContain(g.json.lease);
+
+    await svc.etcd.stop();
+    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(503);
+    const down = await scrape();
+    expect(sample(down, "leasehold_etcd_errors_total", { op: "range" })).toBeGreaterThanOrEqual(1);
+    expect(sample(down, "leasehold_acquire_total", { outcome: "error" })).toBe(
+      sample(after, "leasehold_acquire_total", { outcome: "error" }),
+    );
+    await svc.etcd.restart();
+  });
+
+  it("the waiters gauge counts waiting acquires", async () => {
+    const name = uniqueName("gauge");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 10 } });
+    const waiting = [1, 2, 3].map(() => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } }));
+    await sleep(400);
+    expect(sample(await scrape(), "leasehold_waiters")).toBe(3);
+    await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    await Promise.race([Promise.any(waiting), sleep(3000)]);
+    await sleep(200);
+    expect(sample(await scrape(), "leasehold_waiters")).toBeLessThanOrEqual(2);
+    // Let the rest finish.
+    const replies = await Promise.all(waiting);
+    for (const r of replies.filter((x) => x.status === 201)) {
+      await call(svc.url, "DELETE", `/locks/${name}?lease=${r.json.lease}`);
+    }
+    expect(sample(await scrape(), "leasehold_waiters")).toBe(0);
+  });
+});
+
+describe("metrics settings", () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService({
+      env: {
+        LEASEHOLD_METRICS_LOCK_NAMES: "true",
+        LEASEHOLD_METRICS_AUTH: "true",
+        LEASEHOLD_API_KEYS: JSON.stringify([{ key: "metrics-test-key", prefixes: [""] }]),
+      },
+    });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+  });
+
+  it("keys /metrics when LEASEHOLD_METRICS_AUTH is on, and labels by lock name when asked", async () => {
+    expect((await call(svc.url, "GET", "/metrics")).status).toBe(401);
+    const auth = { authorization: "Bearer metrics-test-key" };
+    const name = uniqueName("named");
+    await call(svc.url, "POST", `/locks/${name}`, { headers: auth });
+    const r = await call(svc.url, "GET", "/metrics", { headers: auth });
+    expect(r.status).toBe(200);
+    expect(sample(r.text, "leasehold_acquire_total", { outcome: "granted", name })).toBe(1);
+  });
+});
+
+describe("structured request logs", () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService();
+  });
+  afterAll(async () => {
+    await svc?.stop();
+  });
+
+  it("accept and return X-Request-Id, make one when absent, and log the request without secrets", async () => {
+    const name = uniqueName("log");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { headers: { "x-request-id": "req-abc-123" } });
+    expect(g.headers.get("x-request-id")).toBe("req-abc-123");
+    const r = await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    const generated = r.headers.get("x-request-id");
+    expect(generated).toMatch(/^[0-9a-f-]{36}$/);
+    const bad = await call(svc.url, "GET", "/healthz", { headers: { "x-request-id": "has space" } });
+    expect(bad.headers.get("x-request-id")).not.toBe("has space");
+
+    const lines = svc.logs.map((l) => JSON.parse(l));
+    const acquire = lines.find((l) => l.requestId === "req-abc-123");
+    expect(acquire).toMatchObject({
+      level: 30,
+      msg: "request",
+      method: "POST",
+      route: "/locks/:name",
+      name,
+      token: g.json.token,
+      status: 201,
+      ms: expect.any(Number),
+      time: expect.any(String),
+    });
+    const release = lines.find((l) => l.requestId === generated);
+    expect(release).toMatchObject({ method: "DELETE", status: 204, name });
+    expect(svc.logs.join("\n")).not.toContain(g.json.lease);
+  });
+});

@@ -246,9 +246,12 @@ export class LeaseholdClient {
     path: string,
     o: RequestOptions & { json?: unknown; headers?: Record<string, string> },
   ): Promise<{ status: number; body: unknown }> {
-    const headers: Record<string, string> = { accept: "application/json", ...o.headers };
-    if (this.#apiKey) headers.authorization = `Bearer ${this.#apiKey}`;
-    if (o.json !== undefined) headers["content-type"] = "application/json";
+    const headers: Record<string, string> = {
+      accept: "application/json",
+      ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
+      ...(o.json !== undefined ? { "content-type": "application/json" } : {}),
+      ...o.headers,
+    };
     const controller = new AbortController();
     const timeoutMs = o.timeoutMs ?? this.#timeoutMs;
     let timedOut = false;

@@ -93,7 +93,12 @@ export async function execVerb(argv: string[]): Promise<number> {
   const run = (lock: HeldLock) =>
     new Promise<Outcome>((resolve) => {
       if (lock.signal.aborted) {
-        resolve({ kind: "interrupted" });
+        // A signal arrived, or the lock was lost, between the grant and the start.
+        resolve(
+          interruptedBy
+            ? { kind: "interrupted" }
+            : { kind: "not-started", code: EXIT.LOST, message: `lost the lock ${lock.name} before ${cmd} started` },
+        );
         return;
       }
       const proc = spawn(cmd, args, {

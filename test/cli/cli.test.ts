@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXIT } from "../../src/cli/exit-codes.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startProxy } from "../client/proxy.js";
 import { call, sleep, uniqueName } from "../support/http.js";
@@ -31,6 +32,18 @@ describe.concurrent("leasehold CLI", () => {
       expect(h.code).toBe(0);
       expect(h.stdout).toContain(`Usage: leasehold ${verbs[i]}`);
     });
+  });
+
+  it("the README documents the same exit codes as --help", async () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+    const section = readme.split("## Client and CLI")[1]?.split("\n## ")[0] ?? "";
+    const documented = [...section.matchAll(/^\| (\d+)(?:, (\d+))? \|/gm)].flatMap((m) => m.slice(1).filter(Boolean));
+    const help = (await cli(["--help"])).stdout;
+    const inHelp = [...help.matchAll(/^ {2}(\d+) /gm)].map((m) => m[1]);
+    for (const code of Object.values(EXIT)) {
+      expect(documented).toContain(String(code));
+      if (code < 126) expect(inHelp).toContain(String(code));
+    }
   });
 
   it("bad command lines exit 64", async () => {

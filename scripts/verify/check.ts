@@ -1,0 +1,188 @@
+/**
+ * The history the checker's clients record, and the invariants checked over it.
+ *
+ * Time is the checker's own: every event gets a sequence number from one counter in one
+ * (single-threaded) process, so "A happened before B" is exact, and milliseconds from
+ * `performance.now()` are kept for durations.
+ */
+
+/** One grant a client received (201, or 200 for an idempotent retry of its own acquire). */
+export interface GrantRecord {
+  name: string;
+  token: number;
+  lease: string;
+  client: string;
+  /** When the client sent its (first) acquire for this grant. */
+  requestedSeq: number;
+  /** When the grant arrived; the client writes to the fence in the same step. */
+  receivedSeq: number;
+  receivedAt: number;
+  ttl: number;
+  /** When the release that answered 204 was sent; absent when no release succeeded. */
+  releaseSentSeq?: number;
+}
+
+/** One write to the fenced resource. */
+export interface WriteRecord {
+  name: string;
+  token: number;
+  client: string;
+  seq: number;
+  /** `receivedSeq` of the writer's grant. */
+  grantReceivedSeq: number;
+  accepted: boolean;
+  /** Made after a deliberate stall past the TTL. */
+  afterStall: boolean;
+}
+
+/**
+ * The fenced resource: per name, the highest token it has seen; a write is accepted iff
+ * its token is at least that. Lives in the checker's process, so writes are instant.
+ */
+export class Fence {
+  private readonly highest = new Map<string, number>();
+  readonly writes: WriteRecord[] = [];
+
+  write(w: Omit<WriteRecord, "accepted">): boolean {
+    const top = this.highest.get(w.name) ?? Number.NEGATIVE_INFINITY;
+    const accepted = w.token >= top;
+    if (accepted) this.highest.set(w.name, w.token);
+    this.writes.push({ ...w, accepted });
+    return accepted;
+  }
+}
+
+export interface Violation {
+  invariant: "unique-token" | "token-order" | "mutual-exclusion" | "stale-write-accepted";
+  detail: string;
+}
+
+export interface CheckResult {
+  violations: Violation[];
+  /** Writes made by a holder that a later grant had superseded (see `checkHistory`). */
+  staleWrites: number;
+  staleRejected: number;
+  /** Writes rejected by the fence in all. */
+  rejectedWrites: number;
+}
+
+const byName = <T extends { name: string }>(items: readonly T[]): Map<string, T[]> => {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const list = out.get(item.name);
+    if (list) list.push(item);
+    else out.set(item.name, [item]);
+  }
+  return out;
+};
+
+/** Index of the first element of `sorted` (ascending by `key`) whose key is >= `value`. */
+const lowerBound = <T>(sorted: readonly T[], key: (t: T) => number, value: number): number => {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (key(sorted[mid] as T) < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+};
+
+/** Running maxima over grants in the order they were received. */
+const prefixMax = (sorted: readonly GrantRecord[], value: (g: GrantRecord) => number): number[] => {
+  const out: number[] = [];
+  let top = Number.NEGATIVE_INFINITY;
+  for (const g of sorted) {
+    top = Math.max(top, value(g));
+    out.push(top);
+  }
+  return out;
+};
+
+/**
+ * Checks leasehold's promise over a history:
+ * - unique-token: no token is granted twice (two grants with one token must be one
+ *   grant: same name and lease);
+ * - token-order: if grant A was received before grant B was requested (same name),
+ *   A's token is smaller than B's;
+ * - mutual-exclusion: two holds that both ended in a successful release (204) never
+ *   overlap between "grant received" and "release sent";
+ * - stale-write-accepted: a write is stale when, before it was made, the checker had
+ *   received a grant of the same name that supersedes the writer's (a larger token, or
+ *   one requested after the writer's grant arrived); every stale write must be rejected.
+ */
+export function checkHistory(grants: readonly GrantRecord[], writes: readonly WriteRecord[]): CheckResult {
+  const violations: Violation[] = [];
+
+  const byToken = new Map<number, GrantRecord>();
+  for (const g of grants) {
+    const first = byToken.get(g.token);
+    if (!first) byToken.set(g.token, g);
+    else if (first.name !== g.name || first.lease !== g.lease) {
+      violations.push({
+        invariant: "unique-token",
+        detail: `token ${g.token} granted to ${first.client} (${first.name}) and to ${g.client} (${g.name})`,
+      });
+    }
+  }
+
+  const grantsByName = new Map<string, GrantRecord[]>();
+  for (const [name, list] of byName(grants)) {
+    const sorted = [...list].sort((a, b) => a.receivedSeq - b.receivedSeq);
+    grantsByName.set(name, sorted);
+    const maxToken = prefixMax(sorted, (g) => g.token);
+    for (const b of sorted) {
+      // Grants received strictly before B was requested.
+      const n = lowerBound(sorted, (g) => g.receivedSeq, b.requestedSeq);
+      if (n === 0 || (maxToken[n - 1] as number) < b.token) continue;
+      const a = sorted.slice(0, n).find((g) => g.token >= b.token && g.lease !== b.lease);
+      if (a) {
+        violations.push({
+          invariant: "token-order",
+          detail: `${name}: token ${a.token} (${a.client}) was received before ${b.client} asked, yet ${b.client} got token ${b.token}`,
+        });
+      }
+    }
+
+    const held = sorted
+      .filter((g) => g.releaseSentSeq !== undefined)
+      .sort((x, y) => x.receivedSeq - y.receivedSeq) as (GrantRecord & { releaseSentSeq: number })[];
+    let open: (GrantRecord & { releaseSentSeq: number }) | undefined;
+    for (const g of held) {
+      if (open && g.receivedSeq < open.releaseSentSeq) {
+        violations.push({
+          invariant: "mutual-exclusion",
+          detail: `${name}: ${open.client} (token ${open.token}) and ${g.client} (token ${g.token}) both held it and both released it successfully`,
+        });
+      }
+      if (!open || g.releaseSentSeq > open.releaseSentSeq) open = g;
+    }
+  }
+
+  let staleWrites = 0;
+  let staleRejected = 0;
+  let rejectedWrites = 0;
+  for (const [name, list] of byName(writes)) {
+    const sorted = grantsByName.get(name) ?? [];
+    const maxToken = prefixMax(sorted, (g) => g.token);
+    const maxRequested = prefixMax(sorted, (g) => g.requestedSeq);
+    for (const w of list) {
+      if (!w.accepted) rejectedWrites++;
+      const n = lowerBound(sorted, (g) => g.receivedSeq, w.seq);
+      if (n === 0) continue;
+      // The writer's own grant has its token and was requested before it arrived, so it
+      // never counts as superseding.
+      const stale = (maxToken[n - 1] as number) > w.token || (maxRequested[n - 1] as number) > w.grantReceivedSeq;
+      if (!stale) continue;
+      staleWrites++;
+      if (!w.accepted) staleRejected++;
+      else {
+        violations.push({
+          invariant: "stale-write-accepted",
+          detail: `${name}: ${w.client} wrote with token ${w.token}${w.afterStall ? " after a stall" : ""} after a later grant had been received, and the fence accepted it`,
+        });
+      }
+    }
+  }
+  return { violations, staleWrites, staleRejected, rejectedWrites };
+}

@@ -1,0 +1,127 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { prefixEnd } from "../../src/etcd/types.js";
+import { freePort, type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
+
+/**
+ * An etcd cluster of `size` members on loopback (distinct client and peer ports, one
+ * temporary data dir each), built from src/node/local-etcd.ts: each member is a
+ * `startLocalEtcd` whose name and `--initial-cluster` are overridden (etcd takes the
+ * last value of a repeated flag). Members are started together, since a member of a
+ * multi-member cluster only reports healthy once a quorum has elected a leader.
+ */
+export interface EtcdCluster {
+  readonly endpoints: string[];
+  readonly size: number;
+  /** Index of the current leader, as the live members report it; undefined when none answers. */
+  leader(): Promise<number | undefined>;
+  /** SIGKILLs member `i` (no graceful shutdown) and waits until it is gone. */
+  kill(i: number): Promise<void>;
+  /** Starts member `i` again on its ports and data dir; resolves once it is healthy. */
+  start(i: number): Promise<void>;
+  isUp(i: number): boolean;
+  /** Every lease etcd holds (via any live member), for leak checks. */
+  leases(): Promise<string[]>;
+  /** Keys under `prefix` (via any live member). */
+  keys(prefix: string): Promise<string[]>;
+  /** Kills every member and deletes the data dirs. */
+  destroy(): Promise<void>;
+}
+
+export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
+  const root = mkdtempSync(join(tmpdir(), "leasehold-verify-etcd-"));
+  const ports: { client: number; peer: number }[] = [];
+  for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
+  const initialCluster = ports.map((p, i) => `m${i}=http://127.0.0.1:${p.peer}`).join(",");
+  const token = `leasehold-verify-${process.pid}-${Date.now()}`;
+  let members: LocalEtcd[];
+  try {
+    members = await Promise.all(
+      ports.map((p, i) =>
+        startLocalEtcd({
+          dataDir: join(root, `m${i}`),
+          clientPort: p.client,
+          peerPort: p.peer,
+          startTimeoutMs: 30_000,
+          args: ["--name", `m${i}`, "--initial-cluster", initialCluster, "--initial-cluster-token", token],
+        }),
+      ),
+    );
+  } catch (err) {
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+  const up = members.map(() => true);
+  const endpoints = members.map((m) => m.endpoint);
+
+  const post = async (endpoint: string, path: string, body: unknown = {}) => {
+    const res = await fetch(`${endpoint}${path}`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(1_000),
+    });
+    if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status}`);
+    return (await res.json()) as Record<string, unknown>;
+  };
+  /** The first live member's answer. */
+  const anyMember = async (path: string, body: unknown = {}) => {
+    let last: unknown;
+    for (let i = 0; i < size; i++) {
+      if (!up[i]) continue;
+      try {
+        return await post(endpoints[i] as string, path, body);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw new Error(`no etcd member answered ${path}: ${String(last)}`);
+  };
+
+  const kill = async (i: number) => {
+    const m = members[i] as LocalEtcd;
+    if (m.pid !== undefined) process.kill(m.pid, "SIGKILL");
+    await m.stop(); // waits for the exit of the process just killed
+    up[i] = false;
+  };
+
+  return {
+    endpoints,
+    size,
+    async leader() {
+      for (let i = 0; i < size; i++) {
+        if (!up[i]) continue;
+        try {
+          const status = await post(endpoints[i] as string, "/v3/maintenance/status");
+          const header = status.header as { member_id?: string } | undefined;
+          if (status.leader && status.leader === header?.member_id) return i;
+        } catch {}
+      }
+      return undefined;
+    },
+    kill,
+    async start(i) {
+      await (members[i] as LocalEtcd).restart();
+      up[i] = true;
+    },
+    isUp: (i) => up[i] === true,
+    async leases() {
+      const res = await anyMember("/v3/lease/leases");
+      return ((res.leases as { ID: string }[] | undefined) ?? []).map((l) => l.ID);
+    },
+    async keys(prefix) {
+      const b64 = (s: string) => Buffer.from(s).toString("base64");
+      const res = await anyMember("/v3/kv/range", {
+        key: b64(prefix),
+        range_end: b64(prefixEnd(prefix)),
+        keys_only: true,
+      });
+      return ((res.kvs as { key: string }[] | undefined) ?? []).map((kv) => Buffer.from(kv.key, "base64").toString());
+    },
+    async destroy() {
+      // No graceful shutdown: a member stopping alone waits for its peers for seconds.
+      await Promise.all(members.map((_, i) => kill(i)));
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * `npm run verify`: the fencing and mutual-exclusion checker (docs/verification.md).
+ *
+ *   npm run verify                      long form, every scenario on both transports, writes the doc
+ *   npm run verify -- --short           short form (what CI runs through test/verify/), prints only
+ *   npm run verify -- --scenario outage --transport http [--seconds 20] [--fuzz-runs 500]
+ *
+ * Exits 1 when any violation was found.
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { type FuzzResult, runFuzz } from "./fuzz.js";
+import type { Transport } from "./instance.js";
+import { document, fuzzSection, machine, scenarioSection } from "./report.js";
+import { LONG, SCENARIOS, type Scale, type ScenarioResult, SHORT } from "./scenarios.js";
+
+const { values } = parseArgs({
+  options: {
+    short: { type: "boolean", default: false },
+    scenario: { type: "string", multiple: true },
+    transport: { type: "string", multiple: true },
+    seconds: { type: "string" },
+    "fuzz-runs": { type: "string" },
+    "no-docs": { type: "boolean", default: false },
+  },
+});
+
+const base = values.short ? SHORT : LONG;
+const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+const scale: Scale = {
+  ...base,
+  seconds: Object.fromEntries(Object.entries(base.seconds).map(([k, v]) => [k, seconds ?? v])) as Scale["seconds"],
+};
+const transports = (values.transport ?? ["grpc", "http"]) as Transport[];
+const scenarios = SCENARIOS.filter((s) => !values.scenario || values.scenario.includes(s.id));
+const fuzzRuns = Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
+const everything = !values.scenario && !values.transport && values.seconds === undefined;
+const writeDocs = !values.short && everything && !values["no-docs"];
+
+const started = performance.now();
+const sections: string[] = [];
+let violations = 0;
+for (const s of scenarios) {
+  const results: ScenarioResult[] = [];
+  for (const transport of transports) {
+    const t0 = performance.now();
+    console.error(`verify: ${s.id} on ${transport} (${scale.seconds[s.id]} s of load)…`);
+    const r = await s.run(transport, scale);
+    console.error(
+      `verify: ${s.id} on ${transport}: ${r.violations} violations, ${Math.round((performance.now() - t0) / 1000)} s`,
+    );
+    results.push(r);
+    violations += r.violations;
+  }
+  const section = scenarioSection(s, results);
+  console.log(`\n${section}\n`);
+  sections.push(section);
+}
+if (fuzzRuns > 0 && !values.scenario) {
+  const results: FuzzResult[] = [];
+  for (const transport of transports) {
+    console.error(`verify: fuzzing on ${transport} (${fuzzRuns} runs)…`);
+    const r = await runFuzz({ transport, runs: fuzzRuns });
+    results.push(r);
+    violations += r.failures.length;
+  }
+  const section = fuzzSection(results);
+  console.log(`\n${section}\n`);
+  sections.push(section);
+}
+
+const totalSeconds = (performance.now() - started) / 1000;
+console.log(`verify: ${violations} violations in ${Math.round(totalSeconds)} s`);
+if (writeDocs) {
+  const path = new URL("../../docs/verification.md", import.meta.url);
+  writeFileSync(path, document({ scale, sections, totalSeconds, violations, machine: machine() }));
+  console.log(`verify: wrote ${path.pathname}`);
+}
+process.exit(violations === 0 ? 0 : 1);

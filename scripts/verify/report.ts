@@ -1,0 +1,173 @@
+import { execFileSync } from "node:child_process";
+import { cpus, freemem, totalmem, type } from "node:os";
+import type { FuzzResult } from "./fuzz.js";
+import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
+
+const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
+
+const COLUMNS = [
+  "transport",
+  "grants",
+  "violations",
+  "stale writes rejected",
+  "503s",
+  "longest unavailability",
+  "recovery time",
+  "slowest answer past `wait`",
+  "faults",
+  "requests",
+  "clean after",
+] as const;
+
+function row(r: ScenarioResult): string[] {
+  return [
+    r.transport,
+    String(r.grants),
+    String(r.violations),
+    `${r.staleRejected} of ${r.staleWrites}`,
+    String(r.http503),
+    ms(r.longestUnavailableMs),
+    ms(r.recoveryMs),
+    ms(r.slowestPastWaitMs),
+    String(r.faults),
+    String(r.requests),
+    ms(r.cleanMs),
+  ];
+}
+
+/** A Markdown table, padded so it also reads well in a terminal. */
+export function table(header: readonly string[], rows: readonly string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+/** The table of one scenario (a row per transport), its notes and any violation's details. */
+export function scenarioSection(s: Scenario, results: readonly ScenarioResult[]): string {
+  const out = [`### ${s.title}`, "", `${s.what}.`, "", table(COLUMNS, results.map(row))];
+  const notes = results.flatMap((r) => r.notes.map((n) => `- ${r.transport}: ${n}`));
+  if (notes.length) out.push("", ...notes);
+  for (const r of results) {
+    if (r.details.length) out.push("", `Violations (${r.transport}):`, "", ...r.details.map((d) => `- ${d}`));
+  }
+  return out.join("\n");
+}
+
+export function fuzzSection(results: readonly FuzzResult[]): string {
+  return [
+    "### input fuzzing",
+    "",
+    "fast-check sends random requests to one service process (every route, method, name, query string, header, content type and body; an API-key configuration is on, and the generated `Authorization` is usually one of its keys). Each answer must be a status below 500 or a 503, errors must be problem+json, a rejected request must not leave a new lock key in etcd, a held canary lock must survive every rejected request, and the process must stay up.",
+    "",
+    table(
+      ["transport", "runs", "failures", "statuses seen", "locks created", "seed"],
+      results.map((r) => [
+        r.transport,
+        String(r.runs),
+        String(r.failures.length),
+        Object.entries(r.statuses)
+          .sort()
+          .map(([s, n]) => `${s}×${n}`)
+          .join(" "),
+        String(r.created),
+        String(r.seed),
+      ]),
+    ),
+    ...results.flatMap((r) => (r.failures.length ? ["", `Failures (${r.transport}):`, "", ...r.failures] : [])),
+  ].join("\n");
+}
+
+export function machine(): Record<string, string> {
+  const version = (cmd: string, args: string[]) => {
+    try {
+      return execFileSync(cmd, args, { encoding: "utf8" }).split("\n")[0]?.trim() ?? "?";
+    } catch {
+      return "?";
+    }
+  };
+  return {
+    date: new Date().toISOString(),
+    cpus: `${cpus().length} (nproc ${version("nproc", [])}; ${cpus()[0]?.model ?? "?"})`,
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB (${(freemem() / 2 ** 30).toFixed(1)} GiB free at the end)`,
+    os: `${type()} ${version("uname", ["-r"])}`,
+    node: process.version,
+    etcd: version("etcd", ["--version"]).replace(/^etcd Version:\s*/, ""),
+    commit: version("git", ["rev-parse", "--short", "HEAD"]),
+  };
+}
+
+export function document(o: {
+  scale: Scale;
+  sections: string[];
+  totalSeconds: number;
+  violations: number;
+  machine: Record<string, string>;
+}): string {
+  return `# Verification: fencing and mutual exclusion under faults
+
+This file is written by \`npm run verify\` (the long form). It holds the tables of the
+last run on the machine described below. The short form runs in CI as
+\`test/verify/*.test.ts\` (part of \`npm test\`); \`npm run verify -- --short\` runs it by hand
+and prints the same tables without writing this file.
+
+## What is checked
+
+Many concurrent HTTP clients in one checker process take, hold and release a few lock
+names through real service processes (\`tsx src/node/main.ts\`) on real etcd. Each
+client writes to an in-process fenced resource (per name, the highest token seen; a
+write is accepted iff its token is at least that) the moment its grant arrives, again
+during the hold, and after a deliberate stall past the TTL in 10–15 % of holds (a GC
+pause). Every event is stamped from one counter in the checker's single thread, so
+"before" is exact; durations come from its monotonic clock. The invariants:
+
+- **unique token**: no token is granted twice;
+- **token order**: if grant A was received before grant B was requested (same name), A's
+  token is smaller;
+- **mutual exclusion**: two holds that both ended in a successful release (204) never
+  overlap between "grant received" and "release sent";
+- **fencing**: a write is stale when, before it was made, the checker had received a
+  grant of the same name that supersedes the writer's (a larger token, or one requested
+  after the writer's grant arrived); every stale write is rejected by the fence.
+
+Besides the invariants, each of these counts as a violation: a request with no answer
+${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower than
+${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key or lease still in
+etcd TTL + 1 s after the load ends (counted from the last fault's end plus an election
+timeout, since etcd extends leases when a leader is elected), a vanished holder's lock not
+free within TTL + 1 s, a service process that exits by itself or logs an error.
+
+The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
+scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
+
+Columns: **grants** received; **violations** (all of the above); **stale writes
+rejected** of all stale writes; **503s** answered; **longest unavailability**: the
+longest stretch without any successful answer that contains a failed request;
+**recovery time**: the longest time from healing a fault (etcd member or instance back
+up) to the first success of a request sent after it; **slowest answer past \`wait\`**;
+**faults** injected; **clean after**: time from the end of the load until etcd held no
+lock key and no lease.
+
+## Last run
+
+${Object.entries(o.machine)
+  .map(([k, v]) => `- ${k}: ${v}`)
+  .join("\n")}
+- form: ${o.scale.form} (${o.scale.clients} clients; ${Object.entries(o.scale.seconds)
+    .map(([k, v]) => `${k} ${v} s`)
+    .join(", ")} of load per transport)
+- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**
+
+${o.sections.join("\n\n")}
+
+## Running it
+
+\`\`\`sh
+npm run verify                                        # long form, writes this file
+npm run verify -- --short                             # short form, prints only
+npm run verify -- --scenario outage --transport http  # one scenario, one transport
+\`\`\`
+
+It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports
+with temporary data directories, and exits non-zero when any violation is found.
+`;
+}

@@ -1,0 +1,225 @@
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { Fence, type GrantRecord } from "./check.js";
+
+/** One HTTP request as a client saw it. */
+export interface RequestRecord {
+  op: "acquire" | "renew" | "release" | "inspect" | "list";
+  instance: number;
+  sentAt: number;
+  doneAt: number;
+  /** HTTP status; 0 = the connection failed, -1 = no answer within the hang limit. */
+  status: number;
+  /** The `wait` the request asked for, in ms (0 for all but waiting acquires). */
+  waitMs: number;
+}
+
+/** A fault the scenario injected: from `start` until it was healed at `end`. */
+export interface FaultRecord {
+  what: string;
+  start: number;
+  end?: number;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+export const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+export const uniform = (min: number, max: number) => min + Math.random() * (max - min);
+
+/** What one scenario run records: the clock, the fence and every request, grant and fault. */
+export class Run {
+  private counter = 0;
+  readonly fence = new Fence();
+  readonly grants: GrantRecord[] = [];
+  readonly requests: RequestRecord[] = [];
+  readonly faults: FaultRecord[] = [];
+  /** Problems that are not about the lock invariants (hangs, 5xx other than 503, leaks...). */
+  readonly failures: string[] = [];
+
+  constructor(
+    /** Base URLs of the service instances clients may use. */
+    readonly instances: string[],
+    /** A request with no answer this long past its `wait` counts as hung. */
+    readonly hangMs: number,
+  ) {}
+
+  seq(): number {
+    return ++this.counter;
+  }
+
+  now(): number {
+    return performance.now();
+  }
+
+  fail(message: string) {
+    if (this.failures.length < 50) this.failures.push(message);
+    else if (this.failures.length === 50) this.failures.push("(more failures not shown)");
+  }
+
+  /** Records a fault that lasts while `during` runs: `during` heals it before it resolves. */
+  async fault(what: string, during: () => Promise<void>): Promise<void> {
+    const record: FaultRecord = { what, start: this.now() };
+    this.faults.push(record);
+    try {
+      await during();
+    } finally {
+      record.end = this.now();
+    }
+  }
+
+  client(id: string, home = 0): Client {
+    return new Client(this, id, home);
+  }
+}
+
+export interface Answer {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: JSON from the service
+  body: any;
+  sentSeq: number;
+  doneSeq: number;
+}
+
+/** A grant the client holds, as the service returned it, plus when it was asked for. */
+export interface Held {
+  record: GrantRecord;
+  lease: string;
+}
+
+/**
+ * An HTTP client of the lock service that fails over between instances: a connection
+ * failure or a 503 moves it to the next instance. It records every request in the run
+ * and writes to the fence the moment a grant arrives.
+ */
+export class Client {
+  private instance: number;
+
+  constructor(
+    readonly run: Run,
+    readonly id: string,
+    home: number,
+  ) {
+    this.instance = home % run.instances.length;
+  }
+
+  /** One request to the current instance; moves to the next instance on failure. */
+  async send(
+    op: RequestRecord["op"],
+    method: string,
+    path: string,
+    body?: Record<string, unknown>,
+    opts: { waitMs?: number; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<Answer> {
+    const run = this.run;
+    const instance = this.instance;
+    const waitMs = opts.waitMs ?? 0;
+    const sentAt = run.now();
+    const sentSeq = run.seq();
+    const timeout = AbortSignal.timeout(waitMs + run.hangMs);
+    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    let status: number;
+    let parsed: unknown;
+    try {
+      const res = await fetch(`${run.instances[instance]}${path}`, {
+        method,
+        headers: { ...(body ? { "content-type": "application/json" } : {}), ...opts.headers },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+        signal,
+      });
+      status = res.status;
+      const text = await res.text();
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = text;
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      status = timeout.aborted ? -1 : 0;
+    }
+    const doneSeq = run.seq();
+    run.requests.push({ op, instance, sentAt, doneAt: run.now(), status, waitMs });
+    if (status === -1)
+      run.fail(`${method} ${path} on instance ${instance}: no answer within ${waitMs + run.hangMs} ms`);
+    else if (status >= 500 && status !== 503) {
+      run.fail(`${method} ${path} on instance ${instance}: HTTP ${status} ${JSON.stringify(parsed)}`);
+    }
+    if (status <= 0 || status === 503) this.instance = (instance + 1) % run.instances.length;
+    return { status, body: parsed, sentSeq, doneSeq };
+  }
+
+  /**
+   * Acquire with an Idempotency-Key, retried (same key, next instance) after a 503 or a
+   * connection failure until `retryMs` has passed. The grant is recorded, and written to
+   * the fence, in the same step as it arrives.
+   */
+  async acquire(
+    name: string,
+    o: { ttl: number; wait: number; retryMs?: number; signal?: AbortSignal },
+  ): Promise<Held | { status: number; answer: Answer }> {
+    const key = randomUUID();
+    const until = this.run.now() + (o.retryMs ?? 0);
+    let requestedSeq: number | undefined;
+    for (;;) {
+      const a = await this.send(
+        "acquire",
+        "POST",
+        `/locks/${name}`,
+        { ttl: o.ttl, owner: this.id, ...(o.wait > 0 ? { wait: o.wait } : {}) },
+        { waitMs: o.wait * 1000, headers: { "idempotency-key": key }, ...(o.signal ? { signal: o.signal } : {}) },
+      );
+      requestedSeq ??= a.sentSeq;
+      if (a.status === 201 || a.status === 200) {
+        const record: GrantRecord = {
+          name,
+          token: a.body.token,
+          lease: a.body.lease,
+          client: this.id,
+          requestedSeq,
+          receivedSeq: a.doneSeq,
+          receivedAt: this.run.now(),
+          ttl: a.body.ttl,
+        };
+        this.run.grants.push(record);
+        const held = { record, lease: a.body.lease as string };
+        this.write(held, false, a.doneSeq);
+        return held;
+      }
+      if ((a.status > 0 && a.status !== 503) || this.run.now() >= until || o.signal?.aborted) {
+        return { status: a.status, answer: a };
+      }
+      await sleep(uniform(50, 150));
+    }
+  }
+
+  /** A write to the fenced resource with the grant's token. */
+  write(held: Held, afterStall: boolean, seq = this.run.seq()): boolean {
+    return this.run.fence.write({
+      name: held.record.name,
+      token: held.record.token,
+      client: this.id,
+      seq,
+      grantReceivedSeq: held.record.receivedSeq,
+      afterStall,
+    });
+  }
+
+  /** Renew once; `true` while the lock is still ours (200), `false` after 410. */
+  async renew(held: Held): Promise<boolean | undefined> {
+    const a = await this.send("renew", "PUT", `/locks/${held.record.name}/renew`, { lease: held.lease });
+    return a.status === 200 ? true : a.status === 410 ? false : undefined;
+  }
+
+  /**
+   * Release, retried after a 503 or a connection failure until `retryMs` has passed. A
+   * 204 marks the hold as ended in a successful release, sent at that attempt's send.
+   */
+  async release(held: Held, retryMs: number): Promise<number> {
+    const until = this.run.now() + retryMs;
+    for (;;) {
+      const a = await this.send("release", "DELETE", `/locks/${held.record.name}`, { lease: held.lease });
+      if (a.status === 204) held.record.releaseSentSeq = a.sentSeq;
+      if ((a.status > 0 && a.status !== 503) || this.run.now() >= until) return a.status;
+      await sleep(uniform(50, 150));
+    }
+  }
+}

@@ -1,0 +1,402 @@
+import { checkHistory } from "./check.js";
+import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.js";
+import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
+import { type Client, Run, sleep, uniform } from "./run.js";
+import { holder, pause } from "./workload.js";
+
+export type ScenarioId = "cluster" | "outage" | "instances" | "vanish" | "waiters";
+
+/** How big a run is: seconds of load per scenario, and how many concurrent clients. */
+export interface Scale {
+  form: "short" | "long";
+  seconds: Record<ScenarioId, number>;
+  clients: number;
+}
+
+export const SHORT: Scale = {
+  form: "short",
+  seconds: { cluster: 8, outage: 7, instances: 6, vanish: 6, waiters: 7 },
+  clients: 8,
+};
+
+export const LONG: Scale = {
+  form: "long",
+  seconds: { cluster: 150, outage: 90, instances: 90, vanish: 75, waiters: 120 },
+  clients: 16,
+};
+
+/** Deadline of every etcd call in the service instances under test. */
+export const ETCD_TIMEOUT_MS = 1_000;
+/** A request with no answer this long past its `wait` is hung (a few etcd deadlines, plus slack). */
+export const HANG_MS = 4 * ETCD_TIMEOUT_MS + 2_000;
+/** "503 fast": a 503 must arrive within this much past the request's `wait`. */
+export const FAST_503_MS = 2 * ETCD_TIMEOUT_MS + 1_000;
+const TTL = 2;
+
+export interface ScenarioResult {
+  scenario: ScenarioId;
+  transport: Transport;
+  seconds: number;
+  clients: number;
+  requests: number;
+  grants: number;
+  /** Invariant violations plus failures (hangs, 5xx other than 503, leaks, crashes...). */
+  violations: number;
+  staleWrites: number;
+  staleRejected: number;
+  rejectedWrites: number;
+  writes: number;
+  http503: number;
+  faults: number;
+  /** Longest stretch without any successful answer, containing a failed one (ms). */
+  longestUnavailableMs: number;
+  /** Longest time from healing a fault to the first success of a request sent after it (ms). */
+  recoveryMs: number | undefined;
+  /** Longest time any answer took past its request's `wait` (ms). */
+  slowestPastWaitMs: number;
+  /** Longest time a 503 took past its request's `wait` (ms). */
+  slowest503Ms: number | undefined;
+  /** Time from the end of load until etcd held no lock keys and no leases (ms). */
+  cleanMs: number | undefined;
+  /** Scenario-specific measurements. */
+  notes: string[];
+  /** What each violation was. */
+  details: string[];
+}
+
+export interface Scenario {
+  id: ScenarioId;
+  title: string;
+  what: string;
+  run(transport: Transport, scale: Scale): Promise<ScenarioResult>;
+}
+
+interface Env {
+  cluster: EtcdCluster;
+  instances: ServiceInstance[];
+  run: Run;
+  prefix: string;
+  transport: Transport;
+  scale: Scale;
+  id: ScenarioId;
+  startedAt: number;
+  notes: string[];
+}
+
+async function withEnv(
+  id: ScenarioId,
+  transport: Transport,
+  scale: Scale,
+  shape: { members: number; instances: number },
+  body: (env: Env) => Promise<void>,
+): Promise<ScenarioResult> {
+  const cluster = await startEtcdCluster(shape.members);
+  const prefix = "verify/";
+  const instances: ServiceInstance[] = [];
+  try {
+    const starting = Array.from({ length: shape.instances }, () =>
+      startInstance({ endpoints: cluster.endpoints, transport, etcdTimeoutMs: ETCD_TIMEOUT_MS, prefix }),
+    );
+    for (const started of await Promise.allSettled(starting)) {
+      if (started.status === "fulfilled") instances.push(started.value);
+    }
+    const failed = (await Promise.allSettled(starting)).find((s) => s.status === "rejected");
+    if (failed) throw failed.reason;
+    const run = new Run(
+      instances.map((s) => s.url),
+      HANG_MS,
+    );
+    const env: Env = { cluster, instances, run, prefix, transport, scale, id, startedAt: run.now(), notes: [] };
+    await body(env);
+    return await finish(env);
+  } finally {
+    await Promise.all(instances.map((s) => s.kill()));
+    await cluster.destroy();
+  }
+}
+
+/** Leak check, invariant check and the numbers of the table. */
+async function finish(env: Env): Promise<ScenarioResult> {
+  const { run, cluster } = env;
+  const loadEnd = run.now();
+  const lastHeal = Math.max(0, ...run.faults.map((f) => f.end ?? 0));
+  // A lease lives at most its TTL after its last grant or keep-alive; etcd extends every
+  // lease by an election timeout (1 s) when a member becomes leader, so count from then.
+  const allowedMs = Math.max(loadEnd, lastHeal + 1_000) - loadEnd + TTL * 1_000 + 1_000;
+  let cleanMs: number | undefined;
+  let leftover = "";
+  while (run.now() - loadEnd <= allowedMs + 2_000) {
+    try {
+      const [keys, leases] = await Promise.all([cluster.keys(env.prefix), cluster.leases()]);
+      if (keys.length === 0 && leases.length === 0) {
+        cleanMs = run.now() - loadEnd;
+        break;
+      }
+      leftover = `${keys.length} lock keys (${keys.slice(0, 3).join(", ")}) and ${leases.length} leases`;
+    } catch (err) {
+      leftover = `etcd did not answer: ${(err as Error).message}`;
+    }
+    await sleep(100);
+  }
+  if (cleanMs === undefined || cleanMs > allowedMs) {
+    run.fail(`leak: ${leftover} still in etcd ${Math.round(run.now() - loadEnd)} ms after the load ended`);
+  }
+  for (const [i, s] of env.instances.entries()) {
+    if (s.crashes > 0) run.fail(`instance ${i} exited by itself ${s.crashes} time(s)`);
+    for (const line of s.errors()) run.fail(`instance ${i} logged: ${line.slice(0, 300)}`);
+  }
+
+  const checked = checkHistory(run.grants, run.fence.writes);
+  const reqs = run.requests;
+  const ok = (status: number) => status > 0 && status < 500;
+  const byDone = [...reqs].sort((a, b) => a.doneAt - b.doneAt);
+  let lastOk = env.startedAt;
+  let failedSince = false;
+  let longestUnavailableMs = 0;
+  for (const r of byDone) {
+    if (!ok(r.status)) failedSince = true;
+    else {
+      if (failedSince) longestUnavailableMs = Math.max(longestUnavailableMs, r.doneAt - lastOk);
+      lastOk = r.doneAt;
+      failedSince = false;
+    }
+  }
+  let recoveryMs: number | undefined;
+  for (const f of run.faults) {
+    if (f.end === undefined) continue;
+    const end = f.end;
+    const first = byDone.find((r) => r.sentAt >= end && ok(r.status));
+    if (first) recoveryMs = Math.max(recoveryMs ?? 0, first.doneAt - end);
+  }
+  const past = (r: (typeof reqs)[number]) => r.doneAt - r.sentAt - r.waitMs;
+  const answered = reqs.filter((r) => r.status > 0);
+  const slow503 = reqs.filter((r) => r.status === 503).map(past);
+  return {
+    scenario: env.id,
+    transport: env.transport,
+    seconds: env.scale.seconds[env.id],
+    clients: env.scale.clients,
+    requests: reqs.length,
+    grants: run.grants.length,
+    violations: checked.violations.length + run.failures.filter((f) => !f.startsWith("(more")).length,
+    staleWrites: checked.staleWrites,
+    staleRejected: checked.staleRejected,
+    rejectedWrites: checked.rejectedWrites,
+    writes: run.fence.writes.length,
+    http503: slow503.length,
+    faults: run.faults.length,
+    longestUnavailableMs: Math.round(longestUnavailableMs),
+    recoveryMs: recoveryMs === undefined ? undefined : Math.round(recoveryMs),
+    slowestPastWaitMs: Math.round(Math.max(0, ...answered.map(past))),
+    slowest503Ms: slow503.length ? Math.round(Math.max(...slow503)) : undefined,
+    cleanMs: cleanMs === undefined ? undefined : Math.round(cleanMs),
+    notes: env.notes,
+    details: [...checked.violations.map((v) => `${v.invariant}: ${v.detail}`), ...run.failures],
+  };
+}
+
+const names = (n: number, label = "lock") => Array.from({ length: n }, (_, i) => `${label}:${i}`);
+const clients = (env: Env, n: number, label = "c") =>
+  Array.from({ length: n }, (_, i) => env.run.client(`${label}${i}`, i));
+const loadEnd = (env: Env) => env.run.now() + env.scale.seconds[env.id] * 1_000;
+
+/** Repeats `fault` with pauses in between until `until` (leaving time for a last recovery). */
+async function faultLoop(env: Env, until: number, gapMs: [number, number], fault: (n: number) => Promise<void>) {
+  for (let n = 0; ; n++) {
+    await pause(uniform(...gapMs), () => env.run.now() >= until);
+    if (env.run.now() >= until - 2_000) return;
+    await fault(n);
+  }
+}
+
+/** Runs the standard holders on a few names until `until`, alongside `faults`. */
+async function holdersWith(env: Env, until: number, faults: Promise<void>, opts: { maxWait?: number } = {}) {
+  const load = clients(env, env.scale.clients).map((c) =>
+    holder(c, {
+      names: names(3),
+      ttl: TTL,
+      stallRate: 0.15,
+      waitRate: 0.5,
+      maxWait: opts.maxWait ?? 2,
+      until,
+    }),
+  );
+  await Promise.all([...load, faults]);
+}
+
+async function killMember(env: Env, i: number, role: string, downMs: number) {
+  await env.run.fault(`kill ${role} m${i}`, async () => {
+    await env.cluster.kill(i);
+    await sleep(downMs);
+    await env.cluster.start(i);
+  });
+}
+
+const cluster: Scenario = {
+  id: "cluster",
+  title: "3-member etcd cluster, members (the leader among them) SIGKILLed and restarted",
+  what: "a 3-member cluster on loopback; every few seconds one member is SIGKILLed (every other time the leader), stays down 1–3 s and is restarted, while the clients take, hold and release locks through one service instance that knows all three endpoints",
+  run: (transport, scale) =>
+    withEnv("cluster", transport, scale, { members: 3, instances: 1 }, async (env) => {
+      const until = loadEnd(env);
+      const faults = faultLoop(env, until, [1_500, 3_500], async (n) => {
+        const leader = await env.cluster.leader();
+        const target = n % 2 === 0 && leader !== undefined ? leader : ((leader ?? 0) + 1 + (n % 4 === 1 ? 0 : 1)) % 3;
+        await killMember(env, target, target === leader ? "leader" : "follower", uniform(1_000, 3_000));
+      });
+      await holdersWith(env, until, faults);
+    }),
+};
+
+const outage: Scenario = {
+  id: "outage",
+  title: "full etcd outage and return",
+  what: "a single-member etcd is SIGKILLed, stays down 2–4 s and comes back, again and again; every request meanwhile must get a fast 503 and the same service process must recover on its own",
+  run: (transport, scale) =>
+    withEnv("outage", transport, scale, { members: 1, instances: 1 }, async (env) => {
+      const until = loadEnd(env);
+      const faults = faultLoop(env, until, [2_000, 4_000], () =>
+        killMember(env, 0, "the only member", uniform(2_000, 4_000)),
+      );
+      await holdersWith(env, until, faults);
+      const slow = env.run.requests.filter((r) => r.status === 503 && r.doneAt - r.sentAt - r.waitMs > FAST_503_MS);
+      for (const r of slow.slice(0, 5)) {
+        env.run.fail(
+          `a 503 took ${Math.round(r.doneAt - r.sentAt - r.waitMs)} ms past its wait (limit ${FAST_503_MS})`,
+        );
+      }
+    }),
+};
+
+const instances: Scenario = {
+  id: "instances",
+  title: "three service instances on one etcd, one SIGKILLed and restarted",
+  what: "three stateless service processes share one etcd; every few seconds one of them is SIGKILLed (process group, no shutdown) and restarted on its port 0.5–2 s later; clients fail over to the next instance on a dropped connection or a 503",
+  run: (transport, scale) =>
+    withEnv("instances", transport, scale, { members: 1, instances: 3 }, async (env) => {
+      const until = loadEnd(env);
+      const faults = faultLoop(env, until, [1_500, 3_000], async (n) => {
+        const i = n % env.instances.length;
+        const instance = env.instances[i] as ServiceInstance;
+        await env.run.fault(`SIGKILL instance ${i}`, async () => {
+          await instance.kill();
+          await sleep(uniform(500, 2_000));
+          await instance.start();
+        });
+      });
+      await holdersWith(env, until, faults);
+    }),
+};
+
+const vanish: Scenario = {
+  id: "vanish",
+  title: "clients that vanish mid-hold or mid-wait",
+  what: "holders that take a lock and vanish (no renew, no release): the next waiter must get the lock within TTL + 1 s of the vanished grant; waiters that hang up mid-wait (with a 30 s TTL, so a grant left behind would show): the lock must be free again right after; standard holders run alongside",
+  run: (transport, scale) =>
+    withEnv("vanish", transport, scale, { members: 1, instances: 1 }, async (env) => {
+      const { run } = env;
+      const until = loadEnd(env);
+      const pairs = Math.max(2, Math.floor(env.scale.clients / 4));
+      let worstExpiry = 0;
+      let vanished = 0;
+      let hungUp = 0;
+
+      const vanishLoop = async (v: Client, p: Client, name: string) => {
+        while (run.now() < until) {
+          const got = await v.acquire(name, { ttl: TTL, wait: 3, retryMs: 2_000 });
+          if (!("record" in got)) continue;
+          vanished++;
+          // v is gone now: no renew, no release. p waits for the lock.
+          const next = await p.acquire(name, { ttl: TTL, wait: TTL + 3, retryMs: 2_000 });
+          if (!("record" in next)) {
+            run.fail(`${name}: the lock of a vanished holder was not free within ${TTL + 3} s (HTTP ${next.status})`);
+            continue;
+          }
+          const expiry = next.record.receivedAt - got.record.receivedAt;
+          worstExpiry = Math.max(worstExpiry, expiry);
+          if (expiry > got.record.ttl * 1_000 + 1_000) {
+            run.fail(
+              `${name}: a vanished holder's lock (TTL ${got.record.ttl} s) was free only after ${Math.round(expiry)} ms`,
+            );
+          }
+          await p.release(next, 2_000);
+        }
+      };
+
+      const hangUpLoop = async (h: Client, w: Client, probe: Client, name: string) => {
+        while (run.now() < until) {
+          const held = await h.acquire(name, { ttl: TTL, wait: 3, retryMs: 2_000 });
+          if (!("record" in held)) continue;
+          const caller = new AbortController();
+          const waiting = w.acquire(name, { ttl: 30, wait: 5, signal: caller.signal }).catch(() => undefined);
+          // The waiter hangs up, then the holder releases shortly after: the service must
+          // stop waiting, and revoke a grant that lands after the disconnect anyway.
+          const hangUpAt = uniform(100, 600);
+          await sleep(hangUpAt);
+          caller.abort();
+          await sleep(uniform(20, 300));
+          await h.release(held, 2_000);
+          const outcome = await waiting;
+          hungUp++;
+          if (outcome && "record" in outcome) {
+            run.fail(`${name}: a waiter got the lock while its holder had not released it`);
+            await w.release(outcome, 2_000);
+          }
+          // Free again (or soon: the revoke of an unwanted grant is on its way).
+          const free = await probe.acquire(name, { ttl: TTL, wait: 1, retryMs: 2_000 });
+          if (!("record" in free)) {
+            run.fail(`${name}: still held (HTTP ${free.status}) after its waiter hung up and its holder released`);
+            continue;
+          }
+          await probe.release(free, 2_000);
+        }
+      };
+
+      const background = clients(env, Math.max(2, env.scale.clients - 2 * pairs - 3 * pairs)).map((c) =>
+        holder(c, { names: names(2), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until }),
+      );
+      await Promise.all([
+        ...background,
+        ...Array.from({ length: pairs }, (_, i) =>
+          vanishLoop(run.client(`vanisher${i}`), run.client(`heir${i}`), `vanish:${i}`),
+        ),
+        ...Array.from({ length: pairs }, (_, i) =>
+          hangUpLoop(run.client(`holder${i}`), run.client(`quitter${i}`), run.client(`probe${i}`), `hangup:${i}`),
+        ),
+      ]);
+      env.notes.push(
+        `${vanished} holders vanished; slowest expiry ${Math.round(worstExpiry)} ms after their grant (TTL ${TTL} s)`,
+        `${hungUp} waiters hung up mid-wait, each shortly before the lock was released`,
+      );
+    }),
+};
+
+const waiters: Scenario = {
+  id: "waiters",
+  title: "waiters during leader changes",
+  what: "a 3-member cluster whose leader is SIGKILLed every few seconds (down 1–2 s) while most acquires long-poll with `wait` up to 4 s through two service instances; each waiter must get the lock, its 409 at `wait`, or a 503 — never a hang past `wait`",
+  run: (transport, scale) =>
+    withEnv("waiters", transport, scale, { members: 3, instances: 2 }, async (env) => {
+      const until = loadEnd(env);
+      const faults = faultLoop(env, until, [1_500, 3_000], async () => {
+        const leader = await env.cluster.leader();
+        if (leader === undefined) return;
+        await killMember(env, leader, "leader", uniform(1_000, 2_000));
+      });
+      const load = clients(env, env.scale.clients).map((c) =>
+        holder(c, { names: names(2), ttl: TTL, stallRate: 0.1, waitRate: 0.9, maxWait: 4, until }),
+      );
+      await Promise.all([...load, faults]);
+      const waits = env.run.requests.filter((r) => r.op === "acquire" && r.waitMs > 0);
+      const byStatus = new Map<number, number>();
+      for (const r of waits) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+      env.notes.push(
+        `${waits.length} waiting acquires: ${[...byStatus]
+          .sort((a, b) => a[0] - b[0])
+          .map(([s, n]) => `${n}× ${s <= 0 ? (s === 0 ? "connection failed" : "hung") : s}`)
+          .join(", ")}`,
+      );
+    }),
+};
+
+export const SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters];

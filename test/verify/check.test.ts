@@ -1,0 +1,146 @@
+import { describe, expect, it } from "vitest";
+import { checkHistory, Fence, type GrantRecord, type WriteRecord } from "../../scripts/verify/check.js";
+
+// The checker must catch each kind of violation on a hand-made history, and stay quiet
+// on legitimate ones (overlapping requests, a stall nobody overtook, idempotent retries).
+
+const grant = (g: Partial<GrantRecord> & Pick<GrantRecord, "token" | "requestedSeq" | "receivedSeq">): GrantRecord => ({
+  name: "a",
+  lease: `lease-${g.token}`,
+  client: `c${g.token}`,
+  receivedAt: g.receivedSeq,
+  ttl: 2,
+  ...g,
+});
+
+const write = (w: Partial<WriteRecord> & Pick<WriteRecord, "token" | "seq" | "grantReceivedSeq" | "accepted">) => ({
+  name: "a",
+  client: `c${w.token}`,
+  afterStall: false,
+  ...w,
+});
+
+const invariants = (grants: GrantRecord[], writes: WriteRecord[] = []) =>
+  checkHistory(grants, writes).violations.map((v) => v.invariant);
+
+describe("the fence", () => {
+  it("accepts a token at least the highest seen, per name, and records every write", () => {
+    const fence = new Fence();
+    const w = (name: string, token: number) =>
+      fence.write({ name, token, client: "x", seq: 0, grantReceivedSeq: 0, afterStall: false });
+    expect(w("a", 5)).toBe(true);
+    expect(w("a", 5)).toBe(true);
+    expect(w("a", 4)).toBe(false);
+    expect(w("b", 1)).toBe(true);
+    expect(w("a", 9)).toBe(true);
+    expect(fence.writes.map((x) => x.accepted)).toEqual([true, true, false, true, true]);
+  });
+});
+
+describe("checkHistory", () => {
+  it("is quiet on a clean history", () => {
+    const grants = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2, releaseSentSeq: 3 }),
+      grant({ token: 12, requestedSeq: 4, receivedSeq: 5, releaseSentSeq: 6 }),
+      grant({ name: "b", token: 11, requestedSeq: 1, receivedSeq: 7, releaseSentSeq: 8 }),
+    ];
+    expect(invariants(grants)).toEqual([]);
+  });
+
+  it("finds a token granted twice, also across names", () => {
+    expect(
+      invariants([
+        grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+        grant({ token: 10, requestedSeq: 3, receivedSeq: 4, lease: "other" }),
+      ]),
+    ).toContain("unique-token");
+    expect(
+      invariants([
+        grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+        grant({ name: "b", token: 10, requestedSeq: 1, receivedSeq: 3 }),
+      ]),
+    ).toContain("unique-token");
+  });
+
+  it("treats the same grant received twice (idempotent retry) as one grant", () => {
+    expect(
+      invariants([
+        grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+        grant({ token: 10, requestedSeq: 3, receivedSeq: 4 }),
+      ]),
+    ).toEqual([]);
+  });
+
+  it("finds a later grant with a smaller or equal token", () => {
+    const grants = [
+      grant({ token: 12, requestedSeq: 1, receivedSeq: 2 }),
+      grant({ token: 11, requestedSeq: 3, receivedSeq: 4 }),
+    ];
+    expect(invariants(grants)).toEqual(["token-order"]);
+  });
+
+  it("does not order grants whose requests overlapped", () => {
+    // B asked before A's grant arrived: either order of tokens is possible.
+    const grants = [
+      grant({ token: 12, requestedSeq: 1, receivedSeq: 3 }),
+      grant({ token: 11, requestedSeq: 2, receivedSeq: 4 }),
+    ];
+    expect(invariants(grants)).toEqual([]);
+  });
+
+  it("finds two successfully released holds that overlap, and not ones that touch", () => {
+    const overlapping = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2, releaseSentSeq: 6 }),
+      grant({ token: 12, requestedSeq: 1, receivedSeq: 4, releaseSentSeq: 8 }),
+    ];
+    expect(invariants(overlapping)).toEqual(["mutual-exclusion"]);
+    // The second is nested inside a long first hold.
+    const nested = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2, releaseSentSeq: 20 }),
+      grant({ token: 12, requestedSeq: 1, receivedSeq: 4, releaseSentSeq: 5 }),
+      grant({ token: 14, requestedSeq: 1, receivedSeq: 8, releaseSentSeq: 9 }),
+    ];
+    expect(invariants(nested)).toEqual(["mutual-exclusion", "mutual-exclusion"]);
+    // A hold whose release failed (410) does not count.
+    const lost = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+      grant({ token: 12, requestedSeq: 3, receivedSeq: 4, releaseSentSeq: 5 }),
+    ];
+    expect(invariants(lost)).toEqual([]);
+  });
+
+  it("counts stale writes, and reports one the fence accepted", () => {
+    const grants = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+      grant({ token: 12, requestedSeq: 5, receivedSeq: 6 }),
+    ];
+    const rejected = checkHistory(grants, [
+      write({ token: 10, seq: 9, grantReceivedSeq: 2, accepted: false, afterStall: true }),
+    ]);
+    expect(rejected).toMatchObject({ violations: [], staleWrites: 1, staleRejected: 1, rejectedWrites: 1 });
+    const accepted = checkHistory(grants, [write({ token: 10, seq: 9, grantReceivedSeq: 2, accepted: true })]);
+    expect(accepted.violations.map((v) => v.invariant)).toEqual(["stale-write-accepted"]);
+  });
+
+  it("does not call a write stale when nobody had taken the lock since", () => {
+    const grants = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2 }),
+      grant({ token: 12, requestedSeq: 5, receivedSeq: 9 }),
+    ];
+    // Written before the later grant arrived.
+    const r = checkHistory(grants, [
+      write({ token: 10, seq: 7, grantReceivedSeq: 2, accepted: true, afterStall: true }),
+    ]);
+    expect(r).toMatchObject({ violations: [], staleWrites: 0 });
+  });
+
+  it("calls a write stale when a later-requested grant with a smaller token had arrived", () => {
+    // Token order is broken (reported as such), and the fence cannot catch the stale write.
+    const grants = [
+      grant({ token: 12, requestedSeq: 1, receivedSeq: 2 }),
+      grant({ token: 11, requestedSeq: 3, receivedSeq: 4 }),
+    ];
+    const r = checkHistory(grants, [write({ token: 12, seq: 5, grantReceivedSeq: 2, accepted: true })]);
+    expect(r.violations.map((v) => v.invariant).sort()).toEqual(["stale-write-accepted", "token-order"]);
+  });
+});

@@ -1,0 +1,20 @@
+import { expect, it } from "vitest";
+import type { Transport } from "../../scripts/verify/instance.js";
+import { HANG_MS, SCENARIOS, SHORT } from "../../scripts/verify/scenarios.js";
+
+/**
+ * The short form of `npm run verify` on one transport: every scenario at small scale,
+ * each asserting zero violations (the invariants, hangs, 5xx other than 503, leaks).
+ * One test file per transport, so the two run in parallel.
+ */
+export function shortForm(transport: Transport) {
+  for (const scenario of SCENARIOS) {
+    it(`${scenario.id}: ${scenario.title}`, { timeout: 90_000 }, async () => {
+      const r = await scenario.run(transport, SHORT);
+      expect(r.details, JSON.stringify(r, null, 2)).toEqual([]);
+      expect(r.violations).toBe(0);
+      expect(r.grants).toBeGreaterThan(0);
+      expect(r.slowestPastWaitMs).toBeLessThan(HANG_MS);
+    });
+  }
+}

@@ -1,0 +1,418 @@
+import { performance } from "node:perf_hooks";
+import { readMachineCpu, readProc, rssSampler } from "./procs.js";
+import { percentile } from "./report.js";
+import type { Held, Session, System, SystemId } from "./systems.js";
+import { TimedOut } from "./systems.js";
+
+export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters";
+
+export const CASE_IDS: readonly CaseId[] = ["c1", "c32", "c256", "contention", "waiters"];
+
+/** etcd calls the leasehold service made per cycle, from its /metrics (leasehold only). */
+export type EtcdCalls = Record<string, { perCycle: number; meanMs: number }>;
+
+/** One system in one case in one round. Times in ms, CPU in % of one core. */
+export interface RoundResult {
+  system: SystemId;
+  case: CaseId;
+  round: number;
+  seconds: number;
+  cycles: number;
+  cyclesPerSec: number;
+  errors: number;
+  /** Waiting acquires that gave up (409 after `wait`). */
+  timeouts: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  wakeP50Ms?: number;
+  wakeP99Ms?: number;
+  wakeSamples?: number;
+  /** Peak service RSS in the round; in `waiters`, while all the waiters wait. */
+  serviceRssMb?: number;
+  serviceCpuPct?: number;
+  etcdCpuPct: number;
+  /** This bench process (the load generator; for etcd3 also the lock client). */
+  loadCpuPct: number;
+  /** Everything else the machine ran meanwhile (other processes: noise). */
+  otherCpuPct: number;
+  etcdCalls?: EtcdCalls;
+  etcdServer?: EtcdServerFigures;
+  firstError?: string;
+}
+
+export interface Env {
+  etcdEndpoint: string;
+  etcdPid: number | undefined;
+}
+
+/** Sums and counts of Prometheus histograms / counters in a text exposition, by series. */
+async function scrape(url: string, series: RegExp): Promise<Map<string, number> | undefined> {
+  try {
+    const text = await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).text();
+    const out = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (line.startsWith("#") || !series.test(line)) continue;
+      const at = line.lastIndexOf(" ");
+      out.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+const SERVICE_SERIES = /^leasehold_etcd_request_seconds_(sum|count)\{/;
+const ETCD_SERIES =
+  /^(etcd_disk_wal_fsync_duration_seconds_(sum|count)|etcd_disk_backend_commit_duration_seconds_(sum|count)|etcd_server_proposals_committed_total) /;
+
+/** etcd's own view of a round: raft proposals, WAL fsyncs and backend commits per cycle. */
+export interface EtcdServerFigures {
+  proposalsPerCycle: number;
+  fsyncsPerCycle: number;
+  fsyncMeanMs: number;
+  commitMeanMs: number;
+}
+
+/**
+ * What a round cost, from its start to `end()`: CPU of the service, etcd, this process
+ * (the load) and everything else on the machine (other projects' noise), the etcd calls
+ * the service made (its own histogram) and etcd's raft and disk work (its /metrics).
+ */
+async function usageWindow(system: System, env: Env) {
+  const svcUrl = system.service ? `${system.service.url}/metrics` : undefined;
+  const svcBefore = svcUrl ? await scrape(svcUrl, SERVICE_SERIES) : undefined;
+  const etcdBefore = await scrape(`${env.etcdEndpoint}/metrics`, ETCD_SERIES);
+  const t0 = performance.now();
+  const svc0 = readProc(system.service?.pid)?.cpuSeconds;
+  const etcd0 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
+  const self0 = process.cpuUsage();
+  const machine0 = readMachineCpu();
+  return async (cycles: number) => {
+    const seconds = (performance.now() - t0) / 1000;
+    const svc1 = readProc(system.service?.pid)?.cpuSeconds;
+    const etcd1 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
+    const self = process.cpuUsage(self0);
+    const machine1 = readMachineCpu();
+    const pct = (cpu: number) => (100 * cpu) / seconds;
+    const serviceCpu = svc0 !== undefined && svc1 !== undefined ? svc1 - svc0 : 0;
+    const ours = serviceCpu + (etcd1 - etcd0) + (self.user + self.system) / 1e6;
+    const svcAfter = svcUrl ? await scrape(svcUrl, SERVICE_SERIES) : undefined;
+    const etcdAfter = await scrape(`${env.etcdEndpoint}/metrics`, ETCD_SERIES);
+    const delta = (a: Map<string, number> | undefined, b: Map<string, number> | undefined, k: string) =>
+      (b?.get(k) ?? 0) - (a?.get(k) ?? 0);
+
+    let etcdCalls: EtcdCalls | undefined;
+    if (svcBefore && svcAfter && cycles > 0) {
+      etcdCalls = {};
+      for (const key of svcAfter.keys()) {
+        const op = /^leasehold_etcd_request_seconds_count\{op="([^"]+)"\}$/.exec(key)?.[1];
+        if (!op) continue;
+        const count = delta(svcBefore, svcAfter, key);
+        const sum = delta(svcBefore, svcAfter, `leasehold_etcd_request_seconds_sum{op="${op}"}`);
+        if (count > 0) etcdCalls[op] = { perCycle: count / cycles, meanMs: (sum / count) * 1000 };
+      }
+    }
+    let etcdServer: EtcdServerFigures | undefined;
+    if (etcdBefore && etcdAfter && cycles > 0) {
+      const d = (k: string) => delta(etcdBefore, etcdAfter, k);
+      const fsyncs = d("etcd_disk_wal_fsync_duration_seconds_count");
+      const commits = d("etcd_disk_backend_commit_duration_seconds_count");
+      etcdServer = {
+        proposalsPerCycle: d("etcd_server_proposals_committed_total") / cycles,
+        fsyncsPerCycle: fsyncs / cycles,
+        fsyncMeanMs: fsyncs ? (d("etcd_disk_wal_fsync_duration_seconds_sum") / fsyncs) * 1000 : 0,
+        commitMeanMs: commits ? (d("etcd_disk_backend_commit_duration_seconds_sum") / commits) * 1000 : 0,
+      };
+    }
+    return {
+      seconds,
+      ...(svc0 !== undefined && svc1 !== undefined ? { serviceCpuPct: pct(serviceCpu) } : {}),
+      etcdCpuPct: pct(etcd1 - etcd0),
+      loadCpuPct: pct((self.user + self.system) / 1e6),
+      otherCpuPct: Math.max(0, pct(machine1.busySeconds - machine0.busySeconds - ours)),
+      ...(etcdCalls ? { etcdCalls } : {}),
+      ...(etcdServer ? { etcdServer } : {}),
+    };
+  };
+}
+
+/** Counts errors and keeps the first message. */
+function errorLog() {
+  let errors = 0;
+  let timeouts = 0;
+  let first: string | undefined;
+  return {
+    add(err: unknown) {
+      if (err instanceof TimedOut) timeouts++;
+      else errors++;
+      first ??= err instanceof Error ? err.message : String(err);
+    },
+    get errors() {
+      return errors;
+    },
+    get timeouts() {
+      return timeouts;
+    },
+    summary() {
+      return { errors, timeouts, ...(first !== undefined ? { firstError: first } : {}) };
+    },
+  };
+}
+
+const ms = (n: number) => Math.round(n * 1000) / 1000;
+
+/** One grant of a name, client-side times (ms): when its 201 arrived and when its release's 204 did. */
+interface Handoff {
+  token: number;
+  grantedAt: number;
+  releasedAt?: number;
+}
+
+/**
+ * Wake-up delays: each grant of a name after the first, minus the arrival of the previous
+ * holder's release answer. Grants of one name alternate with releases in etcd's order, which
+ * the tokens give. The two answers race back to the client, so a grant can arrive just
+ * before the release's answer; such a delay counts as 0.
+ */
+export function wakeDelays(byName: Iterable<Handoff[]>): number[] {
+  const out: number[] = [];
+  for (const list of byName) {
+    const sorted = [...list].sort((a, b) => a.token - b.token);
+    for (let i = 1; i < sorted.length; i++) {
+      const prev = sorted[i - 1]?.releasedAt;
+      const cur = sorted[i];
+      if (prev === undefined || !cur) continue;
+      out.push(Math.max(0, cur.grantedAt - prev));
+    }
+  }
+  return out;
+}
+
+/** Sessions for `n` callers, opened a few at a time (etcd-lock grants a lease each). */
+async function openSessions(client: Awaited<ReturnType<System["client"]>>, n: number): Promise<Session[]> {
+  const sessions: Session[] = [];
+  for (let i = 0; i < n; i += 64) {
+    const batch = Math.min(64, n - i);
+    sessions.push(...(await Promise.all(Array.from({ length: batch }, () => client.session()))));
+  }
+  return sessions;
+}
+
+async function closeSessions(sessions: Session[]) {
+  for (let i = 0; i < sessions.length; i += 64) {
+    await Promise.all(sessions.slice(i, i + 64).map((s) => s.close().catch(() => {})));
+  }
+}
+
+/** The figures every case reports, from its latencies, wake-ups and usage window. */
+function result(
+  system: System,
+  caseId: CaseId,
+  round: number,
+  cycles: number,
+  usage: Awaited<ReturnType<Awaited<ReturnType<typeof usageWindow>>>>,
+  errs: ReturnType<typeof errorLog>,
+  o: { latencies?: number[]; wakes?: number[]; rssBytes?: number },
+): RoundResult {
+  const lat = o.latencies?.sort((a, b) => a - b) ?? [];
+  const wakes = o.wakes?.sort((a, b) => a - b) ?? [];
+  const { seconds, ...rest } = usage;
+  return {
+    system: system.id,
+    case: caseId,
+    round,
+    seconds: ms(seconds),
+    cycles,
+    cyclesPerSec: cycles / seconds,
+    ...errs.summary(),
+    ...(lat.length ? { p50Ms: ms(percentile(lat, 50)), p99Ms: ms(percentile(lat, 99)) } : {}),
+    ...(wakes.length
+      ? { wakeP50Ms: ms(percentile(wakes, 50)), wakeP99Ms: ms(percentile(wakes, 99)), wakeSamples: wakes.length }
+      : {}),
+    ...(system.service && o.rssBytes !== undefined ? { serviceRssMb: o.rssBytes / 2 ** 20 } : {}),
+    ...rest,
+  };
+}
+
+/**
+ * Closed loop: `concurrency` callers, each on a name of its own, each doing acquire +
+ * release back to back until `durationMs` is over.
+ */
+export async function runThroughput(
+  system: System,
+  env: Env,
+  o: { caseId: CaseId; round: number; concurrency: number; durationMs: number; names: string },
+): Promise<RoundResult> {
+  const client = await system.client(o.concurrency);
+  const sessions = await openSessions(client, o.concurrency);
+  const rss = rssSampler(system.service?.pid);
+  const errs = errorLog();
+  const latencies: number[] = [];
+  try {
+    const window = await usageWindow(system, env);
+    const deadline = performance.now() + o.durationMs;
+    await Promise.all(
+      sessions.map(async (session, i) => {
+        const name = `${o.names}-${i}`;
+        while (performance.now() < deadline) {
+          const t = performance.now();
+          try {
+            const held = await session.acquire(name, 0);
+            await held.release();
+            latencies.push(performance.now() - t);
+          } catch (err) {
+            errs.add(err);
+            if (errs.errors + errs.timeouts > 1000) return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      }),
+    );
+    const usage = await window(latencies.length);
+    return result(system, o.caseId, o.round, latencies.length, usage, errs, { latencies, rssBytes: rss.peak() });
+  } finally {
+    rss.stop();
+    await closeSessions(sessions);
+    await client.close();
+  }
+}
+
+/**
+ * `contenders` callers on one name: each acquires with `wait`, releases as soon as it
+ * is granted, and goes again, until `durationMs` is over. Latency is the whole cycle,
+ * queueing included.
+ */
+export async function runContention(
+  system: System,
+  env: Env,
+  o: { round: number; contenders: number; waitSeconds: number; durationMs: number; name: string },
+): Promise<RoundResult> {
+  const client = await system.client(o.contenders);
+  const sessions = await openSessions(client, o.contenders);
+  const rss = rssSampler(system.service?.pid);
+  const errs = errorLog();
+  const latencies: number[] = [];
+  const handoffs: Handoff[] = [];
+  try {
+    const window = await usageWindow(system, env);
+    const deadline = performance.now() + o.durationMs;
+    await Promise.all(
+      sessions.map(async (session) => {
+        while (performance.now() < deadline) {
+          const t = performance.now();
+          try {
+            const held = await session.acquire(o.name, o.waitSeconds);
+            const h: Handoff = { token: held.token, grantedAt: performance.now() };
+            handoffs.push(h);
+            await held.release();
+            h.releasedAt = performance.now();
+            latencies.push(h.releasedAt - t);
+          } catch (err) {
+            errs.add(err);
+            if (errs.errors > 1000) return;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      }),
+    );
+    const usage = await window(latencies.length);
+    return result(system, "contention", o.round, latencies.length, usage, errs, {
+      latencies,
+      wakes: wakeDelays([handoffs]),
+      rssBytes: rss.peak(),
+    });
+  } finally {
+    rss.stop();
+    await closeSessions(sessions);
+    await client.close();
+  }
+}
+
+/**
+ * Many parked waiters: hold `names` names, start `waiters` acquires with `wait` spread
+ * evenly over them, read the service's RSS once they all wait, then release the holders
+ * one by one. Each waiter releases as soon as it is granted, so every name is handed down
+ * its queue; each handoff is one wake-up sample. Rate and CPU cover the handoffs.
+ */
+export async function runWaiters(
+  system: System,
+  env: Env,
+  o: {
+    round: number;
+    waiters: number;
+    names: number;
+    waitSeconds: number;
+    namePrefix: string;
+    log: (s: string) => void;
+  },
+): Promise<RoundResult> {
+  const client = await system.client(o.waiters + o.names);
+  const sessions = await openSessions(client, o.waiters + o.names);
+  const rss = rssSampler(system.service?.pid, 50);
+  const errs = errorLog();
+  const byName = new Map<string, Handoff[]>();
+  const nameOf = (i: number) => `${o.namePrefix}-${i % o.names}`;
+  const record = (name: string, h: Handoff) => {
+    const list = byName.get(name) ?? [];
+    list.push(h);
+    byName.set(name, list);
+  };
+  try {
+    const holders: { held: Held; h: Handoff }[] = [];
+    for (let i = 0; i < o.names; i++) {
+      const session = sessions[o.waiters + i];
+      if (!session) throw new Error("missing session");
+      const held = await session.acquire(nameOf(i), 0);
+      const h: Handoff = { token: held.token, grantedAt: performance.now() };
+      record(nameOf(i), h);
+      holders.push({ held, h });
+    }
+    let granted = 0;
+    const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
+      const name = nameOf(i);
+      try {
+        const held = await session.acquire(name, o.waitSeconds);
+        const h: Handoff = { token: held.token, grantedAt: performance.now() };
+        record(name, h);
+        granted++;
+        await held.release();
+        h.releasedAt = performance.now();
+      } catch (err) {
+        errs.add(err);
+      }
+    });
+
+    // Everyone waiting (or as long as we dare look), then the RSS reading.
+    const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
+    let parked = 0;
+    while (performance.now() < parkDeadline) {
+      parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
+      if (parked >= o.waiters) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
+    rss.reset();
+    await new Promise((r) => setTimeout(r, 300));
+    const rssWaiting = rss.peak();
+
+    const window = await usageWindow(system, env);
+    for (const holder of holders) {
+      try {
+        await holder.held.release();
+        holder.h.releasedAt = performance.now();
+      } catch (err) {
+        errs.add(err);
+      }
+    }
+    await Promise.all(waiting);
+    const usage = await window(granted);
+    return result(system, "waiters", o.round, granted, usage, errs, {
+      wakes: wakeDelays(byName.values()),
+      rssBytes: rssWaiting,
+    });
+  } finally {
+    rss.stop();
+    await closeSessions(sessions);
+    await client.close();
+  }
+}

@@ -1,0 +1,184 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+import { freePort } from "../../src/node/local-etcd.js";
+
+const repo = new URL("../..", import.meta.url).pathname;
+
+export type Transport = "grpc" | "http";
+
+/** Clock ticks per second, the unit of utime/stime in /proc/<pid>/stat. */
+export const CLK_TCK = (() => {
+  const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+  const n = Number(out.stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** Resident memory (bytes) and CPU time (seconds, user + system) of a process, from /proc. */
+export interface ProcSample {
+  rssBytes: number;
+  cpuSeconds: number;
+}
+
+export function readProc(pid: number | undefined): ProcSample | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces; fields after it are space-separated,
+    // starting with field 3 (state). utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return { rssBytes: Number(rss?.[1] ?? 0) * 1024, cpuSeconds: ticks / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (seconds) the whole machine spent busy and in total, summed over cores, from /proc/stat. */
+export function readMachineCpu(): { busySeconds: number; totalSeconds: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+  const t = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user).
+  const total = t.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (t[3] ?? 0) + (t[4] ?? 0);
+  return { busySeconds: (total - idle) / CLK_TCK, totalSeconds: total / CLK_TCK };
+}
+
+/** Samples a process's RSS every `everyMs` and keeps the peak. */
+export function rssSampler(pid: number | undefined, everyMs = 100) {
+  let peak = 0;
+  const take = () => {
+    const s = readProc(pid);
+    if (s && s.rssBytes > peak) peak = s.rssBytes;
+  };
+  take();
+  const timer = setInterval(take, everyMs);
+  timer.unref();
+  return {
+    /** Peak since start or the last reset, sampling once more now. */
+    peak(): number {
+      take();
+      return peak;
+    },
+    reset() {
+      peak = 0;
+      take();
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
+
+export interface ServiceProcess {
+  readonly url: string;
+  /** PID of the Node process that serves HTTP (a single process: `node --import tsx`). */
+  readonly pid: number;
+  stop(): Promise<void>;
+  /** Last lines the service printed (for error messages). */
+  output(): string;
+}
+
+/**
+ * The service's sources at a git revision, extracted under `dir` (nothing in the
+ * repository changes), with this repository's node_modules linked in. Lets one bench
+ * binary measure an older version: `--ref=HEAD` is the last commit, without the
+ * working tree's edits.
+ */
+export function checkoutAt(ref: string, dir: string): { root: string; commit: string } {
+  const rev = spawnSync("git", ["-C", repo, "rev-parse", "--verify", `${ref}^{commit}`], { encoding: "utf8" });
+  const commit = rev.stdout?.trim();
+  if (rev.status !== 0 || !commit) throw new Error(`--ref: ${ref} is not a commit: ${rev.stderr}`);
+  mkdirSync(dir, { recursive: true });
+  const archive = spawnSync(
+    "git",
+    ["-C", repo, "archive", "--format=tar", commit, "src", "package.json", "tsconfig.json"],
+    {
+      maxBuffer: 256 * 2 ** 20,
+    },
+  );
+  if (archive.status !== 0) throw new Error(`git archive ${commit} failed: ${archive.stderr?.toString()}`);
+  const untar = spawnSync("tar", ["-x", "-C", dir], { input: archive.stdout });
+  if (untar.status !== 0) throw new Error(`tar failed: ${untar.stderr?.toString()}`);
+  symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"), "dir");
+  return { root: dir, commit };
+}
+
+/**
+ * One leasehold service as its own process, started as `node --import tsx
+ * src/node/main.ts`: one Node process serves HTTP (tsx's CLI would run the entry in a
+ * child process of its own), so /proc/<pid> is the server. tsx also starts an esbuild
+ * helper process for transforms at load time; it is not counted.
+ */
+export async function startService(opts: {
+  etcdEndpoint: string;
+  transport: Transport;
+  /** Checkout to run (its src/ and package.json); default this repository. */
+  root?: string;
+  env?: Record<string, string>;
+}): Promise<ServiceProcess> {
+  const root = opts.root ?? repo;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("ETCD_") && !k.startsWith("LEASEHOLD_")),
+  );
+  const env = {
+    ...inherited,
+    ETCD_ENDPOINTS: opts.etcdEndpoint,
+    ETCD_TRANSPORT: opts.transport,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    LEASEHOLD_MAX_WAITERS: "10000",
+    ...opts.env,
+  };
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(root, "src", "node", "main.ts")], {
+    cwd: root,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-4000);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const pid = child.pid;
+  if (pid === undefined) throw new Error("could not start the leasehold service");
+
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 12_000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`leasehold (${opts.transport}) exited while starting:\n${out}`);
+    }
+    try {
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1_000) });
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`leasehold (${opts.transport}) did not become ready:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // The process we measure must be the server itself, not a launcher.
+  const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  if (!cmdline.some((a) => a.endsWith("src/node/main.ts"))) {
+    await stop();
+    throw new Error(`process ${pid} is not the leasehold server: ${cmdline.join(" ")}`);
+  }
+  return { url, pid, stop, output: () => out };
+}

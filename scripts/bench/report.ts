@@ -1,0 +1,259 @@
+import type { CaseId, EtcdCalls, EtcdServerFigures, RoundResult } from "./cases.js";
+import type { SystemId } from "./systems.js";
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? Number.NaN;
+}
+
+export function median(values: readonly number[]): number | undefined {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
+}
+
+/** One table row: the median over rounds of each figure; counts are totals. */
+export interface Row {
+  system: SystemId;
+  case: CaseId;
+  label: string;
+  rounds: number;
+  cycles: number;
+  errors: number;
+  timeouts: number;
+  cyclesPerSec?: number;
+  p50Ms?: number;
+  p99Ms?: number;
+  wakeP50Ms?: number;
+  wakeP99Ms?: number;
+  serviceRssMb?: number;
+  serviceCpuPct?: number;
+  etcdCpuPct?: number;
+  loadCpuPct?: number;
+  otherCpuPct?: number;
+  etcdCalls?: EtcdCalls;
+  etcdServer?: EtcdServerFigures;
+  firstError?: string;
+}
+
+type Numeric = "cyclesPerSec" | "p50Ms" | "p99Ms" | "wakeP50Ms" | "wakeP99Ms";
+type Usage = "serviceRssMb" | "serviceCpuPct" | "etcdCpuPct" | "loadCpuPct" | "otherCpuPct";
+
+export function aggregate(results: readonly RoundResult[], label: (c: CaseId) => string): Row[] {
+  const groups = new Map<string, RoundResult[]>();
+  for (const r of results) {
+    const k = `${r.case}\0${r.system}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const rows: Row[] = [];
+  for (const rounds of groups.values()) {
+    const first = rounds[0];
+    if (!first) continue;
+    const row: Row = {
+      system: first.system,
+      case: first.case,
+      label: label(first.case),
+      rounds: rounds.length,
+      cycles: rounds.reduce((s, r) => s + r.cycles, 0),
+      errors: rounds.reduce((s, r) => s + r.errors, 0),
+      timeouts: rounds.reduce((s, r) => s + r.timeouts, 0),
+    };
+    const firstError = rounds.find((r) => r.firstError)?.firstError;
+    if (firstError) row.firstError = firstError;
+    for (const f of ["cyclesPerSec", "p50Ms", "p99Ms", "wakeP50Ms", "wakeP99Ms"] as Numeric[]) {
+      const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
+      if (m !== undefined) row[f] = m;
+    }
+    for (const f of ["serviceRssMb", "serviceCpuPct", "etcdCpuPct", "loadCpuPct", "otherCpuPct"] as Usage[]) {
+      const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
+      if (m !== undefined) row[f] = m;
+    }
+    const ops = new Set(rounds.flatMap((r) => Object.keys(r.etcdCalls ?? {})));
+    if (ops.size) {
+      row.etcdCalls = {};
+      for (const op of ops) {
+        const per = median(rounds.flatMap((r) => (r.etcdCalls?.[op] ? [r.etcdCalls[op].perCycle] : [])));
+        const mean = median(rounds.flatMap((r) => (r.etcdCalls?.[op] ? [r.etcdCalls[op].meanMs] : [])));
+        if (per !== undefined && mean !== undefined) row.etcdCalls[op] = { perCycle: per, meanMs: mean };
+      }
+    }
+    const server = rounds.flatMap((r) => (r.etcdServer ? [r.etcdServer] : []));
+    if (server.length) {
+      const m = (f: keyof EtcdServerFigures) => median(server.map((x) => x[f])) ?? 0;
+      row.etcdServer = {
+        proposalsPerCycle: m("proposalsPerCycle"),
+        fsyncsPerCycle: m("fsyncsPerCycle"),
+        fsyncMeanMs: m("fsyncMeanMs"),
+        commitMeanMs: m("commitMeanMs"),
+      };
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+export interface Target {
+  id: string;
+  description: string;
+  system: SystemId;
+  value?: number;
+  limit: number;
+  unit: string;
+  met?: boolean;
+}
+
+/**
+ * The issue's targets. Ratios and differences pair the systems within each round (they
+ * ran back to back, sharing that moment's noise), then take the median over rounds.
+ */
+export function targets(results: readonly RoundResult[], rows: readonly Row[]): Target[] {
+  const out: Target[] = [];
+  const rounds = [...new Set(results.map((r) => r.round))];
+  const pick = (system: SystemId, c: CaseId, round: number) =>
+    results.find((r) => r.system === system && r.case === c && r.round === round);
+  const row = (system: SystemId, c: CaseId) => rows.find((r) => r.system === system && r.case === c);
+  const check = (t: Omit<Target, "met">, ok: (v: number) => boolean) =>
+    out.push({ ...t, ...(t.value !== undefined ? { met: ok(t.value) } : {}) });
+  for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
+    const ratio = median(
+      rounds.flatMap((n) => {
+        const a = pick(system, "c32", n);
+        const b = pick("etcd3", "c32", n);
+        return a && b && b.cyclesPerSec > 0 ? [a.cyclesPerSec / b.cyclesPerSec] : [];
+      }),
+    );
+    check(
+      {
+        id: "c32-throughput",
+        description: "c=32 cycles/s ÷ etcd3 baseline",
+        system,
+        ...(ratio !== undefined ? { value: ratio } : {}),
+        limit: 1.3,
+        unit: "×",
+      },
+      (v) => v >= 1.3,
+    );
+    const added = median(
+      rounds.flatMap((n) => {
+        const a = pick(system, "c1", n)?.p50Ms;
+        const b = pick("etcd3", "c1", n)?.p50Ms;
+        return a !== undefined && b !== undefined ? [a - b] : [];
+      }),
+    );
+    check(
+      {
+        id: "c1-added-p50",
+        description: "c=1 p50 added over etcd3 baseline",
+        system,
+        ...(added !== undefined ? { value: added } : {}),
+        limit: 1,
+        unit: "ms",
+      },
+      (v) => v <= 1,
+    );
+    const w = row(system, "waiters");
+    check(
+      {
+        id: "waiters-rss",
+        description: "waiters: service RSS",
+        system,
+        ...(w?.serviceRssMb !== undefined ? { value: w.serviceRssMb } : {}),
+        limit: 150,
+        unit: "MB",
+      },
+      (v) => v <= 150,
+    );
+    check(
+      {
+        id: "waiters-wake-p99",
+        description: "waiters: p99 wake-up after release",
+        system,
+        ...(w?.wakeP99Ms !== undefined ? { value: w.wakeP99Ms } : {}),
+        limit: 100,
+        unit: "ms",
+      },
+      (v) => v <= 100,
+    );
+  }
+  return out;
+}
+
+const fmt = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
+const int = (v: number | undefined) => (v === undefined ? "–" : Math.round(v).toString());
+
+/** The results table in Markdown (it reads as plain text too). */
+export function table(rows: readonly Row[]): string {
+  const head = [
+    "case",
+    "system",
+    "cycles/s",
+    "p50 ms",
+    "p99 ms",
+    "wake p50 ms",
+    "wake p99 ms",
+    "svc RSS MB",
+    "svc CPU %",
+    "etcd CPU %",
+    "load CPU %",
+    "other CPU %",
+    "errors",
+  ];
+  const body = rows.map((r) => [
+    r.label,
+    r.system,
+    int(r.cyclesPerSec),
+    fmt(r.p50Ms, 2),
+    fmt(r.p99Ms, 2),
+    fmt(r.wakeP50Ms, 2),
+    fmt(r.wakeP99Ms, 2),
+    int(r.serviceRssMb),
+    int(r.serviceCpuPct),
+    int(r.etcdCpuPct),
+    int(r.loadCpuPct),
+    int(r.otherCpuPct),
+    r.timeouts ? `${r.errors} (+${r.timeouts} timed out)` : String(r.errors),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? "").length)));
+  const numeric = (i: number) => i >= 2;
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (numeric(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(" | ")} |`;
+  const rule = `|${widths.map((w, i) => (numeric(i) ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
+  return [line(head), rule, ...body.map(line)].join("\n");
+}
+
+/**
+ * Where a cycle's time goes: etcd's raft proposals and WAL fsyncs per cycle (its
+ * /metrics) and, for leasehold, the etcd calls the service made per cycle with their
+ * mean duration as the service saw it (its own histogram).
+ */
+export function costTable(rows: readonly Row[]): string {
+  const lines = [
+    "| case | system | raft proposals/cycle | WAL fsyncs/cycle | fsync mean ms | leasehold's etcd calls per cycle (count × mean ms) |",
+    "|---|---|--:|--:|--:|---|",
+  ];
+  for (const r of rows) {
+    const calls = Object.entries(r.etcdCalls ?? {})
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([op, c]) => `${op} ${c.perCycle.toFixed(2)} × ${c.meanMs.toFixed(2)}`)
+      .join(", ");
+    const e = r.etcdServer;
+    lines.push(
+      `| ${r.label} | ${r.system} | ${fmt(e?.proposalsPerCycle, 2)} | ${fmt(e?.fsyncsPerCycle, 2)} | ${fmt(e?.fsyncMeanMs, 2)} | ${calls || "–"} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function targetLines(ts: readonly Target[]): string {
+  return ts
+    .map((t) => {
+      const v = t.value === undefined ? "n/a" : `${t.value.toFixed(2)} ${t.unit}`;
+      const bound = t.id === "c32-throughput" ? `≥ ${t.limit}` : `≤ ${t.limit}`;
+      const verdict = t.met === undefined ? "NOT MEASURED" : t.met ? "met" : "MISSED";
+      return `- ${t.system}: ${t.description}: ${v} (target ${bound} ${t.unit}) — ${verdict}`;
+    })
+    .join("\n");
+}

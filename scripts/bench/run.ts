@@ -1,0 +1,278 @@
+/**
+ * `npm run bench`: leasehold against the direct `etcd3` baseline and etcd's own lock
+ * API, on one etcd, in alternating rounds. See BENCHMARKS.md.
+ *
+ *   npm run bench                      full run (a few minutes)
+ *   npm run bench -- --smoke           tiny run (BENCH_SMOKE=1 too), proves it works
+ *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S
+ *            --cases=c1,c32,c256,contention,waiters --systems=etcd3,leasehold-grpc,...
+ *
+ * Table on stdout, progress on stderr, JSON in bench-results/latest.json (smoke:
+ * bench-results/smoke.json).
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir, totalmem } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
+import { CASE_IDS, type CaseId, type RoundResult, runContention, runThroughput, runWaiters } from "./cases.js";
+import { checkoutAt, type ServiceProcess, startService } from "./procs.js";
+import { aggregate, costTable, table, targetLines, targets } from "./report.js";
+import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
+
+const repo = new URL("../..", import.meta.url).pathname;
+
+interface Options {
+  smoke: boolean;
+  out: string;
+  rounds: number;
+  /** Length of each throughput / contention round. */
+  roundMs: number;
+  warmMs: number;
+  cases: CaseId[];
+  systems: SystemId[];
+  contenders: number;
+  contentionWait: number;
+  waiters: number;
+  waiterNames: number;
+  waiterWait: number;
+  /** Git revision whose service to run; default the working tree. */
+  ref?: string;
+}
+
+function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  const flags = new Map<string, string>();
+  for (const a of argv) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m?.[1]) throw new Error(`unknown argument ${a}`);
+    flags.set(m[1], m[2] ?? "true");
+  }
+  for (const k of flags.keys()) {
+    if (!["smoke", "out", "rounds", "seconds", "cases", "systems", "ref"].includes(k))
+      throw new Error(`unknown option --${k}`);
+  }
+  const smoke = flags.has("smoke") || env.BENCH_SMOKE === "1" || env.BENCH_SMOKE === "true";
+  const list = <T extends string>(v: string | undefined, all: readonly T[], what: string): T[] => {
+    if (!v) return [...all];
+    const items = v.split(",").map((s) => s.trim()) as T[];
+    for (const i of items) if (!all.includes(i)) throw new Error(`unknown ${what} ${i} (one of ${all.join(", ")})`);
+    return items;
+  };
+  const num = (v: string | undefined, def: number, what: string) => {
+    if (v === undefined) return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${what} must be a positive number`);
+    return n;
+  };
+  return {
+    smoke,
+    out: resolve(
+      flags.get("out") ?? env.BENCH_OUT ?? join(repo, "bench-results", smoke ? "smoke.json" : "latest.json"),
+    ),
+    rounds: Math.round(num(flags.get("rounds"), smoke ? 1 : 3, "rounds")),
+    roundMs: num(flags.get("seconds"), smoke ? 0.5 : 4, "seconds") * 1000,
+    warmMs: smoke ? 300 : 2000,
+    cases: list(flags.get("cases"), CASE_IDS, "case"),
+    systems: list(flags.get("systems"), SYSTEM_IDS, "system"),
+    // The smoke run keeps every row but shrinks the crowds and the waits, to stay well
+    // under a minute even when waiters time out.
+    contenders: smoke ? 8 : 64,
+    contentionWait: smoke ? 3 : 10,
+    waiters: smoke ? 40 : 1000,
+    waiterNames: 10,
+    waiterWait: smoke ? 5 : 30,
+    ...(flags.get("ref") ? { ref: flags.get("ref") } : {}),
+  };
+}
+
+function caseLabel(o: Options) {
+  return (c: CaseId): string => {
+    switch (c) {
+      case "c1":
+        return "c=1";
+      case "c32":
+        return "c=32";
+      case "c256":
+        return "c=256";
+      case "contention":
+        return `${o.contenders} on 1 name`;
+      case "waiters":
+        return `${o.waiters} waiters/${o.waiterNames} names`;
+    }
+  };
+}
+
+function machine(etcdBin: string) {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const etcdVersion = /etcd Version: (\S+)/.exec(
+    spawnSync(etcdBin, ["--version"], { encoding: "utf8" }).stdout ?? "",
+  )?.[1];
+  return {
+    nproc: availableParallelism(),
+    memoryGb: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    node: process.version,
+    etcd: etcdVersion ?? "unknown",
+    loadavgAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+/** The service runs from this checkout: its HEAD, and whether src/ has uncommitted edits. */
+function workingTree() {
+  const git = (...args: string[]) => spawnSync("git", ["-C", repo, ...args], { encoding: "utf8" }).stdout?.trim() ?? "";
+  return { ref: "working tree", commit: git("rev-parse", "HEAD"), dirty: git("status", "--porcelain", "src") !== "" };
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const o = parseOptions(process.argv.slice(2), process.env);
+  const startedAt = new Date();
+  const etcdBin = process.env.ETCD_BIN || "etcd";
+  const info = machine(etcdBin);
+  log(
+    `bench: ${o.smoke ? "smoke" : "full"} run, ${o.rounds} round(s) × ${o.roundMs / 1000} s; ` +
+      `${info.nproc} cores, ${info.cpu}, Node ${info.node}, etcd ${info.etcd}, load ${info.loadavgAtStart.join(" ")}`,
+  );
+
+  const dir = mkdtempSync(join(tmpdir(), "leasehold-bench-"));
+  let etcd: LocalEtcd | undefined;
+  const services: ServiceProcess[] = [];
+  const cleanup = async () => {
+    await Promise.all(services.map((s) => s.stop().catch(() => {})));
+    await etcd?.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = () => {
+    log("bench: interrupted, stopping what it started");
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  try {
+    const service = o.ref ? checkoutAt(o.ref, join(dir, "service")) : undefined;
+    const serviceInfo = service ? { ref: o.ref, commit: service.commit, dirty: false } : workingTree();
+    log(
+      `bench: leasehold from ${serviceInfo.ref} (${serviceInfo.commit}${serviceInfo.dirty ? " + uncommitted src/" : ""})`,
+    );
+    etcd = await startLocalEtcd({ dataDir: join(dir, "etcd"), bin: etcdBin });
+    const etcdEnv = { etcdEndpoint: etcd.endpoint, etcdPid: etcd.pid };
+    const systems: System[] = [];
+    for (const id of o.systems) {
+      if (id === "etcd3") systems.push(etcd3System(etcd.endpoint));
+      else if (id === "etcd-lock") systems.push(etcdLockSystem(etcd.endpoint));
+      else {
+        const proc = await startService({
+          etcdEndpoint: etcd.endpoint,
+          transport: id === "leasehold-grpc" ? "grpc" : "http",
+          ...(service ? { root: service.root } : {}),
+        });
+        services.push(proc);
+        systems.push(leaseholdSystem(id, proc));
+      }
+    }
+    const tag = `b${Date.now().toString(36)}`;
+
+    log("bench: warming up");
+    for (const s of systems) {
+      await runThroughput(s, etcdEnv, {
+        caseId: "c32",
+        round: 0,
+        concurrency: 16,
+        durationMs: o.warmMs,
+        names: `${tag}-warm-${s.id}`,
+      });
+    }
+
+    const results: RoundResult[] = [];
+    for (const c of o.cases) {
+      for (let round = 1; round <= o.rounds; round++) {
+        // Rotate who goes first, so no system always runs right after the same one.
+        const order = systems.map((_, i) => systems[(i + round - 1) % systems.length] as System);
+        for (const s of order) {
+          const names = `${tag}-${s.id}-${c}-r${round}`;
+          let r: RoundResult;
+          if (c === "contention") {
+            r = await runContention(s, etcdEnv, {
+              round,
+              contenders: o.contenders,
+              waitSeconds: o.contentionWait,
+              durationMs: o.roundMs,
+              name: names,
+            });
+          } else if (c === "waiters") {
+            r = await runWaiters(s, etcdEnv, {
+              round,
+              waiters: o.waiters,
+              names: o.waiterNames,
+              waitSeconds: o.waiterWait,
+              namePrefix: names,
+              log,
+            });
+          } else {
+            const concurrency = c === "c1" ? 1 : c === "c32" ? 32 : 256;
+            r = await runThroughput(s, etcdEnv, { caseId: c, round, concurrency, durationMs: o.roundMs, names });
+          }
+          results.push(r);
+          log(
+            `  ${caseLabel(o)(c).padEnd(22)} r${round} ${s.id.padEnd(15)} ${Math.round(r.cyclesPerSec)
+              .toString()
+              .padStart(6)}/s` +
+              (r.p50Ms !== undefined ? ` p50 ${r.p50Ms.toFixed(2)} ms` : "") +
+              (r.wakeP99Ms !== undefined ? ` wake p99 ${r.wakeP99Ms.toFixed(1)} ms` : "") +
+              (r.errors || r.timeouts ? ` errors ${r.errors} timeouts ${r.timeouts}: ${r.firstError}` : ""),
+          );
+          await pause(200);
+        }
+      }
+    }
+
+    const rows = aggregate(results, caseLabel(o));
+    const ts = targets(results, rows);
+    const finishedAt = new Date();
+    const report = {
+      version: 1,
+      kind: o.smoke ? "smoke" : "full",
+      startedAt: startedAt.toISOString(),
+      finishedAt: finishedAt.toISOString(),
+      machine: { ...info, loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100) },
+      options: o,
+      service: serviceInfo,
+      rows,
+      targets: ts,
+      rounds: results,
+    };
+    mkdirSync(dirname(o.out), { recursive: true });
+    writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
+
+    const out = [
+      `leasehold bench (${report.kind}), ${finishedAt.toISOString()}: ${info.nproc} cores, ${info.cpu}, ` +
+        `${info.memoryGb} GB, Node ${info.node}, etcd ${info.etcd}; median of ${o.rounds} round(s)` +
+        (o.smoke ? "" : ` of ${o.roundMs / 1000} s`) +
+        `; leasehold ${serviceInfo.commit.slice(0, 7)}${serviceInfo.dirty ? "+uncommitted" : ""}`,
+      "",
+      table(rows),
+      "",
+      "Targets:",
+      targetLines(ts),
+      "",
+      "Where a cycle's time goes:",
+      costTable(rows),
+      "",
+      `JSON: ${o.out} (${Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000)} s)`,
+    ];
+    process.stdout.write(`${out.join("\n")}\n`);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,5 +1,6 @@
+import { hostname } from "node:os";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { LeaseholdError } from "../client/index.js";
+import { type AcquireOptions, LeaseholdError } from "../client/index.js";
 import { EXIT, exitCodeFor } from "./exit-codes.js";
 
 /** A bad command line: the message is printed with a pointer to `--help`, exit 64. */
@@ -12,6 +13,31 @@ export const COMMON_OPTIONS = {
   url: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
+
+/** The acquire flags of `acquire` and `exec`. */
+export const ACQUIRE_FLAGS = {
+  ttl: { type: "string" },
+  wait: { type: "string" },
+  owner: { type: "string" },
+  retry: { type: "string" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** Checked acquire options from those flags (owner defaults to this host's name). */
+export function acquireOptions(values: {
+  ttl?: string;
+  wait?: string;
+  owner?: string;
+  retry?: string;
+}): AcquireOptions {
+  const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
+  const wait = seconds(values.wait, "wait");
+  return {
+    owner: values.owner ?? hostname(),
+    retryMs: (seconds(values.retry, "retry") ?? 10) * 1000,
+    ...(ttl !== undefined ? { ttl } : {}),
+    ...(wait !== undefined ? { wait } : {}),
+  };
+}
 
 export const COMMON_HELP = `  --url URL        the service (default: LEASEHOLD_URL, else http://127.0.0.1:8080)
   -h, --help       this help`;

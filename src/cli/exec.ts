@@ -1,7 +1,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { constants, hostname } from "node:os";
+import { constants } from "node:os";
 import { createClient, type HeldLock, LeaseholdError } from "../client/index.js";
-import { COMMON_HELP, COMMON_OPTIONS, EXIT, failed, parse, seconds, UsageError, warn } from "./args.js";
+import {
+  ACQUIRE_FLAGS,
+  acquireOptions,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  EXIT,
+  failed,
+  parse,
+  seconds,
+  UsageError,
+  warn,
+} from "./args.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { clientOptions, help } from "./locks.js";
 
@@ -51,11 +62,8 @@ export async function execVerb(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       ...COMMON_OPTIONS,
-      ttl: { type: "string" },
-      wait: { type: "string" },
-      owner: { type: "string" },
+      ...ACQUIRE_FLAGS,
       grace: { type: "string" },
-      retry: { type: "string" },
       "held-exit": { type: "string" },
       quiet: { type: "boolean", short: "q" },
       "no-release": { type: "boolean" },
@@ -67,10 +75,8 @@ export async function execVerb(argv: string[]): Promise<number> {
   if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold exec ${name} [options] -- CMD`);
   const [cmd, ...args] = command;
   if (cmd === undefined) throw new UsageError("exec needs a command after --");
-  const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
-  const wait = seconds(values.wait, "wait");
+  const options = acquireOptions(values);
   const grace = seconds(values.grace, "grace") ?? 10;
-  const retry = seconds(values.retry, "retry") ?? 10;
   const heldExit = values["held-exit"] === undefined ? EXIT.HELD : Number(values["held-exit"]);
   if (!Number.isInteger(heldExit) || heldExit < 0 || heldExit > 255) {
     throw new UsageError("--held-exit must be a whole number from 0 to 255");
@@ -137,11 +143,8 @@ export async function execVerb(argv: string[]): Promise<number> {
 
   try {
     const outcome = await createClient(clientOptions(values)).withLock(name, run, {
-      owner: values.owner ?? hostname(),
-      retryMs: retry * 1000,
+      ...options,
       signal: starting.signal,
-      ...(ttl !== undefined ? { ttl } : {}),
-      ...(wait !== undefined ? { wait } : {}),
       ...(values["no-release"] ? { release: false } : {}),
     });
     if (outcome.kind === "interrupted") return signalExit(interruptedBy ?? "SIGTERM");

@@ -1,6 +1,16 @@
-import { hostname } from "node:os";
 import { createClient, type Grant, type LockInfo } from "../client/index.js";
-import { COMMON_HELP, COMMON_OPTIONS, EXIT, failed, oneName, parse, printJson, seconds, UsageError } from "./args.js";
+import {
+  ACQUIRE_FLAGS,
+  acquireOptions,
+  COMMON_HELP,
+  COMMON_OPTIONS,
+  EXIT,
+  failed,
+  oneName,
+  parse,
+  printJson,
+  UsageError,
+} from "./args.js";
 
 /** `acquire`, `renew`, `release` and `status`: one call each, JSON on stdout. */
 
@@ -58,10 +68,7 @@ export async function acquireVerb(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       ...COMMON_OPTIONS,
-      ttl: { type: "string" },
-      wait: { type: "string" },
-      owner: { type: "string" },
-      retry: { type: "string" },
+      ...ACQUIRE_FLAGS,
       "idempotency-key": { type: "string" },
       format: { type: "string" },
     },
@@ -70,15 +77,10 @@ export async function acquireVerb(argv: string[]): Promise<number> {
   const name = oneName(positionals, "acquire");
   const format = values.format ?? "json";
   if (format !== "json" && format !== "env") throw new UsageError("--format must be json or env");
-  const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
-  const wait = seconds(values.wait, "wait");
-  const retry = seconds(values.retry, "retry") ?? 10;
+  const options = acquireOptions(values);
   try {
     const grant = await createClient(clientOptions(values)).acquire(name, {
-      owner: values.owner ?? hostname(),
-      retryMs: retry * 1000,
-      ...(ttl !== undefined ? { ttl } : {}),
-      ...(wait !== undefined ? { wait } : {}),
+      ...options,
       ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
     });
     if (format === "env") process.stdout.write(shellAssignments(grant));

@@ -50,10 +50,26 @@ export interface CliResult {
   json: any;
 }
 
+/**
+ * At most two `cli()` runs at a time in a test file, so a batch of them does not starve
+ * the timing-sensitive tests running beside it. (`startCli` is not limited.)
+ */
+let running = 0;
+const queue: (() => void)[] = [];
+async function slot(): Promise<() => void> {
+  if (running >= 2) await new Promise<void>((r) => queue.push(r));
+  running++;
+  return () => {
+    running--;
+    queue.shift()?.();
+  };
+}
+
 /** Runs the command to the end. */
 export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const free = await slot();
   const run = startCli(args, env);
-  const code = await run.exited;
+  const code = await run.exited.finally(free);
   const stdout = run.stdout();
   let json: unknown;
   try {

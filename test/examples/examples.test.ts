@@ -25,7 +25,7 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}) {
     execFile(
       cmd,
       args,
-      { cwd: repo, env: cleanEnv({ LEASEHOLD_URL: svc.url, ...env }), timeout: 30_000 },
+      { cwd: repo, env: cleanEnv({ LEASEHOLD_URL: svc.url, ...env }), timeout: 55_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
@@ -34,7 +34,7 @@ function run(cmd: string, args: string[], env: Record<string, string> = {}) {
   });
 }
 
-describe.concurrent("examples", () => {
+describe.concurrent("examples", { timeout: 60_000 }, () => {
   it("cron: the same crontab line on three hosts runs job9 once", async () => {
     const r = await run("sh", [join(examples, "cron", "three-hosts.sh")]);
     expect(r.stderr).toBe("");
@@ -52,7 +52,7 @@ describe.concurrent("examples", () => {
   it("curl: takes, renews and releases a lock; exits 73 when it is held", async () => {
     const name = uniqueName("curl");
     const script = join(examples, "curl", "lock.sh");
-    const r = await run("bash", [script, name, "2.2"], { TTL: "2" });
+    const r = await run("bash", [script, name, "3.5"], { TTL: "3" });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^got ${name} with fencing token \\d+$`, "m"));
     expect(r.stdout.match(/^renewed /gm)?.length).toBeGreaterThanOrEqual(2);
@@ -69,7 +69,7 @@ describe.concurrent("examples", () => {
   it("python: the standard-library client holds a lock by renewing it, then releases it", async () => {
     const name = uniqueName("python");
     const script = join(examples, "python", "leasehold_lock.py");
-    const r = await run("python3", [script, name, "2.2"], { TTL: "2" });
+    const r = await run("python3", [script, name, "3.5"], { TTL: "3" });
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^got ${name} with fencing token \\d+$`, "m"));

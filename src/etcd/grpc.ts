@@ -1,4 +1,4 @@
-import { noop } from "cockatiel";
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, noop } from "cockatiel";
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -29,9 +29,21 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   const client = new Etcd3({
     hosts: opts.endpoints,
     dialTimeout: opts.timeoutMs,
-    // Each call gets our deadline; the client's own retries and circuit breaker are off so
-    // that "etcd down" surfaces within one deadline instead of after hidden retries.
-    faultHandling: { host: () => noop, global: noop },
+    // Each call gets our deadline; the client's own retries are off so that "etcd down"
+    // surfaces within one deadline instead of after hidden retries. With several members,
+    // one that cannot be reached is skipped for a second (its circuit opens), so calls go
+    // to the live members instead of failing on a dead one time and again. Errors from a
+    // live member (e.g. "request timed out" during an election) leave its circuit closed.
+    faultHandling: {
+      host: () =>
+        opts.endpoints.length > 1
+          ? circuitBreaker(handleWhen(isConnectionFailure), {
+              halfOpenAfter: 1_000,
+              breaker: new ConsecutiveBreaker(1),
+            })
+          : noop,
+      global: noop,
+    },
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + opts.timeoutMs }),
     ...(opts.username !== undefined
       ? {
@@ -221,6 +233,13 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
 class LeaseNotFound extends Error {}
 
+/** The member could not be reached at all (as opposed to an answer that is an error). */
+function isConnectionFailure(err: Error): boolean {
+  return (
+    isRecoverableError(err) && /No connection established|Connection dropped|ECONNREFUSED|ECONNRESET/.test(err.message)
+  );
+}
+
 function toKv(kv: IKeyValue): KeyValue {
   return {
     key: kv.key.toString(),
@@ -238,6 +257,8 @@ function translate(err: unknown, op: string): Error {
     return new EtcdAuthError(`etcd ${op} refused: ${err.message}`);
   }
   if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFound(err.message);
+  // Every member's circuit is open: none answered lately.
+  if (isBrokenCircuitError(err)) return new EtcdUnavailableError(`etcd ${op} failed: no member is answering`);
   if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
   if (

@@ -29,7 +29,7 @@ import {
   LeaseExistsError,
   type LeaseTtl,
   type RangeResult,
-  type WatchOutcome,
+  type WatchResult,
 } from "./types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
@@ -173,7 +173,7 @@ export function decodeTimeToLive(body: Json): LeaseTtl {
 
 export type WatchMessage =
   | { kind: "created" }
-  | { kind: "deleted" }
+  | { kind: "deleted"; revision: number }
   | { kind: "compacted" }
   | { kind: "canceled"; reason: string }
   /** Events without a DELETE (or a progress notice): keep waiting. */
@@ -188,7 +188,8 @@ export function decodeWatchResult(result: Json): WatchMessage {
     return { kind: "canceled", reason: String(result.cancel_reason ?? "watch canceled") };
   }
   const events = Array.isArray(result.events) ? (result.events as Json[]) : [];
-  if (events.some((e) => e.type === "DELETE")) return { kind: "deleted" };
+  const deletion = events.find((e) => e.type === "DELETE");
+  if (deletion) return { kind: "deleted", revision: decodeNumber((deletion.kv as Json | undefined)?.mod_revision) };
   if (result.created === true) return { kind: "created" };
   return { kind: "other" };
 }
@@ -455,10 +456,10 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
     stopped: () => boolean,
     setConnection: (ac: AbortController) => void,
     mayReauth: boolean,
-  ): Promise<WatchOutcome | "reauth" | "again"> => {
+  ): Promise<WatchResult | "reauth" | "again"> => {
     const ac = new AbortController();
     setConnection(ac);
-    if (stopped()) return "aborted";
+    if (stopped()) return { outcome: "aborted" };
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -482,7 +483,8 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
           throw new EtcdGatewayError(`etcd watch failed: ${streamErr.message}`, streamErr.code, res.status);
         }
         const m = decodeWatchResult((msg.result ?? {}) as Json);
-        if (m.kind === "deleted" || m.kind === "compacted") return m.kind;
+        if (m.kind === "deleted") return { outcome: "deleted", revision: m.revision };
+        if (m.kind === "compacted") return { outcome: "compacted" };
         if (m.kind === "canceled") {
           // etcd reports a bad token on a watch as a cancellation, not as an HTTP error.
           if (mayReauth && dropToken(used, m.reason)) return "reauth";
@@ -493,12 +495,12 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
           clearTimeout(timer);
         }
       }
-      if (stopped()) return "aborted";
+      if (stopped()) return { outcome: "aborted" };
       if (established) return "again";
       throw unavailable(`etcd at ${origin} closed the watch stream before it was established`);
     } catch (err) {
       // The caller's abort wins over everything, then the deadline.
-      if (stopped()) return "aborted";
+      if (stopped()) return { outcome: "aborted" };
       if (err instanceof EtcdGatewayError) throw err;
       if (established) return "again";
       if (timedOut) throw unavailable(`etcd did not establish the watch within ${timeoutMs} ms (${origins})`);
@@ -510,8 +512,8 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
     }
   };
 
-  const watchDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchOutcome> => {
-    if (signal.aborted) return "aborted";
+  const watchDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult> => {
+    if (signal.aborted) return { outcome: "aborted" };
     if (closed) throw unavailable("etcd client is closed");
     let stopped = false;
     let connection: AbortController | undefined;
@@ -613,6 +615,18 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
         return { created: true, revision: res.kv.createRevision };
       }
       return res;
+    },
+
+    async deleteIfUnchanged(key, modRevision) {
+      const k = encodeBase64(key);
+      const r = await call("/v3/kv/txn", {
+        compare: [{ key: k, target: "MOD", result: "EQUAL", mod_revision: String(modRevision) }],
+        success: [{ request_delete_range: { key: k } }],
+      });
+      if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
+      if (r.ok.succeeded === true) return true;
+      // A broken-off earlier attempt may have deleted it already.
+      return r.retried ? (await this.get(key)).kv === undefined : false;
     },
 
     watchDelete,

@@ -21,7 +21,7 @@ import {
   LeaseExistsError,
   type LeaseTtl,
   type RangeResult,
-  type WatchOutcome,
+  type WatchResult,
 } from "./types.js";
 
 /** etcd over gRPC with the `etcd3` client (Node). */
@@ -82,12 +82,12 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   const watchers = new Set<() => void>();
 
   /** Resolves like a watch would, by reading the key every 250 ms. */
-  const pollDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchOutcome> => {
+  const pollDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult> => {
     for (;;) {
-      if (signal.aborted) return "aborted";
-      const { kv } = await get(key);
-      // Gone, or re-created after fromRevision: the key seen before was deleted.
-      if (!kv || kv.createRevision >= fromRevision) return "deleted";
+      if (signal.aborted) return { outcome: "aborted" };
+      const { kv, revision } = await get(key);
+      // Gone, or re-created after fromRevision: the key seen before was deleted (by now at the latest).
+      if (!kv || kv.createRevision >= fromRevision) return { outcome: "deleted", revision };
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 250);
         signal.addEventListener(
@@ -106,22 +106,24 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     key: string,
     fromRevision: number,
     signal: AbortSignal,
-  ): Promise<WatchOutcome | { error: Error }> => {
-    if (signal.aborted) return "aborted";
+  ): Promise<WatchResult | { error: Error }> => {
+    if (signal.aborted) return { outcome: "aborted" };
     let watcher: Watcher | undefined;
-    let settle: (o: WatchOutcome | { error: Error }) => void = () => {};
-    const outcome = new Promise<WatchOutcome | { error: Error }>((resolve) => {
+    let settle: (o: WatchResult | { error: Error }) => void = () => {};
+    const outcome = new Promise<WatchResult | { error: Error }>((resolve) => {
       settle = resolve;
     });
-    const onAbort = () => settle("aborted");
+    const onAbort = () => settle({ outcome: "aborted" });
     signal.addEventListener("abort", onAbort, { once: true });
     watchers.add(onAbort);
     try {
       watcher = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
-      watcher.on("delete", () => settle("deleted"));
+      watcher.on("delete", (kv: IKeyValue) => settle({ outcome: "deleted", revision: Number(kv.mod_revision) }));
       // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
       // gives no reason then) or, with auth on, when its token is no longer valid.
-      watcher.on("error", (err: Error) => settle(/auth|permission/i.test(err.message) ? { error: err } : "compacted"));
+      watcher.on("error", (err: Error) =>
+        settle(/auth|permission/i.test(err.message) ? { error: err } : { outcome: "compacted" }),
+      );
       const connected = new Promise<"connected">((resolve) => watcher?.once("connected", () => resolve("connected")));
       const first = await Promise.race([connected, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
       if (first === "timeout") {
@@ -208,9 +210,21 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return { created: false, revision, ...(kv ? { kv: toKv(kv) } : {}) };
     },
 
-    async watchDelete(key, fromRevision, signal): Promise<WatchOutcome> {
+    async deleteIfUnchanged(key, modRevision) {
+      const k = Buffer.from(key);
+      const res = await call("txn", () =>
+        client.kv.txn({
+          compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: modRevision }],
+          success: [{ request_delete_range: { key: k } }],
+          failure: [],
+        }),
+      );
+      return res.succeeded;
+    },
+
+    async watchDelete(key, fromRevision, signal): Promise<WatchResult> {
       const outcome = await watchOnce(key, fromRevision, signal);
-      if (typeof outcome === "string") return outcome;
+      if ("outcome" in outcome) return outcome;
       // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary
       // calls but not its shared watch stream, so the watch cannot be renewed here:
       // fall back to polling the key, which unary calls keep authenticated.

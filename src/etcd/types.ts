@@ -55,6 +55,10 @@ export type WatchOutcome =
   /** The caller's signal fired first. */
   | "aborted";
 
+export type WatchResult =
+  /** `revision`: the revision of the DELETE (watch from revision + 1 to see the next one). */
+  { outcome: "deleted"; revision: number } | { outcome: "compacted" } | { outcome: "aborted" };
+
 export interface EtcdClient {
   /** Linearizable read of one key. */
   get(key: string): Promise<GetResult>;
@@ -72,12 +76,14 @@ export interface EtcdClient {
   leaseTimeToLive(id: bigint): Promise<LeaseTtl>;
   /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
   createIfAbsent(key: string, value: string, lease: bigint): Promise<CreateResult>;
+  /** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
+  deleteIfUnchanged(key: string, modRevision: number): Promise<boolean>;
   /**
    * Resolves once the key is deleted at a revision >= `fromRevision`, when that revision
    * is compacted, or when `signal` aborts. Establishing the watch is bounded by the call
    * deadline; waiting for the event is bounded only by `signal`.
    */
-  watchDelete(key: string, fromRevision: number, signal: AbortSignal): Promise<WatchOutcome>;
+  watchDelete(key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult>;
   /** Cheap round trip to the cluster (for readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

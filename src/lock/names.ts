@@ -9,22 +9,38 @@ export function isValidName(name: string): boolean {
 }
 
 /**
- * The lease handle a holder gets. Today it is the etcd lease ID in hex; the API
- * accepts 16–64 hex digits in any case so the handle can grow without breaking clients.
+ * The lease handle a holder gets: the etcd lease ID and a per-grant nonce, 16 hex digits
+ * each. Leases are reused across grants (see lease-pool.ts); the nonce, stored with the
+ * lock, is what ties a handle to one grant. The API accepts 16–64 hex digits in any
+ * case so the handle can change shape without breaking clients.
  */
 export const HANDLE_PATTERN = /^[0-9a-fA-F]{16,64}$/;
 
 const MAX_INT64 = (1n << 63n) - 1n;
 
-export function formatHandle(leaseId: bigint): string {
-  return leaseId.toString(16).padStart(16, "0");
+export interface Handle {
+  lease: bigint;
+  /** 16 lowercase hex digits. */
+  nonce: string;
 }
 
-/** The lease ID a well-formed handle names, or `undefined` when no etcd lease can have it. */
-export function parseHandle(handle: string): bigint | undefined {
-  if (!HANDLE_PATTERN.test(handle)) return undefined;
-  const id = BigInt(`0x${handle}`);
-  return id > 0n && id <= MAX_INT64 ? id : undefined;
+export function formatHandle(h: Handle): string {
+  return h.lease.toString(16).padStart(16, "0") + h.nonce;
+}
+
+/** The grant a well-formed handle names, or `undefined` when no grant can have it. */
+export function parseHandle(handle: string): Handle | undefined {
+  if (!/^[0-9a-fA-F]{32}$/.test(handle)) return undefined;
+  const lease = BigInt(`0x${handle.slice(0, 16)}`);
+  if (lease <= 0n || lease > MAX_INT64) return undefined;
+  return { lease, nonce: handle.slice(16).toLowerCase() };
+}
+
+/** 64 random bits as 16 hex digits. */
+export function randomNonce(): string {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**

@@ -2,7 +2,9 @@ import type { EtcdClient, KeyValue } from "../etcd/types.js";
 import { LeaseExistsError, prefixEnd } from "../etcd/types.js";
 import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
-import { formatHandle, parseHandle, randomLeaseId } from "./names.js";
+import { LeasePool, type PooledLease } from "./lease-pool.js";
+import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
+import { SharedWatches } from "./shared-watches.js";
 
 /** What acquire and renew hand to the holder. */
 export interface Grant {
@@ -41,6 +43,8 @@ export interface LockServiceOptions {
   /** Fires when the instance shuts down: waiters are answered with 503 at once. */
   shutdownSignal?: AbortSignal;
   metrics?: Metrics;
+  /** One etcd watch per key shared by this instance's waiters (default). Off on Workers. */
+  shareWatches?: boolean;
 }
 
 /** The caller hung up; nobody will read the answer. */
@@ -57,6 +61,8 @@ interface StoredValue {
   idem?: string;
   /** Grant time (ms since the epoch), for the hold-time metric. */
   at?: number;
+  /** The grant's nonce: the second half of its handle. */
+  n?: string;
 }
 
 /**
@@ -65,11 +71,37 @@ interface StoredValue {
  */
 export class LockService {
   private waiters = 0;
+  private readonly pool = new LeasePool();
+  private readonly seenHeld = new SeenHeld();
+  private readonly watches: SharedWatches;
 
   constructor(
     private readonly etcd: EtcdClient,
     private readonly opts: LockServiceOptions,
-  ) {}
+  ) {
+    this.watches = new SharedWatches(etcd, opts.shareWatches ?? true);
+  }
+
+  private revoke(lease: { id: bigint } | undefined): void {
+    if (lease) this.etcd.leaseRevoke(lease.id).catch(() => {});
+  }
+
+  private pooled(lease: PooledLease): void {
+    this.revoke(this.pool.put(lease));
+  }
+
+  /**
+   * Revokes pooled leases that waited too long for reuse. Runs on every acquire and
+   * release; Node also calls it on a timer so an idle instance cleans up too.
+   */
+  sweepLeases(): void {
+    for (const lease of this.pool.sweep()) this.revoke(lease);
+  }
+
+  /** Revokes every pooled lease (shutdown), waiting at most for the calls in flight. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.pool.drain().map((l) => this.etcd.leaseRevoke(l.id)));
+  }
 
   get activeWaiters(): number {
     return this.waiters;
@@ -102,27 +134,41 @@ export class LockService {
   }
 
   private async tryAcquire(name: string, o: AcquireOptions): Promise<{ grant: Grant; replayed: boolean }> {
+    this.sweepLeases();
     const key = this.key(name);
     const deadline = Date.now() + o.wait * 1000;
     const idem = o.idempotencyKey === undefined ? undefined : await sha256Hex(o.idempotencyKey);
     let waiting = false;
     let lastChance = false;
+    let woken = false;
+    let granted = false;
+    // The read before the write pays only when the lock is likely held: then it saves a
+    // transaction. When this instance has no sign of that (no waiters, no holder seen
+    // lately), go straight to the txn, whose failure branch reports the holder anyway.
+    let read = this.watches.hasWaiters(key) || this.seenHeld.likely(key);
     try {
       for (;;) {
         if (o.signal?.aborted) throw new CallerGoneError();
-        // Read first: a held lock costs one linearizable read instead of a lease grant + revoke.
-        const read = await this.etcd.get(key);
-        let holder = read.kv;
-        let revision = read.revision;
+        let holder: KeyValue | undefined;
+        let revision = 0;
+        if (read) {
+          ({ kv: holder, revision } = await this.etcd.get(key));
+        }
+        read = true;
         if (!holder) {
           const attempt = await this.tryCreate(key, name, o, idem);
-          if ("grant" in attempt) return { grant: attempt.grant, replayed: false };
+          if ("grant" in attempt) {
+            granted = true;
+            this.seenHeld.forget(key);
+            return { grant: attempt.grant, replayed: false };
+          }
           holder = attempt.holder;
           revision = attempt.revision;
           if (!holder) continue;
         }
 
         const stored = decodeValue(holder.value);
+        this.seenHeld.note(key, stored.ttl);
         if (idem !== undefined && stored.idem === idem) {
           const ttl = await this.etcd.leaseTimeToLive(holder.lease);
           if (ttl.ttl > 0) return { grant: this.grantOf(name, holder, stored, ttl.ttl), replayed: true };
@@ -151,14 +197,15 @@ export class LockService {
           this.waiters++;
           waiting = true;
         }
-        // Watching from the revision that showed the lock held, + 1, cannot miss a release
+        // Waiting from the revision that showed the lock held, + 1, cannot miss a release
         // that happens between that read and the watch being set up: etcd replays history.
         const stopWaiting = untilDeadline(deadline, o.signal, this.opts.shutdownSignal);
-        const outcome = await this.etcd
-          .watchDelete(key, revision + 1, stopWaiting.signal)
+        const outcome = await this.watches
+          .wait(key, revision + 1, stopWaiting.signal)
           .finally(() => stopWaiting.done());
-        if (outcome === "aborted" && o.signal?.aborted) throw new CallerGoneError();
-        if (outcome === "aborted" && this.opts.shutdownSignal?.aborted) {
+        if (outcome === "wake") woken = true;
+        else if (o.signal?.aborted) throw new CallerGoneError();
+        else if (this.opts.shutdownSignal?.aborted) {
           throw new Problem(
             "backend-unavailable",
             "this instance is shutting down; retry (another instance will serve you)",
@@ -166,14 +213,36 @@ export class LockService {
             { "Retry-After": "1" },
           );
         }
-        // deleted → try again; compacted → re-read; deadline → the loop's last check decides.
+        // wake → read and try again; deadline → the loop's last check decides.
       }
     } finally {
       if (waiting) this.waiters--;
+      // Woken for a release but leaving without the lock: the next waiter gets the turn.
+      if (woken && !granted) this.watches.passOn(key);
     }
   }
 
-  /** Lease grant + create-if-absent txn. Loses the race → revokes the unused lease. */
+  /** A lease for a new grant: a pooled one reset by a keep-alive, else a fresh grant. */
+  private async leaseFor(ttl: number): Promise<{ id: bigint; grantedTtl: number }> {
+    for (let pooled = this.pool.take(ttl); pooled; pooled = this.pool.take(ttl)) {
+      const granted = await this.etcd.leaseKeepAliveOnce(pooled.id);
+      if (granted > 0) return { id: pooled.id, grantedTtl: granted };
+    }
+    let id = randomLeaseId();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const grantedTtl = await this.etcd.leaseGrant(id, ttl);
+        this.pool.granted(ttl, grantedTtl);
+        return { id, grantedTtl };
+      } catch (err) {
+        // 2^63 IDs make a collision next to impossible; still, never reuse a taken one.
+        if (!(err instanceof LeaseExistsError) || attempt >= 3) throw err;
+        id = randomLeaseId();
+      }
+    }
+  }
+
+  /** Lease + create-if-absent txn. A lost race returns the (unattached) lease to the pool. */
   private async tryCreate(
     key: string,
     name: string,
@@ -181,43 +250,34 @@ export class LockService {
     idem: string | undefined,
   ): Promise<{ grant: Grant } | { holder?: KeyValue; revision: number }> {
     const sentAt = Date.now();
-    let leaseId = randomLeaseId();
-    let grantedTtl: number;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        grantedTtl = await this.etcd.leaseGrant(leaseId, o.ttl);
-        break;
-      } catch (err) {
-        // 2^63 IDs make a collision next to impossible; still, never reuse a taken one.
-        if (!(err instanceof LeaseExistsError) || attempt >= 3) throw err;
-        leaseId = randomLeaseId();
-      }
-    }
+    const lease = await this.leaseFor(o.ttl);
+    const nonce = randomNonce();
     const stored: StoredValue = {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
-      ttl: grantedTtl,
+      ttl: lease.grantedTtl,
       at: Date.now(),
+      n: nonce,
     };
     if (idem !== undefined) stored.idem = idem;
     let txn: Awaited<ReturnType<EtcdClient["createIfAbsent"]>>;
     try {
-      txn = await this.etcd.createIfAbsent(key, JSON.stringify(stored), leaseId);
+      txn = await this.etcd.createIfAbsent(key, JSON.stringify(stored), lease.id);
     } catch (err) {
       // Whether the txn applied is unknown; the lease is ours alone, so revoking it
       // removes the key if it did. Best effort: if etcd is down the lease simply expires.
-      this.etcd.leaseRevoke(leaseId).catch(() => {});
+      this.etcd.leaseRevoke(lease.id).catch(() => {});
       throw err;
     }
     if (!txn.created) {
-      this.etcd.leaseRevoke(leaseId).catch(() => {});
+      this.pooled({ id: lease.id, grantedTtl: lease.grantedTtl, since: sentAt });
       return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
     }
     const grant: Grant = {
       name,
       token: txn.revision,
-      lease: formatHandle(leaseId),
-      ttl: grantedTtl,
-      expiresAt: new Date(sentAt + grantedTtl * 1000).toISOString(),
+      lease: formatHandle({ lease: lease.id, nonce }),
+      ttl: lease.grantedTtl,
+      expiresAt: new Date(sentAt + lease.grantedTtl * 1000).toISOString(),
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     };
     const signal = o.signal;
@@ -225,7 +285,7 @@ export class LockService {
       // A grant nobody receives must not stay held by nobody. The signal only fires when
       // the caller disconnects before the response is fully sent.
       const revoke = () => {
-        this.etcd.leaseRevoke(leaseId).catch(() => {});
+        this.etcd.leaseRevoke(lease.id).catch(() => {});
       };
       if (signal.aborted) {
         revoke();
@@ -248,8 +308,7 @@ export class LockService {
   }
 
   private async tryRenew(name: string, handle: string): Promise<Grant> {
-    const id = parseHandle(handle);
-    const kv = await this.heldBy(name, id);
+    const kv = await this.heldBy(name, parseHandle(handle));
     const sentAt = Date.now();
     const ttl = await this.etcd.leaseKeepAliveOnce(kv.lease);
     if (ttl <= 0) throw lockLost(name);
@@ -260,9 +319,13 @@ export class LockService {
   async release(name: string, handle: string): Promise<void> {
     try {
       const kv = await this.heldBy(name, parseHandle(handle));
-      // Revoking the lease deletes the key in the same etcd step. A lease already gone
-      // means the lock expired in between: report it, never a 204 for nothing.
-      if (!(await this.etcd.leaseRevoke(kv.lease))) throw lockLost(name);
+      // Delete the key only if it is still exactly this grant's (an expiry or a new grant
+      // in between changes its mod revision): never a 204 for nothing. The lease stays
+      // alive and goes to the pool for the next grant, saving a revoke and a grant.
+      if (!(await this.etcd.deleteIfUnchanged(kv.key, kv.modRevision))) throw lockLost(name);
+      const grantedTtl = decodeValue(kv.value).ttl;
+      if (grantedTtl !== undefined) this.pooled({ id: kv.lease, grantedTtl, since: Date.now() });
+      else this.revoke({ id: kv.lease });
       this.released(kv, "released", name);
     } catch (err) {
       this.metrics.release(err instanceof Problem && err.code === "lock-lost" ? "lost" : "error", name);
@@ -346,10 +409,13 @@ export class LockService {
   }
 
   /** The lock's key when `id` is the lease it is bound to; otherwise lock-lost. */
-  private async heldBy(name: string, id: bigint | undefined): Promise<KeyValue> {
-    if (id === undefined) throw lockLost(name);
+  private async heldBy(name: string, handle: Handle | undefined): Promise<KeyValue> {
+    if (handle === undefined) throw lockLost(name);
     const read = await this.etcd.get(this.key(name));
-    if (!read.kv || read.kv.lease !== id) throw lockLost(name);
+    // The lease alone is not enough: leases are reused across grants, the nonce is not.
+    if (!read.kv || read.kv.lease !== handle.lease || decodeValue(read.kv.value).n !== handle.nonce) {
+      throw lockLost(name);
+    }
     return read.kv;
   }
 
@@ -357,7 +423,7 @@ export class LockService {
     return {
       name,
       token: kv.createRevision,
-      lease: formatHandle(kv.lease),
+      lease: formatHandle({ lease: kv.lease, nonce: stored.n ?? "" }),
       ttl: stored.ttl ?? remaining,
       expiresAt: new Date(from + remaining * 1000).toISOString(),
       ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
@@ -397,6 +463,7 @@ function decodeValue(value: string): StoredValue {
       ...(typeof o.ttl === "number" ? { ttl: o.ttl } : {}),
       ...(typeof o.idem === "string" ? { idem: o.idem } : {}),
       ...(typeof o.at === "number" ? { at: o.at } : {}),
+      ...(typeof o.n === "string" ? { n: o.n } : {}),
     };
   } catch {
     return {};
@@ -406,6 +473,37 @@ function decodeValue(value: string): StoredValue {
 async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Keys this instance recently found held (bounded, forgetting after the holder's TTL):
+ * an acquire of one of them reads before it writes.
+ */
+class SeenHeld {
+  private readonly until = new Map<string, number>();
+
+  constructor(private readonly max = 10_000) {}
+
+  note(key: string, ttlSeconds = 30): void {
+    this.until.delete(key);
+    if (this.until.size >= this.max) {
+      const oldest = this.until.keys().next().value;
+      if (oldest !== undefined) this.until.delete(oldest);
+    }
+    this.until.set(key, Date.now() + ttlSeconds * 1000);
+  }
+
+  likely(key: string): boolean {
+    const until = this.until.get(key);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.until.delete(key);
+    return false;
+  }
+
+  forget(key: string): void {
+    this.until.delete(key);
+  }
 }
 
 /**

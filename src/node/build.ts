@@ -40,5 +40,17 @@ export function buildNodeApp(
     metricsText: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     ...(o.auth ? { auth: o.auth } : {}),
   });
-  return { app, locks, etcd, close: () => etcd.close() };
+  // An idle instance still hands back leases nobody reused (see LeasePool).
+  const sweeper = setInterval(() => locks?.sweepLeases(), 1_000);
+  sweeper.unref();
+  return {
+    app,
+    locks,
+    etcd,
+    close: async () => {
+      clearInterval(sweeper);
+      await locks?.close();
+      await etcd.close();
+    },
+  };
 }

@@ -112,7 +112,7 @@ export async function main(env: Record<string, string | undefined> = process.env
     }, 10_000);
     grace.unref();
     await closed;
-    await etcd.close().catch(() => {});
+    await built.close().catch(() => {});
     await devEtcd?.stop();
     log.info("stopped");
     process.exit(0);

@@ -207,8 +207,8 @@ describe("watch messages", () => {
   it("classifies created, PUT, DELETE and history", () => {
     expect(decodeWatchResult(result(fixtures.watchCreated))).toEqual({ kind: "created" });
     expect(decodeWatchResult(result(fixtures.watchPut))).toEqual({ kind: "other" });
-    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "deleted" });
-    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({ kind: "deleted" });
+    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "deleted", revision: 9 });
+    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({ kind: "deleted", revision: 9 });
   });
 
   it("a compacted start revision cancels with compact_revision", () => {

@@ -249,7 +249,9 @@ describe.each(transports)("$name transport", (transport) => {
       const w = client.watchDelete(key, revision + 1, new AbortController().signal);
       expect(await stillPending(w, 300)).toBe(true);
       await client.leaseRevoke(id);
-      expect(await w).toBe("deleted");
+      const deletedAt = (await client.get(key)).revision;
+      // The revision of the DELETE itself, so a watcher can continue right after it.
+      expect(await w).toEqual({ outcome: "deleted", revision: deletedAt });
     });
 
     it("returns deleted for a delete before the call at or after fromRevision", async () => {
@@ -257,7 +259,10 @@ describe.each(transports)("$name transport", (transport) => {
       const id = await lease();
       const { revision } = await client.createIfAbsent(key, "x", id);
       await client.leaseRevoke(id);
-      expect(await client.watchDelete(key, revision + 1, new AbortController().signal)).toBe("deleted");
+      expect(await client.watchDelete(key, revision + 1, new AbortController().signal)).toEqual({
+        outcome: "deleted",
+        revision: revision + 1,
+      });
     });
 
     it("ignores deletes before fromRevision and puts after it", async () => {
@@ -270,7 +275,7 @@ describe.each(transports)("$name transport", (transport) => {
       const w = client.watchDelete(key, again.revision, ac.signal);
       expect(await stillPending(w, 500)).toBe(true);
       ac.abort();
-      expect(await w).toBe("aborted");
+      expect(await w).toEqual({ outcome: "aborted" });
     });
 
     it("returns compacted when fromRevision was compacted away", async () => {
@@ -279,7 +284,7 @@ describe.each(transports)("$name transport", (transport) => {
       await client.createIfAbsent(uniqueKey("watch-compacted-bump"), "y", 0n);
       const current = (await client.get(key)).revision;
       await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
-      expect(await client.watchDelete(key, revision, new AbortController().signal)).toBe("compacted");
+      expect(await client.watchDelete(key, revision, new AbortController().signal)).toEqual({ outcome: "compacted" });
     });
 
     it("returns aborted when the signal fires, promptly", async () => {
@@ -290,11 +295,11 @@ describe.each(transports)("$name transport", (transport) => {
       await sleep(200);
       const t0 = Date.now();
       ac.abort();
-      expect(await w).toBe("aborted");
+      expect(await w).toEqual({ outcome: "aborted" });
       expect(Date.now() - t0).toBeLessThan(500);
       const aborted = new AbortController();
       aborted.abort();
-      expect(await client.watchDelete(key, revision + 1, aborted.signal)).toBe("aborted");
+      expect(await client.watchDelete(key, revision + 1, aborted.signal)).toEqual({ outcome: "aborted" });
     });
 
     it("waits past the call deadline (only the signal bounds an established watch)", async () => {
@@ -304,7 +309,7 @@ describe.each(transports)("$name transport", (transport) => {
       const w = client.watchDelete(key, revision + 1, new AbortController().signal);
       expect(await stillPending(w, TIMEOUT_MS + 500)).toBe(true);
       await client.leaseRevoke(id);
-      expect(await w).toBe("deleted");
+      expect(await w).toMatchObject({ outcome: "deleted" });
     });
 
     it("close() ends open watches", async () => {
@@ -314,7 +319,7 @@ describe.each(transports)("$name transport", (transport) => {
       const w = other.watchDelete(key, revision + 1, new AbortController().signal);
       await sleep(200);
       await other.close();
-      expect(await w).toBe("aborted");
+      expect(await w).toEqual({ outcome: "aborted" });
     });
   });
 
@@ -414,7 +419,9 @@ describe.each(transports)("$name transport", (transport) => {
           // Turning auth off and on again drops every token etcd has handed out: the
           // client's next call, a watch or a unary call, must authenticate again.
           await invalidateTokens(ep);
-          expect(await c.watchDelete(key, revision + 1, new AbortController().signal)).toBe("deleted");
+          expect(await c.watchDelete(key, revision + 1, new AbortController().signal)).toMatchObject({
+            outcome: "deleted",
+          });
           await invalidateTokens(ep);
           expect((await c.get(key)).kv).toBeUndefined();
         } finally {
@@ -527,7 +534,7 @@ describe("gateway transport specifics", () => {
       expect(await stillPending(w, 300)).toBe(true);
       expect(watchCalls).toBe(2);
       await c.leaseRevoke(id);
-      expect(await w).toBe("deleted");
+      expect(await w).toMatchObject({ outcome: "deleted" });
     } finally {
       await c.close();
     }

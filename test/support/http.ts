@@ -1,3 +1,5 @@
+import { parseHandle } from "../../src/lock/names.js";
+
 /** Small fetch helpers for tests: every response's body is read once and kept. */
 export interface Reply {
   status: number;
@@ -40,4 +42,11 @@ let counter = 0;
 export function uniqueName(label = "lock"): string {
   counter++;
   return `${label}:${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** The etcd lease ID inside a grant's handle, for tests that act on etcd directly. */
+export function leaseIdOf(handle: string): bigint {
+  const parsed = parseHandle(handle);
+  if (!parsed) throw new Error(`not a lease handle: ${handle}`);
+  return parsed.lease;
 }

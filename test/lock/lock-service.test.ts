@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import type { EtcdClient } from "../../src/etcd/types.js";
+import { parseHandle } from "../../src/lock/names.js";
+import { LockService } from "../../src/lock/service.js";
+import { Problem } from "../../src/problems.js";
+import { startTestEtcd } from "../support/etcd.js";
+import { sleep, uniqueName } from "../support/http.js";
+
+/** Counts calls per EtcdClient method, passing everything through to real etcd. */
+function counting(inner: EtcdClient) {
+  const calls: Record<string, number> = {};
+  const client = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        calls[String(prop)] = (calls[String(prop)] ?? 0) + 1;
+        return value.apply(target, args);
+      };
+    },
+  });
+  const reset = () => {
+    for (const k of Object.keys(calls)) delete calls[k];
+  };
+  return { client, calls, reset };
+}
+
+describe("the lock protocol's etcd economy (real etcd)", () => {
+  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
+  let raw: EtcdClient;
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+    raw = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+  });
+  afterAll(async () => {
+    await raw?.close();
+    await etcd?.destroy();
+  });
+
+  it("an uncontended cycle reuses the released lease: no grant and no revoke after the first", async () => {
+    const { client, calls, reset } = counting(raw);
+    const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
+    const first = await locks.acquire(uniqueName(), { ttl: 10, wait: 0 });
+    await locks.release(first.grant.name, first.grant.lease);
+    reset();
+    for (let i = 0; i < 5; i++) {
+      const { grant } = await locks.acquire(uniqueName(), { ttl: 10, wait: 0 });
+      await locks.release(grant.name, grant.lease);
+    }
+    expect(calls.leaseGrant ?? 0).toBe(0);
+    expect(calls.leaseRevoke ?? 0).toBe(0);
+    // Per cycle: keep-alive + create txn to acquire (no read first), read + delete txn to release.
+    expect(calls).toEqual({ leaseKeepAliveOnce: 5, createIfAbsent: 5, get: 5, deleteIfUnchanged: 5 });
+    await locks.close();
+  });
+
+  it("a reused lease never lets a former holder's handle touch the later grant", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("reuse");
+    const a = await locks.acquire(name, { ttl: 10, wait: 0 });
+    await locks.release(name, a.grant.lease);
+    const b = await locks.acquire(name, { ttl: 10, wait: 0 });
+    // Same etcd lease, different grant.
+    expect(parseHandle(b.grant.lease)?.lease).toBe(parseHandle(a.grant.lease)?.lease);
+    expect(b.grant.lease).not.toBe(a.grant.lease);
+    expect(b.grant.token).toBeGreaterThan(a.grant.token);
+    await expect(locks.renew(name, a.grant.lease)).rejects.toMatchObject({ code: "lock-lost" });
+    await expect(locks.release(name, a.grant.lease)).rejects.toMatchObject({ code: "lock-lost" });
+    expect((await locks.inspect(name))?.token).toBe(b.grant.token);
+    expect((await locks.renew(name, b.grant.lease)).token).toBe(b.grant.token);
+    await locks.release(name, b.grant.lease);
+    await locks.close();
+  });
+
+  it("pooled leases nobody reuses are revoked, not left in etcd for their whole TTL", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const { grant } = await locks.acquire(uniqueName("idle"), { ttl: 600, wait: 0 });
+    await locks.release(grant.name, grant.lease);
+    const id = parseHandle(grant.lease)?.lease ?? 0n;
+    expect((await raw.leaseTimeToLive(id)).ttl).toBeGreaterThan(0);
+    await sleep(3_300);
+    locks.sweepLeases();
+    await sleep(200);
+    expect((await raw.leaseTimeToLive(id)).ttl).toBe(-1);
+    await locks.close();
+  });
+
+  it("waiters share one watch per name, and each release wakes one of them", async () => {
+    const { client, calls, reset } = counting(raw);
+    const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("shared");
+    const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
+    const waiters = Array.from({ length: 20 }, () =>
+      locks.acquire(name, { ttl: 30, wait: 4 }).then(
+        (r) => r.grant,
+        (e: Problem) => e,
+      ),
+    );
+    await sleep(300);
+    expect(locks.activeWaiters).toBe(20);
+    expect(calls.watchDelete).toBe(1);
+    reset();
+    await locks.release(name, holder.grant.lease);
+    await sleep(300);
+    // One wake-up, one attempt: not twenty transactions racing for one lock.
+    expect(calls.createIfAbsent).toBe(1);
+    const results = await Promise.all(waiters);
+    const granted = results.filter((r) => !(r instanceof Problem));
+    expect(granted).toHaveLength(1);
+    expect(results.filter((r) => r instanceof Problem && r.code === "lock-held")).toHaveLength(19);
+    await locks.close();
+  });
+
+  it("a woken waiter that leaves passes the turn on, so a free lock never sleeps", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("baton");
+    const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
+    const gone = new AbortController();
+    const first = locks.acquire(name, { ttl: 30, wait: 5, signal: gone.signal }).catch((e: Error) => e);
+    await sleep(100);
+    const second = locks.acquire(name, { ttl: 30, wait: 5 });
+    await sleep(200);
+    // The first waiter is woken by the release but hangs up before it can try.
+    const released = locks.release(name, holder.grant.lease);
+    gone.abort();
+    await released;
+    const started = Date.now();
+    const got = await second;
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(got.grant.token).toBeGreaterThan(holder.grant.token);
+    expect(await first).toBeInstanceOf(Error);
+    await locks.close();
+  });
+});

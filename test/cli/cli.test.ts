@@ -139,7 +139,7 @@ describe.concurrent("leasehold CLI", { timeout: 60_000 }, () => {
     const proxy = await startProxy(svc.url);
     try {
       const name = uniqueName("key");
-      const ok = await cli(["acquire", name, "--ttl", "5"], { LEASEHOLD_URL: proxy.url, LEASEHOLD_API_KEY: "k-123" });
+      const ok = await cli(["acquire", name, "--ttl", "60"], { LEASEHOLD_URL: proxy.url, LEASEHOLD_API_KEY: "k-123" });
       expect(ok.code).toBe(0);
       expect(proxy.seen.at(-1)?.headers.authorization).toBe("Bearer k-123");
       const none = await cli(["status", name], { LEASEHOLD_URL: proxy.url });

@@ -173,7 +173,10 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
 
   it("--no-release leaves the lock to expire instead of releasing it", async () => {
     const name = uniqueName("keep");
-    const r = await cli(["exec", name, "--ttl", "5", "--no-release", "--", "sh", "-c", 'echo "$LEASEHOLD_TOKEN"'], env);
+    const r = await cli(
+      ["exec", name, "--ttl", "30", "--no-release", "--", "sh", "-c", 'echo "$LEASEHOLD_TOKEN"'],
+      env,
+    );
     expect(r.code).toBe(0);
     expect((await client.inspect(name))?.token).toBe(Number(r.stdout.trim()));
   });

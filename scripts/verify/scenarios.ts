@@ -1,8 +1,8 @@
 import { checkHistory } from "./check.js";
 import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
-import { type Client, Run, sleep, uniform } from "./run.js";
-import { holder, pause } from "./workload.js";
+import { type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
+import { type HolderOptions, holder, pause } from "./workload.js";
 
 export type ScenarioId = "cluster" | "outage" | "instances" | "vanish" | "waiters";
 
@@ -209,21 +209,6 @@ async function faultLoop(env: Env, until: number, gapMs: [number, number], fault
   }
 }
 
-/** Runs the standard holders on a few names until `until`, alongside `faults`. */
-async function holdersWith(env: Env, until: number, faults: Promise<void>, opts: { maxWait?: number } = {}) {
-  const load = clients(env, env.scale.clients).map((c) =>
-    holder(c, {
-      names: names(3),
-      ttl: TTL,
-      stallRate: 0.15,
-      waitRate: 0.5,
-      maxWait: opts.maxWait ?? 2,
-      until,
-    }),
-  );
-  await Promise.all([...load, faults]);
-}
-
 async function killMember(env: Env, i: number, role: string, downMs: number) {
   await env.run.fault(`kill ${role} m${i}`, async () => {
     await env.cluster.kill(i);
@@ -232,61 +217,80 @@ async function killMember(env: Env, i: number, role: string, downMs: number) {
   });
 }
 
-const cluster: Scenario = {
+/**
+ * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
+ * every `gapMs`, then `after` checks what is particular to it.
+ */
+function faultScenario(o: {
+  id: ScenarioId;
+  title: string;
+  what: string;
+  shape: { members: number; instances: number };
+  gapMs: [number, number];
+  fault: (env: Env, n: number) => Promise<void>;
+  holders?: Partial<HolderOptions>;
+  after?: (env: Env) => void;
+}): Scenario {
+  return {
+    id: o.id,
+    title: o.title,
+    what: o.what,
+    run: (transport, scale) =>
+      withEnv(o.id, transport, scale, o.shape, async (env) => {
+        const until = loadEnd(env);
+        const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
+        await Promise.all([
+          ...clients(env, env.scale.clients).map((c) => holder(c, opts)),
+          faultLoop(env, until, o.gapMs, (n) => o.fault(env, n)),
+        ]);
+        o.after?.(env);
+      }),
+  };
+}
+
+const cluster = faultScenario({
   id: "cluster",
   title: "3-member etcd cluster, members (the leader among them) SIGKILLed and restarted",
   what: "a 3-member cluster on loopback; every few seconds one member is SIGKILLed (every other time the leader), stays down 1–3 s and is restarted, while the clients take, hold and release locks through one service instance that knows all three endpoints",
-  run: (transport, scale) =>
-    withEnv("cluster", transport, scale, { members: 3, instances: 1 }, async (env) => {
-      const until = loadEnd(env);
-      const faults = faultLoop(env, until, [1_500, 3_500], async (n) => {
-        const leader = await env.cluster.leader();
-        const target = n % 2 === 0 && leader !== undefined ? leader : ((leader ?? 0) + 1 + (n % 4 === 1 ? 0 : 1)) % 3;
-        await killMember(env, target, target === leader ? "leader" : "follower", uniform(1_000, 3_000));
-      });
-      await holdersWith(env, until, faults);
-    }),
-};
+  shape: { members: 3, instances: 1 },
+  gapMs: [1_500, 3_500],
+  fault: async (env, n) => {
+    const leader = await env.cluster.leader();
+    const target = n % 2 === 0 && leader !== undefined ? leader : ((leader ?? 0) + 1 + (n % 4 === 1 ? 0 : 1)) % 3;
+    await killMember(env, target, target === leader ? "leader" : "follower", uniform(1_000, 3_000));
+  },
+});
 
-const outage: Scenario = {
+const outage = faultScenario({
   id: "outage",
   title: "full etcd outage and return",
   what: "a single-member etcd is SIGKILLed, stays down 2–4 s and comes back, again and again; every request meanwhile must get a fast 503 and the same service process must recover on its own",
-  run: (transport, scale) =>
-    withEnv("outage", transport, scale, { members: 1, instances: 1 }, async (env) => {
-      const until = loadEnd(env);
-      const faults = faultLoop(env, until, [2_000, 4_000], () =>
-        killMember(env, 0, "the only member", uniform(2_000, 4_000)),
-      );
-      await holdersWith(env, until, faults);
-      const slow = env.run.requests.filter((r) => r.status === 503 && r.doneAt - r.sentAt - r.waitMs > FAST_503_MS);
-      for (const r of slow.slice(0, 5)) {
-        env.run.fail(
-          `a 503 took ${Math.round(r.doneAt - r.sentAt - r.waitMs)} ms past its wait (limit ${FAST_503_MS})`,
-        );
-      }
-    }),
-};
+  shape: { members: 1, instances: 1 },
+  gapMs: [2_000, 4_000],
+  fault: (env) => killMember(env, 0, "the only member", uniform(2_000, 4_000)),
+  after: (env) => {
+    const past = (r: RequestRecord) => Math.round(r.doneAt - r.sentAt - r.waitMs);
+    const slow = env.run.requests.filter((r) => r.status === 503 && past(r) > FAST_503_MS);
+    for (const r of slow.slice(0, 5)) env.run.fail(`a 503 took ${past(r)} ms past its wait (limit ${FAST_503_MS})`);
+  },
+});
 
-const instances: Scenario = {
+const instances = faultScenario({
   id: "instances",
   title: "three service instances on one etcd, one SIGKILLed and restarted",
   what: "three stateless service processes share one etcd; every few seconds one of them is SIGKILLed (process group, no shutdown) and restarted on its port 0.5–2 s later; clients fail over to the next instance on a dropped connection or a 503",
-  run: (transport, scale) =>
-    withEnv("instances", transport, scale, { members: 1, instances: 3 }, async (env) => {
-      const until = loadEnd(env);
-      const faults = faultLoop(env, until, [1_500, 3_000], async (n) => {
-        const i = n % env.instances.length;
-        const instance = env.instances[i] as ServiceInstance;
-        await env.run.fault(`SIGKILL instance ${i}`, async () => {
-          await instance.kill();
-          await sleep(uniform(500, 2_000));
-          await instance.start();
-        });
-      });
-      await holdersWith(env, until, faults);
-    }),
-};
+  shape: { members: 1, instances: 3 },
+  gapMs: [1_500, 3_000],
+  fault: async (env, n) => {
+    const i = n % env.instances.length;
+    const instance = env.instances[i] as ServiceInstance;
+    await env.run.fault(`SIGKILL instance ${i}`, async () => {
+      await instance.kill();
+      await sleep(uniform(500, 2_000));
+      await instance.start();
+    });
+  },
+});
 
 const vanish: Scenario = {
   id: "vanish",
@@ -371,32 +375,28 @@ const vanish: Scenario = {
     }),
 };
 
-const waiters: Scenario = {
+const waiters = faultScenario({
   id: "waiters",
   title: "waiters during leader changes",
   what: "a 3-member cluster whose leader is SIGKILLed every few seconds (down 1–2 s) while most acquires long-poll with `wait` up to 4 s through two service instances; each waiter must get the lock, its 409 at `wait`, or a 503 — never a hang past `wait`",
-  run: (transport, scale) =>
-    withEnv("waiters", transport, scale, { members: 3, instances: 2 }, async (env) => {
-      const until = loadEnd(env);
-      const faults = faultLoop(env, until, [1_500, 3_000], async () => {
-        const leader = await env.cluster.leader();
-        if (leader === undefined) return;
-        await killMember(env, leader, "leader", uniform(1_000, 2_000));
-      });
-      const load = clients(env, env.scale.clients).map((c) =>
-        holder(c, { names: names(2), ttl: TTL, stallRate: 0.1, waitRate: 0.9, maxWait: 4, until }),
-      );
-      await Promise.all([...load, faults]);
-      const waits = env.run.requests.filter((r) => r.op === "acquire" && r.waitMs > 0);
-      const byStatus = new Map<number, number>();
-      for (const r of waits) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
-      env.notes.push(
-        `${waits.length} waiting acquires: ${[...byStatus]
-          .sort((a, b) => a[0] - b[0])
-          .map(([s, n]) => `${n}× ${s <= 0 ? (s === 0 ? "connection failed" : "hung") : s}`)
-          .join(", ")}`,
-      );
-    }),
-};
+  shape: { members: 3, instances: 2 },
+  gapMs: [1_500, 3_000],
+  fault: async (env) => {
+    const leader = await env.cluster.leader();
+    if (leader !== undefined) await killMember(env, leader, "leader", uniform(1_000, 2_000));
+  },
+  holders: { names: names(2), stallRate: 0.1, waitRate: 0.9, maxWait: 4 },
+  after: (env) => {
+    const waits = env.run.requests.filter((r) => r.op === "acquire" && r.waitMs > 0);
+    const byStatus = new Map<number, number>();
+    for (const r of waits) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+    env.notes.push(
+      `${waits.length} waiting acquires: ${[...byStatus]
+        .sort((x, y) => x[0] - y[0])
+        .map(([st, n]) => `${n}× ${st <= 0 ? (st === 0 ? "connection failed" : "hung") : st}`)
+        .join(", ")}`,
+    );
+  },
+});
 
 export const SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters];

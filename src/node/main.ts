@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
@@ -49,6 +50,9 @@ export async function main(env: Record<string, string | undefined> = process.env
   }
 
   const shutdown = new AbortController();
+  // Every waiting acquire listens to it until it stops waiting, so up to the waiter cap
+  // listeners at once are normal; past that Node may still warn of a leak.
+  setMaxListeners(config.LEASEHOLD_MAX_WAITERS + 10, shutdown.signal);
   let built: ReturnType<typeof buildNodeApp>;
   try {
     built = buildNodeApp(config, { endpoints, log, shutdownSignal: shutdown.signal, ...(auth ? { auth } : {}) });

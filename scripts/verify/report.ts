@@ -170,6 +170,13 @@ ${o.sections.join("\n\n")}
   for a second (a circuit per member, opened by connection failures only, so errors a
   live member answers during an election do not shut out the whole cluster); no call
   is retried. Regression test: \`test/verify/grpc-failover.test.ts\`.
+- **More than 10 waiters on one instance** (long form, scenario 1): every waiting acquire
+  listens to the process's one shutdown signal, and Node printed
+  "MaxListenersExceededWarning: Possible EventTarget memory leak detected" on stderr as
+  soon as 11 waited at once. The listeners were removed correctly; the warning was noise
+  that looks like a leak to an operator. Fixed in \`src/node/main.ts\` (the signal allows
+  as many listeners as the waiter cap). Regression test:
+  \`test/verify/waiter-warnings.test.ts\`.
 - No violation of the lock invariants was found: tokens never repeated, never went
   backwards, no two successfully released holds overlapped, and the fence rejected
   every stale write.

@@ -35,6 +35,10 @@ export interface RoundResult {
   loadCpuPct: number;
   /** Everything else the machine ran meanwhile (other processes: noise). */
   otherCpuPct: number;
+  /** CPU time per cycle: less sensitive to a busy machine than cycles/s. */
+  serviceCpuMsPerCycle?: number;
+  etcdCpuMsPerCycle?: number;
+  loadCpuMsPerCycle?: number;
   etcdCalls?: EtcdCalls;
   etcdServer?: EtcdServerFigures;
   firstError?: string;
@@ -124,11 +128,20 @@ async function usageWindow(system: System, env: Env) {
         commitMeanMs: commits ? (d("etcd_disk_backend_commit_duration_seconds_sum") / commits) * 1000 : 0,
       };
     }
+    const perCycle = (cpu: number) => (cycles > 0 ? (cpu * 1000) / cycles : undefined);
+    const cpuMs = {
+      service: svc0 !== undefined && svc1 !== undefined ? perCycle(serviceCpu) : undefined,
+      etcd: perCycle(etcd1 - etcd0),
+      load: perCycle((self.user + self.system) / 1e6),
+    };
     return {
       seconds,
       ...(svc0 !== undefined && svc1 !== undefined ? { serviceCpuPct: pct(serviceCpu) } : {}),
       etcdCpuPct: pct(etcd1 - etcd0),
       loadCpuPct: pct((self.user + self.system) / 1e6),
+      ...(cpuMs.service !== undefined ? { serviceCpuMsPerCycle: cpuMs.service } : {}),
+      ...(cpuMs.etcd !== undefined ? { etcdCpuMsPerCycle: cpuMs.etcd } : {}),
+      ...(cpuMs.load !== undefined ? { loadCpuMsPerCycle: cpuMs.load } : {}),
       otherCpuPct: Math.max(0, pct(machine1.busySeconds - machine0.busySeconds - ours)),
       ...(etcdCalls ? { etcdCalls } : {}),
       ...(etcdServer ? { etcdServer } : {}),

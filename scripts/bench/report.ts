@@ -34,13 +34,34 @@ export interface Row {
   etcdCpuPct?: number;
   loadCpuPct?: number;
   otherCpuPct?: number;
+  serviceCpuMsPerCycle?: number;
+  etcdCpuMsPerCycle?: number;
+  loadCpuMsPerCycle?: number;
   etcdCalls?: EtcdCalls;
   etcdServer?: EtcdServerFigures;
   firstError?: string;
 }
 
 type Numeric = "cyclesPerSec" | "p50Ms" | "p99Ms" | "wakeP50Ms" | "wakeP99Ms";
-type Usage = "serviceRssMb" | "serviceCpuPct" | "etcdCpuPct" | "loadCpuPct" | "otherCpuPct";
+type Usage =
+  | "serviceRssMb"
+  | "serviceCpuPct"
+  | "etcdCpuPct"
+  | "loadCpuPct"
+  | "otherCpuPct"
+  | "serviceCpuMsPerCycle"
+  | "etcdCpuMsPerCycle"
+  | "loadCpuMsPerCycle";
+const USAGE: Usage[] = [
+  "serviceRssMb",
+  "serviceCpuPct",
+  "etcdCpuPct",
+  "loadCpuPct",
+  "otherCpuPct",
+  "serviceCpuMsPerCycle",
+  "etcdCpuMsPerCycle",
+  "loadCpuMsPerCycle",
+];
 
 export function aggregate(results: readonly RoundResult[], label: (c: CaseId) => string): Row[] {
   const groups = new Map<string, RoundResult[]>();
@@ -67,7 +88,7 @@ export function aggregate(results: readonly RoundResult[], label: (c: CaseId) =>
       const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
       if (m !== undefined) row[f] = m;
     }
-    for (const f of ["serviceRssMb", "serviceCpuPct", "etcdCpuPct", "loadCpuPct", "otherCpuPct"] as Usage[]) {
+    for (const f of USAGE) {
       const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
       if (m !== undefined) row[f] = m;
     }
@@ -225,14 +246,14 @@ export function table(rows: readonly Row[]): string {
 }
 
 /**
- * Where a cycle's time goes: etcd's raft proposals and WAL fsyncs per cycle (its
- * /metrics) and, for leasehold, the etcd calls the service made per cycle with their
+ * Where a cycle's time goes: CPU time per cycle of the service, etcd and the load
+ * generator; etcd's raft proposals and WAL fsyncs per cycle (its /metrics); and, for leasehold, the etcd calls the service made per cycle with their
  * mean duration as the service saw it (its own histogram).
  */
 export function costTable(rows: readonly Row[]): string {
   const lines = [
-    "| case | system | raft proposals/cycle | WAL fsyncs/cycle | fsync mean ms | leasehold's etcd calls per cycle (count × mean ms) |",
-    "|---|---|--:|--:|--:|---|",
+    "| case | system | CPU ms/cycle: svc | etcd | load | raft proposals/cycle | WAL fsyncs/cycle | fsync mean ms | leasehold's etcd calls per cycle (count × mean ms) |",
+    "|---|---|--:|--:|--:|--:|--:|--:|---|",
   ];
   for (const r of rows) {
     const calls = Object.entries(r.etcdCalls ?? {})
@@ -241,7 +262,7 @@ export function costTable(rows: readonly Row[]): string {
       .join(", ");
     const e = r.etcdServer;
     lines.push(
-      `| ${r.label} | ${r.system} | ${fmt(e?.proposalsPerCycle, 2)} | ${fmt(e?.fsyncsPerCycle, 2)} | ${fmt(e?.fsyncMeanMs, 2)} | ${calls || "–"} |`,
+      `| ${r.label} | ${r.system} | ${fmt(r.serviceCpuMsPerCycle, 2)} | ${fmt(r.etcdCpuMsPerCycle, 2)} | ${fmt(r.loadCpuMsPerCycle, 2)} | ${fmt(e?.proposalsPerCycle, 2)} | ${fmt(e?.fsyncsPerCycle, 2)} | ${fmt(e?.fsyncMeanMs, 2)} | ${calls || "–"} |`,
     );
   }
   return lines.join("\n");

@@ -70,7 +70,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
       flags.get("out") ?? env.BENCH_OUT ?? join(repo, "bench-results", smoke ? "smoke.json" : "latest.json"),
     ),
     rounds: Math.round(num(flags.get("rounds"), smoke ? 1 : 3, "rounds")),
-    roundMs: num(flags.get("seconds"), smoke ? 0.5 : 4, "seconds") * 1000,
+    roundMs: num(flags.get("seconds"), smoke ? 0.5 : 3, "seconds") * 1000,
     warmMs: smoke ? 300 : 2000,
     cases: list(flags.get("cases"), CASE_IDS, "case"),
     systems: list(flags.get("systems"), SYSTEM_IDS, "system"),
@@ -80,7 +80,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     contentionWait: smoke ? 3 : 10,
     waiters: smoke ? 40 : 1000,
     waiterNames: 10,
-    waiterWait: smoke ? 5 : 30,
+    waiterWait: smoke ? 5 : 20,
     ...(flags.get("ref") ? { ref: flags.get("ref") } : {}),
   };
 }
@@ -135,6 +135,13 @@ async function main() {
     `bench: ${o.smoke ? "smoke" : "full"} run, ${o.rounds} round(s) × ${o.roundMs / 1000} s; ` +
       `${info.nproc} cores, ${info.cpu}, Node ${info.node}, etcd ${info.etcd}, load ${info.loadavgAtStart.join(" ")}`,
   );
+
+  const busy = info.loadavgAtStart[0] ?? 0;
+  if (busy > info.nproc) {
+    log(
+      `bench: warning: load average ${busy} on ${info.nproc} cores; other work will skew the figures (see "other CPU %")`,
+    );
+  }
 
   const dir = mkdtempSync(join(tmpdir(), "leasehold-bench-"));
   let etcd: LocalEtcd | undefined;

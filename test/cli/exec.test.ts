@@ -136,7 +136,7 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
     await revokeInEtcd(svc, name);
     const started = Date.now();
     expect(await run.exited).toBe(74);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(Date.now() - started).toBeLessThan(4_000); // the next renew (every 0.67 s) finds it gone
     expect(run.stdout()).toContain("got-TERM");
     expect(run.stderr()).toContain(`lost the lock ${name}`);
   });

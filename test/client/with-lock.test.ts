@@ -183,8 +183,8 @@ describe.concurrent("withLock", () => {
     const client = createClient({ url: svc.url });
     const name = uniqueName("late");
     const holder = await client.acquire(name, { ttl: 10 });
-    setTimeout(() => void client.release(name, holder.lease), 1_500);
     const proxy = await startProxy(svc.url);
+    setTimeout(() => void client.release(name, holder.lease), 1_500);
     try {
       // ttl 3: the grant lands 1.5 s after the acquire was sent, past ttl/3.
       const seenAtStart = await withLock(name, () => proxy.seen.map((s) => s.method), {

@@ -47,11 +47,15 @@ export async function startTestWorker(env: Record<string, string> = {}): Promise
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", CI: "true" },
   });
+  let partial = "";
   const collect = (d: Buffer) => {
     output += d;
     // Only the Worker's own lines: wrangler's dev request log (its "[wrangler:…]" lines)
-    // prints full URLs, and is not part of what leasehold logs.
-    for (const line of d.toString().split("\n")) if (line.trim() && !line.includes("[wrangler")) logs.push(line);
+    // prints full URLs, and is not part of what leasehold logs. Chunks can split a
+    // line, so only complete lines are judged.
+    const lines = (partial + d.toString()).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) if (line.trim() && !line.includes("[wrangler")) logs.push(line);
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);

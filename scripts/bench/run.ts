@@ -16,7 +16,7 @@ import { availableParallelism, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
 import { CASE_IDS, type CaseId, type RoundResult, runContention, runThroughput, runWaiters } from "./cases.js";
-import { checkoutAt, type ServiceProcess, startService } from "./procs.js";
+import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
 import { aggregate, costTable, table, targetLines, targets } from "./report.js";
 import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
 
@@ -166,35 +166,58 @@ async function main() {
     );
     etcd = await startLocalEtcd({ dataDir: join(dir, "etcd"), bin: etcdBin });
     const etcdEnv = { etcdEndpoint: etcd.endpoint, etcdPid: etcd.pid };
-    const systems: System[] = [];
-    for (const id of o.systems) {
-      if (id === "etcd3") systems.push(etcd3System(etcd.endpoint));
-      else if (id === "etcd-lock") systems.push(etcdLockSystem(etcd.endpoint));
-      else {
-        const proc = await startService({
-          etcdEndpoint: etcd.endpoint,
-          transport: id === "leasehold-grpc" ? "grpc" : "http",
-          ...(service ? { root: service.root } : {}),
-        });
-        services.push(proc);
-        systems.push(leaseholdSystem(id, proc));
-      }
-    }
     const tag = `b${Date.now().toString(36)}`;
-
-    log("bench: warming up");
-    for (const s of systems) {
+    const startLeasehold = async (id: "leasehold-grpc" | "leasehold-http"): Promise<System> => {
+      const proc = await startService({
+        etcdEndpoint: etcd?.endpoint ?? "",
+        transport: id === "leasehold-grpc" ? "grpc" : "http",
+        ...(service ? { root: service.root } : {}),
+      });
+      services.push(proc);
+      return leaseholdSystem(id, proc);
+    };
+    const warmUp = async (s: System) => {
       await runThroughput(s, etcdEnv, {
         caseId: "c32",
         round: 0,
         concurrency: 16,
         durationMs: o.warmMs,
-        names: `${tag}-warm-${s.id}`,
+        names: `${tag}-warm-${s.id}-${Date.now().toString(36)}`,
       });
+    };
+    const systems: System[] = [];
+    for (const id of o.systems) {
+      if (id === "etcd3") systems.push(etcd3System(etcd.endpoint));
+      else if (id === "etcd-lock") systems.push(etcdLockSystem(etcd.endpoint));
+      else systems.push(await startLeasehold(id));
     }
 
+    log("bench: warming up");
+    for (const s of systems) await warmUp(s);
+    /** Service RSS after start and warm-up, before any measured case (fresh processes). */
+    const idleRss: { system: SystemId; when: string; rssMb: number }[] = [];
+    const readIdleRss = (when: string) => {
+      for (const s of systems) {
+        if (s.service) idleRss.push({ system: s.id, when, rssMb: (readProc(s.service.pid)?.rssBytes ?? 0) / 2 ** 20 });
+      }
+    };
+    readIdleRss("start");
+
     const results: RoundResult[] = [];
-    for (const c of o.cases) {
+    for (const [caseIndex, c] of o.cases.entries()) {
+      if (c === "waiters" && caseIndex > 0) {
+        // Fresh services, so the waiters' RSS is theirs, not what earlier cases left on the heap.
+        log("bench: restarting the leasehold services for the waiters case");
+        for (const [i, s] of systems.entries()) {
+          if (!s.service || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
+          await s.service.stop();
+          services.splice(services.indexOf(s.service), 1);
+          const fresh = await startLeasehold(s.id);
+          await warmUp(fresh);
+          systems[i] = fresh;
+        }
+        readIdleRss("before waiters");
+      }
       for (let round = 1; round <= o.rounds; round++) {
         // Rotate who goes first, so no system always runs right after the same one.
         const order = systems.map((_, i) => systems[(i + round - 1) % systems.length] as System);
@@ -247,6 +270,7 @@ async function main() {
       machine: { ...info, loadavgAtEnd: loadavg().map((l) => Math.round(l * 100) / 100) },
       options: o,
       service: serviceInfo,
+      serviceIdleRssMb: idleRss,
       rows,
       targets: ts,
       rounds: results,
@@ -264,6 +288,8 @@ async function main() {
       "",
       "Targets:",
       targetLines(ts),
+      "",
+      `Service RSS after start + warm-up: ${idleRss.map((r) => `${r.system} ${Math.round(r.rssMb)} MB (${r.when})`).join(", ")}`,
       "",
       "Where a cycle's time goes:",
       costTable(rows),

@@ -248,78 +248,45 @@ function result(
 }
 
 /**
- * Closed loop: `concurrency` callers, each on a name of its own, each doing acquire +
- * release back to back until `durationMs` is over.
+ * Closed loop: `concurrency` callers, each doing acquire + release back to back until
+ * `durationMs` is over. With `contended`, all on one name, acquiring with `wait`
+ * (latency then includes the time queued for the lock, and each handoff is a wake-up
+ * sample); otherwise each on a name of its own, with no wait.
  */
-export async function runThroughput(
+export async function runClosedLoop(
   system: System,
   env: Env,
-  o: { caseId: CaseId; round: number; concurrency: number; durationMs: number; names: string },
+  o: {
+    caseId: CaseId;
+    round: number;
+    concurrency: number;
+    durationMs: number;
+    names: string;
+    contended?: { waitSeconds: number };
+  },
 ): Promise<RoundResult> {
   const client = await system.client(o.concurrency);
   const sessions = await openSessions(client, o.concurrency);
   const rss = rssSampler(system.service?.pid);
   const errs = errorLog();
   const latencies: number[] = [];
+  const handoffs: Handoff[] = [];
+  const wait = o.contended?.waitSeconds ?? 0;
   try {
     const window = await usageWindow(system, env);
     const deadline = performance.now() + o.durationMs;
     await Promise.all(
       sessions.map(async (session, i) => {
-        const name = `${o.names}-${i}`;
+        const name = o.contended ? o.names : `${o.names}-${i}`;
         while (performance.now() < deadline) {
           const t = performance.now();
           try {
-            const held = await session.acquire(name, 0);
-            await held.release();
-            latencies.push(performance.now() - t);
-          } catch (err) {
-            errs.add(err);
-            if (errs.errors + errs.timeouts > 1000) return;
-            await new Promise((r) => setTimeout(r, 10));
-          }
-        }
-      }),
-    );
-    const usage = await window(latencies.length);
-    return result(system, o.caseId, o.round, latencies.length, usage, errs, { latencies, rssBytes: rss.peak() });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
-}
-
-/**
- * `contenders` callers on one name: each acquires with `wait`, releases as soon as it
- * is granted, and goes again, until `durationMs` is over. Latency is the whole cycle,
- * queueing included.
- */
-export async function runContention(
-  system: System,
-  env: Env,
-  o: { round: number; contenders: number; waitSeconds: number; durationMs: number; name: string },
-): Promise<RoundResult> {
-  const client = await system.client(o.contenders);
-  const sessions = await openSessions(client, o.contenders);
-  const rss = rssSampler(system.service?.pid);
-  const errs = errorLog();
-  const latencies: number[] = [];
-  const handoffs: Handoff[] = [];
-  try {
-    const window = await usageWindow(system, env);
-    const deadline = performance.now() + o.durationMs;
-    await Promise.all(
-      sessions.map(async (session) => {
-        while (performance.now() < deadline) {
-          const t = performance.now();
-          try {
-            const held = await session.acquire(o.name, o.waitSeconds);
+            const held = await session.acquire(name, wait);
             const h: Handoff = { token: held.token, grantedAt: performance.now() };
-            handoffs.push(h);
             await held.release();
             h.releasedAt = performance.now();
             latencies.push(h.releasedAt - t);
+            if (o.contended) handoffs.push(h);
           } catch (err) {
             errs.add(err);
             if (errs.errors > 1000) return;
@@ -329,9 +296,9 @@ export async function runContention(
       }),
     );
     const usage = await window(latencies.length);
-    return result(system, "contention", o.round, latencies.length, usage, errs, {
+    return result(system, o.caseId, o.round, latencies.length, usage, errs, {
       latencies,
-      wakes: wakeDelays([handoffs]),
+      ...(o.contended ? { wakes: wakeDelays([handoffs]) } : {}),
       rssBytes: rss.peak(),
     });
   } finally {

@@ -1,4 +1,4 @@
-import type { CaseId, EtcdCalls, EtcdServerFigures, RoundResult } from "./cases.js";
+import type { CaseId, EtcdServerFigures, RoundResult } from "./cases.js";
 import type { SystemId } from "./systems.js";
 
 /** Nearest-rank percentile of an ascending array. */
@@ -15,44 +15,13 @@ export function median(values: readonly number[]): number | undefined {
   return v.length % 2 ? v[mid] : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
 }
 
-/** One table row: the median over rounds of each figure; counts are totals. */
-export interface Row {
-  system: SystemId;
-  case: CaseId;
-  label: string;
-  rounds: number;
-  cycles: number;
-  errors: number;
-  timeouts: number;
-  cyclesPerSec?: number;
-  p50Ms?: number;
-  p99Ms?: number;
-  wakeP50Ms?: number;
-  wakeP99Ms?: number;
-  serviceRssMb?: number;
-  serviceCpuPct?: number;
-  etcdCpuPct?: number;
-  loadCpuPct?: number;
-  otherCpuPct?: number;
-  serviceCpuMsPerCycle?: number;
-  etcdCpuMsPerCycle?: number;
-  loadCpuMsPerCycle?: number;
-  etcdCalls?: EtcdCalls;
-  etcdServer?: EtcdServerFigures;
-  firstError?: string;
-}
-
-type Numeric = "cyclesPerSec" | "p50Ms" | "p99Ms" | "wakeP50Ms" | "wakeP99Ms";
-type Usage =
-  | "serviceRssMb"
-  | "serviceCpuPct"
-  | "etcdCpuPct"
-  | "loadCpuPct"
-  | "otherCpuPct"
-  | "serviceCpuMsPerCycle"
-  | "etcdCpuMsPerCycle"
-  | "loadCpuMsPerCycle";
-const USAGE: Usage[] = [
+/** Figures a table row takes as the median over its rounds. */
+const MEDIANS = [
+  "cyclesPerSec",
+  "p50Ms",
+  "p99Ms",
+  "wakeP50Ms",
+  "wakeP99Ms",
   "serviceRssMb",
   "serviceCpuPct",
   "etcdCpuPct",
@@ -61,7 +30,11 @@ const USAGE: Usage[] = [
   "serviceCpuMsPerCycle",
   "etcdCpuMsPerCycle",
   "loadCpuMsPerCycle",
-];
+] as const satisfies readonly (keyof RoundResult)[];
+
+/** One table row: the median over rounds of each figure; counts are totals. */
+export type Row = Partial<Pick<RoundResult, (typeof MEDIANS)[number] | "etcdCalls" | "etcdServer" | "firstError">> &
+  Pick<RoundResult, "system" | "case" | "cycles" | "errors" | "timeouts"> & { label: string; rounds: number };
 
 export function aggregate(results: readonly RoundResult[], label: (c: CaseId) => string): Row[] {
   const groups = new Map<string, RoundResult[]>();
@@ -84,11 +57,7 @@ export function aggregate(results: readonly RoundResult[], label: (c: CaseId) =>
     };
     const firstError = rounds.find((r) => r.firstError)?.firstError;
     if (firstError) row.firstError = firstError;
-    for (const f of ["cyclesPerSec", "p50Ms", "p99Ms", "wakeP50Ms", "wakeP99Ms"] as Numeric[]) {
-      const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
-      if (m !== undefined) row[f] = m;
-    }
-    for (const f of USAGE) {
+    for (const f of MEDIANS) {
       const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
       if (m !== undefined) row[f] = m;
     }
@@ -122,6 +91,8 @@ export interface Target {
   system: SystemId;
   value?: number;
   limit: number;
+  /** `min`: the value must reach the limit; `max`: it must stay within it. */
+  bound: "min" | "max";
   unit: string;
   met?: boolean;
 }
@@ -131,73 +102,50 @@ export interface Target {
  * ran back to back, sharing that moment's noise), then take the median over rounds.
  */
 export function targets(results: readonly RoundResult[], rows: readonly Row[]): Target[] {
-  const out: Target[] = [];
   const rounds = [...new Set(results.map((r) => r.round))];
   const pick = (system: SystemId, c: CaseId, round: number) =>
     results.find((r) => r.system === system && r.case === c && r.round === round);
-  const row = (system: SystemId, c: CaseId) => rows.find((r) => r.system === system && r.case === c);
-  const check = (t: Omit<Target, "met">, ok: (v: number) => boolean) =>
-    out.push({ ...t, ...(t.value !== undefined ? { met: ok(t.value) } : {}) });
+  /** The median over rounds of `f(this system's round, the etcd3 baseline's same round)`. */
+  const paired = (system: SystemId, c: CaseId, f: (a: RoundResult, b: RoundResult) => number | undefined) =>
+    median(
+      rounds.flatMap((n) => {
+        const a = pick(system, c, n);
+        const b = pick("etcd3", c, n);
+        const v = a && b ? f(a, b) : undefined;
+        return v === undefined ? [] : [v];
+      }),
+    );
+  const out: Target[] = [];
   for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
-    const ratio = median(
-      rounds.flatMap((n) => {
-        const a = pick(system, "c32", n);
-        const b = pick("etcd3", "c32", n);
-        return a && b && b.cyclesPerSec > 0 ? [a.cyclesPerSec / b.cyclesPerSec] : [];
-      }),
-    );
-    check(
-      {
-        id: "c32-throughput",
-        description: "c=32 cycles/s ÷ etcd3 baseline",
-        system,
-        ...(ratio !== undefined ? { value: ratio } : {}),
-        limit: 1.3,
-        unit: "×",
-      },
-      (v) => v >= 1.3,
-    );
-    const added = median(
-      rounds.flatMap((n) => {
-        const a = pick(system, "c1", n)?.p50Ms;
-        const b = pick("etcd3", "c1", n)?.p50Ms;
-        return a !== undefined && b !== undefined ? [a - b] : [];
-      }),
-    );
-    check(
-      {
-        id: "c1-added-p50",
-        description: "c=1 p50 added over etcd3 baseline",
-        system,
-        ...(added !== undefined ? { value: added } : {}),
-        limit: 1,
-        unit: "ms",
-      },
-      (v) => v <= 1,
-    );
-    const w = row(system, "waiters");
-    check(
-      {
-        id: "waiters-rss",
-        description: "waiters: service RSS",
-        system,
-        ...(w?.serviceRssMb !== undefined ? { value: w.serviceRssMb } : {}),
-        limit: 150,
-        unit: "MB",
-      },
-      (v) => v <= 150,
-    );
-    check(
-      {
-        id: "waiters-wake-p99",
-        description: "waiters: p99 wake-up after release",
-        system,
-        ...(w?.wakeP99Ms !== undefined ? { value: w.wakeP99Ms } : {}),
-        limit: 100,
-        unit: "ms",
-      },
-      (v) => v <= 100,
-    );
+    const waiters = rows.find((r) => r.system === system && r.case === "waiters");
+    const defs: [Omit<Target, "system" | "bound" | "value" | "met">, number | undefined, "min" | "max"][] = [
+      [
+        { id: "c32-throughput", description: "c=32 cycles/s ÷ etcd3 baseline", limit: 1.3, unit: "×" },
+        paired(system, "c32", (a, b) => (b.cyclesPerSec > 0 ? a.cyclesPerSec / b.cyclesPerSec : undefined)),
+        "min",
+      ],
+      [
+        { id: "c1-added-p50", description: "c=1 p50 added over etcd3 baseline", limit: 1, unit: "ms" },
+        paired(system, "c1", (a, b) =>
+          a.p50Ms !== undefined && b.p50Ms !== undefined ? a.p50Ms - b.p50Ms : undefined,
+        ),
+        "max",
+      ],
+      [
+        { id: "waiters-rss", description: "waiters: service RSS", limit: 150, unit: "MB" },
+        waiters?.serviceRssMb,
+        "max",
+      ],
+      [
+        { id: "waiters-wake-p99", description: "waiters: p99 wake-up after release", limit: 100, unit: "ms" },
+        waiters?.wakeP99Ms,
+        "max",
+      ],
+    ];
+    for (const [def, value, bound] of defs) {
+      const met = value === undefined ? {} : { met: bound === "min" ? value >= def.limit : value <= def.limit };
+      out.push({ ...def, system, bound, ...(value !== undefined ? { value } : {}), ...met });
+    }
   }
   return out;
 }
@@ -272,7 +220,7 @@ export function targetLines(ts: readonly Target[]): string {
   return ts
     .map((t) => {
       const v = t.value === undefined ? "n/a" : `${t.value.toFixed(2)} ${t.unit}`;
-      const bound = t.id === "c32-throughput" ? `≥ ${t.limit}` : `≤ ${t.limit}`;
+      const bound = `${t.bound === "min" ? "≥" : "≤"} ${t.limit}`;
       const verdict = t.met === undefined ? "NOT MEASURED" : t.met ? "met" : "MISSED";
       return `- ${t.system}: ${t.description}: ${v} (target ${bound} ${t.unit}) — ${verdict}`;
     })

@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { availableParallelism, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
-import { CASE_IDS, type CaseId, type RoundResult, runContention, runThroughput, runWaiters } from "./cases.js";
+import { CASE_IDS, type CaseId, type RoundResult, runClosedLoop, runWaiters } from "./cases.js";
 import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
 import { aggregate, costTable, table, targetLines, targets } from "./report.js";
 import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
@@ -177,7 +177,7 @@ async function main() {
       return leaseholdSystem(id, proc);
     };
     const warmUp = async (s: System) => {
-      await runThroughput(s, etcdEnv, {
+      await runClosedLoop(s, etcdEnv, {
         caseId: "c32",
         round: 0,
         concurrency: 16,
@@ -224,15 +224,7 @@ async function main() {
         for (const s of order) {
           const names = `${tag}-${s.id}-${c}-r${round}`;
           let r: RoundResult;
-          if (c === "contention") {
-            r = await runContention(s, etcdEnv, {
-              round,
-              contenders: o.contenders,
-              waitSeconds: o.contentionWait,
-              durationMs: o.roundMs,
-              name: names,
-            });
-          } else if (c === "waiters") {
+          if (c === "waiters") {
             r = await runWaiters(s, etcdEnv, {
               round,
               waiters: o.waiters,
@@ -242,8 +234,15 @@ async function main() {
               log,
             });
           } else {
-            const concurrency = c === "c1" ? 1 : c === "c32" ? 32 : 256;
-            r = await runThroughput(s, etcdEnv, { caseId: c, round, concurrency, durationMs: o.roundMs, names });
+            const contended = c === "contention";
+            r = await runClosedLoop(s, etcdEnv, {
+              caseId: c,
+              round,
+              concurrency: c === "c1" ? 1 : c === "c32" ? 32 : contended ? o.contenders : 256,
+              durationMs: o.roundMs,
+              names,
+              ...(contended ? { contended: { waitSeconds: o.contentionWait } } : {}),
+            });
           }
           results.push(r);
           log(

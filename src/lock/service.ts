@@ -1,5 +1,5 @@
 import type { EtcdClient, KeyValue } from "../etcd/types.js";
-import { LeaseExistsError, prefixEnd } from "../etcd/types.js";
+import { EtcdUnavailableError, LeaseExistsError, prefixEnd } from "../etcd/types.js";
 import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
 import { LeasePool, type PooledLease } from "./lease-pool.js";
@@ -148,72 +148,81 @@ export class LockService {
     let read = this.watches.hasWaiters(key) || this.seenHeld.likely(key);
     try {
       for (;;) {
-        if (o.signal?.aborted) throw new CallerGoneError();
-        let holder: KeyValue | undefined;
-        let revision = 0;
-        if (read) {
-          ({ kv: holder, revision } = await this.etcd.get(key));
-        }
-        read = true;
-        if (!holder) {
-          const attempt = await this.tryCreate(key, name, o, idem);
-          if ("grant" in attempt) {
-            granted = true;
-            this.seenHeld.forget(key);
-            return { grant: attempt.grant, replayed: false };
+        try {
+          if (o.signal?.aborted) throw new CallerGoneError();
+          let holder: KeyValue | undefined;
+          let revision = 0;
+          if (read) {
+            ({ kv: holder, revision } = await this.etcd.get(key));
           }
-          holder = attempt.holder;
-          revision = attempt.revision;
-          if (!holder) continue;
-        }
-
-        const stored = decodeValue(holder.value);
-        this.seenHeld.note(key, stored.ttl);
-        if (idem !== undefined && stored.idem === idem) {
-          const ttl = await this.etcd.leaseTimeToLive(holder.lease);
-          if (ttl.ttl > 0) return { grant: this.grantOf(name, holder, stored, ttl.ttl), replayed: true };
-          continue; // our earlier grant expired this instant; its key is going away
-        }
-
-        if (Date.now() >= deadline) {
-          const ttl = await this.etcd.leaseTimeToLive(holder.lease);
-          // A lease already gone means the key went with it: look once more before saying 409.
-          if (ttl.ttl < 0 && !lastChance) {
-            lastChance = true;
-            continue;
+          read = true;
+          if (!holder) {
+            const attempt = await this.tryCreate(key, name, o, idem);
+            if ("grant" in attempt) {
+              granted = true;
+              this.seenHeld.forget(key);
+              return { grant: attempt.grant, replayed: false };
+            }
+            holder = attempt.holder;
+            revision = attempt.revision;
+            if (!holder) continue;
           }
-          throw lockHeld(name, holder, stored, Math.max(ttl.ttl, 0));
-        }
 
-        if (!waiting) {
-          if (this.waiters >= this.opts.maxWaiters) {
+          const stored = decodeValue(holder.value);
+          this.seenHeld.note(key, stored.ttl);
+          if (idem !== undefined && stored.idem === idem) {
+            const ttl = await this.etcd.leaseTimeToLive(holder.lease);
+            if (ttl.ttl > 0) return { grant: this.grantOf(name, holder, stored, ttl.ttl), replayed: true };
+            continue; // our earlier grant expired this instant; its key is going away
+          }
+
+          if (Date.now() >= deadline) {
+            const ttl = await this.etcd.leaseTimeToLive(holder.lease);
+            // A lease already gone means the key went with it: look once more before saying 409.
+            if (ttl.ttl < 0 && !lastChance) {
+              lastChance = true;
+              continue;
+            }
+            throw lockHeld(name, holder, stored, Math.max(ttl.ttl, 0));
+          }
+
+          if (!waiting) {
+            if (this.waiters >= this.opts.maxWaiters) {
+              throw new Problem(
+                "too-many-waiters",
+                `this instance already has ${this.opts.maxWaiters} waiting acquires; retry later or with a shorter wait`,
+                {},
+                { "Retry-After": "1" },
+              );
+            }
+            this.waiters++;
+            waiting = true;
+          }
+          // Waiting from the revision that showed the lock held, + 1, cannot miss a release
+          // that happens between that read and the watch being set up: etcd replays history.
+          const stopWaiting = untilDeadline(deadline, o.signal, this.opts.shutdownSignal);
+          const outcome = await this.watches
+            .wait(key, revision + 1, stopWaiting.signal)
+            .finally(() => stopWaiting.done());
+          if (outcome === "wake") woken = true;
+          else if (o.signal?.aborted) throw new CallerGoneError();
+          else if (this.opts.shutdownSignal?.aborted) {
             throw new Problem(
-              "too-many-waiters",
-              `this instance already has ${this.opts.maxWaiters} waiting acquires; retry later or with a shorter wait`,
+              "backend-unavailable",
+              "this instance is shutting down; retry (another instance will serve you)",
               {},
               { "Retry-After": "1" },
             );
           }
-          this.waiters++;
-          waiting = true;
+          // wake → read and try again; deadline → the loop's last check decides.
+        } catch (err) {
+          // A waiter rides out a passing etcd failure (a leader election, a member
+          // restart) until its deadline rather than failing at the first error.
+          if (!(err instanceof EtcdUnavailableError) || !waiting || o.signal?.aborted) throw err;
+          const pause = Math.min(250, deadline - Date.now());
+          if (pause <= 0) throw err;
+          await new Promise((r) => setTimeout(r, pause));
         }
-        // Waiting from the revision that showed the lock held, + 1, cannot miss a release
-        // that happens between that read and the watch being set up: etcd replays history.
-        const stopWaiting = untilDeadline(deadline, o.signal, this.opts.shutdownSignal);
-        const outcome = await this.watches
-          .wait(key, revision + 1, stopWaiting.signal)
-          .finally(() => stopWaiting.done());
-        if (outcome === "wake") woken = true;
-        else if (o.signal?.aborted) throw new CallerGoneError();
-        else if (this.opts.shutdownSignal?.aborted) {
-          throw new Problem(
-            "backend-unavailable",
-            "this instance is shutting down; retry (another instance will serve you)",
-            {},
-            { "Retry-After": "1" },
-          );
-        }
-        // wake → read and try again; deadline → the loop's last check decides.
       }
     } finally {
       if (waiting) this.waiters--;

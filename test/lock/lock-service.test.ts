@@ -132,4 +132,27 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     expect(await first).toBeInstanceOf(Error);
     await locks.close();
   });
+
+  it("a waiter rides out an etcd outage shorter than its wait instead of failing", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("ride");
+    const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
+    const waiting = locks.acquire(name, { ttl: 30, wait: 12 });
+    await sleep(300);
+    await etcd.stop();
+    await sleep(1_500);
+    await etcd.restart();
+    // Give the client a moment to reconnect, then release: the waiter gets the lock.
+    for (let i = 0; i < 40; i++) {
+      try {
+        await locks.release(name, holder.grant.lease);
+        break;
+      } catch {
+        await sleep(250);
+      }
+    }
+    const got = await waiting;
+    expect(got.grant.token).toBeGreaterThan(holder.grant.token);
+    await locks.close();
+  });
 });

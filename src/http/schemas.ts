@@ -37,6 +37,15 @@ export const AcquireBody = z
 
 export const LeaseBody = z.strictObject({ lease: Handle.optional() }).openapi("LeaseRequest");
 
+/** The optional body of renew and release: the lease, as JSON or a form field. */
+export const leaseRequestBody = {
+  required: false,
+  content: {
+    "application/json": { schema: LeaseBody },
+    "application/x-www-form-urlencoded": { schema: LeaseBody },
+  },
+};
+
 export const IdempotencyHeader = z.object({
   "idempotency-key": z
     .string()

@@ -4,6 +4,18 @@ import { call, sleep, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
+/** A raw waiting acquire (20 s) the test can hang up on; resolves once it is waiting. */
+async function startWaiter(base: string, name: string) {
+  const req = request(new URL(`/locks/${name}`, base), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+  });
+  req.on("error", () => {});
+  req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
+  await sleep(400);
+  return req;
+}
+
 describe.each(targets)("waiting acquires ($name)", (target) => {
   let svc: TestService;
   beforeAll(async () => {
@@ -65,11 +77,7 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
   it.runIf(target.detectsDisconnect)("a waiter that hangs up stops waiting and leaves no lock behind", async () => {
     const name = uniqueName("gone");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
-    const url = new URL(`/locks/${name}`, svc.url);
-    const req = request(url, { method: "POST", headers: { "content-type": "application/json" } });
-    req.on("error", () => {});
-    req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
-    await sleep(400);
+    const req = await startWaiter(svc.url, name);
     req.destroy();
     await sleep(300);
     // Released after the waiter left: nobody may end up holding it.
@@ -82,11 +90,7 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
   it.runIf(target.detectsDisconnect)("a grant that lands after the caller hung up is revoked", async () => {
     const name = uniqueName("late");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
-    const url = new URL(`/locks/${name}`, svc.url);
-    const req = request(url, { method: "POST", headers: { "content-type": "application/json" } });
-    req.on("error", () => {});
-    req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
-    await sleep(400);
+    const req = await startWaiter(svc.url, name);
     // Release and hang up at the same moment: the wake-up and the disconnect race.
     const release = call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
     req.destroy();

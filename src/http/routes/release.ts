@@ -1,7 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { type App, type AppDeps, forHandling } from "../deps.js";
-import { bodyProblems, commonProblems, LeaseBody, NameParam, problem, ReleaseQuery } from "../schemas.js";
+import { bodyProblems, commonProblems, leaseRequestBody, NameParam, problem, ReleaseQuery } from "../schemas.js";
 import { leaseFrom } from "./lease-input.js";
 
 export const releaseRoute = createRoute({
@@ -15,13 +15,7 @@ export const releaseRoute = createRoute({
   request: {
     params: NameParam,
     query: ReleaseQuery,
-    body: {
-      required: false,
-      content: {
-        "application/json": { schema: LeaseBody },
-        "application/x-www-form-urlencoded": { schema: LeaseBody },
-      },
-    },
+    body: leaseRequestBody,
   },
   responses: {
     204: { description: "Released" },

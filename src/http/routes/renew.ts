@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { type App, type AppDeps, forHandling } from "../deps.js";
-import { bodyProblems, commonProblems, Grant, LeaseBody, LeaseQuery, NameParam, problem } from "../schemas.js";
+import { bodyProblems, commonProblems, Grant, LeaseQuery, leaseRequestBody, NameParam, problem } from "../schemas.js";
 import { leaseFrom } from "./lease-input.js";
 
 export const renewRoute = createRoute({
@@ -12,13 +12,7 @@ export const renewRoute = createRoute({
   request: {
     params: NameParam,
     query: LeaseQuery,
-    body: {
-      required: false,
-      content: {
-        "application/json": { schema: LeaseBody },
-        "application/x-www-form-urlencoded": { schema: LeaseBody },
-      },
-    },
+    body: leaseRequestBody,
   },
   responses: {
     200: { description: "Renewed: same token, new expiresAt", content: { "application/json": { schema: Grant } } },

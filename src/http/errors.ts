@@ -43,28 +43,16 @@ export function validationHook(
 export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof Problem) return problemResponse(err);
+    const unavailable = (detail: string, retryAfter: number) =>
+      problemResponse(new Problem("backend-unavailable", detail, {}, { "Retry-After": String(retryAfter) }));
     if (err instanceof EtcdUnavailableError) {
       log.warn("etcd unavailable", { err: err.message, route: c.req.routePath });
-      return problemResponse(
-        new Problem(
-          "backend-unavailable",
-          "etcd did not answer within the deadline; retry shortly",
-          {},
-          { "Retry-After": "1" },
-        ),
-      );
+      return unavailable("etcd did not answer within the deadline; retry shortly", 1);
     }
     if (err instanceof EtcdAuthError) {
       // Our credentials, not the caller's request: nothing the caller can fix, so 503.
       log.error("etcd refused leasehold's credentials", { err: err.message, route: c.req.routePath });
-      return problemResponse(
-        new Problem(
-          "backend-unavailable",
-          "the lock store refused this service's credentials; the operator has to fix them",
-          {},
-          { "Retry-After": "5" },
-        ),
-      );
+      return unavailable("the lock store refused this service's credentials; the operator has to fix them", 5);
     }
     if (err instanceof CallerGoneError) {
       // Nobody is listening; 499 (client closed request) keeps logs honest.

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { fromHex, sha256 } from "../bytes.js";
 
 /**
  * API keys (SPEC "Auth"): `{"key": "<secret>" | "sha256:<hex>", "prefixes": [...], "admin": bool}`.
@@ -9,8 +10,6 @@ export interface ApiKey {
   /** Lock-name prefixes this key may use; "" allows every name. */
   readonly prefixes: readonly string[];
   readonly admin: boolean;
-  /** A short, non-secret label for logs: the first 8 hex digits of the digest's digest. */
-  readonly id: string;
 }
 
 interface StoredKey extends ApiKey {
@@ -53,10 +52,9 @@ export async function parseApiKeys(json: string, source: string): Promise<ApiKey
   const keys: StoredKey[] = [];
   for (const entry of parsed.data) {
     const digest = entry.key.startsWith("sha256:")
-      ? hexToBytes(entry.key.slice("sha256:".length).toLowerCase())
+      ? fromHex(entry.key.slice("sha256:".length).toLowerCase())
       : await sha256(entry.key);
-    const id = bytesToHex((await sha256(bytesToHex(digest))).slice(0, 4));
-    keys.push({ digest, prefixes: entry.prefixes, admin: entry.admin ?? false, id });
+    keys.push({ digest, prefixes: entry.prefixes, admin: entry.admin ?? false });
   }
   return new ApiKeys(keys);
 }
@@ -85,7 +83,7 @@ export class ApiKeys {
       // Every key is compared in full, with no early exit, match or not.
       if (this.equal(presented, key.digest) && found === undefined) found = key;
     }
-    return found && { prefixes: found.prefixes, admin: found.admin, id: found.id };
+    return found && { prefixes: found.prefixes, admin: found.admin };
   }
 }
 
@@ -100,20 +98,6 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;
-}
-
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
-
-function hexToBytes(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
-}
-
-function bytesToHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**

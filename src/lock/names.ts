@@ -1,3 +1,5 @@
+import { toHex } from "../bytes.js";
+
 /** Lock names: 1–255 characters from `A–Z a–z 0–9 . _ - : ~ @` (no `/`, so no key escapes the prefix). */
 export const NAME_PATTERN = /^[A-Za-z0-9._\-:~@]{1,255}$/;
 /** A listing prefix: the same alphabet, possibly empty. */
@@ -40,7 +42,7 @@ export function parseHandle(handle: string): Handle | undefined {
 export function randomNonce(): string {
   const bytes = new Uint8Array(8);
   crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(bytes);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { sha256, toHex } from "../bytes.js";
 import type { EtcdClient, KeyValue } from "../etcd/types.js";
 import { EtcdUnavailableError, LeaseExistsError, prefixEnd } from "../etcd/types.js";
 import { type Metrics, noMetrics } from "../metrics.js";
@@ -137,7 +138,7 @@ export class LockService {
     this.sweepLeases();
     const key = this.key(name);
     const deadline = Date.now() + o.wait * 1000;
-    const idem = o.idempotencyKey === undefined ? undefined : await sha256Hex(o.idempotencyKey);
+    const idem = o.idempotencyKey === undefined ? undefined : toHex(await sha256(o.idempotencyKey));
     let waiting = false;
     let lastChance = false;
     let woken = false;
@@ -477,11 +478,6 @@ function decodeValue(value: string): StoredValue {
   } catch {
     return {};
   }
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**

@@ -108,6 +108,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
         };
         stream.on("error", broken);
         stream.on("end", () => broken(new GRPCUnavailableError("keepalive stream ended")));
+        if (keepAlive === opening) keepAliveOpen = true;
         return stream;
       },
       (err: unknown) => {
@@ -117,12 +118,6 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     );
     keepAlive = opening;
     keepAliveOpen = false;
-    opening.then(
-      () => {
-        if (keepAlive === opening) keepAliveOpen = true;
-      },
-      () => {},
-    );
     return opening;
   };
 

@@ -92,8 +92,8 @@ export class LockService {
   }
 
   /**
-   * Revokes pooled leases that waited too long for reuse. Runs on every acquire and
-   * release; Node also calls it on a timer so an idle instance cleans up too.
+   * Revokes pooled leases that waited too long for reuse. Runs on every acquire; Node
+   * also calls it on a timer so an idle instance cleans up too.
    */
   sweepLeases(): void {
     for (const lease of this.pool.sweep()) this.revoke(lease);
@@ -275,7 +275,7 @@ export class LockService {
     } catch (err) {
       // Whether the txn applied is unknown; the lease is ours alone, so revoking it
       // removes the key if it did. Best effort: if etcd is down the lease simply expires.
-      this.etcd.leaseRevoke(lease.id).catch(() => {});
+      this.revoke(lease);
       throw err;
     }
     if (!txn.created) {
@@ -294,9 +294,7 @@ export class LockService {
     if (signal) {
       // A grant nobody receives must not stay held by nobody. The signal only fires when
       // the caller disconnects before the response is fully sent.
-      const revoke = () => {
-        this.etcd.leaseRevoke(lease.id).catch(() => {});
-      };
+      const revoke = () => this.revoke(lease);
       if (signal.aborted) {
         revoke();
         throw new CallerGoneError();
@@ -318,35 +316,32 @@ export class LockService {
   }
 
   private async tryRenew(name: string, handle: string): Promise<Grant> {
-    const kv = await this.heldBy(name, parseHandle(handle));
+    const { kv, stored } = await this.heldBy(name, parseHandle(handle));
     const sentAt = Date.now();
     const ttl = await this.etcd.leaseKeepAliveOnce(kv.lease);
     if (ttl <= 0) throw lockLost(name);
-    const stored = decodeValue(kv.value);
     return { ...this.grantOf(name, kv, stored, ttl, sentAt), ttl };
   }
 
   async release(name: string, handle: string): Promise<void> {
     try {
-      const kv = await this.heldBy(name, parseHandle(handle));
+      const { kv, stored } = await this.heldBy(name, parseHandle(handle));
       // Delete the key only if it is still exactly this grant's (an expiry or a new grant
       // in between changes its mod revision): never a 204 for nothing. The lease stays
       // alive and goes to the pool for the next grant, saving a revoke and a grant.
       if (!(await this.etcd.deleteIfUnchanged(kv.key, kv.modRevision))) throw lockLost(name);
-      const grantedTtl = decodeValue(kv.value).ttl;
-      if (grantedTtl !== undefined) this.pooled({ id: kv.lease, grantedTtl, since: Date.now() });
+      if (stored.ttl !== undefined) this.pooled({ id: kv.lease, grantedTtl: stored.ttl, since: Date.now() });
       else this.revoke({ id: kv.lease });
-      this.released(kv, "released", name);
+      this.released(stored, "released", name);
     } catch (err) {
       this.metrics.release(err instanceof Problem && err.code === "lock-lost" ? "lost" : "error", name);
       throw err;
     }
   }
 
-  private released(kv: KeyValue, outcome: "released" | "forced", name: string) {
+  private released(stored: StoredValue, outcome: "released" | "forced", name: string) {
     this.metrics.release(outcome, name);
-    const at = decodeValue(kv.value).at;
-    if (at !== undefined) this.metrics.held(Math.max(0, Date.now() - at) / 1000);
+    if (stored.at !== undefined) this.metrics.held(Math.max(0, Date.now() - stored.at) / 1000);
   }
 
   /** Admin release regardless of holder. `false` when nothing was held. */
@@ -357,7 +352,7 @@ export class LockService {
       throw new Problem("internal-error", "the lock key has no lease; it was not written by leasehold");
     }
     const revoked = await this.etcd.leaseRevoke(read.kv.lease);
-    if (revoked) this.released(read.kv, "forced", name);
+    if (revoked) this.released(decodeValue(read.kv.value), "forced", name);
     return revoked;
   }
 
@@ -387,14 +382,14 @@ export class LockService {
       .filter((p, i, all) => !all.slice(0, i).some((outer) => p.startsWith(outer)));
     const kvs: KeyValue[] = [];
     let more = false;
-    for (const scope of scopes) {
+    for (const [i, scope] of scopes.entries()) {
       const end = prefixEnd(this.key(scope));
       const start = o.after !== undefined && o.after >= scope ? `${this.key(o.after)}\0` : this.key(scope);
       if (start >= end) continue;
       const res = await this.etcd.range(start, end, o.limit - kvs.length);
       kvs.push(...res.kvs);
       if (kvs.length >= o.limit) {
-        more = res.more || scopes.indexOf(scope) < scopes.length - 1;
+        more = res.more || i < scopes.length - 1;
         break;
       }
     }
@@ -418,15 +413,14 @@ export class LockService {
     };
   }
 
-  /** The lock's key when `id` is the lease it is bound to; otherwise lock-lost. */
-  private async heldBy(name: string, handle: Handle | undefined): Promise<KeyValue> {
+  /** The lock's key and value when `handle` names its grant; otherwise lock-lost. */
+  private async heldBy(name: string, handle: Handle | undefined): Promise<{ kv: KeyValue; stored: StoredValue }> {
     if (handle === undefined) throw lockLost(name);
-    const read = await this.etcd.get(this.key(name));
+    const { kv } = await this.etcd.get(this.key(name));
+    const stored = kv ? decodeValue(kv.value) : {};
     // The lease alone is not enough: leases are reused across grants, the nonce is not.
-    if (!read.kv || read.kv.lease !== handle.lease || decodeValue(read.kv.value).n !== handle.nonce) {
-      throw lockLost(name);
-    }
-    return read.kv;
+    if (!kv || kv.lease !== handle.lease || stored.n !== handle.nonce) throw lockLost(name);
+    return { kv, stored };
   }
 
   private grantOf(name: string, kv: KeyValue, stored: StoredValue, remaining: number, from = Date.now()): Grant {

@@ -2,6 +2,8 @@ import type { EtcdClient } from "../etcd/types.js";
 
 interface Waiter {
   wake(): void;
+  /** The shared watch failed (etcd unreachable). */
+  fail(err: unknown): void;
 }
 
 interface KeyWatch {
@@ -50,7 +52,7 @@ export class SharedWatches {
     if (existing && from < existing.from) return Promise.resolve("wake");
     const w = existing ?? { from, queue: [], stop: new AbortController() };
     const started = new Promise<"wake" | "aborted">((resolve, reject) => {
-      const waiter: Waiter & { fail(err: unknown): void } = {
+      const waiter: Waiter = {
         wake: () => {
           signal.removeEventListener("abort", onAbort);
           resolve("wake");
@@ -107,7 +109,7 @@ export class SharedWatches {
         watch.queue.shift()?.wake();
       }
     } catch (err) {
-      for (const w of watch.queue.splice(0)) (w as Waiter & { fail(e: unknown): void }).fail(err);
+      for (const w of watch.queue.splice(0)) w.fail(err);
     } finally {
       if (this.watches.get(key) === watch) this.watches.delete(key);
     }

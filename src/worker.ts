@@ -30,7 +30,7 @@ async function build(env: WorkerEnv): Promise<App> {
     ...(config.ETCD_USERNAME !== undefined ? { username: config.ETCD_USERNAME } : {}),
     ...(config.ETCD_PASSWORD !== undefined ? { password: config.ETCD_PASSWORD } : {}),
   });
-  const log = jsonLogger((line) => console.log(line), strings.LOG_LEVEL ?? "info");
+  const log = jsonLogger((line) => console.log(line), config.LOG_LEVEL);
   const locks = new LockService(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,

@@ -17,5 +17,3 @@ export function jsonLogger(write: (line: string) => void = (l) => console.log(l)
   };
   return { info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
-
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };

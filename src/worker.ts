@@ -34,8 +34,8 @@ async function build(env: WorkerEnv): Promise<App> {
   const locks = new LockService(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
-    // A watch opened by one request cannot be awaited by another on Workers.
-    shareWatches: false,
+    // I/O started by one request cannot be awaited by another on Workers.
+    crossRequestIo: false,
   });
   // API keys come from the LEASEHOLD_API_KEYS secret (Workers have no files).
   const auth = await apiKeysFromConfig(config);

@@ -101,8 +101,9 @@ const prefixMax = (sorted: readonly GrantRecord[], value: (g: GrantRecord) => nu
 
 /**
  * Checks leasehold's promise over a history:
- * - unique-token: no token is granted twice (two grants with one token must be one
- *   grant: same name and lease);
+ * - unique-token: no token is granted twice for one name (two grants of a name with one
+ *   token must be one grant: same lease). Different names may share a token: locks
+ *   created in one etcd txn share its revision;
  * - token-order: if grant A was received before grant B was requested (same name),
  *   A's token is smaller than B's;
  * - mutual-exclusion: two holds that both ended in a successful release (204) never
@@ -114,11 +115,12 @@ const prefixMax = (sorted: readonly GrantRecord[], value: (g: GrantRecord) => nu
 export function checkHistory(grants: readonly GrantRecord[], writes: readonly WriteRecord[]): CheckResult {
   const violations: Violation[] = [];
 
-  const byToken = new Map<number, GrantRecord>();
+  const byToken = new Map<string, GrantRecord>();
   for (const g of grants) {
-    const first = byToken.get(g.token);
-    if (!first) byToken.set(g.token, g);
-    else if (first.name !== g.name || first.lease !== g.lease) {
+    const key = `${g.name}\0${g.token}`;
+    const first = byToken.get(key);
+    if (!first) byToken.set(key, g);
+    else if (first.lease !== g.lease) {
       violations.push({
         invariant: "unique-token",
         detail: `token ${g.token} granted to ${first.client} (${first.name}) and to ${g.client} (${g.name})`,

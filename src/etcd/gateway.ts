@@ -19,7 +19,7 @@
  */
 
 import {
-  type CreateResult,
+  type AllOrNothing,
   EtcdAuthError,
   type EtcdClient,
   type EtcdConnectionOptions,
@@ -27,6 +27,7 @@ import {
   type GetResult,
   type KeyValue,
   LeaseExistsError,
+  LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
   type WatchResult,
@@ -144,14 +145,16 @@ export function decodeGet(body: Json): GetResult {
   return { revision: headerRevision(body), ...(raw ? { kv: decodeKv(raw) } : {}) };
 }
 
-/** Response of the createIfAbsent txn (success: put; failure: range of the key). */
-export function decodeCreateTxn(body: Json): CreateResult {
+/** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */
+export function decodeAllOrNothing(body: Json): AllOrNothing {
   const revision = headerRevision(body);
-  if (body.succeeded === true) return { created: true, revision };
+  if (body.succeeded === true) return { applied: true, revision };
   const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
-  const range = responses[0]?.response_range as Json | undefined;
-  const raw = range ? kvsOf(range)[0] : undefined;
-  return { created: false, revision, ...(raw ? { kv: decodeKv(raw) } : {}) };
+  const kvs = responses.map((r) => {
+    const raw = kvsOf((r.response_range ?? {}) as Json)[0];
+    return raw ? decodeKv(raw) : undefined;
+  });
+  return { applied: false, revision, kvs };
 }
 
 /** Granted TTL from a LeaseGrant response. */
@@ -597,36 +600,52 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
 
     leaseTimeToLive,
 
-    async createIfAbsent(key, value, lease) {
-      const k = encodeBase64(key);
-      const r = await call("/v3/kv/txn", {
-        // create_revision == 0 means the key does not exist. Spelled out in full although
-        // EQUAL and "0" are defaults: etcd reads an omitted target value as 0 as well.
-        compare: [{ key: k, target: "CREATE", result: "EQUAL", create_revision: "0" }],
-        success: [
-          { request_put: { key: k, value: encodeBase64(value), ...(lease ? { lease: encodeLeaseId(lease) } : {}) } },
-        ],
-        failure: [{ request_range: { key: k } }],
-      });
-      if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
-      const res = decodeCreateTxn(r.ok);
-      if (!res.created && r.retried && lease !== 0n && res.kv?.lease === lease) {
-        // A broken-off earlier attempt created the key: nobody else holds this lease ID.
-        return { created: true, revision: res.kv.createRevision };
+    async createAllIfAbsent(items) {
+      const keys = items.map((i) => encodeBase64(i.key));
+      const r = await call(
+        "/v3/kv/txn",
+        {
+          // create_revision == 0 means the key does not exist. Spelled out in full although
+          // EQUAL and "0" are defaults: etcd reads an omitted target value as 0 as well.
+          compare: keys.map((key) => ({ key, target: "CREATE", result: "EQUAL", create_revision: "0" })),
+          success: items.map((i, n) => ({
+            request_put: {
+              key: keys[n],
+              value: encodeBase64(i.value),
+              ...(i.lease ? { lease: encodeLeaseId(i.lease) } : {}),
+            },
+          })),
+          failure: keys.map((key) => ({ request_range: { key } })),
+        },
+        [NOT_FOUND],
+      );
+      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+      const res = decodeAllOrNothing(r.ok);
+      // A broken-off earlier attempt applied the txn: nobody else holds these lease IDs.
+      if (!res.applied && r.retried && items.every((i, n) => i.lease !== 0n && res.kvs[n]?.lease === i.lease)) {
+        return { applied: true, revision: res.kvs[0]?.createRevision ?? res.revision };
       }
       return res;
     },
 
-    async deleteIfUnchanged(key, modRevision) {
-      const k = encodeBase64(key);
+    async deleteAllIfUnchanged(items) {
+      const keys = items.map((i) => encodeBase64(i.key));
       const r = await call("/v3/kv/txn", {
-        compare: [{ key: k, target: "MOD", result: "EQUAL", mod_revision: String(modRevision) }],
-        success: [{ request_delete_range: { key: k } }],
+        compare: items.map((i, n) => ({
+          key: keys[n],
+          target: "MOD",
+          result: "EQUAL",
+          mod_revision: String(i.modRevision),
+        })),
+        success: keys.map((key) => ({ request_delete_range: { key } })),
+        failure: keys.map((key) => ({ request_range: { key } })),
       });
       if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
-      if (r.ok.succeeded === true) return true;
-      // A broken-off earlier attempt may have deleted it already.
-      return r.retried ? (await this.get(key)).kv === undefined : false;
+      const res = decodeAllOrNothing(r.ok);
+      // A broken-off earlier attempt may have deleted them already.
+      if (!res.applied && r.retried && res.kvs.every((kv) => kv === undefined))
+        return { applied: true, revision: res.revision };
+      return res;
     },
 
     watchDelete,

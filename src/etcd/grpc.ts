@@ -11,7 +11,7 @@ import {
   type Watcher,
 } from "etcd3";
 import {
-  type CreateResult,
+  type AllOrNothing,
   EtcdAuthError,
   type EtcdClient,
   type EtcdConnectionOptions,
@@ -19,6 +19,7 @@ import {
   type GetResult,
   type KeyValue,
   LeaseExistsError,
+  LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
   type WatchResult,
@@ -233,7 +234,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
         await call("leaseRevoke", () => client.leaseClient.leaseRevoke({ ID: id.toString() }));
         return true;
       } catch (err) {
-        if (err instanceof LeaseNotFound) return false;
+        if (err instanceof LeaseNotFoundError) return false;
         throw err;
       }
     },
@@ -245,31 +246,30 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return ttl < 0 ? { ttl: -1, grantedTtl: 0 } : { ttl, grantedTtl: Number(res.grantedTTL) };
     },
 
-    async createIfAbsent(key, value, lease): Promise<CreateResult> {
-      const k = Buffer.from(key);
+    async createAllIfAbsent(items): Promise<AllOrNothing> {
+      const keys = items.map((i) => Buffer.from(i.key));
       const res = await call("txn", () =>
         client.kv.txn({
-          compare: [{ key: k, target: "Create", result: "Equal", create_revision: 0 }],
-          success: [{ request_put: { key: k, value: Buffer.from(value), lease: lease.toString() } }],
-          failure: [{ request_range: { key: k } }],
+          compare: keys.map((key) => ({ key, target: "Create", result: "Equal", create_revision: 0 })),
+          success: items.map((i, n) => ({
+            request_put: { key: keys[n], value: Buffer.from(i.value), lease: i.lease.toString() },
+          })),
+          failure: keys.map((key) => ({ request_range: { key } })),
         }),
       );
-      const revision = Number(res.header.revision);
-      if (res.succeeded) return { created: true, revision };
-      const kv = res.responses[0]?.response_range?.kvs[0];
-      return { created: false, revision, ...(kv ? { kv: toKv(kv) } : {}) };
+      return allOrNothing(res);
     },
 
-    async deleteIfUnchanged(key, modRevision) {
-      const k = Buffer.from(key);
+    async deleteAllIfUnchanged(items): Promise<AllOrNothing> {
+      const keys = items.map((i) => Buffer.from(i.key));
       const res = await call("txn", () =>
         client.kv.txn({
-          compare: [{ key: k, target: "Mod", result: "Equal", mod_revision: modRevision }],
-          success: [{ request_delete_range: { key: k } }],
-          failure: [],
+          compare: items.map((i, n) => ({ key: keys[n], target: "Mod", result: "Equal", mod_revision: i.modRevision })),
+          success: keys.map((key) => ({ request_delete_range: { key } })),
+          failure: keys.map((key) => ({ request_range: { key } })),
         }),
       );
-      return res.succeeded;
+      return allOrNothing(res);
     },
 
     async watchDelete(key, fromRevision, signal): Promise<WatchResult> {
@@ -300,7 +300,19 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   };
 }
 
-class LeaseNotFound extends Error {}
+function allOrNothing(res: {
+  header: { revision: string };
+  succeeded: boolean;
+  responses: { response_range?: { kvs: IKeyValue[] } }[];
+}): AllOrNothing {
+  const revision = Number(res.header.revision);
+  if (res.succeeded) return { applied: true, revision };
+  return {
+    applied: false,
+    revision,
+    kvs: res.responses.map((r) => r.response_range?.kvs[0] && toKv(r.response_range.kvs[0])),
+  };
+}
 
 interface KeepAliveWaiter {
   resolve(ttl: number): void;
@@ -325,12 +337,17 @@ function toKv(kv: IKeyValue): KeyValue {
 }
 
 function translate(err: unknown, op: string): Error {
-  if (err instanceof EtcdUnavailableError || err instanceof LeaseExistsError || err instanceof EtcdAuthError)
+  if (
+    err instanceof EtcdUnavailableError ||
+    err instanceof LeaseExistsError ||
+    err instanceof EtcdAuthError ||
+    err instanceof LeaseNotFoundError
+  )
     return err;
   if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) {
     return new EtcdAuthError(`etcd ${op} refused: ${err.message}`);
   }
-  if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFound(err.message);
+  if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFoundError(err.message);
   // Every member's circuit is open: none answered lately.
   if (isBrokenCircuitError(err)) return new EtcdUnavailableError(`etcd ${op} failed: no member is answering`);
   if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);

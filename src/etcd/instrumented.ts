@@ -23,8 +23,8 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     leaseKeepAliveOnce: timed("lease_keepalive", (id) => inner.leaseKeepAliveOnce(id)),
     leaseRevoke: timed("lease_revoke", (id) => inner.leaseRevoke(id)),
     leaseTimeToLive: timed("lease_ttl", (id) => inner.leaseTimeToLive(id)),
-    createIfAbsent: timed("txn", (key, value, lease) => inner.createIfAbsent(key, value, lease)),
-    deleteIfUnchanged: timed("txn", (key, modRevision) => inner.deleteIfUnchanged(key, modRevision)),
+    createAllIfAbsent: timed("txn", (items) => inner.createAllIfAbsent(items)),
+    deleteAllIfUnchanged: timed("txn", (items) => inner.deleteAllIfUnchanged(items)),
     // A watch lasts as long as the wait; only its failures are interesting.
     watchDelete: async (key, from, signal) => {
       try {

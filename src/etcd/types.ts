@@ -39,6 +39,26 @@ export type CreateResult =
   /** The key already existed; `kv` is its current value (absent if it vanished in between). */
   | { created: false; revision: number; kv?: KeyValue };
 
+export interface CreateItem {
+  key: string;
+  value: string;
+  /** `0n` = no lease. */
+  lease: bigint;
+}
+
+export interface DeleteItem {
+  key: string;
+  modRevision: number;
+}
+
+/**
+ * Outcome of an all-or-nothing multi-key txn. On failure `kvs[i]` is the current value
+ * of item i's key, read in the same txn (absent when the key does not exist).
+ */
+export type AllOrNothing =
+  | { applied: true; revision: number }
+  | { applied: false; revision: number; kvs: (KeyValue | undefined)[] };
+
 export interface LeaseTtl {
   /** Remaining seconds; `-1` when the lease no longer exists. */
   ttl: number;
@@ -74,10 +94,17 @@ export interface EtcdClient {
   /** Revokes the lease (deleting its keys in the same step); `false` when it did not exist. */
   leaseRevoke(id: bigint): Promise<boolean>;
   leaseTimeToLive(id: bigint): Promise<LeaseTtl>;
-  /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
-  createIfAbsent(key: string, value: string, lease: bigint): Promise<CreateResult>;
-  /** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
-  deleteIfUnchanged(key: string, modRevision: number): Promise<boolean>;
+  /**
+   * One txn: if create_revision(key) == 0 for every item then Put each (key, value, lease)
+   * else Range each key. Keys must be distinct. Rejects with `LeaseNotFoundError` when a
+   * lease does not exist (then nothing was written).
+   */
+  createAllIfAbsent(items: CreateItem[]): Promise<AllOrNothing>;
+  /**
+   * One txn: if mod_revision(key) == modRevision for every item then Delete each key
+   * else Range each key. Keys must be distinct.
+   */
+  deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing>;
   /**
    * Resolves once the key is deleted at a revision >= `fromRevision`, when that revision
    * is compacted, or when `signal` aborts. Establishing the watch is bounded by the call
@@ -100,6 +127,11 @@ export class EtcdUnavailableError extends Error {
  */
 export class EtcdAuthError extends Error {
   override name = "EtcdAuthError";
+}
+
+/** A txn named a lease that does not exist (expired or revoked); nothing was written. */
+export class LeaseNotFoundError extends Error {
+  override name = "LeaseNotFoundError";
 }
 
 /** `leaseGrant` with an ID that is already in use. */

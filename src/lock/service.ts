@@ -1,9 +1,11 @@
 import { sha256, toHex } from "../bytes.js";
+import { coalescedTxns, type SingleKeyTxns, singleTxns } from "../etcd/coalesced-txns.js";
 import type { EtcdClient, KeyValue } from "../etcd/types.js";
-import { EtcdUnavailableError, LeaseExistsError, prefixEnd } from "../etcd/types.js";
+import { EtcdUnavailableError, LeaseExistsError, LeaseNotFoundError, prefixEnd } from "../etcd/types.js";
 import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
 import { LeasePool, type PooledLease } from "./lease-pool.js";
+import { OwnGrants, SeenHeld } from "./local-knowledge.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import { SharedWatches } from "./shared-watches.js";
 
@@ -44,8 +46,12 @@ export interface LockServiceOptions {
   /** Fires when the instance shuts down: waiters are answered with 503 at once. */
   shutdownSignal?: AbortSignal;
   metrics?: Metrics;
-  /** One etcd watch per key shared by this instance's waiters (default). Off on Workers. */
-  shareWatches?: boolean;
+  /**
+   * Whether one request may wait on I/O another request started (default). Then waiters
+   * share one etcd watch per key and concurrent txns are coalesced into one. Off on
+   * Workers, where the runtime cancels such I/O as hung.
+   */
+  crossRequestIo?: boolean;
 }
 
 /** The caller hung up; nobody will read the answer. */
@@ -74,13 +80,17 @@ export class LockService {
   private waiters = 0;
   private readonly pool = new LeasePool();
   private readonly seenHeld = new SeenHeld();
+  private readonly own = new OwnGrants();
   private readonly watches: SharedWatches;
+  private readonly txns: SingleKeyTxns;
 
   constructor(
     private readonly etcd: EtcdClient,
     private readonly opts: LockServiceOptions,
   ) {
-    this.watches = new SharedWatches(etcd, opts.shareWatches ?? true);
+    const share = opts.crossRequestIo ?? true;
+    this.watches = new SharedWatches(etcd, share);
+    this.txns = share ? coalescedTxns(etcd) : singleTxns(etcd);
   }
 
   private revoke(lease: { id: bigint } | undefined): void {
@@ -205,8 +215,11 @@ export class LockService {
           const outcome = await this.watches
             .wait(key, revision + 1, stopWaiting.signal)
             .finally(() => stopWaiting.done());
-          if (outcome === "wake") woken = true;
-          else if (o.signal?.aborted) throw new CallerGoneError();
+          if (outcome === "wake") {
+            woken = true;
+            // Woken by a release, the lock is most likely free: straight to the txn.
+            read = false;
+          } else if (o.signal?.aborted) throw new CallerGoneError();
           else if (this.opts.shutdownSignal?.aborted) {
             throw new Problem(
               "backend-unavailable",
@@ -232,12 +245,8 @@ export class LockService {
     }
   }
 
-  /** A lease for a new grant: a pooled one reset by a keep-alive, else a fresh grant. */
-  private async leaseFor(ttl: number): Promise<{ id: bigint; grantedTtl: number }> {
-    for (let pooled = this.pool.take(ttl); pooled; pooled = this.pool.take(ttl)) {
-      const granted = await this.etcd.leaseKeepAliveOnce(pooled.id);
-      if (granted > 0) return { id: pooled.id, grantedTtl: granted };
-    }
+  /** A fresh lease with a random ID. */
+  private async grantLease(ttl: number): Promise<{ id: bigint; grantedTtl: number }> {
     let id = randomLeaseId();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -252,7 +261,10 @@ export class LockService {
     }
   }
 
-  /** Lease + create-if-absent txn. A lost race returns the (unattached) lease to the pool. */
+  /**
+   * Lease + create-if-absent txn. A lost race returns the (unattached) lease to the pool.
+   * `{ revision: 0 }` without a holder: the pooled lease had died; try again.
+   */
   private async tryCreate(
     key: string,
     name: string,
@@ -260,7 +272,8 @@ export class LockService {
     idem: string | undefined,
   ): Promise<{ grant: Grant } | { holder?: KeyValue; revision: number }> {
     const sentAt = Date.now();
-    const lease = await this.leaseFor(o.ttl);
+    const pooled = this.pool.take(o.ttl);
+    const lease = pooled ?? (await this.grantLease(o.ttl));
     const nonce = randomNonce();
     const stored: StoredValue = {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
@@ -269,19 +282,30 @@ export class LockService {
       n: nonce,
     };
     if (idem !== undefined) stored.idem = idem;
-    let txn: Awaited<ReturnType<EtcdClient["createIfAbsent"]>>;
-    try {
-      txn = await this.etcd.createIfAbsent(key, JSON.stringify(stored), lease.id);
-    } catch (err) {
-      // Whether the txn applied is unknown; the lease is ours alone, so revoking it
-      // removes the key if it did. Best effort: if etcd is down the lease simply expires.
+    // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
+    // before it: the pool hands out only leases with over a second left, so the txn does
+    // not race their expiry, and the acquire costs one round trip instead of two.
+    const [created, renewed] = await Promise.allSettled([
+      this.txns.createIfAbsent({ key, value: JSON.stringify(stored), lease: lease.id }),
+      pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
+    ]);
+    const died =
+      (created.status === "rejected" && created.reason instanceof LeaseNotFoundError) ||
+      (renewed.status === "fulfilled" && renewed.value <= 0);
+    if (died) return { revision: 0 }; // and its key, if the txn made one, went with it
+    if (created.status === "rejected" || renewed.status === "rejected") {
+      // Whether the txn applied (or the lease was reset) is unknown; the lease is ours
+      // alone, so revoking it removes the key if it was made. Best effort: if etcd is
+      // down the lease simply expires.
       this.revoke(lease);
-      throw err;
+      throw created.status === "rejected" ? created.reason : (renewed as PromiseRejectedResult).reason;
     }
+    const txn = created.value;
     if (!txn.created) {
       this.pooled({ id: lease.id, grantedTtl: lease.grantedTtl, since: sentAt });
       return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
     }
+    this.own.add(key, { lease: lease.id, nonce, revision: txn.revision, ttl: lease.grantedTtl, at: stored.at ?? 0 });
     const grant: Grant = {
       name,
       token: txn.revision,
@@ -325,13 +349,19 @@ export class LockService {
 
   async release(name: string, handle: string): Promise<void> {
     try {
-      const { kv, stored } = await this.heldBy(name, parseHandle(handle));
+      const h = parseHandle(handle);
+      const key = this.key(name);
+      const own = h && this.own.take(key, h);
+      if (own && (await this.txns.deleteIfUnchanged({ key, modRevision: own.revision }))) {
+        this.releasedLease(own.lease, own.ttl);
+        this.released(own, "released", name);
+        return;
+      }
+      const { kv, stored } = await this.heldBy(name, h);
       // Delete the key only if it is still exactly this grant's (an expiry or a new grant
-      // in between changes its mod revision): never a 204 for nothing. The lease stays
-      // alive and goes to the pool for the next grant, saving a revoke and a grant.
-      if (!(await this.etcd.deleteIfUnchanged(kv.key, kv.modRevision))) throw lockLost(name);
-      if (stored.ttl !== undefined) this.pooled({ id: kv.lease, grantedTtl: stored.ttl, since: Date.now() });
-      else this.revoke({ id: kv.lease });
+      // in between changes its mod revision): never a 204 for nothing.
+      if (!(await this.txns.deleteIfUnchanged({ key, modRevision: kv.modRevision }))) throw lockLost(name);
+      this.releasedLease(kv.lease, stored.ttl);
       this.released(stored, "released", name);
     } catch (err) {
       this.metrics.release(err instanceof Problem && err.code === "lock-lost" ? "lost" : "error", name);
@@ -339,7 +369,16 @@ export class LockService {
     }
   }
 
-  private released(stored: StoredValue, outcome: "released" | "forced", name: string) {
+  /**
+   * A released lock's lease stays alive and goes to the pool for the next grant, saving
+   * a revoke and a grant.
+   */
+  private releasedLease(id: bigint, ttl: number | undefined): void {
+    if (ttl !== undefined) this.pooled({ id, grantedTtl: ttl, since: Date.now() });
+    else this.revoke({ id });
+  }
+
+  private released(stored: { at?: number }, outcome: "released" | "forced", name: string) {
     this.metrics.release(outcome, name);
     if (stored.at !== undefined) this.metrics.held(Math.max(0, Date.now() - stored.at) / 1000);
   }
@@ -471,37 +510,6 @@ function decodeValue(value: string): StoredValue {
     };
   } catch {
     return {};
-  }
-}
-
-/**
- * Keys this instance recently found held (bounded, forgetting after the holder's TTL):
- * an acquire of one of them reads before it writes.
- */
-class SeenHeld {
-  private readonly until = new Map<string, number>();
-
-  constructor(private readonly max = 10_000) {}
-
-  note(key: string, ttlSeconds = 30): void {
-    this.until.delete(key);
-    if (this.until.size >= this.max) {
-      const oldest = this.until.keys().next().value;
-      if (oldest !== undefined) this.until.delete(oldest);
-    }
-    this.until.set(key, Date.now() + ttlSeconds * 1000);
-  }
-
-  likely(key: string): boolean {
-    const until = this.until.get(key);
-    if (until === undefined) return false;
-    if (until > Date.now()) return true;
-    this.until.delete(key);
-    return false;
-  }
-
-  forget(key: string): void {
-    this.until.delete(key);
   }
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
+  decodeAllOrNothing,
   decodeBase64,
-  decodeCreateTxn,
   decodeGatewayError,
   decodeGet,
   decodeGrant,
@@ -135,28 +135,34 @@ describe("range", () => {
   });
 });
 
-describe("createIfAbsent txn", () => {
+describe("all-or-nothing txn", () => {
   it("success: revision is the header revision", () => {
-    expect(decodeCreateTxn(json(fixtures.txnCreated))).toEqual({ created: true, revision: 13 });
+    expect(decodeAllOrNothing(json(fixtures.txnCreated))).toEqual({ applied: true, revision: 13 });
   });
 
   it("failure has no succeeded field and returns the existing kv", () => {
-    expect(decodeCreateTxn(json(fixtures.txnExists))).toEqual({
-      created: false,
+    expect(decodeAllOrNothing(json(fixtures.txnExists))).toEqual({
+      applied: false,
       revision: 13,
-      kv: {
-        key: "leasehold/cron:job9",
-        value: '{"owner":"host-a"}',
-        createRevision: 13,
-        modRevision: 13,
-        lease: 7587869411418562851n,
-      },
+      kvs: [
+        {
+          key: "leasehold/cron:job9",
+          value: '{"owner":"host-a"}',
+          createRevision: 13,
+          modRevision: 13,
+          lease: 7587869411418562851n,
+        },
+      ],
     });
   });
 
-  it("failure where the key vanished in between has no kv", () => {
-    const body = `{"header":{"revision":"20"},"responses":[{"response_range":{"header":{"revision":"20"}}}]}`;
-    expect(decodeCreateTxn(json(body))).toEqual({ created: false, revision: 20 });
+  it("failure: an absent key (empty range, no kvs field) reads as undefined in its place", () => {
+    const body = `{"header":{"revision":"20"},"responses":[{"response_range":{"header":{"revision":"20"}}},{"response_range":{"header":{"revision":"20"},"kvs":[{"key":"YQ==","create_revision":"5","mod_revision":"5"}],"count":"1"}}]}`;
+    expect(decodeAllOrNothing(json(body))).toEqual({
+      applied: false,
+      revision: 20,
+      kvs: [undefined, { key: "a", value: "", createRevision: 5, modRevision: 5, lease: 0n }],
+    });
   });
 });
 

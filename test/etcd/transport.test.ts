@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createIfAbsent } from "../../src/etcd/coalesced-txns.js";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import {
@@ -7,6 +8,7 @@ import {
   type EtcdConnectionOptions,
   EtcdUnavailableError,
   LeaseExistsError,
+  LeaseNotFoundError,
   prefixEnd,
 } from "../../src/etcd/types.js";
 import { freePort } from "../../src/node/local-etcd.js";
@@ -118,7 +120,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("of a present key returns value, revisions and the bigint lease", async () => {
       const key = uniqueKey("present");
       const id = await lease();
-      const created = await client.createIfAbsent(key, "v1", id);
+      const created = await createIfAbsent(client, key, "v1", id);
       expect(created.created).toBe(true);
       const res = await client.get(key);
       expect(res.revision).toBeGreaterThanOrEqual(created.revision);
@@ -134,7 +136,7 @@ describe.each(transports)("$name transport", (transport) => {
 
     it("of a key without lease reports lease 0n, and keeps UTF-8 and empty values", async () => {
       const key = `${uniqueKey("utf8")}/ключ`;
-      await client.createIfAbsent(key, "", 0n);
+      await createIfAbsent(client, key, "", 0n);
       expect((await client.get(key)).kv).toMatchObject({ key, value: "", lease: 0n });
     });
   });
@@ -142,7 +144,7 @@ describe.each(transports)("$name transport", (transport) => {
   describe("range", () => {
     it("returns keys sorted ascending, honours limit and reports more", async () => {
       const prefix = `${uniqueKey("range")}/`;
-      for (const name of ["c", "a", "b"]) await client.createIfAbsent(prefix + name, name, 0n);
+      for (const name of ["c", "a", "b"]) await createIfAbsent(client, prefix + name, name, 0n);
       const end = prefixEnd(prefix);
 
       const page = await client.range(prefix, end, 2);
@@ -191,7 +193,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("revoke deletes the attached key, then reports false", async () => {
       const key = uniqueKey("revoke");
       const id = await lease();
-      await client.createIfAbsent(key, "x", id);
+      await createIfAbsent(client, key, "x", id);
       expect(await client.leaseRevoke(id)).toBe(true);
       expect((await client.get(key)).kv).toBeUndefined();
       expect(await client.leaseRevoke(id)).toBe(false);
@@ -214,7 +216,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("creates: the revision is the key's createRevision", async () => {
       const key = uniqueKey("create");
       const id = await lease();
-      const res = await client.createIfAbsent(key, "first", id);
+      const res = await createIfAbsent(client, key, "first", id);
       expect(res).toEqual({ created: true, revision: expect.any(Number) });
       const kv = (await client.get(key)).kv;
       expect(kv?.createRevision).toBe(res.revision);
@@ -224,9 +226,9 @@ describe.each(transports)("$name transport", (transport) => {
     it("does not overwrite: returns the existing kv", async () => {
       const key = uniqueKey("exists");
       const first = await lease();
-      const created = await client.createIfAbsent(key, "first", first);
+      const created = await createIfAbsent(client, key, "first", first);
       const second = await lease();
-      const res = await client.createIfAbsent(key, "second", second);
+      const res = await createIfAbsent(client, key, "second", second);
       expect(res.created).toBe(false);
       expect(res.revision).toBeGreaterThanOrEqual(created.revision);
       if (res.created) return;
@@ -241,11 +243,75 @@ describe.each(transports)("$name transport", (transport) => {
     });
   });
 
+  describe("multi-key txns (all or nothing)", () => {
+    it("creates every key in one txn: they share its revision", async () => {
+      const keys = [uniqueKey("all-a"), uniqueKey("all-b"), uniqueKey("all-c")];
+      const id = await lease();
+      const res = await client.createAllIfAbsent(keys.map((key) => ({ key, value: key, lease: id })));
+      expect(res).toEqual({ applied: true, revision: expect.any(Number) });
+      for (const key of keys) {
+        const kv = (await client.get(key)).kv;
+        expect(kv).toMatchObject({ value: key, createRevision: res.revision, lease: id });
+      }
+    });
+
+    it("one taken key writes nothing and reads every key", async () => {
+      const taken = uniqueKey("all-taken");
+      const free = [uniqueKey("all-free1"), uniqueKey("all-free2")];
+      const id = await lease();
+      const first = await createIfAbsent(client, taken, "holder", id);
+      const res = await client.createAllIfAbsent(
+        [free[0], taken, free[1]].map((key) => ({ key: key as string, value: "new", lease: id })),
+      );
+      expect(res.applied).toBe(false);
+      if (res.applied) return;
+      expect(res.kvs).toHaveLength(3);
+      expect(res.kvs[0]).toBeUndefined();
+      expect(res.kvs[1]).toMatchObject({ key: taken, value: "holder", createRevision: first.revision });
+      expect(res.kvs[2]).toBeUndefined();
+      for (const key of free) expect((await client.get(key as string)).kv).toBeUndefined();
+    });
+
+    it("a lease that does not exist rejects with LeaseNotFoundError and writes nothing", async () => {
+      const keys = [uniqueKey("all-lease-ok"), uniqueKey("all-lease-gone")];
+      const alive = await lease();
+      const gone = await lease();
+      await client.leaseRevoke(gone);
+      await expect(
+        client.createAllIfAbsent([
+          { key: keys[0] as string, value: "x", lease: alive },
+          { key: keys[1] as string, value: "x", lease: gone },
+        ]),
+      ).rejects.toBeInstanceOf(LeaseNotFoundError);
+      for (const key of keys) expect((await client.get(key)).kv).toBeUndefined();
+    });
+
+    it("deletes every key only when every mod revision still matches", async () => {
+      const keys = [uniqueKey("del-a"), uniqueKey("del-b")];
+      const id = await lease();
+      const made = await client.createAllIfAbsent(keys.map((key) => ({ key, value: "x", lease: id })));
+      // b is re-created after the revision we hold: its mod revision moves on.
+      await client.deleteAllIfUnchanged([{ key: keys[1] as string, modRevision: made.revision }]);
+      const again = await createIfAbsent(client, keys[1] as string, "y", id);
+      const stale = await client.deleteAllIfUnchanged(keys.map((key) => ({ key, modRevision: made.revision })));
+      expect(stale.applied).toBe(false);
+      if (stale.applied) return;
+      expect(stale.kvs.map((kv) => kv?.modRevision)).toEqual([made.revision, again.revision]);
+      expect((await client.get(keys[0] as string)).kv).toBeDefined();
+      const ok = await client.deleteAllIfUnchanged([
+        { key: keys[0] as string, modRevision: made.revision },
+        { key: keys[1] as string, modRevision: again.revision },
+      ]);
+      expect(ok.applied).toBe(true);
+      for (const key of keys) expect((await client.get(key)).kv).toBeUndefined();
+    });
+  });
+
   describe("watchDelete", () => {
     it("returns deleted for a delete after the call", async () => {
       const key = uniqueKey("watch-future");
       const id = await lease();
-      const { revision } = await client.createIfAbsent(key, "x", id);
+      const { revision } = await createIfAbsent(client, key, "x", id);
       const w = client.watchDelete(key, revision + 1, new AbortController().signal);
       expect(await stillPending(w, 300)).toBe(true);
       await client.leaseRevoke(id);
@@ -257,7 +323,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("returns deleted for a delete before the call at or after fromRevision", async () => {
       const key = uniqueKey("watch-history");
       const id = await lease();
-      const { revision } = await client.createIfAbsent(key, "x", id);
+      const { revision } = await createIfAbsent(client, key, "x", id);
       await client.leaseRevoke(id);
       expect(await client.watchDelete(key, revision + 1, new AbortController().signal)).toEqual({
         outcome: "deleted",
@@ -268,9 +334,9 @@ describe.each(transports)("$name transport", (transport) => {
     it("ignores deletes before fromRevision and puts after it", async () => {
       const key = uniqueKey("watch-put");
       const id = await lease();
-      await client.createIfAbsent(key, "x", id);
+      await createIfAbsent(client, key, "x", id);
       await client.leaseRevoke(id);
-      const again = await client.createIfAbsent(key, "y", 0n);
+      const again = await createIfAbsent(client, key, "y", 0n);
       const ac = new AbortController();
       const w = client.watchDelete(key, again.revision, ac.signal);
       expect(await stillPending(w, 500)).toBe(true);
@@ -280,8 +346,8 @@ describe.each(transports)("$name transport", (transport) => {
 
     it("returns compacted when fromRevision was compacted away", async () => {
       const key = uniqueKey("watch-compacted");
-      const { revision } = await client.createIfAbsent(key, "x", 0n);
-      await client.createIfAbsent(uniqueKey("watch-compacted-bump"), "y", 0n);
+      const { revision } = await createIfAbsent(client, key, "x", 0n);
+      await createIfAbsent(client, uniqueKey("watch-compacted-bump"), "y", 0n);
       const current = (await client.get(key)).revision;
       await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
       expect(await client.watchDelete(key, revision, new AbortController().signal)).toEqual({ outcome: "compacted" });
@@ -289,7 +355,7 @@ describe.each(transports)("$name transport", (transport) => {
 
     it("returns aborted when the signal fires, promptly", async () => {
       const key = uniqueKey("watch-abort");
-      const { revision } = await client.createIfAbsent(key, "x", 0n);
+      const { revision } = await createIfAbsent(client, key, "x", 0n);
       const ac = new AbortController();
       const w = client.watchDelete(key, revision + 1, ac.signal);
       await sleep(200);
@@ -305,7 +371,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("waits past the call deadline (only the signal bounds an established watch)", async () => {
       const key = uniqueKey("watch-long");
       const id = await lease();
-      const { revision } = await client.createIfAbsent(key, "x", id);
+      const { revision } = await createIfAbsent(client, key, "x", id);
       const w = client.watchDelete(key, revision + 1, new AbortController().signal);
       expect(await stillPending(w, TIMEOUT_MS + 500)).toBe(true);
       await client.leaseRevoke(id);
@@ -315,7 +381,7 @@ describe.each(transports)("$name transport", (transport) => {
     it("close() ends open watches", async () => {
       const other = transport.create(etcd.endpoint);
       const key = uniqueKey("watch-close");
-      const { revision } = await other.createIfAbsent(key, "x", 0n);
+      const { revision } = await createIfAbsent(other, key, "x", 0n);
       const w = other.watchDelete(key, revision + 1, new AbortController().signal);
       await sleep(200);
       await other.close();
@@ -337,7 +403,8 @@ describe.each(transports)("$name transport", (transport) => {
         leaseKeepAliveOnce: () => c.leaseKeepAliveOnce(randomLeaseId()),
         leaseRevoke: () => c.leaseRevoke(randomLeaseId()),
         leaseTimeToLive: () => c.leaseTimeToLive(randomLeaseId()),
-        createIfAbsent: () => c.createIfAbsent(key, "x", 0n),
+        createAllIfAbsent: () => createIfAbsent(c, key, "x", 0n),
+        deleteAllIfUnchanged: () => c.deleteAllIfUnchanged([{ key, modRevision: 1 }]),
         watchDelete: () => c.watchDelete(key, 1, new AbortController().signal),
         ping: () => c.ping(),
       };
@@ -358,7 +425,7 @@ describe.each(transports)("$name transport", (transport) => {
       }
       await eventually(() => client.ping());
       const key = uniqueKey("after-restart");
-      expect((await client.createIfAbsent(key, "x", 0n)).created).toBe(true);
+      expect((await createIfAbsent(client, key, "x", 0n)).created).toBe(true);
       expect((await client.get(key)).kv?.value).toBe("x");
     });
 
@@ -412,7 +479,7 @@ describe.each(transports)("$name transport", (transport) => {
           const key = uniqueKey("auth");
           const id = randomLeaseId();
           await c.leaseGrant(id, 30);
-          const { revision } = await c.createIfAbsent(key, "x", id);
+          const { revision } = await createIfAbsent(c, key, "x", id);
           expect((await c.get(key)).kv?.lease).toBe(id);
           await c.leaseRevoke(id);
 
@@ -499,7 +566,7 @@ describe("gateway transport specifics", () => {
     // A new client starts at the lossy endpoint again.
     const b = lossyClient();
     const key = uniqueKey("lossy");
-    const res = await b.createIfAbsent(key, "x", id);
+    const res = await createIfAbsent(b, key, "x", id);
     expect(res).toEqual({ created: true, revision: (await b.get(key)).kv?.createRevision });
     await b.close();
   });
@@ -529,7 +596,7 @@ describe("gateway transport specifics", () => {
       const key = uniqueKey("watch-reopen");
       const id = randomLeaseId();
       await c.leaseGrant(id, 30);
-      const { revision } = await c.createIfAbsent(key, "x", id);
+      const { revision } = await createIfAbsent(c, key, "x", id);
       const w = c.watchDelete(key, revision + 1, new AbortController().signal);
       expect(await stillPending(w, 300)).toBe(true);
       expect(watchCalls).toBe(2);

@@ -4,27 +4,8 @@ import type { EtcdClient } from "../../src/etcd/types.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { LockService } from "../../src/lock/service.js";
 import { Problem } from "../../src/problems.js";
-import { startTestEtcd } from "../support/etcd.js";
+import { counting, startTestEtcd } from "../support/etcd.js";
 import { sleep, uniqueName } from "../support/http.js";
-
-/** Counts calls per EtcdClient method, passing everything through to real etcd. */
-function counting(inner: EtcdClient) {
-  const calls: Record<string, number> = {};
-  const client = new Proxy(inner, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        calls[String(prop)] = (calls[String(prop)] ?? 0) + 1;
-        return value.apply(target, args);
-      };
-    },
-  });
-  const reset = () => {
-    for (const k of Object.keys(calls)) delete calls[k];
-  };
-  return { client, calls, reset };
-}
 
 describe("the lock protocol's etcd economy (real etcd)", () => {
   let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
@@ -50,8 +31,8 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     }
     expect(calls.leaseGrant ?? 0).toBe(0);
     expect(calls.leaseRevoke ?? 0).toBe(0);
-    // Per cycle: keep-alive + create txn to acquire (no read first), read + delete txn to release.
-    expect(calls).toEqual({ leaseKeepAliveOnce: 5, createIfAbsent: 5, get: 5, deleteIfUnchanged: 5 });
+    // Per cycle: keep-alive alongside the create txn to acquire (no read first), one delete txn to release.
+    expect(calls).toEqual({ leaseKeepAliveOnce: 5, createAllIfAbsent: 5, deleteAllIfUnchanged: 5 });
     await locks.close();
   });
 
@@ -104,7 +85,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     await locks.release(name, holder.grant.lease);
     await sleep(300);
     // One wake-up, one attempt: not twenty transactions racing for one lock.
-    expect(calls.createIfAbsent).toBe(1);
+    expect(calls.createAllIfAbsent).toBe(1);
     const results = await Promise.all(waiters);
     const granted = results.filter((r) => !(r instanceof Problem));
     expect(granted).toHaveLength(1);

@@ -1,0 +1,185 @@
+import {
+  type AllOrNothing,
+  type CreateItem,
+  type CreateResult,
+  type DeleteItem,
+  type EtcdClient,
+  EtcdUnavailableError,
+  type KeyValue,
+} from "./types.js";
+
+/** The create and delete txns the lock protocol sends, one key each. */
+export interface SingleKeyTxns {
+  /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
+  createIfAbsent(item: CreateItem): Promise<CreateResult>;
+  /** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
+  deleteIfUnchanged(item: DeleteItem): Promise<boolean>;
+}
+
+/** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
+export async function createIfAbsent(
+  etcd: EtcdClient,
+  key: string,
+  value: string,
+  lease: bigint,
+): Promise<CreateResult> {
+  return settleCreate(await etcd.createAllIfAbsent([{ key, value, lease }]), 0, false) ?? notReached();
+}
+
+/** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
+export async function deleteIfUnchanged(etcd: EtcdClient, key: string, modRevision: number): Promise<boolean> {
+  return settleDelete(await etcd.deleteAllIfUnchanged([{ key, modRevision }]), { key, modRevision }, 0, false) ?? false;
+}
+
+/** Each txn on its own: where I/O cannot be shared across requests (Workers). */
+export function singleTxns(etcd: EtcdClient): SingleKeyTxns {
+  return {
+    createIfAbsent: (i) => createIfAbsent(etcd, i.key, i.value, i.lease),
+    deleteIfUnchanged: (i) => deleteIfUnchanged(etcd, i.key, i.modRevision),
+  };
+}
+
+/**
+ * Coalesces the single-key txns that concurrent requests start within one event-loop
+ * turn into one multi-key txn: one etcd call, one raft proposal and one fsync for many
+ * locks, which is what lets the service beat a client doing its own txns.
+ *
+ * An etcd txn is all-or-nothing, so one taken key fails the whole batch. Its failure
+ * branch reads every key, which settles the items whose own compare failed; the others
+ * failed only because of a neighbour and go into the next batch. Every retry settles at
+ * least one item, so this ends. Fencing tokens stay per-name: locks created in one txn
+ * share its revision, and each name's successive grants still get increasing revisions.
+ */
+export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFlight?: number } = {}): SingleKeyTxns {
+  const maxBatch = o.maxBatch ?? 64;
+  const maxInFlight = o.maxInFlight ?? 1;
+  const creates = new Coalescer<CreateItem, CreateResult>(
+    (items) => etcd.createAllIfAbsent(items),
+    (r, _item, i, shared) => settleCreate(r, i, shared),
+    maxBatch,
+    maxInFlight,
+  );
+  const deletes = new Coalescer<DeleteItem, boolean>(
+    (items) => etcd.deleteAllIfUnchanged(items),
+    (r, item, i, shared) => settleDelete(r, item, i, shared),
+    maxBatch,
+    maxInFlight,
+  );
+  return {
+    createIfAbsent: (item) => creates.submit(item),
+    deleteIfUnchanged: (item) => deletes.submit(item),
+  };
+}
+
+/** `undefined`: the item's key was free, so only another item failed the txn: retry it. */
+function settleCreate(r: AllOrNothing, i: number, shared: boolean): CreateResult | undefined {
+  if (r.applied) return { created: true, revision: r.revision };
+  const kv = r.kvs[i];
+  if (kv) return { created: false, revision: r.revision, kv };
+  return shared ? undefined : { created: false, revision: r.revision };
+}
+
+/** `undefined`: the item's key was still unchanged, so only another item failed the txn: retry it. */
+function settleDelete(r: AllOrNothing, item: DeleteItem, i: number, shared: boolean): boolean | undefined {
+  if (r.applied) return true;
+  const kv: KeyValue | undefined = r.kvs[i];
+  return shared && kv?.modRevision === item.modRevision ? undefined : false;
+}
+
+function notReached(): never {
+  throw new Error("a single-key create txn failed without reading its key");
+}
+
+interface Pending<I, R> {
+  item: I;
+  resolve(r: R): void;
+  reject(err: unknown): void;
+}
+
+// Node runs setImmediate callbacks after all the I/O callbacks of a loop turn, so every
+// request that arrived in that turn joins the batch; the wait costs no extra round trip.
+const nextTurn: (fn: () => void) => void =
+  typeof setImmediate === "function" ? (fn) => setImmediate(fn) : (fn) => setTimeout(fn, 0);
+
+class Coalescer<I extends { key: string }, R> {
+  private queue: Pending<I, R>[] = [];
+  private scheduled = false;
+  private inFlight = 0;
+
+  constructor(
+    private readonly send: (items: I[]) => Promise<AllOrNothing>,
+    /** The item's result from the txn's outcome; `undefined` = send it again. */
+    private readonly settle: (r: AllOrNothing, item: I, index: number, shared: boolean) => R | undefined,
+    /** etcd refuses txns with more than --max-txn-ops (default 128) operations per branch. */
+    private readonly maxBatch: number,
+    /**
+     * Txns in flight at once. While they are, new items queue and go together when one
+     * returns (group commit): under load the batches grow with the round-trip time,
+     * while a lone request never waits for anything.
+     */
+    private readonly maxInFlight: number,
+  ) {}
+
+  submit(item: I): Promise<R> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.maxInFlight) return;
+    this.scheduled = true;
+    nextTurn(() => this.flush());
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    // etcd rejects a txn that names one key twice: such items go to different batches.
+    const batches: { keys: Set<string>; items: Pending<I, R>[] }[] = [];
+    const later: Pending<I, R>[] = [];
+    const slots = this.maxInFlight - this.inFlight;
+    for (const p of this.queue) {
+      let batch = batches.find((b) => b.items.length < this.maxBatch && !b.keys.has(p.item.key));
+      if (!batch && batches.length < slots) {
+        batch = { keys: new Set(), items: [] };
+        batches.push(batch);
+      }
+      if (!batch) {
+        later.push(p);
+        continue;
+      }
+      batch.keys.add(p.item.key);
+      batch.items.push(p);
+    }
+    this.queue = later;
+    for (const b of batches) void this.run(b.items);
+  }
+
+  private async run(batch: Pending<I, R>[]): Promise<void> {
+    let r: AllOrNothing;
+    this.inFlight++;
+    try {
+      r = await this.send(batch.map((p) => p.item));
+    } catch (err) {
+      // An error that is not about reachability may belong to one item (a lease that
+      // just expired): send each alone so only that one fails.
+      if (batch.length > 1 && !(err instanceof EtcdUnavailableError)) {
+        for (const p of batch) void this.run([p]);
+      } else {
+        for (const p of batch) p.reject(err);
+      }
+      return;
+    } finally {
+      this.inFlight--;
+      if (this.queue.length > 0) this.schedule();
+    }
+    const shared = batch.length > 1;
+    batch.forEach((p, i) => {
+      const result = this.settle(r, p.item, i, shared);
+      if (result === undefined) this.queue.push(p);
+      else p.resolve(result);
+    });
+    if (this.queue.length > 0) this.schedule();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * What this instance remembers about locks between requests. Only ever a hint: every
+ * decision made from it is checked by etcd (a compare in a txn) or only picks which
+ * etcd call to make first, so a stale or missing entry costs a round trip, never safety.
+ * Both maps are bounded; the oldest entry goes first.
+ */
+
+function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  if (map.size >= max) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
+  map.set(key, value);
+}
+
+/**
+ * Keys this instance recently found held (forgetting after the holder's TTL): an
+ * acquire of one of them reads before it writes.
+ */
+export class SeenHeld {
+  private readonly until = new Map<string, number>();
+
+  constructor(private readonly max = 10_000) {}
+
+  note(key: string, ttlSeconds = 30): void {
+    setBounded(this.until, key, Date.now() + ttlSeconds * 1000, this.max);
+  }
+
+  likely(key: string): boolean {
+    const until = this.until.get(key);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.until.delete(key);
+    return false;
+  }
+
+  forget(key: string): void {
+    this.until.delete(key);
+  }
+}
+
+/** A grant this instance made, as written to etcd. */
+export interface OwnGrant {
+  lease: bigint;
+  nonce: string;
+  /** The create txn's revision: the key's create and mod revision while the grant lasts. */
+  revision: number;
+  /** TTL etcd granted. */
+  ttl: number;
+  /** Grant time (ms since the epoch). */
+  at: number;
+}
+
+/**
+ * Grants this instance made, so that their release skips the read: a handle that
+ * matches the entry's lease and nonce is released with `Txn(if mod_revision(key) ==
+ * revision then Delete)`. An unchanged mod revision proves the key still holds the
+ * value written with that nonce (leasehold never updates a lock key, and a delete plus
+ * re-create gives a new revision), so the nonce check made here holds in etcd too.
+ */
+export class OwnGrants {
+  private readonly grants = new Map<string, OwnGrant>();
+
+  constructor(private readonly max = 10_000) {}
+
+  add(key: string, grant: OwnGrant): void {
+    setBounded(this.grants, key, grant, this.max);
+  }
+
+  /** Removes and returns the entry for `key` when the handle matches it. */
+  take(key: string, handle: { lease: bigint; nonce: string }): OwnGrant | undefined {
+    const grant = this.grants.get(key);
+    if (grant?.lease !== handle.lease || grant.nonce !== handle.nonce) return undefined;
+    this.grants.delete(key);
+    return grant;
+  }
+}

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import type { EtcdClient } from "../../src/etcd/types.js";
+import { parseHandle } from "../../src/lock/names.js";
+import { LockService } from "../../src/lock/service.js";
+import { Problem } from "../../src/problems.js";
+import { counting, startTestEtcd } from "../support/etcd.js";
+import { uniqueName } from "../support/http.js";
+
+const settle = <T>(p: Promise<T>) =>
+  p.then(
+    (v) => v,
+    (e: unknown) => (e instanceof Problem ? e : Promise.reject(e)),
+  );
+
+describe("coalesced txns and the release fast path (real etcd)", () => {
+  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
+  let raw: EtcdClient;
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+    raw = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+  });
+  afterAll(async () => {
+    await raw?.close();
+    await etcd?.destroy();
+  });
+
+  it("concurrent acquires and releases of distinct names share txns, and each name gets its grant", async () => {
+    const { client, calls, reset } = counting(raw);
+    const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
+    const names = Array.from({ length: 20 }, () => uniqueName("batch"));
+    // Warm the pool so the acquires below need no lease grants and start together.
+    await Promise.all(
+      names.map(async (n) => {
+        const { grant } = await locks.acquire(`${n}-warm`, { ttl: 10, wait: 0 });
+        await locks.release(grant.name, grant.lease);
+      }),
+    );
+    reset();
+    const grants = (await Promise.all(names.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })))).map((r) => r.grant);
+    expect(calls.createAllIfAbsent ?? 0).toBeLessThanOrEqual(3);
+    for (const g of grants) expect((await locks.inspect(g.name))?.token).toBe(g.token);
+    reset();
+    await Promise.all(grants.map((g) => locks.release(g.name, g.lease)));
+    expect(calls.deleteAllIfUnchanged ?? 0).toBeLessThanOrEqual(3);
+    // The release fast path: no read before the delete.
+    expect(calls.get ?? 0).toBe(0);
+    for (const g of grants) expect(await locks.inspect(g.name)).toBeUndefined();
+    await locks.close();
+  });
+
+  it("a taken name in a batch fails only its own acquire", async () => {
+    const other = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const taken = uniqueName("taken");
+    const held = await other.acquire(taken, { ttl: 10, wait: 0, owner: "other" });
+    const names = [uniqueName("free"), taken, uniqueName("free"), uniqueName("free")];
+    const results = await Promise.all(names.map((n) => settle(locks.acquire(n, { ttl: 10, wait: 0 }))));
+    expect(results[1]).toMatchObject({ code: "lock-held" });
+    for (const i of [0, 2, 3]) expect(results[i]).toMatchObject({ grant: { name: names[i] } });
+    expect((await locks.inspect(taken))?.token).toBe(held.grant.token);
+    await other.close();
+    await locks.close();
+  });
+
+  it("two acquires of one name at once on one instance: one grant, one lock-held", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("twice");
+    const results = await Promise.all([0, 1].map(() => settle(locks.acquire(name, { ttl: 10, wait: 0 }))));
+    expect(results.filter((r) => r instanceof Problem && r.code === "lock-held")).toHaveLength(1);
+    expect(results.filter((r) => !(r instanceof Problem))).toHaveLength(1);
+    await locks.close();
+  });
+
+  it("a pooled lease that died is skipped: the acquire gets a live lease and holds the lock", async () => {
+    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const pair = [uniqueName("die"), uniqueName("die")];
+    const first = await Promise.all(pair.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })));
+    await Promise.all(first.map((r) => locks.release(r.grant.name, r.grant.lease)));
+    // Both leases sit in the pool; one is revoked behind the service's back.
+    const dead = parseHandle(first[0]?.grant.lease ?? "")?.lease ?? 0n;
+    expect(await raw.leaseRevoke(dead)).toBe(true);
+    const next = [uniqueName("after"), uniqueName("after")];
+    const grants = (await Promise.all(next.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })))).map((r) => r.grant);
+    // The dead lease fails the shared txn; sent alone again, the live one is still used.
+    const alive = parseHandle(first[1]?.grant.lease ?? "")?.lease;
+    expect(grants.map((g) => parseHandle(g.lease)?.lease)).toContain(alive);
+    for (const g of grants) {
+      expect(parseHandle(g.lease)?.lease).not.toBe(dead);
+      expect((await locks.inspect(g.name))?.token).toBe(g.token);
+      expect((await raw.leaseTimeToLive(parseHandle(g.lease)?.lease ?? 0n)).ttl).toBeGreaterThan(8);
+    }
+    await locks.close();
+  });
+
+  it("a release whose remembered grant is stale falls back to etcd: old handle lost, the new holder untouched", async () => {
+    const a = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const b = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const name = uniqueName("stale");
+    const old = await a.acquire(name, { ttl: 10, wait: 0 });
+    expect(await b.forceRelease(name)).toBe(true);
+    const now = await b.acquire(name, { ttl: 10, wait: 0 });
+    await expect(a.release(name, old.grant.lease)).rejects.toMatchObject({ code: "lock-lost" });
+    expect((await a.inspect(name))?.token).toBe(now.grant.token);
+    // A remembers nothing of b's grant: its release goes the read-then-delete way.
+    await a.release(name, now.grant.lease);
+    expect(await a.inspect(name)).toBeUndefined();
+    await a.close();
+    await b.close();
+  });
+});

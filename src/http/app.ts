@@ -26,6 +26,7 @@ export function createApp(deps: AppDeps): App {
     c.set("requestId", requestId);
     await next();
     c.res.headers.set("x-request-id", requestId);
+    if (!deps.log.infoEnabled) return;
     // Route pattern and name only: the URL's query may carry a lease handle.
     const token = c.get("token");
     deps.log.info("request", {

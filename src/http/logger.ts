@@ -3,6 +3,8 @@
  * lease handle, an API key, or a URL with its query string (it may carry `?lease=`).
  */
 export interface Logger {
+  /** Whether `info` lines are written (so callers can skip building their fields). */
+  readonly infoEnabled: boolean;
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
@@ -15,5 +17,5 @@ export function jsonLogger(write: (line: string) => void = (l) => console.log(l)
     if (order.indexOf(lvl) < min) return;
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }));
   };
-  return { info: emit("info"), warn: emit("warn"), error: emit("error") };
+  return { infoEnabled: min <= 1, info: emit("info"), warn: emit("warn"), error: emit("error") };
 }

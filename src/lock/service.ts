@@ -79,6 +79,7 @@ interface StoredValue {
 export class LockService {
   private waiters = 0;
   private readonly pool = new LeasePool();
+  private nextSweep = 0;
   private readonly seenHeld = new SeenHeld();
   private readonly own = new OwnGrants();
   private readonly watches: SharedWatches;
@@ -106,7 +107,10 @@ export class LockService {
    * also calls it on a timer so an idle instance cleans up too.
    */
   sweepLeases(): void {
-    for (const lease of this.pool.sweep()) this.revoke(lease);
+    const now = Date.now();
+    if (now < this.nextSweep) return;
+    this.nextSweep = now + 250;
+    for (const lease of this.pool.sweep(now)) this.revoke(lease);
   }
 
   /** Revokes every pooled lease (shutdown), waiting at most for the calls in flight. */

@@ -8,6 +8,7 @@ export function pinoLogger(level: string, destination?: { write(line: string): v
     destination ? { write: (line: string) => destination.write(line.trimEnd()) } : undefined,
   );
   return {
+    infoEnabled: base.isLevelEnabled("info"),
     info: (msg, fields) => base.info(fields ?? {}, msg),
     warn: (msg, fields) => base.warn(fields ?? {}, msg),
     error: (msg, fields) => base.error(fields ?? {}, msg),

@@ -10,6 +10,7 @@ import {
   isRecoverableError,
   type Watcher,
 } from "etcd3";
+import { keepAliveLanes } from "./grpc-keepalive.js";
 import {
   type AllOrNothing,
   EtcdAuthError,
@@ -82,45 +83,10 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
   const watchers = new Set<() => void>();
 
-  // One long-lived LeaseKeepAlive stream for all keep-alives: opening a bidirectional
-  // stream per call costs more CPU than the keep-alive itself. etcd answers each request
-  // with the lease's ID, so replies are matched by ID (in order per lease).
-  type Duplex = import("node:stream").Duplex;
-  let keepAlive: Promise<Duplex> | undefined;
-  let keepAliveOpen = false;
-  const keepAliveWaiters = new Map<string, KeepAliveWaiter[]>();
-  const keepAliveStream = (): Promise<Duplex> => {
-    if (keepAlive) return keepAlive;
-    const opening: Promise<Duplex> = client.leaseClient.leaseKeepAlive().then(
-      (s) => {
-        // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
-        const stream = s as unknown as Duplex;
-        stream.on("data", (res: { ID: string; TTL: string }) => {
-          const list = keepAliveWaiters.get(res.ID);
-          const waiter = list?.shift();
-          if (list?.length === 0) keepAliveWaiters.delete(res.ID);
-          waiter?.resolve(Number(res.TTL));
-        });
-        const broken = (err: Error) => {
-          if (keepAlive !== opening) return;
-          keepAlive = undefined;
-          for (const list of keepAliveWaiters.values()) for (const w of list) w.reject(err);
-          keepAliveWaiters.clear();
-        };
-        stream.on("error", broken);
-        stream.on("end", () => broken(new GRPCUnavailableError("keepalive stream ended")));
-        if (keepAlive === opening) keepAliveOpen = true;
-        return stream;
-      },
-      (err: unknown) => {
-        if (keepAlive === opening) keepAlive = undefined;
-        throw err;
-      },
-    );
-    keepAlive = opening;
-    keepAliveOpen = false;
-    return opening;
-  };
+  // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
+  const keepAlives = keepAliveLanes(
+    () => client.leaseClient.leaseKeepAlive() as unknown as Promise<import("node:stream").Duplex>,
+  );
 
   /** Resolves like a watch would, by reading the key every 250 ms. */
   const pollDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult> => {
@@ -199,33 +165,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async leaseKeepAliveOnce(id) {
-      const key = id.toString();
-      let waiter: KeepAliveWaiter | undefined;
+      const sent = keepAlives.send(id);
       try {
-        return await call("leaseKeepAlive", async () => {
-          const stream = await keepAliveStream();
-          const reply = new Promise<number>((resolve, reject) => {
-            waiter = { resolve, reject };
-            const list = keepAliveWaiters.get(key);
-            if (list) list.push(waiter);
-            else keepAliveWaiters.set(key, [waiter]);
-          });
-          stream.write({ ID: key });
-          return reply;
-        });
-      } catch (err) {
-        // A stream still opening when the deadline hit (etcd unreachable) is dropped, so
-        // the next call opens a fresh one instead of waiting on it forever.
-        if (!keepAliveOpen) keepAlive = undefined;
-        throw err;
+        return await call("leaseKeepAlive", () => sent.reply);
       } finally {
-        // A timed-out request must not take a later reply for the same lease.
-        const list = waiter && keepAliveWaiters.get(key);
-        if (list && waiter) {
-          const i = list.indexOf(waiter);
-          if (i >= 0) list.splice(i, 1);
-          if (list.length === 0) keepAliveWaiters.delete(key);
-        }
+        sent.forget();
       }
     },
 
@@ -290,11 +234,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
     async close() {
       for (const end of watchers) end();
-      keepAlive?.then(
-        (stream) => stream.end(),
-        () => {},
-      );
-      keepAlive = undefined;
+      keepAlives.close();
       client.close();
     },
   };
@@ -312,11 +252,6 @@ function allOrNothing(res: {
     revision,
     kvs: res.responses.map((r) => r.response_range?.kvs[0] && toKv(r.response_range.kvs[0])),
   };
-}
-
-interface KeepAliveWaiter {
-  resolve(ttl: number): void;
-  reject(err: unknown): void;
 }
 
 /** The member could not be reached at all (as opposed to an answer that is an error). */

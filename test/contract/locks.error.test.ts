@@ -3,6 +3,9 @@ import { call, type Reply, sleep, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
+const utf8 = (text: string) => new TextEncoder().encode(text);
+const asJson = { "content-type": "application/json" };
+
 function expectProblem(r: Reply, status: number, code: string) {
   expect(r.status, r.text).toBe(status);
   expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
@@ -79,6 +82,14 @@ describe.each(targets)("locks errors ($name)", (target) => {
       "unsupported-media-type",
     ],
     ["body over 1 MiB", "", { json: { owner: "o".repeat(1024 * 1024 + 10) } }, 413, "payload-too-large"],
+    [
+      "body that is not UTF-8",
+      "",
+      { bytes: [utf8('{"owner":"'), Uint8Array.of(0xc3, 0x28), utf8('"}')], headers: asJson },
+      400,
+      "invalid-request",
+      /UTF-8/,
+    ],
     ["bad Idempotency-Key", "", { headers: { "idempotency-key": "é" } }, 400, "invalid-request", /Idempotency-Key/],
   ];
 
@@ -91,6 +102,25 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
     expect(await keysUnderPrefix()).toBe(before);
   });
+
+  it.runIf(target.survivesEarlyAnswerToUpload)(
+    "a chunked body (no Content-Length) over 1 MiB → 413 and the connection closes; nothing changed",
+    async () => {
+      const before = await keysUnderPrefix();
+      const name = uniqueName("bad");
+      const r = await call(svc.url, "POST", `/locks/${name}`, {
+        bytes: [utf8('{"owner":"'), new Uint8Array(700_000).fill(111), new Uint8Array(700_000).fill(111)],
+        chunked: true,
+        headers: asJson,
+      });
+      expectProblem(r, 413, "payload-too-large");
+      expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+      expect(await keysUnderPrefix()).toBe(before);
+      expect(r.headers.get("connection")).toBe("close");
+      // The client's next request (on a new connection) works.
+      expect((await call(svc.url, "POST", `/locks/${uniqueName()}`)).status).toBe(201);
+    },
+  );
 
   const badNames: [string, string][] = [
     ["a name with a space", "a%20b"],

@@ -52,6 +52,24 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     expect(b.json).toMatchObject({ ttl: 6, owner: "b" });
   });
 
+  it("reads a chunked body (no Content-Length), in acquire and in release", async () => {
+    const name = uniqueName();
+    const enc = (t: string) => new TextEncoder().encode(t);
+    const a = await call(svc.url, "POST", `/locks/${name}`, {
+      bytes: [enc('{"ttl":7,'), enc('"owner":"chunked"}')],
+      chunked: true,
+      headers: { "content-type": "application/json" },
+    });
+    expect(a.status, a.text).toBe(201);
+    expect(a.json).toMatchObject({ ttl: 7, owner: "chunked" });
+    const r = await call(svc.url, "DELETE", `/locks/${name}`, {
+      bytes: [enc(`{"lease":"${a.json.lease}"}`)],
+      chunked: true,
+      headers: { "content-type": "application/json" },
+    });
+    expect(r.status, r.text).toBe(204);
+  });
+
   it("reports the TTL etcd granted when it raises a small one", async () => {
     const r = await call(svc.url, "POST", `/locks/${uniqueName()}`, { json: { ttl: 1 } });
     expect(r.status).toBe(201);

@@ -13,10 +13,29 @@ export async function call(
   base: string,
   method: string,
   path: string,
-  init: { json?: unknown; form?: Record<string, string>; body?: string; headers?: Record<string, string> } = {},
+  init: {
+    json?: unknown;
+    form?: Record<string, string>;
+    body?: string;
+    /** Raw bytes; with `chunked`, sent without a Content-Length (Transfer-Encoding: chunked). */
+    bytes?: Uint8Array[];
+    chunked?: boolean;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<Reply> {
   const headers: Record<string, string> = { ...init.headers };
-  let body: string | undefined = init.body;
+  let body: string | Uint8Array | ReadableStream<Uint8Array> | undefined = init.body;
+  if (init.bytes !== undefined) {
+    const parts = init.bytes;
+    body = init.chunked
+      ? new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (const p of parts) controller.enqueue(p);
+            controller.close();
+          },
+        })
+      : Buffer.concat(parts);
+  }
   if (init.json !== undefined) {
     headers["content-type"] ??= "application/json";
     body = JSON.stringify(init.json);
@@ -24,7 +43,11 @@ export async function call(
     headers["content-type"] ??= "application/x-www-form-urlencoded";
     body = new URLSearchParams(init.form).toString();
   }
-  const res = await fetch(base + path, { method, headers, ...(body !== undefined ? { body } : {}) });
+  const res = await fetch(base + path, {
+    method,
+    headers,
+    ...(body !== undefined ? { body, duplex: "half" } : {}),
+  } as RequestInit);
   const text = await res.text();
   let json: unknown;
   try {

@@ -190,6 +190,14 @@ describe.each(transports)("$name transport", (transport) => {
       expect(await client.leaseKeepAliveOnce(id)).toBe(0);
     });
 
+    it("many concurrent keep-alives, several per lease, each get their own lease's answer", async () => {
+      const live = await Promise.all([lease(20), lease(30), lease(40)]);
+      const dead = randomLeaseId();
+      const ids = Array.from({ length: 60 }, (_, i) => (i % 4 === 3 ? dead : (live[i % 4] as bigint)));
+      const ttls = await Promise.all(ids.map((id) => client.leaseKeepAliveOnce(id)));
+      expect(ttls).toEqual(ids.map((_, i) => [20, 30, 40, 0][i % 4]));
+    });
+
     it("revoke deletes the attached key, then reports false", async () => {
       const key = uniqueKey("revoke");
       const id = await lease();
@@ -412,6 +420,9 @@ describe.each(transports)("$name transport", (transport) => {
 
     it("rejects every call with EtcdUnavailableError within the deadline while etcd is stopped, and recovers", async () => {
       await client.ping();
+      // Open every keep-alive stream first, so the restart breaks them all.
+      const before = await lease(30);
+      for (let i = 0; i < 16; i++) await client.leaseKeepAliveOnce(before);
       await etcd.stop();
       try {
         for (const [name, op] of Object.entries(ops(client))) {
@@ -427,6 +438,9 @@ describe.each(transports)("$name transport", (transport) => {
       const key = uniqueKey("after-restart");
       expect((await createIfAbsent(client, key, "x", 0n)).created).toBe(true);
       expect((await client.get(key)).kv?.value).toBe("x");
+      // Every keep-alive stream is usable again (leases outlive a restart of one member).
+      await eventually(() => client.leaseKeepAliveOnce(before));
+      for (let i = 0; i < 16; i++) expect(await client.leaseKeepAliveOnce(before)).toBe(30);
     });
 
     it("times out against an endpoint that accepts connections but never answers", async () => {

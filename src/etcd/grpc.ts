@@ -149,6 +149,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   ): Promise<WatchResult | { error: Error }> => {
     if (signal.aborted) return { outcome: "aborted" };
     let watcher: Watcher | undefined;
+    let canceled = false;
     let settle: (o: WatchResult | { error: Error }) => void = () => {};
     const outcome = new Promise<WatchResult | { error: Error }>((resolve) => {
       settle = resolve;
@@ -161,9 +162,10 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       watcher.on("delete", (kv: IKeyValue) => settle({ outcome: "deleted", revision: Number(kv.mod_revision) }));
       // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
       // gives no reason then) or, with auth on, when its token is no longer valid.
-      watcher.on("error", (err: Error) =>
-        settle(/auth|permission/i.test(err.message) ? { error: err } : { outcome: "compacted" }),
-      );
+      watcher.on("error", (err: Error) => {
+        canceled = true;
+        settle(/auth|permission/i.test(err.message) ? { error: err } : { outcome: "compacted" });
+      });
       const connected = new Promise<"connected">((resolve) => watcher?.once("connected", () => resolve("connected")));
       const first = await Promise.race([connected, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
       if (first === "timeout") {
@@ -173,8 +175,10 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     } finally {
       signal.removeEventListener("abort", onAbort);
       watchers.delete(onAbort);
-      // Cancelling talks to etcd; never make the caller wait for it.
-      watcher?.cancel().catch(() => {});
+      // Cancelling talks to etcd; never make the caller wait for it. A watch etcd has
+      // canceled itself must not be canceled again: etcd would confirm that, and etcd3
+      // throws on a reply for a watcher it has already dropped.
+      if (!canceled) watcher?.cancel().catch(() => {});
     }
   };
 

@@ -284,7 +284,16 @@ describe.each(transports)("$name transport", (transport) => {
       await client.createIfAbsent(uniqueKey("watch-compacted-bump"), "y", 0n);
       const current = (await client.get(key)).revision;
       await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
+      // Another watch of this client stays unharmed (etcd3 runs them all on one stream).
+      const id = await lease();
+      const other = uniqueKey("watch-compacted-other");
+      const held = await client.createIfAbsent(other, "z", id);
+      const next = client.watchDelete(other, held.revision + 1, new AbortController().signal);
+      await sleep(100);
       expect(await client.watchDelete(key, revision, new AbortController().signal)).toEqual({ outcome: "compacted" });
+      await sleep(100);
+      await client.leaseRevoke(id);
+      expect(await next).toMatchObject({ outcome: "deleted" });
     });
 
     it("returns aborted when the signal fires, promptly", async () => {

@@ -30,7 +30,7 @@ import {
   LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
-  type WatchResult,
+  type WatchEnd,
 } from "./types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
@@ -176,7 +176,8 @@ export function decodeTimeToLive(body: Json): LeaseTtl {
 
 export type WatchMessage =
   | { kind: "created" }
-  | { kind: "deleted"; revision: number }
+  /** One message can carry several events (history delivered in a batch). */
+  | { kind: "deleted"; revisions: number[] }
   | { kind: "compacted" }
   | { kind: "canceled"; reason: string }
   /** Events without a DELETE (or a progress notice): keep waiting. */
@@ -191,8 +192,10 @@ export function decodeWatchResult(result: Json): WatchMessage {
     return { kind: "canceled", reason: String(result.cancel_reason ?? "watch canceled") };
   }
   const events = Array.isArray(result.events) ? (result.events as Json[]) : [];
-  const deletion = events.find((e) => e.type === "DELETE");
-  if (deletion) return { kind: "deleted", revision: decodeNumber((deletion.kv as Json | undefined)?.mod_revision) };
+  const revisions = events
+    .filter((e) => e.type === "DELETE")
+    .map((e) => decodeNumber((e.kv as Json | undefined)?.mod_revision));
+  if (revisions.length > 0) return { kind: "deleted", revisions };
   if (result.created === true) return { kind: "created" };
   return { kind: "other" };
 }
@@ -450,19 +453,21 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
   };
 
   /**
-   * One watch connection. Resolves with the outcome, "reauth" when etcd rejected the token
-   * (retry once with a fresh one), or "again" when an established stream ended (open it
-   * again). Establishing is bounded by the deadline; after "created" only `stopped` is.
+   * One watch connection; calls `onDelete` for each DELETE. Resolves with the end,
+   * "reauth" when etcd rejected the token (retry once with a fresh one), or "again" when an
+   * established stream ended (open it again). Establishing is bounded by the deadline;
+   * after "created" only `stopped` is.
    */
   const watchOnce = async (
     request: unknown,
+    onDelete: (revision: number) => void,
     stopped: () => boolean,
     setConnection: (ac: AbortController) => void,
     mayReauth: boolean,
-  ): Promise<WatchResult | "reauth" | "again"> => {
+  ): Promise<WatchEnd | "reauth" | "again"> => {
     const ac = new AbortController();
     setConnection(ac);
-    if (stopped()) return { outcome: "aborted" };
+    if (stopped()) return "aborted";
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -486,24 +491,25 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
           throw new EtcdGatewayError(`etcd watch failed: ${streamErr.message}`, streamErr.code, res.status);
         }
         const m = decodeWatchResult((msg.result ?? {}) as Json);
-        if (m.kind === "deleted") return { outcome: "deleted", revision: m.revision };
-        if (m.kind === "compacted") return { outcome: "compacted" };
-        if (m.kind === "canceled") {
+        if (m.kind === "deleted") {
+          for (const revision of m.revisions) if (!stopped()) onDelete(revision);
+        } else if (m.kind === "compacted") {
+          return "compacted";
+        } else if (m.kind === "canceled") {
           // etcd reports a bad token on a watch as a cancellation, not as an HTTP error.
           if (mayReauth && dropToken(used, m.reason)) return "reauth";
           throw new EtcdGatewayError(`etcd canceled the watch: ${m.reason}`, undefined, res.status);
-        }
-        if (m.kind === "created" && !established) {
+        } else if (m.kind === "created" && !established) {
           established = true;
           clearTimeout(timer);
         }
       }
-      if (stopped()) return { outcome: "aborted" };
+      if (stopped()) return "aborted";
       if (established) return "again";
       throw unavailable(`etcd at ${origin} closed the watch stream before it was established`);
     } catch (err) {
       // The caller's abort wins over everything, then the deadline.
-      if (stopped()) return { outcome: "aborted" };
+      if (stopped()) return "aborted";
       if (err instanceof EtcdGatewayError) throw err;
       if (established) return "again";
       if (timedOut) throw unavailable(`etcd did not establish the watch within ${timeoutMs} ms (${origins})`);
@@ -515,8 +521,13 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
     }
   };
 
-  const watchDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult> => {
-    if (signal.aborted) return { outcome: "aborted" };
+  const watchDeletes = async (
+    key: string,
+    fromRevision: number,
+    onDelete: (revision: number) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd> => {
+    if (signal.aborted) return "aborted";
     if (closed) throw unavailable("etcd client is closed");
     let stopped = false;
     let connection: AbortController | undefined;
@@ -526,30 +537,41 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
     };
     signal.addEventListener("abort", stop, { once: true });
     openWatches.add(stop);
-    const request = {
-      create_request: {
-        key: encodeBase64(key),
-        // An explicit start revision replays a delete that already happened (0 = "from now").
-        ...(fromRevision > 0 ? { start_revision: String(fromRevision) } : {}),
-        filters: ["NOPUT"],
-      },
+    // Every DELETE before `next` has been reported. A stream is reopened from there, not
+    // from the revision in a "created" header: that one can run ahead of history etcd has
+    // not delivered yet.
+    let next = fromRevision;
+    const report = (revision: number) => {
+      next = revision + 1;
+      onDelete(revision);
+    };
+    const setConnection = (ac: AbortController) => {
+      connection = ac;
     };
     try {
       let reauthenticated = false;
+      /** While reopening a broken stream: until when etcd may take to come back. */
+      let reopenBy: number | undefined;
       for (;;) {
-        const r = await watchOnce(
-          request,
-          () => stopped,
-          (ac) => {
-            connection = ac;
-          },
-          !reauthenticated,
-        );
+        const request = {
+          create_request: { key: encodeBase64(key), start_revision: String(next), filters: ["NOPUT"] },
+        };
+        let r: WatchEnd | "reauth" | "again";
+        try {
+          r = await watchOnce(request, report, () => stopped, setConnection, !reauthenticated);
+        } catch (err) {
+          // A member restart or a proxy's idle timeout is not a failure of the watch.
+          if (!(err instanceof EtcdUnavailableError) || reopenBy === undefined || Date.now() >= reopenBy) throw err;
+          const ac = new AbortController();
+          setConnection(ac);
+          if (!stopped) await delay(Math.min(250, reopenBy - Date.now()), ac.signal);
+          continue;
+        }
         if (r === "reauth") reauthenticated = true;
-        // "again": the stream broke after it was established (member restart, proxy idle
-        // timeout). Re-watching from the same revision misses nothing; if that revision
-        // has been compacted meanwhile, etcd says so and we return "compacted".
-        else if (r !== "again") return r;
+        else if (r === "again") {
+          reauthenticated = false;
+          reopenBy = Date.now() + timeoutMs;
+        } else return r;
       }
     } finally {
       signal.removeEventListener("abort", stop);
@@ -648,7 +670,7 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
       return res;
     },
 
-    watchDelete,
+    watchDeletes,
 
     async ping() {
       const status = await mustOk("/v3/maintenance/status", {});
@@ -660,6 +682,21 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
       for (const stop of [...openWatches]) stop();
     },
   };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 }
 
 /** Splits a byte stream into non-empty lines. */

@@ -23,7 +23,7 @@ import {
   LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
-  type WatchResult,
+  type WatchEnd,
 } from "./types.js";
 
 /** etcd over gRPC with the `etcd3` client (Node). */
@@ -88,13 +88,27 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     () => client.leaseClient.leaseKeepAlive() as unknown as Promise<import("node:stream").Duplex>,
   );
 
-  /** Resolves like a watch would, by reading the key every 250 ms. */
-  const pollDelete = async (key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult> => {
+  /**
+   * Reports DELETEs like a watch would, by reading the key every 250 ms: a DELETE is
+   * reported (at the read's revision) when the key seen last is gone or was re-created.
+   */
+  const pollDeletes = async (
+    key: string,
+    fromRevision: number,
+    onDelete: (revision: number) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd> => {
+    // Create revision of the key at the last read, undefined when it was absent. The
+    // caller watches from right after a read that saw the key, so at first the key seen is
+    // one created before `fromRevision`.
+    let seen: number | undefined = fromRevision - 1;
     for (;;) {
-      if (signal.aborted) return { outcome: "aborted" };
+      if (signal.aborted) return "aborted";
       const { kv, revision } = await get(key);
-      // Gone, or re-created after fromRevision: the key seen before was deleted (by now at the latest).
-      if (!kv || kv.createRevision >= fromRevision) return { outcome: "deleted", revision };
+      if (signal.aborted) return "aborted";
+      const created = kv?.createRevision;
+      if (seen !== undefined && (created === undefined || created > seen)) onDelete(revision);
+      seen = created;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 250);
         signal.addEventListener(
@@ -109,39 +123,59 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     }
   };
 
-  const watchOnce = async (
+  /**
+   * One etcd3 watcher. Settles "broken" when the shared watch stream drops after the
+   * watcher was established: etcd3 would re-attach it by itself, but from the revision of
+   * its "created" response, which skips history not delivered yet; the caller reopens it
+   * from its own resume point instead.
+   */
+  const watchConnection = async (
     key: string,
     fromRevision: number,
+    onDelete: (revision: number) => void,
     signal: AbortSignal,
-  ): Promise<WatchResult | { error: Error }> => {
-    if (signal.aborted) return { outcome: "aborted" };
-    let watcher: Watcher | undefined;
-    let settle: (o: WatchResult | { error: Error }) => void = () => {};
-    const outcome = new Promise<WatchResult | { error: Error }>((resolve) => {
+  ): Promise<WatchEnd | "broken" | { error: Error }> => {
+    if (signal.aborted) return "aborted";
+    let settle: (o: WatchEnd | "broken" | { error: Error }) => void = () => {};
+    const outcome = new Promise<WatchEnd | "broken" | { error: Error }>((resolve) => {
       settle = resolve;
     });
-    const onAbort = () => settle({ outcome: "aborted" });
+    const onAbort = () => settle("aborted");
     signal.addEventListener("abort", onAbort, { once: true });
-    watchers.add(onAbort);
+    let watcher: Watcher | undefined;
+    let live = true;
+    let connected = false;
+    let canceled = false;
     try {
       watcher = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
-      watcher.on("delete", (kv: IKeyValue) => settle({ outcome: "deleted", revision: Number(kv.mod_revision) }));
+      // A cancelled watcher stays attached until etcd confirms; it must not report then.
+      watcher.on("delete", (kv: IKeyValue) => live && onDelete(Number(kv.mod_revision)));
       // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
       // gives no reason then) or, with auth on, when its token is no longer valid.
-      watcher.on("error", (err: Error) =>
-        settle(/auth|permission/i.test(err.message) ? { error: err } : { outcome: "compacted" }),
+      watcher.on("error", (err: Error) => {
+        canceled = true;
+        settle(/auth|permission/i.test(err.message) ? { error: err } : "compacted");
+      });
+      // Before the watcher is established etcd3 retries the stream itself; the deadline decides.
+      watcher.on("disconnected", () => connected && settle("broken"));
+      const established = new Promise<"connected">((resolve) =>
+        watcher?.once("connected", () => {
+          connected = true;
+          resolve("connected");
+        }),
       );
-      const connected = new Promise<"connected">((resolve) => watcher?.once("connected", () => resolve("connected")));
-      const first = await Promise.race([connected, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
+      const first = await Promise.race([established, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
       if (first === "timeout") {
         throw new EtcdUnavailableError(`etcd watch was not established within ${opts.timeoutMs} ms`);
       }
       return await outcome;
     } finally {
+      live = false;
       signal.removeEventListener("abort", onAbort);
-      watchers.delete(onAbort);
-      // Cancelling talks to etcd; never make the caller wait for it.
-      watcher?.cancel().catch(() => {});
+      // Cancelling talks to etcd; never make the caller wait for it. A watch etcd has
+      // canceled itself must not be canceled again: etcd would confirm that, and etcd3
+      // throws on a reply for a watcher it has already dropped.
+      if (!canceled) watcher?.cancel().catch(() => {});
     }
   };
 
@@ -216,14 +250,34 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return allOrNothing(res);
     },
 
-    async watchDelete(key, fromRevision, signal): Promise<WatchResult> {
-      const outcome = await watchOnce(key, fromRevision, signal);
-      if ("outcome" in outcome) return outcome;
-      // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary
-      // calls but not its shared watch stream, so the watch cannot be renewed here:
-      // fall back to polling the key, which unary calls keep authenticated.
-      if (/auth token|Unauthenticated/i.test(outcome.error.message)) return pollDelete(key, fromRevision, signal);
-      throw translate(outcome.error, "watch");
+    async watchDeletes(key, fromRevision, onDelete, signal): Promise<WatchEnd> {
+      if (signal.aborted) return "aborted";
+      const stop = new AbortController();
+      const end = () => stop.abort();
+      signal.addEventListener("abort", end, { once: true });
+      watchers.add(end);
+      // Every DELETE before `next` has been reported.
+      let next = fromRevision;
+      const report = (revision: number) => {
+        next = revision + 1;
+        onDelete(revision);
+      };
+      try {
+        for (;;) {
+          const r = await watchConnection(key, next, report, stop.signal);
+          if (r === "broken") continue;
+          if (typeof r === "string") return r;
+          // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary
+          // calls but not its shared watch stream, so the watch cannot be renewed here:
+          // fall back to polling the key, which unary calls keep authenticated.
+          if (/auth token|Unauthenticated/i.test(r.error.message))
+            return await pollDeletes(key, next, report, stop.signal);
+          throw translate(r.error, "watch");
+        }
+      } finally {
+        signal.removeEventListener("abort", end);
+        watchers.delete(end);
+      }
     },
 
     async ping() {

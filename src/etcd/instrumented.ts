@@ -26,9 +26,9 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     createAllIfAbsent: timed("txn", (items) => inner.createAllIfAbsent(items)),
     deleteAllIfUnchanged: timed("txn", (items) => inner.deleteAllIfUnchanged(items)),
     // A watch lasts as long as the wait; only its failures are interesting.
-    watchDelete: async (key, from, signal) => {
+    watchDeletes: async (key, from, onDelete, signal) => {
       try {
-        return await inner.watchDelete(key, from, signal);
+        return await inner.watchDeletes(key, from, onDelete, signal);
       } catch (err) {
         metrics.etcd("watch", undefined, true);
         throw err;

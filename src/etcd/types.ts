@@ -66,18 +66,12 @@ export interface LeaseTtl {
   grantedTtl: number;
 }
 
-/** Why `watchDelete` returned. */
-export type WatchOutcome =
-  /** A DELETE of the key at or after the start revision was seen. */
-  | "deleted"
-  /** The start revision was compacted away: re-read the key. */
+/** How a `watchDeletes` stream ended (a failure rejects instead). */
+export type WatchEnd =
+  /** The revision the watch had to start or resume from was compacted away: re-read the key. */
   | "compacted"
-  /** The caller's signal fired first. */
+  /** The caller's signal fired (or the client was closed). */
   | "aborted";
-
-export type WatchResult =
-  /** `revision`: the revision of the DELETE (watch from revision + 1 to see the next one). */
-  { outcome: "deleted"; revision: number } | { outcome: "compacted" } | { outcome: "aborted" };
 
 export interface EtcdClient {
   /** Linearizable read of one key. */
@@ -106,11 +100,19 @@ export interface EtcdClient {
    */
   deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing>;
   /**
-   * Resolves once the key is deleted at a revision >= `fromRevision`, when that revision
-   * is compacted, or when `signal` aborts. Establishing the watch is bounded by the call
-   * deadline; waiting for the event is bounded only by `signal`.
+   * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
+   * revision of every DELETE of the key at or after it, in order, each once (history
+   * first, then live). A stream that breaks after it was established is reopened from the
+   * last reported DELETE + 1, so none is missed or repeated. Resolves when `signal` fires
+   * or the revision to start or resume from was compacted; rejects when the watch cannot
+   * be (re)established within the call deadline (EtcdUnavailableError) or etcd refuses it.
    */
-  watchDelete(key: string, fromRevision: number, signal: AbortSignal): Promise<WatchResult>;
+  watchDeletes(
+    key: string,
+    fromRevision: number,
+    onDelete: (revision: number) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd>;
   /** Cheap round trip to the cluster (for readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -48,6 +48,8 @@ const fixtures = {
   /** PUT is the enum default, so a PUT event has no `type`. */
   watchPut: `{"result":{"header":{${HEADER},"revision":"9","raft_term":"2"},"events":[{"kv":{"key":"ci9i","create_revision":"6","mod_revision":"6","version":"1","value":"eA=="}}]}}`,
   watchHistory: `{"result":{"header":{${HEADER},"revision":"9","raft_term":"2"},"events":[{"kv":{"key":"ci9h","create_revision":"5","mod_revision":"5","version":"1","value":"eA=="}},{"type":"DELETE","kv":{"key":"ci9h","mod_revision":"9"}}]}}`,
+  /** History with NOPUT: two DELETEs in one message, after a `created` whose header says 5. */
+  watchTwoDeletes: `{"result":{"header":{${HEADER},"revision":"5","raft_term":"2"},"events":[{"type":"DELETE","kv":{"key":"ci9o","mod_revision":"3"}},{"type":"DELETE","kv":{"key":"ci9o","mod_revision":"5"}}]}}`,
   /** Sent after `created` when the start revision is compacted; the header has no revision. */
   watchCompacted: `{"result":{"header":{${HEADER},"raft_term":"2"},"canceled":true,"compact_revision":"8"}}`,
   watchBadToken: `{"result":{"header":{${HEADER},"revision":"1","raft_term":"2"},"watch_id":"-1","created":true,"canceled":true,"cancel_reason":"rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"}}`,
@@ -210,11 +212,12 @@ describe("errors", () => {
 describe("watch messages", () => {
   const result = (s: string) => json(s).result as Record<string, unknown>;
 
-  it("classifies created, PUT, DELETE and history", () => {
+  it("classifies created, PUT, DELETE and history, every DELETE of a message", () => {
     expect(decodeWatchResult(result(fixtures.watchCreated))).toEqual({ kind: "created" });
     expect(decodeWatchResult(result(fixtures.watchPut))).toEqual({ kind: "other" });
-    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "deleted", revision: 9 });
-    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({ kind: "deleted", revision: 9 });
+    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "deleted", revisions: [9] });
+    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({ kind: "deleted", revisions: [9] });
+    expect(decodeWatchResult(result(fixtures.watchTwoDeletes))).toEqual({ kind: "deleted", revisions: [3, 5] });
   });
 
   it("a compacted start revision cancels with compact_revision", () => {

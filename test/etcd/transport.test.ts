@@ -86,6 +86,41 @@ async function eventually<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
   }
 }
 
+/** A watchDeletes stream, collecting the revisions it reports. */
+function watching(c: EtcdClient, key: string, from: number) {
+  const ac = new AbortController();
+  const deletes: number[] = [];
+  const ended = c.watchDeletes(key, from, (revision) => deletes.push(revision), ac.signal);
+  // Awaited by the tests that expect an end; a rejection must not go unhandled meanwhile.
+  ended.catch(() => {});
+  return { deletes, ended, stop: () => ac.abort() };
+}
+
+/** The first DELETE a watch from `from` reports. */
+async function firstDelete(c: EtcdClient, key: string, from: number): Promise<number> {
+  const ac = new AbortController();
+  let revision: number | undefined;
+  const end = await c.watchDeletes(
+    key,
+    from,
+    (r) => {
+      revision ??= r;
+      ac.abort();
+    },
+    ac.signal,
+  );
+  if (revision === undefined) throw new Error(`the watch ended (${end}) without a DELETE`);
+  return revision;
+}
+
+async function until(condition: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(20);
+  }
+}
+
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
   const t0 = Date.now();
   const [result] = await Promise.allSettled([p]);
@@ -315,85 +350,151 @@ describe.each(transports)("$name transport", (transport) => {
     });
   });
 
-  describe("watchDelete", () => {
-    it("returns deleted for a delete after the call", async () => {
-      const key = uniqueKey("watch-future");
+  describe("watchDeletes", () => {
+    /** Creates `key` on a fresh lease, then revokes it; resolves with the DELETE's revision. */
+    async function createAndDelete(key: string): Promise<{ created: number; deleted: number }> {
+      const id = await lease();
+      const { revision: created } = await createIfAbsent(client, key, "x", id);
+      await client.leaseRevoke(id);
+      return { created, deleted: (await client.get(key)).revision };
+    }
+
+    it("reports every DELETE on one watch, in order, with its revision", async () => {
+      const key = uniqueKey("watch-many");
       const id = await lease();
       const { revision } = await createIfAbsent(client, key, "x", id);
-      const w = client.watchDelete(key, revision + 1, new AbortController().signal);
-      expect(await stillPending(w, 300)).toBe(true);
+      const w = watching(client, key, revision + 1);
+      await sleep(200);
       await client.leaseRevoke(id);
-      const deletedAt = (await client.get(key)).revision;
-      // The revision of the DELETE itself, so a watcher can continue right after it.
-      expect(await w).toEqual({ outcome: "deleted", revision: deletedAt });
+      const expected = [(await client.get(key)).revision];
+      for (let i = 0; i < 3; i++) {
+        // Other keys move the store revision between the DELETEs.
+        await createIfAbsent(client, uniqueKey("watch-many-other"), "y", 0n);
+        expected.push((await createAndDelete(key)).deleted);
+      }
+      await until(() => w.deletes.length >= 4);
+      expect(w.deletes).toEqual(expected);
+      expect(await stillPending(w.ended, 100)).toBe(true);
+      w.stop();
+      expect(await w.ended).toBe("aborted");
     });
 
-    it("returns deleted for a delete before the call at or after fromRevision", async () => {
+    it("replays DELETEs from the start revision, not older ones, then reports live ones", async () => {
       const key = uniqueKey("watch-history");
-      const id = await lease();
-      const { revision } = await createIfAbsent(client, key, "x", id);
-      await client.leaseRevoke(id);
-      expect(await client.watchDelete(key, revision + 1, new AbortController().signal)).toEqual({
-        outcome: "deleted",
-        revision: revision + 1,
-      });
+      const first = await createAndDelete(key);
+      const second = await createAndDelete(key);
+      const third = await createAndDelete(key);
+      const all = watching(client, key, first.deleted);
+      const later = watching(client, key, first.deleted + 1);
+      await until(() => all.deletes.length >= 3 && later.deletes.length >= 2);
+      const live = await createAndDelete(key);
+      await until(() => all.deletes.length >= 4 && later.deletes.length >= 3);
+      expect(all.deletes).toEqual([first.deleted, second.deleted, third.deleted, live.deleted]);
+      expect(later.deletes).toEqual([second.deleted, third.deleted, live.deleted]);
+      all.stop();
+      later.stop();
     });
 
-    it("ignores deletes before fromRevision and puts after it", async () => {
+    it("ignores PUTs", async () => {
       const key = uniqueKey("watch-put");
-      const id = await lease();
-      await createIfAbsent(client, key, "x", id);
-      await client.leaseRevoke(id);
-      const again = await createIfAbsent(client, key, "y", 0n);
-      const ac = new AbortController();
-      const w = client.watchDelete(key, again.revision, ac.signal);
-      expect(await stillPending(w, 500)).toBe(true);
-      ac.abort();
-      expect(await w).toEqual({ outcome: "aborted" });
+      const { revision } = await createIfAbsent(client, key, "x", 0n);
+      await createAndDelete(uniqueKey("watch-put-other"));
+      const w = watching(client, key, revision);
+      expect(await stillPending(w.ended, 500)).toBe(true);
+      w.stop();
+      expect(await w.ended).toBe("aborted");
+      expect(w.deletes).toEqual([]);
     });
 
-    it("returns compacted when fromRevision was compacted away", async () => {
+    it("ends with compacted when the start revision was compacted away", async () => {
       const key = uniqueKey("watch-compacted");
-      const { revision } = await createIfAbsent(client, key, "x", 0n);
+      const { deleted } = await createAndDelete(key);
       await createIfAbsent(client, uniqueKey("watch-compacted-bump"), "y", 0n);
       const current = (await client.get(key)).revision;
       await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
-      expect(await client.watchDelete(key, revision, new AbortController().signal)).toEqual({ outcome: "compacted" });
+      // Another watch of this client stays unharmed (etcd3 runs them all on one stream).
+      const next = watching(client, key, current + 1);
+      await sleep(100);
+      const w = watching(client, key, deleted);
+      expect(await w.ended).toBe("compacted");
+      expect(w.deletes).toEqual([]);
+      await sleep(100);
+      const again = await createAndDelete(key);
+      await until(() => next.deletes.length >= 1);
+      expect(next.deletes).toEqual([again.deleted]);
+      next.stop();
     });
 
-    it("returns aborted when the signal fires, promptly", async () => {
+    it("ends with aborted when the signal fires, promptly, and reports nothing after", async () => {
       const key = uniqueKey("watch-abort");
-      const { revision } = await createIfAbsent(client, key, "x", 0n);
-      const ac = new AbortController();
-      const w = client.watchDelete(key, revision + 1, ac.signal);
+      const id = await lease();
+      const { revision } = await createIfAbsent(client, key, "x", id);
+      const w = watching(client, key, revision + 1);
       await sleep(200);
       const t0 = Date.now();
-      ac.abort();
-      expect(await w).toEqual({ outcome: "aborted" });
+      w.stop();
+      expect(await w.ended).toBe("aborted");
       expect(Date.now() - t0).toBeLessThan(500);
+      await client.leaseRevoke(id);
+      await sleep(200);
+      expect(w.deletes).toEqual([]);
       const aborted = new AbortController();
       aborted.abort();
-      expect(await client.watchDelete(key, revision + 1, aborted.signal)).toEqual({ outcome: "aborted" });
+      expect(await client.watchDeletes(key, revision + 1, () => {}, aborted.signal)).toBe("aborted");
     });
 
-    it("waits past the call deadline (only the signal bounds an established watch)", async () => {
+    it("stays open past the call deadline (only the signal bounds an established watch)", async () => {
       const key = uniqueKey("watch-long");
       const id = await lease();
       const { revision } = await createIfAbsent(client, key, "x", id);
-      const w = client.watchDelete(key, revision + 1, new AbortController().signal);
-      expect(await stillPending(w, TIMEOUT_MS + 500)).toBe(true);
+      const w = watching(client, key, revision + 1);
+      expect(await stillPending(w.ended, TIMEOUT_MS + 500)).toBe(true);
       await client.leaseRevoke(id);
-      expect(await w).toMatchObject({ outcome: "deleted" });
+      await until(() => w.deletes.length >= 1);
+      expect(await stillPending(w.ended, 100)).toBe(true);
+      w.stop();
     });
 
     it("close() ends open watches", async () => {
       const other = transport.create(etcd.endpoint);
       const key = uniqueKey("watch-close");
       const { revision } = await createIfAbsent(other, key, "x", 0n);
-      const w = other.watchDelete(key, revision + 1, new AbortController().signal);
+      const w = watching(other, key, revision + 1);
       await sleep(200);
       await other.close();
-      expect(await w).toEqual({ outcome: "aborted" });
+      expect(await w.ended).toBe("aborted");
+    });
+
+    it("resumes after etcd restarts without missing or repeating a DELETE", async () => {
+      // A deadline long enough for etcd to come back.
+      const c = transport.create(etcd.endpoint, { timeoutMs: 15_000 });
+      try {
+        const key = uniqueKey("watch-restart");
+        const ids = [randomLeaseId(), randomLeaseId()];
+        for (const id of ids) await c.leaseGrant(id, 60);
+        const { revision } = await createIfAbsent(c, key, "x", ids[0] as bigint);
+        const w = watching(c, key, revision + 1);
+        await sleep(200);
+        await c.leaseRevoke(ids[0] as bigint);
+        await until(() => w.deletes.length >= 1);
+        await etcd.restart();
+        // Deleted before the watch is back (most likely): it must be replayed.
+        await eventually(() => createIfAbsent(c, key, "y", ids[1] as bigint));
+        await c.leaseRevoke(ids[1] as bigint);
+        const second = (await c.get(key)).revision;
+        await until(() => w.deletes.length >= 2, 15_000);
+        const id = randomLeaseId();
+        await c.leaseGrant(id, 60);
+        await createIfAbsent(c, key, "z", id);
+        await c.leaseRevoke(id);
+        const third = (await c.get(key)).revision;
+        await until(() => w.deletes.length >= 3);
+        expect(w.deletes.slice(1)).toEqual([second, third]);
+        expect(await stillPending(w.ended, 100)).toBe(true);
+        w.stop();
+      } finally {
+        await c.close();
+      }
     });
   });
 
@@ -413,7 +514,7 @@ describe.each(transports)("$name transport", (transport) => {
         leaseTimeToLive: () => c.leaseTimeToLive(randomLeaseId()),
         createAllIfAbsent: () => createIfAbsent(c, key, "x", 0n),
         deleteAllIfUnchanged: () => c.deleteAllIfUnchanged([{ key, modRevision: 1 }]),
-        watchDelete: () => c.watchDelete(key, 1, new AbortController().signal),
+        watchDeletes: () => c.watchDeletes(key, 1, () => {}, new AbortController().signal),
         ping: () => c.ping(),
       };
     };
@@ -423,7 +524,16 @@ describe.each(transports)("$name transport", (transport) => {
       // Open every keep-alive stream first, so the restart breaks them all.
       const before = await lease(30);
       for (let i = 0; i < 16; i++) await client.leaseKeepAliveOnce(before);
+      const watched = uniqueKey("down-watch");
+      const { revision } = await createIfAbsent(client, watched, "x", 0n);
+      const established = watching(client, watched, revision + 1);
+      await sleep(200);
+      const failed = established.ended.then(
+        () => undefined,
+        (err: unknown) => ({ err, at: Date.now() }),
+      );
       await etcd.stop();
+      const stoppedAt = Date.now();
       try {
         for (const [name, op] of Object.entries(ops(client))) {
           const { ms, result } = await timed(op());
@@ -431,6 +541,10 @@ describe.each(transports)("$name transport", (transport) => {
           if (result.status === "rejected") expect(result.reason, name).toBeInstanceOf(EtcdUnavailableError);
           expect(ms, name).toBeLessThan(TIMEOUT_MS + 500);
         }
+        // An established watch whose stream broke fails once it cannot be reopened in time.
+        const f = await failed;
+        expect(f?.err).toBeInstanceOf(EtcdUnavailableError);
+        expect((f?.at ?? 0) - stoppedAt).toBeLessThan(2 * TIMEOUT_MS + 1_000);
       } finally {
         await etcd.restart();
       }
@@ -500,9 +614,7 @@ describe.each(transports)("$name transport", (transport) => {
           // Turning auth off and on again drops every token etcd has handed out: the
           // client's next call, a watch or a unary call, must authenticate again.
           await invalidateTokens(ep);
-          expect(await c.watchDelete(key, revision + 1, new AbortController().signal)).toMatchObject({
-            outcome: "deleted",
-          });
+          expect(await firstDelete(c, key, revision + 1)).toBeGreaterThan(revision);
           await invalidateTokens(ep);
           expect((await c.get(key)).kv).toBeUndefined();
         } finally {
@@ -585,37 +697,96 @@ describe("gateway transport specifics", () => {
     await b.close();
   });
 
-  it("opens the watch again when an established stream ends", async () => {
-    let watchCalls = 0;
+  /**
+   * A gateway client whose first watch stream ends right after its first DELETE (as a
+   * proxy's idle timeout or a member restart would end it) and whose next watch request
+   * waits for `reopen`, so the test can change etcd while the watch is down.
+   */
+  function breakingWatch() {
+    const requests: { create_request: { start_revision: string } }[] = [];
+    let reopen: () => void = () => {};
+    const reopened = new Promise<void>((r) => {
+      reopen = r;
+    });
     const c = createGatewayEtcd({
       endpoints: [etcd.endpoint],
       timeoutMs: TIMEOUT_MS,
       fetch: async (input, init) => {
+        if (!String(input).endsWith("/v3/watch")) return fetch(input, init);
+        requests.push(JSON.parse(String(init?.body)));
+        if (requests.length > 1) {
+          await reopened;
+          return fetch(input, init);
+        }
         const res = await fetch(input, init);
-        if (!String(input).endsWith("/v3/watch") || watchCalls++ > 0 || !res.body) return res;
-        // Pass on the "created" message, then end the stream as a proxy's idle timeout would.
+        if (!res.body) return res;
         const reader = res.body.getReader();
-        const first = await reader.read();
-        await reader.cancel();
         const body = new ReadableStream<Uint8Array>({
-          start(ctl) {
-            if (first.value) ctl.enqueue(first.value);
-            ctl.close();
+          async pull(ctl) {
+            const { done, value } = await reader.read();
+            if (done) return ctl.close();
+            ctl.enqueue(value);
+            if (new TextDecoder().decode(value).includes('"DELETE"')) {
+              await reader.cancel();
+              ctl.close();
+            }
           },
         });
         return new Response(body, { status: 200 });
       },
     });
+    return { c, requests, reopen };
+  }
+
+  async function heldKey(c: EtcdClient, label: string) {
+    const key = uniqueKey(label);
+    const id = randomLeaseId();
+    await c.leaseGrant(id, 30);
+    const { revision } = await createIfAbsent(c, key, "x", id);
+    return { key, id, revision };
+  }
+
+  it("reopens a broken watch stream from the last DELETE + 1: none missed, none repeated", async () => {
+    const { c, requests, reopen } = breakingWatch();
     try {
-      const key = uniqueKey("watch-reopen");
-      const id = randomLeaseId();
-      await c.leaseGrant(id, 30);
-      const { revision } = await createIfAbsent(c, key, "x", id);
-      const w = c.watchDelete(key, revision + 1, new AbortController().signal);
-      expect(await stillPending(w, 300)).toBe(true);
-      expect(watchCalls).toBe(2);
+      const { key, id, revision } = await heldKey(c, "watch-reopen");
+      const w = watching(c, key, revision + 1);
+      await sleep(200);
       await c.leaseRevoke(id);
-      expect(await w).toMatchObject({ outcome: "deleted" });
+      const first = (await c.get(key)).revision;
+      await until(() => w.deletes.length >= 1 && requests.length >= 2);
+      // Deleted while the watch is down.
+      const id2 = randomLeaseId();
+      await c.leaseGrant(id2, 30);
+      await createIfAbsent(c, key, "y", id2);
+      await c.leaseRevoke(id2);
+      const second = (await c.get(key)).revision;
+      reopen();
+      await until(() => w.deletes.length >= 2);
+      expect(w.deletes).toEqual([first, second]);
+      expect(requests.map((r) => r.create_request.start_revision)).toEqual([String(revision + 1), String(first + 1)]);
+      expect(await stillPending(w.ended, 100)).toBe(true);
+      w.stop();
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("ends a broken watch with compacted when its resume revision was compacted meanwhile", async () => {
+    const { c, requests, reopen } = breakingWatch();
+    try {
+      const { key, id, revision } = await heldKey(c, "watch-reopen-compacted");
+      const w = watching(c, key, revision + 1);
+      await sleep(200);
+      await c.leaseRevoke(id);
+      await until(() => w.deletes.length >= 1 && requests.length >= 2);
+      // Compacting at the current revision removes the ones before it: first + 1 among them.
+      for (let i = 0; i < 2; i++) await createIfAbsent(c, uniqueKey("watch-reopen-bump"), "y", 0n);
+      const current = (await c.get(key)).revision;
+      await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
+      reopen();
+      expect(await w.ended).toBe("compacted");
+      expect(w.deletes).toHaveLength(1);
     } finally {
       await c.close();
     }

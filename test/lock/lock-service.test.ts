@@ -80,7 +80,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     );
     await sleep(300);
     expect(locks.activeWaiters).toBe(20);
-    expect(calls.watchDelete).toBe(1);
+    expect(calls.watchDeletes).toBe(1);
     reset();
     await locks.release(name, holder.grant.lease);
     await sleep(300);

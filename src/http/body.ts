@@ -44,6 +44,11 @@ async function readLimitedText(req: Request): Promise<string> {
   // which is a measurable cost per request on Node (see BENCHMARKS.md).
   if ((length === null || length === "0") && !req.headers.has("transfer-encoding")) return "";
   if (Number(length ?? "0") > MAX_BODY_BYTES) throw tooLarge();
+  // With a Content-Length the HTTP parser delivers exactly that many bytes, already
+  // checked against the limit: read it whole. On Node that takes @hono/node-server's
+  // direct path (no Web Request and no body streams, which cost a waiting acquire
+  // several KB for as long as it waits; see BENCHMARKS.md).
+  if (length !== null) return utf8(new Uint8Array(await req.arrayBuffer()));
   if (!req.body) return "";
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -64,8 +69,12 @@ async function readLimitedText(req: Request): Promise<string> {
     all.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  return utf8(all);
+}
+
+function utf8(bytes: Uint8Array): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(all);
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     throw new Problem("invalid-request", "the request body is not valid UTF-8");
   }

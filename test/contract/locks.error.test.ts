@@ -92,6 +92,40 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect(await keysUnderPrefix()).toBe(before);
   });
 
+  // A streamed body has no Content-Length (chunked): the service reads it up to the
+  // limit itself instead of trusting a length it was told.
+  const chunked = (name: string, text: string, pieces: number) => {
+    const bytes = new TextEncoder().encode(text);
+    const step = Math.ceil(bytes.length / pieces);
+    let at = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (at >= bytes.length) return controller.close();
+        controller.enqueue(bytes.slice(at, at + step));
+        at += step;
+      },
+    });
+    return fetch(`${svc.url}/locks/${name}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+  };
+
+  it("reads a chunked body without Content-Length, and answers 413 past 1 MiB", async () => {
+    const name = uniqueName("chunked");
+    const ok = await chunked(name, JSON.stringify({ ttl: 5, owner: "streamed" }), 3);
+    expect(ok.status, await ok.clone().text()).toBe(201);
+    expect((await ok.json()).owner).toBe("streamed");
+
+    const big = uniqueName("chunked-big");
+    const r = await chunked(big, JSON.stringify({ owner: "o".repeat(1024 * 1024 + 10) }), 40);
+    const text = await r.text();
+    expectProblem({ status: r.status, headers: r.headers, text, json: JSON.parse(text) }, 413, "payload-too-large");
+    expect((await svc.direct.get(svc.prefix + big)).kv).toBeUndefined();
+  });
+
   const badNames: [string, string][] = [
     ["a name with a space", "a%20b"],
     ["a name with a slash", "a%2Fb"],

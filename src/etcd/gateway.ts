@@ -259,8 +259,19 @@ interface Reply {
   retried: boolean;
 }
 
-export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof fetch }): EtcdClient {
+export interface GatewayOptions extends EtcdConnectionOptions {
+  /** For unary calls; default the runtime's `fetch`. */
+  fetch?: typeof fetch;
+  /**
+   * For watch streams, which hold a connection for as long as they run; default `fetch`.
+   * On Node each gets its own connection pool so streams never take the unary calls' slots.
+   */
+  watchFetch?: typeof fetch;
+}
+
+export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
+  const doWatchFetch = opts.watchFetch ?? doFetch;
   const timeoutMs = opts.timeoutMs;
   if (opts.endpoints.length === 0) throw new Error("etcd gateway: no endpoints");
   const endpoints = opts.endpoints.map((e) => {
@@ -326,7 +337,12 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
       const index = (current + i) % endpoints.length;
       const ep = endpoints[index] as (typeof endpoints)[number];
       try {
-        const res = await doFetch(`${ep.base}${path}`, { method: "POST", headers, body: JSON.stringify(body), signal });
+        const res = await (stream ? doWatchFetch : doFetch)(`${ep.base}${path}`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify(body),
+          signal,
+        });
         if (stream) {
           current = index;
           return { res, origin: ep.origin };

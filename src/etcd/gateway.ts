@@ -265,8 +265,31 @@ interface Reply {
   retried: boolean;
 }
 
-export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof fetch }): EtcdClient {
+/** One unary POST: the answer's status and its whole body as text. */
+export type GatewayPost = (
+  url: string,
+  init: { headers: Record<string, string>; body: string; signal: AbortSignal },
+) => Promise<{ status: number; text: string }>;
+
+export interface GatewayOptions extends EtcdConnectionOptions {
+  /** For watch streams, and for unary calls unless `post` is given; default the runtime's `fetch`. */
+  fetch?: typeof fetch;
+  /**
+   * For unary calls; default `fetch`. Node passes a leaner client with a connection pool
+   * of its own, so watch streams (which hold their connection while they run) never take
+   * the unary calls' connections.
+   */
+  post?: GatewayPost;
+}
+
+export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
+  const post: GatewayPost =
+    opts.post ??
+    (async (url, init) => {
+      const res = await doFetch(url, { method: "POST", ...init });
+      return { status: res.status, text: await res.text() };
+    });
   const timeoutMs = opts.timeoutMs;
   if (opts.endpoints.length === 0) throw new Error("etcd gateway: no endpoints");
   const endpoints = opts.endpoints.map((e) => {
@@ -327,19 +350,20 @@ export function createGatewayEtcd(opts: EtcdConnectionOptions & { fetch?: typeof
     if (closed) throw unavailable("etcd client is closed");
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (authToken) headers.authorization = authToken;
+    const payload = JSON.stringify(body);
     const errors: string[] = [];
     for (let i = 0; i < endpoints.length; i++) {
       const index = (current + i) % endpoints.length;
       const ep = endpoints[index] as (typeof endpoints)[number];
       try {
-        const res = await doFetch(`${ep.base}${path}`, { method: "POST", headers, body: JSON.stringify(body), signal });
         if (stream) {
+          const res = await doFetch(`${ep.base}${path}`, { method: "POST", headers, body: payload, signal });
           current = index;
           return { res, origin: ep.origin };
         }
-        const text = await res.text();
+        const { status, text } = await post(`${ep.base}${path}`, { headers, body: payload, signal });
         current = index;
-        return { status: res.status, text, origin: ep.origin, retried: i > 0 };
+        return { status, text, origin: ep.origin, retried: i > 0 };
       } catch (err) {
         if (signal.aborted) {
           if (stream) throw err;

@@ -45,8 +45,9 @@ async function readLimitedText(req: Request): Promise<string> {
   if ((length === null || length === "0") && !req.headers.has("transfer-encoding")) return "";
   if (Number(length ?? "0") > MAX_BODY_BYTES) throw tooLarge();
   // With a length the server has checked, read the body whole: @hono/node-server then
-  // reads it straight off the socket instead of through a web stream. Without one
-  // (chunked), count while streaming so an endless body is cut off at the limit.
+  // reads it straight off the socket, with no Web Request or body streams (which cost a
+  // waiting acquire several KB for as long as it waits). Without one (chunked), count
+  // while streaming so an endless body is cut off at the limit.
   const bytes = length !== null ? new Uint8Array(await req.arrayBuffer()) : await readChunked(req);
   try {
     return utf8.decode(bytes);

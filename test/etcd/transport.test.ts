@@ -11,6 +11,7 @@ import {
   LeaseNotFoundError,
   prefixEnd,
 } from "../../src/etcd/types.js";
+import { gatewayOnNode } from "../../src/node/etcd.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd } from "../support/etcd.js";
 
@@ -31,6 +32,11 @@ const transports: Transport[] = [
   {
     name: "grpc",
     create: (endpoint, extra) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs: TIMEOUT_MS, ...extra }),
+  },
+  {
+    // What the Node service runs for ETCD_TRANSPORT=http: the gateway over undici pools.
+    name: "gateway on Node",
+    create: (endpoint, extra) => gatewayOnNode({ endpoints: [endpoint], timeoutMs: TIMEOUT_MS, ...extra }),
   },
 ];
 

@@ -9,7 +9,7 @@ import {
   LeaseExistsError,
   prefixEnd,
 } from "../../src/etcd/types.js";
-import { gatewayOnNode } from "../../src/node/etcd.js";
+import { gatewayOnNode } from "../../src/node/gateway.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd } from "../support/etcd.js";
 

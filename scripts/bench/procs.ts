@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { freePort } from "../../src/node/local-etcd.js";
+import { buildService } from "../build.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -74,7 +75,7 @@ export function rssSampler(pid: number | undefined, everyMs = 100) {
 
 export interface ServiceProcess {
   readonly url: string;
-  /** PID of the Node process that serves HTTP (a single process: `node --import tsx`). */
+  /** PID of the Node process that serves HTTP. */
   readonly pid: number;
   stop(): Promise<void>;
   /** Last lines the service printed (for error messages). */
@@ -106,11 +107,46 @@ export function checkoutAt(ref: string, dir: string): { root: string; commit: st
   return { root: dir, commit };
 }
 
+/** How a checkout's service runs in production: `node` arguments, and the script that serves. */
+export interface ServiceCommand {
+  args: string[];
+  entry: string;
+}
+
+const commands = new Map<string, Promise<ServiceCommand>>();
+
 /**
- * One leasehold service as its own process, started as `node --import tsx
- * src/node/main.ts`: one Node process serves HTTP (tsx's CLI would run the entry in a
- * child process of its own), so /proc/<pid> is the server. tsx also starts an esbuild
- * helper process for transforms at load time; it is not counted.
+ * What production runs, for a checkout: its package.json's `start:prod` (`node [flags]
+ * dist/main.js`) after building it with scripts/build.ts (once per checkout and bench
+ * run). A checkout from before the build existed ran `node --import tsx
+ * src/node/main.ts` (a single Node process: tsx's CLI would run the entry in a child
+ * process of its own); that is what it gets, so `--ref` compares like with like.
+ */
+export function serviceCommand(root: string): Promise<ServiceCommand> {
+  let command = commands.get(root);
+  if (!command) {
+    command = (async () => {
+      const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts?: Record<string, string> };
+      const script = pkg.scripts?.["start:prod"];
+      if (script === undefined) {
+        return { args: ["--import", "tsx", join(root, "src", "node", "main.ts")], entry: "src/node/main.ts" };
+      }
+      const [node, ...words] = script.trim().split(/\s+/);
+      const entry = words.at(-1);
+      if (node !== "node" || !entry?.endsWith(".js")) {
+        throw new Error(`start:prod in ${root}/package.json is not "node [flags] <file>.js": ${script}`);
+      }
+      await buildService(root);
+      return { args: [...words.slice(0, -1), join(root, entry)], entry };
+    })();
+    commands.set(root, command);
+  }
+  return command;
+}
+
+/**
+ * One leasehold service as its own process, started as production starts it
+ * (`serviceCommand`): one Node process serves HTTP, so /proc/<pid> is the server.
  */
 export async function startService(opts: {
   etcdEndpoint: string;
@@ -135,7 +171,8 @@ export async function startService(opts: {
     LEASEHOLD_MAX_WAITERS: "10000",
     ...opts.env,
   };
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", join(root, "src", "node", "main.ts")], {
+  const command = await serviceCommand(root);
+  const child: ChildProcess = spawn(process.execPath, command.args, {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -176,7 +213,7 @@ export async function startService(opts: {
   }
   // The process we measure must be the server itself, not a launcher.
   const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  if (!cmdline.some((a) => a.endsWith("src/node/main.ts"))) {
+  if (!cmdline.some((a) => a.endsWith(command.entry))) {
     await stop();
     throw new Error(`process ${pid} is not the leasehold server: ${cmdline.join(" ")}`);
   }

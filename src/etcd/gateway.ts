@@ -431,7 +431,25 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     handled: number[] = [],
     stream = false,
   ): Promise<{ ok: Json; retried: boolean } | { error: GatewayErrorInfo; retried: boolean }> => {
-    const signal = AbortSignal.timeout(timeoutMs);
+    // Not AbortSignal.timeout: its timer keeps each call's signal, and what listens to
+    // it, reachable for the whole deadline, so every call left garbage in the old
+    // generation; this timer goes when the call ends.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    try {
+      return await callUntil(path, body, handled, stream, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const callUntil = async (
+    path: string,
+    body: unknown,
+    handled: number[],
+    stream: boolean,
+    signal: AbortSignal,
+  ): Promise<{ ok: Json; retried: boolean } | { error: GatewayErrorInfo; retried: boolean }> => {
     let reauthenticated = false;
     let retried = false;
     for (;;) {

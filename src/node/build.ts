@@ -14,16 +14,16 @@ import { prometheusMetrics } from "./metrics.js";
  * The Node service's parts, wired once: etcd (instrumented), the lock protocol with
  * Prometheus metrics, and the HTTP app. Used by `npm start` and by the tests.
  */
-export function buildNodeApp(
+export async function buildNodeApp(
   config: Config,
   o: { endpoints: string[]; log: Logger; auth?: ApiKeys; shutdownSignal?: AbortSignal },
-): { app: App; locks: LockService; etcd: EtcdClient; close(): Promise<void> } {
+): Promise<{ app: App; locks: LockService; etcd: EtcdClient; close(): Promise<void> }> {
   let locks: LockService | undefined;
   const { metrics, registry } = prometheusMetrics({
     lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
     waiters: () => locks?.activeWaiters ?? 0,
   });
-  const raw = connectEtcd(config, o.endpoints);
+  const raw = await connectEtcd(config, o.endpoints);
   const etcd = instrumented(raw, metrics);
   locks = new LockService(etcd, {
     prefix: config.LEASEHOLD_PREFIX,

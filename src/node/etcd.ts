@@ -1,13 +1,14 @@
 import { readFileSync } from "node:fs";
-import { Agent, request, fetch as undiciFetch } from "undici";
 import type { Config } from "../config.js";
 import { ConfigError } from "../config.js";
-import { createGatewayEtcd, type GatewayPost } from "../etcd/gateway.js";
-import { createGrpcEtcd } from "../etcd/grpc.js";
 import type { EtcdClient, EtcdConnectionOptions } from "../etcd/types.js";
 
-/** The etcd client the configuration asks for (ETCD_TRANSPORT), with TLS files read from disk. */
-export function connectEtcd(config: Config, endpoints: string[]): EtcdClient {
+/**
+ * The etcd client the configuration asks for (ETCD_TRANSPORT), with TLS files read from
+ * disk. Only the chosen transport's libraries are loaded: etcd3 (gRPC) and undici (the
+ * gateway's connection pools) each cost an instance 3–5 MB of heap it would never use.
+ */
+export async function connectEtcd(config: Config, endpoints: string[]): Promise<EtcdClient> {
   const opts: EtcdConnectionOptions = {
     endpoints,
     timeoutMs: config.ETCD_TIMEOUT_MS,
@@ -20,43 +21,8 @@ export function connectEtcd(config: Config, endpoints: string[]): EtcdClient {
   if (ca || cert || key) {
     opts.tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
   }
-  if (config.ETCD_TRANSPORT === "grpc") return createGrpcEtcd(opts);
-  return gatewayOnNode(opts);
-}
-
-/**
- * Most unary calls the gateway transport keeps in flight per etcd endpoint; the rest
- * queue in undici until a connection is free (their deadline still runs). Node's global
- * fetch has no such cap: 1,000 waiters arriving at once opened ≈ 1,200 connections to
- * etcd, each with its own socket and parser state (see BENCHMARKS.md).
- */
-export const GATEWAY_CONNECTIONS = 64;
-
-/**
- * The gateway transport with undici connection pools of its own: one capped pool for
- * unary calls and one uncapped for watch streams, which hold their connection while
- * they run and so must never take the unary calls' slots. undici's Agent also takes the
- * CA and client certificate that Node's built-in fetch cannot. Unary calls use undici's
- * `request`, not `fetch`: without the Web Request/Response/stream objects a call costs
- * the service about a quarter of the CPU and far less garbage (see BENCHMARKS.md).
- */
-export function gatewayOnNode(opts: EtcdConnectionOptions, connections = GATEWAY_CONNECTIONS): EtcdClient {
-  const connect = opts.tls ? { connect: { ca: opts.tls.ca, cert: opts.tls.cert, key: opts.tls.key } } : {};
-  const unary = new Agent({ connections, pipelining: 1, ...connect });
-  const watches = new Agent(connect);
-  const post: GatewayPost = async (url, { headers, body, signal }) => {
-    const res = await request(url, { method: "POST", headers, body, signal, dispatcher: unary });
-    return { status: res.statusCode, text: await res.body.text() };
-  };
-  const watchFetch = ((input: string | URL | Request, init?: RequestInit) =>
-    undiciFetch(input as string, { ...(init as object), dispatcher: watches })) as unknown as typeof fetch;
-  const client = createGatewayEtcd({ ...opts, fetch: watchFetch, post });
-  const close = client.close;
-  client.close = async () => {
-    await close.call(client);
-    await Promise.allSettled([unary.close(), watches.close()]);
-  };
-  return client;
+  if (config.ETCD_TRANSPORT === "grpc") return (await import("../etcd/grpc.js")).createGrpcEtcd(opts);
+  return (await import("./gateway.js")).gatewayOnNode(opts);
 }
 
 function readPem(variable: string, path: string | undefined): string | undefined {

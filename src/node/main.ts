@@ -53,9 +53,9 @@ export async function main(env: Record<string, string | undefined> = process.env
   // Every waiting acquire listens to it until it stops waiting, so up to the waiter cap
   // listeners at once are normal; past that Node may still warn of a leak.
   setMaxListeners(config.LEASEHOLD_MAX_WAITERS + 10, shutdown.signal);
-  let built: ReturnType<typeof buildNodeApp>;
+  let built: Awaited<ReturnType<typeof buildNodeApp>>;
   try {
-    built = buildNodeApp(config, { endpoints, log, shutdownSignal: shutdown.signal, ...(auth ? { auth } : {}) });
+    built = await buildNodeApp(config, { endpoints, log, shutdownSignal: shutdown.signal, ...(auth ? { auth } : {}) });
   } catch (err) {
     console.error(`leasehold: ${(err as Error).message}`);
     await devEtcd?.stop();

@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EtcdClient } from "../../src/etcd/types.js";
-import { GATEWAY_CONNECTIONS, gatewayOnNode } from "../../src/node/etcd.js";
+import { GATEWAY_CONNECTIONS, gatewayOnNode } from "../../src/node/gateway.js";
 import { startTestEtcd } from "../support/etcd.js";
 import { sleep } from "../support/http.js";
 

@@ -11,7 +11,7 @@ import {
   LeaseNotFoundError,
   prefixEnd,
 } from "../../src/etcd/types.js";
-import { gatewayOnNode } from "../../src/node/etcd.js";
+import { gatewayOnNode } from "../../src/node/gateway.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd } from "../support/etcd.js";
 

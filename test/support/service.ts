@@ -58,7 +58,7 @@ export async function serveTestApp(env: Record<string, string>) {
   const logs: string[] = [];
   const log = pinoLogger("info", { write: (line) => logs.push(line) });
   const auth = await apiKeysFromConfig(config);
-  const { app, locks, close } = buildNodeApp(config, {
+  const { app, locks, close } = await buildNodeApp(config, {
     endpoints: config.ETCD_ENDPOINTS ?? [],
     log,
     ...(auth ? { auth } : {}),

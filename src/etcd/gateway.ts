@@ -18,6 +18,7 @@
  * (or use a Workers mTLS binding as the `fetch` option).
  */
 
+import { delay } from "./delay.js";
 import {
   type AllOrNothing,
   EtcdAuthError,
@@ -724,21 +725,6 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       for (const stop of [...openWatches]) stop();
     },
   };
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
 
 /** Splits a byte stream into non-empty lines. */

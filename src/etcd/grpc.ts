@@ -10,6 +10,7 @@ import {
   isRecoverableError,
   type Watcher,
 } from "etcd3";
+import { delay } from "./delay.js";
 import { keepAliveLanes } from "./grpc-keepalive.js";
 import {
   type AllOrNothing,
@@ -109,17 +110,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       const created = kv?.createRevision;
       if (seen !== undefined && (created === undefined || created > seen)) onDelete(revision);
       seen = created;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 250);
-        signal.addEventListener(
-          "abort",
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      await delay(250, signal);
     }
   };
 

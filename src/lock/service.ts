@@ -232,7 +232,7 @@ export class LockService {
               { "Retry-After": "1" },
             );
           }
-          // wake → read and try again; deadline → the loop's last check decides.
+          // wake → try again (straight to the txn); deadline → the loop's last check decides.
         } catch (err) {
           // A waiter rides out a passing etcd failure (a leader election, a member
           // restart) until its deadline rather than failing at the first error.

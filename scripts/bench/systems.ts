@@ -153,6 +153,9 @@ export function leaseholdSystem(id: "leasehold-grpc" | "leasehold-http", service
                 path,
                 headers: { "content-type": "application/json" },
                 body: `{"lease":"${grant.lease}"}`,
+                // undici closes the connection after any DELETE that carries a body unless
+                // told not to; curl and most HTTP clients keep it, as the server asks.
+                reset: false,
               });
               const body = await del.body.text();
               if (del.statusCode !== 204) throw new Error(`DELETE ${path} → ${del.statusCode} ${body.slice(0, 200)}`);

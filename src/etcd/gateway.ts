@@ -19,6 +19,7 @@
  */
 
 import { delay } from "./delay.js";
+import { type KeepAliveStream, keepAliveLanes } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
   EtcdAuthError,
@@ -272,6 +273,21 @@ export type GatewayPost = (
   init: { headers: Record<string, string>; body: string; signal: AbortSignal },
 ) => Promise<{ status: number; text: string }>;
 
+/**
+ * A POST whose request body stays open, so one gateway stream carries many messages:
+ * `write` sends one, each line of the answer goes to `onLine`, and `onClosed` runs once
+ * when the stream ends or breaks. Resolves once etcd has taken the stream (status 200),
+ * or with a refusal's status and body; rejects when the endpoint cannot be reached within
+ * `timeoutMs`. Node has one (src/node/gateway.ts); fetch cannot send while it receives.
+ */
+export type GatewayDuplex = (
+  url: string,
+  headers: Record<string, string>,
+  onLine: (line: string) => void,
+  onClosed: (err: Error) => void,
+  timeoutMs: number,
+) => Promise<{ status: 200; stream: { write(text: string): void; end(): void } } | { status: number; text: string }>;
+
 export interface GatewayOptions extends EtcdConnectionOptions {
   /** For watch streams, and for unary calls unless `post` is given; default the runtime's `fetch`. */
   fetch?: typeof fetch;
@@ -281,7 +297,12 @@ export interface GatewayOptions extends EtcdConnectionOptions {
    * the unary calls' connections.
    */
   post?: GatewayPost;
+  /** Keep-alives over a few long-lived streams instead of one request each (see GatewayDuplex). */
+  duplex?: GatewayDuplex;
 }
+
+/** A keep-alive stream broke because etcd no longer took its token: worth one retry. */
+class StaleTokenError extends EtcdUnavailableError {}
 
 export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
   const doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
@@ -484,6 +505,99 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     }
   };
 
+  /**
+   * Opens one keep-alive stream on the first endpoint that takes it, starting at the last
+   * good one. etcd checks the token when the stream opens; an error line later (token
+   * gone, member stopping) breaks the stream, and the lane opens a new one on next use.
+   */
+  const openKeepAliveStream = async (
+    duplex: GatewayDuplex,
+    events: { reply(id: string, ttl: number): void; broken(err: Error): void },
+  ): Promise<KeepAliveStream> => {
+    if (closed) throw unavailable("etcd client is closed");
+    const errors: string[] = [];
+    let reauthenticated = false;
+    for (let i = 0; i < endpoints.length; i++) {
+      const index = (current + i) % endpoints.length;
+      const ep = endpoints[index] as (typeof endpoints)[number];
+      const used = await tokenFor();
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (used) headers.authorization = used;
+      const onLine = (line: string) => {
+        let parsed: Json;
+        try {
+          parsed = JSON.parse(line) as Json;
+        } catch {
+          events.broken(unavailable(`etcd at ${ep.origin} sent a malformed keep-alive answer`));
+          return;
+        }
+        const err = errorInfo(parsed);
+        if (!err) {
+          const result = (parsed.result ?? {}) as Json;
+          events.reply(String(result.ID), decodeKeepAlive(result));
+        } else if (dropToken(used, err.message)) {
+          events.broken(new StaleTokenError(`etcd at ${ep.origin}: ${err.message}`));
+        } else {
+          events.broken(unavailable(`etcd at ${ep.origin} broke the keep-alive stream: ${err.message}`));
+        }
+      };
+      const onClosed = (err: Error) => events.broken(unavailable(`etcd at ${ep.origin}: ${err.message}`));
+      let opened: Awaited<ReturnType<GatewayDuplex>>;
+      try {
+        opened = await duplex(`${ep.base}/v3/lease/keepalive`, headers, onLine, onClosed, timeoutMs);
+      } catch (err) {
+        errors.push(`${ep.origin}: ${describeError(err)}`);
+        continue;
+      }
+      if (opened.status === 200 && "stream" in opened) {
+        current = index;
+        return { write: (id) => opened.stream.write(`{"ID":"${id}"}\n`), end: () => opened.stream.end() };
+      }
+      const text = "text" in opened ? opened.text : "";
+      const err = decodeGatewayError(opened.status, text);
+      if (isUnavailable(opened.status, err.code)) {
+        errors.push(`${ep.origin}: ${err.message}`);
+        continue;
+      }
+      if (!reauthenticated && dropToken(used, err.message)) {
+        reauthenticated = true;
+        i--;
+        continue;
+      }
+      throw new EtcdGatewayError(`etcd /v3/lease/keepalive failed: ${err.message}`, err.code, opened.status);
+    }
+    throw unavailable(`cannot reach etcd (${errors.join("; ")})`);
+  };
+
+  const keepAliveStreams = opts.duplex
+    ? keepAliveLanes((events) => openKeepAliveStream(opts.duplex as GatewayDuplex, events))
+    : undefined;
+
+  /** One keep-alive over a long-lived stream, within one deadline (retried once after a token change). */
+  const keepAliveOverStream = async (lanes: NonNullable<typeof keepAliveStreams>, id: bigint): Promise<number> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(unavailable(`etcd did not answer a keep-alive within ${timeoutMs} ms (${origins})`)),
+        timeoutMs,
+      );
+    });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const sent = lanes.send(id);
+        try {
+          return await Promise.race([sent.reply, deadline]);
+        } catch (err) {
+          if (!(err instanceof StaleTokenError) || attempt > 0) throw err;
+        } finally {
+          sent.forget();
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
   const mustOk = async (path: string, body: unknown): Promise<Json> => {
     const r = await call(path, body);
     if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
@@ -654,6 +768,7 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     },
 
     async leaseKeepAliveOnce(id) {
+      if (keepAliveStreams) return keepAliveOverStream(keepAliveStreams, id);
       const r = await call("/v3/lease/keepalive", { ID: encodeLeaseId(id) }, [NOT_FOUND], true);
       return "error" in r ? 0 : decodeKeepAlive(r.ok);
     },
@@ -722,6 +837,7 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
 
     async close() {
       closed = true;
+      keepAliveStreams?.close();
       for (const stop of [...openWatches]) stop();
     },
   };

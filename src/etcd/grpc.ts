@@ -11,7 +11,7 @@ import {
   type Watcher,
 } from "etcd3";
 import { delay } from "./delay.js";
-import { keepAliveLanes } from "./grpc-keepalive.js";
+import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
   EtcdAuthError,
@@ -84,10 +84,14 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
   const watchers = new Set<() => void>();
 
-  // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
-  const keepAlives = keepAliveLanes(
-    () => client.leaseClient.leaseKeepAlive() as unknown as Promise<import("node:stream").Duplex>,
-  );
+  const keepAlives = keepAliveLanes(async (events) => {
+    // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
+    const stream = (await client.leaseClient.leaseKeepAlive()) as unknown as import("node:stream").Duplex;
+    stream.on("data", (res: { ID: string; TTL: string }) => events.reply(res.ID, Number(res.TTL)));
+    stream.on("error", (err: Error) => events.broken(err));
+    stream.on("end", () => events.broken(streamEnded()));
+    return { write: (id) => stream.write({ ID: id }), end: () => stream.end() };
+  });
 
   /**
    * Reports DELETEs like a watch would, by reading the key every 250 ms: a DELETE is

@@ -1,5 +1,7 @@
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { Agent, request, fetch as undiciFetch } from "undici";
-import { createGatewayEtcd, type GatewayPost } from "../etcd/gateway.js";
+import { createGatewayEtcd, type GatewayDuplex, type GatewayPost } from "../etcd/gateway.js";
 import type { EtcdClient, EtcdConnectionOptions } from "../etcd/types.js";
 
 /**
@@ -28,11 +30,83 @@ export function gatewayOnNode(opts: EtcdConnectionOptions, connections = GATEWAY
   };
   const watchFetch = ((input: string | URL | Request, init?: RequestInit) =>
     undiciFetch(input as string, { ...(init as object), dispatcher: watches })) as unknown as typeof fetch;
-  const client = createGatewayEtcd({ ...opts, fetch: watchFetch, post });
+  const client = createGatewayEtcd({ ...opts, fetch: watchFetch, post, duplex: nodeDuplex(opts.tls) });
   const close = client.close;
   client.close = async () => {
     await close.call(client);
     await Promise.allSettled([unary.close(), watches.close()]);
   };
   return client;
+}
+
+/**
+ * Long-lived gateway streams over node:http. undici cannot be used here: it refuses
+ * `Expect: 100-continue`, and without that header etcd's gateway (Go's HTTP/1.1 server)
+ * holds every answer until the request body ends; with it, each message is answered as
+ * it arrives. Each stream has a connection of its own for as long as it runs.
+ */
+export function nodeDuplex(tls: EtcdConnectionOptions["tls"]): GatewayDuplex {
+  return (url, headers, onLine, onClosed, timeoutMs) =>
+    new Promise((resolve, reject) => {
+      const target = new URL(url);
+      const req = (target.protocol === "https:" ? httpsRequest : httpRequest)(target, {
+        method: "POST",
+        headers: { ...headers, expect: "100-continue" },
+        agent: false,
+        ...(tls ? { ca: tls.ca, cert: tls.cert, key: tls.key } : {}),
+      });
+      let settled = false;
+      let ended = false;
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        req.destroy();
+        if (!settled) {
+          settled = true;
+          reject(err);
+        } else if (!ended) {
+          ended = true;
+          onClosed(err);
+        }
+      };
+      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      req.on("error", fail);
+      const accept = () => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        resolve({ status: 200, stream: { write: (text) => req.write(text), end: () => req.end() } });
+      };
+      // etcd sends "100 Continue" once it has opened the stream to its gRPC side.
+      req.on("continue", accept);
+      req.on("response", (res) => {
+        if (res.statusCode !== 200) {
+          // A refusal (bad token, no such endpoint) comes instead of "100 Continue".
+          clearTimeout(timer);
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            req.destroy();
+            if (settled) return fail(new Error(`HTTP ${res.statusCode}`));
+            settled = true;
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+          });
+          res.on("error", fail);
+          return;
+        }
+        accept();
+        let buffered = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          buffered += chunk;
+          for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+            const line = buffered.slice(0, nl).trim();
+            buffered = buffered.slice(nl + 1);
+            if (line) onLine(line);
+          }
+        });
+        res.on("error", fail);
+        res.on("close", () => fail(new Error("etcd ended the stream")));
+      });
+      req.flushHeaders();
+    });
 }

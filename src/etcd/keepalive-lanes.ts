@@ -1,5 +1,19 @@
-import type { Duplex } from "node:stream";
-import { GRPCUnavailableError } from "etcd3";
+import { EtcdUnavailableError } from "./types.js";
+
+/** One open LeaseKeepAlive stream, whichever transport carries it. */
+export interface KeepAliveStream {
+  /** Sends one keep-alive request for the lease (ID in decimal). */
+  write(id: string): void;
+  end(): void;
+}
+
+/** What a stream reports: each reply (the lease's ID, its TTL, 0 when it is gone), or that it broke. */
+export interface KeepAliveEvents {
+  reply(id: string, ttl: number): void;
+  broken(err: Error): void;
+}
+
+export type OpenKeepAliveStream = (events: KeepAliveEvents) => Promise<KeepAliveStream>;
 
 interface Waiter {
   resolve(ttl: number): void;
@@ -7,36 +21,41 @@ interface Waiter {
 }
 
 /**
- * One long-lived LeaseKeepAlive stream: opening a bidirectional stream per call costs
- * more CPU than the keep-alive itself. etcd answers each request with the lease's ID, so
- * replies are matched by ID (in order per lease).
+ * One long-lived LeaseKeepAlive stream: opening a stream per call costs more CPU (in the
+ * service and in etcd) than the keep-alive itself. etcd answers each request with the
+ * lease's ID, so replies are matched by ID (in order per lease).
  */
 class Lane {
-  private stream: Promise<Duplex> | undefined;
+  private stream: Promise<KeepAliveStream> | undefined;
   private open = false;
   private readonly waiters = new Map<string, Waiter[]>();
 
-  constructor(private readonly connect: () => Promise<Duplex>) {}
+  constructor(private readonly connect: OpenKeepAliveStream) {}
 
-  private get(): Promise<Duplex> {
+  private get(): Promise<KeepAliveStream> {
     if (this.stream) return this.stream;
-    const opening: Promise<Duplex> = this.connect().then(
+    let live = true;
+    const opening: Promise<KeepAliveStream> = this.connect({
+      reply: (id, ttl) => {
+        const list = this.waiters.get(id);
+        const waiter = list?.shift();
+        if (list?.length === 0) this.waiters.delete(id);
+        waiter?.resolve(ttl);
+      },
+      broken: (err) => {
+        if (!live) return;
+        live = false;
+        if (this.stream === opening) this.stream = undefined;
+        for (const list of this.waiters.values()) for (const w of list) w.reject(err);
+        this.waiters.clear();
+      },
+    }).then(
       (stream) => {
-        stream.on("data", (res: { ID: string; TTL: string }) => {
-          const list = this.waiters.get(res.ID);
-          const waiter = list?.shift();
-          if (list?.length === 0) this.waiters.delete(res.ID);
-          waiter?.resolve(Number(res.TTL));
-        });
-        const broken = (err: Error) => {
-          if (this.stream !== opening) return;
-          this.stream = undefined;
-          for (const list of this.waiters.values()) for (const w of list) w.reject(err);
-          this.waiters.clear();
-        };
-        stream.on("error", broken);
-        stream.on("end", () => broken(new GRPCUnavailableError("keepalive stream ended")));
         if (this.stream === opening) this.open = true;
+        // Dropped while it opened (a caller's deadline passed): once the callers that
+        // joined it have written (microtasks on this same promise), close its sending
+        // side; etcd answers what was sent and then ends it.
+        else setTimeout(() => stream.end(), 0);
         return stream;
       },
       (err: unknown) => {
@@ -59,7 +78,7 @@ class Lane {
           const list = this.waiters.get(id);
           if (list) list.push(waiter);
           else this.waiters.set(id, [waiter]);
-          stream.write({ ID: id });
+          stream.write(id);
         }),
     );
     return {
@@ -94,7 +113,7 @@ class Lane {
  * (about one txn's time), so a single stream queues concurrent acquires behind each
  * other; separate streams are served in parallel.
  */
-export function keepAliveLanes(connect: () => Promise<Duplex>, count = 8) {
+export function keepAliveLanes(connect: OpenKeepAliveStream, count = 8) {
   const lanes = Array.from({ length: count }, () => new Lane(connect));
   let next = 0;
   return {
@@ -107,3 +126,5 @@ export function keepAliveLanes(connect: () => Promise<Duplex>, count = 8) {
     },
   };
 }
+
+export const streamEnded = () => new EtcdUnavailableError("etcd ended the keep-alive stream");

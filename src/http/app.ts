@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { NAME_ALPHABET } from "../lock/names.js";
 import { Problem } from "../problems.js";
 import { authenticate } from "./auth.js";
@@ -19,12 +20,16 @@ import { registerRenew } from "./routes/renew.js";
 export function createApp(deps: AppDeps): App {
   const app: App = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
-  app.use(async (c, next) => {
+  // Not an async function: a waiting acquire would keep its frame suspended for as long as it waits.
+  app.use((c, next) => {
     const started = performance.now();
     const given = c.req.header("x-request-id");
     const requestId = given !== undefined && REQUEST_ID.test(given) ? given : crypto.randomUUID();
     c.set("requestId", requestId);
-    await next();
+    return next().then(() => logRequest(c, requestId, started));
+  });
+
+  const logRequest = (c: Context<AppEnv>, requestId: string, started: number) => {
     c.res.headers.set("x-request-id", requestId);
     if (!deps.log.infoEnabled) return;
     // Route pattern and name only: the URL's query may carry a lease handle.
@@ -38,7 +43,7 @@ export function createApp(deps: AppDeps): App {
       status: c.res.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
     });
-  });
+  };
 
   app.use(authenticate(deps));
 

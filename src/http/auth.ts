@@ -1,9 +1,6 @@
 import type { MiddlewareHandler } from "hono";
-import { allows } from "../auth/api-keys.js";
 import { Problem } from "../problems.js";
 import type { AppDeps, AppEnv } from "./deps.js";
-import { invalidRequest, problemResponse } from "./errors.js";
-import { NameParam } from "./schemas.js";
 
 /** Paths anyone may call even when auth is on (SPEC "Auth"). */
 function isOpen(path: string, deps: AppDeps): boolean {
@@ -46,22 +43,6 @@ export function authenticate(deps: AppDeps): MiddlewareHandler<AppEnv> {
       );
     }
     c.set("apiKey", key);
-    await next();
+    return next();
   };
 }
-
-/**
- * Steps 2 and 3 for routes on one lock: the name (400), then whether the key may use it
- * (403), both before the query and the body are looked at.
- */
-export const requireScope: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const key = c.get("apiKey");
-  if (key) {
-    const parsed = NameParam.safeParse({ name: c.req.param("name") });
-    if (!parsed.success) return problemResponse(invalidRequest(parsed.error, "path"));
-    if (!allows(key, parsed.data.name)) {
-      throw new Problem("forbidden", `this API key may not use lock ${parsed.data.name}`);
-    }
-  }
-  await next();
-};

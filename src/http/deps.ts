@@ -3,8 +3,8 @@ import type { ApiKey, ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import type { EtcdClient } from "../etcd/types.js";
 import type { LockService } from "../lock/service.js";
-import { requireScope } from "./auth.js";
 import type { Logger } from "./logger.js";
+import { checkRequest } from "./validate.js";
 
 /** Static files the docs page needs (Swagger UI); each runtime provides its own reader. */
 export type AssetReader = (file: string) => Promise<Uint8Array | string | undefined>;
@@ -35,13 +35,13 @@ export interface AppEnv {
 export type App = OpenAPIHono<AppEnv>;
 
 /**
- * The route as registered for handling: documented separately (see openapi.ts), and
- * without the body schema, because bodies are read by `readBody` inside the handler
- * so that scope is checked before the body (SPEC's check order) and forms work.
+ * The route as registered for handling: documented separately (see openapi.ts), with its
+ * path, query and header checks (and, on one lock, the API key's scope) done by one
+ * middleware (see validate.ts), and its body read by `readBody` inside the handler, so
+ * that scope is checked before the body (SPEC's check order) and forms work.
  */
 export function forHandling<R extends RouteConfig>(route: R): R & { hide: true } {
-  const { body: _body, ...request } = route.request ?? {};
-  // Every route on one lock checks the caller's scope before its query and body.
-  const middleware = route.path.includes("{name}") ? { middleware: [requireScope] as const } : {};
-  return { ...route, request, hide: true, ...middleware };
+  const { body: _body, params: _params, query: _query, headers: _headers, ...rest } = route.request ?? {};
+  const check = checkRequest(route.request, route.path.includes("{name}"));
+  return { ...route, request: rest, hide: true, middleware: [check] };
 }

@@ -140,6 +140,26 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect(await keysUnderPrefix()).toBe(before);
   });
 
+  it("the name is checked before the query and the headers; a repeated query field is 400", async () => {
+    const lease = "a".repeat(16);
+    const byName = [
+      await call(svc.url, "DELETE", `/locks/a%20b?forse=true`),
+      await call(svc.url, "PUT", `/locks/a%20b/renew?lease=xyz`),
+      await call(svc.url, "POST", `/locks/a%20b`, { headers: { "idempotency-key": "\u00e9" } }),
+    ];
+    for (const r of byName) {
+      expectProblem(r, 400, "invalid-request");
+      expect(r.json.detail).toMatch(/name/);
+      expect(r.json.detail).not.toMatch(/forse|lease|idempotency/i);
+    }
+    const name = uniqueName();
+    const g = await call(svc.url, "POST", `/locks/${name}`);
+    const twice = await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}&lease=${lease}`);
+    expectProblem(twice, 400, "invalid-request");
+    expect(twice.json.detail).toMatch(/lease/);
+    expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
+  });
+
   it("accepts a name of exactly 255 characters from the whole alphabet", async () => {
     const name = `Az09._-:~@${"n".repeat(245)}`;
     expect(name).toHaveLength(255);

@@ -45,7 +45,9 @@ class Lane {
       broken: (err) => {
         if (!live) return;
         live = false;
-        if (this.stream === opening) this.stream = undefined;
+        // A stream this lane has already dropped must not fail the waiters of its successor.
+        if (this.stream !== opening) return;
+        this.stream = undefined;
         for (const list of this.waiters.values()) for (const w of list) w.reject(err);
         this.waiters.clear();
       },
@@ -71,9 +73,13 @@ class Lane {
   /** Sends one keep-alive; `forget` must run once the caller stops waiting for the reply. */
   send(id: string): { reply: Promise<number>; forget(): void } {
     let waiter: Waiter | undefined;
+    let forgotten = false;
     const reply = this.get().then(
       (stream) =>
         new Promise<number>((resolve, reject) => {
+          // The caller stopped waiting while the stream opened: its keep-alive is not sent,
+          // and no waiter is left behind to take a later caller's reply.
+          if (forgotten) return reject(new EtcdUnavailableError("keep-alive abandoned"));
           waiter = { resolve, reject };
           const list = this.waiters.get(id);
           if (list) list.push(waiter);
@@ -84,6 +90,7 @@ class Lane {
     return {
       reply,
       forget: () => {
+        forgotten = true;
         // A stream still opening when the caller gave up (etcd unreachable) is dropped, so
         // the next call opens a fresh one instead of waiting on it forever.
         if (!this.open) this.stream = undefined;

@@ -80,11 +80,12 @@ export function nodeDuplex(tls: EtcdConnectionOptions["tls"]): GatewayDuplex {
       req.on("continue", accept);
       req.on("response", (res) => {
         if (res.statusCode !== 200) {
-          // A refusal (bad token, no such endpoint) comes instead of "100 Continue".
-          clearTimeout(timer);
+          // A refusal (bad token, no such endpoint) comes instead of "100 Continue"; the
+          // deadline still covers reading it.
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () => {
+            clearTimeout(timer);
             req.destroy();
             if (settled) return fail(new Error(`HTTP ${res.statusCode}`));
             settled = true;

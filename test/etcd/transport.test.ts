@@ -74,6 +74,14 @@ async function admin(endpoint: string, path: string, body: unknown, token?: stri
   return json;
 }
 
+/** Turns auth on with a root user whose password is "s3cret-pw". */
+async function enableRootAuth(endpoint: string): Promise<void> {
+  await admin(endpoint, "/v3/auth/user/add", { name: "root", password: "s3cret-pw" });
+  await admin(endpoint, "/v3/auth/role/add", { name: "root" });
+  await admin(endpoint, "/v3/auth/user/grant", { user: "root", role: "root" });
+  await admin(endpoint, "/v3/auth/enable", {});
+}
+
 /** Resolves with true when `p` is still pending after `ms`. */
 async function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
   const marker = Symbol("pending");
@@ -598,10 +606,7 @@ describe.each(transports)("$name transport", (transport) => {
       const secured = await startTestEtcd();
       try {
         const ep = secured.endpoint;
-        await admin(ep, "/v3/auth/user/add", { name: "root", password: "s3cret-pw" });
-        await admin(ep, "/v3/auth/role/add", { name: "root" });
-        await admin(ep, "/v3/auth/user/grant", { user: "root", role: "root" });
-        await admin(ep, "/v3/auth/enable", {});
+        await enableRootAuth(ep);
         const invalidateTokens = async (endpoint: string) => {
           const { token } = await admin(endpoint, "/v3/auth/authenticate", { name: "root", password: "s3cret-pw" });
           await admin(endpoint, "/v3/auth/disable", {}, String(token));
@@ -719,10 +724,7 @@ describe("gateway transport specifics", () => {
     const secured = await startTestEtcd();
     try {
       const ep = secured.endpoint;
-      await admin(ep, "/v3/auth/user/add", { name: "root", password: "s3cret-pw" });
-      await admin(ep, "/v3/auth/role/add", { name: "root" });
-      await admin(ep, "/v3/auth/user/grant", { user: "root", role: "root" });
-      await admin(ep, "/v3/auth/enable", {});
+      await enableRootAuth(ep);
       const staleToken =
         '{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}';
       const authentications: string[] = [];

@@ -1,10 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { EtcdClient } from "../../src/etcd/types.js";
+import { describe, expect, it } from "vitest";
 import { parseHandle } from "../../src/lock/names.js";
 import { LockService } from "../../src/lock/service.js";
 import { Problem } from "../../src/problems.js";
-import { counting, startTestEtcd } from "../support/etcd.js";
+import { counting, grpcOnTestEtcd } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
 
 const settle = <T>(p: Promise<T>) =>
@@ -14,19 +12,10 @@ const settle = <T>(p: Promise<T>) =>
   );
 
 describe("coalesced txns and the release fast path (real etcd)", () => {
-  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
-  let raw: EtcdClient;
-  beforeAll(async () => {
-    etcd = await startTestEtcd();
-    raw = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-  });
-  afterAll(async () => {
-    await raw?.close();
-    await etcd?.destroy();
-  });
+  const shared = grpcOnTestEtcd();
 
   it("concurrent acquires and releases of distinct names share txns, and each name gets its grant", async () => {
-    const { client, calls, reset } = counting(raw);
+    const { client, calls, reset } = counting(shared.client);
     const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
     const names = Array.from({ length: 20 }, () => uniqueName("batch"));
     // Warm the pool so the acquires below need no lease grants and start together.
@@ -50,8 +39,8 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
   });
 
   it("a taken name in a batch fails only its own acquire", async () => {
-    const other = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const other = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const taken = uniqueName("taken");
     const held = await other.acquire(taken, { ttl: 10, wait: 0, owner: "other" });
     const names = [uniqueName("free"), taken, uniqueName("free"), uniqueName("free")];
@@ -64,7 +53,7 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
   });
 
   it("two acquires of one name at once on one instance: one grant, one lock-held", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("twice");
     const results = await Promise.all([0, 1].map(() => settle(locks.acquire(name, { ttl: 10, wait: 0 }))));
     expect(results.filter((r) => r instanceof Problem && r.code === "lock-held")).toHaveLength(1);
@@ -73,13 +62,13 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
   });
 
   it("a pooled lease that died is skipped: the acquire gets a live lease and holds the lock", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const pair = [uniqueName("die"), uniqueName("die")];
     const first = await Promise.all(pair.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })));
     await Promise.all(first.map((r) => locks.release(r.grant.name, r.grant.lease)));
     // Both leases sit in the pool; one is revoked behind the service's back.
     const dead = parseHandle(first[0]?.grant.lease ?? "")?.lease ?? 0n;
-    expect(await raw.leaseRevoke(dead)).toBe(true);
+    expect(await shared.client.leaseRevoke(dead)).toBe(true);
     const next = [uniqueName("after"), uniqueName("after")];
     const grants = (await Promise.all(next.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })))).map((r) => r.grant);
     // The dead lease fails the shared txn; sent alone again, the live one is still used.
@@ -88,14 +77,14 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
     for (const g of grants) {
       expect(parseHandle(g.lease)?.lease).not.toBe(dead);
       expect((await locks.inspect(g.name))?.token).toBe(g.token);
-      expect((await raw.leaseTimeToLive(parseHandle(g.lease)?.lease ?? 0n)).ttl).toBeGreaterThan(8);
+      expect((await shared.client.leaseTimeToLive(parseHandle(g.lease)?.lease ?? 0n)).ttl).toBeGreaterThan(8);
     }
     await locks.close();
   });
 
   it("a release whose remembered grant is stale falls back to etcd: old handle lost, the new holder untouched", async () => {
-    const a = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
-    const b = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const a = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
+    const b = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("stale");
     const old = await a.acquire(name, { ttl: 10, wait: 0 });
     expect(await b.forceRelease(name)).toBe(true);

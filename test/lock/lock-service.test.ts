@@ -1,26 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { EtcdClient } from "../../src/etcd/types.js";
+import { describe, expect, it } from "vitest";
 import { parseHandle } from "../../src/lock/names.js";
 import { LockService } from "../../src/lock/service.js";
 import { Problem } from "../../src/problems.js";
-import { counting, startTestEtcd } from "../support/etcd.js";
+import { counting, grpcOnTestEtcd } from "../support/etcd.js";
 import { sleep, uniqueName } from "../support/http.js";
 
 describe("the lock protocol's etcd economy (real etcd)", () => {
-  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
-  let raw: EtcdClient;
-  beforeAll(async () => {
-    etcd = await startTestEtcd();
-    raw = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-  });
-  afterAll(async () => {
-    await raw?.close();
-    await etcd?.destroy();
-  });
+  const shared = grpcOnTestEtcd();
 
   it("an uncontended cycle reuses the released lease: no grant and no revoke after the first", async () => {
-    const { client, calls, reset } = counting(raw);
+    const { client, calls, reset } = counting(shared.client);
     const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
     const first = await locks.acquire(uniqueName(), { ttl: 10, wait: 0 });
     await locks.release(first.grant.name, first.grant.lease);
@@ -37,7 +26,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
   });
 
   it("a reused lease never lets a former holder's handle touch the later grant", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("reuse");
     const a = await locks.acquire(name, { ttl: 10, wait: 0 });
     await locks.release(name, a.grant.lease);
@@ -55,20 +44,20 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
   });
 
   it("pooled leases nobody reuses are revoked, not left in etcd for their whole TTL", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const { grant } = await locks.acquire(uniqueName("idle"), { ttl: 600, wait: 0 });
     await locks.release(grant.name, grant.lease);
     const id = parseHandle(grant.lease)?.lease ?? 0n;
-    expect((await raw.leaseTimeToLive(id)).ttl).toBeGreaterThan(0);
+    expect((await shared.client.leaseTimeToLive(id)).ttl).toBeGreaterThan(0);
     await sleep(3_300);
     locks.sweepLeases();
     await sleep(200);
-    expect((await raw.leaseTimeToLive(id)).ttl).toBe(-1);
+    expect((await shared.client.leaseTimeToLive(id)).ttl).toBe(-1);
     await locks.close();
   });
 
   it("waiters share one watch per name, and each release wakes one of them", async () => {
-    const { client, calls, reset } = counting(raw);
+    const { client, calls, reset } = counting(shared.client);
     const locks = new LockService(client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("shared");
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
@@ -94,7 +83,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
   });
 
   it("a woken waiter that leaves passes the turn on, so a free lock never sleeps", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("baton");
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const gone = new AbortController();
@@ -115,14 +104,14 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
   });
 
   it("a waiter rides out an etcd outage shorter than its wait instead of failing", async () => {
-    const locks = new LockService(raw, { prefix: "t/", maxWaiters: 100 });
+    const locks = new LockService(shared.client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("ride");
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const waiting = locks.acquire(name, { ttl: 30, wait: 12 });
     await sleep(300);
-    await etcd.stop();
+    await shared.etcd.stop();
     await sleep(1_500);
-    await etcd.restart();
+    await shared.etcd.restart();
     // Give the client a moment to reconnect, then release: the waiter gets the lock.
     for (let i = 0; i < 40; i++) {
       try {

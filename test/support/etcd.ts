@@ -1,14 +1,18 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
+
+export type TestEtcd = LocalEtcd & { destroy(): Promise<void> };
 
 /**
  * Starts a real etcd on free loopback ports with a temp data dir. Throws (never skips)
  * when etcd cannot be started, so a machine without etcd fails the suite loudly.
  */
-export async function startTestEtcd(): Promise<LocalEtcd & { destroy(): Promise<void> }> {
+export async function startTestEtcd(): Promise<TestEtcd> {
   const dataDir = mkdtempSync(join(tmpdir(), "leasehold-etcd-"));
   const etcd = await startLocalEtcd({ dataDir });
   return Object.assign(etcd, {
@@ -17,6 +21,35 @@ export async function startTestEtcd(): Promise<LocalEtcd & { destroy(): Promise<
       rmSync(dataDir, { recursive: true, force: true });
     },
   });
+}
+
+/**
+ * A real etcd and a gRPC client on it for the enclosing `describe`: started before its
+ * tests, closed and removed after them. Read `etcd` and `client` inside the tests.
+ */
+export function grpcOnTestEtcd(timeoutMs = 3000): { readonly etcd: TestEtcd; readonly client: EtcdClient } {
+  let etcd: TestEtcd | undefined;
+  let client: EtcdClient | undefined;
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+    client = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs });
+  });
+  afterAll(async () => {
+    await client?.close();
+    await etcd?.destroy();
+  });
+  const started = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error("the test etcd has not started (use it inside a test)");
+    return v;
+  };
+  return {
+    get etcd() {
+      return started(etcd);
+    },
+    get client() {
+      return started(client);
+    },
+  };
 }
 
 /** Counts calls per EtcdClient method, passing everything through to real etcd. */

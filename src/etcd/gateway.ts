@@ -13,9 +13,9 @@
  *
  * TLS: for `https://` endpoints the runtime's fetch does TLS with the platform's trust
  * store. The `tls` PEM options (private CA, client certificate) cannot be handed to
- * plain fetch, so this transport ignores them; on Node use the gRPC transport for
- * client-certificate auth, on Workers put etcd behind a publicly trusted certificate
- * (or use a Workers mTLS binding as the `fetch` option).
+ * plain fetch, so this module ignores them: on Node, `src/node/gateway.ts` passes them to
+ * the `fetch`, `post` and `duplex` it supplies; on Workers put etcd behind a publicly
+ * trusted certificate (or use a Workers mTLS binding as the `fetch` option).
  */
 
 import { delay } from "./delay.js";

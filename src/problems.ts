@@ -13,6 +13,7 @@ export const PROBLEMS = {
   "lock-lost": { status: 410, title: "Lock lost" },
   "payload-too-large": { status: 413, title: "Payload too large" },
   "unsupported-media-type": { status: 415, title: "Unsupported media type" },
+  "idempotency-key-mismatch": { status: 422, title: "Idempotency-Key reused with other fields" },
   "too-many-waiters": { status: 429, title: "Too many waiters" },
   "internal-error": { status: 500, title: "Internal error" },
   "backend-unavailable": { status: 503, title: "Backend unavailable" },

@@ -43,6 +43,8 @@ export function authenticate(deps: AppDeps): MiddlewareHandler<AppEnv> {
       );
     }
     c.set("apiKey", key);
+    // The presented secret itself identifies the caller to idempotency (never logged).
+    c.set("caller", match[1]);
     return next();
   };
 }

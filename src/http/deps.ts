@@ -26,6 +26,8 @@ export interface AppDeps {
 export interface AppEnv {
   Variables: {
     apiKey?: ApiKey;
+    /** The caller's API key secret as sent (auth on); binds Idempotency-Keys to their caller. */
+    caller?: string;
     requestId: string;
     /** The fencing token a request granted or showed, for the request log. */
     token?: number;

@@ -76,3 +76,30 @@ export class OwnGrants {
     return grant;
   }
 }
+
+/**
+ * The latest expiry this instance reported for each grant, so that its `expiresAt`
+ * never moves backwards between calls. etcd reports a lease's remaining TTL in whole
+ * seconds, rounded down: an estimate made from it (send time + remaining) is a lower
+ * bound of the expiry, up to a second below the one an acquire or renew reported
+ * (send time + the full TTL). Every estimate is a lower bound of the same expiry (a
+ * renewal only moves it later), so the largest one seen is both the tightest and still
+ * never later than the lease's real expiry.
+ */
+export class ReportedExpiry {
+  private readonly latest = new Map<string, { revision: number; at: number }>();
+
+  constructor(private readonly max = 10_000) {}
+
+  /**
+   * ISO time of the expiry of the grant of `key` made at `revision`, from a call sent at
+   * `sentAt` (ms) that found `remaining` seconds left.
+   */
+  estimate(key: string, revision: number, sentAt: number, remaining: number): string {
+    let at = sentAt + remaining * 1000;
+    const known = this.latest.get(key);
+    if (known?.revision === revision && known.at > at) at = known.at;
+    else setBounded(this.latest, key, { revision, at }, this.max);
+    return new Date(at).toISOString();
+  }
+}

@@ -5,7 +5,7 @@ import { EtcdUnavailableError, LeaseExistsError, LeaseNotFoundError, prefixEnd }
 import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
 import { LeasePool, type PooledLease } from "./lease-pool.js";
-import { OwnGrants, SeenHeld } from "./local-knowledge.js";
+import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./local-knowledge.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import { SharedWatches } from "./shared-watches.js";
 
@@ -35,6 +35,11 @@ export interface AcquireOptions {
   /** Seconds to wait for the lock; fractions allowed. */
   wait: number;
   idempotencyKey?: string;
+  /**
+   * Who is calling, as a secret only that caller can present (its API key; "" when auth
+   * is off). An Idempotency-Key is bound to it: another caller's key is unknown here.
+   */
+  caller?: string;
   /** Fires when the caller has gone away. */
   signal?: AbortSignal;
 }
@@ -59,17 +64,38 @@ export class CallerGoneError extends Error {
   override name = "CallerGoneError";
 }
 
-/** What is stored as the lock key's value, next to the lease etcd keeps on the key. */
+/**
+ * What is stored as the lock key's value, next to the lease etcd keeps on the key.
+ * Nothing in it lets a reader of etcd rebuild the holder's handle: the lease ID is
+ * visible in etcd, so the handle's other half (the nonce) is stored only as a hash,
+ * and an idempotent grant's nonce is derived from secrets only its caller presents.
+ */
 interface StoredValue {
   owner?: string;
   /** TTL etcd granted, so renewals and idempotent replays can report it. */
   ttl?: number;
-  /** SHA-256 of the Idempotency-Key (the key itself would let a reader replay the grant). */
-  idem?: string;
   /** Grant time (ms since the epoch), for the hold-time metric. */
   at?: number;
-  /** The grant's nonce: the second half of its handle. */
+  /** SHA-256 of the grant's nonce (the second half of its handle), hex. */
+  nh?: string;
+  /**
+   * Idempotent grants only: a random salt. The nonce is then
+   * H(caller's secret, Idempotency-Key, salt), so a retry by the same caller with the
+   * same key can recompute the handle, and nobody else (a reader of etcd included) can.
+   */
+  s?: string;
+  /** Idempotent grants only: fingerprint of the request fields a retry must repeat. */
+  fp?: string;
+  /** The nonce in clear, as grants written by earlier versions stored it (still honoured). */
   n?: string;
+}
+
+/** An acquire's Idempotency-Key as this caller sent it, with the fields a retry must repeat. */
+interface Idempotency {
+  key: string;
+  caller: string;
+  /** Fingerprint of (ttl, owner, wait). */
+  fp: string;
 }
 
 /**
@@ -82,6 +108,7 @@ export class LockService {
   private nextSweep = 0;
   private readonly seenHeld = new SeenHeld();
   private readonly own = new OwnGrants();
+  private readonly expiry = new ReportedExpiry();
   private readonly watches: SharedWatches;
   private readonly txns: SingleKeyTxns;
 
@@ -152,7 +179,10 @@ export class LockService {
     this.sweepLeases();
     const key = this.key(name);
     const deadline = Date.now() + o.wait * 1000;
-    const idem = o.idempotencyKey === undefined ? undefined : toHex(await sha256(o.idempotencyKey));
+    const idem: Idempotency | undefined =
+      o.idempotencyKey === undefined
+        ? undefined
+        : { key: o.idempotencyKey, caller: o.caller ?? "", fp: await requestFingerprint(o) };
     let waiting = false;
     let lastChance = false;
     let woken = false;
@@ -185,20 +215,32 @@ export class LockService {
 
           const stored = decodeValue(holder.value);
           this.seenHeld.note(key, stored.ttl);
-          if (idem !== undefined && stored.idem === idem) {
+          const nonce = idem && (await replayNonce(stored, idem));
+          if (idem && nonce !== undefined) {
+            // Same caller, same Idempotency-Key: the same request again, or a misuse of the key.
+            if (stored.fp !== idem.fp) throw idempotencyMismatch();
+            const before = Date.now();
             const ttl = await this.etcd.leaseTimeToLive(holder.lease);
-            if (ttl.ttl > 0) return { grant: this.grantOf(name, holder, stored, ttl.ttl), replayed: true };
+            if (ttl.ttl > 0) {
+              return { grant: this.grantOf(name, holder, stored, nonce, ttl.ttl, before), replayed: true };
+            }
             continue; // our earlier grant expired this instant; its key is going away
           }
 
           if (Date.now() >= deadline) {
+            const before = Date.now();
             const ttl = await this.etcd.leaseTimeToLive(holder.lease);
             // A lease already gone means the key went with it: look once more before saying 409.
             if (ttl.ttl < 0 && !lastChance) {
               lastChance = true;
               continue;
             }
-            throw lockHeld(name, holder, stored, Math.max(ttl.ttl, 0));
+            throw lockHeld(
+              name,
+              holder,
+              stored,
+              this.expiry.estimate(key, holder.createRevision, before, Math.max(0, ttl.ttl)),
+            );
           }
 
           if (!waiting) {
@@ -273,19 +315,20 @@ export class LockService {
     key: string,
     name: string,
     o: AcquireOptions,
-    idem: string | undefined,
+    idem: Idempotency | undefined,
   ): Promise<{ grant: Grant } | { holder?: KeyValue; revision: number }> {
     const sentAt = Date.now();
     const pooled = this.pool.take(o.ttl);
+    const salt = idem && randomNonce();
+    const nonce = idem && salt ? await idempotentNonce(idem, salt) : randomNonce();
     const lease = pooled ?? (await this.grantLease(o.ttl));
-    const nonce = randomNonce();
     const stored: StoredValue = {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
       ttl: lease.grantedTtl,
-      at: Date.now(),
-      n: nonce,
+      at: sentAt,
+      nh: await nonceHash(nonce),
+      ...(idem && salt ? { s: salt, fp: idem.fp } : {}),
     };
-    if (idem !== undefined) stored.idem = idem;
     // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
     // before it: the pool hands out only leases with over a second left, so the txn does
     // not race their expiry, and the acquire costs one round trip instead of two.
@@ -309,27 +352,41 @@ export class LockService {
       this.pooled({ id: lease.id, grantedTtl: lease.grantedTtl, since: sentAt });
       return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
     }
-    this.own.add(key, { lease: lease.id, nonce, revision: txn.revision, ttl: lease.grantedTtl, at: stored.at ?? 0 });
+    const own = { lease: lease.id, nonce, revision: txn.revision, ttl: lease.grantedTtl, at: sentAt };
+    this.own.add(key, own);
     const grant: Grant = {
       name,
       token: txn.revision,
       lease: formatHandle({ lease: lease.id, nonce }),
       ttl: lease.grantedTtl,
-      expiresAt: new Date(sentAt + lease.grantedTtl * 1000).toISOString(),
+      expiresAt: this.expiry.estimate(key, txn.revision, sentAt, lease.grantedTtl),
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     };
     const signal = o.signal;
     if (signal) {
       // A grant nobody receives must not stay held by nobody. The signal only fires when
       // the caller disconnects before the response is fully sent.
-      const revoke = () => this.revoke(lease);
+      const abandon = () => void this.abandon(key, own).catch(() => {});
       if (signal.aborted) {
-        revoke();
+        abandon();
         throw new CallerGoneError();
       }
-      signal.addEventListener("abort", revoke, { once: true });
+      signal.addEventListener("abort", abandon, { once: true });
     }
     return { grant };
+  }
+
+  /**
+   * Ends a grant whose answer never reached its caller. By then an idempotent retry may
+   * have received the grant and released it, and its lease may serve another name (even
+   * another tenant's): so the key is deleted only by a txn guarded by this grant's
+   * revision, and only a lease that txn proved was still this grant's is reused.
+   */
+  private async abandon(key: string, grant: OwnGrant): Promise<void> {
+    this.own.take(key, grant);
+    if (await this.txns.deleteIfUnchanged({ key, modRevision: grant.revision })) {
+      this.releasedLease(grant.lease, grant.ttl);
+    }
   }
 
   async renew(name: string, handle: string): Promise<Grant> {
@@ -344,11 +401,12 @@ export class LockService {
   }
 
   private async tryRenew(name: string, handle: string): Promise<Grant> {
-    const { kv, stored } = await this.heldBy(name, parseHandle(handle));
+    const h = parseHandle(handle);
+    const { kv, stored } = await this.heldBy(name, h);
     const sentAt = Date.now();
     const ttl = await this.etcd.leaseKeepAliveOnce(kv.lease);
     if (ttl <= 0) throw lockLost(name);
-    return { ...this.grantOf(name, kv, stored, ttl, sentAt), ttl };
+    return { ...this.grantOf(name, kv, stored, h?.nonce ?? "", ttl, sentAt), ttl };
   }
 
   async release(name: string, handle: string): Promise<void> {
@@ -387,16 +445,36 @@ export class LockService {
     if (stored.at !== undefined) this.metrics.held(Math.max(0, Date.now() - stored.at) / 1000);
   }
 
-  /** Admin release regardless of holder. `false` when nothing was held. */
+  /**
+   * Admin release regardless of holder: ends the grant the read found. `false` when
+   * nothing was held.
+   *
+   * Never revokes the lease the read saw: leases are reused across grants (see
+   * lease-pool.ts), so between the read and a revoke the lock may have been released and
+   * its lease bound to another name, even another tenant's. The key is deleted by a txn
+   * guarded by the grant's revision; if the grant changed meanwhile, the new one is read
+   * and ended the same way. Only after that txn succeeded is the lease revoked: it was
+   * then this grant's alone, and a deleted grant's lease is never pooled (its holder's
+   * release finds no key), so nothing else can be bound to it.
+   */
   async forceRelease(name: string): Promise<boolean> {
-    const read = await this.etcd.get(this.key(name));
-    if (!read.kv) return false;
-    if (read.kv.lease === 0n) {
-      throw new Problem("internal-error", "the lock key has no lease; it was not written by leasehold");
+    const key = this.key(name);
+    for (let attempt = 1; ; attempt++) {
+      const { kv } = await this.etcd.get(key);
+      if (!kv) return false;
+      if (kv.lease === 0n) {
+        throw new Problem("internal-error", "the lock key has no lease; it was not written by leasehold");
+      }
+      if (await this.txns.deleteIfUnchanged({ key, modRevision: kv.modRevision })) {
+        this.revoke({ id: kv.lease });
+        this.released(decodeValue(kv.value), "forced", name);
+        return true;
+      }
+      // The grant changed between the read and the txn: a new holder (or none) now.
+      if (attempt >= 3) {
+        throw new EtcdUnavailableError(`${name} changed hands on every attempt to force-release it`);
+      }
     }
-    const revoked = await this.etcd.leaseRevoke(read.kv.lease);
-    if (revoked) this.released(decodeValue(read.kv.value), "forced", name);
-    return revoked;
   }
 
   async inspect(name: string): Promise<LockInfo | undefined> {
@@ -444,6 +522,7 @@ export class LockService {
 
   private async infoOf(name: string, kv: KeyValue): Promise<LockInfo | undefined> {
     if (kv.lease === 0n) return undefined;
+    const before = Date.now();
     const ttl = await this.etcd.leaseTimeToLive(kv.lease);
     if (ttl.ttl < 0) return undefined;
     const stored = decodeValue(kv.value);
@@ -451,7 +530,7 @@ export class LockService {
       name,
       token: kv.createRevision,
       ttl: ttl.ttl,
-      expiresAt: new Date(Date.now() + ttl.ttl * 1000).toISOString(),
+      expiresAt: this.expiry.estimate(kv.key, kv.createRevision, before, ttl.ttl),
       ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
     };
   }
@@ -462,23 +541,72 @@ export class LockService {
     const { kv } = await this.etcd.get(this.key(name));
     const stored = kv ? decodeValue(kv.value) : {};
     // The lease alone is not enough: leases are reused across grants, the nonce is not.
-    if (!kv || kv.lease !== handle.lease || stored.n !== handle.nonce) throw lockLost(name);
+    if (!kv || kv.lease !== handle.lease || !(await nonceMatches(stored, handle.nonce))) throw lockLost(name);
     return { kv, stored };
   }
 
-  private grantOf(name: string, kv: KeyValue, stored: StoredValue, remaining: number, from = Date.now()): Grant {
+  /**
+   * The grant as its holder sees it. `from`: when the call that measured `remaining`
+   * was sent, so the expiry is a lower bound of the lease's.
+   */
+  private grantOf(
+    name: string,
+    kv: KeyValue,
+    stored: StoredValue,
+    nonce: string,
+    remaining: number,
+    from: number,
+  ): Grant {
     return {
       name,
       token: kv.createRevision,
-      lease: formatHandle({ lease: kv.lease, nonce: stored.n ?? "" }),
+      lease: formatHandle({ lease: kv.lease, nonce }),
       ttl: stored.ttl ?? remaining,
-      expiresAt: new Date(from + remaining * 1000).toISOString(),
+      expiresAt: this.expiry.estimate(kv.key, kv.createRevision, from, remaining),
       ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
     };
   }
 }
 
-function lockHeld(name: string, holder: KeyValue, stored: StoredValue, remaining: number): Problem {
+/** SHA-256 of a grant's nonce, as stored (hex, 128 bits are plenty to compare). */
+async function nonceHash(nonce: string): Promise<string> {
+  return toHex(await sha256(`leasehold nonce\0${nonce}`)).slice(0, 32);
+}
+
+async function nonceMatches(stored: StoredValue, nonce: string): Promise<boolean> {
+  if (stored.nh !== undefined) return stored.nh === (await nonceHash(nonce));
+  return stored.n !== undefined && stored.n === nonce;
+}
+
+/** An idempotent grant's nonce: only a caller presenting the same secret and key can compute it. */
+async function idempotentNonce(idem: Idempotency, salt: string): Promise<string> {
+  return toHex(await sha256(`leasehold idempotency\0${idem.caller}\0${idem.key}\0${salt}`)).slice(0, 16);
+}
+
+/**
+ * The nonce of the stored grant when it was made by this caller with this
+ * Idempotency-Key; `undefined` for any other grant (another caller's key included).
+ */
+async function replayNonce(stored: StoredValue, idem: Idempotency): Promise<string | undefined> {
+  if (stored.s === undefined || stored.nh === undefined) return undefined;
+  const nonce = await idempotentNonce(idem, stored.s);
+  return (await nonceHash(nonce)) === stored.nh ? nonce : undefined;
+}
+
+/** What an idempotent retry must repeat: the request's own fields. */
+async function requestFingerprint(o: AcquireOptions): Promise<string> {
+  return toHex(await sha256(JSON.stringify([o.ttl, o.owner ?? null, o.wait]))).slice(0, 16);
+}
+
+function idempotencyMismatch(): Problem {
+  return new Problem(
+    "idempotency-key-mismatch",
+    "this Idempotency-Key was used with other request fields (ttl, owner or wait); use a new key for a different request",
+  );
+}
+
+function lockHeld(name: string, holder: KeyValue, stored: StoredValue, expiresAt: string): Problem {
+  const remaining = Math.max(0, (Date.parse(expiresAt) - Date.now()) / 1000);
   return new Problem(
     "lock-held",
     `lock ${name} is held by ${stored.owner === undefined ? "another holder" : JSON.stringify(stored.owner)}`,
@@ -486,7 +614,7 @@ function lockHeld(name: string, holder: KeyValue, stored: StoredValue, remaining
       holder: {
         ...(stored.owner !== undefined ? { owner: stored.owner } : {}),
         token: holder.createRevision,
-        expiresAt: new Date(Date.now() + remaining * 1000).toISOString(),
+        expiresAt,
       },
     },
     { "Retry-After": String(Math.max(1, Math.ceil(remaining))) },
@@ -508,8 +636,10 @@ function decodeValue(value: string): StoredValue {
     return {
       ...(typeof o.owner === "string" ? { owner: o.owner } : {}),
       ...(typeof o.ttl === "number" ? { ttl: o.ttl } : {}),
-      ...(typeof o.idem === "string" ? { idem: o.idem } : {}),
       ...(typeof o.at === "number" ? { at: o.at } : {}),
+      ...(typeof o.nh === "string" ? { nh: o.nh } : {}),
+      ...(typeof o.s === "string" ? { s: o.s } : {}),
+      ...(typeof o.fp === "string" ? { fp: o.fp } : {}),
       ...(typeof o.n === "string" ? { n: o.n } : {}),
     };
   } catch {

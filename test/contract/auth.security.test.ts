@@ -5,12 +5,15 @@ import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
 const A_KEY = "key-for-team-a-4f1c9e";
+/** A second key of team a: allowed on the same names, but another caller. */
+const A2_KEY = "second-key-for-team-a-5e2d1f";
 const B_KEY = "key-for-team-b-77d0aa";
 const ADMIN_KEY = "admin-key-0c3b5e21";
 const HASHED_SECRET = "hashed-key-for-c-91ab";
 
 const keys = [
   { key: A_KEY, prefixes: ["a:"] },
+  { key: A2_KEY, prefixes: ["a:"] },
   { key: B_KEY, prefixes: ["b:", "shared:"] },
   { key: `sha256:${createHash("sha256").update(HASHED_SECRET).digest("hex")}`, prefixes: ["c:"] },
   { key: ADMIN_KEY, prefixes: [""], admin: true },
@@ -185,6 +188,29 @@ describe.each(targets)("API keys and scopes ($name)", (target) => {
       "forbidden",
     );
     expect((await call(svc.url, "POST", `/locks/${name}`, { headers: { ...as(A_KEY), ...idem } })).status).toBe(200);
+  });
+
+  it("another API key's Idempotency-Key is unknown to this caller: 409, never the holder's lease", async () => {
+    const name = `a:${uniqueName()}`;
+    const idem = { "idempotency-key": crypto.randomUUID() };
+    const g = await call(svc.url, "POST", `/locks/${name}`, { headers: { ...as(A_KEY), ...idem }, json: { ttl: 20 } });
+    expect(g.status).toBe(201);
+    for (const key of [A2_KEY, ADMIN_KEY]) {
+      const r = await call(svc.url, "POST", `/locks/${name}`, { headers: { ...as(key), ...idem }, json: { ttl: 20 } });
+      expectProblem(r, 409, "lock-held");
+      expect(r.text).not.toContain(g.json.lease);
+    }
+    // The holder's own retry still gets its grant, and the lock is still the holder's.
+    const again = await call(svc.url, "POST", `/locks/${name}`, {
+      headers: { ...as(A_KEY), ...idem },
+      json: { ttl: 20 },
+    });
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ token: g.json.token, lease: g.json.lease });
+    // Nothing in etcd lets a reader rebuild the handle or the Idempotency-Key.
+    const stored = (await svc.direct.get(svc.prefix + name)).kv?.value ?? "";
+    expect(stored).not.toContain(g.json.lease.slice(16));
+    expect(stored).not.toContain(idem["idempotency-key"]);
   });
 
   it("never writes an API key or a lease handle to its logs", async () => {

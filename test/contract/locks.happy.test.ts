@@ -176,6 +176,58 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     expect(none.status).toBe(409);
   });
 
+  it("the same Idempotency-Key with other fields is 422 idempotency-key-mismatch, and changes nothing", async () => {
+    const name = uniqueName();
+    const key = crypto.randomUUID();
+    const headers = { "idempotency-key": key };
+    const first = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 15, owner: "a" }, headers });
+    expect(first.status).toBe(201);
+    for (const json of [
+      { ttl: 300, owner: "a" },
+      { ttl: 15, owner: "b" },
+      { ttl: 15 },
+      { ttl: 15, owner: "a", wait: 1 },
+    ]) {
+      const r = await call(svc.url, "POST", `/locks/${name}`, { json, headers });
+      expect(r.status, JSON.stringify(json)).toBe(422);
+      expect(r.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+      expect(r.json.code).toBe("idempotency-key-mismatch");
+      expect(r.text).not.toContain(first.json.lease);
+    }
+    const info = await call(svc.url, "GET", `/locks/${name}`);
+    expect(info.json).toMatchObject({ token: first.json.token, owner: "a" });
+    expect(info.json.ttl).toBeLessThanOrEqual(15);
+  });
+
+  it("a grant's expiresAt never moves backwards between calls", async () => {
+    const name = uniqueName();
+    const key = crypto.randomUUID();
+    const headers = { "idempotency-key": key };
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 }, headers });
+    expect(g.status).toBe(201);
+    const seen: string[] = [g.json.expiresAt];
+    const step = async (
+      r: Promise<{ json: { expiresAt?: string; items?: { name: string; expiresAt: string }[] } }>,
+    ) => {
+      const j = (await r).json;
+      const at = j.expiresAt ?? j.items?.find((i) => i.name === name)?.expiresAt;
+      expect(at).toBeDefined();
+      seen.push(at as string);
+    };
+    for (let i = 0; i < 3; i++) {
+      await step(call(svc.url, "GET", `/locks/${name}`));
+      await step(call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 }, headers }));
+      await step(call(svc.url, "GET", `/locks?prefix=${name}`));
+    }
+    await step(call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease } }));
+    for (let i = 0; i < 3; i++) {
+      await step(call(svc.url, "GET", `/locks/${name}`));
+      await step(call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 }, headers }));
+    }
+    const times = seen.map((s) => Date.parse(s));
+    for (let i = 1; i < times.length; i++) expect(times[i], seen.join(" ")).toBeGreaterThanOrEqual(times[i - 1] ?? 0);
+  });
+
   it("24 concurrent acquires of one name give exactly one 201", async () => {
     const name = uniqueName("race");
     const replies = await Promise.all(

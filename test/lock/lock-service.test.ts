@@ -3,7 +3,7 @@ import { parseHandle } from "../../src/lock/names.js";
 import { LockService } from "../../src/lock/service.js";
 import { Problem } from "../../src/problems.js";
 import { counting, grpcOnTestEtcd } from "../support/etcd.js";
-import { sleep, uniqueName } from "../support/http.js";
+import { sleep, uniqueName, until } from "../support/http.js";
 
 describe("the lock protocol's etcd economy (real etcd)", () => {
   const shared = grpcOnTestEtcd();
@@ -67,12 +67,10 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
         (e: Problem) => e,
       ),
     );
-    await sleep(300);
-    expect(locks.activeWaiters).toBe(20);
-    expect(calls.watchDeletes).toBe(1);
+    await until(() => locks.activeWaiters === 20 && calls.watchDeletes === 1, 5000, "20 waiters on one watch");
     reset();
     await locks.release(name, holder.grant.lease);
-    await sleep(300);
+    await Promise.any(waiters.map((w) => w.then((r) => (r instanceof Problem ? Promise.reject(r) : r))));
     // One wake-up, one attempt: not twenty transactions racing for one lock.
     expect(calls.createAllIfAbsent).toBe(1);
     const results = await Promise.all(waiters);

@@ -73,3 +73,12 @@ export function leaseIdOf(handle: string): bigint {
   if (!parsed) throw new Error(`not a lease handle: ${handle}`);
   return parsed.lease;
 }
+
+/** Polls `check` every 20 ms until it holds; fails after `ms` (an event with a deadline, not a fixed sleep). */
+export async function until(check: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${ms} ms`);
+    await sleep(20);
+  }
+}

@@ -35,9 +35,13 @@ export const acquireRoute = createRoute({
   responses: {
     201: { description: "Granted", content: { "application/json": { schema: Grant } } },
     200: {
-      description: "The same live grant again (retry with the same Idempotency-Key)",
+      description:
+        "The same live grant again: a retry by the same caller (API key) with the same Idempotency-Key and fields",
       content: { "application/json": { schema: Grant } },
     },
+    422: problem(
+      "idempotency-key-mismatch: this caller used the Idempotency-Key with other fields (ttl, owner, wait); nothing changed",
+    ),
     409: {
       description: "lock-held: someone else holds it (after any wait); Retry-After is the holder's remaining TTL",
       content: { "application/problem+json": { schema: LockHeldProblem } },
@@ -66,6 +70,7 @@ export function registerAcquire(app: App, deps: AppDeps) {
       ttl,
       wait,
       signal: c.req.raw.signal,
+      caller: c.get("caller") ?? "",
       ...(body.owner !== undefined ? { owner: body.owner } : {}),
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
     });

@@ -1,0 +1,164 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import type { EtcdClient, GetResult } from "../../src/etcd/types.js";
+import { parseHandle } from "../../src/lock/names.js";
+import { LockService } from "../../src/lock/service.js";
+import { gatewayOnNode } from "../../src/node/gateway.js";
+import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { uniqueName, until } from "../support/http.js";
+
+/**
+ * Paths where a grant could be ended on the strength of something read earlier. Each
+ * test stops one instance between two of its etcd calls (a scripted pause around the
+ * real client, so the race happens every time), lets another instance change the lock
+ * meanwhile, then resumes it.
+ */
+
+/** Pauses `get` of one key after etcd answered it, until `resume` is called. */
+function pausingGets(inner: EtcdClient) {
+  let target: string | undefined;
+  let paused: (() => void) | undefined;
+  let reached: () => void = () => {};
+  const client = new Proxy(inner, {
+    get(obj, prop, receiver) {
+      if (prop !== "get") return Reflect.get(obj, prop, receiver);
+      return async (key: string): Promise<GetResult> => {
+        const result = await inner.get(key);
+        if (key === target) {
+          target = undefined;
+          reached();
+          await new Promise<void>((r) => {
+            paused = r;
+          });
+        }
+        return result;
+      };
+    },
+  });
+  return {
+    client,
+    /** The next `get` of `key` waits after its answer; resolves when it is waiting. */
+    pauseNext(key: string): Promise<void> {
+      target = key;
+      return new Promise<void>((r) => {
+        reached = r;
+      });
+    },
+    resume() {
+      paused?.();
+    },
+  };
+}
+
+const transports: { name: string; create(endpoint: string): EtcdClient }[] = [
+  { name: "grpc", create: (endpoint) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs: 3000 }) },
+  { name: "gateway", create: (endpoint) => gatewayOnNode({ endpoints: [endpoint], timeoutMs: 3000 }) },
+];
+
+describe.each(transports)("grants are only ever ended by their own revision ($name)", (transport) => {
+  let etcd: TestEtcd;
+  const clients: EtcdClient[] = [];
+  const client = () => {
+    const c = transport.create(etcd.endpoint);
+    clients.push(c);
+    return c;
+  };
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await etcd?.destroy();
+  });
+
+  for (const crossRequestIo of [true, false]) {
+    const how = crossRequestIo ? "Node" : "Worker (no shared I/O)";
+
+    it(`force release that read a lease which was then released and reused for another tenant's lock leaves that lock alone (${how})`, async () => {
+      const holderSide = new LockService(client(), { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const admin = pausingGets(client());
+      const adminSide = new LockService(admin.client, { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const mine = `team-a:${uniqueName()}`;
+      const theirs = `team-b:${uniqueName()}`;
+
+      const first = await holderSide.acquire(mine, { ttl: 30, wait: 0 });
+      const reading = admin.pauseNext(`t/${mine}`);
+      const forced = adminSide.forceRelease(mine);
+      await reading; // the admin's instance has read the key (and its lease) and is lagging
+
+      // Meanwhile: the holder releases, and the pooled lease goes to another tenant's lock.
+      await holderSide.release(mine, first.grant.lease);
+      const other = await holderSide.acquire(theirs, { ttl: 30, wait: 0 });
+      expect(parseHandle(other.grant.lease)?.lease).toBe(parseHandle(first.grant.lease)?.lease);
+
+      admin.resume();
+      expect(await forced).toBe(false); // the grant it read is gone, and nothing else is held there
+
+      // The other tenant's lock is intact: still held, by the same grant, renewable.
+      expect((await holderSide.inspect(theirs))?.token).toBe(other.grant.token);
+      expect((await holderSide.renew(theirs, other.grant.lease)).token).toBe(other.grant.token);
+      // And nobody else can take it.
+      await expect(adminSide.acquire(theirs, { ttl: 30, wait: 0 })).rejects.toMatchObject({ code: "lock-held" });
+      await holderSide.release(theirs, other.grant.lease);
+      await Promise.all([holderSide.close(), adminSide.close()]);
+    });
+
+    it(`force release that read a grant which then changed hands ends the new grant, not a stale lease (${how})`, async () => {
+      const holderSide = new LockService(client(), { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const admin = pausingGets(client());
+      const adminSide = new LockService(admin.client, { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const name = uniqueName("forced");
+      const first = await holderSide.acquire(name, { ttl: 30, wait: 0 });
+      const reading = admin.pauseNext(`t/${name}`);
+      const forced = adminSide.forceRelease(name);
+      await reading;
+      await holderSide.release(name, first.grant.lease);
+      const second = await holderSide.acquire(name, { ttl: 30, wait: 0 });
+      admin.resume();
+      expect(await forced).toBe(true);
+      expect(await holderSide.inspect(name)).toBeUndefined();
+      await expect(holderSide.renew(name, second.grant.lease)).rejects.toMatchObject({ code: "lock-lost" });
+      // The forced grant's lease was revoked: a lease bound to nothing does not linger.
+      const lease = parseHandle(second.grant.lease)?.lease ?? 0n;
+      await until(async () => (await client().leaseTimeToLive(lease)).ttl === -1);
+      await Promise.all([holderSide.close(), adminSide.close()]);
+    });
+
+    it(`a grant whose first caller hung up after an idempotent retry received it is not revoked through a reused lease (${how})`, async () => {
+      const locks = new LockService(client(), { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const mine = uniqueName("orphan");
+      const theirs = uniqueName("bystander");
+      const hangUp = new AbortController();
+      const idem = { idempotencyKey: crypto.randomUUID(), caller: "" };
+      // The first request's grant is made; its answer is still being written...
+      const first = await locks.acquire(mine, { ttl: 30, wait: 0, signal: hangUp.signal, ...idem });
+      // ...while the client's retry receives the same grant, releases it, and the lease
+      // is reused for another lock.
+      const retry = await locks.acquire(mine, { ttl: 30, wait: 0, ...idem });
+      expect(retry).toMatchObject({ replayed: true, grant: { lease: first.grant.lease } });
+      await locks.release(mine, retry.grant.lease);
+      const other = await locks.acquire(theirs, { ttl: 30, wait: 0 });
+      expect(parseHandle(other.grant.lease)?.lease).toBe(parseHandle(first.grant.lease)?.lease);
+      // Now the first connection drops: the orphaned grant is cleaned up, by its own revision.
+      hangUp.abort();
+      // Let the clean-up reach etcd: a write after it is ordered after it.
+      const probe = await locks.acquire(uniqueName("probe"), { ttl: 30, wait: 0 });
+      await locks.release(probe.grant.name, probe.grant.lease);
+      expect((await locks.inspect(theirs))?.token).toBe(other.grant.token);
+      expect((await locks.renew(theirs, other.grant.lease)).token).toBe(other.grant.token);
+      await locks.release(theirs, other.grant.lease);
+      await locks.close();
+    });
+
+    it(`a grant whose caller hung up before the answer is ended (${how})`, async () => {
+      const locks = new LockService(client(), { prefix: "t/", maxWaiters: 10, crossRequestIo });
+      const name = uniqueName("gone");
+      const hangUp = new AbortController();
+      const { grant } = await locks.acquire(name, { ttl: 30, wait: 0, signal: hangUp.signal });
+      hangUp.abort();
+      await until(async () => (await locks.inspect(name)) === undefined);
+      await expect(locks.renew(name, grant.lease)).rejects.toMatchObject({ code: "lock-lost" });
+      await locks.close();
+    });
+  }
+});

@@ -121,6 +121,13 @@ export class LockService {
     this.txns = share ? coalescedTxns(etcd) : singleTxns(etcd);
   }
 
+  /**
+   * Revokes a lease, deleting every key bound to it. Only ever called for a lease that
+   * is provably bound to no other grant: a pooled one (its key was deleted by a guarded
+   * txn before it was pooled, and the pool hands each lease to one acquire at a time),
+   * one whose create txn's outcome is unknown (never given to anyone else), or one whose
+   * grant a guarded txn just deleted (see forceRelease). Never one read from a key.
+   */
   private revoke(lease: { id: bigint } | undefined): void {
     if (lease) this.etcd.leaseRevoke(lease.id).catch(() => {});
   }

@@ -4,7 +4,7 @@ import { createGatewayEtcd } from "./etcd/gateway.js";
 import { createApp } from "./http/app.js";
 import type { App, AssetReader } from "./http/deps.js";
 import { jsonLogger } from "./http/logger.js";
-import { LockService } from "./lock/service.js";
+import { createLocks, workerStrategies } from "./lock/index.js";
 
 /**
  * Cloudflare Workers entry. Workers have no gRPC, so etcd is reached through its
@@ -31,11 +31,11 @@ async function build(env: WorkerEnv): Promise<App> {
     ...(config.ETCD_PASSWORD !== undefined ? { password: config.ETCD_PASSWORD } : {}),
   });
   const log = jsonLogger((line) => console.log(line), config.LOG_LEVEL);
-  const locks = new LockService(etcd, {
+  const locks = createLocks(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
     // I/O started by one request cannot be awaited by another on Workers.
-    crossRequestIo: false,
+    strategies: workerStrategies,
   });
   // API keys come from the LEASEHOLD_API_KEYS secret (Workers have no files).
   const auth = await apiKeysFromConfig(config);

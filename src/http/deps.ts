@@ -2,7 +2,7 @@ import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
 import type { ApiKey, ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import type { EtcdClient } from "../etcd/types.js";
-import type { LockService } from "../lock/service.js";
+import type { Locks } from "../lock/index.js";
 import type { Logger } from "./logger.js";
 import { checkRequest } from "./validate.js";
 
@@ -13,7 +13,7 @@ export type AssetReader = (file: string) => Promise<Uint8Array | string | undefi
 export interface AppDeps {
   config: Config;
   etcd: EtcdClient;
-  locks: LockService;
+  locks: Locks;
   log: Logger;
   docsAssets: AssetReader;
   /** The configured API keys; undefined = auth off. */

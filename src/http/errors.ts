@@ -2,7 +2,16 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import { EtcdAuthError, EtcdUnavailableError } from "../etcd/types.js";
-import { CallerGoneError } from "../lock/service.js";
+import {
+  CallerGone,
+  ForeignKey,
+  IdempotencyKeyMismatch,
+  LockError,
+  LockHeld,
+  LockLost,
+  ShuttingDown,
+  TooManyWaiters,
+} from "../lock/index.js";
 import { Problem, type ProblemCode } from "../problems.js";
 import type { Logger } from "./logger.js";
 
@@ -54,7 +63,8 @@ export function errorHandler(log: Logger) {
       log.error("etcd refused leasehold's credentials", { err: err.message, route: c.req.routePath });
       return unavailable("the lock store refused this service's credentials; the operator has to fix them", 5);
     }
-    if (err instanceof CallerGoneError) {
+    if (err instanceof LockError && !(err instanceof CallerGone)) return problemResponse(lockProblem(err));
+    if (err instanceof CallerGone) {
       // Nobody is listening; 499 (client closed request) keeps logs honest.
       return new Response(null, { status: 499 });
     }
@@ -65,6 +75,19 @@ export function errorHandler(log: Logger) {
     log.error("unhandled error", { err: err.stack ?? String(err), route: c.req.routePath });
     return problemResponse(new Problem("internal-error", "an unexpected error occurred; it has been logged"));
   };
+}
+
+/** The lock engine's refusals in the API's vocabulary: status, code, extra members, headers. */
+export function lockProblem(err: LockError): Problem {
+  if (err instanceof LockHeld) {
+    return new Problem("lock-held", err.message, { holder: err.holder }, { "Retry-After": String(err.retryAfter) });
+  }
+  if (err instanceof LockLost) return new Problem("lock-lost", err.message);
+  if (err instanceof IdempotencyKeyMismatch) return new Problem("idempotency-key-mismatch", err.message);
+  if (err instanceof TooManyWaiters) return new Problem("too-many-waiters", err.message, {}, { "Retry-After": "1" });
+  if (err instanceof ShuttingDown) return new Problem("backend-unavailable", err.message, {}, { "Retry-After": "1" });
+  if (err instanceof ForeignKey) return new Problem("internal-error", err.message);
+  return new Problem("internal-error", err.message);
 }
 
 function codeForStatus(status: number): ProblemCode {

@@ -5,7 +5,7 @@ import type { EtcdClient } from "../etcd/types.js";
 import { createApp } from "../http/app.js";
 import type { App } from "../http/deps.js";
 import type { Logger } from "../http/logger.js";
-import { LockService } from "../lock/service.js";
+import { createLocks, type Locks } from "../lock/index.js";
 import { nodeDocsAssets } from "./assets.js";
 import { connectEtcd } from "./etcd.js";
 import { prometheusMetrics } from "./metrics.js";
@@ -17,15 +17,15 @@ import { prometheusMetrics } from "./metrics.js";
 export async function buildNodeApp(
   config: Config,
   o: { endpoints: string[]; log: Logger; auth?: ApiKeys; shutdownSignal?: AbortSignal },
-): Promise<{ app: App; locks: LockService; etcd: EtcdClient; close(): Promise<void> }> {
-  let locks: LockService | undefined;
+): Promise<{ app: App; locks: Locks; etcd: EtcdClient; close(): Promise<void> }> {
+  let locks: Locks | undefined;
   const { metrics, registry } = prometheusMetrics({
     lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
     waiters: () => locks?.activeWaiters ?? 0,
   });
   const raw = await connectEtcd(config, o.endpoints);
   const etcd = instrumented(raw, metrics);
-  locks = new LockService(etcd, {
+  locks = createLocks(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
     metrics,

@@ -3,9 +3,11 @@ import { createIfAbsent } from "../../src/etcd/coalesced-txns.js";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { type EtcdClient, EtcdUnavailableError } from "../../src/etcd/types.js";
-import { SharedWatches } from "../../src/lock/shared-watches.js";
+import { SharedWatches } from "../../src/lock/strategies/shared-watches.js";
+import type { Waits } from "../../src/lock/strategies/waits.js";
+import { WatchPerWaiter } from "../../src/lock/strategies/watch-per-waiter.js";
 import { startTestEtcd } from "../support/etcd.js";
-import { sleep } from "../support/http.js";
+import { sleep, until } from "../support/http.js";
 
 /**
  * SharedWatches against a real etcd on both transports. `opens` counts the etcd watches
@@ -41,14 +43,6 @@ const transports = [
 
 let seq = 0;
 const uniqueKey = (label: string) => `shared/${label}/${Date.now()}-${seq++}`;
-
-async function until(condition: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(20);
-  }
-}
 
 describe.each(transports)("SharedWatches over $name", (transport) => {
   let raw: EtcdClient;
@@ -88,7 +82,7 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     return { revision, release: () => raw.leaseRevoke(id) };
   }
 
-  function waiter(watches: SharedWatches, key: string, from: number) {
+  function waiter(watches: Waits, key: string, from: number) {
     const ac = new AbortController();
     const state: { outcome?: "wake" | "aborted" | unknown } = {};
     const done = watches.wait(key, from, ac.signal).then(
@@ -128,7 +122,7 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
   });
 
   it("the watch lingers after the last waiter leaves, so the next one finds it open; then it closes", async () => {
-    const watches = new SharedWatches(client, true, 400);
+    const watches = new SharedWatches(client, 400);
     const key = uniqueKey("linger");
     let holder = await held(key);
     const before = counts();
@@ -194,13 +188,12 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
   });
 
   it("without sharing, every waiter has its own watch, closed at its first DELETE", async () => {
-    const watches = new SharedWatches(client, false);
+    const watches = new WatchPerWaiter(client);
     const key = uniqueKey("solo");
     const holder = await held(key);
     const before = counts();
     const waiters = Array.from({ length: 3 }, () => waiter(watches, key, holder.revision + 1));
-    await sleep(200);
-    expect(watches.hasWaiters(key)).toBe(true);
+    await until(() => watches.hasWaiters(key) && opened.length - before.opens === 3);
     await holder.release();
     await Promise.all(waiters.map((w) => w.done));
     expect(waiters.map((w) => w.state.outcome)).toEqual(["wake", "wake", "wake"]);

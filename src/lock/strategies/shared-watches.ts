@@ -1,4 +1,5 @@
-import type { EtcdClient } from "../etcd/types.js";
+import type { EtcdClient } from "../../etcd/types.js";
+import type { Waits } from "./waits.js";
 
 interface Waiter {
   wake(): void;
@@ -27,36 +28,20 @@ interface KeyWatch {
  * has already passed is only caught up by etcd's background sync, every 100 ms, which a
  * watch reopened per release would pay on every handoff of a busy etcd.
  */
-export class SharedWatches {
+export class SharedWatches implements Waits {
   private readonly watches = new Map<string, KeyWatch>();
-  /** Waiters per key when not sharing. */
-  private readonly solo = new Map<string, number>();
 
-  /**
-   * `share` false gives every waiter its own watch, closed at its first DELETE: on
-   * Workers, I/O started by one request cannot be awaited by another (the runtime cancels
-   * it as hung).
-   */
   constructor(
     private readonly etcd: EtcdClient,
-    private readonly share = true,
     private readonly lingerMs = 1_000,
   ) {}
 
-  /** Whether this instance has waiters for `key` (i.e. the lock is contended here). */
   hasWaiters(key: string): boolean {
-    return (this.watches.get(key)?.queue.length ?? 0) > 0 || (this.solo.get(key) ?? 0) > 0;
+    return (this.watches.get(key)?.queue.length ?? 0) > 0;
   }
 
-  /**
-   * Resolves "wake" when the waiter should read the key again: a DELETE at or after
-   * `from` reached it, or the shared watch already moved past `from` (a DELETE it
-   * cannot replay to this waiter may have happened since the waiter's read). Resolves
-   * "aborted" when `signal` fires first. Rejects when the watch fails (etcd down).
-   */
   wait(key: string, from: number, signal: AbortSignal): Promise<"wake" | "aborted"> {
     if (signal.aborted) return Promise.resolve("aborted");
-    if (!this.share) return this.waitAlone(key, from, signal);
     const existing = this.watches.get(key);
     if (existing && from < existing.from) return Promise.resolve("wake");
     const w = existing ?? { from, queue: [], stop: new AbortController() };
@@ -86,31 +71,6 @@ export class SharedWatches {
       void this.run(key, w);
     }
     return started;
-  }
-
-  private async waitAlone(key: string, from: number, signal: AbortSignal): Promise<"wake" | "aborted"> {
-    this.solo.set(key, (this.solo.get(key) ?? 0) + 1);
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    let deleted = false;
-    try {
-      const end = await this.etcd.watchDeletes(
-        key,
-        from,
-        () => {
-          deleted = true;
-          stop.abort();
-        },
-        stop.signal,
-      );
-      return deleted || end === "compacted" ? "wake" : "aborted";
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      const left = (this.solo.get(key) ?? 1) - 1;
-      if (left > 0) this.solo.set(key, left);
-      else this.solo.delete(key);
-    }
   }
 
   /** Wakes the next waiter for `key`, if any (the previous one left without the lock). */

@@ -1,0 +1,77 @@
+/**
+ * What the lock engine reports when it cannot do what was asked. Plain domain errors:
+ * the HTTP layer alone decides their status codes, problem bodies and headers.
+ */
+
+/** Base of every refusal the engine makes (anything else is a fault). */
+export class LockError extends Error {}
+
+/** What others may know about the grant that holds a lock. */
+export interface HolderInfo {
+  owner?: string;
+  token: number;
+  expiresAt: string;
+}
+
+/** Someone else holds the lock (after any wait). */
+export class LockHeld extends LockError {
+  override name = "LockHeld";
+  constructor(
+    readonly lock: string,
+    readonly holder: HolderInfo,
+    /** Whole seconds until the holder's lease runs out, at least 1. */
+    readonly retryAfter: number,
+  ) {
+    super(`lock ${lock} is held by ${holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner)}`);
+  }
+}
+
+/** The handle no longer names the lock's grant (expired, released, or someone else's now). */
+export class LockLost extends LockError {
+  override name = "LockLost";
+  constructor(readonly lock: string) {
+    super(`lock ${lock} is not held with this lease: it expired, was released, or now belongs to someone else`);
+  }
+}
+
+/** This instance's cap on concurrent waiting acquires is reached. */
+export class TooManyWaiters extends LockError {
+  override name = "TooManyWaiters";
+  constructor(readonly limit: number) {
+    super(`this instance already has ${limit} waiting acquires; retry later or with a shorter wait`);
+  }
+}
+
+/** The instance is shutting down: a waiter is let go so another instance can serve it. */
+export class ShuttingDown extends LockError {
+  override name = "ShuttingDown";
+  constructor() {
+    super("this instance is shutting down; retry (another instance will serve you)");
+  }
+}
+
+/** The caller reused its Idempotency-Key with other request fields. */
+export class IdempotencyKeyMismatch extends LockError {
+  override name = "IdempotencyKeyMismatch";
+  constructor() {
+    super(
+      "this Idempotency-Key was used with other request fields (ttl, owner or wait); use a new key for a different request",
+    );
+  }
+}
+
+/** The key under a lock name has no lease: something other than leasehold wrote it. */
+export class ForeignKey extends LockError {
+  override name = "ForeignKey";
+  constructor(readonly lock: string) {
+    super(`the key of lock ${lock} has no lease; it was not written by leasehold`);
+  }
+}
+
+/** The caller hung up; nobody will read the answer. */
+export class CallerGone extends LockError {
+  override name = "CallerGone";
+  constructor() {
+    super("the caller went away");
+  }
+}

@@ -106,7 +106,67 @@ describe("metrics settings", () => {
       env: {
         LEASEHOLD_METRICS_LOCK_NAMES: "true",
         LEASEHOLD_METRICS_AUTH: "true",
-        LEASEHOLD_API_KEYS: JSON.stringify([{ key: "metrics-test-key", prefixes: [""] }]),
+        LEASEHOLD_API_KEYS: JSON.stringify([
+          { key: "metrics-test-key", prefixes: [""] },
+          { key: "metrics-a-key", prefixes: ["a:"] },
+          { key: "metrics-b-key", prefixes: ["b:"] },
+          { key: "metrics-admin-key", prefixes: ["a:"], admin: true },
+        ]),
+      },
+    });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+  });
+  const as = (key: string) => ({ headers: { authorization: `Bearer ${key}` } });
+
+  it("keys /metrics when LEASEHOLD_METRICS_AUTH is on, and labels by lock name when asked", async () => {
+    expect((await call(svc.url, "GET", "/metrics")).status).toBe(401);
+    const name = uniqueName("named");
+    await call(svc.url, "POST", `/locks/${name}`, as("metrics-test-key"));
+    const r = await call(svc.url, "GET", "/metrics", as("metrics-test-key"));
+    expect(r.status).toBe(200);
+    expect(sample(r.text, "leasehold_acquire_total", { outcome: "granted", name })).toBe(1);
+  });
+
+  it("shows a key only the lock names it may use; an admin key sees every name", async () => {
+    expect(svc.logs.join("\n")).not.toContain("LEASEHOLD_METRICS_LOCK_NAMES");
+    const secret = `b:${uniqueName("secret")}`;
+    const mine = `a:${uniqueName("mine")}`;
+    expect((await call(svc.url, "POST", `/locks/${secret}`, as("metrics-b-key"))).status).toBe(201);
+    expect((await call(svc.url, "POST", `/locks/${mine}`, as("metrics-a-key"))).status).toBe(201);
+    expect((await call(svc.url, "POST", `/locks/${mine}`, as("metrics-a-key"))).status).toBe(409);
+
+    const a = (await call(svc.url, "GET", "/metrics", as("metrics-a-key"))).text;
+    expect(sample(a, "leasehold_acquire_total", { outcome: "granted", name: mine })).toBe(1);
+    expect(sample(a, "leasehold_acquire_total", { outcome: "held", name: mine })).toBe(1);
+    expect(a).not.toContain(secret);
+    for (const m of a.matchAll(/name="([^"]*)"/g)) expect(m[1]).toMatch(/^a:/);
+    // Everything else is served as before.
+    expect(a).toContain("leasehold_etcd_request_seconds_count");
+    expect(a).toContain("process_cpu_seconds_total");
+
+    const b = (await call(svc.url, "GET", "/metrics", as("metrics-b-key"))).text;
+    expect(sample(b, "leasehold_acquire_total", { outcome: "granted", name: secret })).toBe(1);
+    expect(b).not.toContain(mine);
+
+    // Admin keys see every name, whatever their own prefixes.
+    const admin = (await call(svc.url, "GET", "/metrics", as("metrics-admin-key"))).text;
+    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", name: secret })).toBe(1);
+    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", name: mine })).toBe(1);
+  });
+});
+
+describe("open metrics with lock names on", () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService({
+      env: {
+        LEASEHOLD_METRICS_LOCK_NAMES: "true",
+        LEASEHOLD_API_KEYS: JSON.stringify([
+          { key: "open-b-key", prefixes: ["b:"] },
+          { key: "open-admin-key", prefixes: [""], admin: true },
+        ]),
       },
     });
   });
@@ -114,14 +174,28 @@ describe("metrics settings", () => {
     await svc?.stop();
   });
 
-  it("keys /metrics when LEASEHOLD_METRICS_AUTH is on, and labels by lock name when asked", async () => {
-    expect((await call(svc.url, "GET", "/metrics")).status).toBe(401);
-    const auth = { authorization: "Bearer metrics-test-key" };
-    const name = uniqueName("named");
-    await call(svc.url, "POST", `/locks/${name}`, { headers: auth });
-    const r = await call(svc.url, "GET", "/metrics", { headers: auth });
-    expect(r.status).toBe(200);
-    expect(sample(r.text, "leasehold_acquire_total", { outcome: "granted", name })).toBe(1);
+  it("never show a lock name to an anonymous scrape: the counters are summed over names", async () => {
+    const auth = { authorization: "Bearer open-b-key" };
+    const secret = `b:${uniqueName("secret")}`;
+    const before = (await call(svc.url, "GET", "/metrics")).text;
+    expect((await call(svc.url, "POST", `/locks/${secret}`, { headers: auth })).status).toBe(201);
+    expect((await call(svc.url, "POST", `/locks/${secret}-2`, { headers: auth })).status).toBe(201);
+    const anonymous: Record<string, string> = {};
+    // An open /metrics takes no key, so an admin key sent there changes nothing.
+    for (const headers of [anonymous, { authorization: "Bearer open-admin-key" }]) {
+      const r = await call(svc.url, "GET", "/metrics", { headers });
+      expect(r.status).toBe(200);
+      expect(r.text).not.toContain(secret);
+      expect(r.text).not.toMatch(/[{,]name="/);
+      const delta =
+        sample(r.text, "leasehold_acquire_total", { outcome: "granted" }) -
+        sample(before, "leasehold_acquire_total", { outcome: "granted" });
+      expect(delta).toBe(2);
+    }
+    // The operator is told why no names show.
+    expect(svc.logs.join("\n")).toContain(
+      "LEASEHOLD_METRICS_LOCK_NAMES=true: lock names reach only scrapes with an API key",
+    );
   });
 });
 

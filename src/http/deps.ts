@@ -18,8 +18,11 @@ export interface AppDeps {
   docsAssets: AssetReader;
   /** The configured API keys; undefined = auth off. */
   auth?: ApiKeys;
-  /** Prometheus exposition for GET /metrics (Node); undefined = no /metrics route. */
-  metricsText?: () => Promise<{ contentType: string; body: string }>;
+  /**
+   * Prometheus exposition for GET /metrics (Node) as `caller` may see it (undefined: a
+   * scrape without a key); undefined = no /metrics route.
+   */
+  metricsText?: (caller: ApiKey | undefined) => Promise<{ contentType: string; body: string }>;
 }
 
 /** Per-request values: the caller's API key once authenticated (auth on). */

@@ -19,10 +19,15 @@ export async function buildNodeApp(
   o: { endpoints: string[]; log: Logger; auth?: ApiKeys; shutdownSignal?: AbortSignal },
 ): Promise<{ app: App; locks: Locks; etcd: EtcdClient; close(): Promise<void> }> {
   let locks: Locks | undefined;
-  const { metrics, registry } = prometheusMetrics({
+  const { metrics, contentType, exposition } = prometheusMetrics({
     lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
     waiters: () => locks?.activeWaiters ?? 0,
   });
+  if (config.LEASEHOLD_METRICS_LOCK_NAMES && !(o.auth && config.LEASEHOLD_METRICS_AUTH)) {
+    o.log.warn(
+      "LEASEHOLD_METRICS_LOCK_NAMES=true: lock names reach only scrapes with an API key; set LEASEHOLD_API_KEYS and LEASEHOLD_METRICS_AUTH=true, else /metrics shows none",
+    );
+  }
   const raw = await connectEtcd(config, o.endpoints);
   const etcd = instrumented(raw, metrics);
   locks = createLocks(etcd, {
@@ -37,7 +42,7 @@ export async function buildNodeApp(
     locks,
     log: o.log,
     docsAssets: nodeDocsAssets(),
-    metricsText: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    metricsText: async (caller) => ({ contentType, body: await exposition(caller) }),
     ...(o.auth ? { auth: o.auth } : {}),
   });
   // An idle instance still hands back leases nobody reused (see LeasePool).

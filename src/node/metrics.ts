@@ -1,19 +1,35 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { type ApiKey, allows } from "../auth/api-keys.js";
 import type { Metrics } from "../metrics.js";
 
-/** Prometheus metrics for the Node service (GET /metrics). */
+const COUNTERS = {
+  acquire: ["leasehold_acquire_total", "Acquire requests by outcome (granted, held, timeout, error)"],
+  renew: ["leasehold_renew_total", "Renew requests by outcome (renewed, lost, error)"],
+  release: ["leasehold_release_total", "Release requests by outcome (released, forced, lost, error)"],
+} as const;
+
+/**
+ * Prometheus metrics for the Node service (GET /metrics). `exposition(caller)` is what
+ * one scrape may see: lock names are scoped like everywhere else, so when they are
+ * labels an admin key sees every name, another key only the names its prefixes allow,
+ * and a scrape without a key (open /metrics, or auth off) none: its counters are
+ * summed over names.
+ */
 export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () => number }): {
   metrics: Metrics;
-  registry: Registry;
+  contentType: string;
+  exposition(caller: ApiKey | undefined): Promise<string>;
 } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Name-labelled counters live apart from `registry` so that no scrape gets them unfiltered by accident.
+  const named = opts.lockNameLabels ? new Registry() : registry;
   const labels = opts.lockNameLabels ? (["outcome", "name"] as const) : (["outcome"] as const);
-  const counter = (name: string, help: string) =>
-    new Counter({ name, help, labelNames: [...labels], registers: [registry] });
-  const acquire = counter("leasehold_acquire_total", "Acquire requests by outcome (granted, held, timeout, error)");
-  const renew = counter("leasehold_renew_total", "Renew requests by outcome (renewed, lost, error)");
-  const release = counter("leasehold_release_total", "Release requests by outcome (released, forced, lost, error)");
+  const counter = ([name, help]: readonly [string, string], registers: Registry[]) =>
+    new Counter({ name, help, labelNames: [...labels], registers });
+  const acquire = counter(COUNTERS.acquire, [named]);
+  const renew = counter(COUNTERS.renew, [named]);
+  const release = counter(COUNTERS.release, [named]);
   const wait = new Histogram({
     name: "leasehold_wait_seconds",
     help: "Time waiting acquires spent before their grant or timeout",
@@ -48,8 +64,39 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
     },
   });
   const by = (outcome: string, name: string) => (opts.lockNameLabels ? { outcome, name } : { outcome });
+
+  /** The three counters as `caller` may see them, in a registry made for this scrape. */
+  async function scoped(caller: ApiKey | undefined): Promise<Registry> {
+    const view = new Registry();
+    const pairs = [
+      [acquire, COUNTERS.acquire],
+      [renew, COUNTERS.renew],
+      [release, COUNTERS.release],
+    ] as const;
+    for (const [source, spec] of pairs) {
+      const target = new Counter({
+        name: spec[0],
+        help: spec[1],
+        labelNames: caller ? ["outcome", "name"] : ["outcome"],
+        registers: [view],
+      });
+      for (const { labels: l, value } of (await source.get()).values) {
+        const outcome = String(l.outcome);
+        const name = String(l.name);
+        if (!caller) target.inc({ outcome }, value);
+        else if (allows(caller, name)) target.inc({ outcome, name }, value);
+      }
+    }
+    return view;
+  }
+
   return {
-    registry,
+    contentType: registry.contentType,
+    exposition: async (caller) => {
+      if (!opts.lockNameLabels) return registry.metrics();
+      const counters = caller?.admin ? named : await scoped(caller);
+      return Registry.merge([registry, counters]).metrics();
+    },
     metrics: {
       acquire: (outcome, name) => acquire.inc(by(outcome, name)),
       renew: (outcome, name) => renew.inc(by(outcome, name)),

@@ -1,6 +1,9 @@
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FORMAT_DURATION_JS } from "../../src/http/routes/dashboard.js";
 import { launchChromium } from "../support/browser.js";
 import { call, sleep, uniqueName } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
@@ -19,6 +22,35 @@ async function offline(page: Page, base: string): Promise<string[]> {
   return blocked;
 }
 
+/** Every failed response and console error or warning of a page, as lines. */
+function watchProblems(page: Page): string[] {
+  const problems: string[] = [];
+  page.on("response", (r) => {
+    if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
+  });
+  return problems;
+}
+
+describe("the dashboard's duration format", () => {
+  // The page's script is plain JavaScript served as text; this evaluates the same source.
+  const formatDuration = new Function(`${FORMAT_DURATION_JS}; return formatDuration;`)() as (s: number) => string;
+  it("reads like a person would say it, never overstating what is left", () => {
+    expect(formatDuration(0)).toBe("0 s");
+    expect(formatDuration(45)).toBe("45 s");
+    expect(formatDuration(59)).toBe("59 s");
+    expect(formatDuration(60)).toBe("1 min 0 s");
+    expect(formatDuration(3599)).toBe("59 min 59 s");
+    expect(formatDuration(3600)).toBe("1 h 0 min");
+    expect(formatDuration(7199)).toBe("1 h 59 min");
+    expect(formatDuration(86_399)).toBe("23 h 59 min");
+    expect(formatDuration(86_400)).toBe("1 d 0 h");
+    expect(formatDuration(9_000_000_000)).toBe("104166 d 16 h");
+  });
+});
+
 describe("in a real browser (Chromium)", () => {
   let svc: TestService;
   let browser: Browser;
@@ -35,6 +67,7 @@ describe("in a real browser (Chromium)", () => {
   it("the dashboard shows a lock within 2 s, counts its TTL down, and drops it after release", async () => {
     const page = await browser.newPage({ viewport: { width: 1100, height: 520 } });
     const blocked = await offline(page, svc.url);
+    const problems = watchProblems(page);
     await page.goto(`${svc.url}/`);
     await expect.poll(() => page.locator("#status").textContent()).toMatch(/locks? held/);
 
@@ -67,6 +100,19 @@ describe("in a real browser (Chromium)", () => {
     // The lease handle never reaches the page.
     expect(await page.content()).not.toContain(g.json.lease);
     expect(blocked).toEqual([]);
+    // The page brings its own icon (so browsers don't ask for /favicon.ico), allowed by its CSP.
+    expect(await page.locator('link[rel="icon"]').count()).toBe(1);
+    const icon = await page.locator('link[rel="icon"]').getAttribute("href");
+    expect(icon).toMatch(/^data:image\/svg\+xml,/);
+    const iconWidth = await page.evaluate(async (src) => {
+      const img = new Image();
+      img.src = src ?? "";
+      await img.decode();
+      return img.naturalWidth;
+    }, icon);
+    expect(iconWidth).toBeGreaterThan(0);
+    // No failed request and no console error (a CSP violation included).
+    expect(problems).toEqual([]);
     await page.close();
   });
 
@@ -85,6 +131,111 @@ describe("in a real browser (Chromium)", () => {
     await page.keyboard.press("Enter");
     await expect.poll(async () => (await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
     await page.close();
+  });
+
+  it("a 256-character owner is cut short with an ellipsis (full value on hover) and the table stays in the viewport", async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 600 } });
+    await offline(page, svc.url);
+    const name = uniqueName("long-owner");
+    const owner = `${"x".repeat(120)}-${"y".repeat(135)}`;
+    expect(owner).toHaveLength(256);
+    expect((await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 60, owner } })).status).toBe(201);
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(name)}`);
+    const cell = page.locator(`tr[data-name="${name}"] td.owner`);
+    await cell.waitFor({ timeout: 2_000 });
+    expect(await cell.textContent()).toBe(owner);
+    expect(await cell.getAttribute("title")).toBe(owner);
+    const m = await page.evaluate(() => {
+      const root = document.documentElement;
+      const table = document.querySelector("#locks") as HTMLElement;
+      const td = document.querySelector("td.owner") as HTMLElement;
+      const text = td.firstElementChild as HTMLElement | null;
+      return {
+        viewport: root.clientWidth,
+        pageWidth: root.scrollWidth,
+        tableRight: table.getBoundingClientRect().right,
+        cellWidth: td.getBoundingClientRect().width,
+        clipped: text
+          ? text.scrollWidth > text.clientWidth && getComputedStyle(text).textOverflow === "ellipsis"
+          : false,
+      };
+    });
+    expect(m.pageWidth).toBeLessThanOrEqual(m.viewport);
+    expect(m.tableRight).toBeLessThanOrEqual(m.viewport);
+    expect(m.cellWidth).toBeLessThan(m.viewport / 2);
+    expect(m.clipped).toBe(true);
+    await page.close();
+  });
+
+  it("an invalid prefix clears the table and says why, instead of leaving live rows of the last answer", async () => {
+    const page = await browser.newPage();
+    await offline(page, svc.url);
+    const name = uniqueName("stale");
+    await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 60 } });
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(name)}`);
+    await page.locator(`tr[data-name="${name}"]`).waitFor({ timeout: 2_000 });
+    await page.fill("#prefix", `${name}/x`);
+    await expect.poll(() => page.locator("#status").textContent()).toMatch(/prefix must use the lock name alphabet/);
+    expect(await page.locator("#status").getAttribute("class")).toContain("error");
+    expect(await page.locator("tbody tr").count()).toBe(0);
+    expect(await page.getByRole("button", { name: /Force release/ }).count()).toBe(0);
+    expect(await page.locator("#empty").isHidden()).toBe(true);
+    // Still so after the next polls.
+    await page.waitForResponse((r) => r.url().includes("/locks?") && r.status() === 400);
+    expect(await page.locator("tbody tr").count()).toBe(0);
+    // A valid prefix brings the rows back.
+    await page.fill("#prefix", name);
+    await page.locator(`tr[data-name="${name}"]`).waitFor({ timeout: 2_000 });
+    await page.close();
+  });
+
+  it("long TTLs read in hours and minutes", async () => {
+    const page = await browser.newPage();
+    await offline(page, svc.url);
+    const base = uniqueName("ttl");
+    await call(svc.url, "POST", `/locks/${base}-hour`, { json: { ttl: 3600 } });
+    await call(svc.url, "POST", `/locks/${base}-day`, { json: { ttl: 86_399 } });
+    await call(svc.url, "POST", `/locks/${base}-short`, { json: { ttl: 45 } });
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(base)}`);
+    const ttl = (suffix: string) => page.locator(`tr[data-name="${base}-${suffix}"] td.ttl`);
+    await expect.poll(() => ttl("hour").textContent()).toMatch(/^(1 h 0 min|59 min 5\d s)$/);
+    expect(await ttl("day").textContent()).toMatch(/^23 h 59 min$/);
+    expect(await ttl("short").textContent()).toMatch(/^4\d s$/);
+    await page.close();
+  });
+
+  it("the dashboard page cannot be framed and runs under a strict Content-Security-Policy", async () => {
+    const r = await fetch(`${svc.url}/`);
+    expect(r.headers.get("x-frame-options")).toBe("DENY");
+    const csp = r.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).toContain("default-src 'none'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+    expect(r.headers.get("x-content-type-options")).toBe("nosniff");
+
+    // A page of another origin (a real loopback server, as Chromium lets only local
+    // pages frame local ones) that frames the dashboard gets nothing in the frame.
+    const framer = createServer((_req, res) => {
+      res.setHeader("content-type", "text/html");
+      res.end(`<iframe src="${svc.url}/"></iframe>`);
+    });
+    await new Promise<void>((resolve) => framer.listen(0, "127.0.0.1", resolve));
+    const page = await browser.newPage();
+    try {
+      const loaded: string[] = [];
+      page.on("response", (res) => loaded.push(res.url()));
+      // "load" waits for the frame's own load, refused or not.
+      await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`, { waitUntil: "load" });
+      expect(loaded).toContain(`${svc.url}/`);
+      const frame = page.frames().find((f) => f !== page.mainFrame());
+      expect(frame).toBeDefined();
+      expect(await frame?.locator("#status").count()).toBe(0);
+    } finally {
+      await page.close();
+      framer.closeAllConnections();
+      await new Promise((resolve) => framer.close(resolve));
+    }
   });
 
   it("/docs renders the API reference with no network access", async () => {

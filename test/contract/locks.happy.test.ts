@@ -300,6 +300,9 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     const dashboard = await call(svc.url, "GET", "/");
     expect(dashboard.status).toBe(200);
     expect(dashboard.text).toContain("dashboard/app.js");
+    // No other site may frame the page (its force-release buttons).
+    expect(dashboard.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(dashboard.headers.get("x-frame-options")).toBe("DENY");
     for (const asset of ["app.js", "app.css"]) {
       expect((await call(svc.url, "GET", `/dashboard/${asset}`)).status, asset).toBe(200);
     }

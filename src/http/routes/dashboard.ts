@@ -5,12 +5,32 @@ import type { App } from "../deps.js";
  * by the service itself (no CDN). It polls the public API with the key the operator
  * types in, so it works on every runtime and respects the key's scope.
  */
+
+/** The icon: a padlock, inline so that no browser asks for /favicon.ico (a 404, or a 401 with auth on). */
+const ICON = `data:image/svg+xml,${encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect x="2" y="7" width="12" height="8" rx="1.5" fill="#0b57d0"/><path d="M5 7V5a3 3 0 0 1 6 0v2" fill="none" stroke="#0b57d0" stroke-width="2"/></svg>',
+)}`;
+
+/**
+ * The page loads only its own script and stylesheet (nothing inline) and calls only its
+ * own origin; no other site may frame it, so a force-release button can't be clickjacked.
+ */
+const PAGE_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+};
+
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>leasehold · held locks</title>
+<link rel="icon" href="${ICON}">
 <link rel="stylesheet" href="dashboard/app.css">
 </head>
 <body>
@@ -30,6 +50,7 @@ const PAGE = `<!doctype html>
     </div>
   </form>
   <p id="status" role="status" aria-live="polite">Loading…</p>
+  <div class="table-wrap">
   <table id="locks" aria-describedby="status">
     <caption class="visually-hidden">Locks currently held, in name order</caption>
     <thead>
@@ -43,6 +64,7 @@ const PAGE = `<!doctype html>
     </thead>
     <tbody></tbody>
   </table>
+  </div>
   <p id="empty" hidden>No locks are held.</p>
 </main>
 <script src="dashboard/app.js"></script>
@@ -67,11 +89,16 @@ label { font-weight: 600; } .hint { font-weight: 400; color: var(--muted); font-
 input { font: inherit; padding: .4rem .6rem; border: 1px solid var(--muted); border-radius: 4px;
   color: var(--fg); background: var(--bg); min-width: 16rem; }
 :focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
+.table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .5rem .75rem; border-bottom: 1px solid var(--line); }
 tbody tr:nth-child(odd) { background: var(--row); }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 td.name { font-family: ui-monospace, monospace; word-break: break-all; }
+/* Owners run to 256 characters: cut them short (the cell's title has the whole value). */
+td.owner > span { display: block; max-width: min(20rem, 30vw); overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+td.ttl { white-space: nowrap; }
 button { font: inherit; padding: .25rem .75rem; border: 1px solid var(--warn); color: var(--warn);
   background: transparent; border-radius: 4px; cursor: pointer; }
 button:hover { background: var(--warn); color: var(--bg); }
@@ -80,8 +107,21 @@ button:hover { background: var(--warn); color: var(--bg); }
   white-space: nowrap; }
 `;
 
+/**
+ * Seconds as a person reads them: "45 s", "59 min 59 s", "1 h 0 min", "1 d 0 h". Rounded
+ * down, so it never shows more time than is left. Plain JavaScript, part of the page's script.
+ */
+export const FORMAT_DURATION_JS = `function formatDuration(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  if (s < 86400) return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  return Math.floor(s / 86400) + " d " + Math.floor((s % 86400) / 3600) + " h";
+}`;
+
 const JS = `"use strict";
 (() => {
+  ${FORMAT_DURATION_JS}
   const $ = (id) => document.getElementById(id);
   const prefixInput = $("prefix");
   const keyInput = $("apikey");
@@ -135,7 +175,11 @@ const JS = `"use strict";
           return td;
         };
         cell("name", item.name);
-        cell("owner", item.owner ?? "—");
+        const owner = cell("owner", "");
+        const ownerText = document.createElement("span");
+        ownerText.textContent = item.owner ?? "—";
+        owner.append(ownerText);
+        if (item.owner) owner.title = item.owner;
         cell("num token", String(item.token));
         const ttlCell = cell("num ttl", "");
         const actions = cell("", "");
@@ -166,8 +210,7 @@ const JS = `"use strict";
   function tick() {
     const now = Date.now();
     for (const row of rows.values()) {
-      const left = Math.max(0, Math.ceil((row.deadline - now) / 1000));
-      const text = left + " s";
+      const text = formatDuration(Math.ceil((row.deadline - now) / 1000));
       if (row.ttlCell.textContent !== text) row.ttlCell.textContent = text;
     }
   }
@@ -186,17 +229,39 @@ const JS = `"use strict";
     refresh();
   }
 
-  let inFlight = false;
+  // Rows that can't be confirmed are not shown: after a failed load (a bad prefix, a
+  // revoked key, the service down) the table is emptied, not left counting down.
+  function clear() {
+    for (const row of rows.values()) row.tr.remove();
+    rows.clear();
+    emptyEl.hidden = true;
+  }
+
+  const inputs = () => JSON.stringify([prefixInput.value, keyInput.value]);
+  let loading = null; // the inputs of the load in flight
+  let again = false;
   async function refresh() {
-    if (inFlight) return;
-    inFlight = true;
+    if (loading !== null) {
+      // The filter or key changed mid-load: load again for them once this one ends.
+      if (inputs() !== loading) again = true;
+      return;
+    }
+    const asked = (loading = inputs());
     const sentAt = Date.now();
     try {
-      render(await fetchAll(), sentAt);
+      const items = await fetchAll();
+      if (asked === inputs()) render(items, sentAt);
     } catch (err) {
-      say("Cannot load locks: " + err.message, true);
+      if (asked === inputs()) {
+        clear();
+        say("Cannot load locks: " + err.message, true);
+      }
     } finally {
-      inFlight = false;
+      loading = null;
+      if (again) {
+        again = false;
+        refresh();
+      }
     }
   }
 
@@ -219,7 +284,7 @@ const JS = `"use strict";
 `;
 
 export function registerDashboard(app: App) {
-  app.get("/", (c) => c.html(PAGE));
+  app.get("/", (c) => c.html(PAGE, 200, PAGE_HEADERS));
   app.get("/dashboard/app.css", (c) => c.body(CSS, 200, { "content-type": "text/css; charset=utf-8" }));
   app.get("/dashboard/app.js", (c) => c.body(JS, 200, { "content-type": "text/javascript; charset=utf-8" }));
 }

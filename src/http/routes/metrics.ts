@@ -1,10 +1,13 @@
 import type { App, AppDeps } from "../deps.js";
 
-/** GET /metrics: Prometheus text, where the runtime provides it (Node). */
+/**
+ * GET /metrics: Prometheus text, where the runtime provides it (Node). What it shows
+ * depends on the scraping key (lock names are scoped); an open /metrics takes no key.
+ */
 export function registerMetrics(app: App, { metricsText }: AppDeps) {
   if (!metricsText) return;
   app.get("/metrics", async (c) => {
-    const { contentType, body } = await metricsText();
+    const { contentType, body } = await metricsText(c.get("apiKey"));
     return c.body(body, 200, { "content-type": contentType });
   });
 }

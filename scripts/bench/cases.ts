@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { readMachineCpu, readProc, rssSampler } from "./procs.js";
-import { percentile } from "./report.js";
+import { percentile } from "./stats.js";
 import type { Held, Session, System, SystemId } from "./systems.js";
 import { TimedOut } from "./systems.js";
 

@@ -1,19 +1,6 @@
 import type { CaseId, EtcdServerFigures, RoundResult } from "./cases.js";
+import { median } from "./stats.js";
 import type { SystemId } from "./systems.js";
-
-/** Nearest-rank percentile of an ascending array. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))] ?? Number.NaN;
-}
-
-export function median(values: readonly number[]): number | undefined {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return undefined;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? v[mid] : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
-}
 
 /** Figures a table row takes as the median over its rounds. */
 const MEDIANS = [

@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import { wakeDelays } from "../../scripts/bench/cases.js";
-import { median, percentile } from "../../scripts/bench/report.js";
+import { median, percentile } from "../../scripts/bench/stats.js";
 
 it("pairs each grant with the previous holder's release by token, not by arrival", () => {
   // Token 7's grant arrived before token 5's release answer: that delay counts as 0.

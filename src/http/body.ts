@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
+import { CallerGoneError } from "../lock/service.js";
 import { Problem } from "../problems.js";
 import { invalidRequest } from "./errors.js";
 
@@ -48,7 +49,15 @@ async function readLimitedText(req: Request): Promise<string> {
   // reads it straight off the socket, with no Web Request or body streams (which cost a
   // waiting acquire several KB for as long as it waits). Without one (chunked), count
   // while streaming so an endless body is cut off at the limit.
-  const bytes = length !== null ? new Uint8Array(await req.arrayBuffer()) : await readChunked(req);
+  let bytes: Uint8Array;
+  try {
+    bytes = length !== null ? new Uint8Array(await req.arrayBuffer()) : await readChunked(req);
+  } catch (err) {
+    if (err instanceof Problem) throw err;
+    // The body stopped arriving: the caller hung up or its connection broke. Nobody is
+    // left to answer, and nothing went wrong here (a quiet 499, not a 500 with a stack).
+    throw new CallerGoneError("the caller went away while sending the body", { cause: err });
+  }
   try {
     return utf8.decode(bytes);
   } catch {

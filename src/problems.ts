@@ -19,7 +19,6 @@ export const PROBLEMS = {
   "too-many-waiters": { status: 429, title: "Too many waiters" },
   "headers-too-large": { status: 431, title: "Request header fields too large" },
   "internal-error": { status: 500, title: "Internal error" },
-  "method-not-implemented": { status: 501, title: "Not implemented" },
   "backend-unavailable": { status: 503, title: "Backend unavailable" },
 } as const;
 

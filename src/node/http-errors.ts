@@ -71,6 +71,8 @@ export function answerHttpErrors(server: ServerType, fetch: FetchCallback, log: 
 /** What Node's parser attaches to the errors it reports (`reason` and `rawPacket` are llhttp's). */
 type ParserError = Error & { code?: string; reason?: string; rawPacket?: Buffer };
 
+const ALL_METHODS = "GET, HEAD, POST, PUT, DELETE";
+
 function parserProblem(err: ParserError, headerLimit: number): Problem {
   switch (err.code) {
     case "HPE_HEADER_OVERFLOW":
@@ -81,10 +83,14 @@ function parserProblem(err: ParserError, headerLimit: number): Problem {
       return new Problem("payload-too-large", "the chunk extensions of the request body are too large");
     case "HPE_INVALID_METHOD": {
       const method = /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) /.exec(err.rawPacket?.toString("latin1", 0, 40) ?? "")?.[1];
+      // 405 like any other method a route does not take (a 5xx would count a caller's
+      // mistake as a server fault); the path was not read, so Allow lists every method.
       if (method) {
         return new Problem(
-          "method-not-implemented",
-          `${method} is not a method this server implements; use GET, HEAD, POST, PUT or DELETE`,
+          "method-not-allowed",
+          `${method} is not a method this server implements; use ${ALL_METHODS}`,
+          {},
+          { allow: ALL_METHODS },
         );
       }
       return new Problem("bad-request", "the request does not start with an HTTP request line (METHOD /path HTTP/1.1)");
@@ -133,6 +139,9 @@ function rawAnswer(problem: Problem): string {
   return (
     `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? problem.title}\r\n` +
     "content-type: application/problem+json\r\n" +
+    Object.entries(problem.headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join("") +
     `content-length: ${Buffer.byteLength(body)}\r\n` +
     `date: ${new Date().toUTCString()}\r\n` +
     "connection: close\r\n\r\n" +

@@ -117,7 +117,7 @@ describe("the Node HTTP layer's own rejections are problem+json", () => {
       "bad-request",
       /Transfer-Encoding/,
     ],
-    ["an unknown method", "FOO /locks/x HTTP/1.1\r\nHost: x\r\n\r\n", 501, "method-not-implemented", /FOO/],
+    ["an unknown method", "FOO /locks/x HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method-not-allowed", /FOO/],
     [
       "a header name with a space",
       "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
@@ -134,6 +134,11 @@ describe("the Node HTTP layer's own rejections are problem+json", () => {
       expectRawProblem(await rawRequest(svc.url, request), status, code, detail);
     },
   );
+
+  it("an unknown method's 405 says which methods there are", async () => {
+    const r = await rawRequest(svc.url, "FOO /locks/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect(r.headers.allow).toBe("GET, HEAD, POST, PUT, DELETE");
+  });
 
   it("an HTTP/1.0 request without a Host still works (health checkers send those)", async () => {
     const r = await rawRequest(svc.url, "GET /healthz HTTP/1.0\r\n\r\n");

@@ -100,6 +100,8 @@ function parserProblem(err: ParserError, headerLimit: number): Problem {
         "bad-request",
         "the request path has a character HTTP does not allow there; percent-encode it (é is %C3%A9)",
       );
+    case "HPE_PAUSED_H2_UPGRADE":
+      return new Problem("bad-request", "HTTP/2 without TLS (prior knowledge) is not served here; use HTTP/1.1");
     case "HPE_INVALID_HEADER_TOKEN":
       return new Problem("bad-request", "a header name or value has a character HTTP does not allow");
     default:

@@ -126,6 +126,7 @@ describe("the Node HTTP layer's own rejections are problem+json", () => {
       /header/,
     ],
     ["not HTTP at all", "hello\r\n\r\n", 400, "bad-request", /HTTP/],
+    ["cleartext HTTP/2", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad-request", /HTTP\/1\.1/],
   ];
 
   it.each(cases.map(([label, request, status, code, detail]) => ({ label, request, status, code, detail })))(

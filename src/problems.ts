@@ -4,17 +4,21 @@
  */
 export const PROBLEMS = {
   "invalid-request": { status: 400, title: "Invalid request" },
+  /** A request that is not valid HTTP (rejected before any route sees it). */
+  "bad-request": { status: 400, title: "Bad request" },
   unauthorized: { status: 401, title: "Unauthorized" },
   forbidden: { status: 403, title: "Forbidden" },
   "lock-not-found": { status: 404, title: "Lock not found" },
   "not-found": { status: 404, title: "Not found" },
   "method-not-allowed": { status: 405, title: "Method not allowed" },
+  "request-timeout": { status: 408, title: "Request timeout" },
   "lock-held": { status: 409, title: "Lock held" },
   "lock-lost": { status: 410, title: "Lock lost" },
   "payload-too-large": { status: 413, title: "Payload too large" },
   "unsupported-media-type": { status: 415, title: "Unsupported media type" },
   "idempotency-key-mismatch": { status: 422, title: "Idempotency-Key reused with other fields" },
   "too-many-waiters": { status: 429, title: "Too many waiters" },
+  "headers-too-large": { status: 431, title: "Request header fields too large" },
   "internal-error": { status: 500, title: "Internal error" },
   "backend-unavailable": { status: 503, title: "Backend unavailable" },
 } as const;

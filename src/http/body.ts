@@ -1,7 +1,8 @@
 import type { Context } from "hono";
 import type { z } from "zod";
+import { CallerGoneError } from "../lock/service.js";
 import { Problem } from "../problems.js";
-import { invalidRequest } from "./errors.js";
+import { describe, fieldNames, invalidRequest, quote } from "./errors.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -34,7 +35,7 @@ export async function readBody<S extends z.ZodType>(
     }
   }
   const parsed = schema.safeParse(input);
-  if (!parsed.success) throw invalidRequest(parsed.error, "body");
+  if (!parsed.success) throw invalidRequest(parsed.error, "body", input, { known: fieldNames(schema) });
   return parsed.data;
 }
 
@@ -48,7 +49,15 @@ async function readLimitedText(req: Request): Promise<string> {
   // reads it straight off the socket, with no Web Request or body streams (which cost a
   // waiting acquire several KB for as long as it waits). Without one (chunked), count
   // while streaming so an endless body is cut off at the limit.
-  const bytes = length !== null ? new Uint8Array(await req.arrayBuffer()) : await readChunked(req);
+  let bytes: Uint8Array;
+  try {
+    bytes = length !== null ? new Uint8Array(await req.arrayBuffer()) : await readChunked(req);
+  } catch (err) {
+    if (err instanceof Problem) throw err;
+    // The body stopped arriving: the caller hung up or its connection broke. Nobody is
+    // left to answer, and nothing went wrong here (a quiet 499, not a 500 with a stack).
+    throw new CallerGoneError("the caller went away while sending the body", { cause: err });
+  }
   try {
     return utf8.decode(bytes);
   } catch {
@@ -100,7 +109,7 @@ function parseJsonObject(text: string): Record<string, unknown> {
     throw new Problem("invalid-request", `malformed JSON body: ${(err as Error).message}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new Problem("invalid-request", 'the JSON body must be an object, e.g. {"ttl": 30}');
+    throw new Problem("invalid-request", `the JSON body must be an object such as {"ttl": 30}, got ${describe(value)}`);
   }
   return value as Record<string, unknown>;
 }
@@ -108,7 +117,7 @@ function parseJsonObject(text: string): Record<string, unknown> {
 function parseForm(text: string, numeric: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of new URLSearchParams(text)) {
-    if (key in out) throw new Problem("invalid-request", `form field ${JSON.stringify(key)} is given more than once`);
+    if (key in out) throw new Problem("invalid-request", `form field ${quote(key)} is given more than once`);
     // A numeric-looking string becomes a number; anything else stays a string and fails
     // the schema's type check with a clear message.
     out[key] = numeric.includes(key) && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;

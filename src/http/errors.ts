@@ -24,29 +24,152 @@ export function problemResponse(p: Problem): Response {
   });
 }
 
-/** A zod validation failure as one invalid-request problem naming each bad field. */
-export function invalidRequest(error: ZodError, where: string): Problem {
-  const errors = error.issues.map((issue) => {
-    const path = issue.path.map(String).join(".");
-    if (issue.code === "unrecognized_keys") {
-      const keys = issue.keys.map((k) => JSON.stringify(k)).join(", ");
-      return { field: path || where, message: `unknown field ${keys} in ${where}` };
-    }
-    if (issue.code === "invalid_type" && issue.input === undefined) {
-      return { field: path, message: `${path} is required` };
-    }
-    return { field: path, message: path ? `${path}: ${issue.message}` : issue.message };
-  });
-  return new Problem("invalid-request", errors.map((e) => e.message).join("; "), { errors });
+/** Where a value came from, for messages ("query parameter limit", "header Idempotency-Key"). */
+export type Where = "path" | "query" | "header" | "body";
+
+interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** At most this many entries in `errors`; the detail says how many more there were. */
+const MAX_LISTED = 20;
+/** Unknown names spelled out in the detail before "and N more". */
+const MAX_NAMED = 5;
+/** Echoed text is cut to this many characters, so an answer never grows with the request. */
+const MAX_ECHO = 40;
+/** Values whose content is never echoed: a lease handle, an Idempotency-Key (each opens a grant). */
+const SECRET = new Set(["lease", "idempotency-key"]);
+
+/**
+ * A zod validation failure as one invalid-request problem: what was wrong with each value
+ * that was sent ("ttl must be a whole number of seconds, got 1.5"), unknown names with the
+ * known ones, and at most a few dozen listed errors however large the request was.
+ * `known` are the names the schema takes; `bodyFields`, for the query, the names that
+ * belong in the body instead (a `?ttl=` on acquire).
+ */
+export function invalidRequest(
+  error: ZodError,
+  where: Where,
+  input: unknown,
+  o: { known?: readonly string[]; bodyFields?: readonly string[] } = {},
+): Problem {
+  const wrong: FieldError[] = [];
+  const unknown: string[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === "unrecognized_keys") unknown.push(...issue.keys);
+    else wrong.push(fieldError(issue, where, input));
+  }
+  const parts = wrong.map((e) => e.message);
+  if (unknown.length > 0) parts.push(unknownNames(unknown, where, o.known ?? [], o.bodyFields ?? []));
+  const noun = NOUNS[where];
+  const errors = [
+    ...wrong,
+    ...unknown.slice(0, MAX_LISTED).map((k) => ({ field: clip(k), message: `unknown ${noun} ${quote(k)}` })),
+  ].slice(0, MAX_LISTED);
+  return new Problem("invalid-request", parts.join("; "), { errors });
+}
+
+const NOUNS: Record<Where, string> = {
+  path: "path parameter",
+  query: "query parameter",
+  header: "header",
+  body: "field",
+};
+
+function fieldError(issue: ZodError["issues"][number], where: Where, input: unknown): FieldError {
+  const field = issue.path.map(String).join(".");
+  // A lock name's own message says what a name may be; the name is in the caller's URL already.
+  if (where === "path") return { field, message: issue.message };
+  const label =
+    where === "query"
+      ? `query parameter ${field}`
+      : where === "header"
+        ? field.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase())
+        : field || "the body";
+  const value = valueAt(input, issue.path);
+  if (where === "query" && Array.isArray(value)) {
+    return { field, message: `${label} is given ${value.length} times; give it once` };
+  }
+  if (value === undefined) return { field, message: `${label} is required` };
+  const got = describe(value, SECRET.has(field));
+  const numberInQuotes =
+    issue.code === "invalid_type" &&
+    (issue.expected === "number" || issue.expected === "int") &&
+    typeof value === "string" &&
+    /^\s*-?\d+(\.\d+)?\s*$/.test(value);
+  const hint = numberInQuotes ? " (a string; send the number without quotes)" : "";
+  return { field, message: `${label} ${issue.message}, got ${got}${hint}` };
+}
+
+function unknownNames(names: string[], where: Where, known: readonly string[], bodyFields: readonly string[]): string {
+  const noun = NOUNS[where];
+  const listed = names.slice(0, MAX_NAMED).map(quote).join(", ");
+  const more = names.length > MAX_NAMED ? ` and ${thousands(names.length - MAX_NAMED)} more` : "";
+  const place = where === "body" ? " in the body" : "";
+  const takes = known.length > 0 ? `known ${noun}s: ${known.join(", ")}` : `this route takes no ${noun}s`;
+  let text = `unknown ${noun}${names.length === 1 ? "" : "s"} ${listed}${more}${place}; ${takes}`;
+  const misplaced = bodyFields.filter((f) => names.includes(f));
+  if (misplaced.length > 0) text += `; send ${misplaced.join(", ")} in the request body instead`;
+  return text;
+}
+
+/** The value sent, as a message shows it: short, and never the content of a secret. */
+export function describe(value: unknown, secret = false): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  switch (typeof value) {
+    case "string":
+      return secret ? `a string of ${value.length} character${value.length === 1 ? "" : "s"}` : quote(value);
+    case "number":
+      // JSON has no NaN or Infinity: a non-finite number was one like 1e400.
+      return secret ? "a number" : Number.isFinite(value) ? String(value) : "a number too large to represent";
+    case "boolean":
+      return String(value);
+    case "object":
+      return "an object";
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
+/** A JSON-quoted string, cut to MAX_ECHO characters with its full length. */
+export function quote(text: string): string {
+  if (text.length <= MAX_ECHO) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, MAX_ECHO)).slice(0, -1)}…" (${thousands(text.length)} characters)`;
+}
+
+function clip(text: string): string {
+  return text.length <= MAX_ECHO ? text : `${text.slice(0, MAX_ECHO)}…`;
+}
+
+function thousands(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== "object" || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** The names a (strict) object schema takes, for "known fields: …". */
+export function fieldNames(schema: unknown): string[] {
+  const shape = (schema as { shape?: object } | undefined)?.shape;
+  return shape ? Object.keys(shape) : [];
 }
 
 /** The zod-openapi defaultHook: param/query/header validation failures. */
 export function validationHook(
-  result: { success: true } | { success: false; error: ZodError; target: string },
+  result: { success: true } | { success: false; error: ZodError; target: string; data?: unknown },
 ): Response | undefined {
   if (result.success) return undefined;
-  const where = result.target === "param" ? "path" : result.target;
-  return problemResponse(invalidRequest(result.error, where));
+  const where =
+    result.target === "param" ? "path" : result.target === "json" || result.target === "form" ? "body" : result.target;
+  return problemResponse(invalidRequest(result.error, where as Where, result.data));
 }
 
 export function errorHandler(log: Logger) {

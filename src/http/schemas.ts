@@ -10,13 +10,14 @@ export const NameParam = z.object({
     .openapi({ param: { name: "name", in: "path" }, example: "cron:job9" }),
 });
 
+// Messages complete "ttl …, got <what was sent>" (see invalidRequest).
 const Ttl = z
-  .number({ message: "must be a number" })
+  .number({ message: "must be a whole number of seconds" })
   .int("must be a whole number of seconds")
   .min(1, "must be at least 1 second")
   .openapi({ description: "Lease TTL in seconds (max LEASEHOLD_MAX_TTL, default 86400)", example: 30 });
 
-const Wait = z.number({ message: "must be a number" }).min(0, "must not be negative").openapi({
+const Wait = z.number({ message: "must be a number of seconds" }).min(0, "must not be negative").openapi({
   description: "Seconds to long-poll for the lock (fractions allowed; max LEASEHOLD_MAX_WAIT, default 60)",
   example: 10,
 });
@@ -26,9 +27,10 @@ const Owner = z
   .max(256, "must be at most 256 characters")
   .openapi({ description: "Free text shown to others", example: "host-a" });
 
+const HANDLE_MESSAGE = "must be 16 to 64 hex digits (the `lease` of your grant)";
 const Handle = z
-  .string({ message: "must be a string" })
-  .regex(HANDLE_PATTERN, "must be 16 to 64 hex digits (the `lease` of your grant)")
+  .string({ message: HANDLE_MESSAGE })
+  .regex(HANDLE_PATTERN, HANDLE_MESSAGE)
   .openapi({ description: "The holder's lease handle from the grant", example: "6c1f2a9be0d34f17" });
 
 export const AcquireBody = z
@@ -49,7 +51,7 @@ export const leaseRequestBody = {
 export const IdempotencyHeader = z.object({
   "idempotency-key": z
     .string()
-    .regex(/^[\x20-\x7e]{1,255}$/, "Idempotency-Key must be 1–255 printable ASCII characters")
+    .regex(/^[\x20-\x7e]{1,255}$/, "must be 1–255 printable ASCII characters")
     .optional()
     .openapi({
       param: { name: "idempotency-key", in: "header" },
@@ -65,7 +67,7 @@ export const LeaseQuery = z.strictObject({
 export const ReleaseQuery = z.strictObject({
   lease: Handle.optional().openapi({ param: { name: "lease", in: "query" } }),
   force: z
-    .enum(["true", "false"], { message: "force must be true or false" })
+    .enum(["true", "false"], { message: "must be true or false" })
     .optional()
     .openapi({
       param: { name: "force", in: "query" },
@@ -76,17 +78,17 @@ export const ReleaseQuery = z.strictObject({
 export const ListQuery = z.strictObject({
   prefix: z
     .string()
-    .regex(NAME_PREFIX_PATTERN, `prefix must use the lock name alphabet (${NAME_ALPHABET})`)
+    .regex(NAME_PREFIX_PATTERN, `must use the lock name alphabet (${NAME_ALPHABET})`)
     .optional()
     .openapi({ param: { name: "prefix", in: "query" }, example: "cron:" }),
   limit: z
     .string()
-    .regex(/^\d+$/, "limit must be a whole number from 1 to 1000")
+    .regex(/^0*(?:[1-9]\d{0,2}|1000)$/, "must be a whole number from 1 to 1000")
     .optional()
     .openapi({ param: { name: "limit", in: "query" }, description: "1–1000, default 100", example: "100" }),
   cursor: z
     .string()
-    .max(1024, "cursor is too long")
+    .max(1024, "must be at most 1024 characters")
     .optional()
     .openapi({ param: { name: "cursor", in: "query" }, description: "`cursor` from the previous page" }),
 });
@@ -135,6 +137,18 @@ export const ProblemBody = z
     status: z.number().int(),
     detail: z.string(),
     code: z.string().openapi({ description: "Stable machine-readable code", example: "lock-held" }),
+    errors: z
+      .array(
+        z.object({
+          field: z.string().openapi({ description: "The field, query parameter or header", example: "ttl" }),
+          message: z.string().openapi({ example: "ttl must be a whole number of seconds, got 1.5" }),
+        }),
+      )
+      .max(20)
+      .optional()
+      .openapi({
+        description: "invalid-request: each value that was wrong or unknown, at most 20 (`detail` counts the rest)",
+      }),
   })
   .openapi("Problem");
 

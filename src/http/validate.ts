@@ -1,31 +1,41 @@
-import type { RouteConfig } from "@hono/zod-openapi";
+import { type RouteConfig, z } from "@hono/zod-openapi";
 import type { Context, MiddlewareHandler } from "hono";
-import type { z } from "zod";
 import { allows } from "../auth/api-keys.js";
 import { Problem } from "../problems.js";
 import type { AppEnv } from "./deps.js";
-import { invalidRequest, problemResponse } from "./errors.js";
+import { fieldNames, invalidRequest, problemResponse } from "./errors.js";
 
 type Schema = z.ZodType<Record<string, unknown>>;
 
 /**
+ * The query of a route that takes none: any parameter is unknown, so a 400 naming it. A
+ * `?ttl=` that was silently ignored would let a lock expire in the middle of a job.
+ */
+const NO_QUERY: Schema = z.strictObject({});
+
+/**
  * A route's path, scope, query and header checks in one middleware, in SPEC's order: the
- * name (400), whether the API key may use it (403), then the query and headers (400);
- * the body comes later, in the handler. One plain function instead of one async
+ * name (400), whether the API key may use it (403), then the query (an unknown parameter
+ * is a 400 on routes that take none too) and headers (400); the body comes later, in the
+ * handler. One plain function instead of one async
  * validator per part: a waiting acquire keeps every middleware above it suspended for
  * as long as it waits, and each level costs memory and a few promise turns per request.
  * Handlers read the results with `c.req.valid(...)` as with zod-openapi's validators.
  */
 export function checkRequest(request: RouteConfig["request"], onOneLock: boolean): MiddlewareHandler<AppEnv> {
   const params = request?.params as Schema | undefined;
-  const query = request?.query as Schema | undefined;
+  const takesQuery = request?.query !== undefined;
+  const query = (request?.query as Schema | undefined) ?? NO_QUERY;
+  const knownQuery = fieldNames(query);
+  const json = request?.body?.content?.["application/json"];
+  const bodyFields = fieldNames(json && "schema" in json ? json.schema : undefined);
   const headers = request?.headers as Schema | undefined;
   // Only the headers the schema names: reading them all would copy every header.
   const headerNames = headers && "shape" in headers ? Object.keys(headers.shape as object) : [];
   return (c, next) => {
     if (params) {
       const parsed = params.safeParse(c.req.param());
-      if (!parsed.success) return Promise.resolve(problemResponse(invalidRequest(parsed.error, "path")));
+      if (!parsed.success) return Promise.resolve(problemResponse(invalidRequest(parsed.error, "path", undefined)));
       c.req.addValidatedData("param", parsed.data);
       const key = c.get("apiKey");
       const name = (parsed.data as { name?: string }).name;
@@ -33,9 +43,13 @@ export function checkRequest(request: RouteConfig["request"], onOneLock: boolean
         throw new Problem("forbidden", `this API key may not use lock ${name}`);
       }
     }
-    if (query) {
-      const parsed = query.safeParse(queryObject(c));
-      if (!parsed.success) return Promise.resolve(problemResponse(invalidRequest(parsed.error, "query")));
+    if (takesQuery || c.req.url.includes("?")) {
+      const input = queryObject(c);
+      const parsed = query.safeParse(input);
+      if (!parsed.success) {
+        const problem = invalidRequest(parsed.error, "query", input, { known: knownQuery, bodyFields });
+        return Promise.resolve(problemResponse(problem));
+      }
       c.req.addValidatedData("query", parsed.data);
     }
     if (headers) {
@@ -45,7 +59,7 @@ export function checkRequest(request: RouteConfig["request"], onOneLock: boolean
         if (v !== undefined) given[h] = v;
       }
       const parsed = headers.safeParse(given);
-      if (!parsed.success) return Promise.resolve(problemResponse(invalidRequest(parsed.error, "header")));
+      if (!parsed.success) return Promise.resolve(problemResponse(invalidRequest(parsed.error, "header", given)));
       c.req.addValidatedData("header", parsed.data);
     }
     return next();

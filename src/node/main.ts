@@ -6,6 +6,7 @@ import { apiKeysFromConfig } from "../auth/api-keys.js";
 import { ConfigError, parseConfig } from "../config.js";
 import { EtcdAuthError } from "../etcd/types.js";
 import { buildNodeApp } from "./build.js";
+import { answerHttpErrors } from "./http-errors.js";
 import { type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
 import { pinoLogger } from "./logger.js";
 
@@ -96,6 +97,7 @@ export async function main(env: Record<string, string | undefined> = process.env
   const http = server as unknown as { requestTimeout: number; headersTimeout: number };
   http.requestTimeout = longest;
   http.headersTimeout = Math.min(longest, 30_000);
+  answerHttpErrors(server, app.fetch, log);
   server.on("error", async (err) => {
     console.error(`leasehold: cannot listen on port ${config.PORT}: ${err.message}`);
     await devEtcd?.stop();

@@ -117,6 +117,18 @@ describe.each(targets)("API keys and scopes ($name)", (target) => {
     );
   });
 
+  it("checks scope before the query: an unknown query parameter on another team's name is 403", async () => {
+    expectProblem(await call(svc.url, "POST", "/locks/a:x?ttl=300"), 401, "unauthorized");
+    expectProblem(
+      await call(svc.url, "POST", `/locks/b:${uniqueName()}?ttl=300`, { headers: as(A_KEY) }),
+      403,
+      "forbidden",
+    );
+    const own = await call(svc.url, "POST", `/locks/a:${uniqueName()}?ttl=300`, { headers: as(A_KEY) });
+    expectProblem(own, 400, "invalid-request");
+    expect(own.json.detail).toMatch(/"ttl"/);
+  });
+
   it("a key with several prefixes lists exactly its names, in order, across pages", async () => {
     const suffix = uniqueName("p");
     const mine = [`b:${suffix}:1`, `b:${suffix}:2`, `shared:${suffix}:1`, `shared:${suffix}:2`, `shared:${suffix}:3`];

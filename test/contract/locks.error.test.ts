@@ -103,6 +103,160 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect(await keysUnderPrefix()).toBe(before);
   });
 
+  it("unknown query parameters are a 400 naming them on every lock route and the health checks", async () => {
+    const name = uniqueName("q");
+    const acquire = await call(svc.url, "POST", `/locks/${name}?ttl=300`);
+    expectProblem(acquire, 400, "invalid-request");
+    expect(acquire.json.detail).toMatch(/unknown query parameter "ttl"/);
+    expect(acquire.json.detail).toMatch(/body/); // where ttl goes instead
+    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 20 } });
+    const lease = g.json.lease;
+    const cases: [method: string, path: string, named: string[]][] = [
+      ["POST", `/locks/${name}?wait=5&x=1`, ["wait", "x"]],
+      ["GET", `/locks/${name}?verbose=1`, ["verbose"]],
+      ["PUT", `/locks/${name}/renew?lease=${lease}&ttl=300`, ["ttl"]],
+      ["DELETE", `/locks/${name}?lease=${lease}&forse=true`, ["forse"]],
+      ["GET", "/locks?prefix=q:&sort=name", ["sort"]],
+      ["GET", "/healthz?full=1", ["full"]],
+      ["GET", "/readyz?full=1", ["full"]],
+    ];
+    for (const [method, path, named] of cases) {
+      const r = await call(svc.url, method, path);
+      expectProblem(r, 400, "invalid-request");
+      for (const param of named) expect(r.json.detail, `${method} ${path}`).toContain(`"${param}"`);
+      expect(r.text).not.toContain(lease);
+    }
+    // Nothing changed: the same grant, with the TTL it was given.
+    const info = await call(svc.url, "GET", `/locks/${name}`);
+    expect(info.json.token).toBe(g.json.token);
+    expect(info.json.ttl).toBeLessThanOrEqual(20);
+    // Pages for browsers keep their own state (or a cache buster) in the query.
+    for (const path of ["/?prefix=q:", "/docs?x=1", "/openapi.yaml?v=2", "/docs/assets/init.js?v=2"]) {
+      expect((await call(svc.url, "GET", path)).status, path).toBe(200);
+    }
+  });
+
+  it("the query is checked before the body", async () => {
+    const name = uniqueName("q");
+    const bodies: Parameters<typeof call>[3][] = [
+      { body: "x", headers: { "content-type": "text/plain" } },
+      { json: { owner: "o".repeat(1024 * 1024 + 10) } },
+      { json: { ttl: "x" } },
+    ];
+    for (const init of bodies) {
+      const r = await call(svc.url, "POST", `/locks/${name}?ttl=300`, init);
+      expectProblem(r, 400, "invalid-request");
+      expect(r.json.detail).toMatch(/query parameter "ttl"/);
+      expect(r.json.detail).not.toMatch(/"x"/);
+    }
+    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+  });
+
+  // What was wrong with the value sent, never "required" for a value that was there.
+  const json = (text: string) => ({ body: text, headers: asJson });
+  const form = (text: string) => ({ body: text, headers: { "content-type": "application/x-www-form-urlencoded" } });
+  const wrongValues: [label: string, init: Parameters<typeof call>[3], detail: RegExp][] = [
+    ["JSON ttl 1.5", json('{"ttl":1.5}'), /^ttl must be a whole number of seconds, got 1\.5$/],
+    ['JSON ttl "30"', json('{"ttl":"30"}'), /^ttl must be a whole number of seconds, got "30" \(a string/],
+    ["JSON ttl null", json('{"ttl":null}'), /^ttl must be a whole number of seconds, got null$/],
+    ["JSON ttl true", json('{"ttl":true}'), /^ttl must be a whole number of seconds, got true$/],
+    ["JSON ttl 1e400", json('{"ttl":1e400}'), /^ttl must be a whole number of seconds, got a number too large/],
+    ["JSON ttl [30]", json('{"ttl":[30]}'), /^ttl must be a whole number of seconds, got an array$/],
+    ["JSON ttl 0", json('{"ttl":0}'), /^ttl must be at least 1 second, got 0$/],
+    ["JSON ttl over the max", json('{"ttl":3601}'), /^ttl must be at most 3600 seconds, got 3601$/],
+    ["JSON owner 5", json('{"owner":5}'), /^owner must be a string, got 5$/],
+    ["JSON owner {}", json('{"owner":{}}'), /^owner must be a string, got an object$/],
+    [
+      "JSON owner too long",
+      json(`{"owner":"${"o".repeat(300)}"}`),
+      /^owner must be at most 256 characters, got "o{40}…" \(300 characters\)$/,
+    ],
+    ['JSON wait "soon"', json('{"wait":"soon"}'), /^wait must be a number of seconds, got "soon"$/],
+    ["JSON wait -1", json('{"wait":-1}'), /^wait must not be negative, got -1$/],
+    ["JSON wait over the max", json('{"wait":11}'), /^wait must be at most 10 seconds, got 11$/],
+    ["JSON ttl and owner both wrong", json('{"ttl":1.5,"owner":5}'), /^ttl must .* got 1\.5; owner must .* got 5$/],
+    ["form ttl=1.5", form("ttl=1.5"), /^ttl must be a whole number of seconds, got 1\.5$/],
+    ["form ttl=abc", form("ttl=abc"), /^ttl must be a whole number of seconds, got "abc"$/],
+    ["form ttl=null", form("ttl=null"), /^ttl must be a whole number of seconds, got "null"$/],
+    ["form ttl=true", form("ttl=true"), /^ttl must be a whole number of seconds, got "true"$/],
+    ["form ttl=1e400", form("ttl=1e400"), /^ttl must be a whole number of seconds, got "1e400"$/],
+    ["form ttl= (empty)", form("ttl="), /^ttl must be a whole number of seconds, got ""$/],
+    ["form ttl=0", form("ttl=0"), /^ttl must be at least 1 second, got 0$/],
+    ["form wait=soon", form("wait=soon"), /^wait must be a number of seconds, got "soon"$/],
+    ["form ttl twice", form("ttl=1&ttl=2"), /"ttl" is given more than once/],
+  ];
+  it.each(wrongValues)("acquire, %s: the detail says what was wrong with the value", async (_label, init, detail) => {
+    const name = uniqueName("bad");
+    const r = await call(svc.url, "POST", `/locks/${name}`, init);
+    expectProblem(r, 400, "invalid-request");
+    expect(r.json.detail).toMatch(detail);
+    expect(r.json.detail).not.toMatch(/required/);
+    for (const e of r.json.errors ?? []) expect(e.message).not.toMatch(/required/);
+    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+  });
+
+  it("a wrong lease, query value or repeated parameter is described without echoing a handle", async () => {
+    const name = uniqueName();
+    const g = await call(svc.url, "POST", `/locks/${name}`);
+    const almost = `${g.json.lease.slice(0, -1)}x`;
+    for (const r of [
+      await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: almost } }),
+      await call(svc.url, "PUT", `/locks/${name}/renew?lease=${almost}`),
+      await call(svc.url, "DELETE", `/locks/${name}`, { form: { lease: almost } }),
+    ]) {
+      expectProblem(r, 400, "invalid-request");
+      expect(r.json.detail).toMatch(/lease must be 16 to 64 hex digits.*, got a string of \d+ characters/);
+      expect(r.text).not.toContain(almost);
+      expect(r.text).not.toContain(g.json.lease.slice(0, 12));
+    }
+    const num = await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: 12 } });
+    expect(num.json.detail).toMatch(/^lease must be 16 to 64 hex digits.*, got a number$/);
+    const twice = await call(svc.url, "PUT", `/locks/${name}/renew?lease=${g.json.lease}&lease=${g.json.lease}`);
+    expect(twice.json.detail).toMatch(/^query parameter lease is given 2 times/);
+    expect(twice.text).not.toContain(g.json.lease);
+    expect((await call(svc.url, "GET", "/locks?limit=ten")).json.detail).toMatch(
+      /^query parameter limit must be a whole number from 1 to 1000, got "ten"$/,
+    );
+    expect((await call(svc.url, "GET", "/locks?limit=0")).json.detail).toMatch(/from 1 to 1000, got "0"$/);
+    expect((await call(svc.url, "GET", "/locks?prefix=a/b")).json.detail).toMatch(/got "a\/b"$/);
+    expect((await call(svc.url, "DELETE", `/locks/${name}?force=yes`)).json.detail).toMatch(
+      /^query parameter force must be true or false, got "yes"$/,
+    );
+    expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
+  });
+
+  it("an error body stays small however much was wrong (listed errors capped, values truncated)", async () => {
+    const many = Object.fromEntries(Array.from({ length: 45_000 }, (_, i) => [`unknown${i}`, 1]));
+    const manyJson = JSON.stringify(many);
+    expect(manyJson.length).toBeGreaterThan(700 * 1024);
+    const manyForm = new URLSearchParams(Object.entries(many).map(([k, v]) => [k, String(v)])).toString();
+    for (const init of [json(manyJson), form(manyForm)]) {
+      const r = await call(svc.url, "POST", `/locks/${uniqueName("bad")}`, init);
+      expectProblem(r, 400, "invalid-request");
+      expect(r.text.length).toBeLessThan(4096);
+      expect(r.json.detail).toMatch(/^unknown fields "unknown0", "unknown1", .* and 44,99\d more in the body/);
+      expect(r.json.detail).toMatch(/known fields: ttl, owner, wait/);
+      expect(r.json.errors.length).toBeLessThanOrEqual(20);
+      expect(r.json.errors[0]).toEqual({ field: "unknown0", message: 'unknown field "unknown0"' });
+    }
+    const longName = await call(svc.url, "POST", `/locks/${uniqueName("bad")}`, {
+      json: { [`k${"e".repeat(700_000)}`]: 1 },
+    });
+    expectProblem(longName, 400, "invalid-request");
+    expect(longName.text.length).toBeLessThan(1024);
+    const longValue = await call(svc.url, "POST", `/locks/${uniqueName("bad")}`, {
+      json: { ttl: "9".repeat(400_000), owner: "o".repeat(400_000) },
+    });
+    expectProblem(longValue, 400, "invalid-request");
+    expect(longValue.text.length).toBeLessThan(1024);
+    const manyQuery = Array.from({ length: 1_000 }, (_, i) => `q${i}=1`).join("&");
+    const query = await call(svc.url, "GET", `/locks?${manyQuery}`);
+    expectProblem(query, 400, "invalid-request");
+    expect(query.text.length).toBeLessThan(4096);
+    expect(query.json.detail).toMatch(/and 99\d more/);
+  });
+
   it.runIf(target.survivesEarlyAnswerToUpload)(
     "a chunked body (no Content-Length) over 1 MiB → 413 and the connection closes; nothing changed",
     async () => {

@@ -5,6 +5,7 @@ import { parseConfig } from "../../src/config.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { buildNodeApp } from "../../src/node/build.js";
+import { answerHttpErrors } from "../../src/node/http-errors.js";
 import { pinoLogger } from "../../src/node/logger.js";
 import { startTestEtcd } from "./etcd.js";
 
@@ -65,6 +66,7 @@ export async function serveTestApp(env: Record<string, string>) {
   });
   const server: ServerType = await new Promise((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
+    answerHttpErrors(s, app.fetch, log);
   });
   const { port } = server.address() as AddressInfo;
   return {

@@ -60,11 +60,11 @@ export function registerAcquire(app: App, deps: AppDeps) {
     const body = await readBody(c, AcquireBody, ["ttl", "wait"]);
     const ttl = body.ttl ?? config.LEASEHOLD_DEFAULT_TTL;
     if (ttl > config.LEASEHOLD_MAX_TTL) {
-      throw new Problem("invalid-request", `ttl must be at most ${config.LEASEHOLD_MAX_TTL} seconds`);
+      throw new Problem("invalid-request", `ttl must be at most ${config.LEASEHOLD_MAX_TTL} seconds, got ${ttl}`);
     }
     const wait = body.wait ?? 0;
     if (wait > config.LEASEHOLD_MAX_WAIT) {
-      throw new Problem("invalid-request", `wait must be at most ${config.LEASEHOLD_MAX_WAIT} seconds`);
+      throw new Problem("invalid-request", `wait must be at most ${config.LEASEHOLD_MAX_WAIT} seconds, got ${wait}`);
     }
     const { grant, replayed } = await locks.acquire(name, {
       ttl,

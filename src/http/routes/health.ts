@@ -3,12 +3,17 @@ import { EtcdAuthError, EtcdUnavailableError } from "../../etcd/types.js";
 import { type App, type AppDeps, forHandling } from "../deps.js";
 import { Health, problem } from "../schemas.js";
 
+const noQuery = problem("invalid-request: a query parameter (these routes take none)");
+
 export const healthzRoute = createRoute({
   method: "get",
   path: "/healthz",
   tags: ["operations"],
   summary: "Liveness: the process is up",
-  responses: { 200: { description: "Up", content: { "application/json": { schema: Health } } } },
+  responses: {
+    200: { description: "Up", content: { "application/json": { schema: Health } } },
+    400: noQuery,
+  },
 });
 
 export const readyzRoute = createRoute({
@@ -18,6 +23,7 @@ export const readyzRoute = createRoute({
   summary: "Readiness: etcd answers",
   responses: {
     200: { description: "etcd reachable", content: { "application/json": { schema: Health } } },
+    400: noQuery,
     503: problem("backend-unavailable: etcd did not answer in time"),
   },
 });

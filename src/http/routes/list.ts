@@ -21,8 +21,7 @@ export function registerList(app: App, { locks }: AppDeps) {
   app.openapi(forHandling(listRoute), async (c) => {
     const query = c.req.valid("query");
     const prefix = query.prefix ?? "";
-    const limit = query.limit === undefined ? 100 : Number(query.limit);
-    if (limit < 1 || limit > 1000) throw new Problem("invalid-request", "limit must be a whole number from 1 to 1000");
+    const limit = query.limit === undefined ? 100 : Number(query.limit); // 1–1000: ListQuery checked it
     const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, prefix);
     // A key sees only the names under its own prefixes.
     const within = c.get("apiKey")?.prefixes ?? [""];

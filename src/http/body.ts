@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { z } from "zod";
-import { CallerGoneError } from "../lock/service.js";
+import { CallerGone } from "../lock/index.js";
 import { Problem } from "../problems.js";
 import { describe, fieldNames, invalidRequest, quote } from "./errors.js";
 
@@ -56,7 +56,7 @@ async function readLimitedText(req: Request): Promise<string> {
     if (err instanceof Problem) throw err;
     // The body stopped arriving: the caller hung up or its connection broke. Nobody is
     // left to answer, and nothing went wrong here (a quiet 499, not a 500 with a stack).
-    throw new CallerGoneError("the caller went away while sending the body", { cause: err });
+    throw new CallerGone("the caller went away while sending the body", { cause: err });
   }
   try {
     return utf8.decode(bytes);

@@ -71,7 +71,7 @@ export class ForeignKey extends LockError {
 /** The caller hung up; nobody will read the answer. */
 export class CallerGone extends LockError {
   override name = "CallerGone";
-  constructor() {
-    super("the caller went away");
+  constructor(message = "the caller went away", options?: { cause?: unknown }) {
+    super(message, options);
   }
 }

@@ -37,8 +37,10 @@ If the lock is lost while CMD runs (a renew answered 410, or no successful renew
 the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace seconds, and
 leasehold exits 74 whatever CMD's exit code.
 
-  --ttl S          lease TTL in seconds (service default 30); a crashed host's lock
-                   frees itself after at most this long
+  --ttl S          lease TTL in seconds (service default 30). A crashed host's lock
+                   frees itself about this long after its last renew, or later: etcd
+                   restarts every lease's countdown when it elects a new leader or
+                   restarts. Only the fencing token (LEASEHOLD_TOKEN) is a guarantee
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)

@@ -332,4 +332,25 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
       killAll(tickerPid, execPid);
     }
   });
+
+  it("--help does not promise the lock frees within --ttl: a lease outlives its TTL when etcd restarts", async () => {
+    const help = (await cli(["exec", "--help"])).stdout;
+    expect(help).not.toMatch(/at most this long/);
+    expect(help).toMatch(/etcd\s+restarts every lease's countdown when it elects a new leader or\s+restarts/);
+
+    // What it warns of. Its own etcd: a restart would disturb the other tests.
+    const own = await startTestService();
+    try {
+      const ttl = 2;
+      const since = Date.now();
+      await createClient({ url: own.url }).acquire("outlives", { ttl });
+      await until(() => Date.now() > since + 1_000, "part of the TTL to pass"); // no renew from here on
+      await own.etcd.restart();
+      // Past the TTL counted from the acquire, yet still held: the restart reset its countdown.
+      await until(() => Date.now() > since + (ttl + 0.5) * 1000, "the TTL to pass");
+      expect((await own.direct.get(`${own.prefix}outlives`)).kv).toBeDefined();
+    } finally {
+      await own.stop();
+    }
+  });
 });

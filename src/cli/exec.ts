@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:os";
 import { createClient, type HeldLock, LeaseholdError } from "../client/index.js";
 import {
@@ -15,24 +14,36 @@ import {
 } from "./args.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { clientOptions, help } from "./locks.js";
+import { Job } from "./process-group.js";
 
 export const EXEC_HELP = `Usage: leasehold exec NAME [options] -- CMD [ARGS…]
 
 Runs CMD only while holding the lock NAME: acquires it, runs CMD with LEASEHOLD_NAME,
 LEASEHOLD_TOKEN (the fencing token) and LEASEHOLD_LEASE in its environment, renews every
 ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code.
-SIGINT, SIGTERM and SIGHUP are passed on to CMD.
+
+CMD runs in a process group (and session) of its own; everything it starts there is
+the job. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are passed on to the group.
+SIGTSTP (Ctrl-Z) stops the group and leasehold; on SIGCONT the group resumes, or, if
+the lease may have run out meanwhile, is stopped as on a lost lock. When CMD exits, what
+it left running in the group gets SIGTERM, SIGKILL after --grace, before the lock is
+released. If leasehold is killed, even by SIGKILL, a watchdog process stops the group
+the same way. Out of reach: a process that leaves the group (setsid, a daemon). CMD has
+no controlling terminal: it uses the terminal through stdin and stdout, but a program
+that opens /dev/tty (a sudo or ssh password prompt) finds none.
 
 If someone else holds the lock (after --wait), CMD is not run: exit 73 (see --held-exit).
 If the lock is lost while CMD runs (a renew answered 410, or no successful renew before
-the lease could expire), CMD gets SIGTERM, SIGKILL after --grace seconds, and leasehold
-exits 74 whatever CMD's exit code.
+the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace seconds, and
+leasehold exits 74 whatever CMD's exit code.
 
-  --ttl S          lease TTL in seconds (service default 30); a crashed host's lock
-                   frees itself after at most this long
+  --ttl S          lease TTL in seconds (service default 30). A crashed host's lock
+                   frees itself about this long after its last renew, or later: etcd
+                   restarts every lease's countdown when it elects a new leader or
+                   restarts. Only the fencing token (LEASEHOLD_TOKEN) is a guarantee
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
-  --grace S        after SIGTERM on a lost lock, SIGKILL after S seconds (default 10)
+  --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
   --quiet          say nothing when the lock is held
@@ -45,8 +56,8 @@ Example (the same line in every host's crontab; one host runs job9 each time):
 
 ${EXIT_CODES_HELP}`;
 
-/** Signals passed on to the command while it runs. */
-const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+/** Passed on to the command's group while it runs; before it starts, they abandon the acquire. */
+const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
 
 type Outcome =
   | { kind: "exited"; code: number | null; signal: NodeJS.Signals | null; lost?: LeaseholdError }
@@ -82,13 +93,13 @@ export async function execVerb(argv: string[]): Promise<number> {
     throw new UsageError("--held-exit must be a whole number from 0 to 255");
   }
 
-  // Before CMD starts a signal abandons the acquire; once it runs, signals go to CMD.
+  // Before CMD starts a signal abandons the acquire; once it runs, signals go to its group.
   const starting = new AbortController();
-  let child: ChildProcess | undefined;
+  let job: Job | undefined;
   let interruptedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (child) {
-      child.kill(signal);
+    if (job) {
+      job.signal(signal);
       return;
     }
     interruptedBy ??= signal;
@@ -107,38 +118,66 @@ export async function execVerb(argv: string[]): Promise<number> {
         );
         return;
       }
-      const proc = spawn(cmd, args, {
-        stdio: "inherit",
-        env: {
-          ...process.env,
-          LEASEHOLD_NAME: lock.name,
-          LEASEHOLD_TOKEN: String(lock.token),
-          LEASEHOLD_LEASE: lock.lease,
-        },
-      });
-      child = proc;
+      const current = new Job(
+        cmd,
+        args,
+        { ...process.env, LEASEHOLD_NAME: lock.name, LEASEHOLD_TOKEN: String(lock.token), LEASEHOLD_LEASE: lock.lease },
+        grace,
+      );
+      job = current;
       let lost: LeaseholdError | undefined;
-      let killTimer: ReturnType<typeof setTimeout> | undefined;
-      const onLost = () => {
-        lost =
+      const lose = (reason: LeaseholdError) => {
+        if (lost) return;
+        lost = reason;
+        warn(`lost the lock ${lock.name} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
+        current.stop();
+      };
+      const onLost = () =>
+        lose(
           lock.signal.reason instanceof LeaseholdError
             ? lock.signal.reason
-            : new LeaseholdError("lock-lost", String(lock.signal.reason));
-        warn(`lost the lock ${lock.name} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
-        proc.kill("SIGTERM");
-        killTimer = setTimeout(() => proc.kill("SIGKILL"), grace * 1000);
-      };
+            : new LeaseholdError("lock-lost", String(lock.signal.reason)),
+        );
       lock.signal.addEventListener("abort", onLost, { once: true });
-      const done = (outcome: Outcome) => {
-        clearTimeout(killTimer);
-        lock.signal.removeEventListener("abort", onLost);
-        resolve(outcome);
+      // CMD is not in the terminal's foreground group, so Ctrl-Z (SIGTSTP) reaches only
+      // us: stop CMD's group, then ourselves, as the terminal would have. Nothing renews
+      // while we are stopped, so on SIGCONT CMD resumes only if the lease can't have run out.
+      const onSuspend = () => {
+        if (current.stopping) return;
+        current.suspend();
+        process.kill(process.pid, "SIGSTOP");
       };
-      proc.once("error", (err: NodeJS.ErrnoException) => {
+      const onContinue = () => {
+        if (lost || current.stopping) return;
+        if (Date.now() < lock.validUntil) current.resume();
+        else lose(new LeaseholdError("lock-expired", `suspended past the lease of ${lock.name}; it may have expired`));
+      };
+      // A terminal's size changes reach its foreground group (us) alone too.
+      const onResize = () => current.signal("SIGWINCH");
+      const listeners = [
+        ["SIGTSTP", onSuspend],
+        ["SIGCONT", onContinue],
+        ["SIGWINCH", onResize],
+      ] as const;
+      if (process.platform !== "win32") for (const [s, f] of listeners) process.on(s, f);
+      let finished = false;
+      const done = async (outcome: Outcome) => {
+        if (finished) return;
+        finished = true;
+        if (current.leftovers && !lost) {
+          warn(`${cmd} ended; stopping what it left running (SIGTERM, SIGKILL after ${grace} s)`);
+        }
+        // The lock is released only once nothing CMD started still runs.
+        if (!(await current.drain())) warn(`processes ${cmd} started outlived SIGKILL; releasing the lock anyway`);
+        lock.signal.removeEventListener("abort", onLost);
+        for (const [s, f] of listeners) process.off(s, f);
+        resolve(outcome.kind === "exited" && lost ? { ...outcome, lost } : outcome);
+      };
+      current.proc.once("error", (err: NodeJS.ErrnoException) => {
         const code = err.code === "ENOENT" ? EXIT.NOT_FOUND : EXIT.CANNOT_EXECUTE;
-        done({ kind: "not-started", code, message: `cannot run ${cmd}: ${err.message}` });
+        void done({ kind: "not-started", code, message: `cannot run ${cmd}: ${err.message}` });
       });
-      proc.once("exit", (code, signal) => done({ kind: "exited", code, signal, ...(lost ? { lost } : {}) }));
+      current.proc.once("exit", (code, signal) => void done({ kind: "exited", code, signal }));
     });
 
   try {

@@ -41,6 +41,54 @@ const alive = (pid: number) => {
   }
 };
 
+/**
+ * Gone, or a zombie: exited, and left for PID 1 to reap (some container inits reap only
+ * every few seconds).
+ */
+const dead = (pid: number) => !alive(pid) || procState(pid) === "Z";
+
+/** The fields of /proc/PID/stat after the command name (state first); undefined once it is gone. */
+const procStat = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+};
+
+/** The process's state letter (R, S, T, Z…). */
+const procState = (pid: number) => procStat(pid)?.[0];
+
+/** When each process a test saw started (field 22 of its stat), so that cleanup never hits a reused pid. */
+const started = new Map<number, string | undefined>();
+const remember = (pid: number) => started.set(pid, procStat(pid)?.[19]);
+
+/** Leaves no process behind, whatever the test's outcome. */
+const killAll = (...pids: number[]) => {
+  for (const pid of pids) {
+    const since = procStat(pid)?.[19];
+    if (since === undefined || since !== started.get(pid)) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+};
+
+/** Starts a grandchild of exec that keeps running, detached from exec's stdio, and prints its pid. */
+const GRANDCHILD = 'sleep 1000 >/dev/null 2>&1 </dev/null & echo "grandchild=$!"';
+
+/** The pids the command printed as `key=PID`, once it has. */
+async function pidsOf<K extends string>(run: ReturnType<typeof startCli>, ...keys: K[]): Promise<Record<K, number>> {
+  const find = (key: string) => new RegExp(`${key}=(\\d+)`).exec(run.stdout())?.[1];
+  await until(() => keys.every(find), `the command to print ${keys.join(", ")}`);
+  const pids = Object.fromEntries(keys.map((key) => [key, Number(find(key))])) as Record<K, number>;
+  for (const key of keys) remember(pids[key]);
+  return pids;
+}
+
 /** A shell loop that keeps running (in short sleeps, so traps run promptly). */
 const LOOP = "while :; do sleep 0.05; done";
 
@@ -179,5 +227,130 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
     );
     expect(r.code).toBe(0);
     expect((await client.inspect(name))?.token).toBe(Number(r.stdout.trim()));
+  });
+
+  it("a lost lock stops the command's whole process group, grandchildren included", async () => {
+    const name = uniqueName("lost-group");
+    const run = startCli(["exec", name, "--ttl", "2", "--", "sh", "-c", `${GRANDCHILD}; echo "pid=$$"; wait`], env);
+    const { grandchild, pid } = await pidsOf(run, "grandchild", "pid");
+    try {
+      await revokeInEtcd(svc, name);
+      expect(await run.exited).toBe(74);
+      // exec returns only once the whole group is gone.
+      expect(dead(pid)).toBe(true);
+      expect(dead(grandchild)).toBe(true);
+    } finally {
+      killAll(grandchild, pid);
+    }
+  });
+
+  it("SIGTERM to exec reaches the command's grandchildren", async () => {
+    const name = uniqueName("term-group");
+    const run = startCli(["exec", name, "--", "sh", "-c", `${GRANDCHILD}; wait`], env);
+    const { grandchild } = await pidsOf(run, "grandchild");
+    try {
+      run.child.kill("SIGTERM");
+      expect(await run.exited).toBe(143);
+      expect(dead(grandchild)).toBe(true);
+      expect(await client.inspect(name)).toBeUndefined();
+    } finally {
+      killAll(grandchild);
+    }
+  });
+
+  it("when exec is SIGKILLed, its watchdog stops the command and its grandchildren", async () => {
+    const name = uniqueName("killed");
+    const run = startCli(["exec", name, "--grace", "1", "--", "sh", "-c", `${GRANDCHILD}; echo "pid=$$"; wait`], env);
+    const { grandchild, pid } = await pidsOf(run, "grandchild", "pid");
+    try {
+      run.child.kill("SIGKILL");
+      await until(() => dead(pid) && dead(grandchild), "the command and its grandchild to be stopped");
+    } finally {
+      killAll(grandchild, pid);
+    }
+  });
+
+  it("processes the command leaves behind get SIGTERM, SIGKILL after --grace, before the lock is released", async () => {
+    const name = uniqueName("stragglers");
+    // One grandchild that obeys SIGTERM, one that ignores it.
+    const script = `${GRANDCHILD}; (trap '' TERM; exec sleep 1000) >/dev/null 2>&1 </dev/null & echo "stubborn=$!"; echo bye; exit 3`;
+    const run = startCli(["exec", name, "--grace", "3", "--", "sh", "-c", script], env);
+    const { grandchild, stubborn } = await pidsOf(run, "grandchild", "stubborn");
+    try {
+      await until(() => run.stdout().includes("bye"), "the command to end");
+      // The command has ended, but its stubborn grandchild still runs: the lock stays held.
+      expect((await client.inspect(name))?.name).toBe(name);
+      expect(await run.exited).toBe(3);
+      expect(dead(grandchild)).toBe(true);
+      expect(dead(stubborn)).toBe(true);
+      expect(await client.inspect(name)).toBeUndefined();
+    } finally {
+      killAll(grandchild, stubborn);
+    }
+  });
+
+  it("SIGTSTP stops the command's group with exec, SIGCONT resumes both", async () => {
+    const name = uniqueName("suspend");
+    const run = startCli(["exec", name, "--", "sh", "-c", `${GRANDCHILD}; echo "pid=$$"; wait`], env);
+    const { grandchild, pid } = await pidsOf(run, "grandchild", "pid");
+    const execPid = run.child.pid as number;
+    remember(execPid);
+    const stopped = (p: number) => procState(p) === "T";
+    try {
+      run.child.kill("SIGTSTP");
+      await until(() => [execPid, pid, grandchild].every(stopped), "exec and its whole job to stop");
+      run.child.kill("SIGCONT");
+      await until(() => ![execPid, pid, grandchild].some(stopped), "exec and its whole job to resume");
+      run.child.kill("SIGTERM");
+      expect(await run.exited).toBe(143);
+      expect(dead(grandchild)).toBe(true);
+    } finally {
+      killAll(grandchild, pid, execPid);
+    }
+  });
+
+  it("a job suspended past its lease is stopped, not resumed, on SIGCONT", async () => {
+    const name = uniqueName("suspend-expired");
+    const file = join(dir, `${name}.log`);
+    const ticker = `while :; do echo t >> '${file}'; sleep 0.05; done`;
+    const run = startCli(["exec", name, "--ttl", "2", "--", "sh", "-c", `(${ticker}) & echo "ticker=$!"; wait`], env);
+    const { ticker: tickerPid } = await pidsOf(run, "ticker");
+    const execPid = run.child.pid as number;
+    remember(execPid);
+    try {
+      await until(() => lines(file).length > 0, "the job to tick");
+      run.child.kill("SIGTSTP");
+      await until(() => procState(execPid) === "T" && procState(tickerPid) === "T", "exec and the job to stop");
+      const ticks = lines(file).length;
+      // Nobody renews: the lease runs out in etcd.
+      await until(async () => (await client.inspect(name)) === undefined, "the lease to expire", 15_000);
+      run.child.kill("SIGCONT");
+      expect(await run.exited).toBe(74);
+      expect(dead(tickerPid)).toBe(true);
+      expect(lines(file)).toHaveLength(ticks);
+    } finally {
+      killAll(tickerPid, execPid);
+    }
+  });
+
+  it("--help does not promise the lock frees within --ttl: a lease outlives its TTL when etcd restarts", async () => {
+    const help = (await cli(["exec", "--help"])).stdout;
+    expect(help).not.toMatch(/at most this long/);
+    expect(help).toMatch(/etcd\s+restarts every lease's countdown when it elects a new leader or\s+restarts/);
+
+    // What it warns of. Its own etcd: a restart would disturb the other tests.
+    const own = await startTestService();
+    try {
+      const ttl = 2;
+      const since = Date.now();
+      await createClient({ url: own.url }).acquire("outlives", { ttl });
+      await until(() => Date.now() > since + 1_000, "part of the TTL to pass"); // no renew from here on
+      await own.etcd.restart();
+      // Past the TTL counted from the acquire, yet still held: the restart reset its countdown.
+      await until(() => Date.now() > since + (ttl + 0.5) * 1000, "the TTL to pass");
+      expect((await own.direct.get(`${own.prefix}outlives`)).kv).toBeDefined();
+    } finally {
+      await own.stop();
+    }
   });
 });

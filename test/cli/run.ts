@@ -81,9 +81,9 @@ export async function cli(args: string[], env: Record<string, string> = {}): Pro
 }
 
 /** Resolves once `probe()` is true; fails with `what` after `ms`. */
-export async function until(probe: () => boolean, what: string, ms = 10_000): Promise<void> {
+export async function until(probe: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!probe()) {
+  while (!(await probe())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }

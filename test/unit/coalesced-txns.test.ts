@@ -13,7 +13,14 @@ function batches(fake: FakeEtcd, method: "createAllIfAbsent" | "deleteAllIfUncha
 
 /** Settles every promise, keeping results and errors apart. */
 function outcomes<T>(ps: Promise<T>[]): Promise<({ ok: T } | { err: unknown })[]> {
-  return Promise.all(ps.map((p) => p.then((ok) => ({ ok }), (err: unknown) => ({ err }))));
+  return Promise.all(
+    ps.map((p) =>
+      p.then(
+        (ok) => ({ ok }),
+        (err: unknown) => ({ err }),
+      ),
+    ),
+  );
 }
 
 describe("coalescedTxns (fake etcd)", () => {

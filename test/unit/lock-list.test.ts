@@ -135,7 +135,8 @@ describe("LockService.list scopes (fake etcd)", () => {
 
   it("paging through any scopes yields exactly the visible names, once each, in order", async () => {
     const char = fc.constantFrom("a", "b", ".", ":", "~");
-    const word = (min: number, max: number) => fc.array(char, { minLength: min, maxLength: max }).map((c) => c.join(""));
+    const word = (min: number, max: number) =>
+      fc.array(char, { minLength: min, maxLength: max }).map((c) => c.join(""));
     await fc.assert(
       fc.asyncProperty(
         fc.uniqueArray(word(1, 3), { maxLength: 16 }),

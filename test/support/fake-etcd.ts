@@ -294,9 +294,11 @@ export class FakeEtcd implements EtcdClient {
 
   range(start: string, end: string, limit: number): Promise<RangeResult> {
     return this.call("range", [start, end, limit], () => {
-      // range_end "\0" means every key >= start, as in etcd.
+      // As in etcd: range_end "" means the key `start` alone, "\0" every key from `start` on.
       const inRange = [...this.kvs.keys()]
-        .filter((k) => compareKeys(k, start) >= 0 && (end === "\0" || compareKeys(k, end) < 0))
+        .filter((k) =>
+          end === "" ? k === start : compareKeys(k, start) >= 0 && (end === "\0" || compareKeys(k, end) < 0),
+        )
         .sort(compareKeys);
       const taken = limit > 0 ? inRange.slice(0, limit) : inRange;
       return {

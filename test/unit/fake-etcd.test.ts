@@ -145,6 +145,8 @@ describe("FakeEtcd ranges", () => {
     expect(await fake.range("p/", end, 3)).toMatchObject({ more: false });
     expect((await fake.range("p/", end, 0)).kvs).toHaveLength(3);
     expect((await fake.range("p/a\0", end, 0)).kvs.map((kv) => kv.key)).toEqual(["p/b", "p/c"]);
+    expect((await fake.range("p/b", "", 0)).kvs.map((kv) => kv.key)).toEqual(["p/b"]);
+    expect((await fake.range("p/b", "\0", 0)).kvs.map((kv) => kv.key)).toEqual(["p/b", "p/c", "q/a"]);
   });
 });
 

@@ -1,3 +1,8 @@
+/**
+ * The fast unit tier: every file under test/unit/ runs against FakeEtcd
+ * (test/support/fake-etcd.ts), starts no etcd or server, uses no fixed sleeps, and takes
+ * well under a second. Run them alone with `npx vitest run test/unit`.
+ */
 import { onTestFinished, vi } from "vitest";
 import { parseHandle } from "../../src/lock/names.js";
 import { LockService, type LockServiceOptions } from "../../src/lock/service.js";

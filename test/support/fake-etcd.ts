@@ -1,0 +1,497 @@
+import {
+  type AllOrNothing,
+  type CreateItem,
+  type DeleteItem,
+  type EtcdClient,
+  EtcdUnavailableError,
+  type GetResult,
+  type KeyValue,
+  LeaseExistsError,
+  LeaseNotFoundError,
+  type LeaseTtl,
+  type RangeResult,
+  type WatchEnd,
+} from "../../src/etcd/types.js";
+
+/**
+ * An in-memory `EtcdClient` for fast unit tests: one etcd member with no network, keeping
+ * the semantics the lock protocol relies on.
+ *
+ * - One global revision, raised by one for every write that changes something (a txn's
+ *   puts and deletes share it); reads, failed compares, and deletes or revokes that find
+ *   no key leave it alone. A fresh store is at revision 1, as a fresh etcd is.
+ * - Leases have caller-chosen IDs; a TTL below `minTtl` is raised to it (etcd's minimum is
+ *   1.5 × the election timeout rounded up: 2 s with default timing). Time is a virtual
+ *   clock moved only by `advance(ms)`: a lease whose deadline it reaches is revoked on the
+ *   spot (real etcd revokes within ~500 ms after), its keys deleted at one revision.
+ * - Every DELETE is kept in an event log until `compact(rev)`, so `watchDeletes` replays
+ *   history from its start revision and then delivers live (asynchronously, as a stream
+ *   would); a start revision below the compaction point ends the watch with "compacted".
+ * - Errors as the transports report them: `LeaseExistsError`, `LeaseNotFoundError` (a txn
+ *   whose chosen branch puts with a missing lease; nothing written), `0` from a keep-alive
+ *   and `{ttl: -1}` from timeToLive for a missing lease, `false` from its revoke; etcd's
+ *   own refusals (duplicate keys in a txn, more than `maxTxnOps` operations) as plain
+ *   errors, which the transports pass on as errors that are not about reachability.
+ *
+ * Fault injection, to script races deterministically: `failNext` makes a call reject
+ * (before it takes effect, or after: the write applied but its answer was lost),
+ * `pauseNext` holds a call until the test releases it, `nextCall` tells when one arrives.
+ */
+export interface FakeEtcdOptions {
+  /** Smallest lease TTL granted, seconds (etcd 3.4 with default timing: 2). */
+  minTtl?: number;
+  /** etcd's --max-txn-ops: operations allowed per txn branch (default 128). */
+  maxTxnOps?: number;
+  /** Start of the virtual clock, ms since the epoch. */
+  startMs?: number;
+}
+
+/** The EtcdClient calls faults can be injected into. */
+export type Method = Exclude<keyof EtcdClient, "close">;
+export type Args<M extends Method> = Parameters<EtcdClient[M]>;
+
+export interface FaultOptions<M extends Method> {
+  /** Only a call whose arguments match (default: the next call of the method). */
+  match?: (...args: Args<M>) => boolean;
+  /**
+   * Where in the call the fault strikes: `false` (default) before it takes effect, `true`
+   * after (a write applied, a read was served; only the answer is late or lost).
+   * `watchDeletes` is always struck before its watch is established.
+   */
+  applied?: boolean;
+}
+
+export interface Paused<M extends Method> {
+  /** Resolves with the call's arguments once it is held (after it applied, with `applied`). */
+  reached: Promise<Args<M>>;
+  /** Lets the call go on (and fail, when `error` was given). */
+  release(): void;
+}
+
+export interface FakeLease {
+  id: bigint;
+  grantedTtl: number;
+  /** Virtual ms at which the lease expires. */
+  expiresAt: number;
+  keys: ReadonlySet<string>;
+}
+
+/** etcd's limit on a lease's TTL (`MaxLeaseTTL`). */
+const MAX_LEASE_TTL = 9_000_000_000;
+const MAX_INT64 = (1n << 63n) - 1n;
+
+interface StoredKv {
+  value: string;
+  createRevision: number;
+  modRevision: number;
+  lease: bigint;
+}
+
+interface MutableLease {
+  id: bigint;
+  grantedTtl: number;
+  expiresAt: number;
+  keys: Set<string>;
+}
+
+interface DeleteEvent {
+  key: string;
+  revision: number;
+}
+
+interface LiveWatch {
+  key: string;
+  /** Deletes at or after this revision are reported. */
+  from: number;
+  onDelete(revision: number): void;
+  end(outcome: WatchEnd | Error): void;
+}
+
+interface Hook {
+  method: Method;
+  match?: (...args: never[]) => boolean;
+  applied: boolean;
+  error?: Error;
+  gate?: { reached(args: unknown[]): void; released: Promise<void> };
+}
+
+interface CallWaiter {
+  method: Method;
+  match?: (...args: never[]) => boolean;
+  resolve(args: unknown[]): void;
+}
+
+/** Byte order of the UTF-8 encodings, as etcd sorts keys. */
+function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export class FakeEtcd implements EtcdClient {
+  private rev = 1;
+  private compacted = 0;
+  private clock: number;
+  private closed = false;
+  private readonly kvs = new Map<string, StoredKv>();
+  private readonly leases = new Map<bigint, MutableLease>();
+  private readonly deletes: DeleteEvent[] = [];
+  private readonly watches = new Set<LiveWatch>();
+  private hooks: Hook[] = [];
+  private callWaiters: CallWaiter[] = [];
+  private readonly minTtl: number;
+  private readonly maxTxnOps: number;
+  /** Every EtcdClient call in order, with its arguments. */
+  readonly calls: { method: Method; args: unknown[] }[] = [];
+
+  constructor(o: FakeEtcdOptions = {}) {
+    this.minTtl = o.minTtl ?? 2;
+    this.maxTxnOps = o.maxTxnOps ?? 128;
+    this.clock = o.startMs ?? Date.UTC(2030, 0, 1);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Test controls (no faults, not recorded in `calls`).
+
+  /** The virtual clock, ms since the epoch. */
+  now(): number {
+    return this.clock;
+  }
+
+  /** Moves the virtual clock on, revoking every lease whose deadline it reaches (soonest first). */
+  advance(ms: number): void {
+    if (!(ms >= 0)) throw new RangeError("advance: ms must be >= 0");
+    this.clock += ms;
+    const due = [...this.leases.values()]
+      .filter((l) => l.expiresAt <= this.clock)
+      .sort((a, b) => a.expiresAt - b.expiresAt);
+    for (const l of due) this.revokeLease(l);
+  }
+
+  /** The store's current revision. */
+  get revision(): number {
+    return this.rev;
+  }
+
+  /** The key's current value, read without going through the client. */
+  peek(key: string): KeyValue | undefined {
+    const kv = this.kvs.get(key);
+    return kv && { key, ...kv };
+  }
+
+  /** The lease's state, or `undefined` once it is revoked or expired. */
+  lease(id: bigint): FakeLease | undefined {
+    const l = this.leases.get(id);
+    return l && { id: l.id, grantedTtl: l.grantedTtl, expiresAt: l.expiresAt, keys: new Set(l.keys) };
+  }
+
+  /** A plain Put, as another etcd client would write it; returns its revision. */
+  put(key: string, value: string, lease = 0n): number {
+    if (lease !== 0n && !this.leases.has(lease)) throw new LeaseNotFoundError("etcdserver: requested lease not found");
+    this.rev++;
+    this.putAt(key, value, lease, this.rev);
+    return this.rev;
+  }
+
+  /** A plain Delete; returns the revision after it (unchanged when the key did not exist). */
+  delete(key: string): number {
+    if (this.kvs.has(key)) {
+      this.rev++;
+      this.deleteAt(key, this.rev);
+    }
+    return this.rev;
+  }
+
+  /** Compacts history before `revision`: watches that start below it end "compacted". */
+  compact(revision: number): void {
+    if (revision > this.rev) throw new Error("mvcc: required revision is a future revision");
+    if (revision <= this.compacted) throw new Error("mvcc: required revision has been compacted");
+    this.compacted = revision;
+    const keep = this.deletes.filter((e) => e.revision >= revision);
+    this.deletes.splice(0, this.deletes.length, ...keep);
+  }
+
+  /**
+   * Ends the open watches (of `key`, or all) as a broken stream would: with an error
+   * (a transport that could not re-establish it) or "compacted" (it had to resume from
+   * a compacted revision).
+   */
+  endWatches(outcome: Error | "compacted", key?: string): void {
+    for (const w of [...this.watches]) if (key === undefined || w.key === key) w.end(outcome);
+  }
+
+  /** Open watches (of `key`, or all). */
+  openWatches(key?: string): number {
+    return [...this.watches].filter((w) => key === undefined || w.key === key).length;
+  }
+
+  /** The next matching call of `method` rejects with `error` (default EtcdUnavailableError). */
+  failNext<M extends Method>(method: M, o: FaultOptions<M> & { error?: Error } = {}): void {
+    this.hooks.push({
+      method,
+      ...(o.match ? { match: o.match as Hook["match"] } : {}),
+      applied: o.applied ?? false,
+      error: o.error ?? new EtcdUnavailableError(`etcd ${method} failed (injected)`),
+    });
+  }
+
+  /**
+   * Holds the next matching call of `method` until `release()`: before it takes effect,
+   * or with `applied` after it did (a read answered with what it saw then). With `error`
+   * the call rejects when released.
+   */
+  pauseNext<M extends Method>(method: M, o: FaultOptions<M> & { error?: Error } = {}): Paused<M> {
+    let reached: (args: Args<M>) => void = () => {};
+    let release: () => void = () => {};
+    const reachedP = new Promise<Args<M>>((r) => {
+      reached = r;
+    });
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    this.hooks.push({
+      method,
+      ...(o.match ? { match: o.match as Hook["match"] } : {}),
+      applied: o.applied ?? false,
+      ...(o.error ? { error: o.error } : {}),
+      gate: { reached: (args) => reached(args as Args<M>), released },
+    });
+    return { reached: reachedP, release };
+  }
+
+  /** Resolves with the arguments of the next matching call of `method` (which goes on as usual). */
+  nextCall<M extends Method>(method: M, match?: (...args: Args<M>) => boolean): Promise<Args<M>> {
+    return new Promise((resolve) => {
+      this.callWaiters.push({
+        method,
+        ...(match ? { match: match as CallWaiter["match"] } : {}),
+        resolve: (args) => resolve(args as Args<M>),
+      });
+    });
+  }
+
+  /** How many times `method` was called (since the last `resetCalls`). */
+  count(method: Method): number {
+    return this.calls.filter((c) => c.method === method).length;
+  }
+
+  /** The arguments of every call of `method`, in order. */
+  argsOf<M extends Method>(method: M): Args<M>[] {
+    return this.calls.filter((c) => c.method === method).map((c) => c.args as Args<M>);
+  }
+
+  resetCalls(): void {
+    this.calls.length = 0;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // EtcdClient.
+
+  get(key: string): Promise<GetResult> {
+    return this.call("get", [key], () => {
+      const kv = this.peek(key);
+      return { revision: this.rev, ...(kv ? { kv } : {}) };
+    });
+  }
+
+  range(start: string, end: string, limit: number): Promise<RangeResult> {
+    return this.call("range", [start, end, limit], () => {
+      // As in etcd: range_end "" means the key `start` alone, "\0" every key from `start` on.
+      const inRange = [...this.kvs.keys()]
+        .filter((k) =>
+          end === "" ? k === start : compareKeys(k, start) >= 0 && (end === "\0" || compareKeys(k, end) < 0),
+        )
+        .sort(compareKeys);
+      const taken = limit > 0 ? inRange.slice(0, limit) : inRange;
+      return {
+        revision: this.rev,
+        kvs: taken.map((k) => this.peek(k) as KeyValue),
+        more: taken.length < inRange.length,
+      };
+    });
+  }
+
+  leaseGrant(id: bigint, ttlSeconds: number): Promise<number> {
+    return this.call("leaseGrant", [id, ttlSeconds], () => {
+      if (!Number.isSafeInteger(ttlSeconds)) throw new RangeError(`lease TTL must be an integer, got ${ttlSeconds}`);
+      if (id <= 0n || id > MAX_INT64) throw new RangeError("fake etcd: lease IDs must be positive int64s");
+      if (ttlSeconds > MAX_LEASE_TTL) throw new Error("etcdserver: too large lease TTL");
+      if (this.leases.has(id)) throw new LeaseExistsError("etcdserver: lease already exists");
+      const grantedTtl = Math.max(ttlSeconds, this.minTtl);
+      this.leases.set(id, { id, grantedTtl, expiresAt: this.clock + grantedTtl * 1000, keys: new Set() });
+      return grantedTtl;
+    });
+  }
+
+  leaseKeepAliveOnce(id: bigint): Promise<number> {
+    return this.call("leaseKeepAliveOnce", [id], () => {
+      const l = this.leases.get(id);
+      if (!l) return 0;
+      l.expiresAt = this.clock + l.grantedTtl * 1000;
+      return l.grantedTtl;
+    });
+  }
+
+  leaseRevoke(id: bigint): Promise<boolean> {
+    return this.call("leaseRevoke", [id], () => {
+      const l = this.leases.get(id);
+      if (!l) return false;
+      this.revokeLease(l);
+      return true;
+    });
+  }
+
+  leaseTimeToLive(id: bigint): Promise<LeaseTtl> {
+    return this.call("leaseTimeToLive", [id], () => {
+      const l = this.leases.get(id);
+      if (!l) return { ttl: -1, grantedTtl: 0 };
+      // etcd truncates the remaining time to whole seconds.
+      return { ttl: Math.floor((l.expiresAt - this.clock) / 1000), grantedTtl: l.grantedTtl };
+    });
+  }
+
+  createAllIfAbsent(items: CreateItem[]): Promise<AllOrNothing> {
+    return this.call("createAllIfAbsent", [items], () => {
+      this.checkTxn(items);
+      if (!items.every((i) => !this.kvs.has(i.key))) return this.failed(items);
+      // etcd checks the leases of the branch it takes only, before writing anything.
+      for (const i of items) {
+        if (i.lease !== 0n && !this.leases.has(i.lease)) {
+          throw new LeaseNotFoundError("etcdserver: requested lease not found");
+        }
+      }
+      if (items.length > 0) {
+        this.rev++;
+        for (const i of items) this.putAt(i.key, i.value, i.lease, this.rev);
+      }
+      return { applied: true, revision: this.rev };
+    });
+  }
+
+  deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing> {
+    return this.call("deleteAllIfUnchanged", [items], () => {
+      this.checkTxn(items);
+      // An absent key's mod_revision is 0.
+      if (!items.every((i) => (this.kvs.get(i.key)?.modRevision ?? 0) === i.modRevision)) return this.failed(items);
+      const present = items.filter((i) => this.kvs.has(i.key));
+      if (present.length > 0) {
+        this.rev++;
+        for (const i of present) this.deleteAt(i.key, this.rev);
+      }
+      return { applied: true, revision: this.rev };
+    });
+  }
+
+  watchDeletes(
+    key: string,
+    fromRevision: number,
+    onDelete: (revision: number) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd> {
+    return this.call("watchDeletes", [key, fromRevision, onDelete, signal], () => {
+      if (signal.aborted) return Promise.resolve<WatchEnd>("aborted");
+      // Start revision 0 (or below 1) means "from the next revision", as in etcd.
+      const from = fromRevision > 0 ? fromRevision : this.rev + 1;
+      if (from < this.compacted) return Promise.resolve<WatchEnd>("compacted");
+      return new Promise<WatchEnd>((resolve, reject) => {
+        const watch: LiveWatch = {
+          key,
+          from,
+          onDelete,
+          end: (outcome) => {
+            if (!this.watches.delete(watch)) return;
+            signal.removeEventListener("abort", onAbort);
+            if (outcome instanceof Error) reject(outcome);
+            else resolve(outcome);
+          },
+        };
+        const onAbort = () => watch.end("aborted");
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.watches.add(watch);
+        // History first, then live: both from one synchronous step, so none is missed.
+        for (const e of this.deletes) if (e.key === key && e.revision >= from) this.deliver(watch, e.revision);
+      });
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.call("ping", [], () => {});
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of [...this.watches]) w.end("aborted");
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Internals.
+
+  /** One client call: recorded, asynchronous like a network round trip, with any fault set for it. */
+  private async call<R>(method: Method, args: unknown[], run: () => R): Promise<Awaited<R>> {
+    this.calls.push({ method, args });
+    const waiters = this.callWaiters.filter((w) => w.method === method && (!w.match || w.match(...(args as never[]))));
+    this.callWaiters = this.callWaiters.filter((w) => !waiters.includes(w));
+    for (const w of waiters) w.resolve(args);
+    const hook = this.hooks.find((h) => h.method === method && (!h.match || h.match(...(args as never[]))));
+    if (hook) this.hooks = this.hooks.filter((h) => h !== hook);
+
+    // A watch is only ever held or failed before it is established.
+    const applied = hook?.applied === true && method !== "watchDeletes";
+    await Promise.resolve();
+    if (this.closed) throw new EtcdUnavailableError("etcd client is closed");
+    if (hook && !applied) await this.strike(hook, args);
+    const result = run();
+    if (hook && applied) await this.strike(hook, args);
+    return await result;
+  }
+
+  private async strike(hook: Hook, args: unknown[]): Promise<void> {
+    if (hook.gate) {
+      hook.gate.reached(args);
+      await hook.gate.released;
+    }
+    if (hook.error) throw hook.error;
+  }
+
+  /** etcd refuses a txn naming a key twice, or with more operations than --max-txn-ops. */
+  private checkTxn(items: { key: string }[]): void {
+    if (items.length > this.maxTxnOps) throw new Error("etcdserver: too many operations in txn request");
+    if (new Set(items.map((i) => i.key)).size !== items.length) {
+      throw new Error("etcdserver: duplicate key given in txn request");
+    }
+  }
+
+  /** The failure branch: Range each key, at the current revision. */
+  private failed(items: { key: string }[]): AllOrNothing {
+    return { applied: false, revision: this.rev, kvs: items.map((i) => this.peek(i.key)) };
+  }
+
+  private putAt(key: string, value: string, lease: bigint, revision: number): void {
+    const old = this.kvs.get(key);
+    if (old && old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
+    this.kvs.set(key, { value, createRevision: old?.createRevision ?? revision, modRevision: revision, lease });
+    if (lease !== 0n) this.leases.get(lease)?.keys.add(key);
+  }
+
+  private deleteAt(key: string, revision: number): void {
+    const old = this.kvs.get(key);
+    if (!old) return;
+    this.kvs.delete(key);
+    if (old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
+    this.deletes.push({ key, revision });
+    for (const w of this.watches) if (w.key === key && revision >= w.from) this.deliver(w, revision);
+  }
+
+  /** Revokes a lease: its keys go in one revision (none when it had no keys). */
+  private revokeLease(l: MutableLease): void {
+    this.leases.delete(l.id);
+    if (l.keys.size === 0) return;
+    this.rev++;
+    for (const key of [...l.keys]) this.deleteAt(key, this.rev);
+  }
+
+  /** Reports a DELETE to a watch asynchronously, as a stream delivers it; never after it ended. */
+  private deliver(watch: LiveWatch, revision: number): void {
+    queueMicrotask(() => {
+      if (this.watches.has(watch)) watch.onDelete(revision);
+    });
+  }
+}

@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import { coalescedTxns } from "../../src/etcd/coalesced-txns.js";
+import { type CreateItem, EtcdUnavailableError, LeaseNotFoundError } from "../../src/etcd/types.js";
+import { FakeEtcd } from "../support/fake-etcd.js";
+import { settled } from "./support.js";
+
+const item = (key: string, value = key, lease = 0n): CreateItem => ({ key, value, lease });
+
+/** The keys of each txn sent, in order. */
+function batches(fake: FakeEtcd, method: "createAllIfAbsent" | "deleteAllIfUnchanged"): string[][] {
+  return fake.argsOf(method).map(([items]) => items.map((i) => i.key));
+}
+
+/** Settles every promise, keeping results and errors apart. */
+function outcomes<T>(ps: Promise<T>[]): Promise<({ ok: T } | { err: unknown })[]> {
+  return Promise.all(
+    ps.map((p) =>
+      p.then(
+        (ok) => ({ ok }),
+        (err: unknown) => ({ err }),
+      ),
+    ),
+  );
+}
+
+describe("coalescedTxns (fake etcd)", () => {
+  it("creates started in one turn go in one txn and share its revision", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake);
+    const results = await Promise.all(["a", "b", "c"].map((k) => txns.createIfAbsent(item(k))));
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a", "b", "c"]]);
+    expect(results).toEqual([0, 1, 2].map(() => ({ created: true, revision: 2 })));
+  });
+
+  it("a taken key fails the batch: it reports the holder, the neighbours are sent again", async () => {
+    const fake = new FakeEtcd();
+    fake.put("b", "holder");
+    const txns = coalescedTxns(fake);
+    const [a, b, c] = await Promise.all(["a", "b", "c"].map((k) => txns.createIfAbsent(item(k))));
+    expect(batches(fake, "createAllIfAbsent")).toEqual([
+      ["a", "b", "c"],
+      ["a", "c"],
+    ]);
+    expect(b).toEqual({ created: false, revision: 2, kv: expect.objectContaining({ key: "b", value: "holder" }) });
+    expect(a).toEqual({ created: true, revision: 3 });
+    expect(c).toEqual({ created: true, revision: 3 });
+  });
+
+  it("two creates of one key go in different txns: the second finds the first's key", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake);
+    const [first, second, other] = await Promise.all([
+      txns.createIfAbsent(item("a", "first")),
+      txns.createIfAbsent(item("a", "second")),
+      txns.createIfAbsent(item("b")),
+    ]);
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a", "b"], ["a"]]);
+    expect(first).toEqual({ created: true, revision: 2 });
+    expect(other).toEqual({ created: true, revision: 2 });
+    expect(second).toMatchObject({ created: false, kv: { value: "first", createRevision: 2 } });
+  });
+
+  it("no txn carries more than maxBatch items", async () => {
+    const fake = new FakeEtcd({ maxTxnOps: 2 });
+    const txns = coalescedTxns(fake, { maxBatch: 2 });
+    const keys = ["a", "b", "c", "d", "e"];
+    const results = await Promise.all(keys.map((k) => txns.createIfAbsent(item(k))));
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a", "b"], ["c", "d"], ["e"]]);
+    expect(results.every((r) => r.created)).toBe(true);
+  });
+
+  it("with maxInFlight, as many txns go at once; items arriving meanwhile wait and go together", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake, { maxBatch: 2, maxInFlight: 2 });
+    const held = [fake.pauseNext("createAllIfAbsent"), fake.pauseNext("createAllIfAbsent")];
+    const early = ["a", "b", "c", "d", "e"].map((k) => txns.createIfAbsent(item(k)));
+    await Promise.all(held.map((h) => h.reached));
+    // Two txns went out at once; "e" waits for a free slot.
+    expect(batches(fake, "createAllIfAbsent")).toEqual([
+      ["a", "b"],
+      ["c", "d"],
+    ]);
+    const late = ["f", "g"].map((k) => txns.createIfAbsent(item(k)));
+    await settled();
+    expect(fake.count("createAllIfAbsent")).toBe(2);
+    for (const h of held) h.release();
+    await Promise.all([...early, ...late]);
+    expect(batches(fake, "createAllIfAbsent").slice(2)).toEqual([["e", "f"], ["g"]]);
+  });
+
+  it("an error that is not about reachability is retried one item at a time, failing only its own", async () => {
+    const fake = new FakeEtcd();
+    const live = 0x1111n;
+    await fake.leaseGrant(live, 30);
+    const txns = coalescedTxns(fake);
+    const [a, dead, c] = await outcomes([
+      txns.createIfAbsent(item("a", "", live)),
+      txns.createIfAbsent(item("b", "", 0x2222n)),
+      txns.createIfAbsent(item("c", "", live)),
+    ]);
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a", "b", "c"], ["a"], ["b"], ["c"]]);
+    expect(a).toMatchObject({ ok: { created: true } });
+    expect(c).toMatchObject({ ok: { created: true } });
+    expect(dead).toEqual({ err: expect.any(LeaseNotFoundError) });
+  });
+
+  it("etcd unavailable fails the whole batch at once, without retries", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake);
+    fake.failNext("createAllIfAbsent");
+    const results = await outcomes(["a", "b"].map((k) => txns.createIfAbsent(item(k))));
+    expect(results).toEqual([0, 1].map(() => ({ err: expect.any(EtcdUnavailableError) })));
+    expect(fake.count("createAllIfAbsent")).toBe(1);
+    expect(fake.peek("a")).toBeUndefined();
+  });
+
+  it("deletes: a changed key fails only its own delete; the unchanged neighbours go again", async () => {
+    const fake = new FakeEtcd();
+    const revs = ["a", "b", "c"].map((k) => fake.put(k, "v"));
+    fake.put("b", "new grant");
+    const txns = coalescedTxns(fake);
+    const results = await Promise.all(
+      ["a", "b", "c"].map((key, i) => txns.deleteIfUnchanged({ key, modRevision: revs[i] ?? 0 })),
+    );
+    expect(results).toEqual([true, false, true]);
+    expect(batches(fake, "deleteAllIfUnchanged")).toEqual([
+      ["a", "b", "c"],
+      ["a", "c"],
+    ]);
+    expect(fake.peek("b")?.value).toBe("new grant");
+    expect(fake.peek("a")).toBeUndefined();
+  });
+
+  it("a delete whose key is already gone reports false, alone or in a batch", async () => {
+    const fake = new FakeEtcd();
+    const rev = fake.put("a", "v");
+    const gone = fake.put("b", "v");
+    fake.delete("b");
+    const txns = coalescedTxns(fake);
+    expect(
+      await Promise.all([
+        txns.deleteIfUnchanged({ key: "a", modRevision: rev }),
+        txns.deleteIfUnchanged({ key: "b", modRevision: gone }),
+      ]),
+    ).toEqual([true, false]);
+    expect(await txns.deleteIfUnchanged({ key: "b", modRevision: gone })).toBe(false);
+  });
+});

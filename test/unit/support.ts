@@ -1,0 +1,41 @@
+/**
+ * The fast unit tier: every file under test/unit/ runs against FakeEtcd
+ * (test/support/fake-etcd.ts), starts no etcd or server, uses no fixed sleeps, and takes
+ * well under a second. Run them alone with `npx vitest run test/unit`.
+ */
+import { onTestFinished, vi } from "vitest";
+import { parseHandle } from "../../src/lock/names.js";
+import { LockService, type LockServiceOptions } from "../../src/lock/service.js";
+import { FakeEtcd } from "../support/fake-etcd.js";
+
+/**
+ * A LockService on a fresh FakeEtcd, with `Date.now` reading the fake's clock so that the
+ * service's own time (pool ages, expiry estimates, wait deadlines) and etcd's lease
+ * deadlines move together under `fake.advance(ms)`.
+ */
+export function fakeLocks(
+  o: Partial<LockServiceOptions> = {},
+  /** Another instance on the same etcd: pass the first one's fake. */
+  fake = new FakeEtcd(),
+): { fake: FakeEtcd; locks: LockService } {
+  const now = vi.spyOn(Date, "now").mockImplementation(() => fake.now());
+  onTestFinished(() => now.mockRestore());
+  const locks = new LockService(fake, { prefix: "t/", maxWaiters: 100, ...o });
+  return { fake, locks };
+}
+
+/**
+ * Resolves after everything already queued has run: microtasks (the fake's watch
+ * deliveries, fire-and-forget revokes) and the current turn's setImmediate callbacks
+ * (the txn coalescer's flush).
+ */
+export function settled(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+/** The lease ID in a grant's handle. */
+export function leaseOf(handle: string): bigint {
+  const h = parseHandle(handle);
+  if (!h) throw new Error("not a lease handle");
+  return h.lease;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LeasePool } from "../../src/lock/lease-pool.js";
+import { LeasePool } from "../../src/lock/strategies/lease-pool.js";
 import { fakeLocks, leaseOf, settled } from "./support.js";
 
 const T0 = 1_000_000;

@@ -1,5 +1,5 @@
 import { describe, expect, it, onTestFinished, vi } from "vitest";
-import { OwnGrants, ReportedExpiry, SeenHeld } from "../../src/lock/local-knowledge.js";
+import { OwnGrants, ReportedExpiry, SeenHeld } from "../../src/lock/strategies/local-knowledge.js";
 
 const T0 = Date.UTC(2030, 0, 1);
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
-import type { LockService } from "../../src/lock/service.js";
+import type { Locks } from "../../src/lock/index.js";
 import type { FakeEtcd } from "../support/fake-etcd.js";
 import { fakeLocks } from "./support.js";
 
@@ -14,7 +14,7 @@ import { fakeLocks } from "./support.js";
 const LEASE = 0x5eedn;
 
 /** Locks held under the service's "t/" prefix (plus a key outside it), all on one live lease. */
-async function holding(names: string[]): Promise<{ fake: FakeEtcd; locks: LockService }> {
+async function holding(names: string[]): Promise<{ fake: FakeEtcd; locks: Locks }> {
   const { fake, locks } = fakeLocks();
   await fake.leaseGrant(LEASE, 60);
   for (const n of names) fake.put(`t/${n}`, JSON.stringify({ owner: `owner of ${n}` }), LEASE);
@@ -23,16 +23,16 @@ async function holding(names: string[]): Promise<{ fake: FakeEtcd; locks: LockSe
   return { fake, locks };
 }
 
-type ListOptions = Parameters<LockService["list"]>[0];
+type ListOptions = Parameters<Locks["list"]>[0];
 
 /** The names of one page, and its cursor. */
-async function page(locks: LockService, o: ListOptions): Promise<{ names: string[]; next?: string }> {
+async function page(locks: Locks, o: ListOptions): Promise<{ names: string[]; next?: string }> {
   const r = await locks.list(o);
   return { names: r.items.map((i) => i.name), ...(r.next !== undefined ? { next: r.next } : {}) };
 }
 
 /** Every page until there is no cursor, concatenated. */
-async function allPages(locks: LockService, o: ListOptions): Promise<string[][]> {
+async function allPages(locks: Locks, o: ListOptions): Promise<string[][]> {
   const pages: string[][] = [];
   let after = o.after;
   for (;;) {

@@ -4,8 +4,8 @@
  * well under a second. Run them alone with `npx vitest run test/unit`.
  */
 import { onTestFinished, vi } from "vitest";
+import { createLocks, type LockServiceOptions, type Locks, workerStrategies } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
-import { LockService, type LockServiceOptions } from "../../src/lock/service.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
 
 /**
@@ -14,13 +14,19 @@ import { FakeEtcd } from "../support/fake-etcd.js";
  * deadlines move together under `fake.advance(ms)`.
  */
 export function fakeLocks(
-  o: Partial<LockServiceOptions> = {},
+  /** `worker`: the strategies the Worker entry chooses (no I/O shared across requests). */
+  { worker = false, ...o }: Partial<LockServiceOptions> & { worker?: boolean } = {},
   /** Another instance on the same etcd: pass the first one's fake. */
   fake = new FakeEtcd(),
-): { fake: FakeEtcd; locks: LockService } {
+): { fake: FakeEtcd; locks: Locks } {
   const now = vi.spyOn(Date, "now").mockImplementation(() => fake.now());
   onTestFinished(() => now.mockRestore());
-  const locks = new LockService(fake, { prefix: "t/", maxWaiters: 100, ...o });
+  const locks = createLocks(fake, {
+    prefix: "t/",
+    maxWaiters: 100,
+    ...(worker ? { strategies: workerStrategies } : {}),
+    ...o,
+  });
   return { fake, locks };
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { openApiYaml } from "../src/http/openapi.js";
+import { openApiYaml } from "../src/http/routes/index.js";
 
 describe("openapi.yaml", () => {
   it("is exactly what the zod route definitions generate (run `npm run openapi` after changing routes)", () => {

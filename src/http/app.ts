@@ -4,21 +4,15 @@ import { NAME_ALPHABET } from "../lock/names.js";
 import { Problem } from "../problems.js";
 import { authenticate } from "./auth.js";
 import type { App, AppDeps, AppEnv } from "./deps.js";
-import { errorHandler, problemResponse, validationHook } from "./errors.js";
-import { documentedRoutes } from "./openapi.js";
-import { registerAcquire } from "./routes/acquire.js";
-import { registerDashboard } from "./routes/dashboard.js";
-import { registerDocs } from "./routes/docs.js";
-import { registerHealth } from "./routes/health.js";
-import { registerInspect } from "./routes/inspect.js";
-import { registerList } from "./routes/list.js";
-import { registerMetrics } from "./routes/metrics.js";
-import { registerRelease } from "./routes/release.js";
-import { registerRenew } from "./routes/renew.js";
+import { errorHandler, problemResponse } from "./errors.js";
+import { pathPattern } from "./route.js";
+import { routes } from "./routes/index.js";
 
 /** Builds the whole HTTP app; runtime entries only supply `deps` and serve it. */
 export function createApp(deps: AppDeps): App {
-  const app: App = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  // No defaultHook: routes are registered without their request schemas (see forHandling),
+  // and one middleware (validate.ts) checks them in the API's order.
+  const app: App = new OpenAPIHono<AppEnv>();
 
   // Not an async function: a waiting acquire would keep its frame suspended for as long as it waits.
   app.use((c, next) => {
@@ -47,15 +41,7 @@ export function createApp(deps: AppDeps): App {
 
   app.use(authenticate(deps));
 
-  registerAcquire(app, deps);
-  registerRenew(app, deps);
-  registerRelease(app, deps);
-  registerInspect(app, deps);
-  registerList(app, deps);
-  registerHealth(app, deps);
-  registerDocs(app, deps);
-  registerDashboard(app);
-  registerMetrics(app, deps);
+  for (const route of routes) route.register(app, deps);
 
   app.onError(errorHandler(deps.log));
   app.notFound((c) => {
@@ -81,15 +67,7 @@ export function createApp(deps: AppDeps): App {
 /** A caller's X-Request-Id is echoed back when it is short printable ASCII; else we make one. */
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
-const extraRoutes = [
-  { method: "get", path: "/openapi.yaml" },
-  { method: "get", path: "/docs" },
-];
-
-const routeMatchers = [...documentedRoutes, ...extraRoutes].map((r) => ({
-  method: r.method.toUpperCase(),
-  pattern: new RegExp(`^${r.path.replace(/\{[^}]+\}/g, "[^/]+").replaceAll(".", "\\.")}$`),
-}));
+const routeMatchers = routes.map((r) => ({ method: r.method.toUpperCase(), pattern: pathPattern(r.path) }));
 
 function allowedMethods(path: string): string[] {
   const methods = routeMatchers.filter((r) => r.pattern.test(path)).map((r) => r.method);

@@ -1,24 +1,22 @@
 import type { MiddlewareHandler } from "hono";
 import { Problem } from "../problems.js";
 import type { AppDeps, AppEnv } from "./deps.js";
+import { pathPattern } from "./route.js";
+import { routes } from "./routes/index.js";
 
-/** Paths anyone may call even when auth is on (SPEC "Auth"). */
+/** The route table's open paths; `/metrics`-style ones are open unless metrics auth is on. */
+const openPaths = routes
+  .filter((r) => r.access !== "keyed")
+  .map((r) => ({ access: r.access, pattern: pathPattern(r.path) }));
+
+/** Paths anyone may call even when auth is on. */
 function isOpen(path: string, deps: AppDeps): boolean {
-  if (path === "/metrics") return !deps.config.LEASEHOLD_METRICS_AUTH;
-  return (
-    path === "/" ||
-    path.startsWith("/dashboard/") ||
-    path === "/healthz" ||
-    path === "/readyz" ||
-    path === "/openapi.yaml" ||
-    path === "/docs" ||
-    path.startsWith("/docs/")
-  );
+  return openPaths.some((r) => r.pattern.test(path) && (r.access === "open" || !deps.config.LEASEHOLD_METRICS_AUTH));
 }
 
 const CHALLENGE = 'Bearer realm="leasehold"';
 
-/** Step 1 of SPEC's check order: who is calling (401). Off when no keys are configured. */
+/** Step 1 of the API's check order: who is calling (401). Off when no keys are configured. */
 export function authenticate(deps: AppDeps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     if (!deps.auth || isOpen(c.req.path, deps)) return next();

@@ -1,10 +1,9 @@
-import type { OpenAPIHono, RouteConfig } from "@hono/zod-openapi";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ApiKey, ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import type { EtcdClient } from "../etcd/types.js";
 import type { Locks } from "../lock/index.js";
 import type { Logger } from "./logger.js";
-import { checkRequest } from "./validate.js";
 
 /** Static files the docs page needs (Swagger UI); each runtime provides its own reader. */
 export type AssetReader = (file: string) => Promise<Uint8Array | string | undefined>;
@@ -38,15 +37,3 @@ export interface AppEnv {
 }
 
 export type App = OpenAPIHono<AppEnv>;
-
-/**
- * The route as registered for handling: documented separately (see openapi.ts), with its
- * path, query and header checks (and, on one lock, the API key's scope) done by one
- * middleware (see validate.ts), and its body read by `readBody` inside the handler, so
- * that scope is checked before the body (SPEC's check order) and forms work.
- */
-export function forHandling<R extends RouteConfig>(route: R): R & { hide: true } {
-  const { body: _body, params: _params, query: _query, headers: _headers, ...rest } = route.request ?? {};
-  const check = checkRequest(route.request, route.path.includes("{name}"));
-  return { ...route, request: rest, hide: true, middleware: [check] };
-}

@@ -162,16 +162,6 @@ export function fieldNames(schema: unknown): string[] {
   return shape ? Object.keys(shape) : [];
 }
 
-/** The zod-openapi defaultHook: param/query/header validation failures. */
-export function validationHook(
-  result: { success: true } | { success: false; error: ZodError; target: string; data?: unknown },
-): Response | undefined {
-  if (result.success) return undefined;
-  const where =
-    result.target === "param" ? "path" : result.target === "json" || result.target === "form" ? "body" : result.target;
-  return problemResponse(invalidRequest(result.error, where as Where, result.data));
-}
-
 export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof Problem) return problemResponse(err);

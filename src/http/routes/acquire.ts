@@ -1,7 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { readBody } from "../body.js";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import {
   AcquireBody,
   bodyProblems,
@@ -52,7 +52,7 @@ export const acquireRoute = createRoute({
   },
 });
 
-export function registerAcquire(app: App, deps: AppDeps) {
+export const acquire: Route = documented(acquireRoute, "keyed", (app, deps) => {
   const { config, locks } = deps;
   app.openapi(forHandling(acquireRoute), async (c) => {
     const { name } = c.req.valid("param");
@@ -77,4 +77,4 @@ export function registerAcquire(app: App, deps: AppDeps) {
     c.set("token", grant.token);
     return c.json(grant, replayed ? 200 : 201);
   });
-}
+});

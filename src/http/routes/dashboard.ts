@@ -1,4 +1,4 @@
-import type { App } from "../deps.js";
+import type { Route } from "../route.js";
 
 /**
  * The live lock dashboard at `/`: one static page, its script and stylesheet, served
@@ -283,8 +283,20 @@ const JS = `"use strict";
 })();
 `;
 
-export function registerDashboard(app: App) {
-  app.get("/", (c) => c.html(PAGE, 200, PAGE_HEADERS));
-  app.get("/dashboard/app.css", (c) => c.body(CSS, 200, { "content-type": "text/css; charset=utf-8" }));
-  app.get("/dashboard/app.js", (c) => c.body(JS, 200, { "content-type": "text/javascript; charset=utf-8" }));
-}
+export const dashboard: Route[] = [
+  { method: "get", path: "/", access: "open", register: (app) => app.get("/", (c) => c.html(PAGE, 200, PAGE_HEADERS)) },
+  {
+    method: "get",
+    path: "/dashboard/app.css",
+    access: "open",
+    register: (app) =>
+      app.get("/dashboard/app.css", (c) => c.body(CSS, 200, { "content-type": "text/css; charset=utf-8" })),
+  },
+  {
+    method: "get",
+    path: "/dashboard/app.js",
+    access: "open",
+    register: (app) =>
+      app.get("/dashboard/app.js", (c) => c.body(JS, 200, { "content-type": "text/javascript; charset=utf-8" })),
+  },
+];

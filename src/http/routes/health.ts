@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { EtcdAuthError, EtcdUnavailableError } from "../../etcd/types.js";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import { Health, problem } from "../schemas.js";
 
 const noQuery = problem("invalid-request: a query parameter (these routes take none)");
@@ -28,8 +28,11 @@ export const readyzRoute = createRoute({
   },
 });
 
-export function registerHealth(app: App, { etcd }: AppDeps) {
+export const healthz: Route = documented(healthzRoute, "open", (app) => {
   app.openapi(forHandling(healthzRoute), (c) => c.json({ status: "ok" }, 200));
+});
+
+export const readyz: Route = documented(readyzRoute, "open", (app, { etcd }) => {
   app.openapi(forHandling(readyzRoute), async (c) => {
     try {
       await etcd.ping();
@@ -41,4 +44,4 @@ export function registerHealth(app: App, { etcd }: AppDeps) {
     }
     return c.json({ status: "ready" }, 200);
   });
-}
+});

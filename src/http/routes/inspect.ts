@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import { commonProblems, LockInfo, NameParam, problem } from "../schemas.js";
 
 export const inspectRoute = createRoute({
@@ -17,7 +17,7 @@ export const inspectRoute = createRoute({
   },
 });
 
-export function registerInspect(app: App, { locks }: AppDeps) {
+export const inspect: Route = documented(inspectRoute, "keyed", (app, { locks }) => {
   app.openapi(forHandling(inspectRoute), async (c) => {
     const { name } = c.req.valid("param");
     const info = await locks.inspect(name);
@@ -25,4 +25,4 @@ export function registerInspect(app: App, { locks }: AppDeps) {
     c.set("token", info.token);
     return c.json(info, 200);
   });
-}
+});

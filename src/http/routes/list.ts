@@ -1,7 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import { isValidName } from "../../lock/names.js";
 import { Problem } from "../../problems.js";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import { commonProblems, ListQuery, LockList } from "../schemas.js";
 
 export const listRoute = createRoute({
@@ -17,7 +17,7 @@ export const listRoute = createRoute({
   },
 });
 
-export function registerList(app: App, { locks }: AppDeps) {
+export const list: Route = documented(listRoute, "keyed", (app, { locks }) => {
   app.openapi(forHandling(listRoute), async (c) => {
     const query = c.req.valid("query");
     const prefix = query.prefix ?? "";
@@ -28,7 +28,7 @@ export function registerList(app: App, { locks }: AppDeps) {
     const page = await locks.list({ prefix, within, limit, ...(after !== undefined ? { after } : {}) });
     return c.json({ items: page.items, ...(page.next !== undefined ? { cursor: encodeCursor(page.next) } : {}) }, 200);
   });
-}
+});
 
 /** The cursor is the last name of the previous page, base64url-encoded (opaque to clients). */
 function encodeCursor(name: string): string {

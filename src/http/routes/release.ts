@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import { bodyProblems, commonProblems, leaseRequestBody, NameParam, problem, ReleaseQuery } from "../schemas.js";
 import { leaseFrom } from "./lease-input.js";
 
@@ -26,7 +26,7 @@ export const releaseRoute = createRoute({
   },
 });
 
-export function registerRelease(app: App, { locks }: AppDeps) {
+export const release: Route = documented(releaseRoute, "keyed", (app, { locks }) => {
   app.openapi(forHandling(releaseRoute), async (c) => {
     const { name } = c.req.valid("param");
     const query = c.req.valid("query");
@@ -42,4 +42,4 @@ export function registerRelease(app: App, { locks }: AppDeps) {
     await locks.release(name, await leaseFrom(c, query.lease));
     return c.body(null, 204);
   });
-}
+});

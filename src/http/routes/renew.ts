@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { type App, type AppDeps, forHandling } from "../deps.js";
+import { documented, forHandling, type Route } from "../route.js";
 import { bodyProblems, commonProblems, Grant, LeaseQuery, leaseRequestBody, NameParam, problem } from "../schemas.js";
 import { leaseFrom } from "./lease-input.js";
 
@@ -22,7 +22,7 @@ export const renewRoute = createRoute({
   },
 });
 
-export function registerRenew(app: App, { locks }: AppDeps) {
+export const renew: Route = documented(renewRoute, "keyed", (app, { locks }) => {
   app.openapi(forHandling(renewRoute), async (c) => {
     const { name } = c.req.valid("param");
     const lease = await leaseFrom(c, c.req.valid("query").lease);
@@ -30,4 +30,4 @@ export function registerRenew(app: App, { locks }: AppDeps) {
     c.set("token", grant.token);
     return c.json(grant, 200);
   });
-}
+});

@@ -1,0 +1,26 @@
+import type { RouteConfig } from "@hono/zod-openapi";
+import { openApiDocument } from "../openapi.js";
+import type { Route } from "../route.js";
+import { acquire } from "./acquire.js";
+import { dashboard } from "./dashboard.js";
+import { docsRoutes } from "./docs.js";
+import { healthz, readyz } from "./health.js";
+import { inspect } from "./inspect.js";
+import { list } from "./list.js";
+import { metrics } from "./metrics.js";
+import { release } from "./release.js";
+import { renew } from "./renew.js";
+
+/** The API's documented routes, in the order openapi.yaml lists them. */
+const api: Route[] = [acquire, renew, release, inspect, list, healthz, readyz];
+
+let yaml: string | undefined;
+
+/** openapi.yaml as generated from the route table (committed; a test checks drift). */
+export function openApiYaml(): string {
+  yaml ??= openApiDocument(api.flatMap((r) => (r.doc ? [r.doc as RouteConfig] : [])));
+  return yaml;
+}
+
+/** Every route the service serves: the one table registration, docs, 405s and auth read. */
+export const routes: readonly Route[] = [...api, ...docsRoutes(openApiYaml), ...dashboard, metrics];

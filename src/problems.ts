@@ -1,6 +1,7 @@
 /**
- * The stable error vocabulary of the API (SPEC's error table). The lock protocol
- * throws `Problem`s; the HTTP layer renders every failure as RFC 9457 problem+json.
+ * The stable error vocabulary of the API (README lists the codes). The HTTP layer
+ * renders every failure as RFC 9457 problem+json; the lock engine's refusals reach it as
+ * domain errors (src/lock/errors.ts) and are mapped in src/http/errors.ts.
  */
 export const PROBLEMS = {
   "invalid-request": { status: 400, title: "Invalid request" },

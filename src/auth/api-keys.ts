@@ -2,7 +2,7 @@ import { z } from "zod";
 import { fromHex, sha256 } from "../bytes.js";
 
 /**
- * API keys (SPEC "Auth"): `{"key": "<secret>" | "sha256:<hex>", "prefixes": [...], "admin": bool}`.
+ * API keys (README "Auth"): `{"key": "<secret>" | "sha256:<hex>", "prefixes": [...], "admin": bool}`.
  * Secrets are kept only as SHA-256 digests; a presented key is hashed and compared with
  * every configured digest in constant time, so neither timing nor logs reveal a key.
  */

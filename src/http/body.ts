@@ -7,7 +7,7 @@ import { describe, fieldNames, invalidRequest, quote } from "./errors.js";
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * Reads and validates a request body (SPEC "HTTP API"): JSON objects or form fields;
+ * Reads and validates a request body: JSON objects or form fields;
  * a form-typed body starting with `{` is JSON (that is what `curl -d '{…}'` sends);
  * no body means defaults; any other content type is 415; over 1 MiB is 413.
  * Form values are strings, so `numeric` names the fields to read as numbers.

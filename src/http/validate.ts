@@ -14,7 +14,7 @@ type Schema = z.ZodType<Record<string, unknown>>;
 const NO_QUERY: Schema = z.strictObject({});
 
 /**
- * A route's path, scope, query and header checks in one middleware, in SPEC's order: the
+ * A route's path, scope, query and header checks in one middleware, in the API's check order: the
  * name (400), whether the API key may use it (403), then the query (an unknown parameter
  * is a 400 on routes that take none too) and headers (400); the body comes later, in the
  * handler. One plain function instead of one async

@@ -1,9 +1,10 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FORMAT_DURATION_JS } from "../../src/http/routes/dashboard.js";
+import { dashboardBundle } from "../../scripts/build-dashboard.js";
+import { formatDuration } from "../../src/dashboard/format.js";
 import { launchChromium } from "../support/browser.js";
 import { call, sleep, uniqueName } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
@@ -35,8 +36,6 @@ function watchProblems(page: Page): string[] {
 }
 
 describe("the dashboard's duration format", () => {
-  // The page's script is plain JavaScript served as text; this evaluates the same source.
-  const formatDuration = new Function(`${FORMAT_DURATION_JS}; return formatDuration;`)() as (s: number) => string;
   it("reads like a person would say it, never overstating what is left", () => {
     expect(formatDuration(0)).toBe("0 s");
     expect(formatDuration(45)).toBe("45 s");
@@ -49,6 +48,11 @@ describe("the dashboard's duration format", () => {
     expect(formatDuration(86_400)).toBe("1 d 0 h");
     expect(formatDuration(9_000_000_000)).toBe("104166 d 16 h");
   });
+});
+
+it("the served script is the bundle of src/dashboard/app.ts as it is now (run npm run dashboard)", async () => {
+  const committed = readFileSync(new URL("../../src/dashboard/app.bundle.ts", import.meta.url), "utf8");
+  expect(committed).toBe(await dashboardBundle());
 });
 
 describe("in a real browser (Chromium)", () => {

@@ -1,0 +1,194 @@
+/**
+ * The dashboard page's script (runs in the browser). It polls the public API with the
+ * key the operator types in, so it works on every runtime and respects the key's scope.
+ * Bundled by `npm run dashboard` into app.bundle.ts, which the service serves as
+ * /dashboard/app.js; a test fails when the bundle is older than this source.
+ */
+import { formatDuration } from "./format.js";
+
+interface Item {
+  name: string;
+  token: number;
+  ttl: number;
+  owner?: string;
+}
+
+interface Row {
+  tr: HTMLTableRowElement;
+  ttlCell: HTMLTableCellElement;
+  token: number;
+  /** When the lease runs out, by this browser's clock (ms). */
+  deadline: number;
+}
+
+function element<T extends HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`the page has no #${id}`);
+  return el as T;
+}
+
+const prefixInput = element<HTMLInputElement>("prefix");
+const keyInput = element<HTMLInputElement>("apikey");
+const statusEl = element<HTMLParagraphElement>("status");
+const emptyEl = element<HTMLParagraphElement>("empty");
+const body = document.querySelector("#locks tbody") as HTMLTableSectionElement;
+const rows = new Map<string, Row>();
+keyInput.value = sessionStorage.getItem("leasehold-key") || "";
+prefixInput.value = new URLSearchParams(location.search).get("prefix") || "";
+
+function headers(): Record<string, string> {
+  const key = keyInput.value.trim();
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+function say(text: string, isError = false): void {
+  if (statusEl.textContent !== text) statusEl.textContent = text;
+  statusEl.classList.toggle("error", isError);
+}
+
+async function fetchAll(): Promise<Item[]> {
+  const items: Item[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 10; page++) {
+    const q = new URLSearchParams({ limit: "1000" });
+    if (prefixInput.value) q.set("prefix", prefixInput.value);
+    if (cursor) q.set("cursor", cursor);
+    const res = await fetch(`locks?${q}`, { headers: headers(), cache: "no-store" });
+    const data = (await res.json().catch(() => ({}))) as { items?: Item[]; cursor?: string; detail?: string };
+    if (!res.ok) throw new Error(data.detail || `HTTP ${res.status}`);
+    items.push(...(data.items ?? []));
+    cursor = data.cursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
+function newRow(item: Item): Row {
+  const tr = document.createElement("tr");
+  tr.dataset.name = item.name;
+  const cell = (cls: string, text: string) => {
+    const td = document.createElement("td");
+    if (cls) td.className = cls;
+    td.textContent = text;
+    tr.append(td);
+    return td;
+  };
+  cell("name", item.name);
+  const owner = cell("owner", "");
+  const ownerText = document.createElement("span");
+  ownerText.textContent = item.owner ?? "—";
+  owner.append(ownerText);
+  if (item.owner) owner.title = item.owner;
+  cell("num token", String(item.token));
+  const ttlCell = cell("num ttl", "");
+  const actions = cell("", "");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "Force release";
+  button.setAttribute("aria-label", `Force release ${item.name}`);
+  button.addEventListener("click", () => void forceRelease(item.name));
+  actions.append(button);
+  return { tr, ttlCell, token: item.token, deadline: 0 };
+}
+
+function render(items: Item[], receivedAt: number): void {
+  const seen = new Set<string>();
+  for (const item of items) {
+    seen.add(item.name);
+    let row = rows.get(item.name);
+    if (!row || row.token !== item.token) {
+      row?.tr.remove();
+      row = newRow(item);
+      rows.set(item.name, row);
+    }
+    row.deadline = receivedAt + item.ttl * 1000;
+  }
+  for (const [name, row] of rows) {
+    if (!seen.has(name)) {
+      row.tr.remove();
+      rows.delete(name);
+    }
+  }
+  // Keep name order (the API's order) without rebuilding rows.
+  for (const item of items) {
+    const row = rows.get(item.name);
+    if (row) body.append(row.tr);
+  }
+  emptyEl.hidden = items.length > 0;
+  tick();
+  say(items.length === 1 ? "1 lock held" : `${items.length} locks held`);
+}
+
+function tick(): void {
+  const now = Date.now();
+  for (const row of rows.values()) {
+    const text = formatDuration(Math.ceil((row.deadline - now) / 1000));
+    if (row.ttlCell.textContent !== text) row.ttlCell.textContent = text;
+  }
+}
+
+async function forceRelease(name: string): Promise<void> {
+  if (!confirm(`Force-release ${name}? Its holder will lose it.`)) return;
+  const res = await fetch(`locks/${encodeURIComponent(name)}?force=true`, { method: "DELETE", headers: headers() });
+  if (res.status === 204) say(`Released ${name}`);
+  else {
+    const data = (await res.json().catch(() => ({}))) as { detail?: string };
+    say(`Could not release ${name}: ${data.detail || `HTTP ${res.status}`}`, true);
+  }
+  void refresh();
+}
+
+// Rows that can't be confirmed are not shown: after a failed load (a bad prefix, a
+// revoked key, the service down) the table is emptied, not left counting down.
+function clear(): void {
+  for (const row of rows.values()) row.tr.remove();
+  rows.clear();
+  emptyEl.hidden = true;
+}
+
+const inputs = () => JSON.stringify([prefixInput.value, keyInput.value]);
+/** The inputs of the load in flight. */
+let loading: string | null = null;
+let again = false;
+
+async function refresh(): Promise<void> {
+  if (loading !== null) {
+    // The filter or key changed mid-load: load again for them once this one ends.
+    if (inputs() !== loading) again = true;
+    return;
+  }
+  const asked = inputs();
+  loading = asked;
+  const sentAt = Date.now();
+  try {
+    const items = await fetchAll();
+    if (asked === inputs()) render(items, sentAt);
+  } catch (err) {
+    if (asked === inputs()) {
+      clear();
+      say(`Cannot load locks: ${(err as Error).message}`, true);
+    }
+  } finally {
+    loading = null;
+    if (again) {
+      again = false;
+      void refresh();
+    }
+  }
+}
+
+keyInput.addEventListener("change", () => {
+  sessionStorage.setItem("leasehold-key", keyInput.value.trim());
+  void refresh();
+});
+prefixInput.addEventListener("input", () => {
+  const url = new URL(location.href);
+  if (prefixInput.value) url.searchParams.set("prefix", prefixInput.value);
+  else url.searchParams.delete("prefix");
+  history.replaceState(null, "", url);
+  void refresh();
+});
+element("controls").addEventListener("submit", (e) => e.preventDefault());
+setInterval(() => void refresh(), 1000);
+setInterval(tick, 250);
+void refresh();

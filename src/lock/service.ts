@@ -4,6 +4,7 @@ import type { EtcdClient, KeyValue } from "../etcd/types.js";
 import { EtcdUnavailableError, LeaseExistsError, LeaseNotFoundError, prefixEnd } from "../etcd/types.js";
 import { type Metrics, noMetrics } from "../metrics.js";
 import { Problem } from "../problems.js";
+import { untilDeadline } from "../timers.js";
 import { LeasePool, type PooledLease } from "./lease-pool.js";
 import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./local-knowledge.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
@@ -652,27 +653,4 @@ function decodeValue(value: string): StoredValue {
   } catch {
     return {};
   }
-}
-
-/**
- * A signal that fires at `deadline` or when any of the other signals fires, and a
- * `done` to release its timer and listeners. (Built by hand: on Node 20 a signal from
- * AbortSignal.any over AbortSignal.timeout can be garbage-collected before it fires.)
- */
-function untilDeadline(deadline: number, ...others: (AbortSignal | undefined)[]) {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  const timer = setTimeout(abort, Math.max(0, deadline - Date.now()));
-  const sources = others.filter((s): s is AbortSignal => s !== undefined);
-  for (const s of sources) {
-    if (s.aborted) abort();
-    else s.addEventListener("abort", abort, { once: true });
-  }
-  return {
-    signal: controller.signal,
-    done() {
-      clearTimeout(timer);
-      for (const s of sources) s.removeEventListener("abort", abort);
-    },
-  };
 }

@@ -30,35 +30,39 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
  * costs about ten times a timer, so the signal is only made when something asks for it.
  */
 export class Deadline {
-  #expired = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #controller: AbortController | undefined;
-  #expiry: { promise: Promise<never>; reject(): void } | undefined;
-  readonly #sources: AbortSignal[];
-  readonly #abort = () => this.#controller?.abort();
+  private expiredAt = false;
+  private readonly timer: ReturnType<typeof setTimeout>;
+  private controller: AbortController | undefined;
+  private expiry: { promise: Promise<never>; reject(): void } | undefined;
+  private readonly sources: AbortSignal[] | undefined;
+  private readonly abortFromSource: (() => void) | undefined;
 
-  constructor(at: number, sources: AbortSignal[] = []) {
-    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - Date.now()));
-    this.#sources = sources;
-    if (sources.length > 0) this.#controller = new AbortController();
+  constructor(at: number, sources?: AbortSignal[]) {
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
+    if (!sources?.length) return;
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    this.controller = controller;
+    this.sources = sources;
+    this.abortFromSource = abort;
     for (const s of sources) {
-      if (s.aborted) this.#abort();
-      else s.addEventListener("abort", this.#abort, { once: true });
+      if (s.aborted) abort();
+      else s.addEventListener("abort", abort, { once: true });
     }
   }
 
   /** Fires when the time runs out or when any of the signals it was linked to fires. */
   get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#expired) this.#controller.abort();
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.expiredAt) this.controller.abort();
     }
-    return this.#controller.signal;
+    return this.controller.signal;
   }
 
   /** The time ran out (as opposed to a linked signal firing). */
   get expired(): boolean {
-    return this.#expired;
+    return this.expiredAt;
   }
 
   /**
@@ -66,17 +70,17 @@ export class Deadline {
    * time counts here, not the linked signals.
    */
   race<T>(p: Promise<T>, error: () => Error): Promise<T> {
-    if (!this.#expiry) {
+    if (!this.expiry) {
       let reject: () => void = () => {};
       const promise = new Promise<never>((_, rej) => {
         reject = () => rej(new Error("deadline"));
       });
-      this.#expiry = { promise, reject };
-      if (this.#expired) reject();
+      this.expiry = { promise, reject };
+      if (this.expiredAt) reject();
     }
     return Promise.race([
       p,
-      this.#expiry.promise.catch(() => {
+      this.expiry.promise.catch(() => {
         throw error();
       }),
     ]);
@@ -85,23 +89,24 @@ export class Deadline {
   /** Fires `signal` now, ending what it bounds (a connection no longer needed). */
   abort(): void {
     // No controller yet: nothing has been handed the signal, so nothing to end.
-    this.#controller?.abort();
+    this.controller?.abort();
   }
 
   /** Stops the clock; linked signals still fire `signal` (until `done`). */
   stopClock(): void {
-    clearTimeout(this.#timer);
+    clearTimeout(this.timer);
   }
 
   done(): void {
-    clearTimeout(this.#timer);
-    for (const s of this.#sources) s.removeEventListener("abort", this.#abort);
+    clearTimeout(this.timer);
+    const abort = this.abortFromSource;
+    if (abort) for (const s of this.sources ?? []) s.removeEventListener("abort", abort);
   }
 
-  #expire(): void {
-    this.#expired = true;
-    this.#controller?.abort();
-    this.#expiry?.reject();
+  private expire(): void {
+    this.expiredAt = true;
+    this.controller?.abort();
+    this.expiry?.reject();
   }
 }
 

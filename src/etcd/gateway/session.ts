@@ -140,7 +140,11 @@ export class GatewaySession {
 
   /** `retryOnStaleToken` for a request that carries the token itself. */
   withToken<T>(attempt: (token: Token) => Promise<T>): Promise<T> {
-    return this.retryOnStaleToken(async () => attempt(await this.currentToken()));
+    return this.retryOnStaleToken(() => {
+      // Most calls find the token at hand: no extra turn through a promise for them.
+      const token = this.currentToken();
+      return token instanceof Promise ? token.then(attempt) : attempt(token);
+    });
   }
 
   /**
@@ -221,7 +225,7 @@ export class GatewaySession {
     }, signal);
   }
 
-  private async currentToken(): Promise<Token> {
+  private currentToken(): Token | Promise<Token> {
     if (!this.useAuth) return undefined;
     if (this.token !== undefined) return this.token;
     return this.authenticate();

@@ -30,7 +30,7 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
  * costs about ten times a timer, so the signal is only made when something asks for it.
  */
 export class Deadline {
-  private expiredAt = false;
+  private timedOut = false;
   private readonly timer: ReturnType<typeof setTimeout>;
   private controller: AbortController | undefined;
   private expiry: { promise: Promise<never>; reject(): void } | undefined;
@@ -55,14 +55,14 @@ export class Deadline {
   get signal(): AbortSignal {
     if (!this.controller) {
       this.controller = new AbortController();
-      if (this.expiredAt) this.controller.abort();
+      if (this.timedOut) this.controller.abort();
     }
     return this.controller.signal;
   }
 
   /** The time ran out (as opposed to a linked signal firing). */
   get expired(): boolean {
-    return this.expiredAt;
+    return this.timedOut;
   }
 
   /**
@@ -76,7 +76,7 @@ export class Deadline {
         reject = () => rej(new Error("deadline"));
       });
       this.expiry = { promise, reject };
-      if (this.expiredAt) reject();
+      if (this.timedOut) reject();
     }
     return Promise.race([
       p,
@@ -104,7 +104,7 @@ export class Deadline {
   }
 
   private expire(): void {
-    this.expiredAt = true;
+    this.timedOut = true;
     this.controller?.abort();
     this.expiry?.reject();
   }

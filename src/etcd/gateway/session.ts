@@ -47,7 +47,7 @@ export class StaleTokenError extends EtcdUnavailableError {
   }
 }
 
-export interface UnaryReply {
+interface UnaryReply {
   status: number;
   text: string;
   origin: string;
@@ -207,7 +207,12 @@ export class GatewaySession {
     }
   }
 
-  /** One unary POST to the first endpoint that answers; `signal` bounds all endpoints together. */
+  /**
+   * One unary POST to the first endpoint that answers; `signal` bounds all endpoints
+   * together. Any answer ends the rotation, also one saying the member cannot serve now
+   * (the caller reports that as EtcdUnavailableError); only an endpoint that cannot be
+   * reached is passed over.
+   */
   private send(path: string, body: unknown, signal: AbortSignal, token: Token): Promise<UnaryReply> {
     const headers = this.headers(token);
     const payload = JSON.stringify(body);

@@ -1,31 +1,21 @@
-import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, noop } from "cockatiel";
-import {
-  Etcd3,
-  EtcdAuthenticationFailedError,
-  EtcdLeaseInvalidError,
-  EtcdPermissionDeniedError,
-  GRPCDeadlineExceededError,
-  GRPCUnavailableError,
-  type IKeyValue,
-  isRecoverableError,
-  type Watcher,
-} from "etcd3";
-import { delay } from "./delay.js";
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from "cockatiel";
+import { Etcd3 } from "etcd3";
+import { Deadline } from "../timers.js";
+import { allOrNothing, isConnectionFailure, toKv, translate } from "./grpc/codec.js";
+import { grpcWatchStream } from "./grpc/watch.js";
 import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
-  EtcdAuthError,
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
   type GetResult,
-  type KeyValue,
   LeaseExistsError,
   LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
-  type WatchEnd,
 } from "./types.js";
+import { WatchLoops } from "./watch-loop.js";
 
 /** etcd over gRPC with the `etcd3` client (Node). */
 export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
@@ -68,11 +58,18 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       : {}),
   });
 
+  /** Belt and braces over gRPC deadlines: streams and dialing are not covered by them. */
   const call = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
+    const deadline = new Deadline(Date.now() + opts.timeoutMs);
     try {
-      return await withTimeout(fn(), opts.timeoutMs, op);
+      return await deadline.race(
+        fn(),
+        () => new EtcdUnavailableError(`etcd ${op} timed out after ${opts.timeoutMs} ms`),
+      );
     } catch (err) {
       throw translate(err, op);
+    } finally {
+      deadline.done();
     }
   };
 
@@ -82,7 +79,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     return { revision: Number(res.header.revision), ...(kv ? { kv: toKv(kv) } : {}) };
   };
 
-  const watchers = new Set<() => void>();
+  const watches = new WatchLoops(opts.timeoutMs);
 
   const keepAlives = keepAliveLanes(async (events) => {
     // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
@@ -92,87 +89,6 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     stream.on("end", () => events.broken(streamEnded()));
     return { write: (id) => stream.write({ ID: id }), end: () => stream.end() };
   });
-
-  /**
-   * Reports DELETEs like a watch would, by reading the key every 250 ms: a DELETE is
-   * reported (at the read's revision) when the key seen last is gone or was re-created.
-   */
-  const pollDeletes = async (
-    key: string,
-    fromRevision: number,
-    onDelete: (revision: number) => void,
-    signal: AbortSignal,
-  ): Promise<WatchEnd> => {
-    // Create revision of the key at the last read, undefined when it was absent. The
-    // caller watches from right after a read that saw the key, so at first the key seen is
-    // one created before `fromRevision`.
-    let seen: number | undefined = fromRevision - 1;
-    for (;;) {
-      if (signal.aborted) return "aborted";
-      const { kv, revision } = await get(key);
-      if (signal.aborted) return "aborted";
-      const created = kv?.createRevision;
-      if (seen !== undefined && (created === undefined || created > seen)) onDelete(revision);
-      seen = created;
-      await delay(250, signal);
-    }
-  };
-
-  /**
-   * One etcd3 watcher. Settles "broken" when the shared watch stream drops after the
-   * watcher was established: etcd3 would re-attach it by itself, but from the revision of
-   * its "created" response, which skips history not delivered yet; the caller reopens it
-   * from its own resume point instead.
-   */
-  const watchConnection = async (
-    key: string,
-    fromRevision: number,
-    onDelete: (revision: number) => void,
-    signal: AbortSignal,
-  ): Promise<WatchEnd | "broken" | { error: Error }> => {
-    if (signal.aborted) return "aborted";
-    let settle: (o: WatchEnd | "broken" | { error: Error }) => void = () => {};
-    const outcome = new Promise<WatchEnd | "broken" | { error: Error }>((resolve) => {
-      settle = resolve;
-    });
-    const onAbort = () => settle("aborted");
-    signal.addEventListener("abort", onAbort, { once: true });
-    let watcher: Watcher | undefined;
-    let live = true;
-    let connected = false;
-    let canceled = false;
-    try {
-      watcher = client.watch().key(key).startRevision(String(fromRevision)).only("delete").watcher();
-      // A cancelled watcher stays attached until etcd confirms; it must not report then.
-      watcher.on("delete", (kv: IKeyValue) => live && onDelete(Number(kv.mod_revision)));
-      // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
-      // gives no reason then) or, with auth on, when its token is no longer valid.
-      watcher.on("error", (err: Error) => {
-        canceled = true;
-        settle(/auth|permission/i.test(err.message) ? { error: err } : "compacted");
-      });
-      // Before the watcher is established etcd3 retries the stream itself; the deadline decides.
-      watcher.on("disconnected", () => connected && settle("broken"));
-      const established = new Promise<"connected">((resolve) =>
-        watcher?.once("connected", () => {
-          connected = true;
-          resolve("connected");
-        }),
-      );
-      const first = await Promise.race([established, outcome, sleep(opts.timeoutMs).then(() => "timeout" as const)]);
-      if (first === "timeout") {
-        throw new EtcdUnavailableError(`etcd watch was not established within ${opts.timeoutMs} ms`);
-      }
-      return await outcome;
-    } finally {
-      live = false;
-      signal.removeEventListener("abort", onAbort);
-      // Cancelling talks to etcd; never make the caller wait for it. A watch etcd has
-      // canceled itself must not be canceled again: etcd would confirm that, and etcd3
-      // throws on a reply for a watcher it has already dropped.
-      if (!canceled) watcher?.cancel().catch(() => {});
-    }
-  };
 
   return {
     get,
@@ -245,34 +161,8 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return allOrNothing(res);
     },
 
-    async watchDeletes(key, fromRevision, onDelete, signal): Promise<WatchEnd> {
-      if (signal.aborted) return "aborted";
-      const stop = new AbortController();
-      const end = () => stop.abort();
-      signal.addEventListener("abort", end, { once: true });
-      watchers.add(end);
-      // Every DELETE before `next` has been reported.
-      let next = fromRevision;
-      const report = (revision: number) => {
-        next = revision + 1;
-        onDelete(revision);
-      };
-      try {
-        for (;;) {
-          const r = await watchConnection(key, next, report, stop.signal);
-          if (r === "broken") continue;
-          if (typeof r === "string") return r;
-          // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary
-          // calls but not its shared watch stream, so the watch cannot be renewed here:
-          // fall back to polling the key, which unary calls keep authenticated.
-          if (/auth token|Unauthenticated/i.test(r.error.message))
-            return await pollDeletes(key, next, report, stop.signal);
-          throw translate(r.error, "watch");
-        }
-      } finally {
-        signal.removeEventListener("abort", end);
-        watchers.delete(end);
-      }
+    watchDeletes(key, fromRevision, onDelete, signal) {
+      return watches.run(fromRevision, onDelete, signal, grpcWatchStream(client, get, key, opts.timeoutMs));
     },
 
     async ping() {
@@ -282,87 +172,9 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async close() {
-      for (const end of watchers) end();
+      watches.close();
       keepAlives.close();
       client.close();
     },
   };
-}
-
-function allOrNothing(res: {
-  header: { revision: string };
-  succeeded: boolean;
-  responses: { response_range?: { kvs: IKeyValue[] } }[];
-}): AllOrNothing {
-  const revision = Number(res.header.revision);
-  if (res.succeeded) return { applied: true, revision };
-  return {
-    applied: false,
-    revision,
-    kvs: res.responses.map((r) => r.response_range?.kvs[0] && toKv(r.response_range.kvs[0])),
-  };
-}
-
-/** The member could not be reached at all (as opposed to an answer that is an error). */
-function isConnectionFailure(err: Error): boolean {
-  return (
-    isRecoverableError(err) && /No connection established|Connection dropped|ECONNREFUSED|ECONNRESET/.test(err.message)
-  );
-}
-
-function toKv(kv: IKeyValue): KeyValue {
-  return {
-    key: kv.key.toString(),
-    value: kv.value.toString(),
-    createRevision: Number(kv.create_revision),
-    modRevision: Number(kv.mod_revision),
-    lease: BigInt(kv.lease || "0"),
-  };
-}
-
-function translate(err: unknown, op: string): Error {
-  if (
-    err instanceof EtcdUnavailableError ||
-    err instanceof LeaseExistsError ||
-    err instanceof EtcdAuthError ||
-    err instanceof LeaseNotFoundError
-  )
-    return err;
-  if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) {
-    return new EtcdAuthError(`etcd ${op} refused: ${err.message}`);
-  }
-  if (err instanceof EtcdLeaseInvalidError) return new LeaseNotFoundError(err.message);
-  // Every member's circuit is open: none answered lately.
-  if (isBrokenCircuitError(err)) return new EtcdUnavailableError(`etcd ${op} failed: no member is answering`);
-  if (err instanceof Error && /lease already exists/.test(err.message)) return new LeaseExistsError(err.message);
-  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
-  if (
-    code === 14 || // UNAVAILABLE, as raw stream errors carry it
-    code === 4 || // DEADLINE_EXCEEDED
-    err instanceof GRPCUnavailableError ||
-    err instanceof GRPCDeadlineExceededError ||
-    (err instanceof Error && isRecoverableError(err))
-  ) {
-    return new EtcdUnavailableError(`etcd ${op} failed: ${(err as Error).message}`);
-  }
-  return err instanceof Error ? err : new Error(String(err));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref?.());
-}
-
-/** Belt and braces over gRPC deadlines: streams and dialing are not covered by them. */
-async function withTimeout<T>(p: Promise<T>, ms: number, op: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new EtcdUnavailableError(`etcd ${op} timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

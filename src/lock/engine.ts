@@ -6,6 +6,7 @@ import {
   LeaseNotFoundError,
   prefixEnd,
 } from "../etcd/types.js";
+import { delay, untilDeadline } from "../timers.js";
 import {
   CallerGone,
   ForeignKey,
@@ -29,7 +30,6 @@ import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomNonce } from "./names.js";
 import type { Strategies } from "./strategies/index.js";
 import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
-import { untilDeadline } from "./until-deadline.js";
 
 /** What acquire and renew hand to the holder. */
 export interface Grant {
@@ -235,7 +235,7 @@ export class LockEngine implements Locks {
           if (!(err instanceof EtcdUnavailableError) || !waiting || o.signal?.aborted) throw err;
           const pause = Math.min(250, deadline - Date.now());
           if (pause <= 0) throw err;
-          await new Promise((r) => setTimeout(r, pause));
+          await delay(pause, o.signal);
         }
       }
     } finally {

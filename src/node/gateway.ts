@@ -3,6 +3,7 @@ import { request as httpsRequest } from "node:https";
 import { Agent, request, fetch as undiciFetch } from "undici";
 import { createGatewayEtcd, type GatewayDuplex, type GatewayPost } from "../etcd/gateway.js";
 import type { EtcdClient, EtcdConnectionOptions } from "../etcd/types.js";
+import { Deadline } from "../timers.js";
 
 /**
  * Most unary calls the gateway transport keeps in flight per etcd endpoint; the rest
@@ -57,8 +58,9 @@ export function nodeDuplex(tls: EtcdConnectionOptions["tls"]): GatewayDuplex {
       });
       let settled = false;
       let ended = false;
+      const deadline = new Deadline(Date.now() + timeoutMs);
       const fail = (err: Error) => {
-        clearTimeout(timer);
+        deadline.done();
         req.destroy();
         if (!settled) {
           settled = true;
@@ -68,10 +70,10 @@ export function nodeDuplex(tls: EtcdConnectionOptions["tls"]): GatewayDuplex {
           onClosed(err);
         }
       };
-      const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      deadline.signal.addEventListener("abort", () => fail(new Error(`no answer within ${timeoutMs} ms`)));
       req.on("error", fail);
       const accept = () => {
-        clearTimeout(timer);
+        deadline.done();
         if (settled) return;
         settled = true;
         resolve({ status: 200, stream: { write: (text) => req.write(text), end: () => req.end() } });
@@ -85,7 +87,7 @@ export function nodeDuplex(tls: EtcdConnectionOptions["tls"]): GatewayDuplex {
           const chunks: Buffer[] = [];
           res.on("data", (c: Buffer) => chunks.push(c));
           res.on("end", () => {
-            clearTimeout(timer);
+            deadline.done();
             req.destroy();
             if (settled) return fail(new Error(`HTTP ${res.statusCode}`));
             settled = true;

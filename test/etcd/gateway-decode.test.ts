@@ -14,7 +14,7 @@ import {
   decodeWatchResult,
   encodeBase64,
   encodeLeaseId,
-} from "../../src/etcd/gateway.js";
+} from "../../src/etcd/gateway/codec.js";
 
 // Responses captured with curl from a real etcd 3.4.23 gateway (cluster/member IDs kept
 // as etcd sent them: they are uint64 strings too).

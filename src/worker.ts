@@ -1,10 +1,12 @@
 import { apiKeysFromConfig } from "./auth/api-keys.js";
 import { parseConfig } from "./config.js";
 import { createGatewayEtcd } from "./etcd/gateway.js";
-import { createApp } from "./http/app.js";
 import type { App, AssetReader } from "./http/deps.js";
+import { problemResponse } from "./http/errors.js";
 import { jsonLogger } from "./http/logger.js";
-import { createLocks, workerStrategies } from "./lock/index.js";
+import { workerStrategies } from "./lock/index.js";
+import { Problem } from "./problems.js";
+import { buildService, etcdOptions } from "./setup.js";
 
 /**
  * Cloudflare Workers entry. Workers have no gRPC, so etcd is reached through its
@@ -24,23 +26,19 @@ async function build(env: WorkerEnv): Promise<App> {
   for (const [k, v] of Object.entries(env)) if (typeof v === "string") strings[k] = v;
   const config = parseConfig(strings);
   if (!config.ETCD_ENDPOINTS) throw new Error("ETCD_ENDPOINTS must be set for the Worker (wrangler.toml [vars])");
-  const etcd = createGatewayEtcd({
-    endpoints: config.ETCD_ENDPOINTS,
-    timeoutMs: config.ETCD_TIMEOUT_MS,
-    ...(config.ETCD_USERNAME !== undefined ? { username: config.ETCD_USERNAME } : {}),
-    ...(config.ETCD_PASSWORD !== undefined ? { password: config.ETCD_PASSWORD } : {}),
-  });
+  // Workers have no gRPC: etcd through its JSON gateway, with fetch.
+  const etcd = createGatewayEtcd(etcdOptions(config, config.ETCD_ENDPOINTS));
   const log = jsonLogger((line) => console.log(line), config.LOG_LEVEL);
-  const locks = createLocks(etcd, {
-    prefix: config.LEASEHOLD_PREFIX,
-    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
-    // I/O started by one request cannot be awaited by another on Workers.
-    strategies: workerStrategies,
-  });
   // API keys come from the LEASEHOLD_API_KEYS secret (Workers have no files).
   const auth = await apiKeysFromConfig(config);
   if (!auth) log.warn("auth is off: any caller may take any lock (set the LEASEHOLD_API_KEYS secret)");
-  return createApp({ config, etcd, locks, log, docsAssets: workerAssets(env), ...(auth ? { auth } : {}) });
+  return buildService(config, etcd, {
+    log,
+    // I/O started by one request cannot be awaited by another on Workers.
+    strategies: workerStrategies,
+    docsAssets: workerAssets(env),
+    ...(auth ? { auth } : {}),
+  }).app;
 }
 
 function workerAssets(env: WorkerEnv): AssetReader {
@@ -60,17 +58,7 @@ export default {
     } catch (err) {
       built = undefined;
       // Bad configuration: say so on every request (Workers have no start-up to stop).
-      const detail = (err as Error).message;
-      return new Response(
-        JSON.stringify({
-          type: "/problems/internal-error",
-          title: "Misconfigured",
-          status: 500,
-          detail,
-          code: "internal-error",
-        }),
-        { status: 500, headers: { "content-type": "application/problem+json" } },
-      );
+      return problemResponse(new Problem("internal-error", `misconfigured: ${(err as Error).message}`));
     }
     return app.fetch(request, env, ctx as never);
   },

@@ -2,10 +2,10 @@ import type { ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import { instrumented } from "../etcd/instrumented.js";
 import type { EtcdClient } from "../etcd/types.js";
-import { createApp } from "../http/app.js";
 import type { App } from "../http/deps.js";
 import type { Logger } from "../http/logger.js";
-import { createLocks, type Locks } from "../lock/index.js";
+import { type Locks, nodeStrategies } from "../lock/index.js";
+import { buildService } from "../setup.js";
 import { nodeDocsAssets } from "./assets.js";
 import { connectEtcd } from "./etcd.js";
 import { prometheusMetrics } from "./metrics.js";
@@ -30,21 +30,17 @@ export async function buildNodeApp(
   }
   const raw = await connectEtcd(config, o.endpoints);
   const etcd = instrumented(raw, metrics);
-  locks = createLocks(etcd, {
-    prefix: config.LEASEHOLD_PREFIX,
-    maxWaiters: config.LEASEHOLD_MAX_WAITERS,
-    metrics,
-    ...(o.shutdownSignal ? { shutdownSignal: o.shutdownSignal } : {}),
-  });
-  const app = createApp({
-    config,
-    etcd,
-    locks,
+  const service = buildService(config, etcd, {
     log: o.log,
+    strategies: nodeStrategies,
     docsAssets: nodeDocsAssets(),
+    metrics,
     metricsText: async (caller) => ({ contentType, body: await exposition(caller) }),
     ...(o.auth ? { auth: o.auth } : {}),
+    ...(o.shutdownSignal ? { shutdownSignal: o.shutdownSignal } : {}),
   });
+  const { app } = service;
+  locks = service.locks;
   // An idle instance still hands back leases nobody reused (see LeasePool).
   const sweeper = setInterval(() => locks?.sweepLeases(), 1_000);
   sweeper.unref();

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import type { Config } from "../config.js";
 import { ConfigError } from "../config.js";
-import type { EtcdClient, EtcdConnectionOptions } from "../etcd/types.js";
+import type { EtcdClient } from "../etcd/types.js";
+import { etcdOptions } from "../setup.js";
 
 /**
  * The etcd client the configuration asks for (ETCD_TRANSPORT), with TLS files read from
@@ -9,18 +10,12 @@ import type { EtcdClient, EtcdConnectionOptions } from "../etcd/types.js";
  * gateway's connection pools) each cost an instance 3–5 MB of heap it would never use.
  */
 export async function connectEtcd(config: Config, endpoints: string[]): Promise<EtcdClient> {
-  const opts: EtcdConnectionOptions = {
-    endpoints,
-    timeoutMs: config.ETCD_TIMEOUT_MS,
-    ...(config.ETCD_USERNAME !== undefined ? { username: config.ETCD_USERNAME } : {}),
-    ...(config.ETCD_PASSWORD !== undefined ? { password: config.ETCD_PASSWORD } : {}),
-  };
   const ca = readPem("ETCD_CA_FILE", config.ETCD_CA_FILE);
   const cert = readPem("ETCD_CERT_FILE", config.ETCD_CERT_FILE);
   const key = readPem("ETCD_KEY_FILE", config.ETCD_KEY_FILE);
-  if (ca || cert || key) {
-    opts.tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
-  }
+  const tls =
+    ca || cert || key ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } : undefined;
+  const opts = etcdOptions(config, endpoints, tls);
   if (config.ETCD_TRANSPORT === "grpc") return (await import("../etcd/grpc.js")).createGrpcEtcd(opts);
   return (await import("./gateway.js")).gatewayOnNode(opts);
 }

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { buildService } from "../scripts/build.js";
 import { freePort } from "../src/node/local-etcd.js";
 import { startTestEtcd } from "./support/etcd.js";
-import { call, sleep } from "./support/http.js";
+import { call, type Reply, sleep } from "./support/http.js";
 
 const repo = new URL("..", import.meta.url).pathname;
 const tsx = join(repo, "node_modules", ".bin", "tsx");
@@ -19,14 +20,29 @@ interface Run {
 
 const started: Run[] = [];
 const dirs: string[] = [];
+/** Processes a test started indirectly (npm's children), killed after it if still alive. */
+const strays: number[] = [];
 
-function run(env: Record<string, string>, cwd = mkdtempSync(join(tmpdir(), "leasehold-run-"))): Run {
+function run(
+  env: Record<string, string>,
+  cwd = mkdtempSync(join(tmpdir(), "leasehold-run-")),
+  command: [string, ...string[]] = [tsx, entry],
+): Run {
   dirs.push(cwd);
   let out = "";
+  // Nothing from the test runner's own environment: not its npm script's variables
+  // either (`npm test` sets npm_*), so a child npm behaves as it does for a user.
   const clean = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("ETCD_") && !k.startsWith("LEASEHOLD_")),
+    Object.entries(process.env).filter(
+      ([k]) => !k.startsWith("ETCD_") && !k.startsWith("LEASEHOLD_") && !k.startsWith("npm_") && k !== "NODE_OPTIONS",
+    ),
   );
-  const child = spawn(tsx, [entry], { cwd, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const [bin, ...args] = command;
+  const child = spawn(bin, args, {
+    cwd,
+    env: { ...clean, npm_config_update_notifier: "false", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout?.on("data", (d) => {
     out += d;
   });
@@ -41,7 +57,7 @@ function run(env: Record<string, string>, cwd = mkdtempSync(join(tmpdir(), "leas
 
 async function waitReady(url: string, proc: Run, ms = 20_000) {
   const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && proc.child.exitCode === null) {
     try {
       if ((await fetch(`${url}/readyz`)).status === 200) return;
     } catch {}
@@ -50,7 +66,98 @@ async function waitReady(url: string, proc: Run, ms = 20_000) {
   throw new Error(`service did not become ready:\n${proc.output()}`);
 }
 
+/**
+ * A copy of the package (package.json, tsconfig.json, src/, node_modules linked) in a
+ * temporary folder, as a user's checkout: npm runs its scripts there, and development
+ * mode keeps its etcd under that folder's .leasehold/.
+ */
+function checkout(): string {
+  const dir = mkdtempSync(join(tmpdir(), "leasehold-npm-"));
+  dirs.push(dir);
+  for (const f of ["package.json", "tsconfig.json"]) copyFileSync(join(repo, f), join(dir, f));
+  cpSync(join(repo, "src"), join(dir, "src"), { recursive: true });
+  symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"), "dir");
+  return dir;
+}
+
+/** Fields of /proc/PID/stat after the command name: [state, ppid, …]; undefined when gone. */
+function procStat(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process still runs (a zombie nobody reaped yet has stopped). */
+const alive = (pid: number) => {
+  const state = procStat(pid)?.[0];
+  return state !== undefined && state !== "Z";
+};
+
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+  } catch {
+    return "";
+  }
+};
+
+/** Every live descendant of `root` (from /proc), each also recorded as a stray to clean up. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const ppid = Number(procStat(Number(entry))?.[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  const queue = [root];
+  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+    for (const child of children.get(pid) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  strays.push(...found);
+  return found.filter(alive);
+}
+
+/** Polls `check` until it holds; fails with `what` after `ms`. */
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Whether anything answers HTTP at `url` now. */
+const answers = (url: string) =>
+  fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) }).then(
+    () => true,
+    () => false,
+  );
+
+/** This instance's parked waiters, from its metrics. */
+async function waiters(url: string): Promise<number> {
+  const text = (await call(url, "GET", "/metrics")).text;
+  return Number(/^leasehold_waiters (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+}
+
+/** Takes a lock and parks a second acquire of it (up to 30 s); resolves once it waits. */
+async function parkWaiter(url: string, name: string): Promise<{ answer: Promise<Reply> }> {
+  expect((await call(url, "POST", `/locks/${name}`, { json: { ttl: 60 } })).status).toBe(201);
+  const answer = call(url, "POST", `/locks/${name}`, { json: { wait: 30 } });
+  await until("the acquire to wait", async () => (await waiters(url)) === 1);
+  return { answer };
+}
+
 afterEach(async () => {
+  for (const pid of strays.splice(0)) {
+    if (alive(pid)) process.kill(pid, "SIGKILL");
+  }
   for (const p of started.splice(0)) {
     if (p.child.exitCode === null && p.child.signalCode === null) {
       p.child.kill("SIGKILL");
@@ -87,6 +194,71 @@ describe("the Node entry point", () => {
     // The local etcd went down with the service.
     await expect(fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(1_000) })).rejects.toThrow();
   });
+
+  it("npm start (development mode): SIGTERM to npm's PID drains the server, stops its etcd and exits 0", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = run({ PORT: String(port) }, checkout(), ["npm", "start"]);
+    await waitReady(url, proc);
+    const pid = proc.child.pid as number;
+    const below = descendants(pid);
+    const etcd = below.find((p) => cmdline(p).startsWith("etcd "));
+    expect(etcd, below.map(cmdline).join("\n")).toBeDefined();
+
+    const waiter = await parkWaiter(url, "dev:drain");
+    process.kill(pid, "SIGTERM");
+    const w = await waiter.answer;
+    expect(w.status).toBe(503);
+    expect(w.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(w.json.code).toBe("backend-unavailable");
+    // npm waited for the server, which waited for its etcd: once npm has exited 0,
+    // nothing it started is left.
+    expect(await proc.exited, proc.output()).toBe(0);
+    expect(proc.output()).toContain('"msg":"stopped"');
+    expect(await answers(url)).toBe(false);
+    expect(below.filter(alive).map(cmdline)).toEqual([]);
+  }, 60_000);
+
+  it("npm run start:prod: SIGTERM to npm's PID drains the server and exits 0", async () => {
+    const etcd = await startTestEtcd();
+    try {
+      const dir = checkout();
+      await buildService(dir);
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const proc = run({ PORT: String(port), ETCD_ENDPOINTS: etcd.endpoint }, dir, ["npm", "run", "start:prod"]);
+      await waitReady(url, proc);
+      const pid = proc.child.pid as number;
+      const below = descendants(pid);
+      expect(below.map(cmdline).some((c) => c.includes("dist/main.js")), below.map(cmdline).join("\n")).toBe(true);
+
+      const waiter = await parkWaiter(url, "prod:drain");
+      process.kill(pid, "SIGTERM");
+      const w = await waiter.answer;
+      expect(w.status).toBe(503);
+      expect(w.json.code).toBe("backend-unavailable");
+      expect(await proc.exited, proc.output()).toBe(0);
+      expect(proc.output()).toContain('"msg":"stopped"');
+      expect(await answers(url)).toBe(false);
+      expect(below.filter(alive).map(cmdline)).toEqual([]);
+    } finally {
+      await etcd.destroy();
+    }
+  }, 90_000);
+
+  it("npm start: when npm itself is killed (SIGKILL), the server notices, drains and stops its etcd", async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = run({ PORT: String(port) }, checkout(), ["npm", "start"]);
+    await waitReady(url, proc);
+    const below = descendants(proc.child.pid as number);
+    expect(below.some((p) => cmdline(p).startsWith("etcd "))).toBe(true);
+    const waiter = await parkWaiter(url, "dev:orphan");
+    proc.child.kill("SIGKILL");
+    expect((await waiter.answer).status).toBe(503);
+    await until("the server and its etcd to stop", () => below.every((p) => !alive(p)));
+    expect(await answers(url)).toBe(false);
+  }, 60_000);
 
   it("without etcd installed, development mode says how to install it and exits 1", async () => {
     const proc = run({ PORT: String(await freePort()), ETCD_BIN: "/nonexistent/etcd" });

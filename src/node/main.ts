@@ -103,10 +103,10 @@ export async function main(env: Record<string, string | undefined> = process.env
   });
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (reason: string) => {
     if (stopping) return;
     stopping = true;
-    log.info("shutting down", { signal });
+    log.info("shutting down", { reason });
     // Waiters are answered now (503, retry elsewhere) rather than held until `wait` ends.
     shutdown.abort();
     const closed = new Promise<void>((r) => server.close(() => r()));
@@ -123,6 +123,24 @@ export async function main(env: Record<string, string | undefined> = process.env
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
+  // The npm scripts `exec` node, so SIGTERM to npm's PID (what Docker, systemd and
+  // Kubernetes send) reaches this process and npm waits for it. Should npm go away
+  // without passing a signal on (killed outright, or a shell that did not exec), this
+  // process is orphaned: stop as if signalled rather than keep the port (and in
+  // development mode the local etcd) with nobody left to stop them. Only under npm:
+  // a plain `nohup node dist/main.js &` is meant to outlive its shell.
+  if (env.npm_lifecycle_event !== undefined) onParentExit(() => void stop("parent process exited"));
+}
+
+/** Calls `gone` once this process's parent has exited (it is re-parented); polls cheaply. */
+function onParentExit(gone: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    gone();
+  }, 500);
+  timer.unref();
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href) {

@@ -133,6 +133,30 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
+/** The local addresses with a socket listening on TCP `port` (from /proc/net/tcp and tcp6). */
+function listeningOn(port: number): string[] {
+  const found: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      const [hex, p] = local?.split(":") ?? [];
+      if (state !== "0A" || !hex || Number.parseInt(p ?? "", 16) !== port) continue;
+      // IPv4 addresses are one little-endian word; IPv6 ones are shown as hex here.
+      found.push(
+        hex.length === 8
+          ? (hex.match(/../g) ?? [])
+              .reverse()
+              .map((b) => Number.parseInt(b, 16))
+              .join(".")
+          : hex,
+      );
+    }
+  }
+  return found;
+}
+
+const lines = (out: string) => out.split("\n").filter((l) => l.startsWith("{"));
+
 /** Whether anything answers HTTP at `url` now. */
 const answers = (url: string) =>
   fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) }).then(
@@ -230,7 +254,10 @@ describe("the Node entry point", () => {
       await waitReady(url, proc);
       const pid = proc.child.pid as number;
       const below = descendants(pid);
-      expect(below.map(cmdline).some((c) => c.includes("dist/main.js")), below.map(cmdline).join("\n")).toBe(true);
+      expect(
+        below.map(cmdline).some((c) => c.includes("dist/main.js")),
+        below.map(cmdline).join("\n"),
+      ).toBe(true);
 
       const waiter = await parkWaiter(url, "prod:drain");
       process.kill(pid, "SIGTERM");
@@ -258,6 +285,41 @@ describe("the Node entry point", () => {
     expect((await waiter.answer).status).toBe(503);
     await until("the server and its etcd to stop", () => below.every((p) => !alive(p)));
     expect(await answers(url)).toBe(false);
+  }, 60_000);
+
+  it("listens on loopback unless HOST says otherwise, and says so loudly when that is open to other hosts", async () => {
+    const etcd = await startTestEtcd();
+    try {
+      /** Starts the service, notes where it listens and what it warned about, stops it. */
+      const start = async (env: Record<string, string>) => {
+        const port = await freePort();
+        const proc = run({ PORT: String(port), ETCD_ENDPOINTS: etcd.endpoint, ...env });
+        await waitReady(`http://127.0.0.1:${port}`, proc);
+        const addresses = listeningOn(port);
+        proc.child.kill("SIGTERM");
+        expect(await proc.exited).toBe(0);
+        const logged = lines(proc.output()).map((l) => JSON.parse(l) as { level: number; msg: string });
+        return { addresses, warnings: logged.filter((l) => l.level === 40).map((l) => l.msg) };
+      };
+      const loud = /reachable from other hosts with no authentication/;
+
+      // No HOST: loopback only, and the plain auth-off warning.
+      const quiet = await start({});
+      expect(quiet.addresses).toEqual(["127.0.0.1"]);
+      expect(quiet.warnings.join("\n")).toMatch(/auth is off/);
+      expect(quiet.warnings.join("\n")).not.toMatch(loud);
+
+      // HOST=0.0.0.0 without API keys: one warn-level line that says what is open.
+      const open = await start({ HOST: "0.0.0.0" });
+      expect(open.addresses).toEqual(["0.0.0.0"]);
+      expect(open.warnings.filter((w) => loud.test(w))).toEqual([expect.stringContaining("HOST=0.0.0.0")]);
+
+      // With API keys it is not open, so no such warning.
+      const keyed = await start({ HOST: "0.0.0.0", LEASEHOLD_API_KEYS: '[{"key":"k-1","prefixes":[""]}]' });
+      expect(keyed.warnings.join("\n")).not.toMatch(/auth is off/);
+    } finally {
+      await etcd.destroy();
+    }
   }, 60_000);
 
   it("without etcd installed, development mode says how to install it and exits 1", async () => {

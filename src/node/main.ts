@@ -78,18 +78,22 @@ export async function main(env: Record<string, string | undefined> = process.env
     log.warn("etcd is not reachable yet; /readyz answers 503 until it is", { err: (err as Error).message });
   }
   if (auth) log.info("auth is on", { keys: auth.size });
-  else log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  else if (isLoopback(config.HOST)) {
+    log.warn("auth is off: any caller on this host may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  } else {
+    log.warn(
+      `auth is off and HOST=${config.HOST}: the service is reachable from other hosts with no authentication; ` +
+        "anyone who can connect may take and hold any lock (set LEASEHOLD_API_KEYS, or HOST=127.0.0.1)",
+    );
+  }
 
-  const server: ServerType = serve(
-    { fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" },
-    (info) => {
-      log.info("listening", {
-        url: `http://${config.HOST ?? "0.0.0.0"}:${info.port}`,
-        etcd: endpoints,
-        transport: config.ETCD_TRANSPORT,
-      });
-    },
-  );
+  const server: ServerType = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+    log.info("listening", {
+      url: `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${info.port}`,
+      etcd: endpoints,
+      transport: config.ETCD_TRANSPORT,
+    });
+  });
   // No request outlives its purpose: the longest legitimate one is a waiting acquire
   // (max wait, plus a few etcd deadlines for the calls around it).
   const longest = config.LEASEHOLD_MAX_WAIT * 1000 + 4 * config.ETCD_TIMEOUT_MS + 5_000;
@@ -130,6 +134,12 @@ export async function main(env: Record<string, string | undefined> = process.env
   // development mode the local etcd) with nobody left to stop them. Only under npm:
   // a plain `nohup node dist/main.js &` is meant to outlive its shell.
   if (env.npm_lifecycle_event !== undefined) onParentExit(() => void stop("parent process exited"));
+}
+
+/** Whether `host` (HOST) is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 /** Calls `gone` once this process's parent has exited (it is re-parented); polls cheaply. */

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { buildService } from "../scripts/build.js";
-import { freePort } from "../src/node/local-etcd.js";
+import { cause, freePort, startLocalEtcd } from "../src/node/local-etcd.js";
 import { startTestEtcd } from "./support/etcd.js";
 import { call, type Reply, sleep } from "./support/http.js";
 
@@ -321,6 +322,74 @@ describe("the Node entry point", () => {
       await etcd.destroy();
     }
   }, 60_000);
+
+  it("a second development-mode start in the same folder exits 1 at once, naming the etcd that holds the data dir", async () => {
+    const cwd = mkdtempSync(join(tmpdir(), "leasehold-run-"));
+    const firstPort = await freePort();
+    const first = run({ PORT: String(firstPort) }, cwd);
+    await waitReady(`http://127.0.0.1:${firstPort}`, first);
+    const etcd = descendants(first.child.pid as number).find((p) => cmdline(p).startsWith("etcd "));
+    expect(etcd).toBeDefined();
+
+    const startedAt = Date.now();
+    const second = run({ PORT: String(await freePort()) }, cwd);
+    expect(await second.exited).toBe(1);
+    // etcd alone would wait for the lock without end (saying so after 10 s); the
+    // service's own health deadline is 15 s.
+    expect(Date.now() - startedAt).toBeLessThan(8_000);
+    const said = second.output().trim();
+    expect(said.split("\n")).toHaveLength(1);
+    expect(said).toMatch(
+      new RegExp(
+        `^leasehold: etcd's data dir .*\\.leasehold/etcd is in use by another etcd \\(pid ${etcd}, serving http://127\\.0\\.0\\.1:\\d+\\)`,
+      ),
+    );
+    expect(said).toContain("ETCD_ENDPOINTS=http://127.0.0.1:");
+    // The first one is untouched.
+    expect((await call(`http://127.0.0.1:${firstPort}`, "GET", "/readyz")).status).toBe(200);
+  }, 60_000);
+
+  it("an etcd that exits while starting is reported at once with etcd's own reason", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "leasehold-etcd-"));
+    dirs.push(dataDir);
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+    try {
+      const clientPort = (taken.address() as AddressInfo).port;
+      const startedAt = Date.now();
+      const error = await startLocalEtcd({ dataDir, clientPort }).then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      expect(error?.message).toMatch(
+        new RegExp(
+          `^etcd exited \\(1\\) before it was ready: .*127\\.0\\.0\\.1:${clientPort}: bind: address already in use$`,
+        ),
+      );
+      expect(Date.now() - startedAt).toBeLessThan(5_000);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("etcd's reason is the last error in its log, text (etcd 3.4) or JSON (etcd 3.5), on one line", () => {
+    expect(
+      cause([
+        "2026-12-01 03:49:03.452747 I | etcdmain: setting maximum number of CPUs to 2",
+        "[WARNING] Deprecated '--logger=capnslog' flag is set; use '--logger=zap' flag instead",
+        "2026-12-01 03:49:03.452935 C | etcdmain: listen tcp 127.0.0.1:2379: bind: address already in use",
+      ]),
+    ).toBe("etcdmain: listen tcp 127.0.0.1:2379: bind: address already in use");
+    expect(
+      cause([
+        '{"level":"info","ts":"2026-12-01T03:49:03Z","caller":"embed/etcd.go:1","msg":"configuring peer listeners"}',
+        '{"level":"fatal","ts":"2026-12-01T03:49:03Z","caller":"etcdmain/etcd.go:204","msg":"discovery failed","error":"listen tcp 127.0.0.1:2380: bind: address already in use"}',
+        '{"level":"info","ts":"2026-12-01T03:49:03Z","msg":"closing"}',
+      ]),
+    ).toBe("discovery failed: listen tcp 127.0.0.1:2380: bind: address already in use");
+    expect(cause(["first", "  ", "the last\tline  "])).toBe("the last line");
+    expect(cause([])).toBe("no output");
+  });
 
   it("without etcd installed, development mode says how to install it and exits 1", async () => {
     const proc = run({ PORT: String(await freePort()), ETCD_BIN: "/nonexistent/etcd" });

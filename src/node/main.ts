@@ -6,7 +6,7 @@ import { apiKeysFromConfig } from "../auth/api-keys.js";
 import { ConfigError, parseConfig } from "../config.js";
 import { EtcdAuthError } from "../etcd/types.js";
 import { buildNodeApp } from "./build.js";
-import { type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
+import { EtcdDataDirInUseError, type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
 import { pinoLogger } from "./logger.js";
 
 /** Node entry: configuration, etcd (a local one in development mode), HTTP server, shutdown. */
@@ -38,7 +38,11 @@ export async function main(env: Record<string, string | undefined> = process.env
     try {
       devEtcd = await startLocalEtcd({ dataDir: resolve(".leasehold", "etcd"), log: "ignore" });
     } catch (err) {
-      console.error(`leasehold: ${(err as Error).message}`);
+      const hint =
+        err instanceof EtcdDataDirInUseError
+          ? `; is another \`npm start\` running in this folder? Stop it, or share its etcd with ETCD_ENDPOINTS=${err.url ?? "<its URL>"}`
+          : "";
+      console.error(`leasehold: ${(err as Error).message}${hint}`);
       process.exit(1);
       return;
     }

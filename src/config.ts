@@ -93,7 +93,8 @@ export const configSchema = z
         return p;
       }),
     PORT: intVar("PORT", 8080, 0, 65535),
-    HOST: optionalString,
+    /** Loopback unless set: listening where other hosts can reach it is a deliberate choice. */
+    HOST: optionalString.transform((v) => v ?? "127.0.0.1"),
     LEASEHOLD_DEFAULT_TTL: intVar("LEASEHOLD_DEFAULT_TTL", 30, 1, 9_000_000_000),
     LEASEHOLD_MAX_TTL: intVar("LEASEHOLD_MAX_TTL", 86_400, 1, 9_000_000_000),
     LEASEHOLD_MAX_WAIT: intVar("LEASEHOLD_MAX_WAIT", 60, 0, 86_400),

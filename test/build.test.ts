@@ -22,7 +22,7 @@ describe("the production build", () => {
   it("npm run build writes dist/main.js, which start:prod runs with plain node", async () => {
     const { stdout } = await promisify(execFile)("npm", ["run", "--silent", "build"], { cwd: repo, timeout: 60_000 });
     expect(stdout).toContain("built dist/main.js");
-    expect(pkg.scripts["start:prod"]).toMatch(/^node (\S+ )*dist\/main\.js$/);
+    expect(pkg.scripts["start:prod"]).toMatch(/^exec node (\S+ )*dist\/main\.js$/);
   });
 
   it.each(["grpc", "http"])(

@@ -15,6 +15,12 @@ describe("configuration", () => {
     });
   });
 
+  it("listens on loopback unless HOST is set", () => {
+    expect(parseConfig({}).HOST).toBe("127.0.0.1");
+    expect(parseConfig({ HOST: "" }).HOST).toBe("127.0.0.1");
+    expect(parseConfig({ HOST: "0.0.0.0" }).HOST).toBe("0.0.0.0");
+  });
+
   it("parses endpoints and numbers", () => {
     const c = parseConfig({ ETCD_ENDPOINTS: "http://a:2379, https://b:2379/", PORT: "9000", ETCD_TIMEOUT_MS: "250" });
     expect(c.ETCD_ENDPOINTS).toEqual(["http://a:2379", "https://b:2379"]);

@@ -17,14 +17,20 @@ function sample(text: string, metric: string, labels: Record<string, string> = {
 
 describe("Prometheus metrics (Node)", () => {
   let svc: TestService;
+  // Auth is on with one admin key (force release needs one); every call here sends it.
+  const admin = "metrics-admin-key";
+  const api = (method: string, path: string, init: Parameters<typeof call>[3] = {}) =>
+    call(svc.url, method, path, { ...init, headers: { authorization: `Bearer ${admin}`, ...init.headers } });
   beforeAll(async () => {
-    svc = await startTestService();
+    svc = await startTestService({
+      env: { LEASEHOLD_API_KEYS: JSON.stringify([{ key: admin, prefixes: [""], admin: true }]) },
+    });
   });
   afterAll(async () => {
     await svc?.stop();
   });
   const scrape = async () => {
-    const r = await call(svc.url, "GET", "/metrics");
+    const r = await api("GET", "/metrics");
     expect(r.status).toBe(200);
     expect(r.headers.get("content-type")).toMatch(/text\/plain/);
     return r.text;
@@ -33,16 +39,16 @@ describe("Prometheus metrics (Node)", () => {
   it("moves as expected after acquire, renew, release, timeout and etcd errors", async () => {
     const before = await scrape();
     const name = uniqueName("m");
-    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 10 } });
-    await call(svc.url, "POST", `/locks/${name}`); // held
-    await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 0.3 } }); // timeout
-    await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease } });
-    await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: "00000000000000aa" } }); // lost
-    await call(svc.url, "DELETE", `/locks/${name}`, { json: { lease: g.json.lease } });
-    await call(svc.url, "DELETE", `/locks/${name}`, { json: { lease: g.json.lease } }); // lost
+    const g = await api("POST", `/locks/${name}`, { json: { ttl: 10 } });
+    await api("POST", `/locks/${name}`); // held
+    await api("POST", `/locks/${name}`, { json: { wait: 0.3 } }); // timeout
+    await api("PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease } });
+    await api("PUT", `/locks/${name}/renew`, { json: { lease: "00000000000000aa" } }); // lost
+    await api("DELETE", `/locks/${name}`, { json: { lease: g.json.lease } });
+    await api("DELETE", `/locks/${name}`, { json: { lease: g.json.lease } }); // lost
     const other = uniqueName("m");
-    await call(svc.url, "POST", `/locks/${other}`);
-    await call(svc.url, "DELETE", `/locks/${other}?force=true`);
+    await api("POST", `/locks/${other}`);
+    await api("DELETE", `/locks/${other}?force=true`);
     const after = await scrape();
     const delta = (metric: string, labels: Record<string, string> = {}) =>
       sample(after, metric, labels) - sample(before, metric, labels);
@@ -71,7 +77,7 @@ describe("Prometheus metrics (Node)", () => {
     expect(after).not.toContain(g.json.lease);
 
     await svc.etcd.stop();
-    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(503);
+    expect((await api("GET", `/locks/${name}`)).status).toBe(503);
     const down = await scrape();
     expect(sample(down, "leasehold_etcd_errors_total", { op: "range" })).toBeGreaterThanOrEqual(1);
     expect(sample(down, "leasehold_acquire_total", { outcome: "error" })).toBe(
@@ -82,18 +88,18 @@ describe("Prometheus metrics (Node)", () => {
 
   it("the waiters gauge counts waiting acquires", async () => {
     const name = uniqueName("gauge");
-    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 10 } });
-    const waiting = [1, 2, 3].map(() => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } }));
+    const g = await api("POST", `/locks/${name}`, { json: { ttl: 10 } });
+    const waiting = [1, 2, 3].map(() => api("POST", `/locks/${name}`, { json: { wait: 2 } }));
     await sleep(400);
     expect(sample(await scrape(), "leasehold_waiters")).toBe(3);
-    await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
+    await api("DELETE", `/locks/${name}?lease=${g.json.lease}`);
     await Promise.race([Promise.any(waiting), sleep(3000)]);
     await sleep(200);
     expect(sample(await scrape(), "leasehold_waiters")).toBeLessThanOrEqual(2);
     // Let the rest finish.
     const replies = await Promise.all(waiting);
     for (const r of replies.filter((x) => x.status === 201)) {
-      await call(svc.url, "DELETE", `/locks/${name}?lease=${r.json.lease}`);
+      await api("DELETE", `/locks/${name}?lease=${r.json.lease}`);
     }
     expect(sample(await scrape(), "leasehold_waiters")).toBe(0);
   });

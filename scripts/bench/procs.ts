@@ -116,8 +116,8 @@ export interface ServiceCommand {
 const commands = new Map<string, Promise<ServiceCommand>>();
 
 /**
- * What production runs, for a checkout: its package.json's `start:prod` (`node [flags]
- * dist/main.js`) after building it with scripts/build.ts (once per checkout and bench
+ * What production runs, for a checkout: its package.json's `start:prod` (`[exec] node
+ * [flags] dist/main.js`) after building it with scripts/build.ts (once per checkout and bench
  * run). A checkout from before the build existed ran `node --import tsx
  * src/node/main.ts` (a single Node process: tsx's CLI would run the entry in a child
  * process of its own); that is what it gets, so `--ref` compares like with like.
@@ -131,7 +131,11 @@ export function serviceCommand(root: string): Promise<ServiceCommand> {
       if (script === undefined) {
         return { args: ["--import", "tsx", join(root, "src", "node", "main.ts")], entry: "src/node/main.ts" };
       }
-      const [node, ...words] = script.trim().split(/\s+/);
+      // A leading `exec` makes the script shell replace itself with node.
+      const [node, ...words] = script
+        .trim()
+        .replace(/^exec\s+/, "")
+        .split(/\s+/);
       const entry = words.at(-1);
       if (node !== "node" || !entry?.endsWith(".js")) {
         throw new Error(`start:prod in ${root}/package.json is not "node [flags] <file>.js": ${script}`);

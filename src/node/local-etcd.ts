@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 
 /**
  * A single-node etcd started as a child process on loopback. Used by development mode
@@ -38,6 +40,18 @@ export interface LocalEtcdOptions {
 
 export class EtcdNotInstalledError extends Error {
   override name = "EtcdNotInstalledError";
+}
+
+/** Another etcd holds the data dir (etcd itself would wait for it without end). */
+export class EtcdDataDirInUseError extends Error {
+  override name = "EtcdDataDirInUseError";
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+    readonly url: string | undefined,
+  ) {
+    super(`etcd's data dir ${dataDir} is in use by another etcd (pid ${pid}${url ? `, serving ${url}` : ""})`);
+  }
 }
 
 export function etcdBinary(bin = process.env.ETCD_BIN || "etcd"): string | undefined {
@@ -102,20 +116,42 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
 
   let child: ChildProcess | undefined;
   const launch = async () => {
-    const proc = spawn(bin, args, { stdio: ["ignore", opts.log ?? "ignore", opts.log ?? "ignore"] });
+    // etcd waits, without end, for another etcd that holds its data dir to let go (it
+    // says so only after 10 s): find that holder first and say who it is.
+    const holder = dataDirHolder(opts.dataDir);
+    if (holder) throw new EtcdDataDirInUseError(opts.dataDir, holder.pid, holder.url);
+    // etcd's log goes to stderr; its last lines explain a failed start.
+    const proc = spawn(bin, args, { stdio: ["ignore", opts.log ?? "ignore", "pipe"] });
     child = proc;
-    let exited: string | undefined;
-    proc.once("exit", (code, sig) => {
-      exited = `etcd exited (${sig ?? code}) before it was ready`;
+    const tail: string[] = [];
+    let why: string | undefined;
+    let fail: (reason: string) => void = () => {};
+    const failure = new Promise<void>((resolve) => {
+      fail = (reason) => {
+        why ??= reason;
+        resolve();
+      };
     });
+    if (proc.stderr) {
+      if (opts.log === "inherit") proc.stderr.pipe(process.stderr);
+      createInterface({ input: proc.stderr, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) => {
+        tail.push(line);
+        if (tail.length > 50) tail.shift();
+        if (line.includes("another etcd process is using")) fail(`etcd cannot start: ${cause([line])}`);
+      });
+    }
+    // "close" comes after stderr has been read to its end, so the tail holds the reason.
+    proc.once("close", (code, sig) => fail(`etcd exited (${sig ?? code}) before it was ready: ${cause(tail)}`));
+    proc.once("error", (err) => fail(`etcd could not be started: ${err.message}`));
+
     const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
-    while (Date.now() < deadline) {
-      if (exited) throw new Error(exited);
-      if (await healthy(metricsUrl ?? clientUrl)) return;
-      await new Promise((r) => setTimeout(r, 50));
+    while (why === undefined && Date.now() < deadline) {
+      const up = await Promise.race([healthy(metricsUrl ?? clientUrl), failure.then(() => false)]);
+      if (up && why === undefined) return;
+      if (why === undefined) await Promise.race([new Promise((r) => setTimeout(r, 50)), failure]);
     }
     proc.kill("SIGKILL");
-    throw new Error(`etcd did not become healthy at ${clientUrl} in time`);
+    throw new Error(why ?? `etcd did not become healthy at ${clientUrl} in time; its last log line: ${cause(tail)}`);
   };
   const stop = async () => {
     const proc = child;
@@ -142,6 +178,77 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
       await launch();
     },
   };
+}
+
+/**
+ * The reason in etcd's last log lines, on one line: the last error there (etcd 3.4's
+ * text log marks them C, E or F; etcd 3.5's JSON log has a `level`), else the last line.
+ */
+export function cause(lines: string[]): string {
+  const parsed = lines
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .map((line) => {
+      if (line.startsWith("{")) {
+        try {
+          const j = JSON.parse(line) as { level?: string; msg?: string; error?: string };
+          const text = [j.msg, j.error].filter(Boolean).join(": ");
+          return { text: text || line, error: /^(error|dpanic|panic|fatal)$/.test(j.level ?? "") };
+        } catch {}
+      }
+      const m = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ ([A-Z]) \| (.*)$/.exec(line);
+      return m ? { text: m[2] ?? line, error: "CEF".includes(m[1] ?? "") } : { text: line, error: false };
+    });
+  const found = parsed.filter((p) => p.error).at(-1) ?? parsed.at(-1);
+  const text = (found?.text ?? "no output").replace(/\s+/g, " ");
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text;
+}
+
+/**
+ * The process holding etcd's lock on `dataDir` (its bbolt file), from /proc/locks, with
+ * the client URL from its command line; undefined when none is found or not on Linux.
+ */
+function dataDirHolder(dataDir: string): { pid: number; url?: string } | undefined {
+  let db: string;
+  let inode: string;
+  let locks: string;
+  try {
+    db = realpathSync(join(dataDir, "member", "snap", "db"));
+    inode = String(statSync(db).ino);
+    locks = readFileSync("/proc/locks", "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of locks.split("\n")) {
+    // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146411 0 EOF" ("->" marks a waiter, not a holder)
+    const f = line.trim().split(/\s+/);
+    if (f[1] === "->" || f[5]?.split(":")[2] !== inode) continue;
+    const pid = Number(f[4]);
+    if (!(pid > 0)) continue;
+    // Same inode: make sure it is this file (another device may reuse the number).
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    const holds = fds.some((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`) === db;
+      } catch {
+        return false;
+      }
+    });
+    if (!holds) continue;
+    let url: string | undefined;
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const at = argv.findIndex((a) => /^--?advertise-client-urls(=|$)/.test(a));
+      url = at < 0 ? undefined : argv[at]?.includes("=") ? argv[at]?.split("=")[1] : argv[at + 1];
+    } catch {}
+    return url ? { pid, url } : { pid };
+  }
+  return undefined;
 }
 
 async function healthy(url: string): Promise<boolean> {

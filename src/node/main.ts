@@ -7,7 +7,7 @@ import { ConfigError, parseConfig } from "../config.js";
 import { EtcdAuthError } from "../etcd/types.js";
 import { buildNodeApp } from "./build.js";
 import { answerHttpErrors } from "./http-errors.js";
-import { type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
+import { EtcdDataDirInUseError, type LocalEtcd, startLocalEtcd } from "./local-etcd.js";
 import { pinoLogger } from "./logger.js";
 
 /** Node entry: configuration, etcd (a local one in development mode), HTTP server, shutdown. */
@@ -39,7 +39,11 @@ export async function main(env: Record<string, string | undefined> = process.env
     try {
       devEtcd = await startLocalEtcd({ dataDir: resolve(".leasehold", "etcd"), log: "ignore" });
     } catch (err) {
-      console.error(`leasehold: ${(err as Error).message}`);
+      const hint =
+        err instanceof EtcdDataDirInUseError
+          ? `; is another \`npm start\` running in this folder? Stop it, or share its etcd with ETCD_ENDPOINTS=${err.url ?? "<its URL>"}`
+          : "";
+      console.error(`leasehold: ${(err as Error).message}${hint}`);
       process.exit(1);
       return;
     }
@@ -79,18 +83,22 @@ export async function main(env: Record<string, string | undefined> = process.env
     log.warn("etcd is not reachable yet; /readyz answers 503 until it is", { err: (err as Error).message });
   }
   if (auth) log.info("auth is on", { keys: auth.size });
-  else log.warn("auth is off: any caller may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  else if (isLoopback(config.HOST)) {
+    log.warn("auth is off: any caller on this host may take any lock (set LEASEHOLD_API_KEYS to turn it on)");
+  } else {
+    log.warn(
+      `auth is off and HOST=${config.HOST}: the service is reachable from other hosts with no authentication; ` +
+        "anyone who can connect may take and hold any lock (set LEASEHOLD_API_KEYS, or HOST=127.0.0.1)",
+    );
+  }
 
-  const server: ServerType = serve(
-    { fetch: app.fetch, port: config.PORT, hostname: config.HOST ?? "0.0.0.0" },
-    (info) => {
-      log.info("listening", {
-        url: `http://${config.HOST ?? "0.0.0.0"}:${info.port}`,
-        etcd: endpoints,
-        transport: config.ETCD_TRANSPORT,
-      });
-    },
-  );
+  const server: ServerType = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+    log.info("listening", {
+      url: `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${info.port}`,
+      etcd: endpoints,
+      transport: config.ETCD_TRANSPORT,
+    });
+  });
   // No request outlives its purpose: the longest legitimate one is a waiting acquire
   // (max wait, plus a few etcd deadlines for the calls around it).
   const longest = config.LEASEHOLD_MAX_WAIT * 1000 + 4 * config.ETCD_TIMEOUT_MS + 5_000;
@@ -105,10 +113,10 @@ export async function main(env: Record<string, string | undefined> = process.env
   });
 
   let stopping = false;
-  const stop = async (signal: string) => {
+  const stop = async (reason: string) => {
     if (stopping) return;
     stopping = true;
-    log.info("shutting down", { signal });
+    log.info("shutting down", { reason });
     // Waiters are answered now (503, retry elsewhere) rather than held until `wait` ends.
     shutdown.abort();
     const closed = new Promise<void>((r) => server.close(() => r()));
@@ -125,6 +133,30 @@ export async function main(env: Record<string, string | undefined> = process.env
   };
   process.once("SIGTERM", () => void stop("SIGTERM"));
   process.once("SIGINT", () => void stop("SIGINT"));
+  // The npm scripts `exec` node, so SIGTERM to npm's PID (what Docker, systemd and
+  // Kubernetes send) reaches this process and npm waits for it. Should npm go away
+  // without passing a signal on (killed outright, or a shell that did not exec), this
+  // process is orphaned: stop as if signalled rather than keep the port (and in
+  // development mode the local etcd) with nobody left to stop them. Only under npm:
+  // a plain `nohup node dist/main.js &` is meant to outlive its shell.
+  if (env.npm_lifecycle_event !== undefined) onParentExit(() => void stop("parent process exited"));
+}
+
+/** Whether `host` (HOST) is reachable from this machine only. */
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/** Calls `gone` once this process's parent has exited (it is re-parented); polls cheaply. */
+function onParentExit(gone: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    gone();
+  }, 500);
+  timer.unref();
 }
 
 if (process.argv[1] && import.meta.url === new URL(`file://${resolve(process.argv[1])}`).href) {

@@ -121,20 +121,32 @@ describe("in a real browser (Chromium)", () => {
   });
 
   it("force-release from the dashboard is reachable by keyboard and works", async () => {
-    const page = await browser.newPage();
-    await offline(page, svc.url);
-    page.on("dialog", (d) => d.accept());
-    const name = uniqueName("kbd");
-    await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 60 } });
-    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(name)}`);
-    const button = page.getByRole("button", { name: `Force release ${name}` });
-    await button.waitFor({ timeout: 2_000 });
-    // Labels are wired to their inputs.
-    expect(await page.getByLabel("Filter by name prefix").inputValue()).toBe(name);
-    await button.focus();
-    await page.keyboard.press("Enter");
-    await expect.poll(async () => (await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
-    await page.close();
+    // Force release needs an admin key, so this service has auth on.
+    const admin = "dashboard-admin-key";
+    const keyed = await startTestService({
+      env: { LEASEHOLD_API_KEYS: JSON.stringify([{ key: admin, prefixes: [""], admin: true }]) },
+    });
+    try {
+      const headers = { authorization: `Bearer ${admin}` };
+      const page = await browser.newPage();
+      await offline(page, keyed.url);
+      page.on("dialog", (d) => d.accept());
+      const name = uniqueName("kbd");
+      await call(keyed.url, "POST", `/locks/${name}`, { json: { ttl: 60 }, headers });
+      await page.goto(`${keyed.url}/?prefix=${encodeURIComponent(name)}`);
+      await page.getByLabel(/API key/).fill(admin);
+      await page.getByLabel(/API key/).dispatchEvent("change");
+      const button = page.getByRole("button", { name: `Force release ${name}` });
+      await button.waitFor({ timeout: 2_000 });
+      // Labels are wired to their inputs.
+      expect(await page.getByLabel("Filter by name prefix").inputValue()).toBe(name);
+      await button.focus();
+      await page.keyboard.press("Enter");
+      await expect.poll(async () => (await call(keyed.url, "GET", `/locks/${name}`, { headers })).status).toBe(404);
+      await page.close();
+    } finally {
+      await keyed.stop();
+    }
   });
 
   it("a 256-character owner is cut short with an ellipsis (full value on hover) and the table stays in the viewport", async () => {

@@ -382,6 +382,17 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
   });
 
+  it("with auth off nobody may force-release: 403, and the lock stays with its holder", async () => {
+    const name = uniqueName("force");
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
+    expect(g.status).toBe(201);
+    const r = await call(svc.url, "DELETE", `/locks/${name}?force=true`);
+    expectProblem(r, 403, "forbidden");
+    expect(r.json.detail).toMatch(/admin API key.*LEASEHOLD_API_KEYS.*"admin": true/);
+    expect((await call(svc.url, "GET", `/locks/${name}`)).json.token).toBe(g.json.token);
+    expect((await call(svc.url, "DELETE", `/locks/${name}`, { json: { lease: g.json.lease } })).status).toBe(204);
+  });
+
   it("too-many-waiters: 429 with Retry-After at the waiter cap, and it recovers", async () => {
     const name = uniqueName("cap");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });

@@ -1,6 +1,6 @@
 import type { Metrics } from "../metrics.js";
-import type { AcquireOptions, Ended, Locks } from "./engine.js";
 import { LockHeld, LockLost } from "./errors.js";
+import type { AcquireOptions, Ended, Locks } from "./types.js";
 
 /** The lock operations, counted: outcomes, wait times and hold times. */
 export function metered(locks: Locks, metrics: Metrics): Locks {

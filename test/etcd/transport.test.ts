@@ -1,6 +1,5 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createIfAbsent } from "../../src/etcd/coalesced-txns.js";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import {
@@ -11,6 +10,7 @@ import {
   LeaseNotFoundError,
   prefixEnd,
 } from "../../src/etcd/types.js";
+import { createIfAbsent } from "../../src/lock/strategies/group-commit.js";
 import { gatewayOnNode, nodeDuplex } from "../../src/node/gateway.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd } from "../support/etcd.js";

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createIfAbsent } from "../../src/etcd/coalesced-txns.js";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { type EtcdClient, EtcdUnavailableError } from "../../src/etcd/types.js";
+import { createIfAbsent } from "../../src/lock/strategies/group-commit.js";
 import { SharedWatches } from "../../src/lock/strategies/shared-watches.js";
 import type { Waits } from "../../src/lock/strategies/waits.js";
 import { WatchPerWaiter } from "../../src/lock/strategies/watch-per-waiter.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { coalescedTxns } from "../../src/etcd/coalesced-txns.js";
 import { type CreateItem, EtcdUnavailableError, LeaseNotFoundError } from "../../src/etcd/types.js";
+import { coalescedTxns } from "../../src/lock/strategies/group-commit.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
 import { settled } from "./support.js";
 

@@ -4,7 +4,7 @@
  * well under a second. Run them alone with `npx vitest run test/unit`.
  */
 import { onTestFinished, vi } from "vitest";
-import { createLocks, type LockServiceOptions, type Locks, workerStrategies } from "../../src/lock/index.js";
+import { createLocks, type Locks, type LocksOptions, workerStrategies } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
 
@@ -15,7 +15,7 @@ import { FakeEtcd } from "../support/fake-etcd.js";
  */
 export function fakeLocks(
   /** `worker`: the strategies the Worker entry chooses (no I/O shared across requests). */
-  { worker = false, ...o }: Partial<LockServiceOptions> & { worker?: boolean } = {},
+  { worker = false, ...o }: Partial<LocksOptions> & { worker?: boolean } = {},
   /** Another instance on the same etcd: pass the first one's fake. */
   fake = new FakeEtcd(),
 ): { fake: FakeEtcd; locks: Locks } {

@@ -1,5 +1,5 @@
-import { coalescedTxns, type SingleKeyTxns, singleTxns } from "../../etcd/coalesced-txns.js";
 import type { EtcdClient } from "../../etcd/types.js";
+import { coalescedTxns, type SingleKeyTxns, singleTxns } from "./group-commit.js";
 import { type LeaseSource, PooledLeases } from "./lease-pool.js";
 import { SharedWatches } from "./shared-watches.js";
 import type { Waits } from "./waits.js";

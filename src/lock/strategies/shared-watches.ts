@@ -27,6 +27,9 @@ interface KeyWatch {
  * etcd sends an open watch each DELETE as it commits; a watch opened from a revision etcd
  * has already passed is only caught up by etcd's background sync, every 100 ms, which a
  * watch reopened per release would pay on every handoff of a busy etcd.
+ *
+ * Measured (BENCHMARKS.md): with 1,000 waiters, wake-up p99 108 / 140 ms with a watch per
+ * release → 14.8 / 13.3 ms (grpc / http) with one long-lived watch per name.
  */
 export class SharedWatches implements Waits {
   private readonly watches = new Map<string, KeyWatch>();

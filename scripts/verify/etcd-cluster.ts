@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { prefixEnd } from "../../src/etcd/types.js";
-import { freePort, type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
+import { freePort, type LocalEtcd, PortTakenError, startLocalEtcd } from "../../src/node/local-etcd.js";
 
 /**
  * An etcd cluster of `size` members on loopback (distinct client and peer ports, one
@@ -30,6 +30,26 @@ export interface EtcdCluster {
 }
 
 export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
+  // A port found free can be taken before its member binds it: start over on new ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCluster(size);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= 5) throw err;
+    }
+  }
+}
+
+/** Every member started, or none left running: the first failure (a taken port first) is thrown. */
+async function startAll(starts: Promise<LocalEtcd>[]): Promise<LocalEtcd[]> {
+  const settled = await Promise.allSettled(starts);
+  const failures = settled.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+  if (failures.length === 0) return settled.map((r) => (r as PromiseFulfilledResult<LocalEtcd>).value);
+  await Promise.all(settled.map((r) => (r.status === "fulfilled" ? r.value.stop() : undefined)));
+  throw failures.find((f) => f instanceof PortTakenError) ?? failures[0];
+}
+
+async function startCluster(size: number): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), "leasehold-verify-etcd-"));
   const ports: { client: number; peer: number }[] = [];
   for (let i = 0; i < size; i++) ports.push({ client: await freePort(), peer: await freePort() });
@@ -37,7 +57,7 @@ export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
   const token = `leasehold-verify-${process.pid}-${Date.now()}`;
   let members: LocalEtcd[];
   try {
-    members = await Promise.all(
+    members = await startAll(
       ports.map((p, i) =>
         startLocalEtcd({
           dataDir: join(root, `m${i}`),

@@ -63,19 +63,60 @@ export const INSTALL_HINT =
   "etcd was not found. Install it (Debian/Ubuntu: `sudo apt-get install -y etcd-server`), " +
   "or set ETCD_BIN to the etcd binary, or set ETCD_ENDPOINTS to use an existing cluster.";
 
+/**
+ * A loopback port nothing listens on now, for a server about to be started. Drawn at
+ * random below the kernel's ephemeral range (which starts at 32768 by default): a port
+ * found free in that range can be taken as the local port of any outgoing connection
+ * before our server binds it, which on a busy machine (tests opening many connections)
+ * happens. Callers that start a server on it still retry on a bind failure.
+ */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canListen(port)) return port;
+  }
+  // Everything tried was busy: let the kernel pick one.
+  return listenOnce(0);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return listenOnce(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.listen(port, "127.0.0.1", () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
     });
   });
 }
 
+/** A start that failed because a port was taken between choosing it and etcd binding it. */
+export class PortTakenError extends Error {
+  override name = "PortTakenError";
+}
+
 export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd> {
+  // Ports chosen here may be taken before etcd binds them: choose again and retry. Ports
+  // the caller chose are the caller's to retry (a cluster's peers must agree on them).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (err) {
+      const ours = opts.clientPort === undefined && opts.peerPort === undefined;
+      if (!(err instanceof PortTakenError) || !ours || attempt >= 5) throw err;
+    }
+  }
+}
+
+async function startOnce(opts: LocalEtcdOptions): Promise<LocalEtcd> {
   const bin = etcdBinary(opts.bin);
   if (!bin) throw new EtcdNotInstalledError(INSTALL_HINT);
   const clientPort = opts.clientPort ?? (await freePort());
@@ -151,6 +192,7 @@ export async function startLocalEtcd(opts: LocalEtcdOptions): Promise<LocalEtcd>
       if (why === undefined) await Promise.race([new Promise((r) => setTimeout(r, 50)), failure]);
     }
     proc.kill("SIGKILL");
+    if (why?.includes("address already in use")) throw new PortTakenError(why);
     throw new Error(why ?? `etcd did not become healthy at ${clientUrl} in time; its last log line: ${cause(tail)}`);
   };
   const stop = async () => {

@@ -82,7 +82,8 @@ export class LockEngine implements Locks {
         : {
             key: o.idempotencyKey,
             caller: o.caller ?? "",
-            fp: await requestFingerprint([o.ttl, o.owner ?? null, o.wait]),
+            // Not `wait`: a client retrying after a lost answer sends the wait it has left.
+            fp: await requestFingerprint([o.ttl, o.owner ?? null]),
           };
     let waiting = false;
     let lastChance = false;

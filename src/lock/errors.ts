@@ -55,7 +55,7 @@ export class IdempotencyKeyMismatch extends LockError {
   override name = "IdempotencyKeyMismatch";
   constructor() {
     super(
-      "this Idempotency-Key was used with other request fields (ttl, owner or wait); use a new key for a different request",
+      "this Idempotency-Key was used with other request fields (ttl or owner); use a new key for a different request",
     );
   }
 }

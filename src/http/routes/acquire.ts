@@ -40,7 +40,7 @@ export const acquireRoute = createRoute({
       content: { "application/json": { schema: Grant } },
     },
     422: problem(
-      "idempotency-key-mismatch: this caller used the Idempotency-Key with other fields (ttl, owner, wait); nothing changed",
+      "idempotency-key-mismatch: this caller used the Idempotency-Key with other fields (ttl, owner); nothing changed",
     ),
     409: {
       description: "lock-held: someone else holds it (after any wait); Retry-After is the holder's remaining TTL",

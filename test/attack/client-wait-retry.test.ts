@@ -39,7 +39,9 @@ it("a withLock/acquire with `wait` whose first answer was lost gets its grant on
     // Evidence: the two attempts' bodies differ in `wait`, and the second was refused.
     const bodies = tries.map((t) => t.body);
     const statuses = tries.map((t) => t.answer?.status);
-    expect(outcome, `bodies ${JSON.stringify(bodies)} answered ${JSON.stringify(statuses)}`).toMatchObject({ ok: true });
+    expect(outcome, `bodies ${JSON.stringify(bodies)} answered ${JSON.stringify(statuses)}`).toMatchObject({
+      ok: true,
+    });
     if (outcome.ok) await client.release(name, outcome.g.lease);
   } finally {
     await proxy.stop();

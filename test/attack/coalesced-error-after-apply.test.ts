@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import type { AllOrNothing, CreateItem, EtcdClient } from "../../src/etcd/types.js";
+import { createLocks } from "../../src/lock/index.js";
+import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { uniqueName } from "../support/http.js";
+
+/**
+ * Attack on group commit: a multi-key create txn that etcd applied but whose answer came
+ * back as an error that is not "unavailable" (gRPC INTERNAL/UNKNOWN/CANCELLED, e.g. a stream
+ * reset after the write: translate() passes those through as plain errors) is split and
+ * each item sent again alone. Each then finds its own key, reads it as another holder's,
+ * answers the caller 409 against itself and pools the lease, which is still bound to
+ * that key. The pooled lease serves the next grant: a ghost lock nobody holds lives as
+ * long as that lease is kept alive, and a force release of the ghost revokes the lease,
+ * deleting the unrelated grant.
+ */
+let etcd: TestEtcd;
+const clients: EtcdClient[] = [];
+beforeAll(async () => {
+  etcd = await startTestEtcd();
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await etcd?.destroy();
+});
+
+it("a multi-key create whose answer was an unclassified error never pools a lease still bound to a key", async () => {
+  const inner = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+  clients.push(inner);
+  let failNextBatch = true;
+  const client = new Proxy(inner, {
+    get(obj, prop, receiver) {
+      if (prop !== "createAllIfAbsent") return Reflect.get(obj, prop, receiver);
+      return async (items: CreateItem[]): Promise<AllOrNothing> => {
+        const r = await inner.createAllIfAbsent(items);
+        if (failNextBatch && items.length > 1) {
+          failNextBatch = false;
+          throw Object.assign(new Error("13 INTERNAL: Received RST_STREAM with code 2"), { code: 13 });
+        }
+        return r;
+      };
+    },
+  });
+  const locks = createLocks(client, { prefix: "c/", maxWaiters: 10 });
+  const a = uniqueName("a");
+  const b = uniqueName("b");
+  // Three concurrent acquires: one txn goes alone, the other two are coalesced behind it.
+  const results = await Promise.allSettled([
+    locks.acquire(uniqueName("first"), { ttl: 30, wait: 0 }),
+    locks.acquire(a, { ttl: 30, wait: 0 }),
+    locks.acquire(b, { ttl: 30, wait: 0 }),
+  ]);
+  const refused = results.filter((r) => r.status === "rejected").map((r) => (r as PromiseRejectedResult).reason);
+  // The keys exist in etcd, bound to leases, though their callers were refused.
+  const ghosts = [];
+  for (const name of [a, b]) {
+    const info = await locks.inspect(name);
+    const got = results[[a, b].indexOf(name) + 1];
+    if (info && got?.status === "rejected") ghosts.push(name);
+  }
+  // A new grant on this instance takes a pooled lease; then an admin force-releases a ghost.
+  const bystander = await locks.acquire(uniqueName("bystander"), { ttl: 30, wait: 0 });
+  for (const g of ghosts) await locks.forceRelease(g);
+  const info = await locks.inspect(bystander.grant.name);
+  expect(
+    { refused: refused.map(String), ghosts, bystanderHeld: info?.token === bystander.grant.token },
+    "callers were refused 409 against their own keys; their leases were pooled and reused",
+  ).toEqual({ refused: [], ghosts: [], bystanderHeld: true });
+  await locks.close();
+});

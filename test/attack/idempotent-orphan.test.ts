@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import { type AllOrNothing, type CreateItem, type EtcdClient, EtcdUnavailableError } from "../../src/etcd/types.js";
+import { createLocks, LockLost, workerStrategies } from "../../src/lock/index.js";
+import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { uniqueName } from "../support/http.js";
+
+/**
+ * Attack: an idempotent retry receives a grant (200, replayed) that the instance which
+ * made it is at that moment cleaning up as orphaned. The clean-up then ends the grant the
+ * retry was just handed, a second caller is granted the lock, and both have been told
+ * they hold it. The caller that got the 200 learns only at its next renew (410).
+ *
+ * Expected (what these tests assert): a grant handed to a caller (a 200 replay) is never
+ * ended behind its back by the clean-up of an earlier attempt of the same request.
+ */
+
+/** Wraps a client: the next create txn is applied by etcd, then reported as unreachable; revokes wait for `releaseRevokes`. */
+function lostCreateAnswer(inner: EtcdClient) {
+  let failNextCreate = false;
+  let gate: Promise<void> | undefined;
+  let open: () => void = () => {};
+  const revokeSeen: bigint[] = [];
+  const revokes: Promise<unknown>[] = [];
+  const client = new Proxy(inner, {
+    get(obj, prop, receiver) {
+      if (prop === "createAllIfAbsent") {
+        return async (items: CreateItem[]): Promise<AllOrNothing> => {
+          const r = await inner.createAllIfAbsent(items);
+          if (failNextCreate) {
+            failNextCreate = false;
+            // The txn applied; its answer is lost (a deadline, a connection cut after the write).
+            throw new EtcdUnavailableError("etcd txn timed out after 3000 ms");
+          }
+          return r;
+        };
+      }
+      if (prop === "leaseRevoke") {
+        return (id: bigint) => {
+          revokeSeen.push(id);
+          const held = gate;
+          const done = (async () => {
+            if (held) await held;
+            return inner.leaseRevoke(id);
+          })();
+          revokes.push(done.catch(() => {}));
+          return done;
+        };
+      }
+      return Reflect.get(obj, prop, receiver);
+    },
+  });
+  return {
+    client,
+    revokeSeen,
+    /** Every revoke sent so far has been answered. */
+    revoked: () => Promise.all(revokes),
+    loseNextCreateAnswer() {
+      failNextCreate = true;
+    },
+    /** Revokes wait (an instance lagging behind etcd) until `open()`. */
+    holdRevokes() {
+      gate = new Promise<void>((r) => {
+        open = r;
+      });
+    },
+    open() {
+      open();
+      gate = undefined;
+    },
+  };
+}
+
+describe("attack: idempotent replay vs. clean-up of the same request's earlier attempt", () => {
+  let etcd: TestEtcd;
+  const clients: EtcdClient[] = [];
+  const client = () => {
+    const c = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+    clients.push(c);
+    return c;
+  };
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await etcd?.destroy();
+  });
+
+  for (const worker of [false, true]) {
+    const how = worker ? "Worker strategies" : "Node strategies";
+    const runtime = worker ? { strategies: workerStrategies } : {};
+
+    it(`a hang-up's clean-up does not end the grant a retry was just given (${how})`, async () => {
+      const locks = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });
+      const other = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });
+      const name = uniqueName("replayed");
+      const idem = { idempotencyKey: crypto.randomUUID(), caller: "key-a" };
+      const hangUp = new AbortController();
+
+      // Attempt 1 is granted; its answer is still on its way when the caller times out.
+      const first = await locks.acquire(name, { ttl: 30, wait: 0, signal: hangUp.signal, ...idem });
+      // The caller's retry (same Idempotency-Key, here through another instance) gets it: 200.
+      const retry = await other.acquire(name, { ttl: 30, wait: 0, ...idem });
+      expect(retry.replayed).toBe(true);
+      expect(retry.grant.lease).toBe(first.grant.lease);
+      // Only now does instance 1 notice that attempt 1's connection is gone.
+      hangUp.abort();
+
+      // Caller A holds `retry.grant` and was told so. Nobody else may be granted the lock.
+      const b = await other.acquire(name, { ttl: 30, wait: 2, caller: "key-b" }).then(
+        (g) => g,
+        (e: unknown) => e,
+      );
+      const twoHolders = !(b instanceof Error);
+      if (twoHolders) {
+        // Evidence: A's renew is refused only now.
+        await expect(other.renew(name, retry.grant.lease)).rejects.toBeInstanceOf(LockLost);
+      }
+      expect(twoHolders, "B was granted a lock that A had been handed by a 200 replay").toBe(false);
+      await Promise.all([locks.close(), other.close()]);
+    });
+
+    it(`an unknown-outcome create's revoke does not end the grant a retry was given meanwhile (${how})`, async () => {
+      const lagging = lostCreateAnswer(client());
+      const locks = createLocks(lagging.client, { prefix: "a/", maxWaiters: 10, ...runtime });
+      const other = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });
+      const name = uniqueName("unknown");
+      const idem = { idempotencyKey: crypto.randomUUID(), caller: "key-a" };
+
+      lagging.loseNextCreateAnswer();
+      lagging.holdRevokes();
+      // Attempt 1: the txn applied, the answer was lost → 503 to the caller.
+      await expect(locks.acquire(name, { ttl: 30, wait: 0, ...idem })).rejects.toBeInstanceOf(EtcdUnavailableError);
+      expect(lagging.revokeSeen).toHaveLength(1); // the clean-up revoke is on its way
+      // The caller retries at once (what leasehold/client does on a 503): 200, the grant.
+      const retry = await other.acquire(name, { ttl: 30, wait: 0, ...idem });
+      expect(retry.replayed).toBe(true);
+      // Instance 1's revoke lands.
+      lagging.open();
+      await lagging.revoked();
+
+      const b = await other.acquire(name, { ttl: 30, wait: 2, caller: "key-b" }).then(
+        (g) => g,
+        (e: unknown) => e,
+      );
+      const twoHolders = !(b instanceof Error);
+      expect(twoHolders, "B was granted a lock that A had been handed by a 200 replay").toBe(false);
+      await Promise.all([locks.close(), other.close()]);
+    });
+  }
+});

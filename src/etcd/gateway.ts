@@ -25,6 +25,7 @@ import {
   encodeDeleteAll,
   encodeGet,
   encodeLeaseId,
+  encodePutIfUnchanged,
   encodeRange,
   FAILED_PRECONDITION,
   type Json,
@@ -135,10 +136,24 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       const r = await session.call("/v3/kv/txn", encodeDeleteAll(items));
       if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
       const res = decodeAllOrNothing(r.ok);
-      // A broken-off earlier attempt may have deleted them already.
-      if (!res.applied && r.retried && res.kvs.every((kv) => kv === undefined))
-        return { applied: true, revision: res.revision };
+      // A broken-off earlier attempt may have deleted them, or someone else may have (a
+      // holder's release through another instance, an expiry): nothing tells the two
+      // apart, so the outcome is unknown. Reporting "applied" here once let two instances
+      // each believe they had released a lock and pool its lease, so that one lease came
+      // to hold two tenants' locks.
+      if (!res.applied && r.retried && res.kvs.every((kv) => kv === undefined)) {
+        throw new EtcdUnavailableError("etcd txn broke off, and its retry found the keys gone: outcome unknown");
+      }
       return res;
+    },
+
+    async putIfUnchanged(item) {
+      const r = await session.call("/v3/kv/txn", encodePutIfUnchanged(item), [NOT_FOUND]);
+      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+      const { applied } = decodeAllOrNothing(r.ok);
+      // The compare failing on a retry may be the earlier attempt's own doing.
+      if (!applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      return applied;
     },
 
     async watchDeletes(key, fromRevision, onDelete, signal) {

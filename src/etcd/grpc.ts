@@ -161,6 +161,18 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return allOrNothing(res);
     },
 
+    async putIfUnchanged(item): Promise<boolean> {
+      const key = Buffer.from(item.key);
+      const res = await call("txn", () =>
+        client.kv.txn({
+          compare: [{ key, target: "Mod", result: "Equal", mod_revision: item.modRevision }],
+          success: [{ request_put: { key, value: Buffer.from(item.value), lease: item.lease.toString() } }],
+          failure: [],
+        }),
+      );
+      return res.succeeded;
+    },
+
     watchDeletes(key, fromRevision, onDelete, signal) {
       return watches.run(fromRevision, onDelete, signal, grpcWatchStream(client, get, key, opts.timeoutMs));
     },

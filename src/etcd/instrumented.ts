@@ -25,6 +25,7 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     leaseTimeToLive: timed("lease_ttl", (id) => inner.leaseTimeToLive(id)),
     createAllIfAbsent: timed("txn", (items) => inner.createAllIfAbsent(items)),
     deleteAllIfUnchanged: timed("txn", (items) => inner.deleteAllIfUnchanged(items)),
+    putIfUnchanged: timed("txn", (item) => inner.putIfUnchanged(item)),
     // A watch lasts as long as the wait; only its failures are interesting.
     watchDeletes: async (key, from, onDelete, signal) => {
       try {

@@ -51,6 +51,14 @@ export interface DeleteItem {
   modRevision: number;
 }
 
+export interface UpdateItem {
+  key: string;
+  modRevision: number;
+  value: string;
+  /** The lease the key keeps (a Put without it would detach the key from its lease). */
+  lease: bigint;
+}
+
 /**
  * Outcome of an all-or-nothing multi-key txn. On failure `kvs[i]` is the current value
  * of item i's key, read in the same txn (absent when the key does not exist).
@@ -99,6 +107,12 @@ export interface EtcdClient {
    * else Range each key. Keys must be distinct.
    */
   deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing>;
+  /**
+   * One txn: if mod_revision(key) == modRevision then Put(key, value, lease) (its create
+   * revision stays; its mod revision moves). `true` when it wrote. Rejects with
+   * `LeaseNotFoundError` when the lease does not exist (then nothing was written).
+   */
+  putIfUnchanged(item: UpdateItem): Promise<boolean>;
   /**
    * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
    * revision of every DELETE of the key at or after it, in order, each once (history

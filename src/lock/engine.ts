@@ -118,6 +118,11 @@ export class LockEngine implements Locks {
           if (idem && nonce !== undefined) {
             // Same caller, same Idempotency-Key: the same request again, or a misuse of the key.
             if (stored.fp !== idem.fp) throw new IdempotencyKeyMismatch();
+            // Claim the grant before handing it out again: the claim (the same value put
+            // again) moves the key's mod revision, so the first attempt's clean-up, which
+            // deletes only a key still at its create revision (its caller hung up, or its
+            // create txn's answer was lost), can no longer end the grant this retry gets.
+            if (holder.modRevision === holder.createRevision && !(await this.claim(key, holder))) continue;
             const sent = Date.now();
             const { ttl } = await this.etcd.leaseTimeToLive(holder.lease);
             if (ttl > 0) return { grant: this.grantOf(name, holder, stored, nonce, ttl, sent), replayed: true };
@@ -167,6 +172,16 @@ export class LockEngine implements Locks {
     }
   }
 
+  /** Puts a grant's value again if unchanged; `false` when it changed or its lease ended. */
+  private async claim(key: string, kv: KeyValue): Promise<boolean> {
+    try {
+      return await this.etcd.putIfUnchanged({ key, modRevision: kv.modRevision, value: kv.value, lease: kv.lease });
+    } catch (err) {
+      if (err instanceof LeaseNotFoundError) return false;
+      throw err;
+    }
+  }
+
   /**
    * Lease + create-if-absent txn. A lost race returns the (unattached) lease for reuse.
    * `{ revision: 0 }` without a holder: the pooled lease had died; try again.
@@ -192,8 +207,9 @@ export class LockEngine implements Locks {
     // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
     // before it: the pool hands out only leases with over a second left, so the txn does
     // not race their expiry, and the acquire costs one round trip instead of two.
+    const written = JSON.stringify(value);
     const [created, renewed] = await Promise.allSettled([
-      txns.createIfAbsent({ key, value: JSON.stringify(value), lease: lease.id }),
+      txns.createIfAbsent({ key, value: written, lease: lease.id }),
       lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     const died =
@@ -201,25 +217,36 @@ export class LockEngine implements Locks {
       (renewed.status === "fulfilled" && renewed.value <= 0);
     if (died) return { revision: 0 }; // and its key, if the txn made one, went with it
     if (created.status === "rejected" || renewed.status === "rejected") {
-      // Whether the txn applied (or the lease was reset) is unknown; the lease is ours
-      // alone, so revoking it removes the key if it was made. Best effort: if etcd is
-      // down the lease simply expires.
-      leases.discard(lease.id);
+      // Whether the txn applied (or the lease was reset) is unknown. Without an
+      // Idempotency-Key nobody else can ever receive this grant, and the lease is ours
+      // alone, so revoking it removes the key if it was made. With one, the caller's retry
+      // may receive the grant (through any instance): end it only while unclaimed.
+      if (idem) void this.settleUnknown(key, lease.id, written).catch(() => {});
+      else leases.discard(lease.id);
       throw created.status === "rejected" ? created.reason : (renewed as PromiseRejectedResult).reason;
     }
     const txn = created.value;
-    if (!txn.created) {
+    // The key found bound to this very lease was made by an earlier send of this txn
+    // whose answer was lost (a retry by the transport or by group commit).
+    const ours = !txn.created && txn.kv?.lease === lease.id;
+    if (ours && txn.kv?.value !== written) {
+      // Cannot happen while each lease serves one attempt at a time; if it did, pooling
+      // this lease would bind it to two grants: leave it to expire.
+      throw new EtcdUnavailableError(`the create txn for ${name} found its own lease on another value`);
+    }
+    if (!txn.created && !ours) {
       leases.reusable(lease, sentAt);
       return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
     }
-    const own: OwnGrant = { lease: lease.id, nonce, revision: txn.revision, ttl: lease.grantedTtl, at: sentAt };
+    const token = txn.created ? txn.revision : (txn.kv?.createRevision ?? txn.revision);
+    const own: OwnGrant = { lease: lease.id, nonce, revision: token, ttl: lease.grantedTtl, at: sentAt };
     this.own.add(key, own);
     const grant: Grant = {
       name,
-      token: txn.revision,
+      token,
       lease: formatHandle({ lease: lease.id, nonce }),
       ttl: lease.grantedTtl,
-      expiresAt: this.expiry.estimate(key, txn.revision, sentAt, lease.grantedTtl),
+      expiresAt: this.expiry.estimate(key, token, sentAt, lease.grantedTtl),
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
     };
     const signal = o.signal;
@@ -247,6 +274,18 @@ export class LockEngine implements Locks {
     if (await this.deleteGrant({ key, modRevision: grant.revision })) {
       this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl });
     }
+  }
+
+  /**
+   * Ends an idempotent grant whose create txn's outcome was unknown, if it was made and
+   * nobody has received it (unclaimed: still at its create revision, with the value this
+   * attempt wrote). Otherwise the lease is left alone to expire: it may be bound to a
+   * grant a retry received, or, after that grant's release, pooled for another name.
+   */
+  private async settleUnknown(key: string, lease: bigint, written: string): Promise<void> {
+    const { kv } = await this.etcd.get(key);
+    if (kv?.lease !== lease || kv.value !== written || kv.modRevision !== kv.createRevision) return;
+    if (await this.deleteGrant({ key, modRevision: kv.modRevision })) this.strategies.leases.discard(lease);
   }
 
   /** Txn: if mod_revision(key) == the grant's revision then Delete(key). Whether it deleted. */

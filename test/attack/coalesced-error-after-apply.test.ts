@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { AllOrNothing, CreateItem, EtcdClient } from "../../src/etcd/types.js";
-import { createLocks } from "../../src/lock/index.js";
+import { createLocks, LockHeld } from "../../src/lock/index.js";
 import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
 
@@ -63,9 +63,12 @@ it("a multi-key create whose answer was an unclassified error never pools a leas
   const bystander = await locks.acquire(uniqueName("bystander"), { ttl: 30, wait: 0 });
   for (const g of ghosts) await locks.forceRelease(g);
   const info = await locks.inspect(bystander.grant.name);
+  // A caller may be told the outcome is unknown (an error: 503 once the transport has
+  // classified it, see test/unit/grpc-errors.test.ts), never 409 against its own key.
+  for (const r of refused) expect(r).not.toBeInstanceOf(LockHeld);
   expect(
-    { refused: refused.map(String), ghosts, bystanderHeld: info?.token === bystander.grant.token },
-    "callers were refused 409 against their own keys; their leases were pooled and reused",
-  ).toEqual({ refused: [], ghosts: [], bystanderHeld: true });
+    { ghosts, bystanderHeld: info?.token === bystander.grant.token },
+    "keys of refused callers left held, or their leases pooled and reused",
+  ).toEqual({ ghosts: [], bystanderHeld: true });
   await locks.close();
 });

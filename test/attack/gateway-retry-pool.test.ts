@@ -1,5 +1,6 @@
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { EtcdUnavailableError } from "../../src/etcd/types.js";
 import { createLocks, LockHeld } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { gatewayOnNode } from "../../src/node/gateway.js";
@@ -108,7 +109,9 @@ it("a release whose txn is retried on another endpoint never pools a lease anoth
     await two.release(x, granted.grant.lease);
     // p1's connection drops; instance 1 sends the txn again through p2: the key is gone.
     p1.cut();
-    await viaOne; // 204 as well: instance 1 thinks it deleted the key, and pooled the lease too
+    // Instance 1 cannot know whether its first attempt deleted the key: it must say so
+    // (503, outcome unknown) and keep the lease out of its pool, not answer 204 and pool it.
+    await expect(viaOne).rejects.toBeInstanceOf(EtcdUnavailableError);
 
     // Two tenants' acquires, one on each instance.
     const mine = await one.acquire(`team-a:${uniqueName()}`, { ttl: 30, wait: 0 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { EtcdClient, GetResult } from "../../src/etcd/types.js";
+import type { CreateItem, EtcdClient, GetResult } from "../../src/etcd/types.js";
 import { createLocks, LockHeld, LockLost, workerStrategies } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { gatewayOnNode } from "../../src/node/gateway.js";
@@ -148,6 +148,29 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
       expect((await locks.inspect(theirs))?.token).toBe(other.grant.token);
       expect((await locks.renew(theirs, other.grant.lease)).token).toBe(other.grant.token);
       await locks.release(theirs, other.grant.lease);
+      await locks.close();
+    });
+
+    it(`a create txn sent twice (its first answer lost) grants the key it made, never pooling its lease (${how})`, async () => {
+      // A transport that resends a txn whose answer it lost: the second send finds the key
+      // the first one made, bound to this very lease.
+      const twice = new Proxy(client(), {
+        get(obj, prop, receiver) {
+          if (prop !== "createAllIfAbsent") return Reflect.get(obj, prop, receiver);
+          return async (items: CreateItem[]) => {
+            await obj.createAllIfAbsent(items);
+            return obj.createAllIfAbsent(items);
+          };
+        },
+      });
+      const locks = createLocks(twice, { prefix: "t/", maxWaiters: 10, ...runtime });
+      const name = uniqueName("twice");
+      const { grant } = await locks.acquire(name, { ttl: 30, wait: 0 });
+      expect((await locks.inspect(name))?.token).toBe(grant.token);
+      // The lease was not pooled: the next grant gets another one, and the first stays held.
+      const next = await locks.acquire(uniqueName("next"), { ttl: 30, wait: 0 });
+      expect(parseHandle(next.grant.lease)?.lease).not.toBe(parseHandle(grant.lease)?.lease);
+      expect((await locks.renew(name, grant.lease)).token).toBe(grant.token);
       await locks.close();
     });
 

@@ -10,6 +10,7 @@ import {
   LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
+  type UpdateItem,
   type WatchEnd,
 } from "../../src/etcd/types.js";
 
@@ -377,6 +378,18 @@ export class FakeEtcd implements EtcdClient {
         for (const i of present) this.deleteAt(i.key, this.rev);
       }
       return { applied: true, revision: this.rev };
+    });
+  }
+
+  putIfUnchanged(item: UpdateItem): Promise<boolean> {
+    return this.call("putIfUnchanged", [item], () => {
+      if ((this.kvs.get(item.key)?.modRevision ?? 0) !== item.modRevision) return false;
+      if (item.lease !== 0n && !this.leases.has(item.lease)) {
+        throw new LeaseNotFoundError("etcdserver: requested lease not found");
+      }
+      this.rev++;
+      this.putAt(item.key, item.value, item.lease, this.rev);
+      return true;
     });
   }
 

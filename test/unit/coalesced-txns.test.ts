@@ -104,6 +104,17 @@ describe("coalescedTxns (fake etcd)", () => {
     expect(dead).toEqual({ err: expect.any(LeaseNotFoundError) });
   });
 
+  it("an error of unknown outcome fails the whole batch, never resent (it may have been applied)", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake);
+    fake.failNext("createAllIfAbsent", { applied: true, error: new Error("13 INTERNAL: Received RST_STREAM") });
+    const results = await outcomes(["a", "b"].map((k) => txns.createIfAbsent(item(k))));
+    expect(results).toEqual([0, 1].map(() => ({ err: expect.any(Error) })));
+    // One send: resending each alone would find its own key and take it for a holder's.
+    expect(fake.count("createAllIfAbsent")).toBe(1);
+    expect(fake.peek("a")).toBeDefined();
+  });
+
   it("etcd unavailable fails the whole batch at once, without retries", async () => {
     const fake = new FakeEtcd();
     const txns = coalescedTxns(fake);

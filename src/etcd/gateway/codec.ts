@@ -11,7 +11,16 @@
  *   `{"result": {...}}` (or `{"error": {...}}`) objects.
  */
 
-import type { AllOrNothing, CreateItem, DeleteItem, GetResult, KeyValue, LeaseTtl, RangeResult } from "../types.js";
+import type {
+  AllOrNothing,
+  CreateItem,
+  DeleteItem,
+  GetResult,
+  KeyValue,
+  LeaseTtl,
+  RangeResult,
+  UpdateItem,
+} from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -287,6 +296,24 @@ export function encodeDeleteAll(items: DeleteItem[]): Json {
     })),
     success: keys.map((key) => ({ request_delete_range: { key } })),
     failure: keys.map((key) => ({ request_range: { key } })),
+  };
+}
+
+/** If the key's mod_revision still matches, put the new value on the same lease. */
+export function encodePutIfUnchanged(item: UpdateItem): Json {
+  const key = encodeBase64(item.key);
+  return {
+    compare: [{ key, target: "MOD", result: "EQUAL", mod_revision: String(item.modRevision) }],
+    success: [
+      {
+        request_put: {
+          key,
+          value: encodeBase64(item.value),
+          ...(item.lease ? { lease: encodeLeaseId(item.lease) } : {}),
+        },
+      },
+    ],
+    failure: [],
   };
 }
 

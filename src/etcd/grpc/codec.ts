@@ -71,6 +71,11 @@ export function translate(err: unknown, op: string): Error {
   if (
     code === 14 || // UNAVAILABLE, as raw stream errors carry it
     code === 4 || // DEADLINE_EXCEEDED
+    // INTERNAL (e.g. "Received RST_STREAM"), UNKNOWN, CANCELLED: the connection failed
+    // under the call, which etcd may or may not have applied. Retryable, outcome unknown.
+    code === 13 ||
+    code === 2 ||
+    code === 1 ||
     err instanceof GRPCUnavailableError ||
     err instanceof GRPCDeadlineExceededError ||
     (err instanceof Error && isRecoverableError(err))

@@ -4,8 +4,8 @@ import {
   type CreateResult,
   type DeleteItem,
   type EtcdClient,
-  EtcdUnavailableError,
   type KeyValue,
+  LeaseNotFoundError,
 } from "../../etcd/types.js";
 
 /** The create and delete txns the lock protocol sends, one key each. */
@@ -166,9 +166,11 @@ class Coalescer<I extends { key: string }, R> {
     try {
       r = await this.send(batch.map((p) => p.item));
     } catch (err) {
-      // An error that is not about reachability may belong to one item (a lease that
-      // just expired): send each alone so only that one fails.
-      if (batch.length > 1 && !(err instanceof EtcdUnavailableError)) {
+      // A lease that just expired fails the whole txn, and etcd then wrote nothing: send
+      // each item alone so only that one fails. Any other error leaves the outcome unknown
+      // (the txn may have been applied and its answer lost): resending would find the
+      // items' own keys and take them for someone else's.
+      if (batch.length > 1 && err instanceof LeaseNotFoundError) {
         for (const p of batch) void this.run([p]);
       } else {
         for (const p of batch) p.reject(err);

@@ -17,8 +17,10 @@ export async function readBody<S extends z.ZodType>(
   schema: S,
   numeric: readonly string[] = [],
 ): Promise<z.output<S>> {
-  const text = await readLimitedText(c.req.raw);
+  const bytes = await readLimitedBytes(c.req.raw);
   const contentType = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  if (bytes.length > 0) checkEncoding(c);
+  const text = decodeUtf8(bytes);
   let input: unknown = {};
   if (text.trim() !== "") {
     if (contentType === "application/json" || contentType.endsWith("+json")) {
@@ -39,11 +41,29 @@ export async function readBody<S extends z.ZodType>(
   return parsed.data;
 }
 
-async function readLimitedText(req: Request): Promise<string> {
+/** A body is read as UTF-8 text as sent: a compressed body or another charset is a 415. */
+function checkEncoding(c: Context): void {
+  const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+  if (encoding && encoding !== "identity") {
+    throw new Problem(
+      "unsupported-media-type",
+      `Content-Encoding ${encoding} is not supported; send the body uncompressed`,
+    );
+  }
+  const params = (c.req.header("content-type") ?? "").split(";").slice(1);
+  const charset = params
+    .map((p) => /^\s*charset\s*=\s*"?([^";\s]+)"?\s*$/i.exec(p)?.[1]?.toLowerCase())
+    .find((v) => v !== undefined);
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8" && charset !== "us-ascii") {
+    throw new Problem("unsupported-media-type", `charset ${charset} is not supported; send the body as UTF-8`);
+  }
+}
+
+async function readLimitedBytes(req: Request): Promise<Uint8Array> {
   const length = req.headers.get("content-length");
   // No length and no chunked encoding means no body: skip creating the body stream,
   // which is a measurable cost per request on Node (see BENCHMARKS.md).
-  if ((length === null || length === "0") && !req.headers.has("transfer-encoding")) return "";
+  if ((length === null || length === "0") && !req.headers.has("transfer-encoding")) return EMPTY;
   if (Number(length ?? "0") > MAX_BODY_BYTES) throw tooLarge();
   // With a length the server has checked, read the body whole: @hono/node-server then
   // reads it straight off the socket, with no Web Request or body streams (which cost a
@@ -58,6 +78,13 @@ async function readLimitedText(req: Request): Promise<string> {
     // left to answer, and nothing went wrong here (a quiet 499, not a 500 with a stack).
     throw new CallerGone("the caller went away while sending the body", { cause: err });
   }
+  return bytes;
+}
+
+const EMPTY = new Uint8Array();
+
+function decodeUtf8(bytes: Uint8Array): string {
+  if (bytes.length === 0) return "";
   try {
     return utf8.decode(bytes);
   } catch {

@@ -83,6 +83,22 @@ describe.each(targets)("locks errors ($name)", (target) => {
     ],
     ["body over 1 MiB", "", { json: { owner: "o".repeat(1024 * 1024 + 10) } }, 413, "payload-too-large"],
     [
+      "gzip-encoded body",
+      "",
+      { body: '{"ttl":5}', headers: { "content-type": "application/json", "content-encoding": "gzip" } },
+      415,
+      "unsupported-media-type",
+      /Content-Encoding gzip/,
+    ],
+    [
+      "UTF-16 charset",
+      "",
+      { body: '{"ttl":5}', headers: { "content-type": "application/json; charset=utf-16" } },
+      415,
+      "unsupported-media-type",
+      /charset utf-16/,
+    ],
+    [
       "body that is not UTF-8",
       "",
       { bytes: [utf8('{"owner":"'), Uint8Array.of(0xc3, 0x28), utf8('"}')], headers: asJson },

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serviceCommand } from "../scripts/bench/procs.js";
 import { freePort } from "../src/node/local-etcd.js";
 import { startTestEtcd } from "./support/etcd.js";
-import { call, sleep, uniqueName } from "./support/http.js";
+import { call, uniqueName, until } from "./support/http.js";
 
 const repo = new URL("..", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(`${repo}package.json`, "utf8")) as { scripts: Record<string, string> };
@@ -58,13 +58,14 @@ describe("the production build", () => {
       const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
       try {
         const url = `http://127.0.0.1:${port}`;
-        const deadline = Date.now() + 20_000;
-        for (;;) {
-          const ready = await call(url, "GET", "/readyz").catch(() => undefined);
-          if (ready?.status === 200) break;
-          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`not ready:\n${out}`);
-          await sleep(100);
-        }
+        await until(
+          async () => {
+            if (child.exitCode !== null) throw new Error(`the bundle exited:\n${out}`);
+            return (await call(url, "GET", "/readyz").catch(() => undefined))?.status === 200;
+          },
+          () => `the bundle to become ready:\n${out}`,
+          20_000,
+        );
         // No TypeScript loader in the process: plain node running the bundle.
         const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, "utf8");
         expect(cmdline).not.toContain("tsx");

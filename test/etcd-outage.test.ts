@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, sleep, uniqueName } from "./support/http.js";
+import { call, uniqueName, until } from "./support/http.js";
 import { startTestService, type TestService } from "./support/service.js";
 
 // ETCD_TIMEOUT_MS is 1500 in the test service: every etcd-bound request must fail
@@ -45,12 +45,9 @@ describe.each(["grpc", "http"] as const)("etcd outage and recovery (%s)", (trans
     expect((await call(svc.url, "GET", "/healthz")).status).toBe(200);
 
     await svc.etcd.restart();
-    let ready = 0;
-    for (let i = 0; i < 50 && ready !== 200; i++) {
-      ready = (await call(svc.url, "GET", "/readyz")).status;
-      if (ready !== 200) await sleep(200);
-    }
-    expect(ready).toBe(200);
+    const readyz = () => call(svc.url, "GET", "/readyz");
+    await until(async () => (await readyz()).status === 200, "the service to be ready again");
+    expect((await readyz()).status).toBe(200);
     // The lock survived the outage (its lease lives in etcd), and the service works again.
     const renewed = await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: held.json.lease } });
     expect(renewed.status).toBe(200);
@@ -63,7 +60,7 @@ describe.each(["grpc", "http"] as const)("etcd outage and recovery (%s)", (trans
     await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 60 } });
     const started = Date.now();
     const waiting = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } });
-    await sleep(300);
+    await until(async () => (await svc.waiters()) === 1, "the acquire to wait");
     await svc.etcd.stop();
     const r = await waiting;
     const took = Date.now() - started;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalEtcd, startLocalEtcd } from "../src/node/local-etcd.js";
 import { makeTestCerts, type TestCerts } from "./support/certs.js";
 import { startTestEtcd } from "./support/etcd.js";
-import { call, uniqueName } from "./support/http.js";
+import { call, uniqueName, until } from "./support/http.js";
 import { serveTestApp } from "./support/service.js";
 
 const transports = ["grpc", "http"] as const;
@@ -131,7 +131,7 @@ describe("etcd with authentication", () => {
       const name = uniqueName("sec-wait");
       const g = await call(app.url, "POST", `/locks/${name}`, { json: { ttl: 10 } });
       const waiting = call(app.url, "POST", `/locks/${name}`, { json: { wait: 5 } });
-      await new Promise((r) => setTimeout(r, 300));
+      await until(async () => (await app.waiters()) === 1, "the acquire to wait");
       await call(app.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
       expect((await waiting).status).toBe(201);
     } finally {

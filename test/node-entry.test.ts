@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { buildService } from "../scripts/build.js";
 import { cause, freePort, startLocalEtcd } from "../src/node/local-etcd.js";
 import { startTestEtcd } from "./support/etcd.js";
-import { call, type Reply, sleep } from "./support/http.js";
+import { call, type Reply, until } from "./support/http.js";
 
 const repo = new URL("..", import.meta.url).pathname;
 const tsx = join(repo, "node_modules", ".bin", "tsx");
@@ -57,14 +57,17 @@ function run(
 }
 
 async function waitReady(url: string, proc: Run, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && proc.child.exitCode === null) {
-    try {
-      if ((await fetch(`${url}/readyz`)).status === 200) return;
-    } catch {}
-    await sleep(100);
-  }
-  throw new Error(`service did not become ready:\n${proc.output()}`);
+  await until(
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`the service exited:\n${proc.output()}`);
+      return fetch(`${url}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+    },
+    () => `the service to become ready:\n${proc.output()}`,
+    ms,
+  );
 }
 
 /**
@@ -125,15 +128,6 @@ function descendants(root: number): number[] {
   return found.filter(alive);
 }
 
-/** Polls `check` until it holds; fails with `what` after `ms`. */
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 /** The local addresses with a socket listening on TCP `port` (from /proc/net/tcp and tcp6). */
 function listeningOn(port: number): string[] {
   const found: string[] = [];
@@ -171,11 +165,14 @@ async function waiters(url: string): Promise<number> {
   return Number(/^leasehold_waiters (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
 }
 
+/** Resolves once one acquire waits on the instance at `url`. */
+const oneWaits = (url: string) => until(async () => (await waiters(url)) === 1, "the acquire to wait");
+
 /** Takes a lock and parks a second acquire of it (up to 30 s); resolves once it waits. */
 async function parkWaiter(url: string, name: string): Promise<{ answer: Promise<Reply> }> {
   expect((await call(url, "POST", `/locks/${name}`, { json: { ttl: 60 } })).status).toBe(201);
   const answer = call(url, "POST", `/locks/${name}`, { json: { wait: 30 } });
-  await until("the acquire to wait", async () => (await waiters(url)) === 1);
+  await oneWaits(url);
   return { answer };
 }
 
@@ -211,7 +208,7 @@ describe("the Node entry point", () => {
 
     // A waiter in flight at shutdown is answered, not dropped.
     const waiting = call(url, "POST", "/locks/dev:one", { json: { wait: 30 } });
-    await sleep(300);
+    await oneWaits(url);
     proc.child.kill("SIGTERM");
     const w = await waiting;
     expect(w.status).toBe(503);
@@ -284,7 +281,7 @@ describe("the Node entry point", () => {
     const waiter = await parkWaiter(url, "dev:orphan");
     proc.child.kill("SIGKILL");
     expect((await waiter.answer).status).toBe(503);
-    await until("the server and its etcd to stop", () => below.every((p) => !alive(p)));
+    await until(() => below.every((p) => !alive(p)), "the server and its etcd to stop", 15_000);
     expect(await answers(url)).toBe(false);
   }, 60_000);
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, sleep, uniqueName } from "./support/http.js";
+import { call, uniqueName, until } from "./support/http.js";
 import { startTestService, type TestService } from "./support/service.js";
 
 /** The value of one sample line of a Prometheus exposition (0 when absent). */
@@ -90,11 +90,11 @@ describe("Prometheus metrics (Node)", () => {
     const name = uniqueName("gauge");
     const g = await api("POST", `/locks/${name}`, { json: { ttl: 10 } });
     const waiting = [1, 2, 3].map(() => api("POST", `/locks/${name}`, { json: { wait: 2 } }));
-    await sleep(400);
+    await until(async () => (await svc.waiters()) === 3, "three acquires to wait");
     expect(sample(await scrape(), "leasehold_waiters")).toBe(3);
     await api("DELETE", `/locks/${name}?lease=${g.json.lease}`);
-    await Promise.race([Promise.any(waiting), sleep(3000)]);
-    await sleep(200);
+    // One waiter has its answer: its acquire ended, so it no longer counts.
+    await Promise.any(waiting);
     expect(sample(await scrape(), "leasehold_waiters")).toBeLessThanOrEqual(2);
     // Let the rest finish.
     const replies = await Promise.all(waiting);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dashboardBundle } from "../../scripts/build-dashboard.js";
 import { formatDuration } from "../../src/dashboard/format.js";
 import { launchChromium } from "../support/browser.js";
-import { call, sleep, uniqueName } from "../support/http.js";
+import { call, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
 
 const SHOTS = new URL("../../test-output/screenshots/", import.meta.url).pathname;
@@ -86,9 +86,10 @@ describe("in a real browser (Chromium)", () => {
     await expect.poll(() => row.locator("td.owner").textContent()).toBe("browser-test");
     expect(await row.locator("td.token").textContent()).toBe(String(g.json.token));
 
-    const first = Number((await row.locator("td.ttl").textContent())?.replace(" s", ""));
-    await sleep(2_200);
-    const later = Number((await row.locator("td.ttl").textContent())?.replace(" s", ""));
+    const shownTtl = async () => Number((await row.locator("td.ttl").textContent())?.replace(" s", ""));
+    const first = await shownTtl();
+    await until(async () => (await shownTtl()) < first, "the shown TTL to count down");
+    const later = await shownTtl();
     expect(first).toBeGreaterThan(20);
     expect(later).toBeLessThan(first);
     expect(later).toBeGreaterThanOrEqual(first - 4);

@@ -6,9 +6,9 @@ import { EXIT } from "../../src/cli/exit-codes.js";
 import { createClient } from "../../src/client/index.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startProxy } from "../client/proxy.js";
-import { call, sleep, uniqueName } from "../support/http.js";
+import { call, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
-import { binDir, cleanEnv, cli, startCli, until } from "./run.js";
+import { binDir, cleanEnv, cli, startCli } from "./run.js";
 
 let svc: TestService;
 let env: Record<string, string>;
@@ -164,12 +164,9 @@ describe.concurrent("leasehold CLI", { timeout: 60_000 }, () => {
       LEASEHOLD_PREFIX: "cli-serve/",
     });
     await until(() => serve.stdout().includes('"msg":"listening"'), "serve to listen", 30_000);
-    let ready = 0;
-    for (let i = 0; i < 40 && ready !== 200; i++) {
-      ready = (await call(url, "GET", "/readyz").catch(() => ({ status: 0 }))).status;
-      if (ready !== 200) await sleep(100);
-    }
-    expect(ready).toBe(200);
+    const readyz = () => call(url, "GET", "/readyz").catch(() => ({ status: 0 }));
+    await until(async () => (await readyz()).status === 200, "serve to be ready");
+    expect((await readyz()).status).toBe(200);
     const got = await cli(["acquire", "served:one", "--ttl", "5"], { LEASEHOLD_URL: url });
     expect(got.code).toBe(0);
     serve.child.kill("SIGTERM");

@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type LeaseholdClient } from "../../src/client/index.js";
 import { startProxy } from "../client/proxy.js";
 import { revokeInEtcd } from "../client/revoke.js";
-import { sleep, uniqueName } from "../support/http.js";
+import { sleep, stillAfter, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
-import { cli, startCli, until } from "./run.js";
+import { cli, startCli } from "./run.js";
 
 let svc: TestService;
 let client: LeaseholdClient;
@@ -179,8 +179,8 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
   it("a lost lock stops the command with SIGTERM and exits 74", async () => {
     const name = uniqueName("lost");
     const { run } = await startHolding(name, [], "trap 'echo got-TERM; exit 0' TERM");
-    await sleep(800); // past a renewal or two: renewals keep it
-    expect(run.child.exitCode).toBeNull();
+    // Past a renewal or two (every 0.67 s), renewals keep it: no exit.
+    expect(await stillAfter(800, () => run.child.exitCode)).toBeNull();
     await revokeInEtcd(svc, name);
     const started = Date.now();
     expect(await run.exited).toBe(74);
@@ -211,8 +211,7 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
       expect(await run.exited).toBe(130);
       // The waiting acquire was abandoned: once the holder lets go, nobody holds the lock.
       await client.release(name, holder.lease);
-      await sleep(300);
-      expect(await client.inspect(name)).toBeUndefined();
+      expect(await stillAfter(300, () => client.inspect(name))).toBeUndefined();
       expect(lines(file)).toEqual([]);
     } finally {
       await proxy.stop();
@@ -344,11 +343,14 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
       const ttl = 2;
       const since = Date.now();
       await createClient({ url: own.url }).acquire("outlives", { ttl });
-      await until(() => Date.now() > since + 1_000, "part of the TTL to pass"); // no renew from here on
+      // Deliberate: part of the TTL passes (no renew from here on) before the restart.
+      await sleep(since + 1_000 - Date.now());
       await own.etcd.restart();
       // Past the TTL counted from the acquire, yet still held: the restart reset its countdown.
-      await until(() => Date.now() > since + (ttl + 0.5) * 1000, "the TTL to pass");
-      expect((await own.direct.get(`${own.prefix}outlives`)).kv).toBeDefined();
+      const held = await stillAfter(since + (ttl + 0.5) * 1000 - Date.now(), () =>
+        own.direct.get(`${own.prefix}outlives`),
+      );
+      expect(held.kv).toBeDefined();
     } finally {
       await own.stop();
     }

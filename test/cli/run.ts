@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sleep } from "../support/http.js";
 
 export const repo = new URL("../..", import.meta.url).pathname;
 /** The real command, as `npx leasehold` runs it. */
@@ -78,15 +77,6 @@ export async function cli(args: string[], env: Record<string, string> = {}): Pro
     json = undefined;
   }
   return { code, stdout, stderr: run.stderr(), json };
-}
-
-/** Resolves once `probe()` is true; fails with `what` after `ms`. */
-export async function until(probe: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 /** A directory holding a `leasehold` command (the real bin), to put first on PATH. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/node/local-etcd.js";
-import { sleep, uniqueName } from "../support/http.js";
+import { uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -40,17 +40,12 @@ beforeAll(async () => {
     { cwd: repo, detached: true, stdio: "ignore", env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
   );
   workerUrl = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    if (
-      await fetch(workerUrl, { method: "HEAD" }).then(
-        () => true,
-        () => false,
-      )
-    )
-      return;
-    await sleep(100);
-  }
-  throw new Error("wrangler dev did not start");
+  const answers = () =>
+    fetch(workerUrl, { method: "HEAD" }).then(
+      () => true,
+      () => false,
+    );
+  await until(answers, "wrangler dev to answer", 20_000);
 });
 afterAll(async () => {
   if (wrangler?.pid && wrangler.exitCode === null) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, type Reply, sleep, uniqueName } from "../support/http.js";
+import { call, type Reply, uniqueName, until } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
@@ -413,7 +413,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
     const name = uniqueName("cap");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
     const waiters = [1, 2].map(() => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } }));
-    await sleep(400);
+    await until(async () => (await svc.waiters()) === 2, "two acquires to wait");
     const third = await call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } });
     expectProblem(third, 429, "too-many-waiters");
     expect(Number(third.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
@@ -421,7 +421,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expectProblem(await call(svc.url, "POST", `/locks/${name}`), 409, "lock-held");
     expect((await Promise.all(waiters)).map((r) => r.status)).toEqual([409, 409]);
     const after = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 2 } });
-    await sleep(300);
+    await until(async () => (await svc.waiters()) === 1, "the acquire to wait");
     await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
     expect((await after).status).toBe(201);
   });

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, leaseIdOf, sleep, uniqueName } from "../support/http.js";
+import { call, leaseIdOf, sleep, uniqueName, until } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
@@ -98,6 +98,7 @@ describe.each(targets)("locks happy path ($name)", (target) => {
   it("renews: same token, expiresAt moves, TTL reset", async () => {
     const name = uniqueName();
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 4 } });
+    // Deliberate: renew 1.2 s into the TTL, so the new expiresAt is over a second later.
     await sleep(1_200);
     const r = await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease } });
     expect(r.status).toBe(200);
@@ -112,6 +113,7 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     const name = uniqueName();
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 2 } });
     for (let i = 0; i < 4; i++) {
+      // Deliberate: renewals 0.9 s apart hold a 2 s lock for 3.6 s, past its TTL.
       await sleep(900);
       const r = await call(svc.url, "PUT", `/locks/${name}/renew`, { form: { lease: g.json.lease } });
       expect(r.status).toBe(200);
@@ -137,8 +139,9 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     const name = uniqueName();
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 2 } });
     expect((await call(svc.url, "POST", `/locks/${name}`)).status).toBe(409);
-    await sleep(3_200);
-    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
+    const inspect = () => call(svc.url, "GET", `/locks/${name}`);
+    await until(async () => (await inspect()).status === 404, "the 2 s TTL to run out");
+    expect((await inspect()).status).toBe(404);
     const g2 = await call(svc.url, "POST", `/locks/${name}`);
     expect(g2.status).toBe(201);
     expect(g2.json.token).toBeGreaterThan(g.json.token);
@@ -330,7 +333,7 @@ describe.each(targets)("locks happy path ($name)", (target) => {
     await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
     // A worker's lines pass through wrangler's output and may arrive a little later.
     const lines = () => svc.logs.filter((l) => l.includes(name)).length;
-    for (let i = 0; i < 50 && lines() < 4; i++) await sleep(100);
+    await until(() => lines() >= 4, "the four requests' log lines", 5_000);
     expect(lines()).toBeGreaterThanOrEqual(4);
     expect(svc.logs.join("\n")).not.toContain(g.json.lease);
   });

@@ -1,18 +1,22 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, sleep, uniqueName } from "../support/http.js";
+import { call, stillAfter, uniqueName, until } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 import { targets } from "./targets.js";
 
+/** Resolves once `n` acquires wait on the service. */
+const waiting = (svc: TestService, n: number) =>
+  until(async () => (await svc.waiters()) === n, `${n} acquire(s) to wait`);
+
 /** A raw waiting acquire (20 s) the test can hang up on; resolves once it is waiting. */
-async function startWaiter(base: string, name: string) {
-  const req = request(new URL(`/locks/${name}`, base), {
+async function startWaiter(svc: TestService, name: string) {
+  const req = request(new URL(`/locks/${name}`, svc.url), {
     method: "POST",
     headers: { "content-type": "application/json" },
   });
   req.on("error", () => {});
   req.end(JSON.stringify({ wait: 20, owner: "ghost" }));
-  await sleep(400);
+  await waiting(svc, 1);
   return req;
 }
 
@@ -28,11 +32,11 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
   it("a waiter wakes within a few hundred ms of a release", async () => {
     const name = uniqueName("wait");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
-    const waiting = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 10, owner: "waiter" } });
-    await sleep(500);
+    const waiter = call(svc.url, "POST", `/locks/${name}`, { json: { wait: 10, owner: "waiter" } });
+    await waiting(svc, 1);
     const releasedAt = Date.now();
     expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
-    const r = await waiting;
+    const r = await waiter;
     const wokeAfter = Date.now() - releasedAt;
     expect(r.status).toBe(201);
     expect(r.json.owner).toBe("waiter");
@@ -66,7 +70,7 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
     const name = uniqueName("herd");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
     const waiters = Array.from({ length: 8 }, () => call(svc.url, "POST", `/locks/${name}`, { json: { wait: 3 } }));
-    await sleep(300);
+    await waiting(svc, 8);
     await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
     const replies = await Promise.all(waiters);
     expect(replies.map((r) => r.status).sort(), replies.map((r) => r.text).join("\n")).toEqual([
@@ -77,25 +81,27 @@ describe.each(targets)("waiting acquires ($name)", (target) => {
   it.runIf(target.detectsDisconnect)("a waiter that hangs up stops waiting and leaves no lock behind", async () => {
     const name = uniqueName("gone");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
-    const req = await startWaiter(svc.url, name);
+    const req = await startWaiter(svc, name);
     req.destroy();
-    await sleep(300);
+    await waiting(svc, 0);
     // Released after the waiter left: nobody may end up holding it.
     expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
-    await sleep(800);
-    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
+    expect((await stillAfter(800, () => call(svc.url, "GET", `/locks/${name}`))).status).toBe(404);
     if (svc.activeWaiters) expect(svc.activeWaiters()).toBe(0);
   });
 
   it.runIf(target.detectsDisconnect)("a grant that lands after the caller hung up is revoked", async () => {
     const name = uniqueName("late");
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30 } });
-    const req = await startWaiter(svc.url, name);
+    const req = await startWaiter(svc, name);
     // Release and hang up at the same moment: the wake-up and the disconnect race.
     const release = call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
     req.destroy();
     expect((await release).status).toBe(204);
-    await sleep(1_000);
-    expect((await call(svc.url, "GET", `/locks/${name}`)).status).toBe(404);
+    // Once the waiter has left (with or without the grant), no grant can land any more.
+    await waiting(svc, 0);
+    const inspect = () => call(svc.url, "GET", `/locks/${name}`);
+    await until(async () => (await inspect()).status === 404, "the late grant to be revoked");
+    expect((await inspect()).status).toBe(404);
   });
 });

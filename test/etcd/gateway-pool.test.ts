@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { GATEWAY_CONNECTIONS, gatewayOnNode } from "../../src/node/gateway.js";
 import { startTestEtcd } from "../support/etcd.js";
-import { sleep } from "../support/http.js";
+import { until } from "../support/http.js";
 
 /** A TCP relay in front of etcd that counts the connections open through it. */
 async function countingRelay(target: string) {
@@ -76,8 +76,7 @@ describe("gateway transport on Node: connection pools", () => {
       const watches = Array.from({ length: cap + 3 }, (_, i) =>
         client.watchDeletes(`pool-test/watched-${i}`, 0, () => {}, stop.signal),
       );
-      const deadline = Date.now() + 5_000;
-      while (relay.counts.open < cap + 3 && Date.now() < deadline) await sleep(20);
+      await until(() => relay.counts.open >= cap + 3, "every watch to hold a connection", 5_000);
       expect(relay.counts.open).toBeGreaterThanOrEqual(cap + 3);
       // Every watch holds its stream open; unary calls still get through at once.
       const started = Date.now();

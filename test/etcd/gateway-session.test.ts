@@ -251,7 +251,7 @@ describe("gateway session: watch streams", () => {
     const ac = new AbortController();
     const deletes: number[] = [];
     const ended = c.watchDeletes("k", 3, (r) => deletes.push(r), ac.signal);
-    await until(() => watches.length === 3);
+    await until(() => watches.length === 3, "the third watch request");
     expect(deletes).toEqual([6]);
     expect(watches).toEqual([
       { origin: A, token: "token-1", start: "3" },

@@ -13,7 +13,8 @@ import {
 import { createIfAbsent } from "../../src/lock/strategies/group-commit.js";
 import { gatewayOnNode, nodeDuplex } from "../../src/node/gateway.js";
 import { freePort } from "../../src/node/local-etcd.js";
-import { startTestEtcd } from "../support/etcd.js";
+import { startTestEtcd, untilWatches } from "../support/etcd.js";
+import { eventually, stillAfter, until } from "../support/http.js";
 
 /**
  * One conformance suite for every EtcdClient transport, run against a real etcd.
@@ -60,7 +61,6 @@ function randomLeaseId(): bigint {
 
 let seq = 0;
 const uniqueKey = (label: string) => `conformance/${label}/${Date.now()}-${seq++}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Direct gateway calls for admin steps that are not part of EtcdClient (compaction, auth setup). */
 async function admin(endpoint: string, path: string, body: unknown, token?: string): Promise<Record<string, unknown>> {
@@ -82,22 +82,14 @@ async function enableRootAuth(endpoint: string): Promise<void> {
   await admin(endpoint, "/v3/auth/enable", {});
 }
 
-/** Resolves with true when `p` is still pending after `ms`. */
-async function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
-  const marker = Symbol("pending");
-  return (await Promise.race([p, sleep(ms).then(() => marker)])) === marker;
-}
-
-async function eventually<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(100);
-    }
-  }
+/** Whether `p` is still pending after `ms`: for asserting that it does not settle. */
+function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let settled = false;
+  const done = () => {
+    settled = true;
+  };
+  p.then(done, done);
+  return stillAfter(ms, () => !settled);
 }
 
 /** A watchDeletes stream, collecting the revisions it reports. */
@@ -125,14 +117,6 @@ async function firstDelete(c: EtcdClient, key: string, from: number): Promise<nu
   );
   if (revision === undefined) throw new Error(`the watch ended (${end}) without a DELETE`);
   return revision;
-}
-
-async function until(condition: () => boolean, ms = 5_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(20);
-  }
 }
 
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
@@ -378,7 +362,7 @@ describe.each(transports)("$name transport", (transport) => {
       const id = await lease();
       const { revision } = await createIfAbsent(client, key, "x", id);
       const w = watching(client, key, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       await client.leaseRevoke(id);
       const expected = [(await client.get(key)).revision];
       for (let i = 0; i < 3; i++) {
@@ -386,7 +370,7 @@ describe.each(transports)("$name transport", (transport) => {
         await createIfAbsent(client, uniqueKey("watch-many-other"), "y", 0n);
         expected.push((await createAndDelete(key)).deleted);
       }
-      await until(() => w.deletes.length >= 4);
+      await until(() => w.deletes.length >= 4, "the four DELETEs");
       expect(w.deletes).toEqual(expected);
       expect(await stillPending(w.ended, 100)).toBe(true);
       w.stop();
@@ -400,9 +384,9 @@ describe.each(transports)("$name transport", (transport) => {
       const third = await createAndDelete(key);
       const all = watching(client, key, first.deleted);
       const later = watching(client, key, first.deleted + 1);
-      await until(() => all.deletes.length >= 3 && later.deletes.length >= 2);
+      await until(() => all.deletes.length >= 3 && later.deletes.length >= 2, "the replayed DELETEs");
       const live = await createAndDelete(key);
-      await until(() => all.deletes.length >= 4 && later.deletes.length >= 3);
+      await until(() => all.deletes.length >= 4 && later.deletes.length >= 3, "the live DELETE");
       expect(all.deletes).toEqual([first.deleted, second.deleted, third.deleted, live.deleted]);
       expect(later.deletes).toEqual([second.deleted, third.deleted, live.deleted]);
       all.stop();
@@ -428,13 +412,12 @@ describe.each(transports)("$name transport", (transport) => {
       await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
       // Another watch of this client stays unharmed (etcd3 runs them all on one stream).
       const next = watching(client, key, current + 1);
-      await sleep(100);
+      await untilWatches(etcd.endpoint, 1, "the other watch to be open in etcd");
       const w = watching(client, key, deleted);
       expect(await w.ended).toBe("compacted");
       expect(w.deletes).toEqual([]);
-      await sleep(100);
       const again = await createAndDelete(key);
-      await until(() => next.deletes.length >= 1);
+      await until(() => next.deletes.length >= 1, "the other watch's DELETE");
       expect(next.deletes).toEqual([again.deleted]);
       next.stop();
     });
@@ -444,14 +427,13 @@ describe.each(transports)("$name transport", (transport) => {
       const id = await lease();
       const { revision } = await createIfAbsent(client, key, "x", id);
       const w = watching(client, key, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       const t0 = Date.now();
       w.stop();
       expect(await w.ended).toBe("aborted");
       expect(Date.now() - t0).toBeLessThan(500);
       await client.leaseRevoke(id);
-      await sleep(200);
-      expect(w.deletes).toEqual([]);
+      expect(await stillAfter(200, () => w.deletes)).toEqual([]);
       const aborted = new AbortController();
       aborted.abort();
       expect(await client.watchDeletes(key, revision + 1, () => {}, aborted.signal)).toBe("aborted");
@@ -464,7 +446,7 @@ describe.each(transports)("$name transport", (transport) => {
       const w = watching(client, key, revision + 1);
       expect(await stillPending(w.ended, TIMEOUT_MS + 500)).toBe(true);
       await client.leaseRevoke(id);
-      await until(() => w.deletes.length >= 1);
+      await until(() => w.deletes.length >= 1, "the DELETE");
       expect(await stillPending(w.ended, 100)).toBe(true);
       w.stop();
     });
@@ -474,7 +456,7 @@ describe.each(transports)("$name transport", (transport) => {
       const key = uniqueKey("watch-close");
       const { revision } = await createIfAbsent(other, key, "x", 0n);
       const w = watching(other, key, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       await other.close();
       expect(await w.ended).toBe("aborted");
     });
@@ -488,21 +470,21 @@ describe.each(transports)("$name transport", (transport) => {
         for (const id of ids) await c.leaseGrant(id, 60);
         const { revision } = await createIfAbsent(c, key, "x", ids[0] as bigint);
         const w = watching(c, key, revision + 1);
-        await sleep(200);
+        await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
         await c.leaseRevoke(ids[0] as bigint);
-        await until(() => w.deletes.length >= 1);
+        await until(() => w.deletes.length >= 1, "the first DELETE");
         await etcd.restart();
         // Deleted before the watch is back (most likely): it must be replayed.
-        await eventually(() => createIfAbsent(c, key, "y", ids[1] as bigint));
+        await eventually(() => createIfAbsent(c, key, "y", ids[1] as bigint), "a write once etcd is back");
         await c.leaseRevoke(ids[1] as bigint);
         const second = (await c.get(key)).revision;
-        await until(() => w.deletes.length >= 2, 15_000);
+        await until(() => w.deletes.length >= 2, "the DELETE made while the watch was down", 15_000);
         const id = randomLeaseId();
         await c.leaseGrant(id, 60);
         await createIfAbsent(c, key, "z", id);
         await c.leaseRevoke(id);
         const third = (await c.get(key)).revision;
-        await until(() => w.deletes.length >= 3);
+        await until(() => w.deletes.length >= 3, "the DELETE after the watch was back");
         expect(w.deletes.slice(1)).toEqual([second, third]);
         expect(await stillPending(w.ended, 100)).toBe(true);
         w.stop();
@@ -541,7 +523,7 @@ describe.each(transports)("$name transport", (transport) => {
       const watched = uniqueKey("down-watch");
       const { revision } = await createIfAbsent(client, watched, "x", 0n);
       const established = watching(client, watched, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       const failed = established.ended.then(
         () => undefined,
         (err: unknown) => ({ err, at: Date.now() }),
@@ -562,12 +544,12 @@ describe.each(transports)("$name transport", (transport) => {
       } finally {
         await etcd.restart();
       }
-      await eventually(() => client.ping());
+      await eventually(() => client.ping(), "a ping once etcd is back");
       const key = uniqueKey("after-restart");
       expect((await createIfAbsent(client, key, "x", 0n)).created).toBe(true);
       expect((await client.get(key)).kv?.value).toBe("x");
       // Every keep-alive stream is usable again (leases outlive a restart of one member).
-      await eventually(() => client.leaseKeepAliveOnce(before));
+      await eventually(() => client.leaseKeepAliveOnce(before), "a keep-alive once etcd is back");
       for (let i = 0; i < 16; i++) expect(await client.leaseKeepAliveOnce(before)).toBe(30);
     });
 
@@ -863,10 +845,10 @@ describe("gateway transport specifics", () => {
     try {
       const { key, id, revision } = await heldKey(c, "watch-reopen");
       const w = watching(c, key, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       await c.leaseRevoke(id);
       const first = (await c.get(key)).revision;
-      await until(() => w.deletes.length >= 1 && requests.length >= 2);
+      await until(() => w.deletes.length >= 1 && requests.length >= 2, "the DELETE and the watch's reopen request");
       // Deleted while the watch is down.
       const id2 = randomLeaseId();
       await c.leaseGrant(id2, 30);
@@ -874,7 +856,7 @@ describe("gateway transport specifics", () => {
       await c.leaseRevoke(id2);
       const second = (await c.get(key)).revision;
       reopen();
-      await until(() => w.deletes.length >= 2);
+      await until(() => w.deletes.length >= 2, "the DELETE made while the watch was down");
       expect(w.deletes).toEqual([first, second]);
       expect(requests.map((r) => r.create_request.start_revision)).toEqual([String(revision + 1), String(first + 1)]);
       expect(await stillPending(w.ended, 100)).toBe(true);
@@ -889,9 +871,9 @@ describe("gateway transport specifics", () => {
     try {
       const { key, id, revision } = await heldKey(c, "watch-reopen-compacted");
       const w = watching(c, key, revision + 1);
-      await sleep(200);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
       await c.leaseRevoke(id);
-      await until(() => w.deletes.length >= 1 && requests.length >= 2);
+      await until(() => w.deletes.length >= 1 && requests.length >= 2, "the DELETE and the watch's reopen request");
       // Compacting at the current revision removes the ones before it: first + 1 among them.
       for (let i = 0; i < 2; i++) await createIfAbsent(c, uniqueKey("watch-reopen-bump"), "y", 0n);
       const current = (await c.get(key)).revision;

@@ -6,7 +6,7 @@ import { createApp } from "../../src/http/app.js";
 import type { AppDeps } from "../../src/http/deps.js";
 import { jsonLogger } from "../../src/http/logger.js";
 import { answerHttpErrors } from "../../src/node/http-errors.js";
-import { uniqueName } from "../support/http.js";
+import { uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
 
 /** What came back on a raw connection, read until the server closed it. */
@@ -66,14 +66,14 @@ function expectRawProblem(r: RawReply, status: number, code: string, detail?: Re
 }
 
 /** Waits for the request log line of one lock name (the request log is written once the answer is made). */
-async function requestLine(logs: string[], name: string, ms = 5_000): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const line = logs.map((l) => JSON.parse(l)).find((l) => l.msg === "request" && l.name === name);
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no request log line for ${name}:\n${logs.join("\n")}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+async function requestLine(logs: string[], name: string): Promise<Record<string, unknown>> {
+  const find = () => logs.map((l) => JSON.parse(l)).find((l) => l.msg === "request" && l.name === name);
+  await until(
+    () => find() !== undefined,
+    () => `the request log line for ${name}:\n${logs.join("\n")}`,
+    5_000,
+  );
+  return find();
 }
 
 const errorLines = (logs: string[]) =>

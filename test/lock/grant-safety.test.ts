@@ -121,7 +121,10 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
       await expect(holderSide.renew(name, second.grant.lease)).rejects.toBeInstanceOf(LockLost);
       // The forced grant's lease was revoked: a lease bound to nothing does not linger.
       const lease = parseHandle(second.grant.lease)?.lease ?? 0n;
-      await until(async () => (await client().leaseTimeToLive(lease)).ttl === -1);
+      await until(
+        async () => (await client().leaseTimeToLive(lease)).ttl === -1,
+        "the forced grant's lease to be revoked",
+      );
       await Promise.all([holderSide.close(), adminSide.close()]);
     });
 
@@ -180,7 +183,7 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
       const hangUp = new AbortController();
       const { grant } = await locks.acquire(name, { ttl: 30, wait: 0, signal: hangUp.signal });
       hangUp.abort();
-      await until(async () => (await locks.inspect(name)) === undefined);
+      await until(async () => (await locks.inspect(name)) === undefined, "the abandoned grant to end");
       await expect(locks.renew(name, grant.lease)).rejects.toBeInstanceOf(LockLost);
       await locks.close();
     });

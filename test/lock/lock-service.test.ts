@@ -1,8 +1,8 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createLocks, LockError, LockHeld, LockLost } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
-import { counting, grpcOnTestEtcd } from "../support/etcd.js";
-import { sleep, uniqueName, until } from "../support/http.js";
+import { counting, grpcOnTestEtcd, untilWatches } from "../support/etcd.js";
+import { eventually, sleep, uniqueName, until } from "../support/http.js";
 
 describe("the lock protocol's etcd economy (real etcd)", () => {
   const shared = grpcOnTestEtcd();
@@ -48,9 +48,14 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     await locks.release(grant.name, grant.lease);
     const id = parseHandle(grant.lease)?.lease ?? 0n;
     expect((await shared.client.leaseTimeToLive(id)).ttl).toBeGreaterThan(0);
-    await sleep(3_300);
-    locks.sweepLeases();
-    await sleep(200);
+    // The pool's idle window (3 s) passes on a fake clock: the sweep runs as if 3.3 s later.
+    vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 3_300 });
+    try {
+      locks.sweepLeases();
+    } finally {
+      vi.useRealTimers();
+    }
+    await until(async () => (await shared.client.leaseTimeToLive(id)).ttl === -1, "the idle lease to be revoked");
     expect((await shared.client.leaseTimeToLive(id)).ttl).toBe(-1);
     await locks.close();
   });
@@ -66,7 +71,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
         (e: LockError) => e,
       ),
     );
-    await until(() => locks.activeWaiters === 20 && calls.watchDeletes === 1, 5000, "20 waiters on one watch");
+    await until(() => locks.activeWaiters === 20 && calls.watchDeletes === 1, "20 waiters on one watch");
     reset();
     await locks.release(name, holder.grant.lease);
     await Promise.any(waiters.map((w) => w.then((r) => (r instanceof LockError ? Promise.reject(r) : r))));
@@ -85,9 +90,9 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const gone = new AbortController();
     const first = locks.acquire(name, { ttl: 30, wait: 5, signal: gone.signal }).catch((e: Error) => e);
-    await sleep(100);
+    await until(() => locks.activeWaiters === 1, "the first acquire to wait");
     const second = locks.acquire(name, { ttl: 30, wait: 5 });
-    await sleep(200);
+    await until(() => locks.activeWaiters === 2, "the second acquire to wait behind it");
     // The first waiter is woken by the release but hangs up before it can try.
     const released = locks.release(name, holder.grant.lease);
     gone.abort();
@@ -105,19 +110,14 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     const name = uniqueName("ride");
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const waiting = locks.acquire(name, { ttl: 30, wait: 12 });
-    await sleep(300);
+    await until(() => locks.activeWaiters === 1, "the acquire to wait");
+    await untilWatches(shared.etcd.endpoint, 1, "the waiter's watch to be open in etcd");
     await shared.etcd.stop();
+    // Deliberate: the outage lasts a while (1.5 s), well inside the waiter's 12 s.
     await sleep(1_500);
     await shared.etcd.restart();
-    // Give the client a moment to reconnect, then release: the waiter gets the lock.
-    for (let i = 0; i < 40; i++) {
-      try {
-        await locks.release(name, holder.grant.lease);
-        break;
-      } catch {
-        await sleep(250);
-      }
-    }
+    // Once the client has reconnected, release: the waiter gets the lock.
+    await eventually(() => locks.release(name, holder.grant.lease), "the release once etcd is back");
     const got = await waiting;
     expect(got.grant.token).toBeGreaterThan(holder.grant.token);
     await locks.close();

@@ -6,8 +6,8 @@ import { createIfAbsent } from "../../src/lock/strategies/group-commit.js";
 import { SharedWatches } from "../../src/lock/strategies/shared-watches.js";
 import type { Waits } from "../../src/lock/strategies/waits.js";
 import { WatchPerWaiter } from "../../src/lock/strategies/watch-per-waiter.js";
-import { startTestEtcd } from "../support/etcd.js";
-import { sleep, until } from "../support/http.js";
+import { startTestEtcd, untilWatches } from "../support/etcd.js";
+import { stillAfter, until } from "../support/http.js";
 
 /**
  * SharedWatches against a real etcd on both transports. `opens` counts the etcd watches
@@ -102,15 +102,17 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     let holder = await held(key);
     const before = counts();
     const waiters = Array.from({ length: 5 }, () => waiter(watches, key, holder.revision + 1));
-    await sleep(200);
+    // The watch replays DELETEs from the waiters' revision: it need not be established in
+    // etcd before a release, only opened.
+    await until(() => since(before).opens === 1, "the five waiters to open one watch");
     const woken = () => waiters.filter((w) => w.state.outcome === "wake").length;
     for (let i = 1; i <= 4; i++) {
       // Other keys move the store revision between releases, as on a busy etcd.
       await createIfAbsent(raw, uniqueKey("other"), "y", 0n);
       await holder.release();
-      await until(() => woken() >= i);
-      await sleep(50);
-      expect(woken()).toBe(i);
+      await until(() => woken() >= i, `release ${i} to wake a waiter`);
+      // ...and only one.
+      expect(await stillAfter(50, woken)).toBe(i);
       // The woken waiter takes the lock.
       holder = await held(key);
     }
@@ -127,22 +129,22 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     let holder = await held(key);
     const before = counts();
     const a = waiter(watches, key, holder.revision + 1);
-    await sleep(100);
+    await until(() => since(before).opens === 1, "a to open a watch");
     await holder.release();
     await a.done;
     expect(watches.hasWaiters(key)).toBe(false);
     holder = await held(key);
     const b = waiter(watches, key, holder.revision + 1);
-    await sleep(100);
+    await until(() => watches.hasWaiters(key), "b to wait");
     await holder.release();
     await b.done;
     expect(b.state.outcome).toBe("wake");
     expect(since(before).opens).toBe(1);
     const first = opened[opened.length - 1];
-    await until(() => first?.settled === true, 2_000);
+    await until(() => first?.settled === true, "the watch to close after lingering", 2_000);
     holder = await held(key);
     const c = waiter(watches, key, holder.revision + 1);
-    await sleep(100);
+    await until(() => since(before).opens >= 2, "c to open a watch of its own");
     expect(since(before).opens).toBe(2);
     c.leave();
     await c.done;
@@ -155,7 +157,7 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     const key = uniqueKey("stale");
     const first = await held(key);
     const a = waiter(watches, key, first.revision + 1);
-    await sleep(100);
+    await until(() => watches.hasWaiters(key), "a to wait");
     await first.release();
     await a.done;
     const second = await held(key);
@@ -164,8 +166,7 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     const fresh = waiter(watches, key, second.revision + 1);
     await stale.done;
     expect(stale.state.outcome).toBe("wake");
-    await sleep(200);
-    expect(fresh.state.outcome).toBeUndefined();
+    expect(await stillAfter(200, () => fresh.state.outcome)).toBeUndefined();
     await second.release();
     await fresh.done;
     expect(fresh.state.outcome).toBe("wake");
@@ -193,12 +194,12 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
     const holder = await held(key);
     const before = counts();
     const waiters = Array.from({ length: 3 }, () => waiter(watches, key, holder.revision + 1));
-    await until(() => watches.hasWaiters(key) && opened.length - before.opens === 3);
+    await until(() => watches.hasWaiters(key) && opened.length - before.opens === 3, "three watches");
     await holder.release();
     await Promise.all(waiters.map((w) => w.done));
     expect(waiters.map((w) => w.state.outcome)).toEqual(["wake", "wake", "wake"]);
     expect(since(before).opens).toBe(3);
-    await until(() => opened.slice(before.opens).every((o) => o.settled), 2_000);
+    await until(() => opened.slice(before.opens).every((o) => o.settled), "every watch to close", 2_000);
     expect(watches.hasWaiters(key)).toBe(false);
   });
 
@@ -209,7 +210,8 @@ describe.each(transports)("SharedWatches over $name", (transport) => {
       const key = uniqueKey("down");
       const { revision } = await createIfAbsent(c, key, "x", 0n);
       const waiters = Array.from({ length: 2 }, () => waiter(watches, key, revision + 1));
-      await sleep(200);
+      // Established in etcd (earlier tests' watches closed), so etcd going away breaks it.
+      await untilWatches(etcd.endpoint, 1, "the waiters' watch to be open in etcd");
       await etcd.stop();
       try {
         await Promise.all(waiters.map((w) => w.done));

@@ -5,6 +5,7 @@ import { afterAll, beforeAll } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
+import { until } from "./http.js";
 
 export type TestEtcd = LocalEtcd & { destroy(): Promise<void> };
 
@@ -69,4 +70,22 @@ export function counting(inner: EtcdClient) {
     for (const k of Object.keys(calls)) delete calls[k];
   };
   return { client, calls, reset };
+}
+
+/** How many watches etcd holds open now, over all its clients (its watcher gauge). */
+export async function openWatches(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  const gauge = /^etcd_debugging_mvcc_watcher_total (\S+)$/m.exec(text);
+  if (!gauge) throw new Error(`${endpoint}/metrics has no etcd_debugging_mvcc_watcher_total`);
+  return Number(gauge[1]);
+}
+
+/**
+ * Waits until etcd holds exactly `n` watches open: the test's own are established in etcd
+ * (so a DELETE from now on reaches them) and those of earlier tests are gone. Mind that
+ * etcd counts a watch it ended for compaction until its stream closes: on a gRPC client,
+ * until the client's last other watch ends.
+ */
+export function untilWatches(endpoint: string, n: number, what = `${n} open watch(es) in etcd`): Promise<void> {
+  return until(async () => (await openWatches(endpoint)) === n, what);
 }

@@ -74,11 +74,51 @@ export function leaseIdOf(handle: string): bigint {
   return parsed.lease;
 }
 
-/** Polls `check` every 20 ms until it holds; fails after `ms` (an event with a deadline, not a fixed sleep). */
-export async function until(check: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+/**
+ * Waits for an event: polls `check` every 20 ms until it holds. Fails after `ms`, saying
+ * what it waited for (`what` may be a function, for details known only then, such as a
+ * process's output); a check that throws fails at once.
+ */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string | (() => string),
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${ms} ms`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "string" ? what : what()}`);
+    }
     await sleep(20);
   }
+}
+
+/**
+ * Calls `fn` until it resolves and returns its result: for a call that fails while
+ * something recovers (etcd restarting). After `ms` it rethrows the last failure.
+ */
+export async function eventually<T>(fn: () => Promise<T>, what: string, ms = 10_000): Promise<T> {
+  let last: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+  const attempt = async () => {
+    last = await fn().then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+    return last.ok;
+  };
+  await until(attempt, what, ms).catch((timeout: unknown) => {
+    throw last && !last.ok ? last.error : timeout;
+  });
+  if (!last?.ok) throw new Error(`${what}: no result`);
+  return last.value;
+}
+
+/**
+ * For asserting that something does NOT happen: an event that never comes cannot be
+ * awaited, so this waits the whole `ms`, then returns `check()` for the caller to assert
+ * on. Whatever it rules out must be awaited by event where a test expects it to happen.
+ */
+export async function stillAfter<T>(ms: number, check: () => T | Promise<T>): Promise<T> {
+  await sleep(ms);
+  return check();
 }

@@ -21,6 +21,12 @@ export interface TestService {
   prefix: string;
   /** This instance's waiter count, where the test can see into the process (Node). */
   activeWaiters?: () => number;
+  /**
+   * How many acquires wait on this instance now, as a test can observe it on every
+   * runtime: the engine's count on Node; on the Worker, which has no metrics but gives
+   * each waiter a watch of its own, the watches open in its etcd.
+   */
+  waiters(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -74,6 +80,7 @@ export async function serveTestApp(env: Record<string, string>) {
     logs,
     prefix: config.LEASEHOLD_PREFIX,
     activeWaiters: () => locks.activeWaiters,
+    waiters: async () => locks.activeWaiters,
     close: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));

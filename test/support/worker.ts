@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { freePort } from "../../src/node/local-etcd.js";
-import { startTestEtcd } from "./etcd.js";
+import { openWatches, startTestEtcd } from "./etcd.js";
 import type { TestService } from "./service.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -97,6 +97,7 @@ export async function startTestWorker(env: Record<string, string> = {}): Promise
     direct,
     logs,
     prefix: vars.LEASEHOLD_PREFIX ?? "test-locks/",
+    waiters: () => openWatches(etcd.endpoint),
     stop: async () => {
       await stopGroup();
       await direct.close();

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type EtcdCluster, startEtcdCluster } from "../../scripts/verify/etcd-cluster.js";
 import { type ServiceInstance, startInstance } from "../../scripts/verify/instance.js";
+import { stillAfter } from "../support/http.js";
 
 // Found by verify's long form: with more than 10 concurrent waiting acquires, the Node
 // entry printed "MaxListenersExceededWarning: Possible EventTarget memory leak detected"
@@ -32,6 +33,5 @@ it("serves 30 concurrent waiters without a warning", async () => {
   expect((await post({ ttl: 10 })).status).toBe(201);
   const statuses = await Promise.all(Array.from({ length: 30 }, () => post({ wait: 1 }).then((r) => r.status)));
   expect(statuses.every((s) => s === 409)).toBe(true);
-  await new Promise((r) => setTimeout(r, 200));
-  expect(service.errors()).toEqual([]);
+  expect(await stillAfter(200, () => service.errors())).toEqual([]);
 });

@@ -83,7 +83,7 @@ export class LockEngine implements Locks {
             key: o.idempotencyKey,
             caller: o.caller ?? "",
             // Not `wait`: a client retrying after a lost answer sends the wait it has left.
-            fp: await requestFingerprint([o.ttl, o.owner ?? null]),
+            fp: requestFingerprint([o.ttl, o.owner ?? null]),
           };
     let waiting = false;
     let lastChance = false;
@@ -114,7 +114,7 @@ export class LockEngine implements Locks {
 
           const stored = decodeGrantValue(holder.value);
           this.seenHeld.note(key, stored.ttl);
-          const nonce = idem && (await replayNonce(stored, idem));
+          const nonce = idem && replayNonce(stored, idem);
           if (idem && nonce !== undefined) {
             // Same caller, same Idempotency-Key: the same request again, or a misuse of the key.
             if (stored.fp !== idem.fp) throw new IdempotencyKeyMismatch();
@@ -195,13 +195,13 @@ export class LockEngine implements Locks {
     const { leases, txns } = this.strategies;
     const sentAt = Date.now();
     const salt = idem && randomNonce();
-    const nonce = idem && salt ? await idempotentNonce(idem, salt) : randomNonce();
+    const nonce = idem && salt ? idempotentNonce(idem, salt) : randomNonce();
     const lease = await leases.take(o.ttl);
     const value: GrantValue = {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
       ttl: lease.grantedTtl,
       at: sentAt,
-      nh: await nonceHash(nonce),
+      nh: nonceHash(nonce),
       ...(idem && salt ? { s: salt, fp: idem.fp } : {}),
     };
     // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
@@ -398,7 +398,7 @@ export class LockEngine implements Locks {
     const { kv } = await this.etcd.get(this.key(name));
     const stored = kv ? decodeGrantValue(kv.value) : {};
     // The lease alone is not enough: leases are reused across grants, the nonce is not.
-    if (!kv || kv.lease !== handle.lease || !(await nonceMatches(stored, handle.nonce))) throw new LockLost(name);
+    if (!kv || kv.lease !== handle.lease || !nonceMatches(stored, handle.nonce)) throw new LockLost(name);
     return { kv, stored };
   }
 

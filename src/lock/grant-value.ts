@@ -1,4 +1,5 @@
-import { sha256, toHex } from "../bytes.js";
+import { toHex } from "../bytes.js";
+import { sha256Sync } from "../sha256.js";
 
 /**
  * What is stored as a lock key's value, next to the lease etcd keeps on the key.
@@ -55,32 +56,32 @@ export interface Idempotency {
 }
 
 /** What an idempotent retry must repeat: the request's own fields. */
-export async function requestFingerprint(fields: unknown[]): Promise<string> {
-  return toHex(await sha256(JSON.stringify(fields))).slice(0, 16);
+export function requestFingerprint(fields: unknown[]): string {
+  return toHex(sha256Sync(JSON.stringify(fields))).slice(0, 16);
 }
 
 /** SHA-256 of a grant's nonce, as stored (hex; 128 bits are plenty to compare). */
-export async function nonceHash(nonce: string): Promise<string> {
-  return toHex(await sha256(`leasehold nonce\0${nonce}`)).slice(0, 32);
+export function nonceHash(nonce: string): string {
+  return toHex(sha256Sync(`leasehold nonce\0${nonce}`)).slice(0, 32);
 }
 
 /** Whether `nonce` is the stored grant's. */
-export async function nonceMatches(stored: GrantValue, nonce: string): Promise<boolean> {
-  if (stored.nh !== undefined) return stored.nh === (await nonceHash(nonce));
+export function nonceMatches(stored: GrantValue, nonce: string): boolean {
+  if (stored.nh !== undefined) return stored.nh === nonceHash(nonce);
   return stored.n !== undefined && stored.n === nonce;
 }
 
 /** An idempotent grant's nonce: only a caller presenting the same secret and key can compute it. */
-export async function idempotentNonce(idem: Idempotency, salt: string): Promise<string> {
-  return toHex(await sha256(`leasehold idempotency\0${idem.caller}\0${idem.key}\0${salt}`)).slice(0, 16);
+export function idempotentNonce(idem: Idempotency, salt: string): string {
+  return toHex(sha256Sync(`leasehold idempotency\0${idem.caller}\0${idem.key}\0${salt}`)).slice(0, 16);
 }
 
 /**
  * The nonce of the stored grant when it was made by this caller with this
  * Idempotency-Key; `undefined` for any other grant (another caller's key included).
  */
-export async function replayNonce(stored: GrantValue, idem: Idempotency): Promise<string | undefined> {
+export function replayNonce(stored: GrantValue, idem: Idempotency): string | undefined {
   if (stored.s === undefined || stored.nh === undefined) return undefined;
-  const nonce = await idempotentNonce(idem, stored.s);
-  return (await nonceHash(nonce)) === stored.nh ? nonce : undefined;
+  const nonce = idempotentNonce(idem, stored.s);
+  return nonceHash(nonce) === stored.nh ? nonce : undefined;
 }

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import { describe, expect, it } from "vitest";
 import { type AllOrNothing, type CreateItem, type EtcdClient, EtcdUnavailableError } from "../../src/etcd/types.js";
-import { createLocks, LockLost, workerStrategies } from "../../src/lock/index.js";
-import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { createLocks, LockLost } from "../../src/lock/index.js";
+import { etcdWithClients, RUNTIMES } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
 
 /**
@@ -78,25 +77,10 @@ function lostCreateAnswer(inner: EtcdClient) {
 }
 
 describe("attack: idempotent replay vs. clean-up of the same request's earlier attempt", () => {
-  let etcd: TestEtcd;
-  const clients: EtcdClient[] = [];
-  const client = () => {
-    const c = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-    clients.push(c);
-    return c;
-  };
-  beforeAll(async () => {
-    etcd = await startTestEtcd();
-  });
-  afterAll(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await etcd?.destroy();
-  });
+  const shared = etcdWithClients();
+  const client = () => shared.client();
 
-  for (const worker of [false, true]) {
-    const how = worker ? "Worker strategies" : "Node strategies";
-    const runtime = worker ? { strategies: workerStrategies } : {};
-
+  for (const { how, runtime } of RUNTIMES) {
     it(`a hang-up's clean-up does not end the grant a retry was just given (${how})`, async () => {
       const locks = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });
       const other = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { CreateItem, EtcdClient, GetResult } from "../../src/etcd/types.js";
-import { createLocks, LockHeld, LockLost, workerStrategies } from "../../src/lock/index.js";
+import { createLocks, LockHeld, LockLost } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { gatewayOnNode } from "../../src/node/gateway.js";
-import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { etcdWithClients, RUNTIMES } from "../support/etcd.js";
 import { uniqueName, until } from "../support/http.js";
 
 /**
@@ -56,25 +56,10 @@ const transports: { name: string; create(endpoint: string): EtcdClient }[] = [
 ];
 
 describe.each(transports)("grants are only ever ended by their own revision ($name)", (transport) => {
-  let etcd: TestEtcd;
-  const clients: EtcdClient[] = [];
-  const client = () => {
-    const c = transport.create(etcd.endpoint);
-    clients.push(c);
-    return c;
-  };
-  beforeAll(async () => {
-    etcd = await startTestEtcd();
-  });
-  afterAll(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    await etcd?.destroy();
-  });
+  const shared = etcdWithClients(transport.create);
+  const client = () => shared.client();
 
-  for (const worker of [false, true]) {
-    const how = worker ? "Worker strategies" : "Node strategies";
-    const runtime = worker ? { strategies: workerStrategies } : {};
-
+  for (const { how, runtime } of RUNTIMES) {
     it(`force release that read a lease which was then released and reused for another tenant's lock leaves that lock alone (${how})`, async () => {
       const holderSide = createLocks(client(), { prefix: "t/", maxWaiters: 10, ...runtime });
       const admin = pausingGets(client());

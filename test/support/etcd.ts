@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import type { EtcdClient } from "../../src/etcd/types.js";
+import { workerStrategies } from "../../src/lock/index.js";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
 import { until } from "./http.js";
 
@@ -52,6 +53,44 @@ export function grpcOnTestEtcd(timeoutMs = 3000): { readonly etcd: TestEtcd; rea
     },
   };
 }
+
+/**
+ * A real etcd for the enclosing `describe`, and clients on it (`create`: gRPC by default)
+ * that are closed, with the etcd, after its tests.
+ */
+export function etcdWithClients(
+  create: (endpoint: string) => EtcdClient = (endpoint) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs: 3000 }),
+): { readonly etcd: TestEtcd; client(): EtcdClient } {
+  let etcd: TestEtcd | undefined;
+  const clients: EtcdClient[] = [];
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await etcd?.destroy();
+  });
+  const started = (): TestEtcd => {
+    if (!etcd) throw new Error("the test etcd has not started (use it inside a test)");
+    return etcd;
+  };
+  return {
+    get etcd() {
+      return started();
+    },
+    client() {
+      const c = create(started().endpoint);
+      clients.push(c);
+      return c;
+    },
+  };
+}
+
+/** The lock engine's strategy presets, for tests that run under each runtime's. */
+export const RUNTIMES = [
+  { how: "Node strategies", runtime: {} },
+  { how: "Worker strategies", runtime: { strategies: workerStrategies } },
+] as const;
 
 /** Counts calls per EtcdClient method, passing everything through to real etcd. */
 export function counting(inner: EtcdClient) {

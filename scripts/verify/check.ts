@@ -24,14 +24,15 @@ export interface GrantRecord {
   caller?: string;
   /** When (run clock, ms) the client sent its (first) acquire: the lease lives at least `ttl` from then. */
   requestedAt?: number;
-  /** The holder's renews of this grant. */
-  renewals?: RenewRecord[];
+  /** The holder's renews and releases of this grant. */
+  calls?: CallRecord[];
   /** When the holder sent its first release of this grant, whatever the answer. */
   releaseFirstSentSeq?: number;
 }
 
-/** One renew of a grant: a 200 proves the lease lives `ttl` from `sentAt`. */
-export interface RenewRecord {
+/** One renew or release of a grant: a renew's 200 proves the lease lives `ttl` from `sentAt`. */
+export interface CallRecord {
+  op: "renew" | "release";
   sentSeq: number;
   sentAt: number;
   doneSeq: number;
@@ -267,7 +268,7 @@ export const LIVE_MARGIN_MS = 200;
  * least `ttl` from the send of the acquire that made it and of every renew answered 200
  * (etcd resets it after the request was sent). So while the holder has sent no release,
  * no force release of the name may have run, and that deadline has not passed, the grant
- * is provably live: another grant of the name received then, or a renew answered 410,
+ * is provably live: another grant of the name received then, or a renew or release answered 410,
  * means something ended it that had no right to (a revoke of a lease read earlier and
  * since reused, a clean-up of the wrong key...).
  */
@@ -281,20 +282,25 @@ function lostWhileLive(name: string, sorted: readonly GrantRecord[], forces: rea
   /** The lease provably lives until this (run clock, ms), from refreshes sent before `before`. */
   const liveUntil = (a: GrantRecord & { requestedAt: number }, before: number) => {
     let from = a.requestedAt;
-    for (const r of a.renewals ?? []) if (r.status === 200 && r.sentAt < before) from = Math.max(from, r.sentAt);
+    for (const r of a.calls ?? []) {
+      if (r.op === "renew" && r.status === 200 && r.sentAt < before) from = Math.max(from, r.sentAt);
+    }
     return from + a.ttl * 1_000 - LIVE_MARGIN_MS;
   };
 
   for (const a of sorted) {
     if (a.requestedAt === undefined) continue;
     const withTime = a as GrantRecord & { requestedAt: number };
-    for (const r of a.renewals ?? []) {
-      if (r.status !== 410 || releasedBefore(a, r.doneSeq) || forcedBetween(a, r.doneSeq)) continue;
+    for (const r of a.calls ?? []) {
+      // A renew may have read the key after a release sent before its answer deleted it;
+      // a release, only after an earlier release.
+      const released = releasedBefore(a, r.op === "renew" ? r.doneSeq : r.sentSeq);
+      if (r.status !== 410 || released || forcedBetween(a, r.doneSeq)) continue;
       const until = liveUntil(withTime, r.sentAt);
       if (r.doneAt < until) {
         out.push({
           invariant: "lost-while-live",
-          detail: `${name}: ${a.client}'s renew of token ${a.token} was answered 410 ${Math.round(until - r.doneAt)} ms before its lease could expire, with no release or force release sent`,
+          detail: `${name}: ${a.client}'s ${r.op} of token ${a.token} was answered 410 ${Math.round(until - r.doneAt)} ms before its lease could expire, with no release or force release sent`,
         });
       }
     }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Fence, type ForceRecord, type GrantRecord } from "./check.js";
+import { type CallRecord, Fence, type ForceRecord, type GrantRecord } from "./check.js";
 
 /** One HTTP request as a client saw it. */
 export interface RequestRecord {
@@ -204,7 +204,7 @@ export class Client {
       receivedSeq: a.doneSeq,
       receivedAt: this.run.now(),
       ttl: a.body.ttl,
-      renewals: [],
+      calls: [],
       ...(this.auth ? { caller: this.auth.label } : {}),
     };
     this.run.grants.push(record);
@@ -229,13 +229,7 @@ export class Client {
   async renew(held: Held): Promise<boolean | undefined> {
     const sentAt = this.run.now();
     const a = await this.send("renew", "PUT", `/locks/${held.record.name}/renew`, { lease: held.lease });
-    held.record.renewals?.push({
-      sentSeq: a.sentSeq,
-      sentAt,
-      doneSeq: a.doneSeq,
-      doneAt: this.run.now(),
-      status: a.status,
-    });
+    this.called(held, "renew", a, sentAt);
     return a.status === 200 ? true : a.status === 410 ? false : undefined;
   }
 
@@ -246,12 +240,19 @@ export class Client {
   async release(held: Held, retryMs: number): Promise<number> {
     const until = this.run.now() + retryMs;
     for (;;) {
+      const sentAt = this.run.now();
       const a = await this.send("release", "DELETE", `/locks/${held.record.name}`, { lease: held.lease });
       held.record.releaseFirstSentSeq ??= a.sentSeq;
+      this.called(held, "release", a, sentAt);
       if (a.status === 204) held.record.releaseSentSeq = a.sentSeq;
       if ((a.status > 0 && a.status !== 503) || this.run.now() >= until) return a.status;
       await sleep(uniform(50, 150));
     }
+  }
+
+  private called(held: Held, op: CallRecord["op"], a: Answer, sentAt: number) {
+    const done = { doneSeq: a.doneSeq, doneAt: this.run.now(), status: a.status };
+    held.record.calls?.push({ op, sentSeq: a.sentSeq, sentAt, ...done });
   }
 
   /** An admin's force release, recorded for the checker; returns the status (0: no answer). */

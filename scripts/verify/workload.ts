@@ -80,6 +80,11 @@ export interface AdversaryOptions {
   outsider: Client;
   /** An admin key: force-releases a name at the moment its holder releases it. */
   admin: Client;
+  /**
+   * A release raced by a force release starts 0 to this many ms after it: the force
+   * release's read and its next etcd step are that far apart on a lagging instance.
+   */
+  raceMs: number;
   /** Names held right now, for the admin's random force releases. */
   held: Map<string, number>;
   counts: Record<string, number>;
@@ -94,20 +99,26 @@ const bump = (counts: Record<string, number>, what: string) => {
  * acquires drop their first answer (the request is aborted at a random moment after it
  * was sent) and are retried with the same Idempotency-Key, which the tenant's other API
  * key and another tenant's key also replay; holds end by a release raced by an admin
- * force release or by a renew, or by a plain release. Starts the next acquire at once,
- * on the same instance, so a lease just pooled by a release serves the next grant.
+ * force release or by a renew, or by a plain release.
  */
 export async function adversary(client: Client, o: AdversaryOptions): Promise<void> {
   const run = client.run;
   const ttlMs = o.ttl * 1000;
+  // Force releases still in flight when their race's release was answered.
+  const racing: Promise<void>[] = [];
+  // After a race, the next acquire is of another name at once: it takes the lease the
+  // release just pooled, while the force release is still between its read and its act.
+  let next: string | undefined;
   while (run.now() < o.until) {
-    const name = pick(o.names);
+    const name = next ?? pick(o.names);
+    const plain = next !== undefined;
+    next = undefined;
     const got =
-      Math.random() < 0.4
+      !plain && Math.random() < 0.3
         ? await droppedAcquire(client, name, o)
         : await client.acquire(name, {
             ttl: o.ttl,
-            wait: Math.random() < 0.5 ? Math.round(uniform(0.2, 1.5) * 10) / 10 : 0,
+            wait: !plain && Math.random() < 0.3 ? Math.round(uniform(0.2, 1.5) * 10) / 10 : 0,
             retryMs: 2_000,
           });
     if (!got) continue;
@@ -118,22 +129,26 @@ export async function adversary(client: Client, o: AdversaryOptions): Promise<vo
     o.held.set(name, (o.held.get(name) ?? 0) + 1);
     const r = Math.random();
     const end: End =
-      r < 0.25
+      r < 0.45
         ? async (c, h) => {
             bump(o.counts, "force releases racing a release");
-            await Promise.all([o.admin.forceRelease(name).then((s) => checkForce(run, name, s)), release(c, h)]);
+            racing.push(o.admin.forceRelease(name).then((s) => checkForce(run, name, s)));
+            await sleep(uniform(0, o.raceMs));
+            await release(c, h);
+            next = pick(o.names.filter((n) => n !== name));
           }
-        : r < 0.45
+        : r < 0.65
           ? async (c, h) => {
               bump(o.counts, "renews racing a release");
               await Promise.all([c.renew(h), release(c, h)]);
             }
           : release;
-    await hold(client, got, ttlMs, Math.random() < 0.1, { renewRate: 0.5, end });
+    await hold(client, got, ttlMs, Math.random() < 0.05, { renewRate: 0.5, end });
     const left = (o.held.get(name) ?? 1) - 1;
     if (left > 0) o.held.set(name, left);
     else o.held.delete(name);
   }
+  await Promise.all(racing);
 }
 
 /**
@@ -200,14 +215,14 @@ export function checkForce(run: Run, name: string, status: number) {
   if (status !== 204 && status !== 404 && status !== 503) run.fail(`${name}: a force release was answered ${status}`);
 }
 
-/** The admin: force-releases a name some holder holds right now, every 50–300 ms. */
+/** The admin: force-releases a name some holder holds right now, every 150–500 ms. */
 export async function forceLoop(
   admin: Client,
   o: { held: Map<string, number>; names: readonly string[]; until: number },
 ) {
   const run = admin.run;
   while (run.now() < o.until) {
-    await sleep(uniform(50, 300));
+    await sleep(uniform(150, 500));
     const held = [...o.held.keys()];
     const name = held.length > 0 && Math.random() < 0.8 ? pick(held) : pick(o.names);
     checkForce(run, name, await admin.forceRelease(name));

@@ -20,6 +20,32 @@ export interface GrantRecord {
   ttl: number;
   /** When the release that answered 204 was sent; absent when no release succeeded. */
   releaseSentSeq?: number;
+  /** Which API key received it (scenarios with auth on). */
+  caller?: string;
+  /** When (run clock, ms) the client sent its (first) acquire: the lease lives at least `ttl` from then. */
+  requestedAt?: number;
+  /** The holder's renews and releases of this grant. */
+  calls?: CallRecord[];
+  /** When the holder sent its first release of this grant, whatever the answer. */
+  releaseFirstSentSeq?: number;
+}
+
+/** One renew or release of a grant: a renew's 200 proves the lease lives `ttl` from `sentAt`. */
+export interface CallRecord {
+  op: "renew" | "release";
+  sentSeq: number;
+  sentAt: number;
+  doneSeq: number;
+  doneAt: number;
+  status: number;
+}
+
+/** One admin force release (`DELETE /locks/{name}?force=true`); `status` 0 or -1: no answer. */
+export interface ForceRecord {
+  name: string;
+  sentSeq: number;
+  doneSeq: number;
+  status: number;
 }
 
 /** One write to the fenced resource. */
@@ -53,7 +79,14 @@ export class Fence {
 }
 
 export interface Violation {
-  invariant: "unique-token" | "token-order" | "mutual-exclusion" | "stale-write-accepted";
+  invariant:
+    | "unique-token"
+    | "token-order"
+    | "mutual-exclusion"
+    | "stale-write-accepted"
+    | "handle-shared"
+    | "forced-clean-hold"
+    | "lost-while-live";
   detail: string;
 }
 
@@ -110,10 +143,32 @@ const prefixMax = (sorted: readonly GrantRecord[], value: (g: GrantRecord) => nu
  *   overlap between "grant received" and "release sent";
  * - stale-write-accepted: a write is stale when, before it was made, the checker had
  *   received a grant of the same name that supersedes the writer's (a larger token, or
- *   one requested after the writer's grant arrived); every stale write must be rejected.
+ *   one requested after the writer's grant arrived); every stale write must be rejected;
+ * - handle-shared: a handle returned to one API key is never returned to another;
+ * - forced-clean-hold: no force release answered 204 lies inside a hold whose own
+ *   release then succeeded (a force-released holder is not a clean holder);
+ * - lost-while-live: a grant ends only by release, force or expiry (see `lostWhileLive`).
  */
-export function checkHistory(grants: readonly GrantRecord[], writes: readonly WriteRecord[]): CheckResult {
+export function checkHistory(
+  grants: readonly GrantRecord[],
+  writes: readonly WriteRecord[],
+  forces: readonly ForceRecord[] = [],
+): CheckResult {
   const violations: Violation[] = [];
+
+  const byHandle = new Map<string, GrantRecord>();
+  for (const g of grants) {
+    if (g.caller === undefined) continue;
+    const first = byHandle.get(g.lease);
+    if (!first) byHandle.set(g.lease, g);
+    else if (first.caller !== g.caller) {
+      violations.push({
+        invariant: "handle-shared",
+        detail: `${g.name}: the handle of token ${first.token} went to API key ${first.caller} (${first.client}) and to API key ${g.caller} (${g.client})`,
+      });
+    }
+  }
+  const forcesByName = byName(forces);
 
   const byToken = new Map<string, GrantRecord>();
   for (const g of grants) {
@@ -159,6 +214,21 @@ export function checkHistory(grants: readonly GrantRecord[], writes: readonly Wr
       }
       if (!open || g.releaseSentSeq > open.releaseSentSeq) open = g;
     }
+
+    const nameForces = forcesByName.get(name) ?? [];
+    // A force release answered 204 ended a grant between its send and its answer. Inside
+    // a clean hold only that hold existed, and its own release found it intact: both
+    // cannot be true.
+    for (const g of held) {
+      const f = nameForces.find((f) => f.status === 204 && f.sentSeq > g.receivedSeq && f.doneSeq < g.releaseSentSeq);
+      if (f) {
+        violations.push({
+          invariant: "forced-clean-hold",
+          detail: `${name}: a force release answered 204 while ${g.client} (token ${g.token}) held it, yet its release then succeeded`,
+        });
+      }
+    }
+    violations.push(...lostWhileLive(name, sorted, nameForces));
   }
 
   let staleWrites = 0;
@@ -187,4 +257,70 @@ export function checkHistory(grants: readonly GrantRecord[], writes: readonly Wr
     }
   }
   return { violations, staleWrites, staleRejected, rejectedWrites };
+}
+
+/** Slack for etcd's lease timers against the checker's clock when a lease must still live. */
+export const LIVE_MARGIN_MS = 200;
+
+/**
+ * A grant ends only by its holder's release, a force release, or expiry; etcd never
+ * ends a lease before its TTL (it extends them on a leader change). A lease lives at
+ * least `ttl` from the send of the acquire that made it and of every renew answered 200
+ * (etcd resets it after the request was sent). So while the holder has sent no release,
+ * no force release of the name may have run, and that deadline has not passed, the grant
+ * is provably live: another grant of the name received then, or a renew or release answered 410,
+ * means something ended it that had no right to (a revoke of a lease read earlier and
+ * since reused, a clean-up of the wrong key...).
+ */
+function lostWhileLive(name: string, sorted: readonly GrantRecord[], forces: readonly ForceRecord[]): Violation[] {
+  const out: Violation[] = [];
+  // A force release may act any time from its send to its answer (forever, without one).
+  const forcedBetween = (a: GrantRecord, beforeSeq: number) =>
+    forces.some((f) => f.sentSeq < beforeSeq && (f.status <= 0 || f.status >= 500 || f.doneSeq > a.requestedSeq));
+  const releasedBefore = (a: GrantRecord, seq: number) =>
+    a.releaseFirstSentSeq !== undefined && a.releaseFirstSentSeq < seq;
+  /** The lease provably lives until this (run clock, ms), from refreshes sent before `before`. */
+  const liveUntil = (a: GrantRecord & { requestedAt: number }, before: number) => {
+    let from = a.requestedAt;
+    for (const r of a.calls ?? []) {
+      if (r.op === "renew" && r.status === 200 && r.sentAt < before) from = Math.max(from, r.sentAt);
+    }
+    return from + a.ttl * 1_000 - LIVE_MARGIN_MS;
+  };
+
+  for (const a of sorted) {
+    if (a.requestedAt === undefined) continue;
+    const withTime = a as GrantRecord & { requestedAt: number };
+    for (const r of a.calls ?? []) {
+      // A renew may have read the key after a release sent before its answer deleted it;
+      // a release, only after an earlier release.
+      const released = releasedBefore(a, r.op === "renew" ? r.doneSeq : r.sentSeq);
+      if (r.status !== 410 || released || forcedBetween(a, r.doneSeq)) continue;
+      const until = liveUntil(withTime, r.sentAt);
+      if (r.doneAt < until) {
+        out.push({
+          invariant: "lost-while-live",
+          detail: `${name}: ${a.client}'s ${r.op} of token ${a.token} was answered 410 ${Math.round(until - r.doneAt)} ms before its lease could expire, with no release or force release sent`,
+        });
+      }
+    }
+  }
+
+  // Grants in the order received; `live` keeps those whose lease may still be provably live.
+  let live: (GrantRecord & { requestedAt: number })[] = [];
+  for (const b of sorted) {
+    live = live.filter((a) => liveUntil(a, Number.POSITIVE_INFINITY) > b.receivedAt);
+    for (const a of live) {
+      if (a.lease === b.lease || releasedBefore(a, b.receivedSeq) || forcedBetween(a, b.receivedSeq)) continue;
+      const until = liveUntil(a, b.receivedAt);
+      if (b.receivedAt < until) {
+        out.push({
+          invariant: "lost-while-live",
+          detail: `${name}: ${b.client} got token ${b.token} ${Math.round(until - b.receivedAt)} ms before ${a.client}'s grant (token ${a.token}) could expire, with no release or force release sent`,
+        });
+      }
+    }
+    if (b.requestedAt !== undefined) live.push(b as GrantRecord & { requestedAt: number });
+  }
+  return out;
 }

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Fence, type GrantRecord } from "./check.js";
+import { type CallRecord, Fence, type ForceRecord, type GrantRecord } from "./check.js";
 
 /** One HTTP request as a client saw it. */
 export interface RequestRecord {
-  op: "acquire" | "renew" | "release" | "inspect" | "list";
+  op: "acquire" | "renew" | "release" | "inspect" | "list" | "force";
   instance: number;
   sentAt: number;
   doneAt: number;
@@ -32,6 +32,7 @@ export class Run {
   readonly grants: GrantRecord[] = [];
   readonly requests: RequestRecord[] = [];
   readonly faults: FaultRecord[] = [];
+  readonly forces: ForceRecord[] = [];
   /** Problems that are not about the lock invariants (hangs, 5xx other than 503, leaks...). */
   readonly failures: string[] = [];
 
@@ -66,8 +67,8 @@ export class Run {
     }
   }
 
-  client(id: string, home = 0): Client {
-    return new Client(this, id, home);
+  client(id: string, home = 0, auth?: ApiKey): Client {
+    return new Client(this, id, home, auth);
   }
 }
 
@@ -85,6 +86,12 @@ export interface Held {
   lease: string;
 }
 
+/** The API key a client sends, and the label the history records for it. */
+export interface ApiKey {
+  label: string;
+  secret: string;
+}
+
 /**
  * An HTTP client of the lock service that fails over between instances: a connection
  * failure or a 503 moves it to the next instance. It records every request in the run
@@ -97,6 +104,7 @@ export class Client {
     readonly run: Run,
     readonly id: string,
     home: number,
+    readonly auth?: ApiKey,
   ) {
     this.instance = home % run.instances.length;
   }
@@ -121,7 +129,11 @@ export class Client {
     try {
       const res = await fetch(`${run.instances[instance]}${path}`, {
         method,
-        headers: { ...(body ? { "content-type": "application/json" } : {}), ...opts.headers },
+        headers: {
+          ...(body ? { "content-type": "application/json" } : {}),
+          ...(this.auth ? { authorization: `Bearer ${this.auth.secret}` } : {}),
+          ...opts.headers,
+        },
         ...(body ? { body: JSON.stringify(body) } : {}),
         signal,
       });
@@ -158,8 +170,9 @@ export class Client {
   ): Promise<Held | { status: number; answer: Answer }> {
     const key = randomUUID();
     const until = this.run.now() + (o.retryMs ?? 0);
-    let requestedSeq: number | undefined;
+    let first: { seq: number; at: number } | undefined;
     for (;;) {
+      const at = this.run.now();
       const a = await this.send(
         "acquire",
         "POST",
@@ -167,28 +180,37 @@ export class Client {
         { ttl: o.ttl, owner: this.id, ...(o.wait > 0 ? { wait: o.wait } : {}) },
         { waitMs: o.wait * 1000, headers: { "idempotency-key": key }, ...(o.signal ? { signal: o.signal } : {}) },
       );
-      requestedSeq ??= a.sentSeq;
-      if (a.status === 201 || a.status === 200) {
-        const record: GrantRecord = {
-          name,
-          token: a.body.token,
-          lease: a.body.lease,
-          client: this.id,
-          requestedSeq,
-          receivedSeq: a.doneSeq,
-          receivedAt: this.run.now(),
-          ttl: a.body.ttl,
-        };
-        this.run.grants.push(record);
-        const held = { record, lease: a.body.lease as string };
-        this.write(held, false, a.doneSeq);
-        return held;
-      }
+      first ??= { seq: a.sentSeq, at };
+      if (a.status === 201 || a.status === 200) return this.granted(name, a, first);
       if ((a.status > 0 && a.status !== 503) || this.run.now() >= until || o.signal?.aborted) {
         return { status: a.status, answer: a };
       }
       await sleep(uniform(50, 150));
     }
+  }
+
+  /**
+   * Records a grant (201, or 200 for a retry) and writes to the fence in the same step as
+   * it arrives. `first`: when the first acquire that may have made it was sent.
+   */
+  granted(name: string, a: Answer, first: { seq: number; at: number }): Held {
+    const record: GrantRecord = {
+      name,
+      token: a.body.token,
+      lease: a.body.lease,
+      client: this.id,
+      requestedSeq: first.seq,
+      requestedAt: first.at,
+      receivedSeq: a.doneSeq,
+      receivedAt: this.run.now(),
+      ttl: a.body.ttl,
+      calls: [],
+      ...(this.auth ? { caller: this.auth.label } : {}),
+    };
+    this.run.grants.push(record);
+    const held = { record, lease: a.body.lease as string };
+    this.write(held, false, a.doneSeq);
+    return held;
   }
 
   /** A write to the fenced resource with the grant's token. */
@@ -205,7 +227,9 @@ export class Client {
 
   /** Renew once; `true` while the lock is still ours (200), `false` after 410. */
   async renew(held: Held): Promise<boolean | undefined> {
+    const sentAt = this.run.now();
     const a = await this.send("renew", "PUT", `/locks/${held.record.name}/renew`, { lease: held.lease });
+    this.called(held, "renew", a, sentAt);
     return a.status === 200 ? true : a.status === 410 ? false : undefined;
   }
 
@@ -216,10 +240,25 @@ export class Client {
   async release(held: Held, retryMs: number): Promise<number> {
     const until = this.run.now() + retryMs;
     for (;;) {
+      const sentAt = this.run.now();
       const a = await this.send("release", "DELETE", `/locks/${held.record.name}`, { lease: held.lease });
+      held.record.releaseFirstSentSeq ??= a.sentSeq;
+      this.called(held, "release", a, sentAt);
       if (a.status === 204) held.record.releaseSentSeq = a.sentSeq;
       if ((a.status > 0 && a.status !== 503) || this.run.now() >= until) return a.status;
       await sleep(uniform(50, 150));
     }
+  }
+
+  private called(held: Held, op: CallRecord["op"], a: Answer, sentAt: number) {
+    const done = { doneSeq: a.doneSeq, doneAt: this.run.now(), status: a.status };
+    held.record.calls?.push({ op, sentSeq: a.sentSeq, sentAt, ...done });
+  }
+
+  /** An admin's force release, recorded for the checker; returns the status (0: no answer). */
+  async forceRelease(name: string): Promise<number> {
+    const a = await this.send("force", "DELETE", `/locks/${name}?force=true`);
+    this.run.forces.push({ name, sentSeq: a.sentSeq, doneSeq: a.doneSeq, status: a.status });
+    return a.status;
   }
 }

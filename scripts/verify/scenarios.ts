@@ -1,10 +1,12 @@
+import { randomUUID } from "node:crypto";
 import { checkHistory } from "./check.js";
 import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
-import { type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
-import { type HolderOptions, holder, pause } from "./workload.js";
+import { type LagProxy, startLagProxy } from "./lag-proxy.js";
+import { type ApiKey, type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
+import { adversary, forceLoop, type HolderOptions, holder, pause } from "./workload.js";
 
-export type ScenarioId = "cluster" | "outage" | "instances" | "vanish" | "waiters";
+export type ScenarioId = "cluster" | "outage" | "instances" | "vanish" | "waiters" | "adversarial";
 
 /** How big a run is: seconds of load per scenario, and how many concurrent clients. */
 export interface Scale {
@@ -15,13 +17,13 @@ export interface Scale {
 
 export const SHORT: Scale = {
   form: "short",
-  seconds: { cluster: 8, outage: 7, instances: 6, vanish: 6, waiters: 7 },
+  seconds: { cluster: 8, outage: 7, instances: 6, vanish: 6, waiters: 7, adversarial: 8 },
   clients: 8,
 };
 
 export const LONG: Scale = {
   form: "long",
-  seconds: { cluster: 150, outage: 90, instances: 90, vanish: 75, waiters: 120 },
+  seconds: { cluster: 150, outage: 90, instances: 90, vanish: 75, waiters: 120, adversarial: 120 },
   clients: 16,
 };
 
@@ -83,19 +85,38 @@ interface Env {
   notes: string[];
 }
 
+interface Shape {
+  members: number;
+  instances: number;
+  /** More environment for every instance. */
+  env?: Record<string, string>;
+  /** When set, the last instance reaches etcd through proxies that delay each way by this much. */
+  lagMs?: number;
+}
+
 async function withEnv(
   id: ScenarioId,
   transport: Transport,
   scale: Scale,
-  shape: { members: number; instances: number },
+  shape: Shape,
   body: (env: Env) => Promise<void>,
 ): Promise<ScenarioResult> {
   const cluster = await startEtcdCluster(shape.members);
   const prefix = "verify/";
   const instances: ServiceInstance[] = [];
+  const proxies: LagProxy[] = [];
   try {
-    const starting = Array.from({ length: shape.instances }, () =>
-      startInstance({ endpoints: cluster.endpoints, transport, etcdTimeoutMs: ETCD_TIMEOUT_MS, prefix }),
+    if (shape.lagMs) {
+      for (const e of cluster.endpoints) proxies.push(await startLagProxy(e, shape.lagMs));
+    }
+    const starting = Array.from({ length: shape.instances }, (_, i) =>
+      startInstance({
+        endpoints: shape.lagMs && i === shape.instances - 1 ? proxies.map((p) => p.endpoint) : cluster.endpoints,
+        transport,
+        etcdTimeoutMs: ETCD_TIMEOUT_MS,
+        prefix,
+        ...(shape.env ? { env: shape.env } : {}),
+      }),
     );
     for (const started of await Promise.allSettled(starting)) {
       if (started.status === "fulfilled") instances.push(started.value);
@@ -111,6 +132,7 @@ async function withEnv(
     return await finish(env);
   } finally {
     await Promise.all(instances.map((s) => s.kill()));
+    await Promise.all(proxies.map((p) => p.stop()));
     await cluster.destroy();
   }
 }
@@ -146,7 +168,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
     for (const line of s.errors()) run.fail(`instance ${i} logged: ${line.slice(0, 300)}`);
   }
 
-  const checked = checkHistory(run.grants, run.fence.writes);
+  const checked = checkHistory(run.grants, run.fence.writes, run.forces);
   const reqs = run.requests;
   const ok = (status: number) => status > 0 && status < 500;
   const byDone = [...reqs].sort((a, b) => a.doneAt - b.doneAt);
@@ -399,4 +421,91 @@ const waiters = faultScenario({
   },
 });
 
-export const SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters];
+/** API keys of the adversarial scenario: two tenants (a with two keys) and an admin. */
+function tenantKeys() {
+  const key = (label: string): ApiKey => ({ label, secret: `verify-${label}-${randomUUID()}` });
+  const keys = { a1: key("a1"), a2: key("a2"), b: key("b"), admin: key("admin") };
+  const config = [
+    { key: keys.a1.secret, prefixes: ["a:"] },
+    { key: keys.a2.secret, prefixes: ["a:"] },
+    { key: keys.b.secret, prefixes: ["b:"] },
+    { key: keys.admin.secret, prefixes: [""], admin: true },
+  ];
+  return { keys, env: { LEASEHOLD_API_KEYS: JSON.stringify(config) } };
+}
+
+const ADVERSARIAL_LAG_MS = 10;
+
+const adversarial: Scenario = {
+  id: "adversarial",
+  title: "adversarial callers: force releases, dropped answers replayed, two tenants",
+  what: `a 3-member cluster and three service instances with API keys on (tenant a with two keys, tenant b, an admin; the third instance reaches etcd through a proxy that delays each way by ${ADVERSARIAL_LAG_MS} ms, and the admin starts there). Holders of both tenants hold and renew; 30 % of acquires abort their first request 0–25 ms after sending it and retry with the same Idempotency-Key, which the tenant's other key (must not receive the grant) and the other tenant (403) replay first; 45 % of releases race an admin force release of the same name (the release sent 0–80 ms after it, then at once an acquire of another name) and 20 % race a renew; the admin also force-releases a held name every 150–500 ms. Besides the invariants: a handle never goes to two API keys, a force release answered 204 never falls inside a hold whose release succeeded, and no grant ends early (another grant, or a renew's or release's 410, while the holder's lease was provably live with no release or force release sent)`,
+  run: (transport, scale) => {
+    const { keys, env: authEnv } = tenantKeys();
+    return withEnv(
+      "adversarial",
+      transport,
+      scale,
+      { members: 3, instances: 3, env: authEnv, lagMs: ADVERSARIAL_LAG_MS },
+      async (env) => {
+        const { run } = env;
+        const until = loadEnd(env);
+        const lagged = env.instances.length - 1;
+        const admin = run.client("admin", lagged, keys.admin);
+        const held = new Map<string, number>();
+        const counts: Record<string, number> = {};
+        // On the lagging instance a force release reads 20–60 ms after it was sent and acts
+        // 20–70 ms later (measured): releases land anywhere across that.
+        const raceMs = 8 * ADVERSARIAL_LAG_MS;
+        const perTenant = Math.max(2, Math.floor((env.scale.clients - 1) / 2));
+        const aNames = names(3, "a:lock");
+        const bNames = names(3, "b:lock");
+        const a2Other = run.client("a-other2", 0, keys.a2);
+        const a1Other = run.client("a-other1", 1, keys.a1);
+        const outsiderOfA = run.client("b-outsider", 2, keys.b);
+        const outsiderOfB = run.client("a-outsider", 0, keys.a1);
+        const holders = [
+          ...Array.from({ length: perTenant }, (_, i) => {
+            const mine = i % 3 === 2 ? keys.a2 : keys.a1;
+            const c = run.client(`a${i}`, i, mine);
+            const other = mine === keys.a1 ? a2Other : a1Other;
+            return adversary(c, {
+              names: aNames,
+              ttl: TTL,
+              until,
+              other,
+              outsider: outsiderOfA,
+              admin,
+              held,
+              counts,
+              raceMs,
+            });
+          }),
+          ...Array.from({ length: perTenant }, (_, i) =>
+            adversary(run.client(`b${i}`, i + 1, keys.b), {
+              names: bNames,
+              ttl: TTL,
+              until,
+              outsider: outsiderOfB,
+              raceMs,
+              admin,
+              held,
+              counts,
+            }),
+          ),
+        ];
+        await Promise.all([...holders, forceLoop(admin, { held, names: [...aNames, ...bNames], until })]);
+        const forced = run.forces.filter((f) => f.status === 204).length;
+        counts["force releases in all"] = run.forces.length;
+        env.notes.push(
+          `${run.forces.length} force releases (${forced} ended a grant); ${Object.entries(counts)
+            .filter(([k]) => k !== "force releases in all")
+            .map(([k, n]) => `${n} ${k}`)
+            .join(", ")}`,
+        );
+      },
+    );
+  },
+};
+
+export const SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters, adversarial];

@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { checkHistory, Fence, type GrantRecord, type WriteRecord } from "../../scripts/verify/check.js";
+import {
+  type CallRecord,
+  checkHistory,
+  Fence,
+  type ForceRecord,
+  type GrantRecord,
+  LIVE_MARGIN_MS,
+  type WriteRecord,
+} from "../../scripts/verify/check.js";
 
 // The checker must catch each kind of violation on a hand-made history, and stay quiet
 // on legitimate ones (overlapping requests, a stall nobody overtook, idempotent retries).
@@ -142,5 +150,101 @@ describe("checkHistory", () => {
     ];
     const r = checkHistory(grants, [write({ token: 12, seq: 5, grantReceivedSeq: 2, accepted: true })]);
     expect(r.violations.map((v) => v.invariant).sort()).toEqual(["stale-write-accepted", "token-order"]);
+  });
+
+  it("finds a handle returned to two API keys, not one returned twice to the same key", () => {
+    const shared = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2, caller: "a1", lease: "h" }),
+      grant({ token: 10, requestedSeq: 3, receivedSeq: 4, caller: "a2", lease: "h", client: "other" }),
+    ];
+    expect(invariants(shared)).toEqual(["handle-shared"]);
+    const retried = [
+      grant({ token: 10, requestedSeq: 1, receivedSeq: 2, caller: "a1", lease: "h" }),
+      grant({ token: 10, requestedSeq: 3, receivedSeq: 4, caller: "a1", lease: "h" }),
+    ];
+    expect(invariants(retried)).toEqual([]);
+  });
+});
+
+describe("checkHistory with force releases", () => {
+  const force = (f: Partial<ForceRecord> & Pick<ForceRecord, "sentSeq" | "doneSeq">): ForceRecord => ({
+    name: "a",
+    status: 204,
+    ...f,
+  });
+  const check = (grants: GrantRecord[], forces: ForceRecord[]) =>
+    checkHistory(grants, [], forces).violations.map((v) => v.invariant);
+
+  it("finds a force release answered 204 inside a hold whose release then succeeded", () => {
+    const held = [grant({ token: 10, requestedSeq: 1, receivedSeq: 2, releaseSentSeq: 9 })];
+    expect(check(held, [force({ sentSeq: 4, doneSeq: 6 })])).toEqual(["forced-clean-hold"]);
+    // It may have ended an earlier grant, or one after the release, or found nothing.
+    expect(check(held, [force({ sentSeq: 1, doneSeq: 3 })])).toEqual([]);
+    expect(check(held, [force({ sentSeq: 8, doneSeq: 10 })])).toEqual([]);
+    expect(check(held, [force({ sentSeq: 4, doneSeq: 6, status: 404 })])).toEqual([]);
+  });
+
+  // A grant requested at t=0 ms with a 2 s TTL lives at least until 2000 ms.
+  const live = (g: Partial<GrantRecord> = {}) =>
+    grant({ token: 10, requestedSeq: 1, receivedSeq: 2, requestedAt: 0, receivedAt: 5, calls: [], ...g });
+  const call = (c: Partial<CallRecord> & Pick<CallRecord, "sentSeq" | "sentAt">): CallRecord => ({
+    op: "renew",
+    doneSeq: c.sentSeq + 1,
+    doneAt: c.sentAt + 5,
+    status: 200,
+    ...c,
+  });
+  const next = (seq: number, at: number) =>
+    grant({ token: 20, requestedSeq: seq - 1, receivedSeq: seq, requestedAt: at - 5, receivedAt: at });
+
+  it("finds a grant ended early: another grant while the first was provably live", () => {
+    expect(check([live(), next(10, 1_000)], [])).toEqual(["lost-while-live"]);
+    // After the TTL (less the margin) it may have expired.
+    expect(check([live(), next(10, 2_000 - LIVE_MARGIN_MS)], [])).toEqual([]);
+    // A renew answered 200 keeps it provably live for another TTL from its send.
+    const renewed = live({ calls: [call({ sentSeq: 5, sentAt: 1_500 })] });
+    expect(check([renewed, next(10, 3_000)], [])).toEqual(["lost-while-live"]);
+    // A renew answered 503 proves nothing.
+    const unknown = live({ calls: [call({ sentSeq: 5, sentAt: 1_500, status: 503 })] });
+    expect(check([unknown, next(10, 3_000)], [])).toEqual([]);
+  });
+
+  it("lets a release, or a force release that may have acted, end a grant early", () => {
+    expect(check([live({ releaseFirstSentSeq: 8 }), next(10, 1_000)], [])).toEqual([]);
+    expect(check([live(), next(10, 1_000)], [force({ sentSeq: 6, doneSeq: 7 })])).toEqual([]);
+    // Answered before the grant was asked for: it ended an earlier one.
+    expect(
+      check([live({ requestedSeq: 3, receivedSeq: 4 }), next(10, 1_000)], [force({ sentSeq: 1, doneSeq: 2 })]),
+    ).toEqual(["lost-while-live"]);
+    // No answer: it may act at any time after its send.
+    expect(
+      check(
+        [live({ requestedSeq: 3, receivedSeq: 4 }), next(10, 1_000)],
+        [force({ sentSeq: 1, doneSeq: 2, status: 0 })],
+      ),
+    ).toEqual([]);
+    // A force release of another name does not count.
+    expect(check([live(), next(10, 1_000)], [force({ name: "b", sentSeq: 6, doneSeq: 7 })])).toEqual([
+      "lost-while-live",
+    ]);
+  });
+
+  it("finds a renew or release answered 410 while the grant was provably live", () => {
+    expect(check([live({ calls: [call({ sentSeq: 5, sentAt: 1_000, status: 410 })] })], [])).toEqual([
+      "lost-while-live",
+    ]);
+    const released = live({
+      releaseFirstSentSeq: 5,
+      calls: [call({ op: "release", sentSeq: 5, sentAt: 1_000, status: 410 })],
+    });
+    expect(check([released], [])).toEqual(["lost-while-live"]);
+    // A renew racing the holder's own release may find the key gone.
+    const racing = live({
+      releaseFirstSentSeq: 5,
+      calls: [call({ sentSeq: 4, doneSeq: 7, sentAt: 1_000, status: 410 })],
+    });
+    expect(check([racing], [])).toEqual([]);
+    // Past the TTL it may have expired.
+    expect(check([live({ calls: [call({ sentSeq: 5, sentAt: 1_900, status: 410 })] })], [])).toEqual([]);
   });
 });

@@ -18,8 +18,9 @@ export async function readBody<S extends z.ZodType>(
   numeric: readonly string[] = [],
 ): Promise<z.output<S>> {
   const bytes = await readLimitedBytes(c.req.raw);
-  const contentType = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-  if (bytes.length > 0) checkEncoding(c);
+  const [type = "", ...params] = (c.req.header("content-type") ?? "").split(";");
+  const contentType = type.trim().toLowerCase();
+  if (bytes.length > 0) checkEncoding(c.req.header("content-encoding"), params);
   const text = decodeUtf8(bytes);
   let input: unknown = {};
   if (text.trim() !== "") {
@@ -42,16 +43,15 @@ export async function readBody<S extends z.ZodType>(
 }
 
 /** A body is read as UTF-8 text as sent: a compressed body or another charset is a 415. */
-function checkEncoding(c: Context): void {
-  const encoding = c.req.header("content-encoding")?.trim().toLowerCase();
+function checkEncoding(contentEncoding: string | undefined, contentTypeParams: string[]): void {
+  const encoding = contentEncoding?.trim().toLowerCase();
   if (encoding && encoding !== "identity") {
     throw new Problem(
       "unsupported-media-type",
       `Content-Encoding ${encoding} is not supported; send the body uncompressed`,
     );
   }
-  const params = (c.req.header("content-type") ?? "").split(";").slice(1);
-  const charset = params
+  const charset = contentTypeParams
     .map((p) => /^\s*charset\s*=\s*"?([^";\s]+)"?\s*$/i.exec(p)?.[1]?.toLowerCase())
     .find((v) => v !== undefined);
   if (charset !== undefined && charset !== "utf-8" && charset !== "utf8" && charset !== "us-ascii") {

@@ -4,7 +4,6 @@ import type { ZodError } from "zod";
 import { EtcdAuthError, EtcdUnavailableError } from "../etcd/types.js";
 import {
   CallerGone,
-  ForeignKey,
   IdempotencyKeyMismatch,
   LockError,
   LockHeld,
@@ -176,11 +175,11 @@ export function errorHandler(log: Logger) {
       log.error("etcd refused leasehold's credentials", { err: err.message, route: c.req.routePath });
       return unavailable("the lock store refused this service's credentials; the operator has to fix them", 5);
     }
-    if (err instanceof LockError && !(err instanceof CallerGone)) return problemResponse(lockProblem(err));
     if (err instanceof CallerGone) {
       // Nobody is listening; 499 (client closed request) keeps logs honest.
       return new Response(null, { status: 499 });
     }
+    if (err instanceof LockError) return problemResponse(lockProblem(err));
     if (err instanceof HTTPException) {
       const code = codeForStatus(err.status);
       return problemResponse(new Problem(code, err.message || code));
@@ -199,7 +198,7 @@ export function lockProblem(err: LockError): Problem {
   if (err instanceof IdempotencyKeyMismatch) return new Problem("idempotency-key-mismatch", err.message);
   if (err instanceof TooManyWaiters) return new Problem("too-many-waiters", err.message, {}, { "Retry-After": "1" });
   if (err instanceof ShuttingDown) return new Problem("backend-unavailable", err.message, {}, { "Retry-After": "1" });
-  if (err instanceof ForeignKey) return new Problem("internal-error", err.message);
+  // ForeignKey: a key under the prefix that leasehold did not write.
   return new Problem("internal-error", err.message);
 }
 

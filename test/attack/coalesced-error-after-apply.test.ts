@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { AllOrNothing, CreateItem, EtcdClient } from "../../src/etcd/types.js";
+import { expect, it } from "vitest";
+import type { AllOrNothing, CreateItem } from "../../src/etcd/types.js";
 import { createLocks, LockHeld } from "../../src/lock/index.js";
-import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
+import { etcdWithClients } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
 
 /**
@@ -15,19 +14,10 @@ import { uniqueName } from "../support/http.js";
  * long as that lease is kept alive, and a force release of the ghost revokes the lease,
  * deleting the unrelated grant.
  */
-let etcd: TestEtcd;
-const clients: EtcdClient[] = [];
-beforeAll(async () => {
-  etcd = await startTestEtcd();
-});
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await etcd?.destroy();
-});
+const shared = etcdWithClients();
 
 it("a multi-key create whose answer was an unclassified error never pools a lease still bound to a key", async () => {
-  const inner = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-  clients.push(inner);
+  const inner = shared.client();
   let failNextBatch = true;
   const client = new Proxy(inner, {
     get(obj, prop, receiver) {

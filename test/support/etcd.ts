@@ -26,35 +26,6 @@ export async function startTestEtcd(): Promise<TestEtcd> {
 }
 
 /**
- * A real etcd and a gRPC client on it for the enclosing `describe`: started before its
- * tests, closed and removed after them. Read `etcd` and `client` inside the tests.
- */
-export function grpcOnTestEtcd(timeoutMs = 3000): { readonly etcd: TestEtcd; readonly client: EtcdClient } {
-  let etcd: TestEtcd | undefined;
-  let client: EtcdClient | undefined;
-  beforeAll(async () => {
-    etcd = await startTestEtcd();
-    client = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs });
-  });
-  afterAll(async () => {
-    await client?.close();
-    await etcd?.destroy();
-  });
-  const started = <T>(v: T | undefined): T => {
-    if (v === undefined) throw new Error("the test etcd has not started (use it inside a test)");
-    return v;
-  };
-  return {
-    get etcd() {
-      return started(etcd);
-    },
-    get client() {
-      return started(client);
-    },
-  };
-}
-
-/**
  * A real etcd for the enclosing `describe`, and clients on it (`create`: gRPC by default)
  * that are closed, with the etcd, after its tests.
  */
@@ -82,6 +53,24 @@ export function etcdWithClients(
       const c = create(started().endpoint);
       clients.push(c);
       return c;
+    },
+  };
+}
+
+/**
+ * A real etcd and one gRPC client on it for the enclosing `describe`: started before its
+ * tests, closed and removed after them. Read `etcd` and `client` inside the tests.
+ */
+export function grpcOnTestEtcd(timeoutMs = 3000): { readonly etcd: TestEtcd; readonly client: EtcdClient } {
+  const shared = etcdWithClients((endpoint) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs }));
+  let client: EtcdClient | undefined;
+  return {
+    get etcd() {
+      return shared.etcd;
+    },
+    get client() {
+      client ??= shared.client();
+      return client;
     },
   };
 }

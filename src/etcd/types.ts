@@ -67,6 +67,61 @@ export type AllOrNothing =
   | { applied: true; revision: number }
   | { applied: false; revision: number; kvs: (KeyValue | undefined)[] };
 
+/** A read of the participants of one line (see `EtcdClient.scan`). */
+export interface ScanQuery {
+  /** At most this many keys (0 = no limit). */
+  limit?: number;
+  /** Order by create revision, oldest first (default: by key). */
+  byCreate?: boolean;
+  /** Only keys whose create revision is at most this. */
+  maxCreateRevision?: number;
+  /** Only count the keys (then `kvs` is empty). */
+  countOnly?: boolean;
+}
+
+export interface ScanResult {
+  revision: number;
+  kvs: KeyValue[];
+  /** How many keys the range holds (matching the filters), whatever `limit` cut. */
+  count: number;
+  more: boolean;
+}
+
+/**
+ * Joins a line: puts `key` only when no key in [start, end) was created after
+ * `maxCreateRevision` (0 = only when the range is empty). A txn compare over a range:
+ * `create_revision(every key in [start, end)) < maxCreateRevision + 1`.
+ */
+export interface JoinItem {
+  start: string;
+  end: string;
+  maxCreateRevision: number;
+  key: string;
+  value: string;
+  /** `0n` = no lease. */
+  lease: bigint;
+  /** On failure, how many of the range's keys to read back, oldest (by create revision) first. */
+  readLimit: number;
+}
+
+/** What a failed join read of its range, in the same txn. */
+export interface JoinRead {
+  /** The oldest keys by create revision, at most `readLimit`. */
+  kvs: KeyValue[];
+  /** How many keys the range holds. */
+  count: number;
+  /** Create revision of the newest key in the range (0 when empty). */
+  newest: number;
+}
+
+export type JoinAllResult =
+  /** Every key was put; `revision` = their create revision (each was absent: its key is unique). */
+  | { applied: true; revision: number }
+  | { applied: false; revision: number; reads: JoinRead[] };
+
+/** One change in a watched range. */
+export type WatchEvent = { type: "put"; kv: KeyValue } | { type: "delete"; key: string; revision: number };
+
 export interface LeaseTtl {
   /** Remaining seconds; `-1` when the lease no longer exists. */
   ttl: number;
@@ -125,6 +180,26 @@ export interface EtcdClient {
     key: string,
     fromRevision: number,
     onDelete: (revision: number) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd>;
+  /** Linearizable read of keys in [start, end) as `q` says. */
+  scan(start: string, end: string, q: ScanQuery): Promise<ScanResult>;
+  /**
+   * One txn: if every item's compare holds (see JoinItem) then Put each item's key
+   * else read each item's range (JoinRead). Items' ranges must not overlap. Rejects with
+   * `LeaseNotFoundError` when a lease does not exist (then nothing was written).
+   */
+  joinAll(items: JoinItem[]): Promise<JoinAllResult>;
+  /**
+   * Like `watchDeletes`, for every PUT and DELETE of the keys in [start, end): `onEvents`
+   * gets each revision's events together, in revision order, each revision once (history
+   * first, then live); a broken stream is reopened from the last reported revision + 1.
+   */
+  watchRange(
+    start: string,
+    end: string,
+    fromRevision: number,
+    onEvents: (revision: number, events: WatchEvent[]) => void,
     signal: AbortSignal,
   ): Promise<WatchEnd>;
   /** Cheap round trip to the cluster (for readiness). */

@@ -14,6 +14,7 @@ export const PROBLEMS = {
   "method-not-allowed": { status: 405, title: "Method not allowed" },
   "request-timeout": { status: 408, title: "Request timeout" },
   "lock-held": { status: 409, title: "Lock held" },
+  "limit-mismatch": { status: 409, title: "Semaphore limit mismatch" },
   "lock-lost": { status: 410, title: "Lock lost" },
   "payload-too-large": { status: 413, title: "Payload too large" },
   "unsupported-media-type": { status: 415, title: "Unsupported media type" },

@@ -13,25 +13,60 @@ export interface HolderInfo {
   expiresAt: string;
 }
 
-/** Someone else holds the lock (after any wait). */
+/** Someone else holds the lock, or the semaphore is full (after any wait). */
 export class LockHeld extends LockError {
   override name = "LockHeld";
   constructor(
-    readonly lock: string,
-    readonly holder: HolderInfo,
-    /** Whole seconds until the holder's lease runs out, at least 1. */
+    /** "lock NAME" or "semaphore NAME". */
+    readonly what: string,
+    /** The oldest holder; absent for a semaphore. */
+    readonly holder: HolderInfo | undefined,
+    /** Whole seconds until a holder's lease runs out, at least 1. */
     readonly retryAfter: number,
+    /** Waiters that were ahead when a waiting acquire gave up. */
+    readonly position?: number,
   ) {
-    super(`lock ${lock} is held by ${holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner)}`);
+    super(
+      holder
+        ? `${what} is held by ${holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner)}`
+        : `${what} has no free permit`,
+    );
   }
+}
+
+/** The caller asked for a semaphore with another limit than its holders'. */
+export class LimitMismatch extends LockError {
+  override name = "LimitMismatch";
+  constructor(
+    readonly what: string,
+    /** The holders' limit. */
+    readonly limit: number,
+    sent: number,
+  ) {
+    super(`${what} has limit ${limit}, got ${sent}; every caller of one semaphore must send the same limit`);
+  }
+}
+
+/** A ticket redeem sent ttl, owner or limit other than the ticket was taken with. */
+export class TicketMismatch extends LockError {
+  override name = "TicketMismatch";
 }
 
 /** The handle no longer names the lock's grant (expired, released, or someone else's now). */
 export class LockLost extends LockError {
   override name = "LockLost";
-  constructor(readonly lock: string) {
-    super(`lock ${lock} is not held with this lease: it expired, was released, or now belongs to someone else`);
+  constructor(
+    /** "lock NAME" or "semaphore NAME". */
+    readonly what: string,
+    message = `${what} is not held with this lease: it expired, was released, or now belongs to someone else`,
+  ) {
+    super(message);
   }
+}
+
+/** The ticket is not in line any more (not redeemed within its TTL, or it left). */
+export function ticketLost(what: string): LockLost {
+  return new LockLost(what, `this ticket is no longer in line for ${what}: it expired or left`);
 }
 
 /** This instance's cap on concurrent waiting acquires is reached. */
@@ -63,8 +98,8 @@ export class IdempotencyKeyMismatch extends LockError {
 /** The key under a lock name has no lease: something other than leasehold wrote it. */
 export class ForeignKey extends LockError {
   override name = "ForeignKey";
-  constructor(readonly lock: string) {
-    super(`the key of lock ${lock} has no lease; it was not written by leasehold`);
+  constructor(readonly what: string) {
+    super(`a key of ${what} has no lease; it was not written by leasehold`);
   }
 }
 

@@ -150,10 +150,10 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async putIfUnchanged(item) {
       const r = await session.call("/v3/kv/txn", encodePutIfUnchanged(item), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const { applied } = decodeAllOrNothing(r.ok);
+      const res = decodeAllOrNothing(r.ok);
       // The compare failing on a retry may be the earlier attempt's own doing.
-      if (!applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
-      return applied;
+      if (!res.applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      return res.applied ? res.revision : 0;
     },
 
     async watchDeletes(key, fromRevision, onDelete, signal) {

@@ -161,7 +161,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return allOrNothing(res);
     },
 
-    async putIfUnchanged(item): Promise<boolean> {
+    async putIfUnchanged(item): Promise<number> {
       const key = Buffer.from(item.key);
       const res = await call("txn", () =>
         client.kv.txn({
@@ -170,7 +170,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
           failure: [],
         }),
       );
-      return res.succeeded;
+      return res.succeeded ? Number(res.header.revision) : 0;
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {

@@ -164,10 +164,11 @@ export interface EtcdClient {
   deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing>;
   /**
    * One txn: if mod_revision(key) == modRevision then Put(key, value, lease) (its create
-   * revision stays; its mod revision moves). `true` when it wrote. Rejects with
+   * revision stays; its mod revision moves). The txn's revision (the key's new mod
+   * revision) when it wrote, `0` when it did not. Rejects with
    * `LeaseNotFoundError` when the lease does not exist (then nothing was written).
    */
-  putIfUnchanged(item: UpdateItem): Promise<boolean>;
+  putIfUnchanged(item: UpdateItem): Promise<number>;
   /**
    * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
    * revision of every DELETE of the key at or after it, in order, each once (history

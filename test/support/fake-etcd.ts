@@ -381,15 +381,15 @@ export class FakeEtcd implements EtcdClient {
     });
   }
 
-  putIfUnchanged(item: UpdateItem): Promise<boolean> {
+  putIfUnchanged(item: UpdateItem): Promise<number> {
     return this.call("putIfUnchanged", [item], () => {
-      if ((this.kvs.get(item.key)?.modRevision ?? 0) !== item.modRevision) return false;
+      if ((this.kvs.get(item.key)?.modRevision ?? 0) !== item.modRevision) return 0;
       if (item.lease !== 0n && !this.leases.has(item.lease)) {
         throw new LeaseNotFoundError("etcdserver: requested lease not found");
       }
       this.rev++;
       this.putAt(item.key, item.value, item.lease, this.rev);
-      return true;
+      return this.rev;
     });
   }
 

@@ -21,17 +21,13 @@ import {
   decodeRange,
   decodeTimeToLive,
   EtcdGatewayError,
-  encodeCreateAll,
-  encodeDeleteAll,
-  encodeGet,
   encodeLeaseId,
-  encodePutIfUnchanged,
-  encodeRange,
   FAILED_PRECONDITION,
   type Json,
   NOT_FOUND,
 } from "./gateway/codec.js";
 import { type GatewayDuplex, gatewayKeepAlives } from "./gateway/keepalive.js";
+import { encodeCreateAll, encodeDeleteAll, encodeGet, encodePutIfUnchanged, encodeRange } from "./gateway/requests.js";
 import { type GatewayPost, GatewaySession } from "./gateway/session.js";
 import { gatewayWatchStream } from "./gateway/watch.js";
 import {

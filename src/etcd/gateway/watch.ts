@@ -7,11 +7,11 @@ import {
   decodeGatewayError,
   decodeWatchResult,
   EtcdGatewayError,
-  encodeWatchDeletes,
   errorInfo,
   isUnavailable,
   type Json,
 } from "./codec.js";
+import { encodeWatchDeletes } from "./requests.js";
 import { describeError, type GatewaySession, StaleTokenError, type Token } from "./session.js";
 
 /** Opens watch streams on `key` with `fetch` (which can read a response as it arrives). */

@@ -12,7 +12,8 @@
  *   `{"result": {...}}` (or `{"error": {...}}`) objects.
  */
 
-import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult } from "../types.js";
+import { type JoinOutcome, joinOutcome } from "../join.js";
+import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -118,6 +119,10 @@ export function decodeRange(body: Json): RangeResult {
   return { revision: headerRevision(body), kvs: kvsOf(body).map(decodeKv), more: body.more === true };
 }
 
+export function decodeScan(body: Json): ScanResult {
+  return { ...decodeRange(body), count: decodeNumber(body.count) };
+}
+
 export function decodeGet(body: Json): GetResult {
   const raw = kvsOf(body)[0];
   return { revision: headerRevision(body), ...(raw ? { kv: decodeKv(raw) } : {}) };
@@ -133,6 +138,13 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
     return raw ? decodeKv(raw) : undefined;
   });
   return { applied: false, revision, kvs };
+}
+
+/** Response of `encodeJoinAll`'s txn. */
+export function decodeJoin(body: Json): JoinOutcome {
+  const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
+  const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
+  return joinOutcome(body.succeeded === true, headerRevision(body), ranges);
 }
 
 /** Granted TTL from a LeaseGrant response. */
@@ -154,14 +166,14 @@ export function decodeTimeToLive(body: Json): LeaseTtl {
 
 export type WatchMessage =
   | { kind: "created" }
-  /** One message can carry several events (history delivered in a batch). */
-  | { kind: "deleted"; revisions: number[] }
+  /** One message can carry several revisions' events (history delivered in a batch). */
+  | { kind: "events"; events: WatchEvent[] }
   | { kind: "compacted" }
   | { kind: "canceled"; reason: string }
-  /** Events without a DELETE (or a progress notice): keep waiting. */
+  /** A progress notice: keep waiting. */
   | { kind: "other" };
 
-/** Classifies one `result` object of the `/v3/watch` stream (one watched key). */
+/** Classifies one `result` object of the `/v3/watch` stream (one watch). */
 export function decodeWatchResult(result: Json): WatchMessage {
   if (result.canceled === true) {
     // A start revision older than the compaction point cancels the watch with the
@@ -170,12 +182,17 @@ export function decodeWatchResult(result: Json): WatchMessage {
     return { kind: "canceled", reason: String(result.cancel_reason ?? "watch canceled") };
   }
   const events = Array.isArray(result.events) ? (result.events as Json[]) : [];
-  const revisions = events
-    .filter((e) => e.type === "DELETE")
-    .map((e) => decodeNumber((e.kv as Json | undefined)?.mod_revision));
-  if (revisions.length > 0) return { kind: "deleted", revisions };
+  if (events.length > 0) return { kind: "events", events: events.map(decodeEvent) };
   if (result.created === true) return { kind: "created" };
   return { kind: "other" };
+}
+
+/** A PUT event has no `type` (its value, 0, is the default); a DELETE's kv has key and revision only. */
+function decodeEvent(e: Json): WatchEvent {
+  const kv = (e.kv ?? {}) as RawKv;
+  if (e.type === "DELETE")
+    return { type: "delete", key: decodeBase64(kv.key), revision: decodeNumber(kv.mod_revision) };
+  return { type: "put", kv: decodeKv(kv) };
 }
 
 export interface GatewayErrorInfo {

@@ -459,7 +459,7 @@ export class LineEngine implements Lines {
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
             return grant || { ticket: await this.ticketOf(ask, place) };
           }
-          const position = await this.positionOf(ask.range, place.kv, ask.o.limit);
+          const position = await this.positionOf(ask.range, place.kv);
           await this.giveUp(place);
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
@@ -569,21 +569,18 @@ export class LineEngine implements Lines {
   private async ticketOf(ask: Ask, place: Place): Promise<Ticket> {
     return {
       ticket: formatHandle({ lease: place.kv.lease, keyId: ask.keyId, nonce: place.nonce }),
-      position: await this.positionOf(ask.range, place.kv, ask.o.limit),
+      position: await this.positionOf(ask.range, place.kv),
       ttl: place.v.tt ?? ask.o.ticketTtl ?? 30,
     };
   }
 
   /** Waiters ahead of `kv` in its line (holders not counted). */
-  private async positionOf(range: LineRange, kv: KeyValue, limit: number): Promise<number> {
+  private async positionOf(range: LineRange, kv: KeyValue): Promise<number> {
     const local = this.strategies.waits.position(range.start, kv.key);
     if (local !== undefined) return local;
-    const [ahead, oldest] = await Promise.all([
-      this.etcd.scan(range.start, range.end, { maxCreateRevision: kv.createRevision - 1, countOnly: true }),
-      this.etcd.scan(range.start, range.end, { byCreate: true, limit }),
-    ]);
-    const holdersAhead = oldest.kvs.filter((o) => o.createRevision < kv.createRevision && holds(member(o))).length;
-    return Math.max(0, ahead.count - holdersAhead);
+    // etcd counts a range before its create-revision filter: count the keys themselves.
+    const ahead = await this.etcd.scan(range.start, range.end, { maxCreateRevision: kv.createRevision - 1 });
+    return ahead.kvs.filter((o) => !holds(member(o))).length;
   }
 
   /** The refusal of a waiter that gave up: 409 with the line's holder as it is now. */
@@ -929,4 +926,3 @@ function checkLimit(what: string, oldest: Member[], limit: number): void {
   const current = lineLimit(oldest);
   if (current !== undefined && current !== limit) throw new LimitMismatch(what, current, limit);
 }
-

@@ -26,6 +26,12 @@ export function inLine(svc: TestService, path: string, n: number): Promise<void>
   return until(async () => (await waitersOf(svc, path)) === n, `${n} in line for ${path}`);
 }
 
+/** The keys the service holds in etcd for `name` (unique to a test): a refused request leaves none. */
+export async function keysOf(svc: TestService, name: string): Promise<string[]> {
+  const all = await svc.direct.range(svc.prefix, `${svc.prefix.slice(0, -1)}0`, 0);
+  return all.kvs.map((kv) => kv.key).filter((key) => key.includes(name));
+}
+
 /** The two kinds of line, as the suites that cover both take them: where, and what an acquire adds. */
 export const KINDS = [
   { kind: "lock", base: "/locks", fields: {} },

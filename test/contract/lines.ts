@@ -1,4 +1,7 @@
 import { expect } from "vitest";
+import type { KeyValue } from "../../src/etcd/types.js";
+import { LineKeys } from "../../src/lock/line-keys.js";
+import type { LineKind } from "../../src/lock/types.js";
 import { call, type Reply, until } from "../support/http.js";
 import type { TestService } from "../support/service.js";
 
@@ -26,10 +29,10 @@ export function inLine(svc: TestService, path: string, n: number): Promise<void>
   return until(async () => (await waitersOf(svc, path)) === n, `${n} in line for ${path}`);
 }
 
-/** The keys the service holds in etcd for `name` (unique to a test): a refused request leaves none. */
-export async function keysOf(svc: TestService, name: string): Promise<string[]> {
-  const all = await svc.direct.range(svc.prefix, `${svc.prefix.slice(0, -1)}0`, 0);
-  return all.kvs.map((kv) => kv.key).filter((key) => key.includes(name));
+/** The keys of one line in etcd (its holders, waiters and tickets), where the engine keeps them. */
+export async function lineKeys(svc: TestService, kind: LineKind, name: string): Promise<KeyValue[]> {
+  const { start, end } = new LineKeys(svc.prefix).range({ kind, name });
+  return (await svc.direct.range(start, end, 0)).kvs;
 }
 
 /** The two kinds of line, as the suites that cover both take them: where, and what an acquire adds. */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
-import { expectProblem, inLine, keysOf } from "./lines.js";
+import { expectProblem, inLine, lineKeys } from "./lines.js";
 import { targets } from "./targets.js";
 
 describe.each(targets)("semaphores errors ($name)", (target) => {
@@ -40,7 +40,7 @@ describe.each(targets)("semaphores errors ($name)", (target) => {
     const r = await call(svc.url, "POST", `/semaphores/${name}`, init);
     expectProblem(r, 400, "invalid-request");
     expect(r.json.detail).toMatch(detail);
-    expect(await keysOf(svc, name)).toEqual([]);
+    expect(await lineKeys(svc, "semaphore", name)).toEqual([]);
   });
 
   it("a limit on a lock is an unknown field", async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
-import { expectProblem, KINDS, keysOf, waitersOf } from "./lines.js";
+import { expectProblem, KINDS, lineKeys, waitersOf } from "./lines.js";
 import { targets } from "./targets.js";
 
 const STRANGER = "0123456789abcdef0123456789abcdef";
@@ -15,7 +15,7 @@ describe.each(targets)("ticket errors ($name)", (target) => {
     await svc?.stop();
   });
 
-  describe.each(KINDS)("on a $kind", ({ base, fields }) => {
+  describe.each(KINDS)("on a $kind", ({ kind, base, fields }) => {
     const post = (name: string, json: Record<string, unknown> = {}) =>
       call(svc.url, "POST", `${base}/${name}`, { json: { ...fields, ...json } });
 
@@ -40,7 +40,7 @@ describe.each(targets)("ticket errors ($name)", (target) => {
       expectProblem(r, 400, "invalid-request");
       expect(r.json.detail).toMatch(detail);
       expect(r.text).not.toContain("abc123");
-      expect(await keysOf(svc, name)).toEqual([]);
+      expect(await lineKeys(svc, kind, name)).toEqual([]);
     });
 
     it("a ticket nobody was given is lock-lost (410) to redeem or leave, never echoed", async () => {

@@ -13,7 +13,7 @@ import {
   TooManyWaiters,
   ticketLost,
 } from "./errors.js";
-import { openChangeFeed } from "./feed.js";
+import { type ChangeFeed, openChangeFeed } from "./feed.js";
 import { LineKeys } from "./line-keys.js";
 import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
@@ -114,7 +114,9 @@ const MAX_FEEDS = 1_000;
 export class LineEngine implements Lines {
   private waiters = 0;
   private readers = 0;
-  private feeds = 0;
+  private readonly feeds = new Set<ChangeFeed>();
+  /** Feeds doing their first read: counted, so concurrent opens cannot pass the cap together. */
+  private openingFeeds = 0;
   private readonly keys: LineKeys;
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
@@ -137,7 +139,8 @@ export class LineEngine implements Lines {
   }
 
   get activeFeeds(): number {
-    return this.feeds;
+    for (const f of this.feeds) if (f.stale) this.feeds.delete(f);
+    return this.feeds.size + this.openingFeeds;
   }
 
   sweepLeases(): void {
@@ -923,9 +926,15 @@ export class LineEngine implements Lines {
 
   async openFeed(o: FeedOptions): Promise<Feed> {
     const max = this.opts.maxFeeds ?? MAX_FEEDS;
-    if (this.feeds >= max) throw new TooManyStreams(max);
-    this.feeds++;
-    return openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, () => this.feeds--);
+    if (this.activeFeeds >= max) throw new TooManyStreams(max);
+    this.openingFeeds++;
+    try {
+      const feed = await openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, (f) => this.feeds.delete(f));
+      this.feeds.add(feed);
+      return feed;
+    } finally {
+      this.openingFeeds--;
+    }
   }
 
   async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {

@@ -440,9 +440,11 @@ export class LineEngine implements Lines {
     const ticket = place.v.t === 1;
     // A ticket waiting inside a request is kept in line by that request meanwhile.
     const keeper = ticket ? this.keepTicket(place) : undefined;
+    // Nothing is judged from a copy of the line older than this revision.
+    let after = place.kv.modRevision;
     try {
       for (;;) {
-        const r = await this.nextTurn(ask, place);
+        const r = await this.nextTurn(ask, place, after);
         if (r === GONE) {
           if (ticket) throw ticketLost(ask.what);
           return GONE;
@@ -464,29 +466,38 @@ export class LineEngine implements Lines {
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
         }
-        const grant = await this.convert(ask, place, r);
+        // Another attempt waiting for this same place (an idempotent retry, a second
+        // redeem of the ticket) converted it first: that grant is this participant's, and
+        // converting it again would bind it to a second lease behind its holder's back.
+        const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
         if (grant) return grant;
+        // The key changed after the copy showed it: wait for a copy that shows what it became.
+        after = r.kv.modRevision + 1;
       }
     } finally {
       if (keeper) clearInterval(keeper);
     }
   }
 
+  /** The place became a grant through another attempt: the same grant, handed out again. */
+  private async claimTurn(ask: Ask, place: Place, m: Member): Promise<Acquired | undefined> {
+    const grant = await this.claim(ask.line, ask.keyId, m, place.nonce);
+    if (!grant) return undefined;
+    // The key left the queue lease when the other attempt converted it.
+    place.queueLease?.done();
+    return { grant, replayed: true };
+  }
+
   /** The waiter's next turn (its key as the line shows it), or why there is none. */
-  private async nextTurn(ask: Ask, place: Place): Promise<Member | typeof GONE | typeof TIMED_OUT> {
+  private async nextTurn(ask: Ask, place: Place, after: number): Promise<Member | typeof GONE | typeof TIMED_OUT> {
     const { o } = ask;
     for (;;) {
       if (o.signal?.aborted) return TIMED_OUT;
       const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
       try {
-        const r = await this.strategies.waits.awaitTurn(
-          ask.range,
-          place.kv.key,
-          o.limit,
-          place.kv.modRevision,
-          stop.signal,
-        );
-        if (r.turn === "hold") return r.member;
+        const r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
+        // A key of the same ID made anew (by another attempt, after this place left) is not this place.
+        if (r.turn === "hold") return r.member.kv.createRevision === place.kv.createRevision ? r.member : GONE;
         if (r.turn === "gone") return GONE;
         return TIMED_OUT;
       } catch (err) {

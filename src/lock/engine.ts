@@ -386,7 +386,7 @@ export class LineEngine implements Lines {
   }
 
   /** Puts the waiter's key, bound to a queue lease or (tickets) to a new lease of its own. */
-  private async joinWaiting(ask: Ask): Promise<Place | Acquired> {
+  private async joinWaiting(ask: Ask, again = false): Promise<Place | Acquired> {
     const { o } = ask;
     const { nonce, secret } = this.newNonce(ask.idem);
     let queueLease: QueueLease | undefined;
@@ -417,6 +417,9 @@ export class LineEngine implements Lines {
       created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease });
     } catch (err) {
       giveUp();
+      // The queue lease ended (an etcd outage outlasted its TTL) before a keep-alive found
+      // out: nothing was written, and giving it up retired it, so join on a new one.
+      if (err instanceof LeaseNotFoundError && queueLease && !again) return this.joinWaiting(ask, true);
       throw err;
     }
     if (!created.created) {

@@ -226,3 +226,27 @@ describe("waiting in line on a fake etcd: Worker strategies (a copy of the line 
     expect((await locks.renew("n", late.grant.lease)).token).toBe(granted.grant.token);
   });
 });
+
+describe("waiting in line on a fake etcd: Node strategies (one queue lease for the instance)", () => {
+  it("a waiter whose place went with an expired session lease joins again on a new one", async () => {
+    // No keep-alive tick runs on its own: the session lease ends only when etcd's clock passes its TTL.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const { fake, locks } = fakeLines();
+    const holder = await locks.acquire("n", { ttl: 60, wait: 0 });
+    const waiter = locks.acquire("n", { ttl: 30, wait: 60 });
+    await untilWaiting(fake, "n", 1);
+    const session = waitersIn(fake, "n")[0]?.lease ?? 0n;
+    // An etcd outage outlasts the queue lease's TTL: the waiter's key goes with the lease,
+    // and the waiter learns it (from its copy of the line) before any keep-alive does.
+    fake.advance(5_000);
+    expect(fake.lease(session)).toBeUndefined();
+    await untilWaiting(fake, "n", 1);
+    const again = waitersIn(fake, "n")[0];
+    expect(again?.lease).not.toBe(session);
+    await locks.release("n", holder.grant.lease);
+    expect((await waiter).grant.token).toBe(again?.createRevision);
+  });
+});

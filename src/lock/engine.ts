@@ -252,6 +252,10 @@ export class LineEngine implements Lines {
     }
     const r = joined.value;
     if (!r.joined) {
+      // A txn sent again after its first answer was lost (a transport's retry) finds the
+      // key the first send made: that join applied, and the lease is bound to it.
+      const made = r.read.kvs.find((kv) => kv.key === ask.key && kv.value === written && kv.lease === lease.id);
+      if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
       return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
     }

@@ -358,6 +358,26 @@ describe.each(modes)("lock decisions on a fake etcd: $how", ({ worker }) => {
       expect((await locks.acquire("n", { ttl: 30, wait: 0 })).grant.name).toBe("n");
     });
 
+    it("a join the transport sent twice (its first answer lost) grants the key it made, never pooling its lease", async () => {
+      const { fake, locks } = setup();
+      const joinAll = fake.joinAll.bind(fake);
+      fake.joinAll = async (items) => {
+        // An engine that took its own key for someone else's would join again and again.
+        if (fake.count("joinAll") > 10) throw new Error("the acquire keeps joining");
+        await joinAll(items);
+        return joinAll(items);
+      };
+      const { grant } = await locks.acquire("n", { ttl: 30, wait: 0 });
+      expect(fake.count("joinAll")).toBe(2);
+      expect(lineIn(fake, "n")).toEqual([
+        expect.objectContaining({ createRevision: grant.token, lease: leaseOf(grant.lease) }),
+      ]);
+      // The lease was not pooled: the next grant gets another one, and the first stays held.
+      const next = await locks.acquire("m", { ttl: 30, wait: 0 });
+      expect(leaseOf(next.grant.lease)).not.toBe(leaseOf(grant.lease));
+      expect((await locks.renew("n", grant.lease)).token).toBe(grant.token);
+    });
+
     it("a grant whose caller hung up is ended by its own revision", async () => {
       const { fake, locks } = setup();
       const gone = new AbortController();

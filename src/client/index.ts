@@ -288,8 +288,11 @@ export class LeaseholdClient {
     return this.#lines.hold(lockLine(name), fn, o);
   }
 
-  /** The semaphore `name`, at most `limit` holders at once (every caller must use the same limit). */
-  semaphore(name: string, limit: number): Semaphore {
+  /**
+   * The semaphore `name`, at most `limit` holders at once (every caller must use the same
+   * limit). Acquire and redeem need the limit; renew, release, leave and inspect don't.
+   */
+  semaphore(name: string, limit?: number): Semaphore {
     return new Semaphore(this.#lines, name, limit);
   }
 
@@ -323,13 +326,11 @@ export class LeaseholdClient {
       controller.abort();
     }, timeoutMs);
     const unlink = follow(o.signal, controller);
-    // The query may carry a secret (a ticket): it is sent, never put in a message.
-    const query = o.query ? `?${new URLSearchParams(o.query)}` : "";
     try {
       let res: Response;
       let text: string;
       try {
-        res = await this.#fetch(this.url + path + query, {
+        res = await this.#fetch(this.url + path, {
           method,
           headers,
           signal: controller.signal,
@@ -371,29 +372,37 @@ export class Semaphore {
   readonly #line: Line;
 
   /** @internal Use `client.semaphore(name, limit)`. */
-  constructor(lines: Lines, name: string, limit: number) {
+  constructor(lines: Lines, name: string, limit: number | undefined) {
     this.#lines = lines;
-    this.#line = { kind: "semaphore", name, limit };
+    this.#line = { kind: "semaphore", name, ...(limit === undefined ? {} : { limit }) };
   }
 
   get name(): string {
     return this.#line.name;
   }
 
-  get limit(): number {
-    return this.#line.limit ?? 1;
+  get limit(): number | undefined {
+    return this.#line.limit;
+  }
+
+  /** The line, for the calls that send the limit. */
+  get #limited(): Line {
+    if (this.#line.limit === undefined) {
+      throw new TypeError(`semaphore ${this.#line.name}: acquire needs its limit, client.semaphore(name, limit)`);
+    }
+    return this.#line;
   }
 
   /** Takes a permit (see `LeaseholdClient.acquire`; `queue: true` may answer a `Ticket`). */
   acquire(o: QueueOptions): Promise<Permit | Ticket>;
   acquire(o?: AcquireOptions): Promise<Permit>;
   async acquire(o: AcquireOptions | QueueOptions = {}): Promise<Permit | Ticket> {
-    return granted(await this.#lines.take(this.#line, o), queued(o)) as Permit | Ticket;
+    return granted(await this.#lines.take(this.#limited, o), queued(o)) as Permit | Ticket;
   }
 
   /** Comes back with a ticket: the permit at its turn, else the ticket's new position. */
   async redeem(ticket: string, o: RedeemOptions = {}): Promise<Permit | Ticket> {
-    return granted(await this.#lines.redeem(this.#line, ticket, o), true) as Permit | Ticket;
+    return granted(await this.#lines.redeem(this.#limited, ticket, o), true) as Permit | Ticket;
   }
 
   /** Leaves the line. */
@@ -420,7 +429,7 @@ export class Semaphore {
    * in line for as long as it takes.
    */
   async withPermit<T>(fn: (permit: HeldPermit) => T | PromiseLike<T>, o: WithLockOptions = {}): Promise<T> {
-    return this.#lines.hold(this.#line, fn as (held: HeldLock) => T | PromiseLike<T>, o);
+    return this.#lines.hold(this.#limited, fn as (held: HeldLock) => T | PromiseLike<T>, o);
   }
 }
 
@@ -461,12 +470,7 @@ const lockLine = (name: string): Line => ({ kind: "lock", name });
 /** "lock NAME" or "semaphore NAME", for messages. */
 const what = (line: Line) => `${line.kind} ${line.name}`;
 
-type CallOptions = RequestOptions & {
-  json?: unknown;
-  headers?: Record<string, string>;
-  /** Sent in the URL, never shown in an error message. */
-  query?: Record<string, string>;
-};
+type CallOptions = RequestOptions & { json?: unknown; headers?: Record<string, string> };
 type Call = (method: string, path: string, o: CallOptions) => Promise<{ status: number; body: unknown }>;
 
 /** What an acquire or a redeem came back with: a grant (and its send time) or a place in line. */
@@ -510,7 +514,8 @@ class Lines {
   }
 
   async leave(line: Line, ticket: string, o: RequestOptions): Promise<void> {
-    await this.#call("DELETE", linePath(line), { ...o, query: { ticket } });
+    // In the body, like a lease: a secret in a URL ends up in access logs.
+    await this.#call("DELETE", linePath(line), { ...o, json: { ticket } });
   }
 
   async renew(line: Line, lease: string, o: RequestOptions): Promise<Grant> {

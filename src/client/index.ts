@@ -560,7 +560,8 @@ class Lines {
   /**
    * Waits in line for a grant, as long as it takes or up to `o.wait` s: joins with a ticket
    * and redeems it with long polls of at most `pollWait` s, so that no single request waits
-   * longer than the service allows. A ticket that dropped out of line (not redeemed within
+   * longer than the service allows. The join itself does not wait: the caller learns its
+   * place at once, and holds the ticket it needs to leave should it give up. A ticket that dropped out of line (not redeemed within
    * its TTL, say through an outage) joins again, at the back. Whatever ends the wait
    * without a grant leaves the line.
    */
@@ -580,7 +581,7 @@ class Lines {
         let taken: Taken;
         if (ticket === undefined) {
           const join = defined({ ttl: o.ttl, owner: o.owner, idempotencyKey, ticketTtl: o.ticketTtl });
-          taken = await this.take(line, { ...each, ...join, queue: true, wait: poll() });
+          taken = await this.take(line, { ...each, ...join, queue: true, wait: 0 });
           idempotencyKey = undefined;
         } else {
           try {

@@ -85,8 +85,9 @@ describe("the ticket loop (stub service)", () => {
       expect(r.body).not.toHaveProperty("queue");
       expect(r.headers["idempotency-key"]).toBeUndefined();
     }
-    // Every request waits at most pollWait, whatever the total wait.
-    for (const r of sent.slice(0, 4)) {
+    // The join answers at once; every redeem waits at most pollWait, whatever the total wait.
+    expect(join?.body.wait).toBe(0);
+    for (const r of redeems) {
       expect(r.body.wait).toBeGreaterThan(19);
       expect(r.body.wait).toBeLessThanOrEqual(20);
     }
@@ -113,6 +114,7 @@ describe("the ticket loop (stub service)", () => {
 
   it("a bounded wait gives up with lock-held (no ticket in the message) and leaves the line", async () => {
     const { sent, fetch } = stub([
+      () => ticket(5),
       (r) => {
         expect(r.body.wait).toBeLessThanOrEqual(0.2);
         return { ...ticket(5), waits: true };
@@ -125,7 +127,7 @@ describe("the ticket loop (stub service)", () => {
     expect(err).toMatchObject({ code: "lock-held", status: 0 });
     expect((err as Error).message).toContain("5 ahead");
     expect((err as Error).message).not.toContain(SECRET);
-    expect(sent[1]).toMatchObject({ method: "DELETE", body: { ticket: SECRET } });
+    expect(sent[2]).toMatchObject({ method: "DELETE", body: { ticket: SECRET } });
   });
 
   it("a ticket that dropped out of line (410) joins again with a new Idempotency-Key; a 503 between polls is retried", async () => {

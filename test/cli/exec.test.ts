@@ -7,7 +7,7 @@ import { startProxy } from "../client/proxy.js";
 import { revokeInEtcd } from "../client/revoke.js";
 import { sleep, stillAfter, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
-import { cli, startCli } from "./run.js";
+import { cli, fileLines, startCli } from "./run.js";
 
 let svc: TestService;
 let client: LeaseholdClient;
@@ -24,13 +24,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const lines = (file: string) => {
-  try {
-    return readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
-  } catch {
-    return [];
-  }
-};
+const lines = fileLines;
 
 const alive = (pid: number) => {
   try {

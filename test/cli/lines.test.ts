@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type LeaseholdClient } from "../../src/client/index.js";
 import { uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
-import { cli, startCli } from "./run.js";
+import { cli, fileLines, startCli } from "./run.js";
 
 let svc: TestService;
 let client: LeaseholdClient;
@@ -22,13 +22,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const lines = (file: string) => {
-  try {
-    return readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
-  } catch {
-    return [];
-  }
-};
+const lines = fileLines;
 
 const waitersOf = async (name: string) => (await client.inspect(name))?.waiters ?? 0;
 

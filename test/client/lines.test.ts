@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, type Grant, LeaseholdError, type Ticket, withPermit } from "../../src/client/index.js";
+import { createClient, type Grant, type Ticket, withPermit } from "../../src/client/index.js";
 import { sleep, stillAfter, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
+import { failure } from "./failure.js";
 import { startProxy } from "./proxy.js";
 
 let svc: TestService;
@@ -15,16 +16,6 @@ afterAll(async () => {
   process.off("unhandledRejection", onUnhandled);
   await svc?.stop();
 });
-
-/** The LeaseholdError a promise rejects with. */
-async function failure(p: Promise<unknown>): Promise<LeaseholdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(LeaseholdError);
-  return err as LeaseholdError;
-}
 
 function isTicket(r: Grant | Ticket): r is Ticket {
   return "ticket" in r;

@@ -17,23 +17,30 @@ import {
   decodeGet,
   decodeGrant,
   decodeInt64,
+  decodeJoin,
   decodeKeepAlive,
   decodeRange,
+  decodeScan,
   decodeTimeToLive,
   EtcdGatewayError,
-  encodeCreateAll,
-  encodeDeleteAll,
-  encodeGet,
   encodeLeaseId,
-  encodePutIfUnchanged,
-  encodeRange,
   FAILED_PRECONDITION,
   type Json,
   NOT_FOUND,
 } from "./gateway/codec.js";
 import { type GatewayDuplex, gatewayKeepAlives } from "./gateway/keepalive.js";
+import {
+  encodeCreateAll,
+  encodeDeleteAll,
+  encodeGet,
+  encodeJoinAll,
+  encodePutIfUnchanged,
+  encodeRange,
+  encodeScan,
+} from "./gateway/requests.js";
 import { type GatewayPost, GatewaySession } from "./gateway/session.js";
 import { gatewayWatchStream } from "./gateway/watch.js";
+import { earlierJoin } from "./join.js";
 import {
   type EtcdClient,
   type EtcdConnectionOptions,
@@ -41,8 +48,10 @@ import {
   LeaseExistsError,
   LeaseNotFoundError,
   type LeaseTtl,
+  type WatchEnd,
+  type WatchEvent,
 } from "./types.js";
-import { WatchLoops } from "./watch-loop.js";
+import { onDeletes, WatchLoops, type WatchTarget } from "./watch-loop.js";
 
 export { EtcdGatewayError } from "./gateway/codec.js";
 export type { GatewayDuplex } from "./gateway/keepalive.js";
@@ -77,6 +86,17 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     const r = await session.call(path, body);
     if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
     return r.ok;
+  };
+
+  const watch = async (
+    fromRevision: number,
+    onEvents: (revision: number, events: WatchEvent[]) => void,
+    signal: AbortSignal,
+    target: WatchTarget,
+  ): Promise<WatchEnd> => {
+    if (signal.aborted) return "aborted";
+    if (session.isClosed) throw new EtcdUnavailableError("etcd client is closed");
+    return watches.run(fromRevision, onEvents, signal, gatewayWatchStream(session, doFetch, target));
   };
 
   const leaseTimeToLive = async (id: bigint): Promise<LeaseTtl> => {
@@ -150,16 +170,42 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async putIfUnchanged(item) {
       const r = await session.call("/v3/kv/txn", encodePutIfUnchanged(item), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const { applied } = decodeAllOrNothing(r.ok);
+      const res = decodeAllOrNothing(r.ok);
       // The compare failing on a retry may be the earlier attempt's own doing.
-      if (!applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
-      return applied;
+      if (!res.applied && r.retried)
+        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      return res.applied ? res.revision : 0;
     },
 
-    async watchDeletes(key, fromRevision, onDelete, signal) {
-      if (signal.aborted) return "aborted";
-      if (session.isClosed) throw new EtcdUnavailableError("etcd client is closed");
-      return watches.run(fromRevision, onDelete, signal, gatewayWatchStream(session, doFetch, key));
+    watchDeletes(key, fromRevision, onDelete, signal) {
+      return watch(fromRevision, onDeletes(onDelete), signal, { key, deletesOnly: true });
+    },
+
+    async scan(start, end, q) {
+      return decodeScan(await mustOk("/v3/kv/range", encodeScan(start, end, q)));
+    },
+
+    async joinAll(items) {
+      const r = await session.call("/v3/kv/txn", encodeJoinAll(items), [NOT_FOUND]);
+      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+      const { result, own } = decodeJoin(r.ok);
+      if (result.applied || !r.retried) return result;
+      // An attempt that broke off may have applied, and then its own keys fail this one.
+      // Every item's key there, with that item's value and lease, from one txn: it did.
+      // None there: a refusal like any other (had it applied, its keys went since, and
+      // the lines hold none of them either way). Some there: the outcome is unknown.
+      const earlier = earlierJoin(items, own);
+      if (earlier === "none") return result;
+      if (earlier === "unknown") {
+        throw new EtcdUnavailableError(
+          "etcd txn broke off, and its retry found some of the joined keys: outcome unknown",
+        );
+      }
+      return { applied: true, revision: earlier.applied };
+    },
+
+    watchRange(start, end, fromRevision, onEvents, signal) {
+      return watch(fromRevision, onEvents, signal, { key: start, end });
     },
 
     async ping() {

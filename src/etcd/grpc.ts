@@ -1,8 +1,17 @@
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from "cockatiel";
 import { Etcd3 } from "etcd3";
 import { Deadline } from "../timers.js";
-import { allOrNothing, isConnectionFailure, toKv, translate } from "./grpc/codec.js";
-import { grpcWatchStream } from "./grpc/watch.js";
+import {
+  allOrNothing,
+  decodeJoin,
+  isConnectionFailure,
+  joinTxn,
+  scanRequest,
+  toKv,
+  toScan,
+  translate,
+} from "./grpc/codec.js";
+import { grpcWatchStream, WatchStreamRenewal } from "./grpc/watch.js";
 import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
@@ -15,7 +24,7 @@ import {
   type LeaseTtl,
   type RangeResult,
 } from "./types.js";
-import { WatchLoops } from "./watch-loop.js";
+import { onDeletes, WatchLoops, type WatchTarget } from "./watch-loop.js";
 
 /** etcd over gRPC with the `etcd3` client (Node). */
 export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
@@ -80,6 +89,8 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   };
 
   const watches = new WatchLoops(opts.timeoutMs);
+  const renewal = new WatchStreamRenewal(client, get);
+  const watch = (target: WatchTarget) => grpcWatchStream(client, renewal, target, opts.timeoutMs);
 
   const keepAlives = keepAliveLanes(async (events) => {
     // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
@@ -161,7 +172,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return allOrNothing(res);
     },
 
-    async putIfUnchanged(item): Promise<boolean> {
+    async putIfUnchanged(item): Promise<number> {
       const key = Buffer.from(item.key);
       const res = await call("txn", () =>
         client.kv.txn({
@@ -170,11 +181,23 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
           failure: [],
         }),
       );
-      return res.succeeded;
+      return res.succeeded ? Number(res.header.revision) : 0;
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {
-      return watches.run(fromRevision, onDelete, signal, grpcWatchStream(client, get, key, opts.timeoutMs));
+      return watches.run(fromRevision, onDeletes(onDelete), signal, watch({ key, deletesOnly: true }));
+    },
+
+    async scan(start, end, q) {
+      return toScan(await call("range", () => client.kv.range(scanRequest(start, end, q))));
+    },
+
+    async joinAll(items) {
+      return decodeJoin(await call("txn", () => client.kv.txn(joinTxn(items)))).result;
+    },
+
+    watchRange(start, end, fromRevision, onEvents, signal) {
+      return watches.run(fromRevision, onEvents, signal, watch({ key: start, end }));
     },
 
     async ping() {

@@ -1,5 +1,5 @@
 import type { Metrics } from "../metrics.js";
-import type { EtcdClient } from "./types.js";
+import type { EtcdClient, WatchEnd } from "./types.js";
 
 /** An EtcdClient that reports every call's duration and failure to `metrics`. */
 export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
@@ -16,6 +16,15 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
         throw err;
       }
     };
+  // A watch lasts as long as the wait; only its failures are interesting.
+  const watched = async (watch: () => Promise<WatchEnd>): Promise<WatchEnd> => {
+    try {
+      return await watch();
+    } catch (err) {
+      metrics.etcd("watch", undefined, true);
+      throw err;
+    }
+  };
   return {
     get: timed("range", (key) => inner.get(key)),
     range: timed("range", (start, end, limit) => inner.range(start, end, limit)),
@@ -26,15 +35,11 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     createAllIfAbsent: timed("txn", (items) => inner.createAllIfAbsent(items)),
     deleteAllIfUnchanged: timed("txn", (items) => inner.deleteAllIfUnchanged(items)),
     putIfUnchanged: timed("txn", (item) => inner.putIfUnchanged(item)),
-    // A watch lasts as long as the wait; only its failures are interesting.
-    watchDeletes: async (key, from, onDelete, signal) => {
-      try {
-        return await inner.watchDeletes(key, from, onDelete, signal);
-      } catch (err) {
-        metrics.etcd("watch", undefined, true);
-        throw err;
-      }
-    },
+    joinAll: timed("txn", (items) => inner.joinAll(items)),
+    scan: timed("range", (start, end, q) => inner.scan(start, end, q)),
+    watchDeletes: (key, from, onDelete, signal) => watched(() => inner.watchDeletes(key, from, onDelete, signal)),
+    watchRange: (start, end, from, onEvents, signal) =>
+      watched(() => inner.watchRange(start, end, from, onEvents, signal)),
     ping: timed("status", () => inner.ping()),
     close: () => inner.close(),
   };

@@ -73,17 +73,21 @@ export interface ScanQuery {
   limit?: number;
   /** Order by create revision, oldest first (default: by key). */
   byCreate?: boolean;
-  /** Only keys whose create revision is at most this. */
+  /**
+   * Only keys whose create revision is at most this, in `kvs` and `more`. Not in `count`:
+   * etcd 3.4 counts before it filters, so with `countOnly` this has no effect at all.
+   */
   maxCreateRevision?: number;
-  /** Only count the keys (then `kvs` is empty). */
+  /** Only count the keys (then `kvs` is empty and `more` false). */
   countOnly?: boolean;
 }
 
 export interface ScanResult {
   revision: number;
   kvs: KeyValue[];
-  /** How many keys the range holds (matching the filters), whatever `limit` cut. */
+  /** How many keys [start, end) holds, whatever `limit` and `maxCreateRevision` left out. */
   count: number;
+  /** Keys matching `maxCreateRevision` were left out by `limit`. */
   more: boolean;
 }
 
@@ -100,9 +104,19 @@ export interface JoinItem {
   value: string;
   /** `0n` = no lease. */
   lease: bigint;
-  /** On failure, how many of the range's keys to read back, oldest (by create revision) first. */
+  /**
+   * On failure, how many of the range's keys to read back, oldest (by create revision)
+   * first; 0 = none (only the count).
+   */
   readLimit: number;
 }
+
+/**
+ * Operations a failed `joinAll` runs per item (see src/etcd/join.ts). etcd refuses a txn
+ * with more operations per branch than its --max-txn-ops (default 128): at most
+ * floor(128 / 3) = 42 items per call.
+ */
+export const JOIN_READS_PER_ITEM = 3;
 
 /** What a failed join read of its range, in the same txn. */
 export interface JoinRead {
@@ -114,8 +128,11 @@ export interface JoinRead {
   newest: number;
 }
 
+/**
+ * `applied`: every key was put, `revision` = their create revision (each was absent: its
+ * key is unique); else `reads`, one per item.
+ */
 export type JoinAllResult =
-  /** Every key was put; `revision` = their create revision (each was absent: its key is unique). */
   | { applied: true; revision: number }
   | { applied: false; revision: number; reads: JoinRead[] };
 
@@ -129,7 +146,7 @@ export interface LeaseTtl {
   grantedTtl: number;
 }
 
-/** How a `watchDeletes` stream ended (a failure rejects instead). */
+/** How a watch (`watchDeletes`, `watchRange`) ended (a failure rejects instead). */
 export type WatchEnd =
   /** The revision the watch had to start or resume from was compacted away: re-read the key. */
   | "compacted"
@@ -164,10 +181,11 @@ export interface EtcdClient {
   deleteAllIfUnchanged(items: DeleteItem[]): Promise<AllOrNothing>;
   /**
    * One txn: if mod_revision(key) == modRevision then Put(key, value, lease) (its create
-   * revision stays; its mod revision moves). `true` when it wrote. Rejects with
+   * revision stays; its mod revision moves). The txn's revision (the key's new mod
+   * revision) when it wrote, `0` when it did not. Rejects with
    * `LeaseNotFoundError` when the lease does not exist (then nothing was written).
    */
-  putIfUnchanged(item: UpdateItem): Promise<boolean>;
+  putIfUnchanged(item: UpdateItem): Promise<number>;
   /**
    * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
    * revision of every DELETE of the key at or after it, in order, each once (history
@@ -186,14 +204,17 @@ export interface EtcdClient {
   scan(start: string, end: string, q: ScanQuery): Promise<ScanResult>;
   /**
    * One txn: if every item's compare holds (see JoinItem) then Put each item's key
-   * else read each item's range (JoinRead). Items' ranges must not overlap. Rejects with
-   * `LeaseNotFoundError` when a lease does not exist (then nothing was written).
+   * else read each item's range (JoinRead). Items' keys must be distinct and their ranges
+   * must not overlap; at most 42 items with etcd's default --max-txn-ops (see
+   * JOIN_READS_PER_ITEM). Rejects with `LeaseNotFoundError` when a lease does not exist
+   * (then nothing was written).
    */
   joinAll(items: JoinItem[]): Promise<JoinAllResult>;
   /**
    * Like `watchDeletes`, for every PUT and DELETE of the keys in [start, end): `onEvents`
    * gets each revision's events together, in revision order, each revision once (history
    * first, then live); a broken stream is reopened from the last reported revision + 1.
+   * A put carries the key's value at that revision.
    */
   watchRange(
     start: string,

@@ -1,51 +1,111 @@
-import {
-  type DeleteItem,
-  type EtcdClient,
-  EtcdUnavailableError,
-  type KeyValue,
-  LeaseNotFoundError,
-  prefixEnd,
-} from "../etcd/types.js";
+import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError, prefixEnd } from "../etcd/types.js";
 import { delay, untilDeadline } from "../timers.js";
 import {
   CallerGone,
   ForeignKey,
   IdempotencyKeyMismatch,
+  LimitMismatch,
   LockHeld,
   LockLost,
   ShuttingDown,
+  TicketMismatch,
   TooManyWaiters,
+  ticketLost,
 } from "./errors.js";
+import { LineKeys } from "./line-keys.js";
+import { listingScopes } from "./listing.js";
+import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import {
-  decodeGrantValue,
-  type GrantValue,
   type Idempotency,
+  idempotentKeyId,
   idempotentNonce,
   nonceHash,
   nonceMatches,
+  type ParticipantValue,
   replayNonce,
   requestFingerprint,
-} from "./grant-value.js";
-import { listingScopes } from "./listing.js";
-import { formatHandle, type Handle, parseHandle, randomNonce } from "./names.js";
+} from "./participant.js";
+import { byCreate, hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
+import type { LineRange } from "./strategies/line-views.js";
 import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
-import type { Acquired, AcquireOptions, Ended, EngineOptions, Grant, ListOptions, LockInfo, Locks } from "./types.js";
+import type { QueueLease } from "./strategies/queue-leases.js";
+import type {
+  Acquired,
+  AcquireOptions,
+  Ended,
+  EngineOptions,
+  Grant,
+  HolderView,
+  LineInfo,
+  LineKind,
+  LineRef,
+  Lines,
+  ListOptions,
+  RedeemOptions,
+  Ticket,
+} from "./types.js";
+
+/** One acquire (or ticket redeem) as the engine carries it through its steps. */
+interface Ask {
+  line: LineRef;
+  /** "lock NAME" / "semaphore NAME", for messages. */
+  what: string;
+  range: LineRange;
+  key: string;
+  keyId: string;
+  idem?: Idempotency;
+  o: AcquireOptions;
+  deadline: number;
+}
+
+/** A participant that waits: its key as written, and what keeps it in line. */
+interface Place {
+  kv: KeyValue;
+  v: ParticipantValue;
+  nonce: string;
+  /** A waiting request's short lease (absent for a ticket, or a place another attempt made). */
+  queueLease?: QueueLease;
+  /** Whether this request made the place and so removes it when it gives up. */
+  owned: boolean;
+  /** A ticket its caller already has: kept when a request waiting with it hangs up. */
+  handedOut?: boolean;
+}
+
+/** The sentinel a wait for a turn ends with when the place left the line. */
+const GONE = Symbol("gone");
+const TIMED_OUT = Symbol("timed out");
+
+/** How many times a join that found room retries before it waits like everyone else. */
+const MAX_ROOM_RETRIES = 5;
+/** Retries of a force release whose target changed between the read and the delete. */
+const FORCE_ATTEMPTS = 3;
+/** Largest semaphore limit: a force release or inspect reads at most this many keys. */
+export const MAX_LIMIT = 10_000;
 
 /**
- * The lock protocol, written once against `EtcdClient` and the strategies it is given.
- * Every fact lives in etcd: a lock is one key, `prefix + name`, bound to the holder's
- * lease; its create revision is the fencing token. What the engine keeps in memory
- * (waiter count, local knowledge) only chooses which etcd call to make first, or makes
- * an answer's estimate tighter; a stale entry costs a round trip, never safety.
+ * The coordination engine: lines of holders and waiters in etcd (see standing.ts for
+ * the rules, line-keys.ts for the key layout), written once against `EtcdClient` and
+ * the strategies it is given. A lock is a line of limit 1; a semaphore, of its limit.
  *
- * Safety rule for every path below: a key is deleted only by a txn guarded by its
- * grant's revision, and a lease is revoked only when provably bound to no other grant.
- * Leases are reused across grants, so a lease ID read earlier proves nothing.
+ * Steps:
+ * - acquire: one txn joins the line *holding*, when nobody newer than what the caller
+ *   knows is in it (blind: when the line is empty); otherwise it read the line back. When
+ *   there is no room: 409, or join *waiting* (a key on a short queue lease, or a ticket's
+ *   lease) and wait for the turn; at the turn, the waiter's key is put again bound to a
+ *   grant's lease, guarded by the waiter's own mod revision. The fencing token is the
+ *   key's create revision: when it joined.
+ * - renew: keep-alive of the grant's lease after a read that proves the handle's.
+ * - release: delete guarded by the grant's revision; its lease goes to the pool.
+ *
+ * Safety rule for every path: a key is deleted only by a txn guarded by its revision,
+ * and a lease is revoked only when provably bound to no other participant. Leases are
+ * reused across grants, so a lease ID read earlier proves nothing.
  */
-export class LockEngine implements Locks {
+export class LineEngine implements Lines {
   private waiters = 0;
-  private readonly seenHeld = new SeenHeld();
+  private readonly keys: LineKeys;
+  private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
   private readonly expiry = new ReportedExpiry();
 
@@ -53,7 +113,9 @@ export class LockEngine implements Locks {
     private readonly etcd: EtcdClient,
     private readonly strategies: Strategies,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    this.keys = new LineKeys(opts.prefix);
+  }
 
   get activeWaiters(): number {
     return this.waiters;
@@ -63,19 +125,14 @@ export class LockEngine implements Locks {
     this.strategies.leases.sweep();
   }
 
-  close(): Promise<void> {
-    return this.strategies.leases.close();
+  async close(): Promise<void> {
+    await Promise.all([this.strategies.leases.close(), this.strategies.queue.close()]);
   }
 
-  private key(name: string): string {
-    return this.opts.prefix + name;
-  }
+  // ---------------------------------------------------------------- acquire
 
-  async acquire(name: string, o: AcquireOptions): Promise<Acquired> {
-    const { waits } = this.strategies;
+  async acquire(line: LineRef, o: AcquireOptions): Promise<Acquired> {
     this.strategies.leases.sweep();
-    const key = this.key(name);
-    const deadline = Date.now() + o.wait * 1000;
     const idem: Idempotency | undefined =
       o.idempotencyKey === undefined
         ? undefined
@@ -83,347 +140,798 @@ export class LockEngine implements Locks {
             key: o.idempotencyKey,
             caller: o.caller ?? "",
             // Not `wait`: a client retrying after a lost answer sends the wait it has left.
-            fp: requestFingerprint([o.ttl, o.owner ?? null]),
+            fp: requestFingerprint([o.ttl, o.owner ?? null, o.limit, o.queue ?? false]),
           };
-    let waiting = false;
+    const keyId = idem ? idempotentKeyId(idem) : randomNonce();
+    const ask: Ask = {
+      line,
+      what: describe(line),
+      range: this.keys.range(line),
+      key: this.keys.participant(line, keyId),
+      keyId,
+      ...(idem ? { idem } : {}),
+      o,
+      deadline: Date.now() + o.wait * 1000,
+    };
+    if (idem) {
+      const again = await this.replay(ask);
+      if (again) return again;
+    }
+    const { waits } = this.strategies;
+    // The read before the write pays only when the line is likely busy: then it saves a
+    // txn. Otherwise the join goes blind, and its failure branch reads the line anyway.
+    let known: LineRead | undefined =
+      waits.watching(ask.range.start) || this.seenBusy.likely(ask.range.start)
+        ? await this.readOldest(ask.range, o.limit + 1)
+        : undefined;
     let lastChance = false;
-    let woken = false;
-    let granted = false;
-    // The read before the write pays only when the lock is likely held: then it saves a
-    // transaction. When this instance has no sign of that (no waiters, no holder seen
-    // lately), go straight to the txn, whose failure branch reports the holder anyway.
-    let read = waits.hasWaiters(key) || this.seenHeld.likely(key);
-    try {
-      for (;;) {
-        try {
-          if (o.signal?.aborted) throw new CallerGone();
-          let holder: KeyValue | undefined;
-          let revision = 0;
-          if (read) ({ kv: holder, revision } = await this.etcd.get(key));
-          read = true;
-          if (!holder) {
-            const attempt = await this.tryCreate(key, name, o, idem);
-            if ("grant" in attempt) {
-              granted = true;
-              this.seenHeld.forget(key);
-              return { grant: attempt.grant, replayed: false };
-            }
-            ({ holder, revision } = attempt);
-            if (!holder) continue;
-          }
-
-          const stored = decodeGrantValue(holder.value);
-          this.seenHeld.note(key, stored.ttl);
-          const nonce = idem && replayNonce(stored, idem);
-          if (idem && nonce !== undefined) {
-            // Same caller, same Idempotency-Key: the same request again, or a misuse of the key.
-            if (stored.fp !== idem.fp) throw new IdempotencyKeyMismatch();
-            // Claim the grant before handing it out again: the claim (the same value put
-            // again) moves the key's mod revision, so the first attempt's clean-up, which
-            // deletes only a key still at its create revision (its caller hung up, or its
-            // create txn's answer was lost), can no longer end the grant this retry gets.
-            if (holder.modRevision === holder.createRevision && !(await this.claim(key, holder))) continue;
-            const sent = Date.now();
-            const { ttl } = await this.etcd.leaseTimeToLive(holder.lease);
-            if (ttl > 0) return { grant: this.grantOf(name, holder, stored, nonce, ttl, sent), replayed: true };
-            continue; // our earlier grant expired this instant; its key is going away
-          }
-
-          if (Date.now() >= deadline) {
-            const sent = Date.now();
-            const { ttl } = await this.etcd.leaseTimeToLive(holder.lease);
-            // A lease already gone means the key went with it: look once more before saying 409.
-            if (ttl < 0 && !lastChance) {
-              lastChance = true;
-              continue;
-            }
-            throw this.held(name, holder, stored, sent, Math.max(0, ttl));
-          }
-
-          if (!waiting) {
-            if (this.waiters >= this.opts.maxWaiters) throw new TooManyWaiters(this.opts.maxWaiters);
-            this.waiters++;
-            waiting = true;
-          }
-          // Waiting from the revision that showed the lock held, + 1, cannot miss a release
-          // that happens between that read and the wait starting: etcd replays history.
-          const stop = untilDeadline(deadline, o.signal, this.opts.shutdownSignal);
-          const outcome = await waits.wait(key, revision + 1, stop.signal).finally(() => stop.done());
-          if (outcome === "wake") {
-            woken = true;
-            // Woken by a release, the lock is most likely free: straight to the txn.
-            read = false;
-          } else if (o.signal?.aborted) throw new CallerGone();
-          else if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
-          // wake → try again (straight to the txn); deadline → the loop's last check decides.
-        } catch (err) {
-          // A waiter rides out a passing etcd failure (a leader election, a member
-          // restart) until its deadline rather than failing at the first error.
-          if (!(err instanceof EtcdUnavailableError) || !waiting || o.signal?.aborted) throw err;
-          const pause = Math.min(250, deadline - Date.now());
-          if (pause <= 0) throw err;
-          await delay(pause, o.signal);
+    for (let attempt = 0; ; attempt++) {
+      if (o.signal?.aborted) throw new CallerGone();
+      if (known) {
+        checkLimit(ask.what, known.oldest, o.limit);
+        if (known.oldest.some((m) => m.kv.key === ask.key)) {
+          // Our own key (an idempotent attempt made it since our first look).
+          const again = await this.replay(ask);
+          if (again) return again;
+          known = undefined;
+          continue;
+        }
+        if (!hasRoom(known.oldest, known.count, o.limit) || attempt > MAX_ROOM_RETRIES) {
+          this.seenBusy.note(ask.range.start);
+          if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+          const refusal = await this.refusal(ask, known.oldest);
+          if (refusal) throw refusal;
+          // The holder's lease ended this instant: its key is going; look once more.
+          if (lastChance) throw new LockHeld(ask.what, undefined, 1);
+          lastChance = true;
+          known = undefined;
+          continue;
         }
       }
-    } finally {
-      if (waiting) this.waiters--;
-      // Woken for a release but leaving without the lock: the next waiter gets the turn.
-      if (woken && !granted) waits.passOn(key);
+      const r = await this.joinHolding(ask, known?.revision ?? 0);
+      if ("grant" in r) {
+        this.seenBusy.forget(ask.range.start);
+        return { grant: r.grant, replayed: false };
+      }
+      known = r.known;
     }
   }
 
-  /** Puts a grant's value again if unchanged; `false` when it changed or its lease ended. */
-  private async claim(key: string, kv: KeyValue): Promise<boolean> {
-    try {
-      return await this.etcd.putIfUnchanged({ key, modRevision: kv.modRevision, value: kv.value, lease: kv.lease });
-    } catch (err) {
-      if (err instanceof LeaseNotFoundError) return false;
-      throw err;
-    }
+  /** The oldest `limit` participants of a line, and how many it has. */
+  private async readOldest(range: LineRange, limit: number): Promise<LineRead> {
+    const r = await this.etcd.scan(range.start, range.end, { byCreate: true, limit });
+    return { revision: r.revision, oldest: r.kvs.map(member), count: r.count };
   }
 
   /**
-   * Lease + create-if-absent txn. A lost race returns the (unattached) lease for reuse.
-   * `{ revision: 0 }` without a holder: the pooled lease had died; try again.
+   * One txn: join the line holding, if nobody joined after `known` (0: if it is empty).
+   * Otherwise what the line holds, read in the same txn.
    */
-  private async tryCreate(
-    key: string,
-    name: string,
-    o: AcquireOptions,
-    idem: Idempotency | undefined,
-  ): Promise<{ grant: Grant } | { holder?: KeyValue; revision: number }> {
+  private async joinHolding(ask: Ask, known: number): Promise<{ grant: Grant } | { known?: LineRead }> {
     const { leases, txns } = this.strategies;
+    const { o } = ask;
     const sentAt = Date.now();
-    const salt = idem && randomNonce();
-    const nonce = idem && salt ? idempotentNonce(idem, salt) : randomNonce();
+    const { nonce, secret } = this.newNonce(ask.idem);
     const lease = await leases.take(o.ttl);
-    const value: GrantValue = {
-      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+    const v: ParticipantValue = {
+      h: 1,
+      ...this.requestFields(o),
       ttl: lease.grantedTtl,
       at: sentAt,
       nh: nonceHash(nonce),
-      ...(idem && salt ? { s: salt, fp: idem.fp } : {}),
+      ...secret,
     };
+    const written = JSON.stringify(v);
     // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
     // before it: the pool hands out only leases with over a second left, so the txn does
     // not race their expiry, and the acquire costs one round trip instead of two.
-    const written = JSON.stringify(value);
-    const [created, renewed] = await Promise.allSettled([
-      txns.createIfAbsent({ key, value: written, lease: lease.id }),
+    const [joined, renewed] = await Promise.allSettled([
+      txns.join({
+        start: ask.range.start,
+        end: ask.range.end,
+        maxCreateRevision: known,
+        key: ask.key,
+        value: written,
+        lease: lease.id,
+        readLimit: o.limit + 1,
+      }),
       lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     const died =
-      (created.status === "rejected" && created.reason instanceof LeaseNotFoundError) ||
+      (joined.status === "rejected" && joined.reason instanceof LeaseNotFoundError) ||
       (renewed.status === "fulfilled" && renewed.value <= 0);
-    if (died) return { revision: 0 }; // and its key, if the txn made one, went with it
-    if (created.status === "rejected" || renewed.status === "rejected") {
+    if (died) return {}; // and its key, if the txn made one, went with it
+    if (joined.status === "rejected" || renewed.status === "rejected") {
       // Whether the txn applied (or the lease was reset) is unknown. Without an
       // Idempotency-Key nobody else can ever receive this grant, and the lease is ours
       // alone, so revoking it removes the key if it was made. With one, the caller's retry
       // may receive the grant (through any instance): end it only while unclaimed.
-      if (idem) void this.settleUnknown(key, lease.id, written).catch(() => {});
+      if (ask.idem) void this.settleUnknown(ask.key, lease.id, written).catch(() => {});
       else leases.discard(lease.id);
-      throw created.status === "rejected" ? created.reason : (renewed as PromiseRejectedResult).reason;
+      throw joined.status === "rejected" ? joined.reason : (renewed as PromiseRejectedResult).reason;
     }
-    const txn = created.value;
-    // The key found bound to this very lease was made by an earlier send of this txn
-    // whose answer was lost (a retry by the transport or by group commit).
-    const ours = !txn.created && txn.kv?.lease === lease.id;
-    if (ours && txn.kv?.value !== written) {
-      // Cannot happen while each lease serves one attempt at a time; if it did, pooling
-      // this lease would bind it to two grants: leave it to expire.
-      throw new EtcdUnavailableError(`the create txn for ${name} found its own lease on another value`);
-    }
-    if (!txn.created && !ours) {
+    const r = joined.value;
+    if (!r.joined) {
       leases.reusable(lease, sentAt);
-      return { revision: txn.revision, ...(txn.kv ? { holder: txn.kv } : {}) };
+      return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
     }
-    const token = txn.created ? txn.revision : (txn.kv?.createRevision ?? txn.revision);
-    const own: OwnGrant = { lease: lease.id, nonce, revision: token, ttl: lease.grantedTtl, at: sentAt };
-    this.own.add(key, own);
-    const grant: Grant = {
-      name,
-      token,
-      lease: formatHandle({ lease: lease.id, nonce }),
-      ttl: lease.grantedTtl,
-      expiresAt: this.expiry.estimate(key, token, sentAt, lease.grantedTtl),
-      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+    const kv: KeyValue = {
+      key: ask.key,
+      value: written,
+      createRevision: r.revision,
+      modRevision: r.revision,
+      lease: lease.id,
     };
-    const signal = o.signal;
+    return { grant: this.granted(ask, kv, v, nonce, r.revision, sentAt) };
+  }
+
+  /** A fresh nonce; with an Idempotency-Key, one its caller can derive again (and the salt to). */
+  private newNonce(idem: Idempotency | undefined): { nonce: string; secret: Partial<ParticipantValue> } {
+    if (!idem) return { nonce: randomNonce(), secret: {} };
+    const salt = randomNonce();
+    return { nonce: idempotentNonce(idem, salt), secret: { s: salt, fp: idem.fp } };
+  }
+
+  private requestFields(o: AcquireOptions): Partial<ParticipantValue> {
+    return {
+      ...(o.owner !== undefined ? { owner: o.owner } : {}),
+      ...(o.limit !== 1 ? { limit: o.limit } : {}),
+    };
+  }
+
+  /**
+   * Bookkeeping of a grant just written at `revision`: remembered for a read-free
+   * release, and ended again if its caller hangs up before the answer is sent.
+   */
+  private granted(ask: Ask, kv: KeyValue, v: ParticipantValue, nonce: string, revision: number, at: number): Grant {
+    const ttl = v.ttl ?? ask.o.ttl;
+    const own: OwnGrant = { lease: kv.lease, nonce, revision, ttl, at };
+    this.own.add(kv.key, own);
+    const grant: Grant = {
+      name: ask.line.name,
+      token: kv.createRevision,
+      lease: formatHandle({ lease: kv.lease, keyId: ask.keyId, nonce }),
+      ttl,
+      expiresAt: this.expiry.estimate(kv.key, kv.createRevision, at, ttl),
+      ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(ask.line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
+    };
+    const signal = ask.o.signal;
     if (signal) {
       // A grant nobody receives must not stay held by nobody. The signal only fires when
       // the caller disconnects before the response is fully sent.
-      const abandon = () => void this.abandon(key, own).catch(() => {});
+      const abandon = () => void this.abandon(kv.key, own).catch(() => {});
       if (signal.aborted) {
         abandon();
         throw new CallerGone();
       }
       signal.addEventListener("abort", abandon, { once: true });
     }
-    return { grant };
+    return grant;
   }
 
   /**
    * Ends a grant whose answer never reached its caller. By then an idempotent retry may
-   * have received the grant and released it, and its lease may serve another name (even
-   * another tenant's): so the key is deleted only by a txn guarded by this grant's
-   * revision, and only a lease that txn proved was still this grant's is reused.
+   * have received the grant (claiming it moves its mod revision) and released it, and
+   * its lease may serve another line: so the key is deleted only by a txn guarded by the
+   * revision this grant was written at, and only a lease that txn proved was still this
+   * grant's is reused.
    */
   private async abandon(key: string, grant: OwnGrant): Promise<void> {
     this.own.take(key, grant);
-    if (await this.deleteGrant({ key, modRevision: grant.revision })) {
+    if (await this.deleteAt(key, grant.revision)) {
       this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl });
     }
   }
 
   /**
-   * Ends an idempotent grant whose create txn's outcome was unknown, if it was made and
-   * nobody has received it (unclaimed: still at its create revision, with the value this
-   * attempt wrote). Otherwise the lease is left alone to expire: it may be bound to a
-   * grant a retry received, or, after that grant's release, pooled for another name.
+   * Ends an idempotent grant whose txn's outcome was unknown, if it was made and nobody
+   * has received it (unclaimed: still the value this attempt wrote; a claim changes it).
+   * Otherwise the lease is left alone to expire: it may be bound to a grant a retry
+   * received, or, after that grant's release, pooled for another line.
    */
   private async settleUnknown(key: string, lease: bigint, written: string): Promise<void> {
     const { kv } = await this.etcd.get(key);
-    if (kv?.lease !== lease || kv.value !== written || kv.modRevision !== kv.createRevision) return;
-    if (await this.deleteGrant({ key, modRevision: kv.modRevision })) this.strategies.leases.discard(lease);
+    if (kv?.lease !== lease || kv.value !== written) return;
+    if (await this.deleteAt(key, kv.modRevision)) this.strategies.leases.discard(lease);
   }
 
-  /** Txn: if mod_revision(key) == the grant's revision then Delete(key). Whether it deleted. */
-  private deleteGrant(item: DeleteItem): Promise<boolean> {
-    return this.strategies.txns.deleteIfUnchanged(item);
+  /** Txn: if mod_revision(key) == revision then Delete(key). Whether it deleted. */
+  private deleteAt(key: string, modRevision: number): Promise<boolean> {
+    return this.strategies.txns.deleteIfUnchanged({ key, modRevision });
   }
 
-  async renew(name: string, handle: string): Promise<Grant> {
-    const h = parseHandle(handle);
-    const { kv, stored } = await this.heldBy(name, h);
-    const sentAt = Date.now();
-    const ttl = await this.etcd.leaseKeepAliveOnce(kv.lease);
-    if (ttl <= 0) throw new LockLost(name);
-    return { ...this.grantOf(name, kv, stored, h?.nonce ?? "", ttl, sentAt), ttl };
+  /** Why an acquire that did not wait is refused; `undefined` when the holder just ended. */
+  private async refusal(ask: Ask, oldest: Member[], position?: number): Promise<LockHeld | undefined> {
+    const first = oldest.find(holds);
+    if (!first) return new LockHeld(ask.what, undefined, 1, position);
+    const sent = Date.now();
+    const { ttl } = await this.etcd.leaseTimeToLive(first.kv.lease);
+    if (ttl < 0 && position === undefined) return undefined;
+    const expiresAt = this.expiry.estimate(first.kv.key, first.kv.createRevision, sent, Math.max(0, ttl));
+    const left = Math.max(0, (Date.parse(expiresAt) - Date.now()) / 1000);
+    const holder =
+      ask.line.kind === "lock"
+        ? {
+            ...(first.v.owner !== undefined ? { owner: first.v.owner } : {}),
+            token: first.kv.createRevision,
+            expiresAt,
+          }
+        : undefined;
+    return new LockHeld(ask.what, holder, Math.max(1, Math.ceil(left)), position);
   }
 
-  async release(name: string, handle: string): Promise<Ended> {
-    const h = parseHandle(handle);
-    const key = this.key(name);
-    // A grant this instance made: an unchanged mod revision proves the key still holds
-    // the value written with this nonce (lock keys are never updated), so no read first.
-    const own = h && this.own.take(key, h);
-    if (own && (await this.deleteGrant({ key, modRevision: own.revision }))) {
-      this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl });
-      return { grantedAt: own.at };
+  // ---------------------------------------------------------------- waiting in line
+
+  /** Joins the line waiting, and waits for the turn (or answers a ticket). */
+  private async waitInLine(ask: Ask): Promise<Acquired> {
+    const { o } = ask;
+    const counted = o.wait > 0;
+    if (counted) {
+      if (this.waiters >= this.opts.maxWaiters) throw new TooManyWaiters(this.opts.maxWaiters);
+      this.waiters++;
     }
-    const { kv, stored } = await this.heldBy(name, h);
-    // Delete the key only if it is still exactly this grant's (an expiry or a new grant
-    // in between changes its mod revision): never a 204 for nothing.
-    if (!(await this.deleteGrant({ key, modRevision: kv.modRevision }))) throw new LockLost(name);
-    // The still-live lease goes to the pool for the next grant, saving a revoke and a grant.
-    if (stored.ttl !== undefined) this.strategies.leases.reusable({ id: kv.lease, grantedTtl: stored.ttl });
-    else this.strategies.leases.discard(kv.lease);
-    return stored.at !== undefined ? { grantedAt: stored.at } : {};
+    try {
+      for (;;) {
+        const place = await this.joinWaiting(ask);
+        if (!("kv" in place)) return place;
+        const r = await this.waitForTurn(ask, place);
+        if (r !== GONE) return r;
+        // Our place went (its queue lease ended under an etcd outage): join again at the back.
+        if (Date.now() >= ask.deadline) throw await this.held(ask, undefined);
+      }
+    } finally {
+      if (counted) this.waiters--;
+    }
+  }
+
+  /** Puts the waiter's key, bound to a queue lease or (tickets) to a new lease of its own. */
+  private async joinWaiting(ask: Ask): Promise<Place | Acquired> {
+    const { o } = ask;
+    const { nonce, secret } = this.newNonce(ask.idem);
+    let queueLease: QueueLease | undefined;
+    let lease: bigint;
+    let tt: number | undefined;
+    if (o.queue) {
+      lease = randomLeaseId();
+      tt = await this.etcd.leaseGrant(lease, o.ticketTtl ?? 30);
+    } else {
+      queueLease = await this.strategies.queue.take();
+      lease = queueLease.id;
+    }
+    const v: ParticipantValue = {
+      ...(o.queue ? { t: 1 as const, tt } : {}),
+      ...this.requestFields(o),
+      ttl: o.ttl,
+      at: Date.now(),
+      nh: nonceHash(nonce),
+      ...secret,
+    };
+    const value = JSON.stringify(v);
+    const giveUp = () => {
+      if (queueLease) queueLease.forsake();
+      else this.etcd.leaseRevoke(lease).catch(() => {}); // a ticket's lease was only ever this key's
+    };
+    let created: Awaited<ReturnType<typeof this.strategies.txns.createIfAbsent>>;
+    try {
+      created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease });
+    } catch (err) {
+      giveUp();
+      throw err;
+    }
+    if (!created.created) {
+      // Only an idempotent attempt's key can be there already: take what it became.
+      giveUp();
+      const again = await this.replay(ask);
+      if (again) return again;
+      throw new EtcdUnavailableError(`${ask.what} changed while joining its line; try again`);
+    }
+    const kv = { key: ask.key, value, createRevision: created.revision, modRevision: created.revision, lease };
+    return { kv, v, nonce, ...(queueLease ? { queueLease } : {}), owned: true };
   }
 
   /**
-   * Ends the grant the read found, whoever holds it.
-   *
-   * Never revokes the lease the read saw: between the read and a revoke the lock may
-   * have been released and its lease bound to another name, even another tenant's. The
-   * key is deleted by a txn guarded by the grant's revision; if the grant changed
-   * meanwhile, the new one is read and ended the same way. Only after that txn succeeded
-   * is the lease revoked: it was then this grant's alone, and a deleted grant's lease is
-   * never pooled (its holder's release finds no key), so nothing else can be bound to it.
+   * Waits for the place's turn until the deadline, then takes the grant. A ticket that
+   * does not get its turn in time is answered as a ticket (it keeps its place); any
+   * other waiter leaves the line and is refused with its position.
    */
-  async forceRelease(name: string): Promise<Ended | undefined> {
-    const key = this.key(name);
-    for (let attempt = 1; ; attempt++) {
-      const { kv } = await this.etcd.get(key);
-      if (!kv) return undefined;
-      if (kv.lease === 0n) throw new ForeignKey(name);
-      if (await this.deleteGrant({ key, modRevision: kv.modRevision })) {
-        // Awaited (best effort): when the admin is answered, the holder's lease is gone too.
-        await this.etcd.leaseRevoke(kv.lease).catch(() => {});
-        const { at } = decodeGrantValue(kv.value);
-        return at !== undefined ? { grantedAt: at } : {};
+  private async waitForTurn(ask: Ask, place: Place): Promise<Acquired | typeof GONE> {
+    const { o } = ask;
+    const ticket = place.v.t === 1;
+    // A ticket waiting inside a request is kept in line by that request meanwhile.
+    const keeper = ticket ? this.keepTicket(place) : undefined;
+    try {
+      for (;;) {
+        const r = await this.nextTurn(ask, place);
+        if (r === GONE) {
+          if (ticket) throw ticketLost(ask.what);
+          return GONE;
+        }
+        if (r === TIMED_OUT) {
+          if (o.signal?.aborted) {
+            if (!place.handedOut) await this.giveUp(place);
+            throw new CallerGone();
+          }
+          if (ticket) {
+            // One last look: the turn may have come while the ticket was being made.
+            const { oldest } = await this.readOldest(ask.range, o.limit);
+            const turn = oldest.find((x) => x.kv.key === place.kv.key);
+            const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
+            return grant || { ticket: await this.ticketOf(ask, place) };
+          }
+          const position = await this.positionOf(ask.range, place.kv);
+          await this.giveUp(place);
+          if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
+          throw await this.held(ask, position);
+        }
+        if (holds(r)) {
+          if (!nonceMatches(r.v, place.nonce)) return GONE;
+          // Made a holder by another attempt with the same Idempotency-Key (which waited on
+          // this same place): that grant is this request's too. Converting again would
+          // rebind the key to another lease under the grant already handed out.
+          const grant = await this.claim(ask.line, ask.keyId, r, place.nonce);
+          if (grant) return { grant, replayed: true };
+          continue;
+        }
+        const grant = await this.convert(ask, place, r);
+        if (grant) return grant;
       }
-      // The grant changed between the read and the txn: a new holder (or none) now.
-      if (attempt >= 3) throw new EtcdUnavailableError(`${name} changed hands on every attempt to force-release it`);
+    } finally {
+      if (keeper) clearInterval(keeper);
     }
   }
 
-  async inspect(name: string): Promise<LockInfo | undefined> {
-    const { kv } = await this.etcd.get(this.key(name));
-    return kv && this.infoOf(name, kv);
-  }
-
-  /** Held locks in name order within the caller's scopes, starting after `after`. */
-  async list(o: ListOptions): Promise<{ items: LockInfo[]; next?: string }> {
-    const scopes = listingScopes(o.prefix, o.within);
-    const kvs: KeyValue[] = [];
-    let more = false;
-    for (const [i, scope] of scopes.entries()) {
-      const end = prefixEnd(this.key(scope));
-      const start = o.after !== undefined && o.after >= scope ? `${this.key(o.after)}\0` : this.key(scope);
-      if (start >= end) continue;
-      const res = await this.etcd.range(start, end, o.limit - kvs.length);
-      kvs.push(...res.kvs);
-      if (kvs.length >= o.limit) {
-        more = res.more || i < scopes.length - 1;
-        break;
+  /** The waiter's next turn (its key as the line shows it), or why there is none. */
+  private async nextTurn(ask: Ask, place: Place): Promise<Member | typeof GONE | typeof TIMED_OUT> {
+    const { o } = ask;
+    for (;;) {
+      // Past the deadline (a ticket answered at once) no copy of the line is worth making.
+      if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
+      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
+      try {
+        const r = await this.strategies.waits.awaitTurn(
+          ask.range,
+          place.kv.key,
+          o.limit,
+          place.kv.modRevision,
+          stop.signal,
+        );
+        if (r.turn === "hold") return r.member;
+        if (r.turn === "gone") return GONE;
+        return TIMED_OUT;
+      } catch (err) {
+        // A waiter rides out a passing etcd failure (a leader election, a member
+        // restart) until its deadline rather than failing at the first error.
+        if (!(err instanceof EtcdUnavailableError) || o.signal?.aborted) throw err;
+        const pause = Math.min(250, ask.deadline - Date.now());
+        if (pause <= 0) return TIMED_OUT;
+        await delay(pause, o.signal).catch(() => {});
+      } finally {
+        stop.done();
       }
     }
-    const nameOf = (kv: KeyValue) => kv.key.slice(this.opts.prefix.length);
-    const infos = await Promise.all(kvs.map((kv) => this.infoOf(nameOf(kv), kv)));
-    const items = infos.filter((i): i is LockInfo => i !== undefined);
-    const last = kvs.at(-1);
-    return { items, ...(more && last ? { next: nameOf(last) } : {}) };
   }
 
-  private async infoOf(name: string, kv: KeyValue): Promise<LockInfo | undefined> {
-    if (kv.lease === 0n) return undefined;
-    const sent = Date.now();
-    const { ttl } = await this.etcd.leaseTimeToLive(kv.lease);
-    if (ttl < 0) return undefined;
-    const { owner } = decodeGrantValue(kv.value);
+  /**
+   * The turn came: the waiter's key is put again, bound to a grant's lease, guarded by
+   * the key's mod revision as the line showed it (so a place that left, or changed, is
+   * never made a holder). Its create revision, the fencing token, stays. `undefined`
+   * when the key changed: wait again (the line says what became of it).
+   */
+  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | undefined> {
+    const { leases } = this.strategies;
+    const sentAt = Date.now();
+    const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
+    const { t: _t, tt: _tt, ...rest } = place.v;
+    const v: ParticipantValue = { ...rest, h: 1, ttl: lease.grantedTtl, at: sentAt };
+    const written = JSON.stringify(v);
+    const [put, renewed] = await Promise.allSettled([
+      this.etcd.putIfUnchanged({ key: m.kv.key, modRevision: m.kv.modRevision, value: written, lease: lease.id }),
+      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
+    ]);
+    const died =
+      (put.status === "rejected" && put.reason instanceof LeaseNotFoundError) ||
+      (renewed.status === "fulfilled" && renewed.value <= 0);
+    if (died) return undefined;
+    if (put.status === "rejected" || renewed.status === "rejected") {
+      // As for a join of unknown outcome (see joinHolding): without an Idempotency-Key the
+      // lease is this put's alone, and revoking it ends the grant if the put made one.
+      if (place.v.s !== undefined) void this.settleUnknown(m.kv.key, lease.id, written).catch(() => {});
+      else leases.discard(lease.id);
+      place.queueLease?.forsake();
+      throw put.status === "rejected" ? put.reason : (renewed as PromiseRejectedResult).reason;
+    }
+    const revision = put.value;
+    if (revision === 0) {
+      leases.reusable(lease, sentAt);
+      return undefined;
+    }
+    // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
+    if (place.queueLease) place.queueLease.done();
+    else if (place.owned && place.v.t === 1) this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
+    const kv: KeyValue = { ...m.kv, value: written, modRevision: revision, lease: lease.id };
+    return { grant: this.granted(ask, kv, v, place.nonce, revision, sentAt), replayed: false };
+  }
+
+  /** Gives up a place this request made (guarded by the revision it was written at). */
+  private async giveUp(place: Place): Promise<void> {
+    if (!place.owned) return;
+    try {
+      await this.deleteAt(place.kv.key, place.kv.modRevision);
+    } catch {
+      // Outcome unknown: the place must not stay in line behind our back.
+      if (place.queueLease) place.queueLease.forsake();
+      else this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
+      return;
+    }
+    if (place.queueLease) place.queueLease.done();
+    else this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
+  }
+
+  /** Keeps a ticket's lease alive while a request waits with it. */
+  private keepTicket(place: Place): ReturnType<typeof setInterval> {
+    const every = Math.max(500, ((place.v.tt ?? 30) * 1000) / 3);
+    const timer = setInterval(() => void this.etcd.leaseKeepAliveOnce(place.kv.lease).catch(() => {}), every);
+    (timer as { unref?: () => void }).unref?.();
+    return timer;
+  }
+
+  private async ticketOf(ask: Ask, place: Place): Promise<Ticket> {
     return {
-      name,
-      token: kv.createRevision,
-      ttl,
-      expiresAt: this.expiry.estimate(kv.key, kv.createRevision, sent, ttl),
-      ...(owner !== undefined ? { owner } : {}),
+      ticket: formatHandle({ lease: place.kv.lease, keyId: ask.keyId, nonce: place.nonce }),
+      position: await this.positionOf(ask.range, place.kv),
+      ttl: place.v.tt ?? ask.o.ticketTtl ?? 30,
     };
   }
 
-  /** The lock's key and value when `handle` names its grant; otherwise LockLost. */
-  private async heldBy(name: string, handle: Handle | undefined): Promise<{ kv: KeyValue; stored: GrantValue }> {
-    if (handle === undefined) throw new LockLost(name);
-    const { kv } = await this.etcd.get(this.key(name));
-    const stored = kv ? decodeGrantValue(kv.value) : {};
+  /** Waiters ahead of `kv` in its line (holders not counted). */
+  private async positionOf(range: LineRange, kv: KeyValue): Promise<number> {
+    const local = this.strategies.waits.position(range.start, kv.key);
+    if (local !== undefined) return local;
+    // etcd counts a range before its create-revision filter: count the keys themselves.
+    const ahead = await this.etcd.scan(range.start, range.end, { maxCreateRevision: kv.createRevision - 1 });
+    return ahead.kvs.filter((o) => !holds(member(o))).length;
+  }
+
+  /** The refusal of a waiter that gave up: 409 with the line's holder as it is now. */
+  private async held(ask: Ask, position: number | undefined): Promise<LockHeld> {
+    const { oldest } = await this.readOldest(ask.range, ask.o.limit);
+    return (await this.refusal(ask, oldest, position ?? 0)) ?? new LockHeld(ask.what, undefined, 1, position);
+  }
+
+  // ---------------------------------------------------------------- idempotent retries
+
+  /**
+   * The participant an earlier attempt with the same Idempotency-Key made, as the
+   * answer it would have had: its grant (claimed first), its ticket, or, for a waiter
+   * still in line, a wait on that place. `undefined` when there is none (any more).
+   */
+  private async replay(ask: Ask): Promise<Acquired | undefined> {
+    const idem = ask.idem;
+    if (!idem) return undefined;
+    const { kv } = await this.etcd.get(ask.key);
+    if (!kv) return undefined;
+    const m = member(kv);
+    const nonce = replayNonce(m.v, idem);
+    // The key ID is derived from this caller's secret and key: anything else there is a fault.
+    if (nonce === undefined) throw new EtcdUnavailableError(`${ask.what} has a participant this request cannot read`);
+    if (m.v.fp !== idem.fp) throw new IdempotencyKeyMismatch();
+    if (holds(m)) {
+      const grant = await this.claim(ask.line, ask.keyId, m, nonce);
+      return grant && { grant, replayed: true };
+    }
+    const place: Place = { kv, v: m.v, nonce, owned: m.v.t === 1, handedOut: m.v.t === 1 };
+    if (m.v.t === 1) {
+      if ((await this.etcd.leaseKeepAliveOnce(kv.lease)) <= 0) return undefined;
+      if (ask.o.wait <= 0) return { ticket: await this.ticketOf(ask, place) };
+    }
+    return this.waitForTurnCounted(ask, place);
+  }
+
+  /** `waitForTurn` for a place that exists already; `undefined` when it left the line. */
+  private async waitForTurnCounted(ask: Ask, place: Place): Promise<Acquired | undefined> {
+    const counted = ask.o.wait > 0;
+    if (counted) {
+      if (this.waiters >= this.opts.maxWaiters) throw new TooManyWaiters(this.opts.maxWaiters);
+      this.waiters++;
+    }
+    try {
+      const r = await this.waitForTurn(ask, place);
+      return r === GONE ? undefined : r;
+    } finally {
+      if (counted) this.waiters--;
+    }
+  }
+
+  /**
+   * Hands out a grant again (an idempotent retry, or a ticket redeemed twice). The grant
+   * is claimed first: its value is put again with a claim mark, which moves its mod
+   * revision, so the first attempt's clean-up (which deletes only at the revision it
+   * wrote, and only its own unclaimed value) can no longer end the grant this answer
+   * hands out. `undefined` when the grant changed or ended meanwhile.
+   */
+  private async claim(line: LineRef, keyId: string, m: Member, nonce: string): Promise<Grant | undefined> {
+    let kv = m.kv;
+    if (m.v.c !== 1) {
+      const value = JSON.stringify({ ...m.v, c: 1 });
+      let revision: number;
+      try {
+        revision = await this.etcd.putIfUnchanged({ key: kv.key, modRevision: kv.modRevision, value, lease: kv.lease });
+      } catch (err) {
+        if (err instanceof LeaseNotFoundError) return undefined;
+        throw err;
+      }
+      if (revision === 0) return undefined;
+      kv = { ...kv, value, modRevision: revision };
+    }
+    const sent = Date.now();
+    const { ttl } = await this.etcd.leaseTimeToLive(kv.lease);
+    if (ttl <= 0) return undefined;
+    return this.grantOf(line, keyId, kv, m.v, nonce, ttl, sent);
+  }
+
+  // ---------------------------------------------------------------- tickets
+
+  /** The participant a ticket names (whatever it became since); otherwise the ticket is lost. */
+  private async ticketHolder(line: LineRef, what: string, ticket: string): Promise<{ h: Handle; m: Member }> {
+    const h = parseHandle(ticket);
+    const { kv } = h ? await this.etcd.get(this.keys.participant(line, h.keyId)) : {};
+    const m = kv && member(kv);
+    if (!h || !m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    return { h, m };
+  }
+
+  async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
+    const what = describe(line);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
+    if (holds(m)) {
+      // Redeemed before, and that answer was lost: the same grant again.
+      const grant = await this.claim(line, h.keyId, m, h.nonce);
+      if (!grant) throw ticketLost(what);
+      return { grant, replayed: true };
+    }
+    if (m.v.t !== 1 || m.kv.lease !== h.lease) throw ticketLost(what);
+    const limit = m.v.limit ?? 1;
+    if (o.ttl !== undefined && o.ttl !== m.v.ttl) {
+      throw new TicketMismatch(`ttl differs from the ticket's: it was taken with ttl ${m.v.ttl}, got ${o.ttl}`);
+    }
+    if (o.owner !== undefined && o.owner !== m.v.owner) {
+      throw new TicketMismatch(`owner differs from the one the ticket was taken with, got ${JSON.stringify(o.owner)}`);
+    }
+    if (o.limit !== undefined && o.limit !== limit) {
+      throw new TicketMismatch(`limit differs from the ticket's: it was taken with limit ${limit}, got ${o.limit}`);
+    }
+    // Coming back is what keeps a ticket in line.
+    if ((await this.etcd.leaseKeepAliveOnce(h.lease)) <= 0) throw ticketLost(what);
+    const ask: Ask = {
+      line,
+      what,
+      range: this.keys.range(line),
+      key: m.kv.key,
+      keyId: h.keyId,
+      o: {
+        ttl: m.v.ttl ?? 30,
+        ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
+        limit,
+        wait: o.wait,
+        queue: true,
+        ...(o.signal ? { signal: o.signal } : {}),
+      },
+      deadline: Date.now() + o.wait * 1000,
+    };
+    const place: Place = { kv: m.kv, v: m.v, nonce: h.nonce, owned: true, handedOut: true };
+    const r = await this.waitForTurnCounted(ask, place);
+    if (!r) throw ticketLost(what);
+    return r;
+  }
+
+  async leave(line: LineRef, ticket: string): Promise<void> {
+    const what = describe(line);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
+    if (holds(m)) {
+      // It became a grant (a redeem's answer was lost): leaving ends that grant.
+      await this.endGrant(what, m);
+      return;
+    }
+    if (m.v.t !== 1 || m.kv.lease !== h.lease) throw ticketLost(what);
+    if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw ticketLost(what);
+    // A ticket's lease was made for this key alone.
+    await this.etcd.leaseRevoke(h.lease).catch(() => false);
+  }
+
+  // ---------------------------------------------------------------- holders
+
+  async renew(line: LineRef, handle: string): Promise<Grant> {
+    const what = describe(line);
+    const h = parseHandle(handle);
+    const m = await this.heldBy(line, what, h);
+    const sentAt = Date.now();
+    const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
+    if (ttl <= 0 || !h) throw new LockLost(what);
+    return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
+  }
+
+  async release(line: LineRef, handle: string): Promise<Ended> {
+    const what = describe(line);
+    const h = parseHandle(handle);
+    // A grant this instance made: an unchanged mod revision proves the key still holds
+    // the value written with this nonce, so no read first.
+    const key = h && this.keys.participant(line, h.keyId);
+    const own = h && key ? this.own.take(key, h) : undefined;
+    if (own && key && (await this.deleteAt(key, own.revision))) {
+      this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl });
+      return { grantedAt: own.at };
+    }
+    return this.endGrant(what, await this.heldBy(line, what, h));
+  }
+
+  /** Deletes a grant's key if it is still exactly this grant's; its lease goes to the pool. */
+  private async endGrant(what: string, m: Member): Promise<Ended> {
+    // An expiry or a new grant in between changes the mod revision: never a 204 for nothing.
+    if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw new LockLost(what);
+    if (m.v.ttl !== undefined) this.strategies.leases.reusable({ id: m.kv.lease, grantedTtl: m.v.ttl });
+    else this.strategies.leases.discard(m.kv.lease);
+    return m.v.at !== undefined ? { grantedAt: m.v.at } : {};
+  }
+
+  /** The holder the handle names; otherwise LockLost. */
+  private async heldBy(line: LineRef, what: string, h: Handle | undefined): Promise<Member> {
+    if (!h) throw new LockLost(what);
+    const { kv } = await this.etcd.get(this.keys.participant(line, h.keyId));
+    const m = kv && member(kv);
     // The lease alone is not enough: leases are reused across grants, the nonce is not.
-    if (!kv || kv.lease !== handle.lease || !nonceMatches(stored, handle.nonce)) throw new LockLost(name);
-    return { kv, stored };
+    if (!m || !holds(m) || m.kv.lease !== h.lease || !nonceMatches(m.v, h.nonce)) throw new LockLost(what);
+    return m;
+  }
+
+  /**
+   * Ends a holder's grant, whoever holds it: the oldest, or the one whose token is given.
+   *
+   * Never revokes the lease the read saw: between the read and a revoke the grant may
+   * have been released and its lease bound to another line, even another tenant's. The
+   * key is deleted by a txn guarded by its mod revision; if it changed meanwhile, the line
+   * is read again. Only after that txn succeeded is the lease revoked: it was then this
+   * grant's alone, and a deleted grant's lease is never pooled (its holder's release finds
+   * no key), so nothing else can be bound to it.
+   */
+  async forceRelease(line: LineRef, token?: number): Promise<Ended | undefined> {
+    const what = describe(line);
+    const range = this.keys.range(line);
+    for (let attempt = 1; ; attempt++) {
+      const { oldest } = await this.readOldest(range, line.kind === "lock" ? 1 : MAX_LIMIT);
+      const target = oldest.find((m) => holds(m) && (token === undefined || m.kv.createRevision === token));
+      if (!target) {
+        if (oldest.some((m) => m.kv.lease === 0n)) throw new ForeignKey(what);
+        return undefined;
+      }
+      if (await this.deleteAt(target.kv.key, target.kv.modRevision)) {
+        // Awaited (best effort): when the admin is answered, the holder's lease is gone too.
+        await this.etcd.leaseRevoke(target.kv.lease).catch(() => {});
+        return target.v.at !== undefined ? { grantedAt: target.v.at } : {};
+      }
+      if (attempt >= FORCE_ATTEMPTS) {
+        throw new EtcdUnavailableError(`${what} changed hands on every attempt to force-release it`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  async inspect(line: LineRef): Promise<LineInfo | undefined> {
+    const range = this.keys.range(line);
+    let read = await this.readOldest(range, 1);
+    const limit = lineLimit(read.oldest);
+    if (limit === undefined) return undefined;
+    if (limit > 1) read = await this.readOldest(range, limit);
+    return this.infoOf(line.name, read.oldest, read.count);
+  }
+
+  async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
+    const items: LineInfo[] = [];
+    for (const scope of listingScopes(o.prefix, o.within)) {
+      const base = this.keys.kindStart(kind);
+      const end = prefixEnd(base + scope);
+      const start = o.after !== undefined && o.after >= scope ? this.keys.after(kind, o.after) : base + scope;
+      if (start >= end) continue;
+      for await (const group of this.lineGroups(kind, start, end)) {
+        const last = items.at(-1);
+        if (items.length >= o.limit && last) return { items, next: last.name };
+        const members = group.kvs.map(member).sort(byCreate);
+        const info = await this.infoOf(group.name, members, members.length);
+        if (info) items.push(info);
+      }
+    }
+    return { items };
+  }
+
+  /** The keys in [start, end) grouped by line, in key (so name) order, each line whole. */
+  private async *lineGroups(
+    kind: LineKind,
+    start: string,
+    end: string,
+  ): AsyncGenerator<{ name: string; kvs: KeyValue[] }> {
+    let group: { name: string; kvs: KeyValue[] } | undefined;
+    let from = start;
+    for (;;) {
+      const page = await this.etcd.range(from, end, 512);
+      for (const kv of page.kvs) {
+        const name = this.keys.nameOf(kind, kv.key);
+        if (name === undefined) continue;
+        if (group && group.name !== name) {
+          yield group;
+          group = undefined;
+        }
+        group ??= { name, kvs: [] };
+        group.kvs.push(kv);
+      }
+      const last = page.kvs.at(-1);
+      if (!page.more || !last) break;
+      from = `${last.key}\0`;
+    }
+    if (group) yield group;
+  }
+
+  /** What anyone may see of a line, from its oldest participants (at least `limit`). */
+  private async infoOf(name: string, oldest: Member[], count: number): Promise<LineInfo | undefined> {
+    const limit = lineLimit(oldest) ?? 1;
+    const holders = oldest.slice(0, limit).filter(holds);
+    const views = await Promise.all(holders.map((m) => this.holderView(m)));
+    const live = views.filter((v): v is HolderView => v !== undefined);
+    if (live.length === 0) return undefined;
+    return { name, limit, holders: live, waiters: Math.max(0, count - holders.length) };
+  }
+
+  private async holderView(m: Member): Promise<HolderView | undefined> {
+    if (m.kv.lease === 0n) return undefined;
+    const sent = Date.now();
+    const { ttl } = await this.etcd.leaseTimeToLive(m.kv.lease);
+    if (ttl < 0) return undefined;
+    return {
+      token: m.kv.createRevision,
+      ttl,
+      expiresAt: this.expiry.estimate(m.kv.key, m.kv.createRevision, sent, ttl),
+      ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
+    };
   }
 
   /**
    * The grant as its holder sees it. `sent`: when the call that measured `remaining`
    * was sent, so the expiry is a lower bound of the lease's.
    */
-  private grantOf(name: string, kv: KeyValue, v: GrantValue, nonce: string, remaining: number, sent: number): Grant {
+  private grantOf(
+    line: LineRef,
+    keyId: string,
+    kv: KeyValue,
+    v: ParticipantValue,
+    nonce: string,
+    remaining: number,
+    sent: number,
+  ): Grant {
     return {
-      name,
+      name: line.name,
       token: kv.createRevision,
-      lease: formatHandle({ lease: kv.lease, nonce }),
+      lease: formatHandle({ lease: kv.lease, keyId, nonce }),
       ttl: v.ttl ?? remaining,
       expiresAt: this.expiry.estimate(kv.key, kv.createRevision, sent, remaining),
       ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
   }
+}
 
-  private held(name: string, holder: KeyValue, v: GrantValue, sent: number, remaining: number): LockHeld {
-    const expiresAt = this.expiry.estimate(holder.key, holder.createRevision, sent, remaining);
-    const left = Math.max(0, (Date.parse(expiresAt) - Date.now()) / 1000);
-    return new LockHeld(
-      name,
-      { ...(v.owner !== undefined ? { owner: v.owner } : {}), token: holder.createRevision, expiresAt },
-      Math.max(1, Math.ceil(left)),
-    );
-  }
+/** A read of a line's oldest participants. */
+interface LineRead {
+  revision: number;
+  oldest: Member[];
+  count: number;
+}
+
+function describe(line: LineRef): string {
+  return `${line.kind} ${line.name}`;
+}
+
+/** Callers of one line must agree on its limit (a lock's is always 1). */
+function checkLimit(what: string, oldest: Member[], limit: number): void {
+  const current = lineLimit(oldest);
+  if (current !== undefined && current !== limit) throw new LimitMismatch(what, current, limit);
 }

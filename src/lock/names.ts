@@ -11,10 +11,12 @@ export function isValidName(name: string): boolean {
 }
 
 /**
- * The lease handle a holder gets: the etcd lease ID and a per-grant nonce, 16 hex digits
- * each. Leases are reused across grants (see lease-pool.ts); the nonce, stored with the
- * lock, is what ties a handle to one grant. The API accepts 16–64 hex digits in any
- * case so the handle can change shape without breaking clients.
+ * The secret a holder gets (its lease handle) or a caller in line gets (its ticket):
+ * the etcd lease ID, the participant's key ID in its line, and a per-participant nonce,
+ * 16 hex digits each. Leases are reused across grants (see lease-pool.ts); the nonce,
+ * stored with the participant only as a hash, is what ties a handle to one participant.
+ * The API accepts 16–64 hex digits in any case so the handle can change shape without
+ * breaking clients.
  */
 export const HANDLE_PATTERN = /^[0-9a-fA-F]{16,64}$/;
 
@@ -22,20 +24,23 @@ const MAX_INT64 = (1n << 63n) - 1n;
 
 export interface Handle {
   lease: bigint;
+  /** 16 lowercase hex digits: which key of the line. */
+  keyId: string;
   /** 16 lowercase hex digits. */
   nonce: string;
 }
 
 export function formatHandle(h: Handle): string {
-  return h.lease.toString(16).padStart(16, "0") + h.nonce;
+  return h.lease.toString(16).padStart(16, "0") + h.keyId + h.nonce;
 }
 
-/** The grant a well-formed handle names, or `undefined` when no grant can have it. */
+/** The participant a well-formed handle names, or `undefined` when none can have it. */
 export function parseHandle(handle: string): Handle | undefined {
-  if (!/^[0-9a-fA-F]{32}$/.test(handle)) return undefined;
+  if (!/^[0-9a-fA-F]{48}$/.test(handle)) return undefined;
   const lease = BigInt(`0x${handle.slice(0, 16)}`);
   if (lease <= 0n || lease > MAX_INT64) return undefined;
-  return { lease, nonce: handle.slice(16).toLowerCase() };
+  const lower = handle.toLowerCase();
+  return { lease, keyId: lower.slice(16, 32), nonce: lower.slice(32) };
 }
 
 // Random bytes are drawn from the CSPRNG in blocks and handed out 8 at a time, each byte

@@ -212,12 +212,23 @@ describe("errors", () => {
 describe("watch messages", () => {
   const result = (s: string) => json(s).result as Record<string, unknown>;
 
-  it("classifies created, PUT, DELETE and history, every DELETE of a message", () => {
+  it("classifies created, PUT, DELETE and history, every event of a message in order", () => {
+    const put = (key: string, revision: number) => ({
+      type: "put",
+      kv: { key, value: "x", createRevision: revision, modRevision: revision, lease: 0n },
+    });
+    const del = (key: string, revision: number) => ({ type: "delete", key, revision });
     expect(decodeWatchResult(result(fixtures.watchCreated))).toEqual({ kind: "created" });
-    expect(decodeWatchResult(result(fixtures.watchPut))).toEqual({ kind: "other" });
-    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "deleted", revisions: [9] });
-    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({ kind: "deleted", revisions: [9] });
-    expect(decodeWatchResult(result(fixtures.watchTwoDeletes))).toEqual({ kind: "deleted", revisions: [3, 5] });
+    expect(decodeWatchResult(result(fixtures.watchPut))).toEqual({ kind: "events", events: [put("r/b", 6)] });
+    expect(decodeWatchResult(result(fixtures.watchDelete))).toEqual({ kind: "events", events: [del("r/a", 9)] });
+    expect(decodeWatchResult(result(fixtures.watchHistory))).toEqual({
+      kind: "events",
+      events: [put("r/a", 5), del("r/a", 9)],
+    });
+    expect(decodeWatchResult(result(fixtures.watchTwoDeletes))).toEqual({
+      kind: "events",
+      events: [del("r/h", 3), del("r/h", 5)],
+    });
   });
 
   it("a compacted start revision cancels with compact_revision", () => {

@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
@@ -6,15 +6,19 @@ import {
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
+  type JoinItem,
+  type KeyValue,
   LeaseExistsError,
   LeaseNotFoundError,
   prefixEnd,
+  type WatchEvent,
 } from "../../src/etcd/types.js";
 import { createIfAbsent } from "../../src/lock/strategies/group-commit.js";
 import { gatewayOnNode, nodeDuplex } from "../../src/node/gateway.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd, untilWatches } from "../support/etcd.js";
 import { eventually, stillAfter, until } from "../support/http.js";
+import { watching, watchingRange } from "../support/watches.js";
 
 /**
  * One conformance suite for every EtcdClient transport, run against a real etcd.
@@ -92,16 +96,6 @@ function stillPending(p: Promise<unknown>, ms: number): Promise<boolean> {
   return stillAfter(ms, () => !settled);
 }
 
-/** A watchDeletes stream, collecting the revisions it reports. */
-function watching(c: EtcdClient, key: string, from: number) {
-  const ac = new AbortController();
-  const deletes: number[] = [];
-  const ended = c.watchDeletes(key, from, (revision) => deletes.push(revision), ac.signal);
-  // Awaited by the tests that expect an end; a rejection must not go unhandled meanwhile.
-  ended.catch(() => {});
-  return { deletes, ended, stop: () => ac.abort() };
-}
-
 /** The first DELETE a watch from `from` reports. */
 async function firstDelete(c: EtcdClient, key: string, from: number): Promise<number> {
   const ac = new AbortController();
@@ -117,6 +111,58 @@ async function firstDelete(c: EtcdClient, key: string, from: number): Promise<nu
   );
   if (revision === undefined) throw new Error(`the watch ended (${end}) without a DELETE`);
   return revision;
+}
+
+const put = (kv: KeyValue): WatchEvent => ({ type: "put", kv });
+const deleted = (key: string, revision: number): WatchEvent => ({ type: "delete", key, revision });
+
+/**
+ * A TCP proxy to etcd whose connections `cut()` drops (as a member restart or a proxy's
+ * idle timeout would), holding new ones until `resume()`, for any transport.
+ */
+async function tcpProxy(upstream: string) {
+  const target = new URL(upstream);
+  const sockets = new Set<Socket>();
+  let held: (() => void)[] | undefined;
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on("close", () => sockets.delete(client));
+    client.on("error", () => {});
+    const join = () => {
+      const up = connect(Number(target.port), target.hostname);
+      sockets.add(up);
+      const end = () => {
+        client.destroy();
+        up.destroy();
+      };
+      up.on("error", end);
+      up.on("close", end);
+      client.on("close", end);
+      client.pipe(up);
+      up.pipe(client);
+    };
+    if (held) held.push(join);
+    else join();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const resume = () => {
+    const joins = held ?? [];
+    held = undefined;
+    for (const join of joins) join();
+  };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut() {
+      held = [];
+      for (const s of sockets) s.destroy();
+    },
+    resume,
+    async stop() {
+      resume();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
 
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
@@ -348,6 +394,150 @@ describe.each(transports)("$name transport", (transport) => {
     });
   });
 
+  describe("scan", () => {
+    /** Keys created in the order c, a, b (so by create revision they are not in key order). */
+    async function line(label: string) {
+      const prefix = `${uniqueKey(label)}/`;
+      const created: Record<string, number> = {};
+      for (const name of ["c", "a", "b"]) {
+        created[name] = (await createIfAbsent(client, prefix + name, name, 0n)).revision;
+      }
+      return { prefix, end: prefixEnd(prefix), created: created as Record<"a" | "b" | "c", number> };
+    }
+    const keys = (kvs: KeyValue[]) => kvs.map((kv) => kv.key.slice(-1));
+
+    it("by key or by create revision, with limit, count and more", async () => {
+      const { prefix, end, created } = await line("scan-order");
+      const byKey = await client.scan(prefix, end, {});
+      expect(keys(byKey.kvs)).toEqual(["a", "b", "c"]);
+      expect(byKey).toMatchObject({ count: 3, more: false });
+      expect(byKey.revision).toBeGreaterThanOrEqual(created.b);
+      expect(byKey.kvs[0]).toEqual({
+        key: `${prefix}a`,
+        value: "a",
+        createRevision: created.a,
+        modRevision: created.a,
+        lease: 0n,
+      });
+      expect(keys((await client.scan(prefix, end, { byCreate: true })).kvs)).toEqual(["c", "a", "b"]);
+      const page = await client.scan(prefix, end, { byCreate: true, limit: 2 });
+      expect(keys(page.kvs)).toEqual(["c", "a"]);
+      expect(page).toMatchObject({ count: 3, more: true });
+      expect(await client.scan(`${prefix}x`, end, { byCreate: true })).toMatchObject({
+        kvs: [],
+        count: 0,
+        more: false,
+      });
+    });
+
+    it("maxCreateRevision filters the keys but not the count; countOnly counts the whole range", async () => {
+      const { prefix, end, created } = await line("scan-max");
+      const older = await client.scan(prefix, end, { byCreate: true, maxCreateRevision: created.a });
+      expect(keys(older.kvs)).toEqual(["c", "a"]);
+      // etcd 3.4 counts before it filters.
+      expect(older).toMatchObject({ count: 3, more: false });
+      const first = await client.scan(prefix, end, { byCreate: true, maxCreateRevision: created.a, limit: 1 });
+      expect(keys(first.kvs)).toEqual(["c"]);
+      expect(first).toMatchObject({ count: 3, more: true });
+      expect(await client.scan(prefix, end, { countOnly: true })).toMatchObject({ kvs: [], count: 3, more: false });
+      expect(await client.scan(prefix, end, { countOnly: true, maxCreateRevision: created.c })).toMatchObject({
+        kvs: [],
+        count: 3,
+      });
+    });
+  });
+
+  describe("joinAll", () => {
+    const item = (
+      prefix: string,
+      name: string,
+      maxCreateRevision: number,
+      lease: bigint,
+      readLimit = 10,
+    ): JoinItem => ({
+      start: prefix,
+      end: prefixEnd(prefix),
+      maxCreateRevision,
+      key: prefix + name,
+      value: `value of ${name}`,
+      lease,
+      readLimit,
+    });
+
+    it("puts on an empty range: the key's create revision is the txn's", async () => {
+      const prefix = `${uniqueKey("join-empty")}/`;
+      const id = await lease();
+      const res = await client.joinAll([item(prefix, "me", 0, id)]);
+      expect(res).toEqual({ applied: true, revision: expect.any(Number) });
+      expect((await client.get(`${prefix}me`)).kv).toEqual({
+        key: `${prefix}me`,
+        value: "value of me",
+        createRevision: res.revision,
+        modRevision: res.revision,
+        lease: id,
+      });
+    });
+
+    it("puts when every key in the range was created at or before maxCreateRevision", async () => {
+      const prefix = `${uniqueKey("join-older")}/`;
+      await createIfAbsent(client, `${prefix}a`, "", 0n);
+      const { revision } = await createIfAbsent(client, `${prefix}b`, "", 0n);
+      expect(await client.joinAll([item(prefix, "me", revision, 0n)])).toMatchObject({ applied: true });
+      expect((await client.scan(prefix, prefixEnd(prefix), { countOnly: true })).count).toBe(3);
+    });
+
+    it("refuses when a newer key exists, reading the oldest keys, the count and the newest", async () => {
+      const prefix = `${uniqueKey("join-newer")}/`;
+      const c = await createIfAbsent(client, `${prefix}c`, "c", 0n);
+      const a = await createIfAbsent(client, `${prefix}a`, "a", 0n);
+      const b = await createIfAbsent(client, `${prefix}b`, "b", 0n);
+      const res = await client.joinAll([item(prefix, "me", a.revision, 0n, 2)]);
+      expect(res.applied).toBe(false);
+      if (res.applied) return;
+      expect(res.revision).toBeGreaterThanOrEqual(b.revision);
+      expect(res.reads).toHaveLength(1);
+      expect(res.reads[0]?.kvs.map((kv) => kv.key)).toEqual([`${prefix}c`, `${prefix}a`]);
+      expect(res.reads[0]?.kvs[0]).toMatchObject({ value: "c", createRevision: c.revision });
+      expect(res.reads[0]).toMatchObject({ count: 3, newest: b.revision });
+      expect((await client.get(`${prefix}me`)).kv).toBeUndefined();
+      // readLimit 0: the count alone.
+      const counted = await client.joinAll([item(prefix, "me", a.revision, 0n, 0)]);
+      expect(counted).toMatchObject({ applied: false, reads: [{ kvs: [], count: 3, newest: b.revision }] });
+    });
+
+    it("all or nothing: one item's compare failing writes no item and reads every item's range", async () => {
+      const free = `${uniqueKey("join-free")}/`;
+      const busy = `${uniqueKey("join-busy")}/`;
+      const taken = await createIfAbsent(client, `${busy}a`, "a", 0n);
+      const id = await lease();
+      const refused = await client.joinAll([item(free, "me", 0, id), item(busy, "me", 0, id)]);
+      expect(refused).toMatchObject({
+        applied: false,
+        reads: [
+          { kvs: [], count: 0, newest: 0 },
+          { kvs: [{ key: `${busy}a`, createRevision: taken.revision }], count: 1, newest: taken.revision },
+        ],
+      });
+      expect((await client.get(`${free}me`)).kv).toBeUndefined();
+      const joined = await client.joinAll([item(free, "me", 0, id), item(busy, "me", taken.revision, id)]);
+      expect(joined.applied).toBe(true);
+      for (const prefix of [free, busy]) {
+        expect((await client.get(`${prefix}me`)).kv).toMatchObject({ createRevision: joined.revision, lease: id });
+      }
+    });
+
+    it("a lease that does not exist rejects with LeaseNotFoundError and writes nothing", async () => {
+      const lines = [`${uniqueKey("join-lease-ok")}/`, `${uniqueKey("join-lease-gone")}/`];
+      const alive = await lease();
+      const gone = await lease();
+      await client.leaseRevoke(gone);
+      await expect(
+        client.joinAll([item(lines[0] as string, "me", 0, alive), item(lines[1] as string, "me", 0, gone)]),
+      ).rejects.toBeInstanceOf(LeaseNotFoundError);
+      for (const prefix of lines) expect((await client.get(`${prefix}me`)).kv).toBeUndefined();
+    });
+  });
+
   describe("watchDeletes", () => {
     /** Creates `key` on a fresh lease, then revokes it; resolves with the DELETE's revision. */
     async function createAndDelete(key: string): Promise<{ created: number; deleted: number }> {
@@ -494,6 +684,110 @@ describe.each(transports)("$name transport", (transport) => {
     });
   });
 
+  describe("watchRange", () => {
+    it("reports history, then live PUTs and DELETEs, each revision's events in one call, in order", async () => {
+      const prefix = `${uniqueKey("range-watch")}/`;
+      const end = prefixEnd(prefix);
+      const [a, b, c] = ["a", "b", "c"].map((n) => prefix + n) as [string, string, string];
+      const r1 = (await createIfAbsent(client, a, "1", 0n)).revision;
+      const w = watchingRange(client, prefix, end, r1);
+      await untilWatches(etcd.endpoint, 1, "the watch to be open in etcd");
+      const id = await lease();
+      // One txn: two keys in the range, one at its (exclusive) end.
+      const r2 = (
+        await client.createAllIfAbsent([
+          { key: c, value: "c", lease: id },
+          { key: end, value: "outside", lease: 0n },
+          { key: b, value: "b", lease: id },
+        ])
+      ).revision;
+      await createIfAbsent(client, uniqueKey("range-watch-elsewhere"), "outside", 0n);
+      await client.leaseRevoke(id);
+      const r3 = (await client.get(b)).revision;
+      expect(await client.putIfUnchanged({ key: a, modRevision: r1, value: "2", lease: 0n })).toBe(true);
+      const r4 = (await client.get(a)).kv?.modRevision as number;
+      const r5 = (await client.deleteAllIfUnchanged([{ key: a, modRevision: r4 }])).revision;
+      await until(() => w.calls.length >= 5, "five revisions' events");
+      expect(w.calls).toEqual([
+        [r1, [put({ key: a, value: "1", createRevision: r1, modRevision: r1, lease: 0n })]],
+        [
+          r2,
+          [
+            put({ key: c, value: "c", createRevision: r2, modRevision: r2, lease: id }),
+            put({ key: b, value: "b", createRevision: r2, modRevision: r2, lease: id }),
+          ],
+        ],
+        // A revoke deletes its keys in one revision, in key order.
+        [r3, [deleted(b, r3), deleted(c, r3)]],
+        [r4, [put({ key: a, value: "2", createRevision: r1, modRevision: r4, lease: 0n })]],
+        [r5, [deleted(a, r5)]],
+      ]);
+      // From a later revision: none before it.
+      const later = watchingRange(client, prefix, end, r3);
+      await until(() => later.calls.length >= 3, "the replayed revisions");
+      expect(later.calls).toEqual(w.calls.slice(2));
+      expect(await stillPending(w.ended, 100)).toBe(true);
+      w.stop();
+      later.stop();
+      expect(await w.ended).toBe("aborted");
+      expect(await later.ended).toBe("aborted");
+    });
+
+    it("reopens a broken stream from the last reported revision + 1: none missed, none repeated", async () => {
+      const proxy = await tcpProxy(etcd.endpoint);
+      // A deadline that leaves room for the client's own reconnect back-off.
+      const c = transport.create(proxy.url, { timeoutMs: 10_000 });
+      try {
+        const prefix = `${uniqueKey("range-watch-broken")}/`;
+        const r1 = (await createIfAbsent(client, `${prefix}a`, "a", 0n)).revision;
+        const w = watchingRange(c, prefix, prefixEnd(prefix), r1);
+        await until(() => w.calls.length >= 1, "the first revision");
+        proxy.cut();
+        // Written while the watch is down (through another client).
+        const r2 = (
+          await client.createAllIfAbsent([
+            { key: `${prefix}b`, value: "b", lease: 0n },
+            { key: `${prefix}c`, value: "c", lease: 0n },
+          ])
+        ).revision;
+        const r3 = (await client.deleteAllIfUnchanged([{ key: `${prefix}a`, modRevision: r1 }])).revision;
+        proxy.resume();
+        await until(() => w.calls.length >= 3, "the revisions written while the watch was down");
+        const r4 = (await createIfAbsent(client, `${prefix}d`, "d", 0n)).revision;
+        await until(() => w.calls.length >= 4, "the revision written after the watch was back");
+        expect(w.calls.map(([revision, events]) => [revision, events.length])).toEqual([
+          [r1, 1],
+          [r2, 2],
+          [r3, 1],
+          [r4, 1],
+        ]);
+        expect(await stillPending(w.ended, 100)).toBe(true);
+        w.stop();
+        expect(await w.ended).toBe("aborted");
+      } finally {
+        await c.close();
+        await proxy.stop();
+      }
+    });
+
+    it("ends with compacted when the start revision was compacted away", async () => {
+      const prefix = `${uniqueKey("range-watch-compacted")}/`;
+      const end = prefixEnd(prefix);
+      const { revision } = await createIfAbsent(client, `${prefix}a`, "a", 0n);
+      await createIfAbsent(client, uniqueKey("range-watch-compacted-bump"), "y", 0n);
+      const current = (await client.get(prefix)).revision;
+      await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(current), physical: true });
+      // Another watch keeps the client's stream (and etcd's count of the ended watch) until it ends.
+      const next = watchingRange(client, prefix, end, current + 1);
+      await untilWatches(etcd.endpoint, 1, "the other watch to be open in etcd");
+      const w = watchingRange(client, prefix, end, revision);
+      expect(await w.ended).toBe("compacted");
+      expect(w.calls).toEqual([]);
+      next.stop();
+      expect(await next.ended).toBe("aborted");
+    });
+  });
+
   it("ping", async () => {
     await expect(client.ping()).resolves.toBeUndefined();
   });
@@ -511,6 +805,12 @@ describe.each(transports)("$name transport", (transport) => {
         createAllIfAbsent: () => createIfAbsent(c, key, "x", 0n),
         deleteAllIfUnchanged: () => c.deleteAllIfUnchanged([{ key, modRevision: 1 }]),
         watchDeletes: () => c.watchDeletes(key, 1, () => {}, new AbortController().signal),
+        scan: () => c.scan(key, prefixEnd(key), { byCreate: true }),
+        joinAll: () =>
+          c.joinAll([
+            { start: key, end: prefixEnd(key), maxCreateRevision: 0, key, value: "x", lease: 0n, readLimit: 1 },
+          ]),
+        watchRange: () => c.watchRange(key, prefixEnd(key), 1, () => {}, new AbortController().signal),
         ping: () => c.ping(),
       };
     };
@@ -608,8 +908,28 @@ describe.each(transports)("$name transport", (transport) => {
           // client's next call, a watch or a unary call, must authenticate again.
           await invalidateTokens(ep);
           expect(await firstDelete(c, key, revision + 1)).toBeGreaterThan(revision);
+          // And the watch after it (over gRPC, one refused watch used to leave etcd3 unable to add any).
+          expect(await firstDelete(c, key, revision + 1)).toBeGreaterThan(revision);
           await invalidateTokens(ep);
           expect((await c.get(key)).kv).toBeUndefined();
+
+          // A range watch too (over gRPC etcd cancels it: it goes on by polling).
+          const from = (await c.get(key)).revision + 1;
+          await invalidateTokens(ep);
+          const w = watchingRange(c, `${key}/`, prefixEnd(`${key}/`), from);
+          const joined = randomLeaseId();
+          await c.leaseGrant(joined, 30);
+          const { revision: putAt } = await createIfAbsent(c, `${key}/x`, "x", joined);
+          await until(() => w.calls.length >= 1, "the PUT");
+          await c.leaseRevoke(joined);
+          const deletedAt = (await c.get(key)).revision;
+          await until(() => w.calls.length >= 2, "the DELETE");
+          expect(w.calls).toEqual([
+            [putAt, [put({ key: `${key}/x`, value: "x", createRevision: putAt, modRevision: putAt, lease: joined })]],
+            [deletedAt, [deleted(`${key}/x`, deletedAt)]],
+          ]);
+          w.stop();
+          expect(await w.ended).toBe("aborted");
 
           // Keep-alives too: streams opened with a token etcd has dropped, then streams
           // that were opened before their token was dropped.
@@ -789,6 +1109,90 @@ describe("gateway transport specifics", () => {
     const res = await createIfAbsent(b, key, "x", id);
     expect(res).toEqual({ created: true, revision: (await b.get(key)).kv?.createRevision });
     await b.close();
+  });
+
+  describe("a joinAll whose answer was lost, retried on the next endpoint", () => {
+    /**
+     * A client whose first endpoint loses the answer to the first txn: after passing it on
+     * to etcd (`forward`, then `meanwhile` runs) or before.
+     */
+    function lossyJoins(forward: boolean, meanwhile: () => Promise<unknown> = async () => {}) {
+      const lossy = "http://lossy.test";
+      return createGatewayEtcd({
+        endpoints: [lossy, etcd.endpoint],
+        timeoutMs: TIMEOUT_MS,
+        fetch: async (input, init) => {
+          const url = String(input);
+          if (!url.startsWith(lossy)) return fetch(input, init);
+          if (forward) await (await fetch(etcd.endpoint + url.slice(lossy.length), init)).text();
+          await meanwhile();
+          throw new TypeError("fetch failed", { cause: new Error("socket hang up") });
+        },
+      });
+    }
+    const direct = () => createGatewayEtcd({ endpoints: [etcd.endpoint], timeoutMs: TIMEOUT_MS });
+    const join = (prefix: string, name: string, maxCreateRevision: number, lease: bigint): JoinItem => ({
+      start: prefix,
+      end: prefixEnd(prefix),
+      maxCreateRevision,
+      key: prefix + name,
+      value: `joined by ${name}`,
+      lease,
+      readLimit: 5,
+    });
+
+    it("is applied when the retry finds every key it put, with its value and lease", async () => {
+      const d = direct();
+      const c = lossyJoins(true);
+      try {
+        const lines = [`${uniqueKey("lost-join-a")}/`, `${uniqueKey("lost-join-b")}/`];
+        const id = randomLeaseId();
+        await d.leaseGrant(id, 30);
+        const res = await c.joinAll(lines.map((prefix) => join(prefix, "me", 0, id)));
+        const kv = (await d.get(`${lines[1]}me`)).kv;
+        expect(kv).toMatchObject({ value: "joined by me", lease: id });
+        expect(res).toEqual({ applied: true, revision: kv?.createRevision });
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
+
+    it("is refused as any join when the lost attempt never reached etcd", async () => {
+      const d = direct();
+      const c = lossyJoins(false);
+      try {
+        const prefix = `${uniqueKey("lost-join-refused")}/`;
+        const newer = await createIfAbsent(d, `${prefix}first`, "", 0n);
+        const res = await c.joinAll([join(prefix, "me", newer.revision - 1, 0n)]);
+        expect(res).toMatchObject({ applied: false, reads: [{ count: 1, newest: newer.revision }] });
+        expect((await d.get(`${prefix}me`)).kv).toBeUndefined();
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
+
+    it("is an unknown outcome when the retry finds only some of its keys", async () => {
+      const d = direct();
+      const lines = [`${uniqueKey("lost-join-some-a")}/`, `${uniqueKey("lost-join-some-b")}/`];
+      // One of the joined keys goes before the retry (as its lease's expiry would take it).
+      const c = lossyJoins(true, async () => {
+        const key = `${lines[1]}me`;
+        await d.deleteAllIfUnchanged([{ key, modRevision: (await d.get(key)).kv?.modRevision ?? 0 }]);
+      });
+      try {
+        const res = await c.joinAll(lines.map((prefix) => join(prefix, "me", 0, 0n))).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        expect(res).toBeInstanceOf(EtcdUnavailableError);
+        expect(String((res as Error).message)).toMatch(/outcome unknown/);
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
   });
 
   /**

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { EtcdGatewayError } from "../../src/etcd/gateway/codec.js";
-import { EtcdUnavailableError, type WatchEnd } from "../../src/etcd/types.js";
-import { type WatchCursor, WatchLoops } from "../../src/etcd/watch-loop.js";
+import { EtcdUnavailableError, type WatchEnd, type WatchEvent } from "../../src/etcd/types.js";
+import { WatchCursor, WatchLoops } from "../../src/etcd/watch-loop.js";
 
 /**
  * Unit tests of the watch loop both transports share, with scripted streams: a stream
@@ -34,7 +34,7 @@ function scripted(steps: Step[], timeoutMs = 1_000) {
 const stream =
   (revisions: number[], end: WatchEnd | "broken"): Step =>
   async (cursor) => {
-    for (const r of revisions) cursor.report(r);
+    for (const r of revisions) cursor.report(r, []);
     return end;
   };
 
@@ -42,7 +42,7 @@ const stream =
 const open =
   (revisions: number[] = []): Step =>
   (cursor, stop) => {
-    for (const r of revisions) cursor.report(r);
+    for (const r of revisions) cursor.report(r, []);
     return new Promise((resolve) => stop.addEventListener("abort", () => resolve("aborted"), { once: true }));
   };
 
@@ -129,9 +129,9 @@ describe("watch loop", () => {
     const w = scripted([
       (cursor, stop) =>
         new Promise((_, reject) => {
-          cursor.report(5);
+          cursor.report(5, []);
           late = () => {
-            cursor.report(6);
+            cursor.report(6, []);
             reject(new Error("connection reset"));
           };
           stop.addEventListener("abort", () => late?.(), { once: true });
@@ -172,5 +172,28 @@ describe("watch loop", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(await w.ended).toBe("aborted");
     expect(w.opens).toEqual([3, 6]);
+  });
+});
+
+describe("watch cursor", () => {
+  const put = (key: string, revision: number): WatchEvent => ({
+    type: "put",
+    kv: { key, value: "", createRevision: revision, modRevision: revision, lease: 0n },
+  });
+  const del = (key: string, revision: number): WatchEvent => ({ type: "delete", key, revision });
+
+  it("reports each revision's events together, in order, and each revision once", () => {
+    const got: [number, WatchEvent[]][] = [];
+    const cursor = new WatchCursor(5, (revision, events) => got.push([revision, events]), new AbortController().signal);
+    cursor.reportAll([put("a", 5), put("b", 5), del("a", 7)]);
+    // Revisions already reported (or before the start) are not reported again.
+    cursor.reportAll([del("b", 7), put("c", 8)]);
+    cursor.report(4, [del("x", 4)]);
+    expect(got).toEqual([
+      [5, [put("a", 5), put("b", 5)]],
+      [7, [del("a", 7)]],
+      [8, [put("c", 8)]],
+    ]);
+    expect(cursor.next).toBe(9);
   });
 });

@@ -5,13 +5,19 @@ import {
   type EtcdClient,
   EtcdUnavailableError,
   type GetResult,
+  JOIN_READS_PER_ITEM,
+  type JoinAllResult,
+  type JoinItem,
   type KeyValue,
   LeaseExistsError,
   LeaseNotFoundError,
   type LeaseTtl,
   type RangeResult,
+  type ScanQuery,
+  type ScanResult,
   type UpdateItem,
   type WatchEnd,
+  type WatchEvent,
 } from "../../src/etcd/types.js";
 
 /**
@@ -25,14 +31,18 @@ import {
  *   1.5 × the election timeout rounded up: 2 s with default timing). Time is a virtual
  *   clock moved only by `advance(ms)`: a lease whose deadline it reaches is revoked on the
  *   spot (real etcd revokes within ~500 ms after), its keys deleted at one revision.
- * - Every DELETE is kept in an event log until `compact(rev)`, so `watchDeletes` replays
- *   history from its start revision and then delivers live (asynchronously, as a stream
- *   would); a start revision below the compaction point ends the watch with "compacted".
+ * - Every PUT and DELETE is kept in an event log until `compact(rev)`, so a watch
+ *   (`watchDeletes`, `watchRange`) replays history from its start revision and then
+ *   delivers live (asynchronously, as a stream would, each revision's events together); a
+ *   start revision below the compaction point ends the watch with "compacted".
+ * - `scan` and `joinAll`'s reads count as etcd 3.4 does: `count` is every key in the
+ *   range, whatever `maxCreateRevision` filtered out.
  * - Errors as the transports report them: `LeaseExistsError`, `LeaseNotFoundError` (a txn
  *   whose chosen branch puts with a missing lease; nothing written), `0` from a keep-alive
  *   and `{ttl: -1}` from timeToLive for a missing lease, `false` from its revoke; etcd's
- *   own refusals (duplicate keys in a txn, more than `maxTxnOps` operations) as plain
- *   errors, which the transports pass on as errors that are not about reachability.
+ *   own refusals (duplicate keys in a txn, more than `maxTxnOps` operations in a branch)
+ *   as plain errors, which the transports pass on as errors that are not about
+ *   reachability.
  *
  * Fault injection, to script races deterministically: `failNext` makes a call reject
  * (before it takes effect, or after: the write applied but its answer was lost),
@@ -57,7 +67,7 @@ export interface FaultOptions<M extends Method> {
   /**
    * Where in the call the fault strikes: `false` (default) before it takes effect, `true`
    * after (a write applied, a read was served; only the answer is late or lost).
-   * `watchDeletes` is always struck before its watch is established.
+   * A watch is always struck before it is established.
    */
   applied?: boolean;
 }
@@ -95,16 +105,23 @@ interface MutableLease {
   keys: Set<string>;
 }
 
-interface DeleteEvent {
+interface LoggedEvent {
   key: string;
   revision: number;
+  event: WatchEvent;
 }
 
 interface LiveWatch {
+  /** The watched key, or the start of the watched range. */
   key: string;
-  /** Deletes at or after this revision are reported. */
-  from: number;
-  onDelete(revision: number): void;
+  /** The end of the watched range; `undefined` when only `key` is watched. */
+  rangeEnd: string | undefined;
+  deletesOnly: boolean;
+  /** Revisions from this one on are still to be reported. */
+  next: number;
+  /** A delivery is queued. */
+  queued: boolean;
+  onEvents(revision: number, events: WatchEvent[]): void;
   end(outcome: WatchEnd | Error): void;
 }
 
@@ -127,6 +144,12 @@ function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+/** As in etcd: range_end `undefined` or "" means the key `start` alone, "\0" every key from `start` on. */
+function inRange(key: string, start: string, end: string | undefined): boolean {
+  if (end === undefined || end === "") return key === start;
+  return compareKeys(key, start) >= 0 && (end === "\0" || compareKeys(key, end) < 0);
+}
+
 export class FakeEtcd implements EtcdClient {
   private rev = 1;
   private compacted = 0;
@@ -134,7 +157,8 @@ export class FakeEtcd implements EtcdClient {
   private closed = false;
   private readonly kvs = new Map<string, StoredKv>();
   private readonly leases = new Map<bigint, MutableLease>();
-  private readonly deletes: DeleteEvent[] = [];
+  /** Every PUT and DELETE since the compaction point, in revision order. */
+  private readonly events: LoggedEvent[] = [];
   private readonly watches = new Set<LiveWatch>();
   private hooks: Hook[] = [];
   private callWaiters: CallWaiter[] = [];
@@ -206,8 +230,9 @@ export class FakeEtcd implements EtcdClient {
     if (revision > this.rev) throw new Error("mvcc: required revision is a future revision");
     if (revision <= this.compacted) throw new Error("mvcc: required revision has been compacted");
     this.compacted = revision;
-    const keep = this.deletes.filter((e) => e.revision >= revision);
-    this.deletes.splice(0, this.deletes.length, ...keep);
+    // What a live watch has yet to get stays: real etcd would have sent it already.
+    const owed = Math.min(revision, ...[...this.watches].map((w) => w.next));
+    this.events.splice(0, this.firstEventAt(owed));
   }
 
   /**
@@ -295,19 +320,13 @@ export class FakeEtcd implements EtcdClient {
 
   range(start: string, end: string, limit: number): Promise<RangeResult> {
     return this.call("range", [start, end, limit], () => {
-      // As in etcd: range_end "" means the key `start` alone, "\0" every key from `start` on.
-      const inRange = [...this.kvs.keys()]
-        .filter((k) =>
-          end === "" ? k === start : compareKeys(k, start) >= 0 && (end === "\0" || compareKeys(k, end) < 0),
-        )
-        .sort(compareKeys);
-      const taken = limit > 0 ? inRange.slice(0, limit) : inRange;
-      return {
-        revision: this.rev,
-        kvs: taken.map((k) => this.peek(k) as KeyValue),
-        more: taken.length < inRange.length,
-      };
+      const { kvs, more } = this.scanNow(start, end, { limit });
+      return { revision: this.rev, kvs, more };
     });
+  }
+
+  scan(start: string, end: string, q: ScanQuery): Promise<ScanResult> {
+    return this.call("scan", [start, end, q], () => this.scanNow(start, end, q));
   }
 
   leaseGrant(id: bigint, ttlSeconds: number): Promise<number> {
@@ -353,12 +372,7 @@ export class FakeEtcd implements EtcdClient {
     return this.call("createAllIfAbsent", [items], () => {
       this.checkTxn(items);
       if (!items.every((i) => !this.kvs.has(i.key))) return this.failed(items);
-      // etcd checks the leases of the branch it takes only, before writing anything.
-      for (const i of items) {
-        if (i.lease !== 0n && !this.leases.has(i.lease)) {
-          throw new LeaseNotFoundError("etcdserver: requested lease not found");
-        }
-      }
+      this.checkLeases(items);
       if (items.length > 0) {
         this.rev++;
         for (const i of items) this.putAt(i.key, i.value, i.lease, this.rev);
@@ -381,15 +395,42 @@ export class FakeEtcd implements EtcdClient {
     });
   }
 
-  putIfUnchanged(item: UpdateItem): Promise<boolean> {
+  putIfUnchanged(item: UpdateItem): Promise<number> {
     return this.call("putIfUnchanged", [item], () => {
-      if ((this.kvs.get(item.key)?.modRevision ?? 0) !== item.modRevision) return false;
+      if ((this.kvs.get(item.key)?.modRevision ?? 0) !== item.modRevision) return 0;
       if (item.lease !== 0n && !this.leases.has(item.lease)) {
         throw new LeaseNotFoundError("etcdserver: requested lease not found");
       }
       this.rev++;
       this.putAt(item.key, item.value, item.lease, this.rev);
-      return true;
+      return this.rev;
+    });
+  }
+
+  joinAll(items: JoinItem[]): Promise<JoinAllResult> {
+    return this.call("joinAll", [items], () => {
+      this.checkTxn(items, JOIN_READS_PER_ITEM);
+      // etcd's compare over a range holds when every key in it holds it (so when it is empty).
+      const holds = (i: JoinItem) =>
+        [...this.kvs].every(([k, kv]) => !inRange(k, i.start, i.end) || kv.createRevision < i.maxCreateRevision + 1);
+      if (!items.every(holds)) {
+        const reads = items.map((i) => {
+          const oldest = this.scanNow(i.start, i.end, {
+            byCreate: true,
+            limit: i.readLimit,
+            countOnly: i.readLimit <= 0,
+          });
+          const newest = Math.max(0, ...this.scanNow(i.start, i.end, {}).kvs.map((kv) => kv.createRevision));
+          return { kvs: oldest.kvs, count: oldest.count, newest };
+        });
+        return { applied: false, revision: this.rev, reads };
+      }
+      this.checkLeases(items);
+      if (items.length > 0) {
+        this.rev++;
+        for (const i of items) this.putAt(i.key, i.value, i.lease, this.rev);
+      }
+      return { applied: true, revision: this.rev };
     });
   }
 
@@ -399,30 +440,21 @@ export class FakeEtcd implements EtcdClient {
     onDelete: (revision: number) => void,
     signal: AbortSignal,
   ): Promise<WatchEnd> {
-    return this.call("watchDeletes", [key, fromRevision, onDelete, signal], () => {
-      if (signal.aborted) return Promise.resolve<WatchEnd>("aborted");
-      // Start revision 0 (or below 1) means "from the next revision", as in etcd.
-      const from = fromRevision > 0 ? fromRevision : this.rev + 1;
-      if (from < this.compacted) return Promise.resolve<WatchEnd>("compacted");
-      return new Promise<WatchEnd>((resolve, reject) => {
-        const watch: LiveWatch = {
-          key,
-          from,
-          onDelete,
-          end: (outcome) => {
-            if (!this.watches.delete(watch)) return;
-            signal.removeEventListener("abort", onAbort);
-            if (outcome instanceof Error) reject(outcome);
-            else resolve(outcome);
-          },
-        };
-        const onAbort = () => watch.end("aborted");
-        signal.addEventListener("abort", onAbort, { once: true });
-        this.watches.add(watch);
-        // History first, then live: both from one synchronous step, so none is missed.
-        for (const e of this.deletes) if (e.key === key && e.revision >= from) this.deliver(watch, e.revision);
-      });
-    });
+    return this.call("watchDeletes", [key, fromRevision, onDelete, signal], () =>
+      this.watch({ key, rangeEnd: undefined, deletesOnly: true }, fromRevision, (r) => onDelete(r), signal),
+    );
+  }
+
+  watchRange(
+    start: string,
+    end: string,
+    fromRevision: number,
+    onEvents: (revision: number, events: WatchEvent[]) => void,
+    signal: AbortSignal,
+  ): Promise<WatchEnd> {
+    return this.call("watchRange", [start, end, fromRevision, onEvents, signal], () =>
+      this.watch({ key: start, rangeEnd: end, deletesOnly: false }, fromRevision, onEvents, signal),
+    );
   }
 
   ping(): Promise<void> {
@@ -447,7 +479,7 @@ export class FakeEtcd implements EtcdClient {
     if (hook) this.hooks = this.hooks.filter((h) => h !== hook);
 
     // A watch is only ever held or failed before it is established.
-    const applied = hook?.applied === true && method !== "watchDeletes";
+    const applied = hook?.applied === true && method !== "watchDeletes" && method !== "watchRange";
     await Promise.resolve();
     if (this.closed) throw new EtcdUnavailableError("etcd client is closed");
     if (hook && !applied) await this.strike(hook, args);
@@ -464,12 +496,38 @@ export class FakeEtcd implements EtcdClient {
     if (hook.error) throw hook.error;
   }
 
-  /** etcd refuses a txn naming a key twice, or with more operations than --max-txn-ops. */
-  private checkTxn(items: { key: string }[]): void {
-    if (items.length > this.maxTxnOps) throw new Error("etcdserver: too many operations in txn request");
+  /**
+   * etcd refuses a txn naming a key twice, or with more operations in a branch than
+   * --max-txn-ops (`opsPerItem` in the longest branch).
+   */
+  private checkTxn(items: { key: string }[], opsPerItem = 1): void {
+    if (items.length * opsPerItem > this.maxTxnOps) throw new Error("etcdserver: too many operations in txn request");
     if (new Set(items.map((i) => i.key)).size !== items.length) {
       throw new Error("etcdserver: duplicate key given in txn request");
     }
+  }
+
+  /** etcd checks the leases of the branch it takes only, before writing anything. */
+  private checkLeases(items: { lease: bigint }[]): void {
+    for (const i of items) {
+      if (i.lease !== 0n && !this.leases.has(i.lease)) {
+        throw new LeaseNotFoundError("etcdserver: requested lease not found");
+      }
+    }
+  }
+
+  /** A Range as etcd 3.4 serves it: `count` before the create revision filter, `more` after. */
+  private scanNow(start: string, end: string, q: ScanQuery): ScanResult {
+    const all = [...this.kvs.keys()].filter((k) => inRange(k, start, end)).sort(compareKeys);
+    if (q.countOnly) return { revision: this.rev, kvs: [], count: all.length, more: false };
+    let kvs = all.map((k) => this.peek(k) as KeyValue);
+    const max = q.maxCreateRevision ?? 0;
+    if (max > 0) kvs = kvs.filter((kv) => kv.createRevision <= max);
+    // Stable, as etcd's sort: equal create revisions (one txn) stay in key order.
+    if (q.byCreate) kvs.sort((a, b) => a.createRevision - b.createRevision);
+    const limit = q.limit ?? 0;
+    const taken = limit > 0 ? kvs.slice(0, limit) : kvs;
+    return { revision: this.rev, kvs: taken, count: all.length, more: taken.length < kvs.length };
   }
 
   /** The failure branch: Range each key, at the current revision. */
@@ -482,6 +540,7 @@ export class FakeEtcd implements EtcdClient {
     if (old && old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
     this.kvs.set(key, { value, createRevision: old?.createRevision ?? revision, modRevision: revision, lease });
     if (lease !== 0n) this.leases.get(lease)?.keys.add(key);
+    this.record({ key, revision, event: { type: "put", kv: this.peek(key) as KeyValue } });
   }
 
   private deleteAt(key: string, revision: number): void {
@@ -489,8 +548,7 @@ export class FakeEtcd implements EtcdClient {
     if (!old) return;
     this.kvs.delete(key);
     if (old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
-    this.deletes.push({ key, revision });
-    for (const w of this.watches) if (w.key === key && revision >= w.from) this.deliver(w, revision);
+    this.record({ key, revision, event: { type: "delete", key, revision } });
   }
 
   /** Revokes a lease: its keys go in one revision (none when it had no keys). */
@@ -498,13 +556,79 @@ export class FakeEtcd implements EtcdClient {
     this.leases.delete(l.id);
     if (l.keys.size === 0) return;
     this.rev++;
-    for (const key of [...l.keys]) this.deleteAt(key, this.rev);
+    // In key order, as etcd deletes them (its watchers see them so).
+    for (const key of [...l.keys].sort(compareKeys)) this.deleteAt(key, this.rev);
   }
 
-  /** Reports a DELETE to a watch asynchronously, as a stream delivers it; never after it ended. */
-  private deliver(watch: LiveWatch, revision: number): void {
+  /** A watch from `fromRevision` (0 or below: from the next revision, as in etcd). */
+  private watch(
+    target: Pick<LiveWatch, "key" | "rangeEnd" | "deletesOnly">,
+    fromRevision: number,
+    onEvents: LiveWatch["onEvents"],
+    signal: AbortSignal,
+  ): Promise<WatchEnd> {
+    if (signal.aborted) return Promise.resolve("aborted");
+    const next = fromRevision > 0 ? fromRevision : this.rev + 1;
+    if (next < this.compacted) return Promise.resolve("compacted");
+    return new Promise<WatchEnd>((resolve, reject) => {
+      const watch: LiveWatch = {
+        ...target,
+        next,
+        queued: false,
+        onEvents,
+        end: (outcome) => {
+          if (!this.watches.delete(watch)) return;
+          signal.removeEventListener("abort", onAbort);
+          if (outcome instanceof Error) reject(outcome);
+          else resolve(outcome);
+        },
+      };
+      const onAbort = () => watch.end("aborted");
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.watches.add(watch);
+      // History first, then live: the log holds both, so none is missed.
+      this.queueDelivery(watch);
+    });
+  }
+
+  /** Index of the first logged event at or after `revision` (the log is in revision order). */
+  private firstEventAt(revision: number): number {
+    let lo = 0;
+    for (let hi = this.events.length; lo < hi; ) {
+      const mid = (lo + hi) >> 1;
+      if ((this.events[mid] as LoggedEvent).revision < revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private record(e: LoggedEvent): void {
+    this.events.push(e);
+    for (const w of this.watches) if (inRange(e.key, w.key, w.rangeEnd)) this.queueDelivery(w);
+  }
+
+  /**
+   * Reports what the log holds for `watch` from its `next` on, asynchronously as a stream
+   * delivers it: a txn's writes all happen before the delivery runs, so each revision's
+   * events go together. Nothing once the watch ended.
+   */
+  private queueDelivery(watch: LiveWatch): void {
+    if (watch.queued) return;
+    watch.queued = true;
     queueMicrotask(() => {
-      if (this.watches.has(watch)) watch.onDelete(revision);
+      watch.queued = false;
+      const due = new Map<number, WatchEvent[]>();
+      for (const e of this.events.slice(this.firstEventAt(watch.next))) {
+        if (!inRange(e.key, watch.key, watch.rangeEnd) || (watch.deletesOnly && e.event.type !== "delete")) continue;
+        const events = due.get(e.revision);
+        if (events) events.push(e.event);
+        else due.set(e.revision, [e.event]);
+      }
+      for (const [revision, events] of due) {
+        if (!this.watches.has(watch)) return;
+        watch.next = revision + 1;
+        watch.onEvents(revision, events);
+      }
     });
   }
 }

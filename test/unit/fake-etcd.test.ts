@@ -1,6 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { EtcdUnavailableError, LeaseExistsError, LeaseNotFoundError, prefixEnd } from "../../src/etcd/types.js";
+import {
+  EtcdUnavailableError,
+  type JoinItem,
+  type KeyValue,
+  LeaseExistsError,
+  LeaseNotFoundError,
+  prefixEnd,
+  type WatchEvent,
+} from "../../src/etcd/types.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
+import { watching, watchingRange } from "../support/watches.js";
 
 /**
  * The fake's own contract: the etcd semantics the unit tests rely on, checked here once
@@ -9,15 +18,6 @@ import { FakeEtcd } from "../support/fake-etcd.js";
 
 const L1 = 0x1234_5678_9abc_def0n;
 const L2 = 0x0fed_cba9_8765_4321n;
-
-/** A watchDeletes on `fake`, collecting what it reports. */
-function watching(fake: FakeEtcd, key: string, from: number) {
-  const ac = new AbortController();
-  const deletes: number[] = [];
-  const ended = fake.watchDeletes(key, from, (r) => deletes.push(r), ac.signal);
-  ended.catch(() => {});
-  return { deletes, ended, stop: () => ac.abort() };
-}
 
 /** Lets queued microtasks (watch deliveries) run. */
 const flush = () => new Promise<void>((r) => setImmediate(r));
@@ -214,6 +214,157 @@ describe("FakeEtcd watches", () => {
     const ac = new AbortController();
     ac.abort();
     expect(await fake.watchDeletes("k", 1, () => {}, ac.signal)).toBe("aborted");
+  });
+});
+
+describe("FakeEtcd lines (scan, joinAll)", () => {
+  /** p/c, p/a, p/b created in this order at revisions 2, 3, 4; q/a after them. */
+  function line() {
+    const fake = new FakeEtcd();
+    for (const k of ["p/c", "p/a", "p/b", "q/a"]) fake.put(k, k);
+    return fake;
+  }
+  const keys = (kvs: KeyValue[]) => kvs.map((kv) => kv.key);
+  const end = prefixEnd("p/");
+  const item = (prefix: string, maxCreateRevision: number, lease = 0n, readLimit = 10): JoinItem => ({
+    start: prefix,
+    end: prefixEnd(prefix),
+    maxCreateRevision,
+    key: `${prefix}me`,
+    value: "v",
+    lease,
+    readLimit,
+  });
+
+  it("scan: by key or create revision; maxCreateRevision filters kvs and more, never count", async () => {
+    const fake = line();
+    expect(await fake.scan("p/", end, {})).toMatchObject({ revision: 5, count: 3, more: false });
+    expect(keys((await fake.scan("p/", end, {})).kvs)).toEqual(["p/a", "p/b", "p/c"]);
+    const page = await fake.scan("p/", end, { byCreate: true, limit: 2 });
+    expect(keys(page.kvs)).toEqual(["p/c", "p/a"]);
+    expect(page).toMatchObject({ count: 3, more: true });
+    const older = await fake.scan("p/", end, { byCreate: true, maxCreateRevision: 3 });
+    expect(keys(older.kvs)).toEqual(["p/c", "p/a"]);
+    expect(older).toMatchObject({ count: 3, more: false });
+    expect(await fake.scan("p/", end, { maxCreateRevision: 3, byCreate: true, limit: 1 })).toMatchObject({
+      kvs: [{ key: "p/c" }],
+      more: true,
+    });
+    expect(await fake.scan("p/", end, { countOnly: true, maxCreateRevision: 2 })).toEqual({
+      revision: 5,
+      kvs: [],
+      count: 3,
+      more: false,
+    });
+    expect(fake.count("scan")).toBe(6);
+  });
+
+  it("joinAll: puts when no key in the range is newer, else reads oldest first, the count and the newest", async () => {
+    const fake = line();
+    expect(await fake.joinAll([item("p/", 3, 0n, 2)])).toEqual({
+      applied: false,
+      revision: 5,
+      reads: [{ kvs: [fake.peek("p/c"), fake.peek("p/a")], count: 3, newest: 4 }],
+    });
+    expect(await fake.joinAll([item("p/", 3, 0n, 0)])).toMatchObject({ reads: [{ kvs: [], count: 3, newest: 4 }] });
+    expect(fake.revision).toBe(5);
+    expect(await fake.joinAll([item("p/", 4), item("r/", 0)])).toEqual({ applied: true, revision: 6 });
+    expect(fake.peek("p/me")).toMatchObject({ value: "v", createRevision: 6 });
+    expect(fake.peek("r/me")).toMatchObject({ createRevision: 6 });
+  });
+
+  it("joinAll: one item failing writes no item and reads every item's range", async () => {
+    const fake = line();
+    expect(await fake.joinAll([item("r/", 0), item("q/", 0)])).toEqual({
+      applied: false,
+      revision: 5,
+      reads: [
+        { kvs: [], count: 0, newest: 0 },
+        { kvs: [fake.peek("q/a")], count: 1, newest: 5 },
+      ],
+    });
+    expect(fake.peek("r/me")).toBeUndefined();
+  });
+
+  it("joinAll: a missing lease rejects only when the puts would go ahead; 3 reads per item count against maxTxnOps", async () => {
+    const fake = new FakeEtcd({ maxTxnOps: 6 });
+    await expect(fake.joinAll([item("a/", 0, L1), item("b/", 0, L2)])).rejects.toBeInstanceOf(LeaseNotFoundError);
+    expect(fake.revision).toBe(1);
+    fake.put("c/x", "");
+    expect(await fake.joinAll([item("c/", 0, L1)])).toMatchObject({ applied: false });
+    await expect(fake.joinAll([item("a/", 0), item("b/", 0), item("d/", 0)])).rejects.toThrow(/too many operations/);
+  });
+});
+
+describe("FakeEtcd range watches", () => {
+  const put = (kv: KeyValue | undefined): WatchEvent => ({ type: "put", kv: kv as KeyValue });
+
+  it("history, then live: each revision's events in one call, keys outside the range left out", async () => {
+    const fake = new FakeEtcd();
+    const r1 = fake.put("p/a", "1");
+    const kv1 = fake.peek("p/a");
+    const w = watchingRange(fake, "p/", prefixEnd("p/"), r1);
+    await fake.leaseGrant(L1, 10);
+    const { revision: r2 } = await fake.createAllIfAbsent([
+      { key: "p/c", value: "c", lease: L1 },
+      { key: "p0", value: "outside", lease: L1 },
+      { key: "p/b", value: "b", lease: L1 },
+    ]);
+    await fake.leaseRevoke(L1);
+    const r3 = fake.revision;
+    const r4 = fake.put("p/a", "2");
+    const kv4 = fake.peek("p/a");
+    const r5 = fake.delete("p/a");
+    await flush();
+    expect(w.calls).toEqual([
+      [r1, [put(kv1)]],
+      [
+        r2,
+        [
+          put({ key: "p/c", value: "c", createRevision: r2, modRevision: r2, lease: L1 }),
+          put({ key: "p/b", value: "b", createRevision: r2, modRevision: r2, lease: L1 }),
+        ],
+      ],
+      [
+        r3,
+        [
+          { type: "delete", key: "p/b", revision: r3 },
+          { type: "delete", key: "p/c", revision: r3 },
+        ],
+      ],
+      [r4, [put(kv4)]],
+      [r5, [{ type: "delete", key: "p/a", revision: r5 }]],
+    ]);
+    expect(fake.openWatches("p/")).toBe(1);
+    w.stop();
+    expect(await w.ended).toBe("aborted");
+  });
+
+  it("compaction: a start below it ends 'compacted'; a live watch still gets what it was owed", async () => {
+    const fake = new FakeEtcd();
+    const w = watchingRange(fake, "p/", "p0", 0);
+    await flush();
+    const r = fake.put("p/a", "1");
+    fake.put("x", "");
+    // Compacted before the watch was told (etcd would have sent it already).
+    fake.compact(fake.revision);
+    await flush();
+    expect(w.calls.map(([revision]) => revision)).toEqual([r]);
+    expect(await watchingRange(fake, "p/", "p0", r).ended).toBe("compacted");
+    w.stop();
+  });
+
+  it("faults and endWatches as for watchDeletes", async () => {
+    const fake = new FakeEtcd();
+    fake.failNext("watchRange", { applied: true });
+    await expect(fake.watchRange("p/", "p0", 1, () => {}, new AbortController().signal)).rejects.toBeInstanceOf(
+      EtcdUnavailableError,
+    );
+    const w = watchingRange(fake, "p/", "p0", 1);
+    await flush();
+    const err = new EtcdUnavailableError("gone");
+    fake.endWatches(err, "p/");
+    await expect(w.ended).rejects.toBe(err);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * JSON of etcd's HTTP/JSON gateway (`/v3/...`) to and from our types, with no I/O.
+ * JSON of etcd's HTTP/JSON gateway (`/v3/...`) to our types, with no I/O (requests are
+ * in requests.ts).
  *
  * How the etcd 3.4 gateway encodes things (checked against a real etcd 3.4.23):
  * - keys and values are base64; every int64 (revisions, lease IDs, TTLs) is a JSON string;
@@ -11,16 +12,8 @@
  *   `{"result": {...}}` (or `{"error": {...}}`) objects.
  */
 
-import type {
-  AllOrNothing,
-  CreateItem,
-  DeleteItem,
-  GetResult,
-  KeyValue,
-  LeaseTtl,
-  RangeResult,
-  UpdateItem,
-} from "../types.js";
+import { type JoinOutcome, joinOutcome } from "../join.js";
+import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -126,6 +119,10 @@ export function decodeRange(body: Json): RangeResult {
   return { revision: headerRevision(body), kvs: kvsOf(body).map(decodeKv), more: body.more === true };
 }
 
+export function decodeScan(body: Json): ScanResult {
+  return { ...decodeRange(body), count: decodeNumber(body.count) };
+}
+
 export function decodeGet(body: Json): GetResult {
   const raw = kvsOf(body)[0];
   return { revision: headerRevision(body), ...(raw ? { kv: decodeKv(raw) } : {}) };
@@ -141,6 +138,13 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
     return raw ? decodeKv(raw) : undefined;
   });
   return { applied: false, revision, kvs };
+}
+
+/** Response of `encodeJoinAll`'s txn. */
+export function decodeJoin(body: Json): JoinOutcome {
+  const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
+  const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
+  return joinOutcome(body.succeeded === true, headerRevision(body), ranges);
 }
 
 /** Granted TTL from a LeaseGrant response. */
@@ -162,14 +166,14 @@ export function decodeTimeToLive(body: Json): LeaseTtl {
 
 export type WatchMessage =
   | { kind: "created" }
-  /** One message can carry several events (history delivered in a batch). */
-  | { kind: "deleted"; revisions: number[] }
+  /** One message can carry several revisions' events (history delivered in a batch). */
+  | { kind: "events"; events: WatchEvent[] }
   | { kind: "compacted" }
   | { kind: "canceled"; reason: string }
-  /** Events without a DELETE (or a progress notice): keep waiting. */
+  /** A progress notice: keep waiting. */
   | { kind: "other" };
 
-/** Classifies one `result` object of the `/v3/watch` stream (one watched key). */
+/** Classifies one `result` object of the `/v3/watch` stream (one watch). */
 export function decodeWatchResult(result: Json): WatchMessage {
   if (result.canceled === true) {
     // A start revision older than the compaction point cancels the watch with the
@@ -178,12 +182,17 @@ export function decodeWatchResult(result: Json): WatchMessage {
     return { kind: "canceled", reason: String(result.cancel_reason ?? "watch canceled") };
   }
   const events = Array.isArray(result.events) ? (result.events as Json[]) : [];
-  const revisions = events
-    .filter((e) => e.type === "DELETE")
-    .map((e) => decodeNumber((e.kv as Json | undefined)?.mod_revision));
-  if (revisions.length > 0) return { kind: "deleted", revisions };
+  if (events.length > 0) return { kind: "events", events: events.map(decodeEvent) };
   if (result.created === true) return { kind: "created" };
   return { kind: "other" };
+}
+
+/** A PUT event has no `type` (its value, 0, is the default); a DELETE's kv has key and revision only. */
+function decodeEvent(e: Json): WatchEvent {
+  const kv = (e.kv ?? {}) as RawKv;
+  if (e.type === "DELETE")
+    return { type: "delete", key: decodeBase64(kv.key), revision: decodeNumber(kv.mod_revision) };
+  return { type: "put", kv: decodeKv(kv) };
 }
 
 export interface GatewayErrorInfo {
@@ -250,74 +259,3 @@ export function refusesToken(message: string, used: string | null | undefined): 
 
 /** The answer to /v3/auth/authenticate when etcd has auth off. */
 export const isAuthNotEnabled = (message: string) => message.includes("authentication is not enabled");
-
-// Requests.
-
-export function encodeGet(key: string): Json {
-  // No `serializable`: the default range is linearizable.
-  return { key: encodeBase64(key) };
-}
-
-export function encodeRange(start: string, end: string, limit: number): Json {
-  return {
-    key: encodeBase64(start),
-    range_end: encodeBase64(end),
-    ...(limit > 0 ? { limit: String(limit) } : {}),
-  };
-}
-
-/** If no key exists, put each (with its lease), else range each: see `decodeAllOrNothing`. */
-export function encodeCreateAll(items: CreateItem[]): Json {
-  const keys = items.map((i) => encodeBase64(i.key));
-  return {
-    // create_revision == 0 means the key does not exist. Spelled out in full although
-    // EQUAL and "0" are defaults: etcd reads an omitted target value as 0 as well.
-    compare: keys.map((key) => ({ key, target: "CREATE", result: "EQUAL", create_revision: "0" })),
-    success: items.map((i, n) => ({
-      request_put: {
-        key: keys[n],
-        value: encodeBase64(i.value),
-        ...(i.lease ? { lease: encodeLeaseId(i.lease) } : {}),
-      },
-    })),
-    failure: keys.map((key) => ({ request_range: { key } })),
-  };
-}
-
-/** If every key's mod_revision still matches, delete each, else range each. */
-export function encodeDeleteAll(items: DeleteItem[]): Json {
-  const keys = items.map((i) => encodeBase64(i.key));
-  return {
-    compare: items.map((i, n) => ({
-      key: keys[n],
-      target: "MOD",
-      result: "EQUAL",
-      mod_revision: String(i.modRevision),
-    })),
-    success: keys.map((key) => ({ request_delete_range: { key } })),
-    failure: keys.map((key) => ({ request_range: { key } })),
-  };
-}
-
-/** If the key's mod_revision still matches, put the new value on the same lease. */
-export function encodePutIfUnchanged(item: UpdateItem): Json {
-  const key = encodeBase64(item.key);
-  return {
-    compare: [{ key, target: "MOD", result: "EQUAL", mod_revision: String(item.modRevision) }],
-    success: [
-      {
-        request_put: {
-          key,
-          value: encodeBase64(item.value),
-          ...(item.lease ? { lease: encodeLeaseId(item.lease) } : {}),
-        },
-      },
-    ],
-    failure: [],
-  };
-}
-
-/** A watch of one key's DELETEs (PUTs filtered out by etcd) from `fromRevision`. */
-export function encodeWatchDeletes(key: string, fromRevision: number): Json {
-  return { create_request: { key: encodeBase64(key), start_revision: String(fromRevision), filters: ["NOPUT"] } };
-}

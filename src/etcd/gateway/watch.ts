@@ -2,25 +2,25 @@
 
 import { untilDeadline } from "../../timers.js";
 import { EtcdUnavailableError, type WatchEnd } from "../types.js";
-import type { OpenWatchStream, WatchCursor } from "../watch-loop.js";
+import type { OpenWatchStream, WatchCursor, WatchTarget } from "../watch-loop.js";
 import {
   decodeGatewayError,
   decodeWatchResult,
   EtcdGatewayError,
-  encodeWatchDeletes,
   errorInfo,
   isUnavailable,
   type Json,
 } from "./codec.js";
+import { encodeWatch } from "./requests.js";
 import { describeError, type GatewaySession, StaleTokenError, type Token } from "./session.js";
 
-/** Opens watch streams on `key` with `fetch` (which can read a response as it arrives). */
+/** Opens watch streams on `target` with `fetch` (which can read a response as it arrives). */
 export function gatewayWatchStream(
   session: GatewaySession,
   fetch: typeof globalThis.fetch,
-  key: string,
+  target: WatchTarget,
 ): OpenWatchStream {
-  return (cursor, stop) => session.withToken((used) => watchOnce(session, fetch, key, cursor, stop, used));
+  return (cursor, stop) => session.withToken((used) => watchOnce(session, fetch, target, cursor, stop, used));
 }
 
 /**
@@ -31,7 +31,7 @@ export function gatewayWatchStream(
 async function watchOnce(
   session: GatewaySession,
   fetch: typeof globalThis.fetch,
-  key: string,
+  target: WatchTarget,
   cursor: WatchCursor,
   stop: AbortSignal,
   used: Token,
@@ -44,7 +44,7 @@ async function watchOnce(
     const init = {
       method: "POST",
       headers: session.headers(used),
-      body: JSON.stringify(encodeWatchDeletes(key, cursor.next)),
+      body: JSON.stringify(encodeWatch(target, cursor.next)),
       signal,
     };
     const { res, origin } = await session.rotate(
@@ -68,8 +68,8 @@ async function watchOnce(
         throw new EtcdGatewayError(`etcd watch failed: ${streamErr.message}`, streamErr.code, res.status);
       }
       const m = decodeWatchResult((msg.result ?? {}) as Json);
-      if (m.kind === "deleted") {
-        for (const revision of m.revisions) cursor.report(revision);
+      if (m.kind === "events") {
+        cursor.reportAll(m.events);
       } else if (m.kind === "compacted") {
         return "compacted";
       } else if (m.kind === "canceled") {

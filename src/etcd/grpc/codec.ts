@@ -7,16 +7,25 @@ import {
   EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
+  type IEvent,
   type IKeyValue,
+  type IRangeRequest,
+  type IRangeResponse,
+  type ITxnRequest,
   isRecoverableError,
 } from "etcd3";
+import { type JoinOutcome, joinOutcome } from "../join.js";
 import {
   type AllOrNothing,
   EtcdAuthError,
   EtcdUnavailableError,
+  type JoinItem,
   type KeyValue,
   LeaseExistsError,
   LeaseNotFoundError,
+  type ScanQuery,
+  type ScanResult,
+  type WatchEvent,
 } from "../types.js";
 
 export function toKv(kv: IKeyValue): KeyValue {
@@ -27,6 +36,63 @@ export function toKv(kv: IKeyValue): KeyValue {
     modRevision: Number(kv.mod_revision),
     lease: BigInt(kv.lease || "0"),
   };
+}
+
+export function toEvent(e: IEvent): WatchEvent {
+  if (e.type === "Put") return { type: "put", kv: toKv(e.kv) };
+  return { type: "delete", key: e.kv.key.toString(), revision: Number(e.kv.mod_revision) };
+}
+
+/** A Range as `EtcdClient.scan` describes it. */
+export function scanRequest(start: string, end: string, q: ScanQuery): IRangeRequest {
+  return {
+    key: Buffer.from(start),
+    range_end: Buffer.from(end),
+    ...(q.limit ? { limit: q.limit } : {}),
+    ...(q.byCreate ? { sort_target: "Create", sort_order: "Ascend" } : {}),
+    ...(q.maxCreateRevision ? { max_create_revision: q.maxCreateRevision } : {}),
+    ...(q.countOnly ? { count_only: true } : {}),
+  };
+}
+
+export function toScan(res: IRangeResponse): ScanResult {
+  return { revision: Number(res.header.revision), kvs: res.kvs.map(toKv), count: Number(res.count), more: res.more };
+}
+
+/** `joinAll`'s txn (its shape: src/etcd/join.ts). */
+export function joinTxn(items: JoinItem[]): ITxnRequest {
+  return {
+    compare: items.map((i) => ({
+      key: Buffer.from(i.start),
+      range_end: Buffer.from(i.end),
+      target: "Create",
+      result: "Less",
+      create_revision: i.maxCreateRevision + 1,
+    })),
+    success: items.map((i) => ({
+      request_put: { key: Buffer.from(i.key), value: Buffer.from(i.value), lease: i.lease.toString() },
+    })),
+    failure: items.flatMap((i) => [
+      {
+        request_range: scanRequest(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
+      },
+      { request_range: { ...scanRequest(i.start, i.end, { limit: 1 }), sort_target: "Create", sort_order: "Descend" } },
+      { request_range: { key: Buffer.from(i.key) } },
+    ]),
+  };
+}
+
+/** Response of `joinTxn`. */
+export function decodeJoin(res: {
+  header: { revision: string };
+  succeeded: boolean;
+  responses: { response_range?: IRangeResponse }[];
+}): JoinOutcome {
+  const ranges = res.responses.map((r) => ({
+    kvs: (r.response_range?.kvs ?? []).map(toKv),
+    count: Number(r.response_range?.count ?? 0),
+  }));
+  return joinOutcome(res.succeeded, Number(res.header.revision), ranges);
 }
 
 /** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */

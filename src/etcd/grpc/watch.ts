@@ -1,27 +1,73 @@
 /** One watch stream over etcd3's shared gRPC watch stream, for the shared watch loop. */
 
-import type { Etcd3, IKeyValue, Watcher } from "etcd3";
-import { Deadline, delay } from "../../timers.js";
-import { EtcdUnavailableError, type GetResult, type WatchEnd } from "../types.js";
-import type { OpenWatchStream, WatchCursor } from "../watch-loop.js";
-import { translate } from "./codec.js";
+import type { Etcd3, IWatchResponse, Watcher } from "etcd3";
+import { Deadline } from "../../timers.js";
+import { EtcdUnavailableError, type WatchEnd } from "../types.js";
+import type { OpenWatchStream, WatchCursor, WatchTarget } from "../watch-loop.js";
+import { toEvent, translate } from "./codec.js";
 
 type Outcome = WatchEnd | "broken" | { error: Error };
 
-/** Opens watchers on `key`; `get` is the client's linearizable read (for the polling fallback). */
+/**
+ * etcd3 runs all of a client's watches on one gRPC stream, which carries the auth token
+ * it was opened with. etcd checks that token each time a watch is added, and once it no
+ * longer takes it (a simple token expires after minutes without use; turning auth off
+ * and on drops every token) it cancels every new watch. etcd3 renews the token of unary
+ * calls, not the stream's; worse, a watch refused that way leaves etcd3's queue of
+ * watches to attach stuck, so no later watch of the client is ever established. The
+ * way out is a new stream, opened with a token that etcd takes.
+ */
+export class WatchStreamRenewal {
+  /** Counts the streams opened by `renew`, so that one refused stream is renewed once. */
+  private generation = 0;
+
+  /** @param reauthenticate a unary read of `key` (etcd3 renews a stale token on those) */
+  constructor(
+    private readonly client: Etcd3,
+    private readonly reauthenticate: (key: string) => Promise<unknown>,
+  ) {}
+
+  get current(): number {
+    return this.generation;
+  }
+
+  /**
+   * The stream of `generation` had its token refused: a fresh token first, then a new
+   * stream (unless one was opened since). Watches established on the old stream see it
+   * break, and the loop reopens them from where they stood. `false` when this etcd3 has
+   * no way to do it.
+   */
+  async renew(generation: number, key: string): Promise<boolean> {
+    await this.reauthenticate(key);
+    if (generation !== this.generation) return true;
+    // etcd3 has no public way to reopen the stream. Its own handler of a failed stream
+    // does exactly that: cancels it, tells the watches, and opens a new one.
+    const manager = (this.client as unknown as { watchManager?: { handleError?: (err: Error) => void } }).watchManager;
+    if (typeof manager?.handleError !== "function") return false;
+    this.generation++;
+    manager.handleError(new Error("etcd refused the watch stream's auth token"));
+    return true;
+  }
+}
+
+/** Opens watchers on `target`, on the client's shared stream (renewed by `renewal`). */
 export function grpcWatchStream(
   client: Etcd3,
-  get: (key: string) => Promise<GetResult>,
-  key: string,
+  renewal: WatchStreamRenewal,
+  target: WatchTarget,
   timeoutMs: number,
 ): OpenWatchStream {
+  /** When this watch last had its stream renewed: a refusal right after means the fresh token was refused too. */
+  let renewedAt = Number.NEGATIVE_INFINITY;
   return async (cursor, stop) => {
-    const r = await watchConnection(client, key, cursor, stop, timeoutMs);
+    const generation = renewal.current;
+    const r = await watchConnection(client, target, cursor, stop, timeoutMs);
     if (typeof r === "string") return r;
-    // etcd cancels a watch whose auth token expired. etcd3 re-authenticates unary calls
-    // but not its shared watch stream, so the watch cannot be renewed here: fall back to
-    // polling the key, which unary calls keep authenticated.
-    if (/auth token|Unauthenticated/i.test(r.error.message)) return pollDeletes(get, key, cursor, stop);
+    const stale = /auth token|Unauthenticated/i.test(r.error.message);
+    if (stale && Date.now() - renewedAt > timeoutMs && (await renewal.renew(generation, target.key))) {
+      renewedAt = Date.now();
+      return "broken";
+    }
     throw translate(r.error, "watch");
   };
 }
@@ -34,7 +80,7 @@ export function grpcWatchStream(
  */
 async function watchConnection(
   client: Etcd3,
-  key: string,
+  target: WatchTarget,
   cursor: WatchCursor,
   stop: AbortSignal,
   timeoutMs: number,
@@ -51,11 +97,16 @@ async function watchConnection(
   let connected = false;
   let canceled = false;
   try {
-    watcher = client.watch().key(key).startRevision(String(cursor.next)).only("delete").watcher();
-    // A cancelled watcher stays attached until etcd confirms; it must not report then.
-    watcher.on("delete", (kv: IKeyValue) => live && cursor.report(Number(kv.mod_revision)));
-    // etcd cancels a single-key watch when its start revision was compacted (etcd 3.4
-    // gives no reason then) or, with auth on, when its token is no longer valid.
+    const builder = client.watch();
+    if (target.end === undefined) builder.key(target.key);
+    else builder.inRange({ start: target.key, end: target.end });
+    if (target.deletesOnly) builder.only("delete");
+    watcher = builder.startRevision(String(cursor.next)).watcher();
+    // The whole response, so that one revision's events are reported together. A
+    // cancelled watcher stays attached until etcd confirms; it must not report then.
+    watcher.on("data", (res: IWatchResponse) => live && cursor.reportAll(res.events.map(toEvent)));
+    // etcd cancels a watch when its start revision was compacted (etcd 3.4 gives no
+    // reason then) or, with auth on, when its token is no longer valid.
     watcher.on("error", (err: Error) => {
       canceled = true;
       settle(/auth|permission/i.test(err.message) ? { error: err } : "compacted");
@@ -85,30 +136,5 @@ async function watchConnection(
     // canceled itself must not be canceled again: etcd would confirm that, and etcd3
     // throws on a reply for a watcher it has already dropped.
     if (!canceled) watcher?.cancel().catch(() => {});
-  }
-}
-
-/**
- * Reports DELETEs like a watch would, by reading the key every 250 ms: a DELETE is
- * reported (at the read's revision) when the key seen last is gone or was re-created.
- */
-async function pollDeletes(
-  get: (key: string) => Promise<GetResult>,
-  key: string,
-  cursor: WatchCursor,
-  stop: AbortSignal,
-): Promise<WatchEnd> {
-  // Create revision of the key at the last read, undefined when it was absent. The
-  // caller watches from right after a read that saw the key, so at first the key seen is
-  // one created before `cursor.next`.
-  let seen: number | undefined = cursor.next - 1;
-  for (;;) {
-    if (stop.aborted) return "aborted";
-    const { kv, revision } = await get(key);
-    if (stop.aborted) return "aborted";
-    const created = kv?.createRevision;
-    if (seen !== undefined && (created === undefined || created > seen)) cursor.report(revision);
-    seen = created;
-    await delay(250, stop);
   }
 }

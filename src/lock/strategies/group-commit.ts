@@ -4,16 +4,29 @@ import {
   type CreateResult,
   type DeleteItem,
   type EtcdClient,
+  type JoinAllResult,
+  type JoinItem,
+  type JoinRead,
   type KeyValue,
   LeaseNotFoundError,
 } from "../../etcd/types.js";
 
-/** The create and delete txns the lock protocol sends, one key each. */
+/** A join's outcome: the key was put, or what the line held instead. */
+export type JoinOutcome = { joined: true; revision: number } | { joined: false; revision: number; read: JoinRead };
+
+/** The txns the engine sends, one participant each. */
 export interface SingleKeyTxns {
+  /** Txn: if no key in the item's line is newer than its revision then Put(key) else read the line. */
+  join(item: JoinItem): Promise<JoinOutcome>;
   /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
   createIfAbsent(item: CreateItem): Promise<CreateResult>;
   /** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
   deleteIfUnchanged(item: DeleteItem): Promise<boolean>;
+}
+
+/** Txn: join one line (see `SingleKeyTxns.join`). */
+export async function join(etcd: EtcdClient, item: JoinItem): Promise<JoinOutcome> {
+  return settleJoin(await etcd.joinAll([item]), item, 0, false) ?? notReached();
 }
 
 /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
@@ -34,6 +47,7 @@ export async function deleteIfUnchanged(etcd: EtcdClient, key: string, modRevisi
 /** Each txn on its own: where I/O cannot be shared across requests (Workers). */
 export function singleTxns(etcd: EtcdClient): SingleKeyTxns {
   return {
+    join: (i) => join(etcd, i),
     createIfAbsent: (i) => createIfAbsent(etcd, i.key, i.value, i.lease),
     deleteIfUnchanged: (i) => deleteIfUnchanged(etcd, i.key, i.modRevision),
   };
@@ -57,22 +71,44 @@ export function singleTxns(etcd: EtcdClient): SingleKeyTxns {
 export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFlight?: number } = {}): SingleKeyTxns {
   const maxBatch = o.maxBatch ?? 64;
   const maxInFlight = o.maxInFlight ?? 1;
+  const byKey = (i: { key: string }) => i.key;
+  // Two joins of one line in one txn would both pass their compare: one batch per line.
+  const joins = new Coalescer<JoinItem, JoinOutcome, JoinAllResult>(
+    (items) => etcd.joinAll(items),
+    (r, item, i, shared) => settleJoin(r, item, i, shared),
+    (i) => i.start,
+    // A failed join reads its line back with up to three ops: 3 × 42 stays within etcd's
+    // default --max-txn-ops of 128.
+    Math.min(maxBatch, 42),
+    maxInFlight,
+  );
   const creates = new Coalescer<CreateItem, CreateResult>(
     (items) => etcd.createAllIfAbsent(items),
     (r, _item, i, shared) => settleCreate(r, i, shared),
+    byKey,
     maxBatch,
     maxInFlight,
   );
   const deletes = new Coalescer<DeleteItem, boolean>(
     (items) => etcd.deleteAllIfUnchanged(items),
     (r, item, i, shared) => settleDelete(r, item, i, shared),
+    byKey,
     maxBatch,
     maxInFlight,
   );
   return {
+    join: (item) => joins.submit(item),
     createIfAbsent: (item) => creates.submit(item),
     deleteIfUnchanged: (item) => deletes.submit(item),
   };
+}
+
+/** `undefined`: the item's own compare held, so only another item failed the txn: retry it. */
+function settleJoin(r: JoinAllResult, item: JoinItem, i: number, shared: boolean): JoinOutcome | undefined {
+  if (r.applied) return { joined: true, revision: r.revision };
+  const read = r.reads[i] ?? notReached();
+  if (shared && read.newest <= item.maxCreateRevision) return undefined;
+  return { joined: false, revision: r.revision, read };
 }
 
 /** `undefined`: the item's key was free, so only another item failed the txn: retry it. */
@@ -91,7 +127,7 @@ function settleDelete(r: AllOrNothing, item: DeleteItem, i: number, shared: bool
 }
 
 function notReached(): never {
-  throw new Error("a single-key create txn failed without reading its key");
+  throw new Error("a single-item txn failed without reading what it compared");
 }
 
 interface Pending<I, R> {
@@ -105,15 +141,17 @@ interface Pending<I, R> {
 const nextTurn: (fn: () => void) => void =
   typeof setImmediate === "function" ? (fn) => setImmediate(fn) : (fn) => setTimeout(fn, 0);
 
-class Coalescer<I extends { key: string }, R> {
+class Coalescer<I, R, T = AllOrNothing> {
   private queue: Pending<I, R>[] = [];
   private scheduled = false;
   private inFlight = 0;
 
   constructor(
-    private readonly send: (items: I[]) => Promise<AllOrNothing>,
+    private readonly send: (items: I[]) => Promise<T>,
     /** The item's result from the txn's outcome; `undefined` = send it again. */
-    private readonly settle: (r: AllOrNothing, item: I, index: number, shared: boolean) => R | undefined,
+    private readonly settle: (r: T, item: I, index: number, shared: boolean) => R | undefined,
+    /** Items with the same conflict key never share a txn. */
+    private readonly conflictKey: (item: I) => string,
     /** etcd refuses txns with more than --max-txn-ops (default 128) operations per branch. */
     private readonly maxBatch: number,
     /**
@@ -144,7 +182,8 @@ class Coalescer<I extends { key: string }, R> {
     const later: Pending<I, R>[] = [];
     const slots = this.maxInFlight - this.inFlight;
     for (const p of this.queue) {
-      let batch = batches.find((b) => b.items.length < this.maxBatch && !b.keys.has(p.item.key));
+      const key = this.conflictKey(p.item);
+      let batch = batches.find((b) => b.items.length < this.maxBatch && !b.keys.has(key));
       if (!batch && batches.length < slots) {
         batch = { keys: new Set(), items: [] };
         batches.push(batch);
@@ -153,7 +192,7 @@ class Coalescer<I extends { key: string }, R> {
         later.push(p);
         continue;
       }
-      batch.keys.add(p.item.key);
+      batch.keys.add(key);
       batch.items.push(p);
     }
     this.queue = later;
@@ -161,7 +200,7 @@ class Coalescer<I extends { key: string }, R> {
   }
 
   private async run(batch: Pending<I, R>[]): Promise<void> {
-    let r: AllOrNothing;
+    let r: T;
     this.inFlight++;
     try {
       r = await this.send(batch.map((p) => p.item));

@@ -44,7 +44,7 @@ export class SeenHeld {
 export interface OwnGrant {
   lease: bigint;
   nonce: string;
-  /** The create txn's revision: the key's create and mod revision while the grant lasts. */
+  /** The revision the grant was written at: the key's mod revision until someone else writes it. */
   revision: number;
   /** TTL etcd granted. */
   ttl: number;
@@ -56,8 +56,9 @@ export interface OwnGrant {
  * Grants this instance made, so that their release skips the read: a handle that
  * matches the entry's lease and nonce is released with `Txn(if mod_revision(key) ==
  * revision then Delete)`. An unchanged mod revision proves the key still holds the
- * value written with that nonce (leasehold never updates a lock key, and a delete plus
- * re-create gives a new revision), so the nonce check made here holds in etcd too.
+ * value this instance wrote with that nonce (any later write, a claim included, moves
+ * it, and a delete plus re-create gives a new revision), so the nonce check made here
+ * holds in etcd too.
  */
 export class OwnGrants {
   private readonly grants = new Map<string, OwnGrant>();

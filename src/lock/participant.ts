@@ -2,14 +2,31 @@ import { toHex } from "../bytes.js";
 import { sha256Sync } from "../sha256.js";
 
 /**
- * What is stored as a lock key's value, next to the lease etcd keeps on the key.
- * Nothing in it lets a reader of etcd rebuild the holder's handle: the lease ID is
- * visible in etcd, so the handle's other half (the nonce) is stored only as a hash,
+ * What is stored as a participant key's value, next to the lease etcd keeps on the key.
+ * A participant either holds (`h`, bound to its grant's lease) or waits in line (bound
+ * to a short queue lease, or to its ticket's lease when `t`).
+ *
+ * Nothing in it lets a reader of etcd rebuild a handle or ticket: the lease ID is
+ * visible in etcd, so the secret's other half (the nonce) is stored only as a hash,
  * and an idempotent grant's nonce is derived from secrets only its caller presents.
  */
-export interface GrantValue {
+export interface ParticipantValue {
+  /** Holds a grant (absent: waits). */
+  h?: 1;
+  /**
+   * Claimed: a grant handed out again (an idempotent retry, a ticket redeemed twice).
+   * Writing the mark moves the key's mod revision, and makes its value differ from the
+   * one the first attempt wrote; either stops that attempt's clean-up from ending it.
+   */
+  c?: 1;
+  /** Waits as a ticket: a place kept across requests. */
+  t?: 1;
+  /** A ticket's TTL (seconds), reported with each of its positions. */
+  tt?: number;
+  /** Holders allowed at once (1 for a lock). */
+  limit?: number;
   owner?: string;
-  /** TTL etcd granted, so renewals and idempotent replays can report it. */
+  /** Holders: the TTL etcd granted; waiters: the TTL asked for. */
   ttl?: number;
   /** Grant time (ms since the epoch), for the hold-time metric. */
   at?: number;
@@ -23,20 +40,23 @@ export interface GrantValue {
   s?: string;
   /** Idempotent grants only: fingerprint of the request fields a retry must repeat. */
   fp?: string;
-  /** The nonce in clear, as grants written by earlier versions stored it (still honoured). */
-  n?: string;
 }
 
-export function decodeGrantValue(value: string): GrantValue {
+export function decodeParticipant(value: string): ParticipantValue {
   try {
     const v = JSON.parse(value) as unknown;
     if (typeof v !== "object" || v === null) return {};
     const o = v as Record<string, unknown>;
-    const out: GrantValue = {};
+    const out: ParticipantValue = {};
+    if (o.h === 1) out.h = 1;
+    if (o.t === 1) out.t = 1;
+    if (o.c === 1) out.c = 1;
     if (typeof o.owner === "string") out.owner = o.owner;
-    if (typeof o.ttl === "number") out.ttl = o.ttl;
-    if (typeof o.at === "number") out.at = o.at;
-    for (const k of ["nh", "s", "fp", "n"] as const) {
+    for (const k of ["ttl", "at", "limit", "tt"] as const) {
+      const n = o[k];
+      if (typeof n === "number") out[k] = n;
+    }
+    for (const k of ["nh", "s", "fp"] as const) {
       const s = o[k];
       if (typeof s === "string") out[k] = s;
     }
@@ -65,10 +85,18 @@ export function nonceHash(nonce: string): string {
   return toHex(sha256Sync(`leasehold nonce\0${nonce}`)).slice(0, 32);
 }
 
-/** Whether `nonce` is the stored grant's. */
-export function nonceMatches(stored: GrantValue, nonce: string): boolean {
-  if (stored.nh !== undefined) return stored.nh === nonceHash(nonce);
-  return stored.n !== undefined && stored.n === nonce;
+/** Whether `nonce` is the stored participant's. */
+export function nonceMatches(stored: ParticipantValue, nonce: string): boolean {
+  return stored.nh !== undefined && stored.nh === nonceHash(nonce);
+}
+
+/**
+ * The key ID (in the line) of an idempotent participant: the same for every retry of
+ * one caller's Idempotency-Key, so a retry finds the first attempt's participant with
+ * one read, and two attempts can never both join.
+ */
+export function idempotentKeyId(idem: Idempotency): string {
+  return toHex(sha256Sync(`leasehold idempotent participant\0${idem.caller}\0${idem.key}`)).slice(0, 16);
 }
 
 /** An idempotent grant's nonce: only a caller presenting the same secret and key can compute it. */
@@ -80,7 +108,7 @@ export function idempotentNonce(idem: Idempotency, salt: string): string {
  * The nonce of the stored grant when it was made by this caller with this
  * Idempotency-Key; `undefined` for any other grant (another caller's key included).
  */
-export function replayNonce(stored: GrantValue, idem: Idempotency): string | undefined {
+export function replayNonce(stored: ParticipantValue, idem: Idempotency): string | undefined {
   if (stored.s === undefined || stored.nh === undefined) return undefined;
   const nonce = idempotentNonce(idem, stored.s);
   return nonceHash(nonce) === stored.nh ? nonce : undefined;

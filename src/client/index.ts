@@ -9,55 +9,44 @@
 import type { z } from "@hono/zod-openapi";
 import type {
   Grant as GrantSchema,
+  LimitMismatchProblem as LimitMismatchProblemSchema,
   LockHeldProblem as LockHeldProblemSchema,
   LockInfo as LockInfoSchema,
   LockList as LockListSchema,
   ProblemBody as ProblemSchema,
+  SemaphoreGrant as SemaphoreGrantSchema,
+  SemaphoreInfo as SemaphoreInfoSchema,
+  SemaphoreList as SemaphoreListSchema,
+  TicketAnswer as TicketSchema,
 } from "../http/schemas.js";
 import type { ProblemCode } from "../problems.js";
 
 /** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
 export type Grant = z.output<typeof GrantSchema>;
 /** A semaphore's grant: one permit, with its own fencing token, and the semaphore's `limit`. */
-export type Permit = Grant & { limit: number };
+export type Permit = z.output<typeof SemaphoreGrantSchema>;
 /**
  * A place in line, kept across requests (answered instead of a grant to an acquire with
- * `queue: true`). `ticket` is a secret like a lease: redeem it, or leave the line with it.
+ * `queue: true`): `position` waiters ahead (next in line = 0), kept `ttl` s without being
+ * redeemed. `ticket` is a secret like a lease: redeem it, or leave the line with it.
  */
-export interface Ticket {
-  ticket: string;
-  /** Waiters ahead (the holders are not counted; next in line = 0). */
-  position: number;
-  /** Seconds the place is kept without being redeemed. */
-  ttl: number;
-}
+export type Ticket = z.output<typeof TicketSchema>;
 /** What anyone may see about a held lock (no lease). `ttl` is the remaining seconds. */
 export type LockInfo = z.output<typeof LockInfoSchema>;
 /** A page of held locks; `cursor` is present when more remain. */
 export type LockList = z.output<typeof LockListSchema>;
-/** What anyone may see about a semaphore: its holders (no leases) and how many wait. */
-export interface SemaphoreInfo {
-  name: string;
-  limit: number;
-  /** Oldest first; `ttl` is the remaining seconds. */
-  holders: { token: number; ttl: number; expiresAt: string; owner?: string }[];
-  /** Callers in line behind the holders (absent when none). */
-  waiters?: number;
-}
+/** What anyone may see about a semaphore: its holders (oldest first, no leases) and how many wait. */
+export type SemaphoreInfo = z.output<typeof SemaphoreInfoSchema>;
 /** A page of semaphores with holders; `cursor` is present when more remain. */
-export interface SemaphoreList {
-  items: SemaphoreInfo[];
-  cursor?: string;
-}
+export type SemaphoreList = z.output<typeof SemaphoreListSchema>;
 /** Who holds a lock, as a 409 `lock-held` problem reports it. */
-export type Holder = z.output<typeof LockHeldProblemSchema>["holder"];
+export type Holder = NonNullable<z.output<typeof LockHeldProblemSchema>["holder"]>;
 /** An RFC 9457 problem body as the service sends it. */
-export type Problem = z.output<typeof ProblemSchema> & {
-  holder?: Holder;
-  /** `lock-held` after a wait: the waiters that were ahead. */
-  position?: number;
-  [extension: string]: unknown;
-};
+export type Problem = z.output<typeof ProblemSchema> &
+  Partial<Omit<z.output<typeof LockHeldProblemSchema>, keyof z.output<typeof ProblemSchema>>> &
+  Partial<Omit<z.output<typeof LimitMismatchProblemSchema>, keyof z.output<typeof ProblemSchema>>> & {
+    [extension: string]: unknown;
+  };
 
 /**
  * Why a call failed: a problem `code` from the service, or one of the client's own:

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type LeaseholdClient } from "../../src/client/index.js";
 import { startProxy } from "../client/proxy.js";
-import { revokeInEtcd } from "../client/revoke.js";
+import { holderInEtcd, revokeInEtcd } from "../client/revoke.js";
 import { sleep, stillAfter, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
 import { cli, fileLines, startCli } from "./run.js";
@@ -341,10 +341,8 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
       await sleep(since + 1_000 - Date.now());
       await own.etcd.restart();
       // Past the TTL counted from the acquire, yet still held: the restart reset its countdown.
-      const held = await stillAfter(since + (ttl + 0.5) * 1000 - Date.now(), () =>
-        own.direct.get(`${own.prefix}outlives`),
-      );
-      expect(held.kv).toBeDefined();
+      const held = await stillAfter(since + (ttl + 0.5) * 1000 - Date.now(), () => holderInEtcd(own, "outlives"));
+      expect(held).toBeDefined();
     } finally {
       await own.stop();
     }

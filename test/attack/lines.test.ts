@@ -106,6 +106,27 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       );
     }
 
+    /**
+     * A lock held on `x`, and a waiter in line behind it on `x` whose caller can hang up
+     * (`gone`); `o`: what it sent (with an Idempotency-Key unless `idempotent` is false),
+     * for its retries.
+     */
+    async function waiterBehindHolder(x: Lines, label: string, idempotent = true) {
+      const line = lock(label);
+      const holder = grantOf(await x.acquire(line, { ttl: 30, wait: 0, limit: 1 }));
+      const gone = new AbortController();
+      const o = {
+        ttl: 30,
+        wait: 20,
+        limit: 1,
+        caller: "key-a",
+        ...(idempotent ? { idempotencyKey: crypto.randomUUID() } : {}),
+      };
+      const waiter = settle(x.acquire(line, { ...o, signal: gone.signal }));
+      await until(async () => (await standing(x, line)).waiters === 1, "the waiter in line");
+      return { line, o, gone, waiter, release: () => x.release(line, holder.grant.lease) };
+    }
+
     // (a) An idempotent retry racing its first attempt while that attempt waits in line.
     for (const where of ["the same instance", "another instance"] as const) {
       it(`an idempotent retry waiting beside its first attempt (on ${where}): one grant, handed to both`, async () => {
@@ -142,14 +163,10 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
     it("a waiter converted after its caller hung up is ended: no lock is held by nobody", async () => {
       const lag = lagging(shared.client());
       const x = engine(lag.client);
-      const line = lock("gone-wait");
-      const holder = grantOf(await x.acquire(line, { ttl: 30, wait: 0, limit: 1 }));
-      const gone = new AbortController();
-      const waiter = settle(x.acquire(line, { ttl: 30, wait: 20, limit: 1, signal: gone.signal }));
-      await until(async () => (await standing(x, line)).waiters === 1, "the waiter in line");
+      const { line, gone, waiter, release } = await waiterBehindHolder(x, "gone-wait", false);
       // Its turn comes; the conversion is applied, and its answer lags...
       const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line));
-      await x.release(line, holder.grant.lease);
+      await release();
       await converting.reached;
       // ...while the caller hangs up.
       gone.abort();
@@ -165,14 +182,9 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const lag = lagging(shared.client());
       const x = engine(lag.client);
       const y = engine();
-      const line = lock("gone-claimed");
-      const holder = grantOf(await x.acquire(line, { ttl: 30, wait: 0, limit: 1 }));
-      const gone = new AbortController();
-      const o = { ttl: 30, wait: 20, limit: 1, idempotencyKey: crypto.randomUUID(), caller: "key-a" };
-      const waiter = settle(x.acquire(line, { ...o, signal: gone.signal }));
-      await until(async () => (await standing(x, line)).waiters === 1, "the waiter in line");
+      const { line, o, gone, waiter, release } = await waiterBehindHolder(x, "gone-claimed");
       const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line));
-      await x.release(line, holder.grant.lease);
+      await release();
       await converting.reached;
       // The caller hangs up and retries through another instance: the retry gets the grant.
       gone.abort();
@@ -192,16 +204,11 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const lag = lagging(shared.client());
       const x = engine(lag.client);
       const y = engine();
-      const line = lock("gone-late");
-      const holder = grantOf(await x.acquire(line, { ttl: 30, wait: 0, limit: 1 }));
-      const gone = new AbortController();
-      const o = { ttl: 30, wait: 20, limit: 1, idempotencyKey: crypto.randomUUID(), caller: "key-a" };
-      const waiter = settle(x.acquire(line, { ...o, signal: gone.signal }));
-      await until(async () => (await standing(x, line)).waiters === 1, "the waiter in line");
+      const { line, o, gone, waiter, release } = await waiterBehindHolder(x, "gone-late");
       // The first attempt's conversion is held before it is sent; its caller hangs up, and
       // the retry, finding the place at its turn, converts it itself.
       const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line), true);
-      await x.release(line, holder.grant.lease);
+      await release();
       await converting.reached;
       gone.abort();
       const retry = grantOf(await y.acquire(line, o));
@@ -216,19 +223,14 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const lagY = lagging(shared.client());
       const x = engine(lagX.client);
       const y = engine(lagY.client);
-      const line = lock("gone-first");
-      const holder = grantOf(await x.acquire(line, { ttl: 30, wait: 0, limit: 1 }));
-      const gone = new AbortController();
-      const o = { ttl: 30, wait: 20, limit: 1, idempotencyKey: crypto.randomUUID(), caller: "key-a" };
-      const waiter = settle(x.acquire(line, { ...o, signal: gone.signal }));
-      await until(async () => (await standing(x, line)).waiters === 1, "the waiter in line");
+      const { line, o, gone, waiter, release } = await waiterBehindHolder(x, "gone-first");
       const retry = y.acquire(line, o);
       await until(() => y.activeWaiters === 1, "the retry to wait for the same place");
       // Both are woken. The first attempt's conversion applies (its answer lags); the
       // retry's is held before it is sent.
       const xConverts = lagX.pauseNext("putIfUnchanged", keyOfItem(line));
       const yConverts = lagY.pauseNext("putIfUnchanged", keyOfItem(line), true);
-      await x.release(line, holder.grant.lease);
+      await release();
       await Promise.all([xConverts.reached, yConverts.reached]);
       // The first caller has hung up: its grant is abandoned (deleted at its revision)
       // while the retry finds its own conversion refused and looks again.

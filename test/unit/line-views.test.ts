@@ -51,6 +51,16 @@ function waitFor(waits: LineWaits | LineView, range: LineRange, key: string, lim
   };
 }
 
+/** A line "n" on the fake: a holder `h`, and `mine` waiting behind it since `joined`. */
+function heldLine(fake: FakeEtcd) {
+  const range = lineRange("n");
+  const h = k(range, "h");
+  fake.put(h, HOLDS);
+  const mine = k(range, "w");
+  const joined = fake.put(mine, WAITS);
+  return { range, h, mine, joined };
+}
+
 /** A LineView on the fake, closed after the test; `ended` counts its onEnd calls. */
 function viewOf(fake: FakeEtcd, range: LineRange) {
   const counter = { ended: 0 };
@@ -145,11 +155,7 @@ describe("LineView (a copy of one line)", () => {
 
   it("several waits for one key are each told (attempts of one participant)", async () => {
     const fake = new FakeEtcd();
-    const range = lineRange("n");
-    const h = k(range, "h");
-    fake.put(h, HOLDS);
-    const mine = k(range, "w");
-    const joined = fake.put(mine, WAITS);
+    const { range, h, mine, joined } = heldLine(fake);
     const { view } = viewOf(fake, range);
     const both = [waitFor(view, range, mine, 1, joined), waitFor(view, range, mine, 1, joined)];
     await settled();
@@ -161,11 +167,7 @@ describe("LineView (a copy of one line)", () => {
 
   it("reads the line again when the history its watch needs was compacted", async () => {
     const fake = new FakeEtcd();
-    const range = lineRange("n");
-    const h = k(range, "h");
-    fake.put(h, HOLDS);
-    const mine = k(range, "w");
-    const joined = fake.put(mine, WAITS);
+    const { range, h, mine, joined } = heldLine(fake);
     const read = fake.pauseNext("scan", { applied: true });
     const { view } = viewOf(fake, range);
     const w = waitFor(view, range, mine, 1, joined);
@@ -184,11 +186,9 @@ describe("LineView (a copy of one line)", () => {
 
   it("a watch that fails rejects its waiters, and the copy ends", async () => {
     const fake = new FakeEtcd();
-    const range = lineRange("n");
-    fake.put(k(range, "h"), HOLDS);
-    const joined = fake.put(k(range, "w"), WAITS);
+    const { range, mine, joined } = heldLine(fake);
     const { view, counter } = viewOf(fake, range);
-    const w = waitFor(view, range, k(range, "w"), 1, joined);
+    const w = waitFor(view, range, mine, 1, joined);
     await turnsUntil(() => fake.openWatches(range.start) === 1, "the watch");
     const broken = new EtcdUnavailableError("watch broke");
     fake.endWatches(broken);
@@ -201,11 +201,9 @@ describe("LineView (a copy of one line)", () => {
 
   it("a wait ends at once when its signal fires", async () => {
     const fake = new FakeEtcd();
-    const range = lineRange("n");
-    fake.put(k(range, "h"), HOLDS);
-    const joined = fake.put(k(range, "w"), WAITS);
+    const { range, mine, joined } = heldLine(fake);
     const { view } = viewOf(fake, range);
-    const w = waitFor(view, range, k(range, "w"), 1, joined);
+    const w = waitFor(view, range, mine, 1, joined);
     w.leave();
     await w.done;
     expect(w.state.outcome).toEqual({ turn: "aborted" });

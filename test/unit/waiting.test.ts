@@ -2,8 +2,9 @@ import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
 import { CallerGone, LockHeld, LockLost } from "../../src/lock/index.js";
 import { decodeParticipant } from "../../src/lock/participant.js";
-import type { Acquired, Ticket } from "../../src/lock/types.js";
-import { grantOf } from "../support/locks.js";
+import type { Acquired, AcquireOptions, Ticket } from "../../src/lock/types.js";
+import type { FakeEtcd } from "../support/fake-etcd.js";
+import { grantOf, type TestLocks } from "../support/locks.js";
 import {
   fakeLines,
   keyOf,
@@ -33,8 +34,30 @@ function ticketOf(a: Acquired): Ticket {
 }
 
 /** The participant keys that wait (not holding) in line `name`. */
-const waitersIn = (fake: Parameters<typeof lineIn>[0], name: string) =>
+const waitersIn = (fake: FakeEtcd, name: string) =>
   lineIn(fake, name).filter((kv) => decodeParticipant(kv.value).h !== 1);
+
+/**
+ * A lock "n" held, and a waiter in line behind it whose conversion, once `release()`
+ * gives it its turn, is applied by etcd but answered with an error (outcome unknown).
+ */
+async function lostConversion(fake: FakeEtcd, locks: TestLocks, o: Partial<AcquireOptions> = {}) {
+  const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
+  const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60, ...o }));
+  await untilWaiting(fake, "n", 1);
+  const key = waitersIn(fake, "n")[0]?.key;
+  const converting = fake.nextCall("putIfUnchanged");
+  fake.failNext("putIfUnchanged", { applied: true });
+  return {
+    key,
+    waiter,
+    /** Releases the holder; resolves with the conversion's put once it is sent. */
+    async release() {
+      await locks.release("n", holder.grant.lease);
+      return (await converting)[0];
+    },
+  };
+}
 
 describe.each(modes)("waiting in line on a fake etcd: $how", ({ worker }) => {
   it("a waiter whose wait runs out deletes its key guarded by the revision it joined at, and says its position", async () => {
@@ -79,13 +102,8 @@ describe.each(modes)("waiting in line on a fake etcd: $how", ({ worker }) => {
 
   it("a conversion whose outcome is unknown, without an Idempotency-Key, revokes the grant's lease: nobody holds the key", async () => {
     const { fake, locks } = fakeLines({ worker });
-    const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
-    const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60 }));
-    await untilWaiting(fake, "n", 1);
-    const converting = fake.nextCall("putIfUnchanged");
-    fake.failNext("putIfUnchanged", { applied: true });
-    await locks.release("n", holder.grant.lease);
-    const [put] = await converting;
+    const { waiter, release } = await lostConversion(fake, locks);
+    const put = await release();
     expect(await waiter).toBeInstanceOf(EtcdUnavailableError);
     await settled();
     // The put applied: the key held on the grant's lease, which is revoked with it.
@@ -100,13 +118,8 @@ describe.each(modes)("waiting in line on a fake etcd: $how", ({ worker }) => {
 
     it("a conversion whose outcome is unknown is ended while unclaimed", async () => {
       const { fake, locks } = fakeLines({ worker });
-      const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
-      const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60, ...idem }));
-      await untilWaiting(fake, "n", 1);
-      const converting = fake.nextCall("putIfUnchanged");
-      fake.failNext("putIfUnchanged", { applied: true });
-      await locks.release("n", holder.grant.lease);
-      const [put] = await converting;
+      const { waiter, release } = await lostConversion(fake, locks, idem);
+      const put = await release();
       expect(await waiter).toBeInstanceOf(EtcdUnavailableError);
       await turnsUntil(() => fake.lease(put.lease) === undefined, "the unclaimed grant's lease to be revoked");
       expect(lineIn(fake, "n")).toEqual([]);
@@ -114,16 +127,10 @@ describe.each(modes)("waiting in line on a fake etcd: $how", ({ worker }) => {
 
     it("a conversion whose outcome is unknown is left alone once a retry claimed it", async () => {
       const { fake, locks } = fakeLines({ worker });
-      const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
-      const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60, ...idem }));
-      await untilWaiting(fake, "n", 1);
-      const key = waitersIn(fake, "n")[0]?.key;
-      const converting = fake.nextCall("putIfUnchanged");
-      fake.failNext("putIfUnchanged", { applied: true });
+      const { key, waiter, release } = await lostConversion(fake, locks, idem);
       // The clean-up reads the unclaimed grant, then lags behind the retry.
       const cleanUp = fake.pauseNext("get", { applied: true, match: (k) => k === key });
-      await locks.release("n", holder.grant.lease);
-      const [put] = await converting;
+      const put = await release();
       expect(await waiter).toBeInstanceOf(EtcdUnavailableError);
       await cleanUp.reached;
       const retry = await locks.acquire("n", { ttl: 30, wait: 60, ...idem });

@@ -9,6 +9,7 @@ import {
   failed,
   parse,
   seconds,
+  semaphoreLimit,
   UsageError,
   warn,
 } from "./args.js";
@@ -16,11 +17,13 @@ import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { clientOptions, help } from "./locks.js";
 import { Job } from "./process-group.js";
 
-export const EXEC_HELP = `Usage: leasehold exec NAME [options] -- CMD [ARGS…]
+export const EXEC_HELP = `Usage: leasehold exec NAME [--limit N] [--queue] [options] -- CMD [ARGS…]
 
 Runs CMD only while holding the lock NAME: acquires it, runs CMD with LEASEHOLD_NAME,
 LEASEHOLD_TOKEN (the fencing token) and LEASEHOLD_LEASE in its environment, renews every
-ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code.
+ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code. With
+--limit N it holds one of the N permits of the semaphore NAME instead (at most N CMDs at
+once, everywhere), with a fencing token of its own; "the lock" below is then the permit.
 
 CMD runs in a process group (and session) of its own; everything it starts there is
 the job. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are passed on to the group.
@@ -33,6 +36,8 @@ no controlling terminal: it uses the terminal through stdin and stdout, but a pr
 that opens /dev/tty (a sudo or ssh password prompt) finds none.
 
 If someone else holds the lock (after --wait), CMD is not run: exit 73 (see --held-exit).
+With --queue it waits in line instead, served in arrival order, for as long as it takes
+(or up to --wait S), and leaves the line if it is interrupted.
 If the lock is lost while CMD runs (a renew answered 410, or no successful renew before
 the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace seconds, and
 leasehold exits 74 whatever CMD's exit code.
@@ -41,18 +46,24 @@ leasehold exits 74 whatever CMD's exit code.
                    frees itself about this long after its last renew, or later: etcd
                    restarts every lease's countdown when it elects a new leader or
                    restarts. Only the fencing token (LEASEHOLD_TOKEN) is a guarantee
+  --limit N        a permit of the semaphore NAME: at most N holders at once (every
+                   caller of one semaphore must give the same N)
+  --queue          wait in line (first come, first served) as long as it takes, with
+                   a ticket renewed by long polls; with --wait S, at most S seconds
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
-  --quiet          say nothing when the lock is held
+  --quiet          say nothing when the lock is held (or while waiting in line)
   --no-release     leave the lock to expire one TTL after CMD ends instead of releasing
                    it, so a host whose cron fires a little late does not run CMD again
 ${COMMON_HELP}
 
 Example (the same line in every host's crontab; one host runs job9 each time):
   */5 * * * * leasehold exec cron:job9 --ttl 120 --held-exit 0 --quiet -- /opt/jobs/job9.sh
+Example (a worker pool: at most 4 renders at once across every host, in turn):
+  leasehold exec render --limit 4 --queue -- ./render.sh scene.blend
 
 ${EXIT_CODES_HELP}`;
 
@@ -78,6 +89,7 @@ export async function execVerb(argv: string[]): Promise<number> {
       "held-exit": { type: "string" },
       quiet: { type: "boolean", short: "q" },
       "no-release": { type: "boolean" },
+      queue: { type: "boolean" },
     },
   });
   if (values.help) return help(EXEC_HELP);
@@ -87,6 +99,9 @@ export async function execVerb(argv: string[]): Promise<number> {
   const [cmd, ...args] = command;
   if (cmd === undefined) throw new UsageError("exec needs a command after --");
   const options = acquireOptions(values);
+  const limit = semaphoreLimit(values.limit);
+  // What CMD runs under, for messages.
+  const held = limit === undefined ? `the lock ${name}` : `a permit of semaphore ${name}`;
   const grace = seconds(values.grace, "grace") ?? 10;
   const heldExit = values["held-exit"] === undefined ? EXIT.HELD : Number(values["held-exit"]);
   if (!Number.isInteger(heldExit) || heldExit < 0 || heldExit > 255) {
@@ -114,7 +129,7 @@ export async function execVerb(argv: string[]): Promise<number> {
         resolve(
           interruptedBy
             ? { kind: "interrupted" }
-            : { kind: "not-started", code: EXIT.LOST, message: `lost the lock ${lock.name} before ${cmd} started` },
+            : { kind: "not-started", code: EXIT.LOST, message: `lost ${held} before ${cmd} started` },
         );
         return;
       }
@@ -129,7 +144,7 @@ export async function execVerb(argv: string[]): Promise<number> {
       const lose = (reason: LeaseholdError) => {
         if (lost) return;
         lost = reason;
-        warn(`lost the lock ${lock.name} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
+        warn(`lost ${held} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
         current.stop();
       };
       const onLost = () =>
@@ -150,7 +165,7 @@ export async function execVerb(argv: string[]): Promise<number> {
       const onContinue = () => {
         if (lost || current.stopping) return;
         if (Date.now() < lock.validUntil) current.resume();
-        else lose(new LeaseholdError("lock-expired", `suspended past the lease of ${lock.name}; it may have expired`));
+        else lose(new LeaseholdError("lock-expired", `suspended past the lease of ${held}; it may have expired`));
       };
       // A terminal's size changes reach its foreground group (us) alone too.
       const onResize = () => current.signal("SIGWINCH");
@@ -180,12 +195,26 @@ export async function execVerb(argv: string[]): Promise<number> {
       current.proc.once("exit", (code, signal) => void done({ kind: "exited", code, signal }));
     });
 
+  // In line: say so once (a long wait should not look like a hang), never the ticket.
+  let told = false;
+  const onQueued = (position: number) => {
+    if (told || values.quiet) return;
+    told = true;
+    warn(`waiting in line for ${held} (${position} ahead); ${cmd} runs at its turn`);
+  };
+  const withOptions = {
+    ...options,
+    signal: starting.signal,
+    ...(values["no-release"] ? { release: false } : {}),
+    // Without --queue no --wait means "don't wait"; with it, "as long as it takes".
+    ...(values.queue ? { queue: true, onQueued } : {}),
+  };
   try {
-    const outcome = await createClient(clientOptions(values)).withLock(name, run, {
-      ...options,
-      signal: starting.signal,
-      ...(values["no-release"] ? { release: false } : {}),
-    });
+    const client = createClient(clientOptions(values));
+    const outcome =
+      limit === undefined
+        ? await client.withLock(name, run, withOptions)
+        : await client.withPermit(name, limit, run, withOptions);
     if (outcome.kind === "interrupted") return signalExit(interruptedBy ?? "SIGTERM");
     if (outcome.kind === "not-started") {
       warn(outcome.message);

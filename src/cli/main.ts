@@ -6,15 +6,18 @@ import { acquireVerb, help, releaseVerb, renewVerb, statusVerb } from "./locks.j
 
 /** The `leasehold` command (bin/leasehold.mjs runs it through tsx). */
 
-export const HELP = `leasehold: named locks over HTTP, on etcd
+export const HELP = `leasehold: named locks and semaphores over HTTP, on etcd
 
 Usage:
   leasehold serve                               run the service (the same as npm start)
   leasehold exec NAME [options] -- CMD [ARGS…]  run CMD while holding the lock NAME
+                                                (--limit N: a permit of a semaphore;
+                                                --queue: wait in line as long as it takes)
   leasehold acquire NAME [options]              take the lock; prints the grant as JSON
   leasehold renew NAME [--lease L]              keep it; prints the renewed grant
   leasehold release NAME [--lease L]            give it back
-  leasehold status [NAME]                       who holds NAME (or list every held lock)
+  leasehold status [NAME]                       who holds NAME (or list every held lock;
+                                                --semaphore: semaphores)
   leasehold VERB --help                         the options of one verb
 
 Every verb but serve finds the service at --url, else LEASEHOLD_URL, else

@@ -44,7 +44,7 @@ describe("openapi.yaml", () => {
   it("documents tickets, semaphores and their problems", () => {
     const { components } = parse(openApiYaml());
     const fields = (schema: string) => Object.keys(components.schemas[schema].properties ?? {});
-    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "value", "wait", "queue", "ticketTtl", "ticket"]);
+    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "wait", "queue", "ticketTtl", "ticket", "value"]);
     expect(fields("SemaphoreAcquireRequest")).toEqual(["limit", ...fields("AcquireRequest")]);
     expect(fields("Ticket")).toEqual(["ticket", "position", "ttl"]);
     expect(fields("LockInfo")).toContain("waiters");

@@ -98,11 +98,6 @@ const Limit = z
 const acquireFields = {
   ttl: Ttl.optional(),
   owner: Owner.optional(),
-  value: Value.optional().openapi({
-    description:
-      "Published while the grant holds (a waiter publishes it at its turn); replace it with renew. " +
-      "At most 4,096 UTF-8 bytes. With a ticket, must match the ticket's",
-  }),
   wait: Wait.optional(),
   queue: Queue.optional(),
   ticketTtl: TicketTtl.optional(),
@@ -110,6 +105,11 @@ const acquireFields = {
     description:
       "Come back with a place in line: 201 when it reached its turn, else 202 with the new position. " +
       "`wait` may be sent; `ttl` and `owner` when sent must match the ticket's; no `ticketTtl`",
+  }),
+  value: Value.optional().openapi({
+    description:
+      "Published while the grant holds (a waiter publishes it at its turn); replace it with renew. " +
+      "At most 4,096 UTF-8 bytes. With a ticket, must match the ticket's",
   }),
 };
 

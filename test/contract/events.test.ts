@@ -68,6 +68,19 @@ describe.each(targets)("event stream ($name)", (target) => {
     return s as SseStream;
   }
 
+  /**
+   * A stream that saw `${p}x` taken (with value "x"), then dropped: the grant, and the id
+   * of the last event the stream delivered.
+   */
+  async function seenThenDropped(p: string) {
+    const first = await streamWhenFree(`?prefix=${p}`);
+    await first.untilEvents(1);
+    const x = await post(`/locks/${p}x`, { value: "x" });
+    const [, heldX] = await first.untilEvents(2);
+    first.close();
+    return { x, last: heldX?.id as string };
+  }
+
   it("starts with a reset and the current holders, in name order; the id on the group's last event", async () => {
     const p = `${uniqueName("ev")}:`;
     const one = await post(`/locks/${p}one`, { value: "first" });
@@ -149,12 +162,7 @@ describe.each(targets)("event stream ($name)", (target) => {
 
   it("resumes after a dropped stream from Last-Event-ID (or ?lastEventId=): no gap, no duplicate", async () => {
     const p = `${uniqueName("ev")}:`;
-    const first = await streamWhenFree(`?prefix=${p}`);
-    await first.untilEvents(1);
-    const x = await post(`/locks/${p}x`, { value: "x" });
-    const [, heldX] = await first.untilEvents(2);
-    const last = heldX?.id as string;
-    first.close();
+    const { x, last } = await seenThenDropped(p);
     // Changes while nobody listens.
     await del(`/locks/${p}x?lease=${x.json.lease}`);
     const y = await post(`/locks/${p}y`);
@@ -259,11 +267,7 @@ describe.each(targets)("event stream ($name)", (target) => {
   // Last: compaction removes the history every earlier test's revisions point into.
   it("after etcd compacted past Last-Event-ID: a reset (compacted), the current holders, then live events", async () => {
     const p = `${uniqueName("ev")}:`;
-    const first = await streamWhenFree(`?prefix=${p}`);
-    await first.untilEvents(1);
-    const x = await post(`/locks/${p}x`, { value: "x" });
-    const [, heldX] = await first.untilEvents(2);
-    first.close();
+    const { x, last } = await seenThenDropped(p);
     const y = await post(`/locks/${p}y`);
     await del(`/locks/${p}x?lease=${x.json.lease}`);
     const compactAt = await revision();
@@ -272,7 +276,7 @@ describe.each(targets)("event stream ($name)", (target) => {
       body: JSON.stringify({ revision: String(compactAt), physical: true }),
     });
     expect(res.status, await res.text()).toBe(200);
-    const s = await streamWhenFree(`?prefix=${p}`, ALL, { "last-event-id": heldX?.id as string });
+    const s = await streamWhenFree(`?prefix=${p}`, ALL, { "last-event-id": last });
     const events = await s.untilEvents(2);
     expect(events.map(shape)).toEqual([
       { event: "reset", data: { index: expect.any(Number), reason: "compacted" } },

@@ -232,12 +232,16 @@ describe.each(targets)("published values and blocking reads ($name)", (target) =
         await untilWatches(svc.etcd.endpoint, 0, "earlier tests' watches to close");
         const reads = Array.from({ length: 50 }, () => call(svc.url, "GET", `/locks/${name}?index=${index}&wait=15`));
         await untilWatches(svc.etcd.endpoint, 1, "the shared watch");
+        const gauge = async () =>
+          /^leasehold_blocked_reads (\d+)$/m.exec((await call(svc.url, "GET", "/metrics")).text)?.[1];
+        await until(async () => (await gauge()) === "50", "50 blocked reads on the gauge");
         expect(await stillAfter(300, () => openWatches(svc.etcd.endpoint))).toBe(1);
         await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease, value: "after" } });
         const answers = await Promise.all(reads);
         expect(new Set(answers.map((r) => `${r.status} ${r.json.value} ${r.json.index}`))).toEqual(
           new Set([`200 after ${answers[0]?.json.index}`]),
         );
+        expect(await gauge()).toBe("0");
       });
     }
   });

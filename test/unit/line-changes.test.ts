@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { createLines, TooManyWaiters, workerStrategies } from "../../src/lock/index.js";
 import { ChangesPerReader, type LineChanges, SharedLineChanges } from "../../src/lock/strategies/line-changes.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
 
@@ -109,5 +110,26 @@ describe("SharedLineChanges", () => {
     expect(fake.openWatches()).toBe(1);
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(fake.openWatches()).toBe(0);
+  });
+});
+
+describe("blocking reads in the engine", () => {
+  it("are capped like waiters, apart from them: past maxWaiters, TooManyWaiters; a free place serves again", async () => {
+    const fake = new FakeEtcd();
+    const lines = createLines(fake, { prefix: "t/", maxWaiters: 1, strategies: workerStrategies });
+    const line = { kind: "lock" as const, name: "a" };
+    const { index } = await lines.read(line);
+    const stop = new AbortController();
+    const blocked = lines.read(line, { after: index, wait: 30, signal: stop.signal });
+    await flush();
+    expect(lines.activeReads).toBe(1);
+    const refused = lines.read(line, { after: index, wait: 30 });
+    await expect(refused).rejects.toBeInstanceOf(TooManyWaiters);
+    await expect(refused).rejects.toThrow(/blocking reads/);
+    // A plain read is never blocked, so never refused.
+    expect((await lines.read(line)).index).toBe(index);
+    fake.put("t/lock/a#1", JSON.stringify({ h: 1, ttl: 5 }));
+    expect((await blocked).index).toBeGreaterThan(index);
+    expect(lines.activeReads).toBe(0);
   });
 });

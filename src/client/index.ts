@@ -19,7 +19,10 @@ import type {
   SemaphoreList as SemaphoreListSchema,
   TicketAnswer as TicketSchema,
 } from "../http/schemas.js";
-import type { ProblemCode } from "../problems.js";
+import { describe, LeaseholdError, problemError } from "./errors.js";
+import { backoff, follow, sleep } from "./timing.js";
+
+export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
 
 /** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
 export type Grant = z.output<typeof GrantSchema>;
@@ -47,49 +50,6 @@ export type Problem = z.output<typeof ProblemSchema> &
   Partial<Omit<z.output<typeof LimitMismatchProblemSchema>, keyof z.output<typeof ProblemSchema>>> & {
     [extension: string]: unknown;
   };
-
-/**
- * Why a call failed: a problem `code` from the service, or one of the client's own:
- * `network-error` (no answer), `timeout` (no answer in time), `invalid-response`
- * (an answer that is not what the API promises), `lock-expired` (withLock saw no
- * successful renew before its own deadline).
- */
-export type LeaseholdErrorCode =
-  | ProblemCode
-  | "network-error"
-  | "timeout"
-  | "invalid-response"
-  | "lock-expired"
-  | (string & {});
-
-export class LeaseholdError extends Error {
-  override name = "LeaseholdError";
-  /** The problem's `code`, or a client-side code (see `LeaseholdErrorCode`). */
-  readonly code: LeaseholdErrorCode;
-  /** HTTP status; `0` when no HTTP answer was received. */
-  readonly status: number;
-  /** The problem body when the service sent one. */
-  readonly problem: Problem | undefined;
-  /** Seconds from `Retry-After`, when the answer had one. */
-  readonly retryAfter: number | undefined;
-
-  constructor(
-    code: LeaseholdErrorCode,
-    message: string,
-    o: { status?: number; problem?: Problem; retryAfter?: number; cause?: unknown } = {},
-  ) {
-    super(message, o.cause === undefined ? undefined : { cause: o.cause });
-    this.code = code;
-    this.status = o.status ?? 0;
-    this.problem = o.problem;
-    this.retryAfter = o.retryAfter;
-  }
-
-  /** Worth retrying: no answer, a timeout, or the service asking to come back later. */
-  get transient(): boolean {
-    return this.code === "network-error" || this.code === "timeout" || [429, 502, 503, 504].includes(this.status);
-  }
-}
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -828,62 +788,6 @@ function asTicket(body: unknown): Ticket {
   return { ticket: t.ticket, position: t.position, ttl: t.ttl };
 }
 
-function problemError(method: string, path: string, res: Response, body: unknown): LeaseholdError {
-  const problem =
-    typeof body === "object" && body !== null && typeof (body as Problem).code === "string"
-      ? (body as Problem)
-      : undefined;
-  const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
-  const code = problem?.code ?? (res.status === 503 ? "backend-unavailable" : `http-${res.status}`);
-  const detail = problem?.detail ?? (res.statusText || "no problem details");
-  return new LeaseholdError(code, `${method} ${path}: ${res.status} ${code}: ${detail}`, {
-    status: res.status,
-    ...(problem ? { problem } : {}),
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter } : {}),
-  });
-}
-
-/**
- * Delay before retry number `attempt` (0-based): `Retry-After` when the service gave
- * one, else exponential from 100 ms up to `capMs`; either way with jitter, so callers
- * that failed together do not come back together.
- */
-function backoff(attempt: number, capMs: number, retryAfterS?: number): number {
-  if (retryAfterS !== undefined) return retryAfterS * 1000 + Math.random() * 250;
-  const ceiling = Math.min(capMs, 100 * 2 ** attempt);
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** Aborts `target` when `source` fires (with its reason); returns the unlink. */
-function follow(source: AbortSignal | undefined, target: AbortController): () => void {
-  if (!source) return () => {};
-  if (source.aborted) {
-    target.abort(source.reason);
-    return () => {};
-  }
-  const onAbort = () => target.abort(source.reason);
-  source.addEventListener("abort", onAbort, { once: true });
-  return () => source.removeEventListener("abort", onAbort);
-}
-
 function parseJson(text: string): unknown {
   if (text.trim() === "") return undefined;
   try {
@@ -891,11 +795,6 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function describe(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }
 
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {

@@ -9,9 +9,11 @@ import {
   LockLost,
   ShuttingDown,
   TicketMismatch,
+  TooManyStreams,
   TooManyWaiters,
   ticketLost,
 } from "./errors.js";
+import { openChangeFeed } from "./feed.js";
 import { LineKeys } from "./line-keys.js";
 import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
@@ -35,14 +37,19 @@ import type {
   AcquireOptions,
   Ended,
   EngineOptions,
+  Feed,
+  FeedOptions,
   Grant,
   HolderView,
   LineInfo,
   LineKind,
   LineRef,
+  LineState,
   Lines,
   ListOptions,
+  ReadOptions,
   RedeemOptions,
+  RenewOptions,
   Ticket,
 } from "./types.js";
 
@@ -82,6 +89,8 @@ const MAX_ROOM_RETRIES = 5;
 const FORCE_ATTEMPTS = 3;
 /** Largest semaphore limit: a force release or inspect reads at most this many keys. */
 export const MAX_LIMIT = 10_000;
+/** Default cap on open feeds per instance. */
+const MAX_FEEDS = 1_000;
 
 /**
  * The coordination engine: lines of holders and waiters in etcd (see standing.ts for
@@ -104,6 +113,8 @@ export const MAX_LIMIT = 10_000;
  */
 export class LineEngine implements Lines {
   private waiters = 0;
+  private readers = 0;
+  private feeds = 0;
   private readonly keys: LineKeys;
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
@@ -119,6 +130,14 @@ export class LineEngine implements Lines {
 
   get activeWaiters(): number {
     return this.waiters;
+  }
+
+  get activeReads(): number {
+    return this.readers;
+  }
+
+  get activeFeeds(): number {
+    return this.feeds;
   }
 
   sweepLeases(): void {
@@ -140,7 +159,14 @@ export class LineEngine implements Lines {
             key: o.idempotencyKey,
             caller: o.caller ?? "",
             // Not `wait`: a client retrying after a lost answer sends the wait it has left.
-            fp: requestFingerprint([o.ttl, o.owner ?? null, o.limit, o.queue ?? false]),
+            // A value is fingerprinted only when sent, so grants made without one keep theirs.
+            fp: requestFingerprint([
+              o.ttl,
+              o.owner ?? null,
+              o.limit,
+              o.queue ?? false,
+              ...(o.value !== undefined ? [o.value] : []),
+            ]),
           };
     const keyId = idem ? idempotentKeyId(idem) : randomNonce();
     const ask: Ask = {
@@ -275,6 +301,7 @@ export class LineEngine implements Lines {
   private requestFields(o: AcquireOptions): Partial<ParticipantValue> {
     return {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
+      ...(o.value !== undefined ? { val: o.value } : {}),
       ...(o.limit !== 1 ? { limit: o.limit } : {}),
     };
   }
@@ -294,6 +321,7 @@ export class LineEngine implements Lines {
       ttl,
       expiresAt: this.expiry.estimate(kv.key, kv.createRevision, at, ttl),
       ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(v.val !== undefined ? { value: v.val } : {}),
       ...(ask.line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
     const signal = ask.o.signal;
@@ -698,6 +726,9 @@ export class LineEngine implements Lines {
     if (o.owner !== undefined && o.owner !== m.v.owner) {
       throw new TicketMismatch(`owner differs from the one the ticket was taken with, got ${JSON.stringify(o.owner)}`);
     }
+    if (o.value !== undefined && o.value !== m.v.val) {
+      throw new TicketMismatch("value differs from the one the ticket was taken with");
+    }
     if (o.limit !== undefined && o.limit !== limit) {
       throw new TicketMismatch(`limit differs from the ticket's: it was taken with limit ${limit}, got ${o.limit}`);
     }
@@ -712,6 +743,7 @@ export class LineEngine implements Lines {
       o: {
         ttl: m.v.ttl ?? 30,
         ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
+        ...(m.v.val !== undefined ? { value: m.v.val } : {}),
         limit,
         wait: o.wait,
         queue: true,
@@ -741,14 +773,47 @@ export class LineEngine implements Lines {
 
   // ---------------------------------------------------------------- holders
 
-  async renew(line: LineRef, handle: string): Promise<Grant> {
+  async renew(line: LineRef, handle: string, o: RenewOptions = {}): Promise<Grant> {
     const what = describe(line);
     const h = parseHandle(handle);
-    const m = await this.heldBy(line, what, h);
+    let m = await this.heldBy(line, what, h);
+    if (o.value !== undefined && o.value !== m.v.val && h) m = await this.publish(line, what, h, m, o.value);
     const sentAt = Date.now();
     const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
+  }
+
+  /**
+   * Replaces the value a holder publishes: its key put again on its own lease, guarded by
+   * the mod revision the handle check read, so a value is never written for a grant that
+   * ended (or a key that changed) since. A key that changed but is still this grant's
+   * (claimed by an idempotent retry meanwhile) is read and tried again.
+   */
+  private async publish(line: LineRef, what: string, h: Handle, held: Member, value: string): Promise<Member> {
+    let m = held;
+    for (let attempt = 1; ; attempt++) {
+      const written = JSON.stringify({ ...m.v, val: value });
+      let revision: number;
+      try {
+        revision = await this.etcd.putIfUnchanged({
+          key: m.kv.key,
+          modRevision: m.kv.modRevision,
+          value: written,
+          lease: m.kv.lease,
+        });
+      } catch (err) {
+        if (err instanceof LeaseNotFoundError) throw new LockLost(what);
+        throw err;
+      }
+      if (revision !== 0) {
+        // This instance's read-free release follows the grant to its new revision.
+        this.own.moved(m.kv.key, h, revision);
+        return member({ ...m.kv, value: written, modRevision: revision });
+      }
+      if (attempt >= FORCE_ATTEMPTS) throw new EtcdUnavailableError(`${what} changed on every attempt to publish`);
+      m = await this.heldBy(line, what, h);
+    }
   }
 
   async release(line: LineRef, handle: string): Promise<Ended> {
@@ -818,12 +883,49 @@ export class LineEngine implements Lines {
   // ---------------------------------------------------------------- reading
 
   async inspect(line: LineRef): Promise<LineInfo | undefined> {
+    return (await this.state(line, this.keys.range(line))).info;
+  }
+
+  async read(line: LineRef, o: ReadOptions = {}): Promise<LineState> {
     const range = this.keys.range(line);
+    const { changes } = this.strategies;
+    if (o.after === undefined || !o.wait || o.wait <= 0) return this.state(line, range);
+    // Blocked readers are capped like waiters, and apart from them: readers must not
+    // crowd out acquires.
+    const max = this.opts.maxWaiters;
+    if (this.readers >= max) {
+      throw new TooManyWaiters(
+        max,
+        `this instance already has ${max} blocking reads; retry later or with a shorter wait`,
+      );
+    }
+    this.readers++;
+    const stop = untilDeadline(Date.now() + o.wait * 1000, o.signal, this.opts.shutdownSignal);
+    try {
+      await changes.awaitChange(range, o.after, stop.signal);
+    } finally {
+      stop.done();
+      this.readers--;
+    }
+    if (o.signal?.aborted) throw new CallerGone();
+    return changes.share(range, () => this.state(line, range));
+  }
+
+  /** The line as one read shows it (two for a semaphore: its oldest, then its first `limit`). */
+  private async state(line: LineRef, range: LineRange): Promise<LineState> {
     let read = await this.readOldest(range, 1);
     const limit = lineLimit(read.oldest);
-    if (limit === undefined) return undefined;
+    if (limit === undefined) return { index: read.revision };
     if (limit > 1) read = await this.readOldest(range, limit);
-    return this.infoOf(line.name, read.oldest, read.count);
+    const info = await this.infoOf(line.name, read.oldest, read.count);
+    return { index: read.revision, ...(info ? { info } : {}) };
+  }
+
+  async openFeed(o: FeedOptions): Promise<Feed> {
+    const max = this.opts.maxFeeds ?? MAX_FEEDS;
+    if (this.feeds >= max) throw new TooManyStreams(max);
+    this.feeds++;
+    return openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, () => this.feeds--);
   }
 
   async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
@@ -891,6 +993,7 @@ export class LineEngine implements Lines {
       ttl,
       expiresAt: this.expiry.estimate(m.kv.key, m.kv.createRevision, sent, ttl),
       ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
+      ...(m.v.val !== undefined ? { value: m.v.val } : {}),
     };
   }
 
@@ -914,6 +1017,7 @@ export class LineEngine implements Lines {
       ttl: v.ttl ?? remaining,
       expiresAt: this.expiry.estimate(kv.key, kv.createRevision, sent, remaining),
       ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(v.val !== undefined ? { value: v.val } : {}),
       ...(line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
   }

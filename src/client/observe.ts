@@ -255,9 +255,11 @@ function toEvent(kind: string, id: string, data: string): LeaseholdEvent | undef
   const body = parseJson(data);
   const fields = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
   const revision = Number(id);
-  if (kind === "reset") return { reason: "", ...fields, type: "reset", id, revision } as ResetEvent;
+  // type, id and revision first (and never overridden by the data), for readable JSON.
+  const own = { type: kind, id, revision };
+  if (kind === "reset") return Object.assign({ ...own, reason: "" }, fields, own) as ResetEvent;
   if (typeof fields.name !== "string" || typeof fields.token !== "number") return undefined;
-  return { kind: "lock", ...fields, type: kind, id, revision } as HeldEvent | FreeEvent;
+  return Object.assign({ ...own, kind: "lock" }, fields, own) as HeldEvent | FreeEvent;
 }
 
 function parseJson(text: string): unknown {

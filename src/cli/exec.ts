@@ -77,10 +77,24 @@ export type Outcome =
   | { kind: "not-started"; code: number; message: string }
   | { kind: "interrupted" };
 
-export async function execVerb(argv: string[]): Promise<number> {
+/** `VERB NAME [options] -- CMD [ARGS…]`: leasehold's own arguments, and the command's after `--`. */
+export function splitCommand(argv: string[]): { own: string[]; command: string[] } {
   const split = argv.indexOf("--");
-  const own = split === -1 ? argv : argv.slice(0, split);
-  const command = split === -1 ? [] : argv.slice(split + 1);
+  return split === -1 ? { own: argv, command: [] } : { own: argv.slice(0, split), command: argv.slice(split + 1) };
+}
+
+/** NAME (the one positional before `--`) and CMD with its arguments, checked. */
+export function nameAndCommand(verb: string, positionals: string[], command: string[]) {
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError(`${verb} needs a lock NAME`);
+  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold ${verb} ${name} [options] -- CMD`);
+  const [cmd, ...args] = command;
+  if (cmd === undefined) throw new UsageError(`${verb} needs a command after --`);
+  return { name, cmd, args };
+}
+
+export async function execVerb(argv: string[]): Promise<number> {
+  const { own, command } = splitCommand(argv);
   const { values, positionals } = parse({
     args: own,
     allowPositionals: true,
@@ -95,11 +109,7 @@ export async function execVerb(argv: string[]): Promise<number> {
     },
   });
   if (values.help) return help(EXEC_HELP);
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError("exec needs a lock NAME");
-  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold exec ${name} [options] -- CMD`);
-  const [cmd, ...args] = command;
-  if (cmd === undefined) throw new UsageError("exec needs a command after --");
+  const { name, cmd, args } = nameAndCommand("exec", positionals, command);
   const options = acquireOptions(values);
   const limit = semaphoreLimit(values.limit);
   // What CMD runs under, for messages.

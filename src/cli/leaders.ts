@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { createClient } from "../client/index.js";
 import { COMMON_HELP, COMMON_OPTIONS, EXIT, failed, parse, printJson, seconds, UsageError, warn } from "./args.js";
-import { supervise } from "./exec.js";
+import { nameAndCommand, splitCommand, supervise } from "./exec.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { clientOptions, help } from "./locks.js";
 
@@ -122,9 +122,7 @@ export async function watchVerb(argv: string[]): Promise<number> {
 }
 
 export async function electVerb(argv: string[]): Promise<number> {
-  const split = argv.indexOf("--");
-  const own = split === -1 ? argv : argv.slice(0, split);
-  const command = split === -1 ? [] : argv.slice(split + 1);
+  const { own, command } = splitCommand(argv);
   const { values, positionals } = parse({
     args: own,
     allowPositionals: true,
@@ -139,11 +137,7 @@ export async function electVerb(argv: string[]): Promise<number> {
     },
   });
   if (values.help) return help(ELECT_HELP);
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError("elect needs a lock NAME");
-  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold elect ${name} [options] -- CMD`);
-  const [cmd, ...args] = command;
-  if (cmd === undefined) throw new UsageError("elect needs a command after --");
+  const { name, cmd, args } = nameAndCommand("elect", positionals, command);
   const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
   const grace = seconds(values.grace, "grace") ?? 10;
   const retryMs = (seconds(values.retry, "retry") ?? 10) * 1000;

@@ -257,9 +257,9 @@ function toEvent(kind: string, id: string, data: string): LeaseholdEvent | undef
   const revision = Number(id);
   // type, id and revision first (and never overridden by the data), for readable JSON.
   const own = { type: kind, id, revision };
-  if (kind === "reset") return Object.assign({ ...own, reason: "" }, fields, own) as ResetEvent;
+  if (kind === "reset") return { ...own, reason: "", ...fields, ...own } as unknown as ResetEvent;
   if (typeof fields.name !== "string" || typeof fields.token !== "number") return undefined;
-  return Object.assign({ ...own, kind: "lock" }, fields, own) as HeldEvent | FreeEvent;
+  return { ...own, kind: "lock", ...fields, ...own } as unknown as HeldEvent | FreeEvent;
 }
 
 function parseJson(text: string): unknown {

@@ -13,7 +13,7 @@ import {
   TooManyWaiters,
   ticketLost,
 } from "./errors.js";
-import { openChangeFeed } from "./feed.js";
+import { type ChangeFeed, openChangeFeed } from "./feed.js";
 import { LineKeys } from "./line-keys.js";
 import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
@@ -114,7 +114,9 @@ const MAX_FEEDS = 1_000;
 export class LineEngine implements Lines {
   private waiters = 0;
   private readers = 0;
-  private feeds = 0;
+  private readonly feeds = new Set<ChangeFeed>();
+  /** Feeds doing their first read: counted, so concurrent opens cannot pass the cap together. */
+  private openingFeeds = 0;
   private readonly keys: LineKeys;
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
@@ -137,7 +139,8 @@ export class LineEngine implements Lines {
   }
 
   get activeFeeds(): number {
-    return this.feeds;
+    for (const f of this.feeds) if (f.stale) this.feeds.delete(f);
+    return this.feeds.size + this.openingFeeds;
   }
 
   sweepLeases(): void {
@@ -278,6 +281,10 @@ export class LineEngine implements Lines {
     }
     const r = joined.value;
     if (!r.joined) {
+      // A txn sent again after its first answer was lost (a transport's retry) finds the
+      // key the first send made: that join applied, and the lease is bound to it.
+      const made = r.read.kvs.find((kv) => kv.key === ask.key && kv.value === written && kv.lease === lease.id);
+      if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
       return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
     }
@@ -414,7 +421,7 @@ export class LineEngine implements Lines {
   }
 
   /** Puts the waiter's key, bound to a queue lease or (tickets) to a new lease of its own. */
-  private async joinWaiting(ask: Ask): Promise<Place | Acquired> {
+  private async joinWaiting(ask: Ask, again = false): Promise<Place | Acquired> {
     const { o } = ask;
     const { nonce, secret } = this.newNonce(ask.idem);
     let queueLease: QueueLease | undefined;
@@ -445,6 +452,9 @@ export class LineEngine implements Lines {
       created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease });
     } catch (err) {
       giveUp();
+      // The queue lease ended (an etcd outage outlasted its TTL) before a keep-alive found
+      // out: nothing was written, and giving it up retired it, so join on a new one.
+      if (err instanceof LeaseNotFoundError && queueLease && !again) return this.joinWaiting(ask, true);
       throw err;
     }
     if (!created.created) {
@@ -468,9 +478,11 @@ export class LineEngine implements Lines {
     const ticket = place.v.t === 1;
     // A ticket waiting inside a request is kept in line by that request meanwhile.
     const keeper = ticket ? this.keepTicket(place) : undefined;
+    // Nothing is judged from a copy of the line older than this revision.
+    let after = place.kv.modRevision;
     try {
       for (;;) {
-        const r = await this.nextTurn(ask, place);
+        const r = await this.nextTurn(ask, place, after);
         if (r === GONE) {
           if (ticket) throw ticketLost(ask.what);
           return GONE;
@@ -492,39 +504,39 @@ export class LineEngine implements Lines {
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
         }
-        if (holds(r)) {
-          if (!nonceMatches(r.v, place.nonce)) return GONE;
-          // Made a holder by another attempt with the same Idempotency-Key (which waited on
-          // this same place): that grant is this request's too. Converting again would
-          // rebind the key to another lease under the grant already handed out.
-          const grant = await this.claim(ask.line, ask.keyId, r, place.nonce);
-          if (grant) return { grant, replayed: true };
-          continue;
-        }
-        const grant = await this.convert(ask, place, r);
+        // Another attempt waiting for this same place (an idempotent retry, a second
+        // redeem of the ticket) converted it first: that grant is this participant's, and
+        // converting it again would bind it to a second lease behind its holder's back.
+        const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
         if (grant) return grant;
+        // The key changed after the copy showed it: wait for a copy that shows what it became.
+        after = r.kv.modRevision + 1;
       }
     } finally {
       if (keeper) clearInterval(keeper);
     }
   }
 
+  /** The place became a grant through another attempt: the same grant, handed out again. */
+  private async claimTurn(ask: Ask, place: Place, m: Member): Promise<Acquired | undefined> {
+    const grant = await this.claim(ask.line, ask.keyId, m, place.nonce);
+    if (!grant) return undefined;
+    // The key left the queue lease when the other attempt converted it.
+    place.queueLease?.done();
+    return { grant, replayed: true };
+  }
+
   /** The waiter's next turn (its key as the line shows it), or why there is none. */
-  private async nextTurn(ask: Ask, place: Place): Promise<Member | typeof GONE | typeof TIMED_OUT> {
+  private async nextTurn(ask: Ask, place: Place, after: number): Promise<Member | typeof GONE | typeof TIMED_OUT> {
     const { o } = ask;
     for (;;) {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
       const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
       try {
-        const r = await this.strategies.waits.awaitTurn(
-          ask.range,
-          place.kv.key,
-          o.limit,
-          place.kv.modRevision,
-          stop.signal,
-        );
-        if (r.turn === "hold") return r.member;
+        const r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
+        // A key of the same ID made anew (by another attempt, after this place left) is not this place.
+        if (r.turn === "hold") return r.member.kv.createRevision === place.kv.createRevision ? r.member : GONE;
         if (r.turn === "gone") return GONE;
         return TIMED_OUT;
       } catch (err) {
@@ -923,9 +935,15 @@ export class LineEngine implements Lines {
 
   async openFeed(o: FeedOptions): Promise<Feed> {
     const max = this.opts.maxFeeds ?? MAX_FEEDS;
-    if (this.feeds >= max) throw new TooManyStreams(max);
-    this.feeds++;
-    return openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, () => this.feeds--);
+    if (this.activeFeeds >= max) throw new TooManyStreams(max);
+    this.openingFeeds++;
+    try {
+      const feed = await openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, (f) => this.feeds.delete(f));
+      this.feeds.add(feed);
+      return feed;
+    } finally {
+      this.openingFeeds--;
+    }
   }
 
   async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {

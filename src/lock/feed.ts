@@ -28,8 +28,8 @@ export async function openChangeFeed(
   keys: LineKeys,
   o: FeedOptions,
   shutdown: AbortSignal | undefined,
-  onClose: () => void,
-): Promise<Feed> {
+  onClose: (feed: ChangeFeed) => void,
+): Promise<ChangeFeed> {
   const feed = new ChangeFeed(etcd, keys, o, shutdown, onClose);
   try {
     await feed.open();
@@ -40,7 +40,7 @@ export async function openChangeFeed(
   return feed;
 }
 
-class ChangeFeed implements Feed {
+export class ChangeFeed implements Feed {
   first: FeedBatch | undefined;
   private readonly scopes: string[];
   private readonly kinds: LineKind[];
@@ -56,7 +56,7 @@ class ChangeFeed implements Feed {
     private readonly keys: LineKeys,
     private readonly o: FeedOptions,
     shutdown: AbortSignal | undefined,
-    private readonly onClose: () => void,
+    private readonly onClose: (feed: ChangeFeed) => void,
   ) {
     this.scopes = listingScopes(o.prefix, o.within);
     this.kinds = KIND_ORDER.filter((k) => o.kinds.includes(k));
@@ -96,6 +96,19 @@ class ChangeFeed implements Feed {
     // skip every change up to it.
     if (this.o.after > revision) this.first = await this.snapshot("ahead");
     else this.from = this.o.after + 1;
+  }
+
+  /** When the feed was last known to be served (ms since the epoch). */
+  seen = Date.now();
+
+  alive(): void {
+    this.seen = Date.now();
+  }
+
+  /** Whether the feed no longer counts against its instance's cap. */
+  get stale(): boolean {
+    const after = this.o.staleAfterMs;
+    return this.closed || (after !== undefined && Date.now() - this.seen > after);
   }
 
   async run(onBatch: (batch: FeedBatch) => void): Promise<void> {
@@ -146,7 +159,7 @@ class ChangeFeed implements Feed {
     this.closed = true;
     this.stop.abort();
     this.unlink();
-    this.onClose();
+    this.onClose(this);
   }
 
   /** One revision's events as feed events; "unknown" when one cannot be told. */

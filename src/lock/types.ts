@@ -144,6 +144,13 @@ export interface FeedOptions {
   after?: number;
   /** Fires when the caller has gone away: the feed ends. */
   signal: AbortSignal;
+  /**
+   * A feed whose `alive()` was not called for this long stops counting against the cap:
+   * a runtime may drop a feed without running its clean-up (Workers cancel the tasks of
+   * a request whose caller went away once its response is streaming). Absent: counts
+   * until closed.
+   */
+  staleAfterMs?: number;
 }
 
 /** One change of a holder (or, for `reset`, the start of a full state). */
@@ -178,6 +185,8 @@ export interface Feed {
   run(onBatch: (batch: FeedBatch) => void): Promise<void>;
   /** Ends the feed and gives back its place (idempotent). */
   close(): void;
+  /** The feed is still being served (see `FeedOptions.staleAfterMs`). */
+  alive(): void;
 }
 
 export interface ListOptions {

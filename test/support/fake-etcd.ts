@@ -206,6 +206,11 @@ export class FakeEtcd implements EtcdClient {
     return kv && { key, ...kv };
   }
 
+  /** The keys in [start, end), oldest (by create revision) first, read without going through the client. */
+  peekRange(start: string, end: string): KeyValue[] {
+    return this.scanNow(start, end, { byCreate: true }).kvs;
+  }
+
   /** The lease's state, or `undefined` once it is revoked or expired. */
   lease(id: bigint): FakeLease | undefined {
     const l = this.leases.get(id);

@@ -50,6 +50,7 @@ const BOTH: readonly LineKind[] = ["lock", "semaphore"];
 export const events: Route = documented(doc, "keyed", (app, { config, lines, log }) => {
   app.openapi(forHandling(doc), async (c) => {
     const query = c.req.valid("query");
+    const heartbeatMs = config.LEASEHOLD_STREAM_HEARTBEAT * 1000;
     // The header is what EventSource sends when it reconnects: it is newer than the URL's.
     const resume = c.req.valid("header")["last-event-id"] ?? query.lastEventId;
     const gone = new AbortController();
@@ -65,12 +66,14 @@ export const events: Route = documented(doc, "keyed", (app, { config, lines, log
         within: c.get("apiKey")?.prefixes ?? [""],
         ...(resume !== undefined ? { after: Number(resume) } : {}),
         signal: gone.signal,
+        // Each keep-alive proves the stream is still served; three missed ones free its place.
+        staleAfterMs: heartbeatMs * 3,
       })
       .catch((err: unknown) => {
         caller.removeEventListener("abort", hangUp);
         throw err;
       });
-    const body = eventStream(feed, config.LEASEHOLD_STREAM_HEARTBEAT * 1000, log, () => {
+    const body = eventStream(feed, heartbeatMs, log, () => {
       caller.removeEventListener("abort", hangUp);
       gone.abort();
     });
@@ -134,7 +137,10 @@ function eventStream(feed: Feed, heartbeatMs: number, log: Logger, end: () => vo
         // A first line at once: the caller (and any proxy) sees the stream open.
         send(": leasehold events\n\n");
         if (feed.first) send(formatBatch(feed.first));
-        heartbeat = setInterval(() => send(": keep-alive\n\n"), heartbeatMs);
+        heartbeat = setInterval(() => {
+          feed.alive();
+          send(": keep-alive\n\n");
+        }, heartbeatMs);
         feed
           .run((batch) => send(formatBatch(batch)))
           .then(close, (err: unknown) => {

@@ -21,6 +21,7 @@ export const ACQUIRE_FLAGS = {
   owner: { type: "string" },
   retry: { type: "string" },
   limit: { type: "string" },
+  value: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** Checked acquire options from those flags (owner defaults to this host's name). */
@@ -29,6 +30,7 @@ export function acquireOptions(values: {
   wait?: string;
   owner?: string;
   retry?: string;
+  value?: string;
 }): AcquireOptions {
   const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
   const wait = seconds(values.wait, "wait");
@@ -37,6 +39,7 @@ export function acquireOptions(values: {
     retryMs: (seconds(values.retry, "retry") ?? 10) * 1000,
     ...(ttl !== undefined ? { ttl } : {}),
     ...(wait !== undefined ? { wait } : {}),
+    ...(values.value !== undefined ? { value: values.value } : {}),
   };
 }
 

@@ -52,6 +52,7 @@ leasehold exits 74 whatever CMD's exit code.
                    a ticket renewed by long polls; with --wait S, at most S seconds
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
+  --value V        a value to publish while CMD runs (shown by status and watch)
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
@@ -70,15 +71,30 @@ ${EXIT_CODES_HELP}`;
 /** Passed on to the command's group while it runs; before it starts, they abandon the acquire. */
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
 
-type Outcome =
+/** How CMD's run ended. */
+export type Outcome =
   | { kind: "exited"; code: number | null; signal: NodeJS.Signals | null; lost?: LeaseholdError }
   | { kind: "not-started"; code: number; message: string }
   | { kind: "interrupted" };
 
-export async function execVerb(argv: string[]): Promise<number> {
+/** `VERB NAME [options] -- CMD [ARGS…]`: leasehold's own arguments, and the command's after `--`. */
+export function splitCommand(argv: string[]): { own: string[]; command: string[] } {
   const split = argv.indexOf("--");
-  const own = split === -1 ? argv : argv.slice(0, split);
-  const command = split === -1 ? [] : argv.slice(split + 1);
+  return split === -1 ? { own: argv, command: [] } : { own: argv.slice(0, split), command: argv.slice(split + 1) };
+}
+
+/** NAME (the one positional before `--`) and CMD with its arguments, checked. */
+export function nameAndCommand(verb: string, positionals: string[], command: string[]) {
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError(`${verb} needs a lock NAME`);
+  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold ${verb} ${name} [options] -- CMD`);
+  const [cmd, ...args] = command;
+  if (cmd === undefined) throw new UsageError(`${verb} needs a command after --`);
+  return { name, cmd, args };
+}
+
+export async function execVerb(argv: string[]): Promise<number> {
+  const { own, command } = splitCommand(argv);
   const { values, positionals } = parse({
     args: own,
     allowPositionals: true,
@@ -93,11 +109,7 @@ export async function execVerb(argv: string[]): Promise<number> {
     },
   });
   if (values.help) return help(EXEC_HELP);
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError("exec needs a lock NAME");
-  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold exec ${name} [options] -- CMD`);
-  const [cmd, ...args] = command;
-  if (cmd === undefined) throw new UsageError("exec needs a command after --");
+  const { name, cmd, args } = nameAndCommand("exec", positionals, command);
   const options = acquireOptions(values);
   const limit = semaphoreLimit(values.limit);
   // What CMD runs under, for messages.
@@ -108,6 +120,56 @@ export async function execVerb(argv: string[]): Promise<number> {
     throw new UsageError("--held-exit must be a whole number from 0 to 255");
   }
 
+  // In line: say so once (a long wait should not look like a hang), never the ticket.
+  let told = false;
+  const onQueued = (position: number) => {
+    if (told || values.quiet) return;
+    told = true;
+    warn(`waiting in line for ${held} (${position} ahead); ${cmd} runs at its turn`);
+  };
+  const withOptions = {
+    ...options,
+    ...(values["no-release"] ? { release: false } : {}),
+    // Without --queue no --wait means "don't wait"; with it, "as long as it takes".
+    ...(values.queue ? { queue: true, onQueued } : {}),
+  };
+  const client = createClient(clientOptions(values));
+  return supervise(
+    { cmd, args, grace, held },
+    (run, signal) =>
+      limit === undefined
+        ? client.withLock(name, run, { ...withOptions, signal })
+        : client.withPermit(name, limit, run, { ...withOptions, signal }),
+    (err) => {
+      if (!(err instanceof LeaseholdError && err.code === "lock-held")) return undefined;
+      if (!values.quiet) warn(`${heldMessage(name, err)}; not running ${cmd}`);
+      return heldExit;
+    },
+  );
+}
+
+/** CMD, and what it runs under (for messages: "the lock NAME"). */
+export interface Supervised {
+  cmd: string;
+  args: string[];
+  /** Seconds from SIGTERM to SIGKILL of CMD's group. */
+  grace: number;
+  held: string;
+}
+
+/**
+ * Runs CMD under a lock that `hold` takes and keeps (exec: withLock or withPermit; elect:
+ * campaign), passing it `run`, which starts CMD with the lock's environment and settles
+ * when CMD and its group are gone. Signals abandon `hold` (through `signal`) before CMD
+ * starts and go to CMD's group after; a lost lock stops the group. Returns leasehold's
+ * exit code: CMD's own, 74 when the lock was lost, 128+N when interrupted by signal N,
+ * `refused(err)` when `hold` fails and that says so, else the code for the error.
+ */
+export async function supervise(
+  { cmd, args, grace, held }: Supervised,
+  hold: (run: (lock: HeldLock) => Promise<Outcome>, signal: AbortSignal) => Promise<Outcome>,
+  refused: (err: unknown) => number | undefined = () => undefined,
+): Promise<number> {
   // Before CMD starts a signal abandons the acquire; once it runs, signals go to its group.
   const starting = new AbortController();
   let job: Job | undefined;
@@ -195,26 +257,8 @@ export async function execVerb(argv: string[]): Promise<number> {
       current.proc.once("exit", (code, signal) => void done({ kind: "exited", code, signal }));
     });
 
-  // In line: say so once (a long wait should not look like a hang), never the ticket.
-  let told = false;
-  const onQueued = (position: number) => {
-    if (told || values.quiet) return;
-    told = true;
-    warn(`waiting in line for ${held} (${position} ahead); ${cmd} runs at its turn`);
-  };
-  const withOptions = {
-    ...options,
-    signal: starting.signal,
-    ...(values["no-release"] ? { release: false } : {}),
-    // Without --queue no --wait means "don't wait"; with it, "as long as it takes".
-    ...(values.queue ? { queue: true, onQueued } : {}),
-  };
   try {
-    const client = createClient(clientOptions(values));
-    const outcome =
-      limit === undefined
-        ? await client.withLock(name, run, withOptions)
-        : await client.withPermit(name, limit, run, withOptions);
+    const outcome = await hold(run, starting.signal);
     if (outcome.kind === "interrupted") return signalExit(interruptedBy ?? "SIGTERM");
     if (outcome.kind === "not-started") {
       warn(outcome.message);
@@ -224,11 +268,7 @@ export async function execVerb(argv: string[]): Promise<number> {
     return outcome.code ?? signalExit(outcome.signal ?? "SIGKILL");
   } catch (err) {
     if (interruptedBy) return signalExit(interruptedBy);
-    if (err instanceof LeaseholdError && err.code === "lock-held") {
-      if (!values.quiet) warn(`${heldMessage(name, err)}; not running ${cmd}`);
-      return heldExit;
-    }
-    return failed(err, { json: false });
+    return refused(err) ?? failed(err, { json: false });
   } finally {
     for (const s of FORWARDED) process.off(s, onSignal);
   }

@@ -28,6 +28,8 @@ No answer, or a 429/503, is retried (one Idempotency-Key, so a lost answer is no
   --ttl S          lease TTL in seconds (service default 30)
   --wait S         wait up to S seconds while someone else holds it (default 0)
   --owner X        free text shown to others (default: this host's name)
+  --value V        a value to publish while holding it (at most 4,096 bytes; shown by
+                   status and watch): a leader's address, say
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --idempotency-key K   send this key instead of a random one
   --format env     print shell assignments instead of JSON, for
@@ -37,11 +39,13 @@ ${COMMON_HELP}
 
 Exit: 0 acquired · 73 held by someone else · 64 bad arguments · 75 service unavailable · 77 not allowed`;
 
-export const RENEW_HELP = `Usage: leasehold renew NAME [--lease L] [--semaphore]
+export const RENEW_HELP = `Usage: leasehold renew NAME [--lease L] [--value V] [--semaphore]
 
-Resets the lease to its TTL; prints the grant (same token, new expiresAt).
+Resets the lease to its TTL; prints the grant (same token, new expiresAt). With --value,
+also replaces the published value (a leader's proclaim).
 
   --lease L        the grant's lease (default: LEASEHOLD_LEASE)
+  --value V        publish V instead of the value published so far
   --semaphore      a permit of the semaphore NAME (from acquire --limit), not a lock
 ${COMMON_HELP}
 
@@ -109,7 +113,8 @@ export async function renewVerb(argv: string[]): Promise<number> {
   if (values.help) return help(RENEW_HELP);
   try {
     const client = createClient(clientOptions(values));
-    printJson(values.semaphore ? await client.semaphore(name).renew(lease) : await client.renew(name, lease));
+    const o = values.value !== undefined ? { value: values.value } : {};
+    printJson(values.semaphore ? await client.semaphore(name).renew(lease, o) : await client.renew(name, lease, o));
     return EXIT.OK;
   } catch (err) {
     return failed(err);
@@ -119,6 +124,7 @@ export async function renewVerb(argv: string[]): Promise<number> {
 export async function releaseVerb(argv: string[]): Promise<number> {
   const { name, lease, values } = leaseArgs(argv, "release");
   if (values.help) return help(RELEASE_HELP);
+  if (values.value !== undefined) throw new UsageError("release takes no --value (renew publishes one)");
   try {
     const client = createClient(clientOptions(values));
     if (values.semaphore) await client.semaphore(name).release(lease);
@@ -167,7 +173,12 @@ function leaseArgs(argv: string[], verb: string) {
   const { values, positionals } = parse({
     args: argv,
     allowPositionals: true,
-    options: { ...COMMON_OPTIONS, lease: { type: "string" }, semaphore: { type: "boolean" } },
+    options: {
+      ...COMMON_OPTIONS,
+      lease: { type: "string" },
+      semaphore: { type: "boolean" },
+      value: { type: "string" },
+    },
   });
   if (values.help) return { name: "", lease: "", values };
   const name = oneName(positionals, verb);

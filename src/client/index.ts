@@ -19,7 +19,12 @@ import type {
   SemaphoreList as SemaphoreListSchema,
   TicketAnswer as TicketSchema,
 } from "../http/schemas.js";
-import type { ProblemCode } from "../problems.js";
+import { describe, LeaseholdError, problemError } from "./errors.js";
+import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
+import { backoff, follow, sleep } from "./timing.js";
+
+export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
+export type { EventStream, FreeEvent, HeldEvent, LeaseholdEvent, ObserveOptions, ResetEvent } from "./observe.js";
 
 /** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
 export type Grant = z.output<typeof GrantSchema>;
@@ -47,49 +52,6 @@ export type Problem = z.output<typeof ProblemSchema> &
   Partial<Omit<z.output<typeof LimitMismatchProblemSchema>, keyof z.output<typeof ProblemSchema>>> & {
     [extension: string]: unknown;
   };
-
-/**
- * Why a call failed: a problem `code` from the service, or one of the client's own:
- * `network-error` (no answer), `timeout` (no answer in time), `invalid-response`
- * (an answer that is not what the API promises), `lock-expired` (withLock saw no
- * successful renew before its own deadline).
- */
-export type LeaseholdErrorCode =
-  | ProblemCode
-  | "network-error"
-  | "timeout"
-  | "invalid-response"
-  | "lock-expired"
-  | (string & {});
-
-export class LeaseholdError extends Error {
-  override name = "LeaseholdError";
-  /** The problem's `code`, or a client-side code (see `LeaseholdErrorCode`). */
-  readonly code: LeaseholdErrorCode;
-  /** HTTP status; `0` when no HTTP answer was received. */
-  readonly status: number;
-  /** The problem body when the service sent one. */
-  readonly problem: Problem | undefined;
-  /** Seconds from `Retry-After`, when the answer had one. */
-  readonly retryAfter: number | undefined;
-
-  constructor(
-    code: LeaseholdErrorCode,
-    message: string,
-    o: { status?: number; problem?: Problem; retryAfter?: number; cause?: unknown } = {},
-  ) {
-    super(message, o.cause === undefined ? undefined : { cause: o.cause });
-    this.code = code;
-    this.status = o.status ?? 0;
-    this.problem = o.problem;
-    this.retryAfter = o.retryAfter;
-  }
-
-  /** Worth retrying: no answer, a timeout, or the service asking to come back later. */
-  get transient(): boolean {
-    return this.code === "network-error" || this.code === "timeout" || [429, 502, 503, 504].includes(this.status);
-  }
-}
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -119,6 +81,11 @@ export interface AcquireFields extends RequestOptions {
   wait?: number;
   /** Free text shown to others. */
   owner?: string;
+  /**
+   * A value to publish with the grant (at most 4,096 UTF-8 bytes): inspect and the event
+   * stream show it. A waiter publishes it when its turn comes.
+   */
+  value?: string;
   /** Sent as `Idempotency-Key` on every attempt. Default: a random UUID per call. */
   idempotencyKey?: string;
   /**
@@ -147,6 +114,28 @@ export interface RedeemOptions extends RequestOptions {
   wait?: number;
   /** As for `acquire`: how long (ms) to retry when there is no answer or a 429/502/503/504. */
   retryMs?: number;
+}
+
+export interface RenewOptions extends RequestOptions {
+  /** Replaces the published value (kept as it was when absent). */
+  value?: string;
+}
+
+export interface InspectOptions extends RequestOptions {
+  /**
+   * A blocking read: answer only once the state changed after this index (the `index`
+   * of an earlier answer), or after `wait` seconds unchanged.
+   */
+  index?: number;
+  /** Seconds a blocking read may wait (with `index`; at most the service's LEASEHOLD_MAX_WAIT). */
+  wait?: number;
+}
+
+/** A lock's state as of an etcd revision: `lock` is undefined when nobody holds it. */
+export interface IndexedLock {
+  lock: LockInfo | undefined;
+  /** Pass it as `index` to wait for the next change. */
+  index: number;
 }
 
 export interface ListOptions extends RequestOptions {
@@ -195,6 +184,25 @@ export interface HeldLock<G extends Grant = Grant> {
 
 /** A semaphore's permit as `withPermit` hands it to your function. */
 export type HeldPermit = HeldLock<Permit>;
+
+export interface CampaignOptions extends Omit<WithLockOptions, "idempotencyKey" | "value" | "queue" | "ticketTtl"> {
+  /**
+   * Seconds each acquire waits before asking again (default 30; at most the service's
+   * LEASEHOLD_MAX_WAIT). The campaign itself goes on until elected or `signal` fires.
+   */
+  wait?: number;
+}
+
+/** The leadership as `campaign` hands it to your function: a held lock with a published value. */
+export interface Leadership extends HeldLock {
+  /** The value published now. */
+  readonly value: string;
+  /**
+   * Replaces the published value (a renew carrying it). When the leadership is gone it
+   * rejects with `lock-lost` and the signal fires.
+   */
+  proclaim(value: string): Promise<Grant>;
+}
 
 export class LeaseholdClient {
   readonly url: string;
@@ -245,8 +253,11 @@ export class LeaseholdClient {
     await this.#lines.leave(lockLine(name), ticket, o);
   }
 
-  /** Resets the lease to its granted TTL. Same token; 410 `lock-lost` when it is no longer yours. */
-  async renew(name: string, lease: string, o: RequestOptions = {}): Promise<Grant> {
+  /**
+   * Resets the lease to its granted TTL (and replaces the published value when `value`
+   * is given). Same token; 410 `lock-lost` when it is no longer yours.
+   */
+  async renew(name: string, lease: string, o: RenewOptions = {}): Promise<Grant> {
     return this.#lines.renew(lockLine(name), lease, o);
   }
 
@@ -255,9 +266,23 @@ export class LeaseholdClient {
     await this.#lines.release(lockLine(name), lease, o);
   }
 
-  /** Who holds the lock, or `undefined` when nobody does. */
-  async inspect(name: string, o: RequestOptions = {}): Promise<LockInfo | undefined> {
-    return (await this.#lines.inspect(lockLine(name), o)) as LockInfo | undefined;
+  /**
+   * Who holds the lock (and the value it published), or `undefined` when nobody does.
+   * With `index` and `wait`, a blocking read (see `inspectAt`).
+   */
+  async inspect(name: string, o: InspectOptions = {}): Promise<LockInfo | undefined> {
+    return (await this.inspectAt(name, o)).lock;
+  }
+
+  /**
+   * The lock's state and the index (etcd revision) it was read at. With `index`, waits
+   * until the state changed after that index or `wait` seconds passed, so a loop of
+   * `inspectAt(name, { index: last.index, wait: 30 })` sees every change of one lock
+   * without polling.
+   */
+  async inspectAt(name: string, o: InspectOptions = {}): Promise<IndexedLock> {
+    const { body, index } = await this.#lines.inspectAt(lockLine(name), o);
+    return { lock: body as LockInfo | undefined, index };
   }
 
   /** One page of held locks in name order. */
@@ -275,6 +300,86 @@ export class LeaseholdClient {
    */
   async withLock<T>(name: string, fn: (lock: HeldLock) => T | PromiseLike<T>, o: WithLockOptions = {}): Promise<T> {
     return this.#lines.hold(lockLine(name), fn, o);
+  }
+
+  /**
+   * Leader election: campaigns for `name` (acquires with `wait`, again and again, until
+   * elected) publishing `value`, then runs `fn(signal, leader)` while leader, renewing in
+   * the background as `withLock` does. `signal` fires when the leadership is lost (or the
+   * caller's `signal` fires); `leader.proclaim(v)` replaces the published value; the
+   * fencing token is the leader's epoch, larger for every new leader. Resigns (releases)
+   * when `fn` settles and returns its result. Transient failures while campaigning are
+   * retried; refusals that can't heal (401, 403, 400) reject.
+   */
+  async campaign<T>(
+    name: string,
+    value: string,
+    fn: (signal: AbortSignal, leader: Leadership) => T | PromiseLike<T>,
+    o: CampaignOptions = {},
+  ): Promise<T> {
+    const line = lockLine(name);
+    const wait = o.wait ?? 30;
+    for (let refused = 0; ; ) {
+      o.signal?.throwIfAborted();
+      let taken: Taken;
+      try {
+        taken = await this.#lines.take(line, { ...o, value, wait });
+      } catch (err) {
+        if (!(err instanceof LeaseholdError && (err.code === "lock-held" || err.transient))) throw err;
+        // After a real wait in line, ask again at once; otherwise back off.
+        if (err.code !== "lock-held" || wait < 1) await sleep(backoff(refused++, 5_000, err.retryAfter), o.signal);
+        continue;
+      }
+      return this.#lines.holdTaken(line, onlyGrant(taken), o, (lock, holding) => {
+        let published = value;
+        const leader: Leadership = {
+          name: lock.name,
+          token: lock.token,
+          lease: lock.lease,
+          signal: lock.signal,
+          get grant() {
+            return lock.grant;
+          },
+          get validUntil() {
+            return lock.validUntil;
+          },
+          get value() {
+            return published;
+          },
+          proclaim: async (next: string) => {
+            const grant = await holding.renewWith(next);
+            published = next;
+            return grant;
+          },
+        };
+        return fn(lock.signal, leader);
+      });
+    }
+  }
+
+  /**
+   * The events of one lock (`name`) or of every name under `{ prefix }` ("" = all the
+   * key may see), as an async iterator: `held` (a new holder, or a newly published
+   * value), `free` (a grant ended; the token that ended) and `reset` (start over: the
+   * current holders follow as `held` events). A new stream starts with a `reset` and the
+   * current holders. A dropped connection is reopened with backoff and resumes after the
+   * last event received, so no event is lost or repeated. Ends when `signal` fires or the
+   * loop breaks; rejects on refusals that can't heal (401, 403, 400).
+   */
+  observe(target: string | { prefix: string }, o: ObserveOptions = {}): EventStream {
+    const prefix = typeof target === "string" ? target : target.prefix;
+    const url = `${this.url}/events?${new URLSearchParams(defined({ prefix, kind: o.kind }))}`;
+    const connect: Connect = (lastEventId, signal) =>
+      this.#fetch(url, {
+        headers: {
+          accept: "text/event-stream",
+          ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
+          ...(lastEventId ? { "last-event-id": lastEventId } : {}),
+        },
+        signal,
+      });
+    const only = (e: LeaseholdEvent) => typeof target !== "string" || e.type === "reset" || e.name === target;
+    return new EventStream(connect, only, { ...o, timeoutMs: this.#timeoutMs });
   }
 
   /**
@@ -300,7 +405,7 @@ export class LeaseholdClient {
     return (await this.#lines.list("semaphore", o)) as SemaphoreList;
   }
 
-  async #call(method: string, path: string, o: CallOptions): Promise<{ status: number; body: unknown }> {
+  async #call(method: string, path: string, o: CallOptions): Promise<Answer> {
     const headers: Record<string, string> = {
       accept: "application/json",
       ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
@@ -342,7 +447,10 @@ export class LeaseholdClient {
             status: res.status,
           });
         }
-        return { status: res.status, body };
+        return { status: res.status, body, headers: res.headers };
+      }
+      if (o.free && res.status === 404 && (body as Problem | undefined)?.code === "lock-not-found") {
+        return { status: res.status, body, headers: res.headers };
       }
       throw problemError(method, path, res, body);
     } finally {
@@ -399,7 +507,7 @@ export class Semaphore {
     await this.#lines.leave(this.#line, ticket, o);
   }
 
-  async renew(lease: string, o: RequestOptions = {}): Promise<Permit> {
+  async renew(lease: string, o: RenewOptions = {}): Promise<Permit> {
     return (await this.#lines.renew(this.#line, lease, o)) as Permit;
   }
 
@@ -436,6 +544,21 @@ export function withLock<T>(
   return new LeaseholdClient(o).withLock(name, fn, o);
 }
 
+/** `campaign` on a client made from the same options (see `LeaseholdClient.campaign`). */
+export function campaign<T>(
+  name: string,
+  value: string,
+  fn: (signal: AbortSignal, leader: Leadership) => T | PromiseLike<T>,
+  o: CampaignOptions & ClientOptions = {},
+): Promise<T> {
+  return new LeaseholdClient(o).campaign(name, value, fn, o);
+}
+
+/** `observe` on a client made from the same options (see `LeaseholdClient.observe`). */
+export function observe(target: string | { prefix: string }, o: ObserveOptions & ClientOptions = {}): EventStream {
+  return new LeaseholdClient(o).observe(target, o);
+}
+
 /** `withPermit` on a client made from the same options (see `Semaphore.withPermit`). */
 export function withPermit<T>(
   name: string,
@@ -459,8 +582,14 @@ const lockLine = (name: string): Line => ({ kind: "lock", name });
 /** "lock NAME" or "semaphore NAME", for messages. */
 const what = (line: Line) => `${line.kind} ${line.name}`;
 
-type CallOptions = RequestOptions & { json?: unknown; headers?: Record<string, string> };
-type Call = (method: string, path: string, o: CallOptions) => Promise<{ status: number; body: unknown }>;
+type CallOptions = RequestOptions & {
+  json?: unknown;
+  headers?: Record<string, string>;
+  /** A 404 `lock-not-found` is an answer (nobody holds it), not an error. */
+  free?: boolean;
+};
+type Answer = { status: number; body: unknown; headers: Headers };
+type Call = (method: string, path: string, o: CallOptions) => Promise<Answer>;
 
 /** What an acquire or a redeem came back with: a grant (and its send time) or a place in line. */
 type Taken = { grant: Grant; since: number } | { ticket: Ticket };
@@ -493,7 +622,7 @@ class Lines {
   /** Acquire: the grant, or with `queue` possibly a place in line. */
   async take(line: Line, o: AcquireFields & { queue?: boolean; ticketTtl?: number }): Promise<Taken> {
     const queue = o.queue === true ? { queue: true, ticketTtl: o.ticketTtl } : {};
-    const fields = { ttl: o.ttl, owner: o.owner, limit: line.limit, ...queue };
+    const fields = { ttl: o.ttl, owner: o.owner, value: o.value, limit: line.limit, ...queue };
     return this.#post(line, fields, o, o.idempotencyKey ?? (await randomUUID()));
   }
 
@@ -507,8 +636,9 @@ class Lines {
     await this.#call("DELETE", linePath(line), { ...o, json: { ticket } });
   }
 
-  async renew(line: Line, lease: string, o: RequestOptions): Promise<Grant> {
-    return asGrant((await this.#call("PUT", `${linePath(line)}/renew`, { ...o, json: { lease } })).body, line);
+  async renew(line: Line, lease: string, o: RenewOptions): Promise<Grant> {
+    const json = defined({ lease, value: o.value });
+    return asGrant((await this.#call("PUT", `${linePath(line)}/renew`, { ...o, json })).body, line);
   }
 
   async release(line: Line, lease: string, o: RequestOptions): Promise<void> {
@@ -516,12 +646,29 @@ class Lines {
   }
 
   async inspect(line: Line, o: RequestOptions): Promise<unknown> {
-    try {
-      return (await this.#call("GET", linePath(line), o)).body;
-    } catch (err) {
-      if (err instanceof LeaseholdError && err.status === 404 && err.code === "lock-not-found") return undefined;
-      throw err;
+    return (await this.inspectAt(line, o)).body;
+  }
+
+  /** The state (`undefined` when nobody holds it) and its index; with `index`, a blocking read. */
+  async inspectAt(line: Line, o: InspectOptions): Promise<{ body: unknown; index: number }> {
+    const blocking = o.index !== undefined;
+    const query = new URLSearchParams(
+      defined({
+        index: blocking ? String(o.index) : undefined,
+        wait: blocking && o.wait !== undefined ? String(round3(o.wait)) : undefined,
+      }),
+    ).toString();
+    const path = `${linePath(line)}${query ? `?${query}` : ""}`;
+    const res = await this.#call("GET", path, {
+      ...o,
+      timeoutMs: (o.timeoutMs ?? this.#timeoutMs) + (blocking ? (o.wait ?? 0) * 1000 : 0),
+      free: true,
+    });
+    const index = Number(res.headers.get("leasehold-index") ?? (res.body as { index?: unknown } | undefined)?.index);
+    if (blocking && !Number.isSafeInteger(index)) {
+      throw new LeaseholdError("invalid-response", `GET ${path}: the answer carries no index`, { status: res.status });
     }
+    return { body: res.status === 404 ? undefined : res.body, index };
   }
 
   async list(kind: Line["kind"], o: ListOptions): Promise<unknown> {
@@ -534,13 +681,23 @@ class Lines {
   /** `withLock` and `withPermit`. */
   async hold<T>(line: Line, fn: (held: HeldLock) => T | PromiseLike<T>, o: WithLockOptions): Promise<T> {
     o.signal?.throwIfAborted();
-    const { grant, since } = o.queue ? await this.waitInLine(line, o) : onlyGrant(await this.take(line, o));
+    const taken = o.queue ? await this.waitInLine(line, o) : onlyGrant(await this.take(line, o));
+    return this.holdTaken(line, taken, o, fn);
+  }
+
+  /** Holds a grant while `fn` runs: confirms it, renews in the background, releases at the end. */
+  async holdTaken<T>(
+    line: Line,
+    { grant, since }: { grant: Grant; since: number },
+    o: WithLockOptions,
+    fn: (held: HeldLock, holding: Holding) => T | PromiseLike<T>,
+  ): Promise<T> {
     const holding = new Holding(this, line, grant, since, o);
     try {
       o.signal?.throwIfAborted();
       await holding.confirm();
       holding.start();
-      return await fn(holding.lock);
+      return await fn(holding.lock, holding);
     } finally {
       await holding.end();
     }
@@ -733,6 +890,30 @@ class Holding {
     }
   }
 
+  /**
+   * A renew now that also replaces the published value; it counts as a renewal. A 410
+   * says the lock is gone: the signal fires and the call rejects. Other failures (a value
+   * too large, no answer) only reject: the background renewals and the deadline still
+   * decide whether the lock is held.
+   */
+  async renewWith(value: string): Promise<Grant> {
+    if (this.#lost) throw this.#controller.signal.reason;
+    if (this.#ended) throw new LeaseholdError("lock-lost", `${what(this.#line)}: no longer held here`);
+    const sent = Date.now();
+    try {
+      const grant = await this.#lines.renew(this.#line, this.lock.lease, { value, signal: this.#controller.signal });
+      if (!this.#lost && !this.#ended) {
+        this.#renewed(grant, sent);
+        this.#armDeadline();
+        this.#scheduleRenew(sent + this.#ttlMs / 3);
+      }
+      return grant;
+    } catch (err) {
+      if (err instanceof LeaseholdError && err.status === 410) this.#lose(err);
+      throw err;
+    }
+  }
+
   #renewed(grant: Grant, sent: number) {
     this.#grant = grant;
     this.#since = sent;
@@ -828,62 +1009,6 @@ function asTicket(body: unknown): Ticket {
   return { ticket: t.ticket, position: t.position, ttl: t.ttl };
 }
 
-function problemError(method: string, path: string, res: Response, body: unknown): LeaseholdError {
-  const problem =
-    typeof body === "object" && body !== null && typeof (body as Problem).code === "string"
-      ? (body as Problem)
-      : undefined;
-  const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
-  const code = problem?.code ?? (res.status === 503 ? "backend-unavailable" : `http-${res.status}`);
-  const detail = problem?.detail ?? (res.statusText || "no problem details");
-  return new LeaseholdError(code, `${method} ${path}: ${res.status} ${code}: ${detail}`, {
-    status: res.status,
-    ...(problem ? { problem } : {}),
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter } : {}),
-  });
-}
-
-/**
- * Delay before retry number `attempt` (0-based): `Retry-After` when the service gave
- * one, else exponential from 100 ms up to `capMs`; either way with jitter, so callers
- * that failed together do not come back together.
- */
-function backoff(attempt: number, capMs: number, retryAfterS?: number): number {
-  if (retryAfterS !== undefined) return retryAfterS * 1000 + Math.random() * 250;
-  const ceiling = Math.min(capMs, 100 * 2 ** attempt);
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** Aborts `target` when `source` fires (with its reason); returns the unlink. */
-function follow(source: AbortSignal | undefined, target: AbortController): () => void {
-  if (!source) return () => {};
-  if (source.aborted) {
-    target.abort(source.reason);
-    return () => {};
-  }
-  const onAbort = () => target.abort(source.reason);
-  source.addEventListener("abort", onAbort, { once: true });
-  return () => source.removeEventListener("abort", onAbort);
-}
-
 function parseJson(text: string): unknown {
   if (text.trim() === "") return undefined;
   try {
@@ -891,11 +1016,6 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function describe(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }
 
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {

@@ -1,4 +1,4 @@
-import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError, prefixEnd } from "../etcd/types.js";
+import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError } from "../etcd/types.js";
 import { delay, untilDeadline } from "../timers.js";
 import {
   CallerGone,
@@ -9,13 +9,10 @@ import {
   LockLost,
   ShuttingDown,
   TicketMismatch,
-  TooManyStreams,
   TooManyWaiters,
   ticketLost,
 } from "./errors.js";
-import { type ChangeFeed, openChangeFeed } from "./feed.js";
 import { LineKeys } from "./line-keys.js";
-import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import {
   type Idempotency,
@@ -27,7 +24,8 @@ import {
   replayNonce,
   requestFingerprint,
 } from "./participant.js";
-import { byCreate, hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
+import { type LineRead, LineReader } from "./reading.js";
+import { hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
 import type { LineRange } from "./strategies/line-views.js";
 import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
@@ -40,7 +38,6 @@ import type {
   Feed,
   FeedOptions,
   Grant,
-  HolderView,
   LineInfo,
   LineKind,
   LineRef,
@@ -89,8 +86,6 @@ const MAX_ROOM_RETRIES = 5;
 const FORCE_ATTEMPTS = 3;
 /** Largest semaphore limit: a force release or inspect reads at most this many keys. */
 export const MAX_LIMIT = 10_000;
-/** Default cap on open feeds per instance. */
-const MAX_FEEDS = 1_000;
 
 /**
  * The coordination engine: lines of holders and waiters in etcd (see standing.ts for
@@ -113,11 +108,8 @@ const MAX_FEEDS = 1_000;
  */
 export class LineEngine implements Lines {
   private waiters = 0;
-  private readers = 0;
-  private readonly feeds = new Set<ChangeFeed>();
-  /** Feeds doing their first read: counted, so concurrent opens cannot pass the cap together. */
-  private openingFeeds = 0;
   private readonly keys: LineKeys;
+  private readonly reader: LineReader;
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
   private readonly expiry = new ReportedExpiry();
@@ -128,6 +120,7 @@ export class LineEngine implements Lines {
     private readonly opts: EngineOptions,
   ) {
     this.keys = new LineKeys(opts.prefix);
+    this.reader = new LineReader(etcd, this.keys, strategies.changes, this.expiry, opts);
   }
 
   get activeWaiters(): number {
@@ -135,12 +128,11 @@ export class LineEngine implements Lines {
   }
 
   get activeReads(): number {
-    return this.readers;
+    return this.reader.activeReads;
   }
 
   get activeFeeds(): number {
-    for (const f of this.feeds) if (f.stale) this.feeds.delete(f);
-    return this.feeds.size + this.openingFeeds;
+    return this.reader.activeFeeds;
   }
 
   sweepLeases(): void {
@@ -191,7 +183,7 @@ export class LineEngine implements Lines {
     // txn. Otherwise the join goes blind, and its failure branch reads the line anyway.
     let known: LineRead | undefined =
       waits.watching(ask.range.start) || this.seenBusy.likely(ask.range.start)
-        ? await this.readOldest(ask.range, o.limit + 1)
+        ? await this.reader.readOldest(ask.range, o.limit + 1)
         : undefined;
     let lastChance = false;
     for (let attempt = 0; ; attempt++) {
@@ -224,12 +216,6 @@ export class LineEngine implements Lines {
       }
       known = r.known;
     }
-  }
-
-  /** The oldest `limit` participants of a line, and how many it has. */
-  private async readOldest(range: LineRange, limit: number): Promise<LineRead> {
-    const r = await this.etcd.scan(range.start, range.end, { byCreate: true, limit });
-    return { revision: r.revision, oldest: r.kvs.map(member), count: r.count };
   }
 
   /**
@@ -494,7 +480,7 @@ export class LineEngine implements Lines {
           }
           if (ticket) {
             // One last look: the turn may have come while the ticket was being made.
-            const { oldest } = await this.readOldest(ask.range, o.limit);
+            const { oldest } = await this.reader.readOldest(ask.range, o.limit);
             const turn = oldest.find((x) => x.kv.key === place.kv.key);
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
             return grant || { ticket: await this.ticketOf(ask, place) };
@@ -635,7 +621,7 @@ export class LineEngine implements Lines {
 
   /** The refusal of a waiter that gave up: 409 with the line's holder as it is now. */
   private async held(ask: Ask, position: number | undefined): Promise<LockHeld> {
-    const { oldest } = await this.readOldest(ask.range, ask.o.limit);
+    const { oldest } = await this.reader.readOldest(ask.range, ask.o.limit);
     return (await this.refusal(ask, oldest, position ?? 0)) ?? new LockHeld(ask.what, undefined, 1, position);
   }
 
@@ -875,7 +861,7 @@ export class LineEngine implements Lines {
     const what = describe(line);
     const range = this.keys.range(line);
     for (let attempt = 1; ; attempt++) {
-      const { oldest } = await this.readOldest(range, line.kind === "lock" ? 1 : MAX_LIMIT);
+      const { oldest } = await this.reader.readOldest(range, line.kind === "lock" ? 1 : MAX_LIMIT);
       const target = oldest.find((m) => holds(m) && (token === undefined || m.kv.createRevision === token));
       if (!target) {
         if (oldest.some((m) => m.kv.lease === 0n)) throw new ForeignKey(what);
@@ -892,127 +878,22 @@ export class LineEngine implements Lines {
     }
   }
 
-  // ---------------------------------------------------------------- reading
+  // ---------------------------------------------------------------- reading (reading.ts)
 
-  async inspect(line: LineRef): Promise<LineInfo | undefined> {
-    return (await this.state(line, this.keys.range(line))).info;
+  inspect(line: LineRef): Promise<LineInfo | undefined> {
+    return this.reader.inspect(line);
   }
 
-  async read(line: LineRef, o: ReadOptions = {}): Promise<LineState> {
-    const range = this.keys.range(line);
-    const { changes } = this.strategies;
-    if (o.after === undefined || !o.wait || o.wait <= 0) return this.state(line, range);
-    // Blocked readers are capped like waiters, and apart from them: readers must not
-    // crowd out acquires.
-    const max = this.opts.maxWaiters;
-    if (this.readers >= max) {
-      throw new TooManyWaiters(
-        max,
-        `this instance already has ${max} blocking reads; retry later or with a shorter wait`,
-      );
-    }
-    this.readers++;
-    const stop = untilDeadline(Date.now() + o.wait * 1000, o.signal, this.opts.shutdownSignal);
-    try {
-      await changes.awaitChange(range, o.after, stop.signal);
-    } finally {
-      stop.done();
-      this.readers--;
-    }
-    if (o.signal?.aborted) throw new CallerGone();
-    return changes.share(range, () => this.state(line, range));
+  read(line: LineRef, o: ReadOptions = {}): Promise<LineState> {
+    return this.reader.read(line, o);
   }
 
-  /** The line as one read shows it (two for a semaphore: its oldest, then its first `limit`). */
-  private async state(line: LineRef, range: LineRange): Promise<LineState> {
-    let read = await this.readOldest(range, 1);
-    const limit = lineLimit(read.oldest);
-    if (limit === undefined) return { index: read.revision };
-    if (limit > 1) read = await this.readOldest(range, limit);
-    const info = await this.infoOf(line.name, read.oldest, read.count);
-    return { index: read.revision, ...(info ? { info } : {}) };
+  openFeed(o: FeedOptions): Promise<Feed> {
+    return this.reader.openFeed(o);
   }
 
-  async openFeed(o: FeedOptions): Promise<Feed> {
-    const max = this.opts.maxFeeds ?? MAX_FEEDS;
-    if (this.activeFeeds >= max) throw new TooManyStreams(max);
-    this.openingFeeds++;
-    try {
-      const feed = await openChangeFeed(this.etcd, this.keys, o, this.opts.shutdownSignal, (f) => this.feeds.delete(f));
-      this.feeds.add(feed);
-      return feed;
-    } finally {
-      this.openingFeeds--;
-    }
-  }
-
-  async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
-    const items: LineInfo[] = [];
-    for (const scope of listingScopes(o.prefix, o.within)) {
-      const base = this.keys.kindStart(kind);
-      const end = prefixEnd(base + scope);
-      const start = o.after !== undefined && o.after >= scope ? this.keys.after(kind, o.after) : base + scope;
-      if (start >= end) continue;
-      for await (const group of this.lineGroups(kind, start, end)) {
-        const last = items.at(-1);
-        if (items.length >= o.limit && last) return { items, next: last.name };
-        const members = group.kvs.map(member).sort(byCreate);
-        const info = await this.infoOf(group.name, members, members.length);
-        if (info) items.push(info);
-      }
-    }
-    return { items };
-  }
-
-  /** The keys in [start, end) grouped by line, in key (so name) order, each line whole. */
-  private async *lineGroups(
-    kind: LineKind,
-    start: string,
-    end: string,
-  ): AsyncGenerator<{ name: string; kvs: KeyValue[] }> {
-    let group: { name: string; kvs: KeyValue[] } | undefined;
-    let from = start;
-    for (;;) {
-      const page = await this.etcd.range(from, end, 512);
-      for (const kv of page.kvs) {
-        const name = this.keys.nameOf(kind, kv.key);
-        if (name === undefined) continue;
-        if (group && group.name !== name) {
-          yield group;
-          group = undefined;
-        }
-        group ??= { name, kvs: [] };
-        group.kvs.push(kv);
-      }
-      const last = page.kvs.at(-1);
-      if (!page.more || !last) break;
-      from = `${last.key}\0`;
-    }
-    if (group) yield group;
-  }
-
-  /** What anyone may see of a line, from its oldest participants (at least `limit`). */
-  private async infoOf(name: string, oldest: Member[], count: number): Promise<LineInfo | undefined> {
-    const limit = lineLimit(oldest) ?? 1;
-    const holders = oldest.slice(0, limit).filter(holds);
-    const views = await Promise.all(holders.map((m) => this.holderView(m)));
-    const live = views.filter((v): v is HolderView => v !== undefined);
-    if (live.length === 0) return undefined;
-    return { name, limit, holders: live, waiters: Math.max(0, count - holders.length) };
-  }
-
-  private async holderView(m: Member): Promise<HolderView | undefined> {
-    if (m.kv.lease === 0n) return undefined;
-    const sent = Date.now();
-    const { ttl } = await this.etcd.leaseTimeToLive(m.kv.lease);
-    if (ttl < 0) return undefined;
-    return {
-      token: m.kv.createRevision,
-      ttl,
-      expiresAt: this.expiry.estimate(m.kv.key, m.kv.createRevision, sent, ttl),
-      ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
-      ...(m.v.val !== undefined ? { value: m.v.val } : {}),
-    };
+  list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
+    return this.reader.list(kind, o);
   }
 
   /**
@@ -1039,13 +920,6 @@ export class LineEngine implements Lines {
       ...(line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
   }
-}
-
-/** A read of a line's oldest participants. */
-interface LineRead {
-  revision: number;
-  oldest: Member[];
-  count: number;
 }
 
 function describe(line: LineRef): string {

@@ -435,7 +435,7 @@ export class LineEngine implements Lines {
     };
     let created: Awaited<ReturnType<typeof this.strategies.txns.createIfAbsent>>;
     try {
-      created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease });
+      created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease, line: ask.range.start });
     } catch (err) {
       giveUp();
       // The queue lease ended (an etcd outage outlasted its TTL) before a keep-alive found

@@ -74,6 +74,8 @@ interface Place {
   owned: boolean;
   /** A ticket its caller already has: kept when a request waiting with it hangs up. */
   handedOut?: boolean;
+  /** Given up already (see giveUp). */
+  left?: boolean;
 }
 
 /** The sentinel a wait for a turn ends with when the place left the line. */
@@ -396,7 +398,17 @@ export class LineEngine implements Lines {
       for (;;) {
         const place = await this.joinWaiting(ask);
         if (!("kv" in place)) return place;
-        const r = await this.waitForTurn(ask, place);
+        let r: Acquired | typeof GONE;
+        try {
+          r = await this.waitForTurn(ask, place);
+        } catch (err) {
+          // Whatever failed (etcd unreachable when the position was read, a refused
+          // watch), the place must not stay in line: its queue lease is kept alive for the
+          // instance's other waiters, and a place nobody waits on would stall the line.
+          // A ticket stays.
+          if (place.v.t !== 1) await this.giveUp(place);
+          throw err;
+        }
         if (r !== GONE) return r;
         // Our place went (its queue lease ended under an etcd outage): join again at the back.
         if (Date.now() >= ask.deadline) throw await this.held(ask, undefined);
@@ -485,7 +497,7 @@ export class LineEngine implements Lines {
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
             return grant || { ticket: await this.ticketOf(ask, place) };
           }
-          const position = await this.positionOf(ask.range, place.kv);
+          const position = await this.positionOf(ask.range, place.kv).catch(() => undefined);
           await this.giveUp(place);
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
@@ -573,6 +585,7 @@ export class LineEngine implements Lines {
       return undefined;
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
+    place.left = true;
     if (place.queueLease) place.queueLease.done();
     else if (place.owned && place.v.t === 1) this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
     const kv: KeyValue = { ...m.kv, value: written, modRevision: revision, lease: lease.id };
@@ -581,7 +594,8 @@ export class LineEngine implements Lines {
 
   /** Gives up a place this request made (guarded by the revision it was written at). */
   private async giveUp(place: Place): Promise<void> {
-    if (!place.owned) return;
+    if (!place.owned || place.left) return;
+    place.left = true;
     try {
       await this.deleteAt(place.kv.key, place.kv.modRevision);
     } catch {

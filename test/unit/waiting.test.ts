@@ -85,6 +85,27 @@ describe.each(modes)("waiting in line on a fake etcd: $how", ({ worker }) => {
     expect((await first).grant.token).toBeGreaterThan(holder.grant.token);
   });
 
+  it("a waiter whose wait runs out while etcd fails the reads of its refusal still leaves the line", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const { fake, locks } = fakeLines({ worker });
+    const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
+    const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 5 }));
+    await untilWaiting(fake, "n", 1);
+    // The position and the holder are read when the wait runs out: both reads fail.
+    fake.failNext("scan");
+    fake.failNext("scan");
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(await waiter).toBeInstanceOf(EtcdUnavailableError);
+    // Its place is gone: left there, the session lease (kept alive for every waiter of
+    // the instance) would keep a place nobody waits on at the head of the line.
+    expect(waitersIn(fake, "n")).toHaveLength(0);
+    expect(locks.activeWaiters).toBe(0);
+    await locks.release("n", holder.grant.lease);
+  });
+
   it("a waiter whose caller hangs up leaves the line the same way", async () => {
     const { fake, locks } = fakeLines({ worker });
     const holder = await locks.acquire("n", { ttl: 30, wait: 0 });

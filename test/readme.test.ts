@@ -37,7 +37,7 @@ describe("README", () => {
       .filter((s): s is string => s !== undefined);
     expect(printed).toEqual(promised);
     // The grant printed by the first command is a full grant; the lease never shows in GET.
-    expect(stdout).toMatch(/"token":\d+,"lease":"[0-9a-f]{32}"/);
+    expect(stdout).toMatch(/"token":\d+,"lease":"[0-9a-f]{48}"/);
   });
 
   it("documents every configuration variable the service reads", async () => {

@@ -672,14 +672,18 @@ export class LineEngine implements Lines {
 
   // ---------------------------------------------------------------- tickets
 
+  /** The participant a ticket names (whatever it became since); otherwise the ticket is lost. */
+  private async ticketHolder(line: LineRef, what: string, ticket: string): Promise<{ h: Handle; m: Member }> {
+    const h = parseHandle(ticket);
+    const { kv } = h ? await this.etcd.get(this.keys.participant(line, h.keyId)) : {};
+    const m = kv && member(kv);
+    if (!h || !m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    return { h, m };
+  }
+
   async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
     const what = describe(line);
-    const h = parseHandle(ticket);
-    if (!h) throw ticketLost(what);
-    const key = this.keys.participant(line, h.keyId);
-    const { kv } = await this.etcd.get(key);
-    const m = kv && member(kv);
-    if (!m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // Redeemed before, and that answer was lost: the same grant again.
       const grant = await this.claim(line, h.keyId, m, h.nonce);
@@ -703,7 +707,7 @@ export class LineEngine implements Lines {
       line,
       what,
       range: this.keys.range(line),
-      key,
+      key: m.kv.key,
       keyId: h.keyId,
       o: {
         ttl: m.v.ttl ?? 30,
@@ -723,19 +727,14 @@ export class LineEngine implements Lines {
 
   async leave(line: LineRef, ticket: string): Promise<void> {
     const what = describe(line);
-    const h = parseHandle(ticket);
-    if (!h) throw ticketLost(what);
-    const key = this.keys.participant(line, h.keyId);
-    const { kv } = await this.etcd.get(key);
-    const m = kv && member(kv);
-    if (!m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
       await this.endGrant(what, m);
       return;
     }
     if (m.v.t !== 1 || m.kv.lease !== h.lease) throw ticketLost(what);
-    if (!(await this.deleteAt(key, m.kv.modRevision))) throw ticketLost(what);
+    if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw ticketLost(what);
     // A ticket's lease was made for this key alone.
     await this.etcd.leaseRevoke(h.lease).catch(() => false);
   }

@@ -23,6 +23,8 @@ export interface LineCall {
   status: number;
   /** A 202's `position`. */
   position?: number;
+  /** When it was answered (run clock, ms): to place it among etcd's revisions when looking into a violation. */
+  doneAt?: number;
 }
 
 export interface ParticipantRecord {
@@ -32,6 +34,8 @@ export interface ParticipantRecord {
   owner: string;
   client: string;
   calls: LineCall[];
+  /** Asked for a ticket (`queue: true`). */
+  queue?: true;
   /** When its first 202 arrived: its place in line existed before then (tickets only). */
   queuedSeq?: number;
   /** The grant it received (201, or 200 for a retry or a ticket redeemed again). */
@@ -157,11 +161,15 @@ export function lineOfKey(prefix: string, key: string): { kind: LineKind; name: 
   return { kind: dir === "lock/" ? "lock" : "semaphore", name: rest.slice(dir.length, sep) };
 }
 
-/** The fields of a participant's value the checker needs: whether it holds, and its owner. */
-export function readValue(value: string | undefined): { holds: boolean; owner?: string } {
+/** The fields of a participant's value the checker needs: whether it holds (or is a ticket), and its owner. */
+export function readValue(value: string | undefined): { holds: boolean; ticket?: boolean; owner?: string } {
   try {
-    const v = JSON.parse(value ?? "") as { h?: unknown; owner?: unknown };
-    return { holds: v.h === 1, ...(typeof v.owner === "string" ? { owner: v.owner } : {}) };
+    const v = JSON.parse(value ?? "") as { h?: unknown; t?: unknown; owner?: unknown };
+    return {
+      holds: v.h === 1,
+      ...(v.t === 1 ? { ticket: true } : {}),
+      ...(typeof v.owner === "string" ? { owner: v.owner } : {}),
+    };
   } catch {
     return { holds: false };
   }
@@ -204,10 +212,10 @@ export function checkEtcdHistory(
   };
   const byOwner = new Map<string, ParticipantRecord>();
   for (const p of o.participants) byOwner.set(`${lineOf(p)}\0${p.owner}`, p);
-  /** Holders etcd recorded: line, token (create revision) → owner. */
-  const etcdHolders = new Map<string, string | undefined>();
+  /** Holders etcd recorded: line, token (create revision) → their owners. */
+  const etcdHolders = new Map<string, Set<string | undefined>>();
 
-  const lines = new Map<string, { keys: Map<string, Key>; maxGranted: number }>();
+  const lines = new Map<string, { keys: Map<string, Key>; maxGranted: number; granted: Set<number> }>();
   const sorted = [...events].sort((a, b) => a.revision - b.revision);
   for (let i = 0; i < sorted.length; ) {
     const revision = (sorted[i] as EtcdEvent).revision;
@@ -219,7 +227,7 @@ export function checkEtcdHistory(
       const line = lineOf(where);
       let state = lines.get(line);
       if (!state) {
-        state = { keys: new Map(), maxGranted: 0 };
+        state = { keys: new Map(), maxGranted: 0, granted: new Set() };
         lines.set(line, state);
       }
       if (e.type === "delete") {
@@ -228,7 +236,12 @@ export function checkEtcdHistory(
       }
       const before = state.keys.get(e.key);
       const v = readValue(e.value);
-      const k: Key = { key: e.key, create: e.createRevision ?? e.revision, ...v };
+      const k: Key = {
+        key: e.key,
+        create: e.createRevision ?? e.revision,
+        holds: v.holds,
+        ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      };
       state.keys.set(e.key, k);
       if (before?.holds && !k.holds && before.create === k.create) {
         out.push({
@@ -265,7 +278,8 @@ export function checkEtcdHistory(
       }
       for (const k of granted.sort((a, b) => a.create - b.create)) {
         stats.etcdGrants++;
-        etcdHolders.set(`${line}\0${k.create}`, k.owner);
+        const owners = etcdHolders.get(`${line}\0${k.create}`) ?? new Set();
+        etcdHolders.set(`${line}\0${k.create}`, owners.add(k.owner));
         const ahead = waiting.filter((w) => w.create < k.create);
         if (waiting.some((w) => w.create > k.create)) stats.handoffs++;
         if (ahead.length > 0) {
@@ -277,20 +291,24 @@ export function checkEtcdHistory(
               .join("; ")})`,
           });
         }
-        if (k.create <= state.maxGranted) {
+        if (k.create < state.maxGranted) {
           out.push({
             invariant: "token-order",
             detail: `${line}: token ${k.create} (${k.owner ?? "?"}) was granted at revision ${revision}, after token ${state.maxGranted}`,
           });
         }
         state.maxGranted = Math.max(state.maxGranted, k.create);
+        // Participants that joined in one txn share a create revision: their token.
         const twin = keys.find((x) => x !== k && x.create === k.create);
-        if (twin) {
+        if (twin || state.granted.has(k.create)) {
           out.push({
             invariant: "unique-token",
-            detail: `${line}: ${k.owner ?? "?"} and ${twin.owner ?? "?"} joined the line in one txn (revision ${k.create}), so they share a token`,
+            detail: twin
+              ? `${line}: ${k.owner ?? "?"} and ${twin.owner ?? "?"} joined the line in one txn (revision ${k.create}), so they share a token; ${k.owner ?? "?"} was granted it at revision ${revision}`
+              : `${line}: token ${k.create} was granted again at revision ${revision} (${k.owner ?? "?"})`,
           });
         }
+        state.granted.add(k.create);
         const p = k.owner === undefined ? undefined : byOwner.get(`${line}\0${k.owner}`);
         if (!p || p.grant?.token === k.create) continue;
         if (ambiguous(p)) {
@@ -316,8 +334,7 @@ export function checkEtcdHistory(
   for (const [line, list] of byLine(o.grants)) {
     for (const g of list) {
       if (g.owner === undefined) continue;
-      const key = `${line}\0${g.token}`;
-      if (!etcdHolders.has(key) || etcdHolders.get(key) !== g.owner) {
+      if (!etcdHolders.get(`${line}\0${g.token}`)?.has(g.owner)) {
         out.push({
           invariant: "phantom-grant",
           detail: `${line}: ${g.client} (${g.owner}) received token ${g.token}, which etcd never recorded as a holder of ${g.owner}`,

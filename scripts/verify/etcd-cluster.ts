@@ -25,8 +25,8 @@ export interface EtcdCluster {
   leases(): Promise<string[]>;
   /** Keys under `prefix` (via any live member). */
   keys(prefix: string): Promise<string[]>;
-  /** Keys under `prefix` with their values and create revisions (via any live member). */
-  entries(prefix: string): Promise<{ key: string; value: string; createRevision: number }[]>;
+  /** Keys under `prefix` with their values and create revisions, and the revision read (via any live member). */
+  entries(prefix: string): Promise<{ revision: number; kvs: { key: string; value: string; createRevision: number }[] }>;
   /**
    * Every change etcd recorded under `prefix` since revision 1 (nothing compacts these
    * clusters), read with a watch from revision 1 until a marker key put after the call
@@ -125,7 +125,10 @@ async function startCluster(size: number): Promise<EtcdCluster> {
       range_end: b64(prefixEnd(prefix)),
       keys_only: keysOnly,
     });
-    return (res.kvs as { key: string; value?: string; create_revision?: string }[] | undefined) ?? [];
+    return {
+      revision: Number((res.header as { revision?: string } | undefined)?.revision ?? 0),
+      kvs: (res.kvs as { key: string; value?: string; create_revision?: string }[] | undefined) ?? [],
+    };
   };
 
   const kill = async (i: number) => {
@@ -160,14 +163,18 @@ async function startCluster(size: number): Promise<EtcdCluster> {
       return ((res.leases as { ID: string }[] | undefined) ?? []).map((l) => l.ID);
     },
     async keys(prefix) {
-      return (await range(prefix, true)).map((kv) => text(kv.key));
+      return (await range(prefix, true)).kvs.map((kv) => text(kv.key));
     },
     async entries(prefix) {
-      return (await range(prefix, false)).map((kv) => ({
-        key: text(kv.key),
-        value: text(kv.value),
-        createRevision: Number(kv.create_revision ?? 0),
-      }));
+      const r = await range(prefix, false);
+      return {
+        revision: r.revision,
+        kvs: r.kvs.map((kv) => ({
+          key: text(kv.key),
+          value: text(kv.value),
+          createRevision: Number(kv.create_revision ?? 0),
+        })),
+      };
     },
     async history(prefix) {
       const i = up.findIndex((u) => u);

@@ -36,8 +36,8 @@ export interface LineLoad {
   /** Per redeem: share of tickets that leave the line (DELETE ?ticket=), and that are abandoned. */
   leaveRate: number;
   abandonRate: number;
-  /** When set, how fast a vanished participant's key must go is checked. */
-  gone?: GoneWatch;
+  /** Checks that each participant's key leaves etcd in time once its client is done with it. */
+  gone: GoneWatch;
   counts: Record<string, number>;
 }
 
@@ -89,6 +89,7 @@ class Place {
       doneSeq: a.doneSeq,
       status: a.status,
       ...(position !== undefined ? { position } : {}),
+      doneAt: Math.round(this.client.run.now()),
     });
     return a;
   }
@@ -125,6 +126,7 @@ async function join(
     ...(o.wait > 0 ? { wait: o.wait } : {}),
     ...(o.queue ? { queue: true, ticketTtl: o.queue.ticketTtl } : {}),
   };
+  if (o.queue) place.record.queue = true;
   let first: { seq: number; at: number } | undefined;
   for (;;) {
     const at = run.now();
@@ -147,25 +149,40 @@ async function join(
 /** After a refusal or a failure: a short pause before the next try. */
 const backOff = (a: { answer: Answer }) => sleep(a.answer.status === 409 ? uniform(20, 120) : uniform(100, 300));
 
-/** A holder that vanishes: no renew, no release; its grant must end by expiry. */
-function vanish(place: Place, held: Held, o: LineLoad) {
-  bump(o.counts, "holders vanished");
-  o.gone?.expect(place.record, {
-    create: held.record.token,
-    since: held.record.receivedAt,
-    limitMs: held.record.ttl * 1_000 + 1_000,
-    what: `vanished holders' keys gone (TTL ${held.record.ttl} s)`,
+/**
+ * How long a participant's key may stay in etcd once its client is done with it: a
+ * waiter's leaves at once, or with its queue lease at worst (a delete whose outcome was
+ * unknown); a grant's (released, or its holder vanished) with its lease; a ticket's
+ * with its own lease, `ticketTtl` after the last request that kept it.
+ */
+function departed(
+  place: Place,
+  o: LineLoad,
+  how: "waiter" | "holder" | "ticket",
+  why: string,
+  since: number,
+  create?: number,
+) {
+  const limitMs =
+    (how === "waiter" ? Math.max(QUEUE_LEASE_TTL, o.ttl) : how === "holder" ? o.ttl : o.ticketTtl) * 1_000;
+  o.gone.expect(place.record, {
+    since,
+    limitMs: limitMs + 1_000,
+    what: why,
+    ...(create !== undefined ? { create } : {}),
   });
 }
 
-/** A waiter that hung up: its place must leave the line at once (within its queue lease at worst). */
-function hungUp(place: Place, o: LineLoad) {
-  bump(o.counts, "waiters hung up");
-  o.gone?.expect(place.record, {
-    since: place.client.run.now(),
-    limitMs: QUEUE_LEASE_TTL * 1_000 + 1_000,
-    what: "hung-up waiters' keys gone",
-  });
+/** A holder whose hold ended (released, lost, or vanished): its key goes with its lease at the latest. */
+function heldUntil(place: Place, held: Held, o: LineLoad, why: string, since: number) {
+  departed(
+    place,
+    held.record.ttl > o.ttl ? { ...o, ttl: held.record.ttl } : o,
+    "holder",
+    why,
+    since,
+    held.record.token,
+  );
 }
 
 /** Per client: a counter for unique owners. */
@@ -188,20 +205,29 @@ async function waitAndHold(client: Client, line: LineSpec, wait: number, o: Line
     wait,
     ...(hangUp ? { hangUpAfterMs: uniform(100, wait * 1_000 - 100) } : {}),
   });
+  const run = client.run;
   if (got === "hung-up") {
-    hungUp(place, o);
+    bump(o.counts, "waiters hung up");
+    departed(place, o, "waiter", "hung-up waiters", run.now());
     return;
   }
   if (!("record" in got)) {
+    departed(place, o, "waiter", `waiters after a ${describe(got.answer.status)}`, run.now());
     await backOff(got);
     return;
   }
   if (Math.random() < o.vanishRate) {
-    vanish(place, got, o);
+    bump(o.counts, "holders vanished");
+    heldUntil(place, got, o, "vanished holders", got.record.receivedAt);
     return;
   }
   await hold(client, got, o.ttl * 1_000, Math.random() < 0.1);
+  heldUntil(place, got, o, "holders after their hold", run.now());
 }
+
+/** A status as the notes name it. */
+export const describe = (status: number) =>
+  status === 0 ? "lost connection" : status === -1 ? "hang" : String(status);
 
 /** A semaphore user: permits of a few semaphores, with and without `wait`. */
 export async function semaphoreUser(client: Client, o: LineLoad): Promise<void> {
@@ -235,16 +261,20 @@ export async function ticketHolder(client: Client, o: LineLoad): Promise<void> {
     if (got === "hung-up") continue;
     if ("record" in got) {
       await hold(client, got, o.ttl * 1_000, false);
+      heldUntil(place, got, o, "holders after their hold", client.run.now());
       continue;
     }
     if (got.answer.status !== 202) {
+      departed(place, o, "ticket", `tickets after a ${describe(got.answer.status)}`, client.run.now());
       await backOff(got);
       continue;
     }
     bump(o.counts, "tickets taken");
     place.record.queuedSeq = got.answer.doneSeq;
     const held = await redeemUntilGranted(place, got.answer.body.ticket as string, o, got.answer);
-    if (held) await hold(client, held, o.ttl * 1_000, false);
+    if (!held) continue;
+    await hold(client, held, o.ttl * 1_000, false);
+    heldUntil(place, held, o, "holders after their hold", client.run.now());
   }
 }
 
@@ -268,15 +298,12 @@ async function redeemUntilGranted(place: Place, ticket: string, o: LineLoad, tak
         const again = await place.call("redeem", "POST", place.path, { ticket });
         bump(o.counts, `redeems after leaving answered ${again?.status}`);
       }
+      departed(place, o, "ticket", "tickets after leaving", run.now());
       return undefined;
     }
     if (r < o.leaveRate + o.abandonRate) {
       bump(o.counts, "tickets abandoned");
-      o.gone?.expect(place.record, {
-        since: lastDoneAt,
-        limitMs: ticketMs + 1_000,
-        what: `abandoned tickets' keys gone (ticketTtl ${o.ticketTtl} s)`,
-      });
+      departed(place, o, "ticket", "abandoned tickets", lastDoneAt);
       return undefined;
     }
     // Come back well within the ticket's TTL, counted from the last answer.
@@ -292,7 +319,7 @@ async function redeemUntilGranted(place: Place, ticket: string, o: LineLoad, tak
         waitMs: wait * 1_000,
       },
     );
-    if (!a) return undefined;
+    if (!a) return undefined; // not reached: redeems are never hung up on
     since ??= { seq: a.sentSeq, at };
     lastDoneAt = run.now();
     bump(o.counts, `redeems answered ${a.status}`);
@@ -303,30 +330,35 @@ async function redeemUntilGranted(place: Place, ticket: string, o: LineLoad, tak
       // Token order is reckoned from the ticket's first request (when it joined).
       const first = place.record.calls[0];
       return place.granted(a, { seq: first?.sentSeq ?? lastDoneSeq, at: since.at });
-    } else if (a.status === 410) {
-      return undefined;
-    } else if (a.status > 0 && a.status !== 503) {
-      run.fail(`${lineOf(place.record)}: a redeem of a ticket was answered ${a.status} ${JSON.stringify(a.body)}`);
+    } else if (a.status === 410 || (a.status > 0 && a.status !== 503)) {
+      if (a.status !== 410) {
+        run.fail(`${lineOf(place.record)}: a redeem of a ticket was answered ${a.status} ${JSON.stringify(a.body)}`);
+      }
+      departed(place, o, "ticket", `tickets after a ${a.status}`, run.now());
       return undefined;
     }
   }
 }
 
 /**
- * Checks that the keys of vanished participants leave etcd in time: polls the prefix
- * (one range read every 100 ms) until each expected key is gone.
+ * Checks that each participant's key leaves etcd in time once its client is done with
+ * it: polls the prefix (one range read every 100 ms) until each expected key is gone.
+ * While etcd is down nothing can go, and etcd extends every lease when a leader is
+ * elected: a fault meanwhile moves the deadline to its end plus an election timeout.
  */
 export class GoneWatch {
   private pending: {
+    p: ParticipantRecord;
     line: string;
-    owner: string;
     create?: number;
     since: number;
     limitMs: number;
     what: string;
   }[] = [];
-  /** Per kind of expectation: how many, and the slowest (ms). */
+  /** Per kind of expectation: how many, and the slowest (ms past its `since`, or past a fault's end). */
   readonly slowest = new Map<string, { n: number; ms: number }>();
+  /** etcd revisions and when (run clock) a read saw them: to place etcd's history in time. */
+  readonly seen: { revision: number; at: number }[] = [];
 
   constructor(
     private readonly run: Run,
@@ -336,7 +368,18 @@ export class GoneWatch {
 
   /** The participant's key (the incarnation `create`, if given) must be gone `limitMs` after `since`. */
   expect(p: ParticipantRecord, o: { create?: number; since: number; limitMs: number; what: string }) {
-    this.pending.push({ line: lineOf(p), owner: p.owner, ...o });
+    this.pending.push({ p, line: lineOf(p), ...o });
+  }
+
+  /** When the clock of an expectation starts: `since`, or the end of a fault meanwhile (+1 s). */
+  private startsAt(since: number, now: number): number {
+    let at = since;
+    for (const f of this.run.faults) {
+      if (f.start <= now && (f.end ?? Number.POSITIVE_INFINITY) >= since) {
+        at = Math.max(at, (f.end ?? Number.POSITIVE_INFINITY) + 1_000);
+      }
+    }
+    return at;
   }
 
   /** Polls until `done()` and nothing is pending. */
@@ -344,30 +387,38 @@ export class GoneWatch {
     while (!done() || this.pending.length > 0) {
       await sleep(100);
       if (this.pending.length === 0) continue;
-      let entries: { key: string; value: string; createRevision: number }[];
+      let read: Awaited<ReturnType<EtcdCluster["entries"]>>;
       try {
-        entries = await this.cluster.entries(this.prefix);
+        read = await this.cluster.entries(this.prefix);
       } catch {
         continue;
       }
       const now = this.run.now();
-      const keys = entries.map((e) => {
+      this.seen.push({ revision: read.revision, at: now });
+      const keys = read.kvs.map((e) => {
         const where = lineOfKey(this.prefix, e.key);
         return { line: where && lineOf(where), create: e.createRevision, owner: readValue(e.value).owner };
       });
       const present = (x: (typeof this.pending)[number]) =>
-        keys.some((k) => (x.create === undefined || k.create === x.create) && k.line === x.line && k.owner === x.owner);
+        keys.some(
+          (k) => (x.create === undefined || k.create === x.create) && k.line === x.line && k.owner === x.p.owner,
+        );
+      const saw = (p: ParticipantRecord) => p.calls.map((c) => `${c.op} ${c.status}`).join(", ") || "nothing";
       this.pending = this.pending.filter((x) => {
-        const elapsed = now - x.since;
+        const late = now - this.startsAt(x.since, now);
         if (present(x)) {
-          if (elapsed <= x.limitMs + 2_000) return true;
-          this.run.fail(`${x.line}: ${x.owner}'s key still in etcd ${Math.round(elapsed)} ms later (${x.what})`);
+          if (late <= x.limitMs + 2_000) return true;
+          this.run.fail(
+            `${x.line}: ${x.p.owner}'s key still in etcd ${Math.round(now - x.since)} ms after its client was done with it (${x.what}, within ${x.limitMs} ms; its client saw ${saw(x.p)}; revision ${read.revision})`,
+          );
           return false;
         }
         const s = this.slowest.get(x.what) ?? { n: 0, ms: 0 };
-        this.slowest.set(x.what, { n: s.n + 1, ms: Math.max(s.ms, elapsed) });
-        if (elapsed > x.limitMs) {
-          this.run.fail(`${x.line}: ${x.owner}'s key went only ${Math.round(elapsed)} ms later (${x.what})`);
+        this.slowest.set(x.what, { n: s.n + 1, ms: Math.max(s.ms, late) });
+        if (late > x.limitMs) {
+          this.run.fail(
+            `${x.line}: ${x.p.owner}'s key went ${Math.round(late)} ms after its client was done with it (${x.what}, within ${x.limitMs} ms; its client saw ${saw(x.p)})`,
+          );
         }
         return false;
       });

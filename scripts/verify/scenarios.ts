@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { checkHistory, lineOf, type Violation } from "./check.js";
-import { checkEtcdHistory, checkParticipants, type ParticipantRecord } from "./check-lines.js";
+import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
 import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
@@ -122,6 +124,8 @@ interface Env {
   limits?: Map<string, number>;
   /** How long past the load a key or lease may stay (besides etcd's election extension). */
   lingerMs?: number;
+  /** Line scenarios: etcd revisions and when (run clock) a read saw them. */
+  revisionsSeen?: { revision: number; at: number }[];
   /** When the clients' load ended, if before the scenario's body returned. */
   loadEndedAt?: number;
 }
@@ -191,6 +195,16 @@ async function checkLines(env: Env, limits: ReadonlyMap<string, number>): Promis
     run.fail(`etcd's history could not be read: ${(err as Error).message}`);
     return [];
   }
+  const dump = process.env.VERIFY_DUMP;
+  if (dump) {
+    // Everything the line checks read, to look into a violation afterwards.
+    mkdirSync(dump, { recursive: true });
+    const file = join(dump, `${env.id}-${env.transport}.json`);
+    const { participants, grants, requests, faults } = run;
+    const revisionsSeen = env.revisionsSeen ?? [];
+    writeFileSync(file, JSON.stringify({ participants, grants, requests, faults, revisionsSeen, events }, null, 1));
+    env.notes.push(`records and etcd's history written to ${file}`);
+  }
   const etcd = checkEtcdHistory(events, {
     prefix: env.prefix,
     limits,
@@ -220,12 +234,18 @@ async function finish(env: Env): Promise<ScenarioResult> {
   let leftover = "";
   while (run.now() - loadEnd <= allowedMs + 2_000) {
     try {
-      const [keys, leases] = await Promise.all([cluster.keys(env.prefix), cluster.leases()]);
+      const [{ kvs: keys }, leases] = await Promise.all([cluster.entries(env.prefix), cluster.leases()]);
       if (keys.length === 0 && leases.length === 0) {
         cleanMs = run.now() - loadEnd;
         break;
       }
-      leftover = `${keys.length} lock keys (${keys.slice(0, 3).join(", ")}) and ${leases.length} leases`;
+      const described = keys.slice(0, 3).map((e) => {
+        const v = readValue(e.value);
+        const p = run.participants.find((x) => x.owner === v.owner);
+        const saw = p ? `; its client saw ${p.calls.map((c) => `${c.op} ${c.status}`).join(", ") || "nothing"}` : "";
+        return `${e.key}: ${v.holds ? "holder" : v.ticket ? "ticket" : "waiter"} ${v.owner ?? "?"} joined at revision ${e.createRevision}${saw}`;
+      });
+      leftover = `${keys.length} lock keys (${described.join(", ")}) and ${leases.length} leases`;
     } catch (err) {
       leftover = `etcd did not answer: ${(err as Error).message}`;
     }
@@ -600,14 +620,13 @@ const SEMAPHORES: readonly LineSpec[] = [
 ];
 const QUEUE: LineSpec = { name: "queue:0", limit: 1 };
 
-const LINES_WHAT =
-  "semaphore users take permits of two semaphores (limits 3 and 2; 60 % of acquires wait up to 2.5 s), waiters join one lock's line (every acquire waits 1–3 s) and ticket holders take tickets (`queue: true`, `ticketTtl` 3 s) in that lock's line and the first semaphore's, coming back until granted; all through three service instances (each client starts on its own). Some holders vanish, some waiters hang up, some tickets leave the line (half of those then redeem once more) and some are abandoned";
+const LINES_WHAT = `semaphore users take permits of two semaphores (limits 3 and 2; 60 % of acquires wait up to 2.5 s), waiters join one lock's line (every acquire waits 1–3 s) and ticket holders take tickets (\`queue: true\`, \`ticketTtl\` ${TICKET_TTL} s) in that lock's line and the first semaphore's, coming back until granted; all through three service instances (each client starts on its own). Some holders vanish, some waiters hang up, some tickets leave the line (half of those then redeem once more) and some are abandoned. Once a client is done with its place (refused, hung up, released, vanished, left, abandoned), its key must leave etcd in time: a waiter's within the queue lease's ${QUEUE_LEASE_TTL} s (+1 s; at once, normally), a grant's within its TTL, a ticket's within \`ticketTtl\` (counted from the end of any fault meanwhile)`;
 
 /**
  * A scenario of the line workloads (see lines.ts) while `fault` is injected every
- * `gapMs`; then the line invariants are checked over the clients' records and etcd's
- * history (see check-lines.ts). `vanish`: more vanishing clients, and how fast each one's
- * key leaves etcd is checked.
+ * `gapMs`; meanwhile each participant's key must leave etcd in time once its client is
+ * done with it (`GoneWatch`); then the line invariants are checked over the clients'
+ * records and etcd's history (see check-lines.ts). `vanish`: more vanishing clients.
  */
 function lineScenario(o: {
   id: ScenarioId;
@@ -631,7 +650,7 @@ function lineScenario(o: {
         // An idle instance keeps its waiters' session lease a while for the next waiter;
         // an abandoned ticket stays its TTL.
         env.lingerMs = Math.max(TTL * 1_000, TICKET_TTL * 1_000, SESSION_IDLE_MS);
-        const gone = o.vanish ? new GoneWatch(run, env.cluster, env.prefix) : undefined;
+        const gone = new GoneWatch(run, env.cluster, env.prefix);
         const counts: Record<string, number> = {};
         const load: LineLoad = {
           until,
@@ -644,7 +663,7 @@ function lineScenario(o: {
           hangUpRate: o.vanish ? 0.2 : 0.05,
           leaveRate: o.vanish ? 0.08 : 0.05,
           abandonRate: o.vanish ? 0.08 : 0.03,
-          ...(gone ? { gone } : {}),
+          gone,
           counts,
         };
         const n = env.scale.clients;
@@ -662,8 +681,9 @@ function lineScenario(o: {
           o.fault && o.gapMs
             ? faultLoop(env, until, o.gapMs, (i) => o.fault?.(env, i) ?? Promise.resolve())
             : undefined,
-          gone?.loop(() => loadDone),
+          gone.loop(() => loadDone),
         ]);
+        env.revisionsSeen = gone.seen;
         env.notes.push(...lineNotes(env, counts, gone));
         o.after?.(env);
       }),
@@ -671,7 +691,7 @@ function lineScenario(o: {
 }
 
 /** What the clients did in a line scenario, for the report. */
-function lineNotes(env: Env, counts: Record<string, number>, gone: GoneWatch | undefined): string[] {
+function lineNotes(env: Env, counts: Record<string, number>, gone: GoneWatch): string[] {
   const { run } = env;
   const statuses = (calls: { status: number }[]) => {
     const by = new Map<number, number>();
@@ -682,7 +702,8 @@ function lineNotes(env: Env, counts: Record<string, number>, gone: GoneWatch | u
       .join(", ");
   };
   const of = (line: LineSpec) => run.participants.filter((p) => lineOf(p) === lineOf(line));
-  const waits = (ps: ParticipantRecord[]) => ps.flatMap((p) => p.calls.filter((c) => c.op === "acquire"));
+  const waits = (ps: ParticipantRecord[]) =>
+    ps.flatMap((p) => (p.queue ? [] : p.calls.filter((c) => c.op === "acquire")));
   const semGrants = run.grants.filter((g) => g.kind === "semaphore").length;
   const queueGrants = run.grants.filter((g) => g.name === QUEUE.name && g.kind === undefined).length;
   const tickets = run.participants.filter((p) => p.queuedSeq !== undefined);
@@ -699,11 +720,16 @@ function lineNotes(env: Env, counts: Record<string, number>, gone: GoneWatch | u
       .join(", ") || "none";
   const notes = [
     `semaphores: ${semGrants} permits granted; acquires of ${SEMAPHORES.map((l) => `${l.name} (limit ${l.limit}): ${statuses(waits(of(l)))}`).join("; ")}`,
-    `queue ${QUEUE.name}: ${queueGrants} grants; waiting acquires: ${statuses(waits(of(QUEUE)).filter((c) => c.status !== 202))}`,
+    `queue ${QUEUE.name}: ${queueGrants} grants; waiting acquires: ${statuses(waits(of(QUEUE)))}`,
     `tickets: ${tickets.length} taken (202); redeems answered ${byPrefix("redeems answered ")}; leaves answered ${byPrefix("leaves answered ")}; redeems after leaving answered ${byPrefix("redeems after leaving answered ")}; ${count("tickets abandoned")} abandoned; a position rose between two answers of one ticket ${rose} times`,
     `${count("holders vanished")} holders vanished, ${count("waiters hung up")} waiters hung up mid-wait`,
   ];
-  for (const [what, s] of gone?.slowest ?? []) notes.push(`${what}: ${s.n}, the slowest after ${Math.round(s.ms)} ms`);
+  const gones = [...gone.slowest].sort((a, b) => a[0].localeCompare(b[0]));
+  notes.push(
+    `keys gone once their clients were done with them (the slowest, counted from the end of any fault meanwhile): ${gones
+      .map(([what, s]) => `${s.n} ${what} (${Math.round(s.ms)} ms)`)
+      .join(", ")}`,
+  );
   return notes;
 }
 
@@ -738,7 +764,7 @@ const linesInstances = lineScenario({
 const linesVanish = lineScenario({
   id: "lines-vanish",
   title: "lines: vanishing holders, waiters and tickets",
-  what: `${LINES_WHAT}; here 15 % of holders vanish (their key must leave etcd within TTL + 1 s of the grant), 20 % of waiting acquires hang up mid-wait (their key must leave within the queue lease's ${QUEUE_LEASE_TTL} s + 1 s; at once, normally) and 8 % of tickets are abandoned per redeem (their key must leave within \`ticketTtl\` + 1 s of the last answer)`,
+  what: `${LINES_WHAT}; no other fault, but more clients vanish: 15 % of holders, 20 % of waiting acquires hang up mid-wait, and per redeem 8 % of tickets leave and 8 % are abandoned`,
   shape: { members: 1, instances: 3 },
   vanish: true,
 });

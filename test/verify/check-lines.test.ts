@@ -160,6 +160,9 @@ describe("checkEtcdHistory", () => {
   it("finds two participants of a line that joined in one txn (one token for two)", () => {
     const events = [put(5, "h", 5, holding("H")), put(6, "a", 6, waiting("A")), put(6, "b", 6, waiting("B"))];
     expect(etcdInvariants([...events, del(7, "h"), put(8, "a", 6, holding("A"))])).toEqual(["unique-token"]);
+    // B is granted the same token after A's grant ended.
+    const both = [...events, del(7, "h"), put(8, "a", 6, holding("A")), del(9, "a"), put(10, "b", 6, holding("B"))];
+    expect(etcdInvariants(both)).toEqual(["unique-token", "unique-token"]);
   });
 
   it("finds a waiter made a holder after it was refused, unless a request's outcome was unknown", () => {

@@ -231,17 +231,11 @@ export function checkHistory(
       open = open.filter((o) => o.releaseSentSeq > g.receivedSeq);
       if (open.length >= limit) {
         const others = open.map((o) => `${o.client} (token ${o.token})`).join(", ");
-        violations.push(
-          limit === 1
-            ? {
-                invariant: "mutual-exclusion",
-                detail: `${name}: ${others} and ${g.client} (token ${g.token}) both held it and both released it successfully`,
-              }
-            : {
-                invariant: "over-limit",
-                detail: `${name} (limit ${limit}): ${others} and ${g.client} (token ${g.token}) all held it at once and all released it successfully`,
-              },
-        );
+        const all = open.length === 1 ? "both held it and both" : "all held it at once and all";
+        violations.push({
+          invariant: limit === 1 ? "mutual-exclusion" : "over-limit",
+          detail: `${name}${limit === 1 ? "" : ` (limit ${limit})`}: ${others} and ${g.client} (token ${g.token}) ${all} released it successfully`,
+        });
       }
       open.push(g);
     }

@@ -331,35 +331,48 @@ async function killMember(env: Env, i: number, role: string, downMs: number) {
   });
 }
 
-/**
- * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
- * every `gapMs`, then `after` checks what is particular to it.
- */
-function faultScenario(o: {
+/** What a scenario is called, what it does, and what it runs on. */
+interface ScenarioSpec {
   id: ScenarioId;
   title: string;
   what: string;
   shape: { members: number; instances: number };
+}
+
+/** A scenario whose load is `body`, in a fresh environment of its shape for each run. */
+function scenario(spec: ScenarioSpec, body: (env: Env) => Promise<void>): Scenario {
+  return {
+    id: spec.id,
+    title: spec.title,
+    what: spec.what,
+    run: (transport, scale) => withEnv(spec.id, transport, scale, spec.shape, body),
+  };
+}
+
+/**
+ * The faults a scenario injects, every `gapMs`, and what it checks after the load that
+ * is particular to them: shared by the lock and the line scenarios.
+ */
+interface Faults {
   gapMs: [number, number];
   fault: (env: Env, n: number) => Promise<void>;
-  holders?: Partial<HolderOptions>;
   after?: (env: Env) => void;
-}): Scenario {
-  return {
-    id: o.id,
-    title: o.title,
-    what: o.what,
-    run: (transport, scale) =>
-      withEnv(o.id, transport, scale, o.shape, async (env) => {
-        const until = loadEnd(env);
-        const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
-        await Promise.all([
-          ...clients(env, env.scale.clients).map((c) => holder(c, opts)),
-          faultLoop(env, until, o.gapMs, (n) => o.fault(env, n)),
-        ]);
-        o.after?.(env);
-      }),
-  };
+}
+
+/**
+ * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
+ * every `gapMs`, then `after` checks what is particular to it.
+ */
+function faultScenario(o: ScenarioSpec & Faults & { holders?: Partial<HolderOptions> }): Scenario {
+  return scenario(o, async (env) => {
+    const until = loadEnd(env);
+    const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
+    await Promise.all([
+      ...clients(env, env.scale.clients).map((c) => holder(c, opts)),
+      faultLoop(env, until, o.gapMs, (n) => o.fault(env, n)),
+    ]);
+    o.after?.(env);
+  });
 }
 
 /** Every other time the leader, else a follower: SIGKILLed, down 1–3 s, restarted. */
@@ -389,13 +402,16 @@ const instanceFault = async (env: Env, n: number) => {
   });
 };
 
+const memberKills: Faults = { gapMs: [1_500, 3_500], fault: memberFault };
+const outages: Faults = { gapMs: [2_000, 4_000], fault: outageFault, after: fast503 };
+const instanceKills: Faults = { gapMs: [1_500, 3_000], fault: instanceFault };
+
 const cluster = faultScenario({
   id: "cluster",
   title: "3-member etcd cluster, members (the leader among them) SIGKILLed and restarted",
   what: "a 3-member cluster on loopback; every few seconds one member is SIGKILLed (every other time the leader), stays down 1–3 s and is restarted, while the clients take, hold and release locks through one service instance that knows all three endpoints",
   shape: { members: 3, instances: 1 },
-  gapMs: [1_500, 3_500],
-  fault: memberFault,
+  ...memberKills,
 });
 
 const outage = faultScenario({
@@ -403,9 +419,7 @@ const outage = faultScenario({
   title: "full etcd outage and return",
   what: "a single-member etcd is SIGKILLed, stays down 2–4 s and comes back, again and again; every request meanwhile must get a fast 503 and the same service process must recover on its own",
   shape: { members: 1, instances: 1 },
-  gapMs: [2_000, 4_000],
-  fault: outageFault,
-  after: fast503,
+  ...outages,
 });
 
 const instances = faultScenario({
@@ -413,8 +427,7 @@ const instances = faultScenario({
   title: "three service instances on one etcd, one SIGKILLed and restarted",
   what: "three stateless service processes share one etcd; every few seconds one of them is SIGKILLed (process group, no shutdown) and restarted on its port 0.5–2 s later; clients fail over to the next instance on a dropped connection or a 503",
   shape: { members: 1, instances: 3 },
-  gapMs: [1_500, 3_000],
-  fault: instanceFault,
+  ...instanceKills,
 });
 
 const vanish: Scenario = {
@@ -628,66 +641,49 @@ const LINES_WHAT = `semaphore users take permits of two semaphores (limits 3 and
  * done with it (`GoneWatch`); then the line invariants are checked over the clients'
  * records and etcd's history (see check-lines.ts). `vanish`: more vanishing clients.
  */
-function lineScenario(o: {
-  id: ScenarioId;
-  title: string;
-  what: string;
-  shape: { members: number; instances: number };
-  gapMs?: [number, number];
-  fault?: (env: Env, n: number) => Promise<void>;
-  vanish?: boolean;
-  after?: (env: Env) => void;
-}): Scenario {
-  return {
-    id: o.id,
-    title: o.title,
-    what: o.what,
-    run: (transport, scale) =>
-      withEnv(o.id, transport, scale, o.shape, async (env) => {
-        const { run } = env;
-        const until = loadEnd(env);
-        env.limits = new Map([...SEMAPHORES, QUEUE].map((l) => [lineOf(l), l.limit]));
-        // An idle instance keeps its waiters' session lease a while for the next waiter;
-        // an abandoned ticket stays its TTL.
-        env.lingerMs = Math.max(TTL * 1_000, TICKET_TTL * 1_000, SESSION_IDLE_MS);
-        const gone = new GoneWatch(run, env.cluster, env.prefix);
-        const counts: Record<string, number> = {};
-        const load: LineLoad = {
-          until,
-          ttl: TTL,
-          ticketTtl: TICKET_TTL,
-          semaphores: SEMAPHORES,
-          queue: QUEUE,
-          ticketLines: [QUEUE, SEMAPHORES[0] as LineSpec],
-          vanishRate: o.vanish ? 0.15 : 0.05,
-          hangUpRate: o.vanish ? 0.2 : 0.05,
-          leaveRate: o.vanish ? 0.08 : 0.05,
-          abandonRate: o.vanish ? 0.08 : 0.03,
-          gone,
-          counts,
-        };
-        const n = env.scale.clients;
-        let loadDone = false;
-        const users = Promise.all([
-          ...clients(env, Math.ceil(n / 2), "s").map((c) => semaphoreUser(c, load)),
-          ...clients(env, Math.ceil((n * 3) / 8), "q").map((c) => queueWaiter(c, load)),
-          ...clients(env, Math.ceil((n * 3) / 8), "t").map((c) => ticketHolder(c, load)),
-        ]).finally(() => {
-          loadDone = true;
-          env.loadEndedAt = run.now();
-        });
-        await Promise.all([
-          users,
-          o.fault && o.gapMs
-            ? faultLoop(env, until, o.gapMs, (i) => o.fault?.(env, i) ?? Promise.resolve())
-            : undefined,
-          gone.loop(() => loadDone),
-        ]);
-        env.revisionsSeen = gone.seen;
-        env.notes.push(...lineNotes(env, counts, gone));
-        o.after?.(env);
-      }),
-  };
+function lineScenario(o: ScenarioSpec & Partial<Faults> & { vanish?: boolean }): Scenario {
+  return scenario(o, async (env) => {
+    const { run } = env;
+    const until = loadEnd(env);
+    env.limits = new Map([...SEMAPHORES, QUEUE].map((l) => [lineOf(l), l.limit]));
+    // An idle instance keeps its waiters' session lease a while for the next waiter;
+    // an abandoned ticket stays its TTL.
+    env.lingerMs = Math.max(TTL * 1_000, TICKET_TTL * 1_000, SESSION_IDLE_MS);
+    const gone = new GoneWatch(run, env.cluster, env.prefix);
+    const counts: Record<string, number> = {};
+    const load: LineLoad = {
+      until,
+      ttl: TTL,
+      ticketTtl: TICKET_TTL,
+      semaphores: SEMAPHORES,
+      queue: QUEUE,
+      ticketLines: [QUEUE, SEMAPHORES[0] as LineSpec],
+      vanishRate: o.vanish ? 0.15 : 0.05,
+      hangUpRate: o.vanish ? 0.2 : 0.05,
+      leaveRate: o.vanish ? 0.08 : 0.05,
+      abandonRate: o.vanish ? 0.08 : 0.03,
+      gone,
+      counts,
+    };
+    const n = env.scale.clients;
+    let loadDone = false;
+    const users = Promise.all([
+      ...clients(env, Math.ceil(n / 2), "s").map((c) => semaphoreUser(c, load)),
+      ...clients(env, Math.ceil((n * 3) / 8), "q").map((c) => queueWaiter(c, load)),
+      ...clients(env, Math.ceil((n * 3) / 8), "t").map((c) => ticketHolder(c, load)),
+    ]).finally(() => {
+      loadDone = true;
+      env.loadEndedAt = run.now();
+    });
+    await Promise.all([
+      users,
+      o.fault && o.gapMs ? faultLoop(env, until, o.gapMs, (i) => o.fault?.(env, i) ?? Promise.resolve()) : undefined,
+      gone.loop(() => loadDone),
+    ]);
+    env.revisionsSeen = gone.seen;
+    env.notes.push(...lineNotes(env, counts, gone));
+    o.after?.(env);
+  });
 }
 
 /** What the clients did in a line scenario, for the report. */
@@ -738,8 +734,7 @@ const linesCluster = lineScenario({
   title: "lines: semaphores, a fair queue and tickets while etcd members (the leader among them) are SIGKILLed",
   what: `${LINES_WHAT}; a 3-member cluster, one member SIGKILLed every few seconds (every other time the leader), down 1–3 s`,
   shape: { members: 3, instances: 3 },
-  gapMs: [1_500, 3_500],
-  fault: memberFault,
+  ...memberKills,
 });
 
 const linesOutage = lineScenario({
@@ -747,9 +742,7 @@ const linesOutage = lineScenario({
   title: "lines: semaphores, a fair queue and tickets through full etcd outages",
   what: `${LINES_WHAT}; a single-member etcd SIGKILLed again and again, down 2–4 s; every 503 must come fast`,
   shape: { members: 1, instances: 3 },
-  gapMs: [2_000, 4_000],
-  fault: outageFault,
-  after: fast503,
+  ...outages,
 });
 
 const linesInstances = lineScenario({
@@ -757,8 +750,7 @@ const linesInstances = lineScenario({
   title: "lines: semaphores, a fair queue and tickets while service instances are SIGKILLed",
   what: `${LINES_WHAT}; every few seconds one of the three instances is SIGKILLed with its waiters and restarted 0.5–2 s later; clients fail over, retrying with the same Idempotency-Key, and the dead instance's waiters leave the line with its queue lease`,
   shape: { members: 1, instances: 3 },
-  gapMs: [1_500, 3_000],
-  fault: instanceFault,
+  ...instanceKills,
 });
 
 const linesVanish = lineScenario({

@@ -184,10 +184,10 @@ export function readValue(value: string | undefined): { holds: boolean; ticket?:
  * - token-order: so the tokens (create revisions) of a line's grants increase in the
  *   order etcd made them;
  * - unique-token: no two participants of a line share a create revision (their tokens);
- * - unreceived-grant / served-after-leaving: every participant etcd made a holder
- *   received that grant, unless one of its requests had an outcome its client never saw
- *   (see `ambiguous`); a holder made of a participant already told it left was served
- *   after leaving;
+ * - unreceived-grant: every participant etcd made a holder received that grant, unless
+ *   one of its requests had an outcome its client never saw (see `ambiguous`): a grant
+ *   nobody received holds a place nobody uses, and one made of a participant already
+ *   told it left (refused, lost, left) was made after it left;
  * - phantom-grant: every grant a client received is a holder etcd recorded, with that
  *   token and that participant's owner.
  */
@@ -199,6 +199,8 @@ export function checkEtcdHistory(
     limits: ReadonlyMap<string, number>;
     participants: readonly ParticipantRecord[];
     grants: readonly GrantRecord[];
+    /** Revisions a read saw and when (run clock, ms): places etcd's changes in time in a report. */
+    seen?: readonly { revision: number; at: number }[];
   },
 ): LinesResult {
   const out: Violation[] = [];
@@ -212,6 +214,8 @@ export function checkEtcdHistory(
   };
   const byOwner = new Map<string, ParticipantRecord>();
   for (const p of o.participants) byOwner.set(`${lineOf(p)}\0${p.owner}`, p);
+  /** Holders etcd made that their participants never received, and had no reason to miss. */
+  const unreceived: { line: string; key: string; create: number; revision: number; p: ParticipantRecord }[] = [];
   /** Holders etcd recorded: line, token (create revision) → their owners. */
   const etcdHolders = new Map<string, Set<string | undefined>>();
 
@@ -315,20 +319,26 @@ export function checkEtcdHistory(
           stats.unreceivedAmbiguous++;
           continue;
         }
-        const left = leftSeq(p);
-        out.push(
-          left !== undefined
-            ? {
-                invariant: "served-after-leaving",
-                detail: `${line}: ${p.owner} (${p.client}) was told it left the line (${p.calls.map((c) => `${c.op} ${c.status}`).join(", ")}), yet etcd made it a holder (token ${k.create}) at revision ${revision}`,
-              }
-            : {
-                invariant: "unreceived-grant",
-                detail: `${line}: etcd made ${p.owner} (${p.client}) a holder (token ${k.create}) at revision ${revision}, and its client never received that grant (${p.calls.map((c) => `${c.op} ${c.status}`).join(", ")})`,
-              },
-        );
+        unreceived.push({ line, key: k.key, create: k.create, revision, p });
       }
     }
+  }
+
+  // What became of each grant nobody received, and when, as far as the checker can place it.
+  const at = (revision: number) => {
+    const t = o.seen?.find((x) => x.revision >= revision)?.at;
+    return t === undefined ? "" : ` (seen by ${(t / 1000).toFixed(1)} s)`;
+  };
+  for (const u of unreceived) {
+    const gone = sorted.find((e) => e.key === u.key && e.revision > u.revision && e.type === "delete");
+    const again = sorted.find((e) => e.key === u.key && e.type === "put" && (e.createRevision ?? 0) > u.create);
+    const calls = u.p.calls
+      .map((c) => `${c.op} ${c.status}${c.doneAt === undefined ? "" : ` at ${(c.doneAt / 1000).toFixed(1)} s`}`)
+      .join(", ");
+    out.push({
+      invariant: "unreceived-grant",
+      detail: `${u.line}: etcd made ${u.p.owner} (${u.p.client}) a holder (token ${u.create}) at revision ${u.revision}${at(u.revision)}${gone ? `, deleted at revision ${gone.revision}` : ""}${again ? `; it joined the line again at revision ${again.createRevision}` : ""}; its client never received that grant (${calls})`,
+    });
   }
 
   for (const [line, list] of byLine(o.grants)) {

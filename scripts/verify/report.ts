@@ -160,10 +160,11 @@ semaphore's tokens are its own; the fence is for locks):
   whichever instance each went through; so tokens increase in the order etcd made the
   grants, and no two participants of a line share a join revision (a token);
 - **nobody served after leaving**: no request sent after its participant was told it
-  left (a 409 after its wait, a 410, its leave's 204) is answered with a grant; etcd
-  never makes a holder of a participant whose client did not receive that grant, unless
-  one of its requests had an unknown outcome (no answer, a 5xx, or hung up on by its
-  client); and no client receives a grant etcd never recorded;
+  left (a 409 after its wait, a 410, its leave's 204) is answered with a grant;
+- **every grant received**: etcd never makes a holder of a participant whose client did
+  not receive that grant (it would hold a place nobody uses, or serve one that had
+  left), unless one of its requests had an unknown outcome (no answer, a 5xx, or hung up
+  on by its client); and no client receives a grant etcd never recorded;
 - **a ticket keeps its place**: nobody who asked after a ticket was in line (its 202
   had arrived) is granted while that ticket still waits (a redeem sent after that grant
   arrived is answered 202);

@@ -203,13 +203,14 @@ async function checkLines(env: Env, limits: ReadonlyMap<string, number>): Promis
     const { participants, grants, requests, faults } = run;
     const revisionsSeen = env.revisionsSeen ?? [];
     writeFileSync(file, JSON.stringify({ participants, grants, requests, faults, revisionsSeen, events }, null, 1));
-    env.notes.push(`records and etcd's history written to ${file}`);
+    console.error(`verify: ${env.id} on ${env.transport}: records and etcd's history written to ${file}`);
   }
   const etcd = checkEtcdHistory(events, {
     prefix: env.prefix,
     limits,
     participants: run.participants,
     grants: run.grants,
+    ...(env.revisionsSeen ? { seen: [...env.revisionsSeen].sort((a, b) => a.revision - b.revision) } : {}),
   });
   const s = etcd.stats;
   const most = Object.entries(s.maxHolders)

@@ -165,10 +165,15 @@ describe("checkEtcdHistory", () => {
     expect(etcdInvariants(both)).toEqual(["unique-token", "unique-token"]);
   });
 
-  it("finds a waiter made a holder after it was refused, unless a request's outcome was unknown", () => {
+  it("finds a waiter made a holder its client never received, unless a request's outcome was unknown", () => {
     const events = [...line, del(8, "h"), put(9, "a", 6, holding("A"))];
     const refused = participant("A", [{ status: 409 }]);
-    expect(etcdInvariants(events, [refused])).toEqual(["served-after-leaving"]);
+    expect(etcdInvariants(events, [refused])).toEqual(["unreceived-grant"]);
+    // Its grant's lease died at once, and it joined again at the back.
+    const lost = etcdCheck([...events, del(10, "a"), put(11, "a", 11, waiting("A"))], [refused]).violations;
+    expect(lost.map((v) => v.detail)).toEqual([
+      "q: etcd made A (A) a holder (token 6) at revision 9, deleted at revision 10; it joined the line again at revision 11; its client never received that grant (acquire 409)",
+    ]);
     const retried = participant("A", [{ status: 503 }, { sentSeq: 3, doneSeq: 4, status: 409 }]);
     expect(etcdInvariants(events, [retried])).toEqual([]);
     expect(etcdCheck(events, [retried]).stats.unreceivedAmbiguous).toBe(1);

@@ -46,6 +46,8 @@ export interface HistoryEvent {
   /** Puts only. */
   createRevision?: number;
   value?: string;
+  /** Puts only: the lease the key is bound to (decimal; "0" for none), to trace a lease's grants. */
+  lease?: string;
 }
 
 export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
@@ -204,7 +206,7 @@ async function startCluster(size: number): Promise<EtcdCluster> {
             buf = buf.slice(nl + 1);
             nl = buf.indexOf("\n");
             if (!line) continue;
-            type Kv = { key: string; value?: string; create_revision?: string; mod_revision?: string };
+            type Kv = { key: string; value?: string; create_revision?: string; mod_revision?: string; lease?: string };
             const msg = JSON.parse(line) as { result?: { events?: { type?: string; kv: Kv }[]; canceled?: boolean } };
             if (msg.result?.canceled) throw new Error(`etcd canceled the history watch: ${line}`);
             for (const e of msg.result?.events ?? []) {
@@ -220,6 +222,7 @@ async function startCluster(size: number): Promise<EtcdCluster> {
                       revision,
                       createRevision: Number(e.kv.create_revision ?? revision),
                       value: text(e.kv.value),
+                      lease: e.kv.lease ?? "0",
                     },
               );
             }

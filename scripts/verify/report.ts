@@ -137,10 +137,13 @@ pause). Every event is stamped from one counter in the checker's single thread, 
 
 Besides the invariants, each of these counts as a violation: a request with no answer
 ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower than
-${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key or lease still in
-etcd TTL + 1 s after the load ends (counted from the last fault's end plus an election
-timeout, since etcd extends leases when a leader is elected), a vanished holder's lock not
-free within TTL + 1 s, a service process that exits by itself or logs an error.
+${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
+1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
+after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
+waiters' session lease for the next waiter (counted from the last fault's end plus an
+election timeout, since etcd extends leases when a leader is elected), a vanished
+holder's lock not free within TTL + 1 s, a service process that exits by itself or logs
+an error.
 
 **Lines** (the \`lines-*\` scenarios: semaphores, a fair queue, tickets). Semaphore users,
 waiters in one lock's line and ticket holders go through three service instances. Each
@@ -173,9 +176,8 @@ semaphore's tokens are its own; the fence is for locks):
   waiter's within the queue lease (${QUEUE_LEASE_TTL} s; at once normally), a grant's within its
   TTL, a ticket's within \`ticketTtl\`, each +1 s and counted from the end of any fault
   meanwhile plus an election timeout (etcd deletes nothing while down, and extends
-  leases when it elects a leader). Polled every 100 ms during the load. After the load
-  the prefix must be empty within the longest of the TTLs and the ${SESSION_IDLE_MS / 1000} s an idle
-  instance keeps its waiters' session lease for the next waiter.
+  leases when it elects a leader). Polled every 100 ms during the load; after the load
+  as for locks, with \`ticketTtl\` among the leases that may hold a key.
 
 The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).

@@ -122,7 +122,7 @@ interface Env {
   notes: string[];
   /** Line scenarios: each line's limit (by `lineOf`), for the checks over etcd's history. */
   limits?: Map<string, number>;
-  /** How long past the load a key or lease may stay (besides etcd's election extension). */
+  /** How long past the load a key may stay (besides etcd's election extension); a lease, an idle session's time. */
   lingerMs?: number;
   /** Line scenarios: etcd revisions and when (run clock) a read saw them. */
   revisionsSeen?: { revision: number; at: number }[];
@@ -230,12 +230,20 @@ async function finish(env: Env): Promise<ScenarioResult> {
   const lastHeal = Math.max(0, ...run.faults.map((f) => f.end ?? 0));
   // A lease lives at most its TTL after its last grant or keep-alive; etcd extends every
   // lease by an election timeout (1 s) when a member becomes leader, so count from then.
-  const allowedMs = Math.max(loadEnd, lastHeal + 1_000) - loadEnd + (env.lingerMs ?? TTL * 1_000) + 1_000;
+  // A key goes with the longest lease that may hold it; an idle instance keeps its
+  // waiters' session lease a while longer, for the next waiter.
+  const from = Math.max(loadEnd, lastHeal + 1_000) - loadEnd;
+  const keysMs = env.lingerMs ?? Math.max(TTL, QUEUE_LEASE_TTL) * 1_000;
+  const allowedKeysMs = from + keysMs + 1_000;
+  const allowedMs = from + Math.max(keysMs, SESSION_IDLE_MS) + 1_000;
   let cleanMs: number | undefined;
+  let keysGoneMs: number | undefined;
   let leftover = "";
+  let leftoverKeys = "";
   while (run.now() - loadEnd <= allowedMs + 2_000) {
     try {
       const [{ kvs: keys }, leases] = await Promise.all([cluster.entries(env.prefix), cluster.leases()]);
+      if (keys.length === 0) keysGoneMs ??= run.now() - loadEnd;
       if (keys.length === 0 && leases.length === 0) {
         cleanMs = run.now() - loadEnd;
         break;
@@ -247,12 +255,15 @@ async function finish(env: Env): Promise<ScenarioResult> {
         return `${e.key}: ${v.holds ? "holder" : v.ticket ? "ticket" : "waiter"} ${v.owner ?? "?"} joined at revision ${e.createRevision}${saw}`;
       });
       leftover = `${keys.length} lock keys (${described.join(", ")}) and ${leases.length} leases`;
+      if (keysGoneMs === undefined) leftoverKeys = leftover;
     } catch (err) {
       leftover = `etcd did not answer: ${(err as Error).message}`;
     }
     await sleep(100);
   }
-  if (cleanMs === undefined || cleanMs > allowedMs) {
+  if (keysGoneMs === undefined || keysGoneMs > allowedKeysMs) {
+    run.fail(`leak: ${leftoverKeys || leftover} still in etcd ${Math.round(allowedKeysMs)} ms after the load ended`);
+  } else if (cleanMs === undefined || cleanMs > allowedMs) {
     run.fail(`leak: ${leftover} still in etcd ${Math.round(run.now() - loadEnd)} ms after the load ended`);
   }
   for (const [i, s] of env.instances.entries()) {
@@ -647,9 +658,8 @@ function lineScenario(o: ScenarioSpec & Partial<Faults> & { vanish?: boolean }):
     const { run } = env;
     const until = loadEnd(env);
     env.limits = new Map([...SEMAPHORES, QUEUE].map((l) => [lineOf(l), l.limit]));
-    // An idle instance keeps its waiters' session lease a while for the next waiter;
-    // an abandoned ticket stays its TTL.
-    env.lingerMs = Math.max(TTL * 1_000, TICKET_TTL * 1_000, SESSION_IDLE_MS);
+    // An abandoned ticket stays its TTL.
+    env.lingerMs = Math.max(TTL, QUEUE_LEASE_TTL, TICKET_TTL) * 1_000;
     const gone = new GoneWatch(run, env.cluster, env.prefix);
     const counts: Record<string, number> = {};
     const load: LineLoad = {

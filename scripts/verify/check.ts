@@ -28,6 +28,12 @@ export interface GrantRecord {
   calls?: CallRecord[];
   /** When the holder sent its first release of this grant, whatever the answer. */
   releaseFirstSentSeq?: number;
+  /** Semaphores only (absent: a lock): a semaphore's line is not the lock's of the same name. */
+  kind?: "semaphore";
+  /** How many may hold at once (absent: 1, a lock). */
+  limit?: number;
+  /** The `owner` its acquire sent: ties the grant to its participant (see check-lines.ts). */
+  owner?: string;
 }
 
 /** One renew or release of a grant: a renew's 200 proves the lease lives `ttl` from `sentAt`. */
@@ -86,7 +92,12 @@ export interface Violation {
     | "stale-write-accepted"
     | "handle-shared"
     | "forced-clean-hold"
-    | "lost-while-live";
+    | "lost-while-live"
+    | "over-limit"
+    | "queue-order"
+    | "served-after-leaving"
+    | "unreceived-grant"
+    | "phantom-grant";
   detail: string;
 }
 
@@ -99,12 +110,18 @@ export interface CheckResult {
   rejectedWrites: number;
 }
 
-const byName = <T extends { name: string }>(items: readonly T[]): Map<string, T[]> => {
+/** Which line a record is of: a lock's is its name; a semaphore's of the same name is another. */
+export const lineOf = (r: { name: string; kind?: string }): string =>
+  r.kind === "semaphore" ? `semaphore ${r.name}` : r.name;
+
+/** Records grouped by line (see `lineOf`). */
+export const byLine = <T extends { name: string; kind?: string }>(items: readonly T[]): Map<string, T[]> => {
   const out = new Map<string, T[]>();
   for (const item of items) {
-    const list = out.get(item.name);
+    const line = lineOf(item);
+    const list = out.get(line);
     if (list) list.push(item);
-    else out.set(item.name, [item]);
+    else out.set(line, [item]);
   }
   return out;
 };
@@ -136,11 +153,14 @@ const prefixMax = (sorted: readonly GrantRecord[], value: (g: GrantRecord) => nu
  * Checks leasehold's promise over a history:
  * - unique-token: no token is granted twice for one name (two grants of a name with one
  *   token must be one grant: same lease). Different names may share a token: locks
- *   created in one etcd txn share its revision;
+ *   created in one etcd txn share its revision. A lock and a semaphore of the same name
+ *   are different lines (see `lineOf`), as are their tokens;
  * - token-order: if grant A was received before grant B was requested (same name),
  *   A's token is smaller than B's;
  * - mutual-exclusion: two holds that both ended in a successful release (204) never
  *   overlap between "grant received" and "release sent";
+ * - over-limit (semaphores): never more than `limit` such holds overlap, nor more than
+ *   `limit` grants are provably live at once (see `lostWhileLive`);
  * - stale-write-accepted: a write is stale when, before it was made, the checker had
  *   received a grant of the same name that supersedes the writer's (a larger token, or
  *   one requested after the writer's grant arrived); every stale write must be rejected;
@@ -168,23 +188,23 @@ export function checkHistory(
       });
     }
   }
-  const forcesByName = byName(forces);
+  const forcesByName = byLine(forces);
 
   const byToken = new Map<string, GrantRecord>();
   for (const g of grants) {
-    const key = `${g.name}\0${g.token}`;
+    const key = `${lineOf(g)}\0${g.token}`;
     const first = byToken.get(key);
     if (!first) byToken.set(key, g);
     else if (first.lease !== g.lease) {
       violations.push({
         invariant: "unique-token",
-        detail: `token ${g.token} granted to ${first.client} (${first.name}) and to ${g.client} (${g.name})`,
+        detail: `token ${g.token} granted to ${first.client} (${lineOf(first)}) and to ${g.client} (${lineOf(g)})`,
       });
     }
   }
 
   const grantsByName = new Map<string, GrantRecord[]>();
-  for (const [name, list] of byName(grants)) {
+  for (const [name, list] of byLine(grants)) {
     const sorted = [...list].sort((a, b) => a.receivedSeq - b.receivedSeq);
     grantsByName.set(name, sorted);
     const maxToken = prefixMax(sorted, (g) => g.token);
@@ -201,25 +221,30 @@ export function checkHistory(
       }
     }
 
+    const limit = sorted[0]?.limit ?? 1;
     const held = sorted
       .filter((g) => g.releaseSentSeq !== undefined)
       .sort((x, y) => x.receivedSeq - y.receivedSeq) as (GrantRecord & { releaseSentSeq: number })[];
-    let open: (GrantRecord & { releaseSentSeq: number }) | undefined;
+    // Earlier holds still open (not yet released) when the next one's grant arrived.
+    let open: (GrantRecord & { releaseSentSeq: number })[] = [];
     for (const g of held) {
-      if (open && g.receivedSeq < open.releaseSentSeq) {
+      open = open.filter((o) => o.releaseSentSeq > g.receivedSeq);
+      if (open.length >= limit) {
+        const others = open.map((o) => `${o.client} (token ${o.token})`).join(", ");
+        const all = open.length === 1 ? "both held it and both" : "all held it at once and all";
         violations.push({
-          invariant: "mutual-exclusion",
-          detail: `${name}: ${open.client} (token ${open.token}) and ${g.client} (token ${g.token}) both held it and both released it successfully`,
+          invariant: limit === 1 ? "mutual-exclusion" : "over-limit",
+          detail: `${name}${limit === 1 ? "" : ` (limit ${limit})`}: ${others} and ${g.client} (token ${g.token}) ${all} released it successfully`,
         });
       }
-      if (!open || g.releaseSentSeq > open.releaseSentSeq) open = g;
+      open.push(g);
     }
 
     const nameForces = forcesByName.get(name) ?? [];
     // A force release answered 204 ended a grant between its send and its answer. Inside
-    // a clean hold only that hold existed, and its own release found it intact: both
-    // cannot be true.
-    for (const g of held) {
+    // a clean hold of a lock only that hold existed, and its own release found it intact:
+    // both cannot be true. (A semaphore's force release may have ended another permit.)
+    for (const g of limit === 1 ? held : []) {
       const f = nameForces.find((f) => f.status === 204 && f.sentSeq > g.receivedSeq && f.doneSeq < g.releaseSentSeq);
       if (f) {
         violations.push({
@@ -228,13 +253,13 @@ export function checkHistory(
         });
       }
     }
-    violations.push(...lostWhileLive(name, sorted, nameForces));
+    violations.push(...lostWhileLive(name, sorted, nameForces, limit));
   }
 
   let staleWrites = 0;
   let staleRejected = 0;
   let rejectedWrites = 0;
-  for (const [name, list] of byName(writes)) {
+  for (const [name, list] of byLine(writes)) {
     const sorted = grantsByName.get(name) ?? [];
     const maxToken = prefixMax(sorted, (g) => g.token);
     const maxRequested = prefixMax(sorted, (g) => g.requestedSeq);
@@ -272,7 +297,12 @@ export const LIVE_MARGIN_MS = 200;
  * means something ended it that had no right to (a revoke of a lease read earlier and
  * since reused, a clean-up of the wrong key...).
  */
-function lostWhileLive(name: string, sorted: readonly GrantRecord[], forces: readonly ForceRecord[]): Violation[] {
+function lostWhileLive(
+  name: string,
+  sorted: readonly GrantRecord[],
+  forces: readonly ForceRecord[],
+  limit = 1,
+): Violation[] {
   const out: Violation[] = [];
   // A force release may act any time from its send to its answer (forever, without one).
   const forcedBetween = (a: GrantRecord, beforeSeq: number) =>
@@ -307,18 +337,32 @@ function lostWhileLive(name: string, sorted: readonly GrantRecord[], forces: rea
   }
 
   // Grants in the order received; `live` keeps those whose lease may still be provably live.
+  // A new grant while `limit` others are provably live (a lock: one) means one of them
+  // was ended early, or more than `limit` hold at once.
   let live: (GrantRecord & { requestedAt: number })[] = [];
   for (const b of sorted) {
     live = live.filter((a) => liveUntil(a, Number.POSITIVE_INFINITY) > b.receivedAt);
-    for (const a of live) {
-      if (a.lease === b.lease || releasedBefore(a, b.receivedSeq) || forcedBetween(a, b.receivedSeq)) continue;
-      const until = liveUntil(a, b.receivedAt);
-      if (b.receivedAt < until) {
+    const holding = live.filter(
+      (a) =>
+        a.lease !== b.lease &&
+        !releasedBefore(a, b.receivedSeq) &&
+        !forcedBetween(a, b.receivedSeq) &&
+        b.receivedAt < liveUntil(a, b.receivedAt),
+    );
+    if (limit === 1) {
+      for (const a of holding) {
         out.push({
           invariant: "lost-while-live",
-          detail: `${name}: ${b.client} got token ${b.token} ${Math.round(until - b.receivedAt)} ms before ${a.client}'s grant (token ${a.token}) could expire, with no release or force release sent`,
+          detail: `${name}: ${b.client} got token ${b.token} ${Math.round(liveUntil(a, b.receivedAt) - b.receivedAt)} ms before ${a.client}'s grant (token ${a.token}) could expire, with no release or force release sent`,
         });
       }
+    } else if (holding.length >= limit) {
+      out.push({
+        invariant: "over-limit",
+        detail: `${name} (limit ${limit}): ${b.client} got token ${b.token} while ${holding.length} other grants were provably live, with no release or force release sent (${holding
+          .map((a) => `${a.client} token ${a.token}, ${Math.round(liveUntil(a, b.receivedAt) - b.receivedAt)} ms left`)
+          .join("; ")})`,
+      });
     }
     if (b.requestedAt !== undefined) live.push(b as GrantRecord & { requestedAt: number });
   }

@@ -25,8 +25,29 @@ export interface EtcdCluster {
   leases(): Promise<string[]>;
   /** Keys under `prefix` (via any live member). */
   keys(prefix: string): Promise<string[]>;
+  /** Keys under `prefix` with their values and create revisions, and the revision read (via any live member). */
+  entries(prefix: string): Promise<{ revision: number; kvs: { key: string; value: string; createRevision: number }[] }>;
+  /**
+   * Every change etcd recorded under `prefix` since revision 1 (nothing compacts these
+   * clusters), read with a watch from revision 1 until a marker key put after the call
+   * began arrives: everything before the call is in it.
+   */
+  history(prefix: string): Promise<HistoryEvent[]>;
   /** Kills every member and deletes the data dirs. */
   destroy(): Promise<void>;
+}
+
+/** One change etcd recorded (see `EtcdCluster.history`). */
+export interface HistoryEvent {
+  type: "put" | "delete";
+  key: string;
+  /** The revision of the change. */
+  revision: number;
+  /** Puts only. */
+  createRevision?: number;
+  value?: string;
+  /** Puts only: the lease the key is bound to (decimal; "0" for none), to trace a lease's grants. */
+  lease?: string;
 }
 
 export async function startEtcdCluster(size: number): Promise<EtcdCluster> {
@@ -98,6 +119,20 @@ async function startCluster(size: number): Promise<EtcdCluster> {
     throw new Error(`no etcd member answered ${path}: ${String(last)}`);
   };
 
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  const text = (s: string | undefined) => Buffer.from(s ?? "", "base64").toString();
+  const range = async (prefix: string, keysOnly: boolean) => {
+    const res = await anyMember("/v3/kv/range", {
+      key: b64(prefix),
+      range_end: b64(prefixEnd(prefix)),
+      keys_only: keysOnly,
+    });
+    return {
+      revision: Number((res.header as { revision?: string } | undefined)?.revision ?? 0),
+      kvs: (res.kvs as { key: string; value?: string; create_revision?: string }[] | undefined) ?? [],
+    };
+  };
+
   const kill = async (i: number) => {
     const m = members[i] as LocalEtcd;
     if (m.pid !== undefined) process.kill(m.pid, "SIGKILL");
@@ -130,13 +165,75 @@ async function startCluster(size: number): Promise<EtcdCluster> {
       return ((res.leases as { ID: string }[] | undefined) ?? []).map((l) => l.ID);
     },
     async keys(prefix) {
-      const b64 = (s: string) => Buffer.from(s).toString("base64");
-      const res = await anyMember("/v3/kv/range", {
-        key: b64(prefix),
-        range_end: b64(prefixEnd(prefix)),
-        keys_only: true,
-      });
-      return ((res.kvs as { key: string }[] | undefined) ?? []).map((kv) => Buffer.from(kv.key, "base64").toString());
+      return (await range(prefix, true)).kvs.map((kv) => text(kv.key));
+    },
+    async entries(prefix) {
+      const r = await range(prefix, false);
+      return {
+        revision: r.revision,
+        kvs: r.kvs.map((kv) => ({
+          key: text(kv.key),
+          value: text(kv.value),
+          createRevision: Number(kv.create_revision ?? 0),
+        })),
+      };
+    },
+    async history(prefix) {
+      const i = up.findIndex((u) => u);
+      if (i < 0) throw new Error("no etcd member is up to read the history from");
+      const endpoint = endpoints[i] as string;
+      const marker = `${prefix}~history-end`;
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), 60_000);
+      const out: HistoryEvent[] = [];
+      try {
+        const res = await fetch(`${endpoint}/v3/watch`, {
+          method: "POST",
+          body: JSON.stringify({
+            create_request: { key: b64(prefix), range_end: b64(prefixEnd(prefix)), start_revision: "1" },
+          }),
+          signal: abort.signal,
+        });
+        if (!res.ok || !res.body) throw new Error(`etcd watch: HTTP ${res.status}`);
+        await post(endpoint, "/v3/kv/put", { key: b64(marker), value: b64("") });
+        const decoder = new TextDecoder();
+        let buf = "";
+        for await (const chunk of res.body) {
+          buf += decoder.decode(chunk as Uint8Array, { stream: true });
+          let nl = buf.indexOf("\n");
+          while (nl >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            nl = buf.indexOf("\n");
+            if (!line) continue;
+            type Kv = { key: string; value?: string; create_revision?: string; mod_revision?: string; lease?: string };
+            const msg = JSON.parse(line) as { result?: { events?: { type?: string; kv: Kv }[]; canceled?: boolean } };
+            if (msg.result?.canceled) throw new Error(`etcd canceled the history watch: ${line}`);
+            for (const e of msg.result?.events ?? []) {
+              const key = text(e.kv.key);
+              if (key === marker) return out;
+              const revision = Number(e.kv.mod_revision ?? 0);
+              out.push(
+                e.type === "DELETE"
+                  ? { type: "delete", key, revision }
+                  : {
+                      type: "put",
+                      key,
+                      revision,
+                      createRevision: Number(e.kv.create_revision ?? revision),
+                      value: text(e.kv.value),
+                      lease: e.kv.lease ?? "0",
+                    },
+              );
+            }
+          }
+        }
+        throw new Error("etcd ended the history watch before the marker arrived");
+      } finally {
+        clearTimeout(timer);
+        abort.abort();
+        await post(endpoint, "/v3/kv/deleterange", { key: b64(marker) }).catch(() => {});
+      }
     },
     async destroy() {
       // No graceful shutdown: a member stopping alone waits for its peers for seconds.

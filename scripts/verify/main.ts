@@ -4,14 +4,18 @@
  *   npm run verify                      long form, every scenario on both transports, writes the doc
  *   npm run verify -- --short           short form (what CI runs through test/verify/), prints only
  *   npm run verify -- --scenario outage --transport http [--seconds 20] [--fuzz-runs 500]
+ *   npm run verify -- --scenario lines-cluster --scenario lines-vanish --docs
+ *                                       long form of some scenarios; their tables replace
+ *                                       those in the doc (with a note of the re-run)
  *
  * Exits 1 when any violation was found.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { type FuzzResult, runFuzz } from "./fuzz.js";
 import type { Transport } from "./instance.js";
-import { document, fuzzSection, machine, scenarioSection } from "./report.js";
+import { document, fuzzSection, machine, refreshDocument, scenarioSection } from "./report.js";
 import { LONG, SCENARIOS, type Scale, type ScenarioResult, SHORT } from "./scenarios.js";
 
 const { values } = parseArgs({
@@ -22,6 +26,7 @@ const { values } = parseArgs({
     seconds: { type: "string" },
     "fuzz-runs": { type: "string" },
     "no-docs": { type: "boolean", default: false },
+    docs: { type: "boolean", default: false },
   },
 });
 
@@ -36,6 +41,8 @@ const scenarios = SCENARIOS.filter((s) => !values.scenario || values.scenario.in
 const fuzzRuns = Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
 const everything = !values.scenario && !values.transport && values.seconds === undefined;
 const writeDocs = !values.short && everything && !values["no-docs"];
+const refreshDocs = !values.short && !everything && values.docs;
+const loadAtStart = loadavg()[0] ?? 0;
 
 const started = performance.now();
 const sections: string[] = [];
@@ -56,6 +63,7 @@ for (const s of scenarios) {
   console.log(`\n${section}\n`);
   sections.push(section);
 }
+const scenarioSections = [...sections];
 if (fuzzRuns > 0 && !values.scenario) {
   const results: FuzzResult[] = [];
   for (const transport of transports) {
@@ -75,5 +83,12 @@ if (writeDocs) {
   const path = new URL("../../docs/verification.md", import.meta.url);
   writeFileSync(path, document({ scale, sections, totalSeconds, violations, machine: machine() }));
   console.log(`verify: wrote ${path.pathname}`);
+} else if (refreshDocs) {
+  const path = new URL("../../docs/verification.md", import.meta.url);
+  const m = machine();
+  const seconds = [...new Set(scenarios.map((s) => scale.seconds[s.id]))].join("/");
+  const note = `${scenarios.map((s) => s.id).join(", ")}: ${m.date}, commit ${m.commit}, ${scale.form} form (${scale.clients} clients, ${seconds} s of load per transport), ${Math.round(totalSeconds)} s, **${violations} violations**; load average ${loadAtStart.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end (${cpus().length} CPUs)`;
+  writeFileSync(path, refreshDocument(readFileSync(path, "utf8"), scenarioSections, note));
+  console.log(`verify: refreshed ${path.pathname}`);
 }
 process.exit(violations === 0 ? 0 : 1);

@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { cpus, freemem, totalmem, type } from "node:os";
+import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { FuzzResult } from "./fuzz.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
@@ -97,14 +98,8 @@ export function machine(): Record<string, string> {
   };
 }
 
-export function document(o: {
-  scale: Scale;
-  sections: string[];
-  totalSeconds: number;
-  violations: number;
-  machine: Record<string, string>;
-}): string {
-  return `# Verification: fencing and mutual exclusion under faults
+/** The prose before the run's tables. */
+const head = () => `# Verification: fencing, mutual exclusion and fair lines under faults
 
 This file is written by \`npm run verify\` (the long form). It holds the tables of the
 last run on the machine described below. The short form runs in CI as
@@ -142,10 +137,47 @@ pause). Every event is stamped from one counter in the checker's single thread, 
 
 Besides the invariants, each of these counts as a violation: a request with no answer
 ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower than
-${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key or lease still in
-etcd TTL + 1 s after the load ends (counted from the last fault's end plus an election
-timeout, since etcd extends leases when a leader is elected), a vanished holder's lock not
-free within TTL + 1 s, a service process that exits by itself or logs an error.
+${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
+1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
+after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
+waiters' session lease for the next waiter (counted from the last fault's end plus an
+election timeout, since etcd extends leases when a leader is elected), a vanished
+holder's lock not free within TTL + 1 s, a service process that exits by itself or logs
+an error.
+
+**Lines** (the \`lines-*\` scenarios: semaphores, a fair queue, tickets). Semaphore users,
+waiters in one lock's line and ticket holders go through three service instances. Each
+place in line (a waiting acquire with its retries, or a ticket with its redeems) sends
+an \`owner\` of its own, which etcd stores with its key, so the checker ties every key
+to the client that made it. After the load the checker reads etcd's whole history
+under the prefix (a watch from revision 1; these clusters never compact) and replays it
+one revision, that is one txn, at a time. Besides the invariants above (per line: a
+semaphore's tokens are its own; the fence is for locks):
+
+- **at most \`limit\`**: never more holders of a line in etcd than its limit; never more
+  than \`limit\` holds of a semaphore that all ended in a successful release overlap, nor
+  is a grant received while \`limit\` others are provably live ("no early end" with
+  \`limit\` holders instead of one);
+- **join order**: a participant becomes a holder only when nobody who joined before it
+  (a smaller create revision: its join revision, which is also its token) still waits,
+  whichever instance each went through; so tokens increase in the order etcd made the
+  grants, and no two participants of a line share a join revision (a token);
+- **nobody served after leaving**: no request sent after its participant was told it
+  left (a 409 after its wait, a 410, its leave's 204) is answered with a grant;
+- **every grant received**: etcd never makes a holder of a participant whose client did
+  not receive that grant (it would hold a place nobody uses, or serve one that had
+  left), unless one of its requests had an unknown outcome (no answer, a 5xx, or hung up
+  on by its client); and no client receives a grant etcd never recorded;
+- **a ticket keeps its place**: nobody who asked after a ticket was in line (its 202
+  had arrived) is granted while that ticket still waits (a redeem sent after that grant
+  arrived is answered 202);
+- **no key left behind**: once a client is done with its place (refused, hung up,
+  released, vanished, left, abandoned), its key leaves etcd within its lease: a
+  waiter's within the queue lease (${QUEUE_LEASE_TTL} s; at once normally), a grant's within its
+  TTL, a ticket's within \`ticketTtl\`, each +1 s and counted from the end of any fault
+  meanwhile plus an election timeout (etcd deletes nothing while down, and extends
+  leases when it elects a leader). Polled every 100 ms during the load; after the load
+  as for locks, with \`ticketTtl\` among the leases that may hold a key.
 
 The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
@@ -158,19 +190,31 @@ up) to the first success of a request sent after it; **slowest answer past \`wai
 **faults** injected; **clean after**: time from the end of the load until etcd held no
 lock key and no lease.
 
-## Last run
+`;
+
+/** The machine, the scale and the tables of one run. */
+const lastRun = (o: {
+  scale: Scale;
+  sections: string[];
+  totalSeconds: number;
+  violations: number;
+  machine: Record<string, string>;
+}) => `## Last run
 
 ${Object.entries(o.machine)
   .map(([k, v]) => `- ${k}: ${v}`)
   .join("\n")}
 - form: ${o.scale.form} (${o.scale.clients} clients; ${Object.entries(o.scale.seconds)
-    .map(([k, v]) => `${k} ${v} s`)
-    .join(", ")} of load per transport)
+  .map(([k, v]) => `${k} ${v} s`)
+  .join(", ")} of load per transport)
 - total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**
 
 ${o.sections.join("\n\n")}
 
-## What it found
+`;
+
+/** The prose after the run's tables. */
+const tail = () => `## What it found
 
 - **gRPC transport, one member of a cluster down** (scenario 1): the etcd3 client sent
   each call to a randomly picked member, dead or alive, with its own circuit breakers
@@ -208,9 +252,52 @@ ${o.sections.join("\n\n")}
 npm run verify                                        # long form, writes this file
 npm run verify -- --short                             # short form, prints only
 npm run verify -- --scenario outage --transport http  # one scenario, one transport
+npm run verify -- --scenario lines-cluster --docs     # its long form; its tables replace this file's
+VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
+                                                      # and write what the line checks read
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports
-with temporary data directories, and exits non-zero when any violation is found.
+with temporary data directories, and exits non-zero when any violation is found. With
+\`VERIFY_DUMP\` set, each line scenario writes its clients' records, the revisions its
+polls saw (to place etcd's history in time) and etcd's history to
+\`$VERIFY_DUMP/<scenario>-<transport>.json\`.
 `;
+
+export function document(o: {
+  scale: Scale;
+  sections: string[];
+  totalSeconds: number;
+  violations: number;
+  machine: Record<string, string>;
+}): string {
+  return head() + lastRun(o) + tail();
+}
+
+/**
+ * The document with the prose of this version and the tables of an earlier run, in
+ * which `sections` (a scenario's, by its \`### title\`) replace those of the same title or
+ * are added before the fuzzing's; \`note\` says what was re-run, below the run's totals.
+ */
+export function refreshDocument(old: string, sections: string[], note: string): string {
+  const from = old.indexOf("## Last run");
+  const to = old.indexOf("## What it found");
+  if (from < 0 || to < 0) throw new Error('docs/verification.md has no "## Last run" to refresh');
+  let run = old.slice(from, to).trimEnd();
+  for (const section of sections) {
+    const title = section.slice(0, section.indexOf("\n"));
+    const at = run.indexOf(`${title}\n`);
+    if (at >= 0) {
+      const next = run.indexOf("\n### ", at + title.length);
+      run = `${run.slice(0, at)}${section}${next < 0 ? "" : `\n\n${run.slice(next + 1)}`}`;
+    } else {
+      const fuzz = run.indexOf("### input fuzzing");
+      run = fuzz < 0 ? `${run}\n\n${section}` : `${run.slice(0, fuzz)}${section}\n\n${run.slice(fuzz)}`;
+    }
+  }
+  // One note per set of re-run scenarios (what precedes its colon).
+  const which = `- re-run: ${note.slice(0, note.indexOf(":") + 1)}`;
+  const kept = run.split("\n").filter((l) => !l.startsWith(which));
+  kept.splice(kept.findIndex((l) => l.startsWith("- total: ")) + 1, 0, `- re-run: ${note}`);
+  return `${head()}${kept.join("\n")}\n\n${tail()}`;
 }

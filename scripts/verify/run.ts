@@ -1,10 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type CallRecord, Fence, type ForceRecord, type GrantRecord } from "./check.js";
+import type { ParticipantRecord } from "./check-lines.js";
+
+/** Where a line's routes are: `/locks` or `/semaphores`. */
+export const basePath = (line: { kind?: string }) => (line.kind === "semaphore" ? "/semaphores" : "/locks");
 
 /** One HTTP request as a client saw it. */
 export interface RequestRecord {
-  op: "acquire" | "renew" | "release" | "inspect" | "list" | "force";
+  op: "acquire" | "renew" | "release" | "inspect" | "list" | "force" | "redeem" | "leave";
   instance: number;
   sentAt: number;
   doneAt: number;
@@ -33,6 +37,8 @@ export class Run {
   readonly requests: RequestRecord[] = [];
   readonly faults: FaultRecord[] = [];
   readonly forces: ForceRecord[] = [];
+  /** Places in lines the clients made (line workloads: waiting acquires and tickets). */
+  readonly participants: ParticipantRecord[] = [];
   /** Problems that are not about the lock invariants (hangs, 5xx other than 503, leaks...). */
   readonly failures: string[] = [];
 
@@ -190,10 +196,16 @@ export class Client {
   }
 
   /**
-   * Records a grant (201, or 200 for a retry) and writes to the fence in the same step as
-   * it arrives. `first`: when the first acquire that may have made it was sent.
+   * Records a grant (201, or 200 for a retry) and, for a lock, writes to the fence in the
+   * same step as it arrives. `first`: when the first acquire that may have made it was
+   * sent (`at`: when the request that took its lease may have been sent, if later).
    */
-  granted(name: string, a: Answer, first: { seq: number; at: number }): Held {
+  granted(
+    name: string,
+    a: Answer,
+    first: { seq: number; at: number },
+    line: { kind?: "semaphore"; owner?: string } = {},
+  ): Held {
     const record: GrantRecord = {
       name,
       token: a.body.token,
@@ -206,15 +218,19 @@ export class Client {
       ttl: a.body.ttl,
       calls: [],
       ...(this.auth ? { caller: this.auth.label } : {}),
+      ...(line.kind === "semaphore" ? { kind: line.kind, limit: a.body.limit } : {}),
+      ...(line.owner !== undefined ? { owner: line.owner } : {}),
     };
     this.run.grants.push(record);
     const held = { record, lease: a.body.lease as string };
-    this.write(held, false, a.doneSeq);
+    // A semaphore's holders write at once with different tokens: the fence is for locks.
+    if (record.kind === undefined) this.write(held, false, a.doneSeq);
     return held;
   }
 
-  /** A write to the fenced resource with the grant's token. */
+  /** A write to the fenced resource with the grant's token (locks only: see `granted`). */
   write(held: Held, afterStall: boolean, seq = this.run.seq()): boolean {
+    if (held.record.kind !== undefined) return true;
     return this.run.fence.write({
       name: held.record.name,
       token: held.record.token,
@@ -228,7 +244,9 @@ export class Client {
   /** Renew once; `true` while the lock is still ours (200), `false` after 410. */
   async renew(held: Held): Promise<boolean | undefined> {
     const sentAt = this.run.now();
-    const a = await this.send("renew", "PUT", `/locks/${held.record.name}/renew`, { lease: held.lease });
+    const a = await this.send("renew", "PUT", `${basePath(held.record)}/${held.record.name}/renew`, {
+      lease: held.lease,
+    });
     this.called(held, "renew", a, sentAt);
     return a.status === 200 ? true : a.status === 410 ? false : undefined;
   }
@@ -241,7 +259,9 @@ export class Client {
     const until = this.run.now() + retryMs;
     for (;;) {
       const sentAt = this.run.now();
-      const a = await this.send("release", "DELETE", `/locks/${held.record.name}`, { lease: held.lease });
+      const a = await this.send("release", "DELETE", `${basePath(held.record)}/${held.record.name}`, {
+        lease: held.lease,
+      });
       held.record.releaseFirstSentSeq ??= a.sentSeq;
       this.called(held, "release", a, sentAt);
       if (a.status === 204) held.record.releaseSentSeq = a.sentSeq;

@@ -1,12 +1,27 @@
 import { randomUUID } from "node:crypto";
-import { checkHistory } from "./check.js";
-import { type EtcdCluster, startEtcdCluster } from "./etcd-cluster.js";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
+import { checkHistory, lineOf, type Violation } from "./check.js";
+import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
+import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
+import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
 import { type ApiKey, type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
 import { adversary, forceLoop, type HolderOptions, holder, pause } from "./workload.js";
 
-export type ScenarioId = "cluster" | "outage" | "instances" | "vanish" | "waiters" | "adversarial";
+export type ScenarioId =
+  | "cluster"
+  | "outage"
+  | "instances"
+  | "vanish"
+  | "waiters"
+  | "adversarial"
+  | "lines-cluster"
+  | "lines-outage"
+  | "lines-instances"
+  | "lines-vanish";
 
 /** How big a run is: seconds of load per scenario, and how many concurrent clients. */
 export interface Scale {
@@ -17,13 +32,35 @@ export interface Scale {
 
 export const SHORT: Scale = {
   form: "short",
-  seconds: { cluster: 8, outage: 7, instances: 6, vanish: 6, waiters: 7, adversarial: 8 },
+  seconds: {
+    cluster: 8,
+    outage: 7,
+    instances: 6,
+    vanish: 6,
+    waiters: 7,
+    adversarial: 8,
+    "lines-cluster": 8,
+    "lines-outage": 8,
+    "lines-instances": 8,
+    "lines-vanish": 8,
+  },
   clients: 8,
 };
 
 export const LONG: Scale = {
   form: "long",
-  seconds: { cluster: 150, outage: 90, instances: 90, vanish: 75, waiters: 120, adversarial: 120 },
+  seconds: {
+    cluster: 150,
+    outage: 90,
+    instances: 90,
+    vanish: 75,
+    waiters: 120,
+    adversarial: 120,
+    "lines-cluster": 120,
+    "lines-outage": 90,
+    "lines-instances": 90,
+    "lines-vanish": 90,
+  },
   clients: 16,
 };
 
@@ -83,6 +120,14 @@ interface Env {
   id: ScenarioId;
   startedAt: number;
   notes: string[];
+  /** Line scenarios: each line's limit (by `lineOf`), for the checks over etcd's history. */
+  limits?: Map<string, number>;
+  /** How long past the load a key may stay (besides etcd's election extension); a lease, an idle session's time. */
+  lingerMs?: number;
+  /** Line scenarios: etcd revisions and when (run clock) a read saw them. */
+  revisionsSeen?: { revision: number; at: number }[];
+  /** When the clients' load ended, if before the scenario's body returned. */
+  loadEndedAt?: number;
 }
 
 interface Shape {
@@ -137,30 +182,88 @@ async function withEnv(
   }
 }
 
+/**
+ * The line invariants over the clients' records and etcd's whole history under the
+ * prefix (read once the load is over and etcd is clean).
+ */
+async function checkLines(env: Env, limits: ReadonlyMap<string, number>): Promise<Violation[]> {
+  const { run } = env;
+  let events: HistoryEvent[];
+  try {
+    events = await env.cluster.history(env.prefix);
+  } catch (err) {
+    run.fail(`etcd's history could not be read: ${(err as Error).message}`);
+    return [];
+  }
+  const dump = process.env.VERIFY_DUMP;
+  if (dump) {
+    // Everything the line checks read, to look into a violation afterwards.
+    mkdirSync(dump, { recursive: true });
+    const file = join(dump, `${env.id}-${env.transport}.json`);
+    const { participants, grants, requests, faults } = run;
+    const revisionsSeen = env.revisionsSeen ?? [];
+    writeFileSync(file, JSON.stringify({ participants, grants, requests, faults, revisionsSeen, events }, null, 1));
+    console.error(`verify: ${env.id} on ${env.transport}: records and etcd's history written to ${file}`);
+  }
+  const etcd = checkEtcdHistory(events, {
+    prefix: env.prefix,
+    limits,
+    participants: run.participants,
+    grants: run.grants,
+    ...(env.revisionsSeen ? { seen: [...env.revisionsSeen].sort((a, b) => a.revision - b.revision) } : {}),
+  });
+  const s = etcd.stats;
+  const most = Object.entries(s.maxHolders)
+    .sort()
+    .map(([line, k]) => `${line} ${k}/${limits.get(line) ?? 1}`)
+    .join(", ");
+  env.notes.push(
+    `etcd's history: ${s.events} changes; ${s.etcdGrants} grants, ${s.handoffs} of them while others waited behind, all in join order; most holders at once: ${most}; ${s.unreceivedAmbiguous} grants made for requests whose answer was lost`,
+  );
+  return [...etcd.violations, ...checkParticipants(run.participants)];
+}
+
 /** Leak check, invariant check and the numbers of the table. */
 async function finish(env: Env): Promise<ScenarioResult> {
   const { run, cluster } = env;
-  const loadEnd = run.now();
+  const loadEnd = env.loadEndedAt ?? run.now();
   const lastHeal = Math.max(0, ...run.faults.map((f) => f.end ?? 0));
   // A lease lives at most its TTL after its last grant or keep-alive; etcd extends every
   // lease by an election timeout (1 s) when a member becomes leader, so count from then.
-  const allowedMs = Math.max(loadEnd, lastHeal + 1_000) - loadEnd + TTL * 1_000 + 1_000;
+  // A key goes with the longest lease that may hold it; an idle instance keeps its
+  // waiters' session lease a while longer, for the next waiter.
+  const from = Math.max(loadEnd, lastHeal + 1_000) - loadEnd;
+  const keysMs = env.lingerMs ?? Math.max(TTL, QUEUE_LEASE_TTL) * 1_000;
+  const allowedKeysMs = from + keysMs + 1_000;
+  const allowedMs = from + Math.max(keysMs, SESSION_IDLE_MS) + 1_000;
   let cleanMs: number | undefined;
+  let keysGoneMs: number | undefined;
   let leftover = "";
+  let leftoverKeys = "";
   while (run.now() - loadEnd <= allowedMs + 2_000) {
     try {
-      const [keys, leases] = await Promise.all([cluster.keys(env.prefix), cluster.leases()]);
+      const [{ kvs: keys }, leases] = await Promise.all([cluster.entries(env.prefix), cluster.leases()]);
+      if (keys.length === 0) keysGoneMs ??= run.now() - loadEnd;
       if (keys.length === 0 && leases.length === 0) {
         cleanMs = run.now() - loadEnd;
         break;
       }
-      leftover = `${keys.length} lock keys (${keys.slice(0, 3).join(", ")}) and ${leases.length} leases`;
+      const described = keys.slice(0, 3).map((e) => {
+        const v = readValue(e.value);
+        const p = run.participants.find((x) => x.owner === v.owner);
+        const saw = p ? `; its client saw ${p.calls.map((c) => `${c.op} ${c.status}`).join(", ") || "nothing"}` : "";
+        return `${e.key}: ${v.holds ? "holder" : v.ticket ? "ticket" : "waiter"} ${v.owner ?? "?"} joined at revision ${e.createRevision}${saw}`;
+      });
+      leftover = `${keys.length} lock keys (${described.join(", ")}) and ${leases.length} leases`;
+      if (keysGoneMs === undefined) leftoverKeys = leftover;
     } catch (err) {
       leftover = `etcd did not answer: ${(err as Error).message}`;
     }
     await sleep(100);
   }
-  if (cleanMs === undefined || cleanMs > allowedMs) {
+  if (keysGoneMs === undefined || keysGoneMs > allowedKeysMs) {
+    run.fail(`leak: ${leftoverKeys || leftover} still in etcd ${Math.round(allowedKeysMs)} ms after the load ended`);
+  } else if (cleanMs === undefined || cleanMs > allowedMs) {
     run.fail(`leak: ${leftover} still in etcd ${Math.round(run.now() - loadEnd)} ms after the load ended`);
   }
   for (const [i, s] of env.instances.entries()) {
@@ -169,6 +272,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
   }
 
   const checked = checkHistory(run.grants, run.fence.writes, run.forces);
+  if (env.limits) checked.violations.push(...(await checkLines(env, env.limits)));
   const reqs = run.requests;
   const ok = (status: number) => status > 0 && status < 500;
   const byDone = [...reqs].sort((a, b) => a.doneAt - b.doneAt);
@@ -239,48 +343,87 @@ async function killMember(env: Env, i: number, role: string, downMs: number) {
   });
 }
 
-/**
- * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
- * every `gapMs`, then `after` checks what is particular to it.
- */
-function faultScenario(o: {
+/** What a scenario is called, what it does, and what it runs on. */
+interface ScenarioSpec {
   id: ScenarioId;
   title: string;
   what: string;
   shape: { members: number; instances: number };
-  gapMs: [number, number];
-  fault: (env: Env, n: number) => Promise<void>;
-  holders?: Partial<HolderOptions>;
-  after?: (env: Env) => void;
-}): Scenario {
+}
+
+/** A scenario whose load is `body`, in a fresh environment of its shape for each run. */
+function scenario(spec: ScenarioSpec, body: (env: Env) => Promise<void>): Scenario {
   return {
-    id: o.id,
-    title: o.title,
-    what: o.what,
-    run: (transport, scale) =>
-      withEnv(o.id, transport, scale, o.shape, async (env) => {
-        const until = loadEnd(env);
-        const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
-        await Promise.all([
-          ...clients(env, env.scale.clients).map((c) => holder(c, opts)),
-          faultLoop(env, until, o.gapMs, (n) => o.fault(env, n)),
-        ]);
-        o.after?.(env);
-      }),
+    id: spec.id,
+    title: spec.title,
+    what: spec.what,
+    run: (transport, scale) => withEnv(spec.id, transport, scale, spec.shape, body),
   };
 }
+
+/**
+ * The faults a scenario injects, every `gapMs`, and what it checks after the load that
+ * is particular to them: shared by the lock and the line scenarios.
+ */
+interface Faults {
+  gapMs: [number, number];
+  fault: (env: Env, n: number) => Promise<void>;
+  after?: (env: Env) => void;
+}
+
+/**
+ * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
+ * every `gapMs`, then `after` checks what is particular to it.
+ */
+function faultScenario(o: ScenarioSpec & Faults & { holders?: Partial<HolderOptions> }): Scenario {
+  return scenario(o, async (env) => {
+    const until = loadEnd(env);
+    const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
+    await Promise.all([
+      ...clients(env, env.scale.clients).map((c) => holder(c, opts)),
+      faultLoop(env, until, o.gapMs, (n) => o.fault(env, n)),
+    ]);
+    o.after?.(env);
+  });
+}
+
+/** Every other time the leader, else a follower: SIGKILLed, down 1–3 s, restarted. */
+const memberFault = async (env: Env, n: number) => {
+  const leader = await env.cluster.leader();
+  const target = n % 2 === 0 && leader !== undefined ? leader : ((leader ?? 0) + 1 + (n % 4 === 1 ? 0 : 1)) % 3;
+  await killMember(env, target, target === leader ? "leader" : "follower", uniform(1_000, 3_000));
+};
+
+const outageFault = (env: Env) => killMember(env, 0, "the only member", uniform(2_000, 4_000));
+
+/** Every request meanwhile must get a fast 503. */
+const fast503 = (env: Env) => {
+  const past = (r: RequestRecord) => Math.round(r.doneAt - r.sentAt - r.waitMs);
+  const slow = env.run.requests.filter((r) => r.status === 503 && past(r) > FAST_503_MS);
+  for (const r of slow.slice(0, 5)) env.run.fail(`a 503 took ${past(r)} ms past its wait (limit ${FAST_503_MS})`);
+};
+
+/** One instance in turn is SIGKILLed (process group, no shutdown) and restarted 0.5–2 s later. */
+const instanceFault = async (env: Env, n: number) => {
+  const i = n % env.instances.length;
+  const instance = env.instances[i] as ServiceInstance;
+  await env.run.fault(`SIGKILL instance ${i}`, async () => {
+    await instance.kill();
+    await sleep(uniform(500, 2_000));
+    await instance.start();
+  });
+};
+
+const memberKills: Faults = { gapMs: [1_500, 3_500], fault: memberFault };
+const outages: Faults = { gapMs: [2_000, 4_000], fault: outageFault, after: fast503 };
+const instanceKills: Faults = { gapMs: [1_500, 3_000], fault: instanceFault };
 
 const cluster = faultScenario({
   id: "cluster",
   title: "3-member etcd cluster, members (the leader among them) SIGKILLed and restarted",
   what: "a 3-member cluster on loopback; every few seconds one member is SIGKILLed (every other time the leader), stays down 1–3 s and is restarted, while the clients take, hold and release locks through one service instance that knows all three endpoints",
   shape: { members: 3, instances: 1 },
-  gapMs: [1_500, 3_500],
-  fault: async (env, n) => {
-    const leader = await env.cluster.leader();
-    const target = n % 2 === 0 && leader !== undefined ? leader : ((leader ?? 0) + 1 + (n % 4 === 1 ? 0 : 1)) % 3;
-    await killMember(env, target, target === leader ? "leader" : "follower", uniform(1_000, 3_000));
-  },
+  ...memberKills,
 });
 
 const outage = faultScenario({
@@ -288,13 +431,7 @@ const outage = faultScenario({
   title: "full etcd outage and return",
   what: "a single-member etcd is SIGKILLed, stays down 2–4 s and comes back, again and again; every request meanwhile must get a fast 503 and the same service process must recover on its own",
   shape: { members: 1, instances: 1 },
-  gapMs: [2_000, 4_000],
-  fault: (env) => killMember(env, 0, "the only member", uniform(2_000, 4_000)),
-  after: (env) => {
-    const past = (r: RequestRecord) => Math.round(r.doneAt - r.sentAt - r.waitMs);
-    const slow = env.run.requests.filter((r) => r.status === 503 && past(r) > FAST_503_MS);
-    for (const r of slow.slice(0, 5)) env.run.fail(`a 503 took ${past(r)} ms past its wait (limit ${FAST_503_MS})`);
-  },
+  ...outages,
 });
 
 const instances = faultScenario({
@@ -302,16 +439,7 @@ const instances = faultScenario({
   title: "three service instances on one etcd, one SIGKILLed and restarted",
   what: "three stateless service processes share one etcd; every few seconds one of them is SIGKILLed (process group, no shutdown) and restarted on its port 0.5–2 s later; clients fail over to the next instance on a dropped connection or a 503",
   shape: { members: 1, instances: 3 },
-  gapMs: [1_500, 3_000],
-  fault: async (env, n) => {
-    const i = n % env.instances.length;
-    const instance = env.instances[i] as ServiceInstance;
-    await env.run.fault(`SIGKILL instance ${i}`, async () => {
-      await instance.kill();
-      await sleep(uniform(500, 2_000));
-      await instance.start();
-    });
-  },
+  ...instanceKills,
 });
 
 const vanish: Scenario = {
@@ -508,4 +636,142 @@ const adversarial: Scenario = {
   },
 };
 
-export const SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters, adversarial];
+// ---------------------------------------------------------------- lines
+
+const TICKET_TTL = 3;
+const SEMAPHORES: readonly LineSpec[] = [
+  { kind: "semaphore", name: "sem:0", limit: 3 },
+  { kind: "semaphore", name: "sem:1", limit: 2 },
+];
+const QUEUE: LineSpec = { name: "queue:0", limit: 1 };
+
+const LINES_WHAT = `semaphore users take permits of two semaphores (limits 3 and 2; 60 % of acquires wait up to 2.5 s), waiters join one lock's line (every acquire waits 1–3 s) and ticket holders take tickets (\`queue: true\`, \`ticketTtl\` ${TICKET_TTL} s) in that lock's line and the first semaphore's, coming back until granted; all through three service instances (each client starts on its own). Some holders vanish, some waiters hang up, some tickets leave the line (half of those then redeem once more) and some are abandoned. Once a client is done with its place (refused, hung up, released, vanished, left, abandoned), its key must leave etcd in time: a waiter's within the queue lease's ${QUEUE_LEASE_TTL} s (+1 s; at once, normally), a grant's within its TTL, a ticket's within \`ticketTtl\` (counted from the end of any fault meanwhile)`;
+
+/**
+ * A scenario of the line workloads (see lines.ts) while `fault` is injected every
+ * `gapMs`; meanwhile each participant's key must leave etcd in time once its client is
+ * done with it (`GoneWatch`); then the line invariants are checked over the clients'
+ * records and etcd's history (see check-lines.ts). `vanish`: more vanishing clients.
+ */
+function lineScenario(o: ScenarioSpec & Partial<Faults> & { vanish?: boolean }): Scenario {
+  return scenario(o, async (env) => {
+    const { run } = env;
+    const until = loadEnd(env);
+    env.limits = new Map([...SEMAPHORES, QUEUE].map((l) => [lineOf(l), l.limit]));
+    // An abandoned ticket stays its TTL.
+    env.lingerMs = Math.max(TTL, QUEUE_LEASE_TTL, TICKET_TTL) * 1_000;
+    const gone = new GoneWatch(run, env.cluster, env.prefix);
+    const counts: Record<string, number> = {};
+    const load: LineLoad = {
+      until,
+      ttl: TTL,
+      ticketTtl: TICKET_TTL,
+      semaphores: SEMAPHORES,
+      queue: QUEUE,
+      ticketLines: [QUEUE, SEMAPHORES[0] as LineSpec],
+      vanishRate: o.vanish ? 0.15 : 0.05,
+      hangUpRate: o.vanish ? 0.2 : 0.05,
+      leaveRate: o.vanish ? 0.08 : 0.05,
+      abandonRate: o.vanish ? 0.08 : 0.03,
+      gone,
+      counts,
+    };
+    const n = env.scale.clients;
+    let loadDone = false;
+    const users = Promise.all([
+      ...clients(env, Math.ceil(n / 2), "s").map((c) => semaphoreUser(c, load)),
+      ...clients(env, Math.ceil((n * 3) / 8), "q").map((c) => queueWaiter(c, load)),
+      ...clients(env, Math.ceil((n * 3) / 8), "t").map((c) => ticketHolder(c, load)),
+    ]).finally(() => {
+      loadDone = true;
+      env.loadEndedAt = run.now();
+    });
+    await Promise.all([
+      users,
+      o.fault && o.gapMs ? faultLoop(env, until, o.gapMs, (i) => o.fault?.(env, i) ?? Promise.resolve()) : undefined,
+      gone.loop(() => loadDone),
+    ]);
+    env.revisionsSeen = gone.seen;
+    env.notes.push(...lineNotes(env, counts, gone));
+    o.after?.(env);
+  });
+}
+
+/** What the clients did in a line scenario, for the report. */
+function lineNotes(env: Env, counts: Record<string, number>, gone: GoneWatch): string[] {
+  const { run } = env;
+  const statuses = (calls: { status: number }[]) => {
+    const by = new Map<number, number>();
+    for (const c of calls) by.set(c.status, (by.get(c.status) ?? 0) + 1);
+    return [...by]
+      .sort((x, y) => x[0] - y[0])
+      .map(([st, k]) => `${k}× ${st <= 0 ? (st === 0 ? "connection failed" : "hung") : st}`)
+      .join(", ");
+  };
+  const of = (line: LineSpec) => run.participants.filter((p) => lineOf(p) === lineOf(line));
+  const waits = (ps: ParticipantRecord[]) =>
+    ps.flatMap((p) => (p.queue ? [] : p.calls.filter((c) => c.op === "acquire")));
+  const semGrants = run.grants.filter((g) => g.kind === "semaphore").length;
+  const queueGrants = run.grants.filter((g) => g.name === QUEUE.name && g.kind === undefined).length;
+  const tickets = run.participants.filter((p) => p.queuedSeq !== undefined);
+  let rose = 0;
+  for (const p of tickets) {
+    const positions = p.calls.flatMap((c) => (c.position === undefined ? [] : [c.position]));
+    for (let i = 1; i < positions.length; i++) if ((positions[i] as number) > (positions[i - 1] as number)) rose++;
+  }
+  const count = (what: string) => counts[what] ?? 0;
+  const byPrefix = (prefix: string) =>
+    Object.entries(counts)
+      .filter(([k]) => k.startsWith(prefix))
+      .map(([k, v]) => `${v}× ${k.slice(prefix.length)}`)
+      .join(", ") || "none";
+  const notes = [
+    `semaphores: ${semGrants} permits granted; acquires of ${SEMAPHORES.map((l) => `${l.name} (limit ${l.limit}): ${statuses(waits(of(l)))}`).join("; ")}`,
+    `queue ${QUEUE.name}: ${queueGrants} grants; waiting acquires: ${statuses(waits(of(QUEUE)))}`,
+    `tickets: ${tickets.length} taken (202); redeems answered ${byPrefix("redeems answered ")}; leaves answered ${byPrefix("leaves answered ")}; redeems after leaving answered ${byPrefix("redeems after leaving answered ")}; ${count("tickets abandoned")} abandoned; a position rose between two answers of one ticket ${rose} times`,
+    `${count("holders vanished")} holders vanished, ${count("waiters hung up")} waiters hung up mid-wait`,
+  ];
+  const gones = [...gone.slowest].sort((a, b) => a[0].localeCompare(b[0]));
+  notes.push(
+    `keys gone once their clients were done with them (the slowest, counted from the end of any fault meanwhile): ${gones
+      .map(([what, s]) => `${s.n} ${what} (${Math.round(s.ms)} ms)`)
+      .join(", ")}`,
+  );
+  return notes;
+}
+
+const linesCluster = lineScenario({
+  id: "lines-cluster",
+  title: "lines: semaphores, a fair queue and tickets while etcd members (the leader among them) are SIGKILLed",
+  what: `${LINES_WHAT}; a 3-member cluster, one member SIGKILLed every few seconds (every other time the leader), down 1–3 s`,
+  shape: { members: 3, instances: 3 },
+  ...memberKills,
+});
+
+const linesOutage = lineScenario({
+  id: "lines-outage",
+  title: "lines: semaphores, a fair queue and tickets through full etcd outages",
+  what: `${LINES_WHAT}; a single-member etcd SIGKILLed again and again, down 2–4 s; every 503 must come fast`,
+  shape: { members: 1, instances: 3 },
+  ...outages,
+});
+
+const linesInstances = lineScenario({
+  id: "lines-instances",
+  title: "lines: semaphores, a fair queue and tickets while service instances are SIGKILLed",
+  what: `${LINES_WHAT}; every few seconds one of the three instances is SIGKILLed with its waiters and restarted 0.5–2 s later; clients fail over, retrying with the same Idempotency-Key, and the dead instance's waiters leave the line with its queue lease`,
+  shape: { members: 1, instances: 3 },
+  ...instanceKills,
+});
+
+const linesVanish = lineScenario({
+  id: "lines-vanish",
+  title: "lines: vanishing holders, waiters and tickets",
+  what: `${LINES_WHAT}; no other fault, but more clients vanish: 15 % of holders, 20 % of waiting acquires hang up mid-wait, and per redeem 8 % of tickets leave and 8 % are abandoned`,
+  shape: { members: 1, instances: 3 },
+  vanish: true,
+});
+
+export const LOCK_SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters, adversarial];
+export const LINE_SCENARIOS: readonly Scenario[] = [linesCluster, linesOutage, linesInstances, linesVanish];
+export const SCENARIOS: readonly Scenario[] = [...LOCK_SCENARIOS, ...LINE_SCENARIOS];

@@ -38,7 +38,11 @@ export async function holder(client: Client, o: HolderOptions): Promise<void> {
 type End = (client: Client, held: Held) => Promise<unknown>;
 const release: End = (client, held) => client.release(held, 2_000);
 
-async function hold(
+/**
+ * Holds a grant: writes to the fence (locks), sometimes renews, sometimes stalls past the
+ * TTL (a GC pause), then ends it (by default one release, retried for 2 s).
+ */
+export async function hold(
   client: Client,
   held: Held,
   ttlMs: number,

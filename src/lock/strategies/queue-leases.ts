@@ -8,6 +8,8 @@ import { randomLeaseId } from "../names.js";
  * stalls behind a waiter that is gone.
  */
 export const QUEUE_LEASE_TTL = 5;
+/** How long an instance keeps its waiters' session lease once nobody waits (for the next waiter). */
+export const SESSION_IDLE_MS = 10_000;
 const KEEPALIVE_MS = (QUEUE_LEASE_TTL * 1000) / 4;
 
 export interface QueueLease {
@@ -55,7 +57,7 @@ export class SessionLease implements QueueLeases {
 
   constructor(
     private readonly etcd: EtcdClient,
-    private readonly idleMs = 10_000,
+    private readonly idleMs = SESSION_IDLE_MS,
   ) {}
 
   async take(): Promise<QueueLease> {

@@ -1,0 +1,6 @@
+import { describe } from "vitest";
+import { LINE_SCENARIOS } from "../../scripts/verify/scenarios.js";
+import { shortForm } from "./short.js";
+
+describe("verify lines (semaphores, fair queue, tickets), short form, gRPC transport", () =>
+  shortForm("grpc", LINE_SCENARIOS));

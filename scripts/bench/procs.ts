@@ -173,6 +173,7 @@ export async function startService(opts: {
     HOST: "127.0.0.1",
     LOG_LEVEL: "warn",
     LEASEHOLD_MAX_WAITERS: "10000",
+    LEASEHOLD_MAX_STREAMS: "10000",
     ...opts.env,
   };
   const command = await serviceCommand(root);

@@ -5,7 +5,7 @@
  *   npm run bench                      full run (a few minutes)
  *   npm run bench -- --smoke           tiny run (BENCH_SMOKE=1 too), proves it works
  *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S
- *            --cases=c1,c32,c256,contention,waiters --systems=etcd3,leasehold-grpc,...
+ *            --cases=c1,c32,c256,contention,waiters,sse1k,blocking1k --systems=etcd3,leasehold-grpc,...
  *
  * Table on stdout, progress on stderr, JSON in bench-results/latest.json (smoke:
  * bench-results/smoke.json).
@@ -16,6 +16,15 @@ import { availableParallelism, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
 import { CASE_IDS, type CaseId, type RoundResult, runClosedLoop, runWaiters } from "./cases.js";
+import {
+  FEED_CASE_IDS,
+  type FeedCaseId,
+  type FeedResult,
+  feedTable,
+  isFeedCase,
+  runBlocking,
+  runSse,
+} from "./feeds.js";
 import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
 import { aggregate, costTable, table, targetLines, targets } from "./report.js";
 import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
@@ -29,13 +38,16 @@ interface Options {
   /** Length of each throughput / contention round. */
   roundMs: number;
   warmMs: number;
-  cases: CaseId[];
+  cases: (CaseId | FeedCaseId)[];
   systems: SystemId[];
   contenders: number;
   contentionWait: number;
   waiters: number;
   waiterNames: number;
   waiterWait: number;
+  /** Subscribers of each change-feed case, and how long its driver makes changes. */
+  feedSubscribers: number;
+  feedMs: number;
   /** Git revision whose service to run; default the working tree. */
   ref?: string;
 }
@@ -72,7 +84,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     rounds: Math.round(num(flags.get("rounds"), smoke ? 1 : 3, "rounds")),
     roundMs: num(flags.get("seconds"), smoke ? 0.5 : 3, "seconds") * 1000,
     warmMs: smoke ? 300 : 2000,
-    cases: list(flags.get("cases"), CASE_IDS, "case"),
+    cases: list(flags.get("cases"), [...CASE_IDS, ...FEED_CASE_IDS], "case"),
     systems: list(flags.get("systems"), SYSTEM_IDS, "system"),
     // The smoke run keeps every row but shrinks the crowds and the waits, to stay well
     // under a minute even when waiters time out.
@@ -81,6 +93,8 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     waiters: smoke ? 40 : 1000,
     waiterNames: 10,
     waiterWait: smoke ? 5 : 20,
+    feedSubscribers: smoke ? 20 : 1000,
+    feedMs: smoke ? 600 : 10_000,
     ...(flags.get("ref") ? { ref: flags.get("ref") } : {}),
   };
 }
@@ -125,6 +139,43 @@ function workingTree() {
 
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One change-feed case on each leasehold system, each on a fresh instance so its RSS is
+ * the subscribers', not what earlier cases left on the heap.
+ */
+async function runFeedCase(
+  c: FeedCaseId,
+  systems: System[],
+  start: (id: "leasehold-grpc" | "leasehold-http") => Promise<System>,
+  warmUp: (s: System) => Promise<void>,
+  etcdEndpoint: string,
+  names: string,
+  o: Options,
+  out: FeedResult[],
+) {
+  for (const [i, s] of systems.entries()) {
+    if (!s.service || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
+    await s.service.stop();
+    const fresh = await start(s.id);
+    await warmUp(fresh);
+    systems[i] = fresh;
+    const feedOptions = {
+      subscribers: o.feedSubscribers,
+      durationMs: o.feedMs,
+      gapMs: 100,
+      names: `${names}-${s.id}`,
+      etcdEndpoint,
+    };
+    const r = c === "sse1k" ? await runSse(fresh, feedOptions) : await runBlocking(fresh, feedOptions);
+    out.push(r);
+    log(
+      `  ${c.padEnd(22)} ${s.id.padEnd(15)} ${r.delivered}/${r.expected} delivered, p99 ${r.p99Ms ?? "–"} ms, ` +
+        `RSS ${r.serviceRssIdleMb} → ${r.serviceRssMb} MB, etcd watches ${r.etcdWatchesBefore} → ${r.etcdWatches}` +
+        (r.errors ? `, errors ${r.errors}: ${r.firstError}` : ""),
+    );
+  }
+}
 
 async function main() {
   const o = parseOptions(process.argv.slice(2), process.env);
@@ -204,7 +255,12 @@ async function main() {
     readIdleRss("start");
 
     const results: RoundResult[] = [];
+    const feeds: FeedResult[] = [];
     for (const [caseIndex, c] of o.cases.entries()) {
+      if (isFeedCase(c)) {
+        await runFeedCase(c, systems, startLeasehold, warmUp, etcdEnv.etcdEndpoint, `${tag}-${c}`, o, feeds);
+        continue;
+      }
       if (c === "waiters" && caseIndex > 0) {
         // Fresh services, so the waiters' RSS is theirs, not what earlier cases left on the heap.
         log("bench: restarting the leasehold services for the waiters case");
@@ -273,6 +329,7 @@ async function main() {
       rows,
       targets: ts,
       rounds: results,
+      feeds,
     };
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
@@ -288,6 +345,7 @@ async function main() {
       "Targets:",
       targetLines(ts),
       "",
+      ...(feeds.length ? ["Change feeds (one instance each):", feedTable(feeds), ""] : []),
       `Service RSS after start + warm-up: ${idleRss.map((r) => `${r.system} ${Math.round(r.rssMb)} MB (${r.when})`).join(", ")}`,
       "",
       "Where a cycle's time goes:",

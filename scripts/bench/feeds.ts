@@ -39,6 +39,9 @@ export interface FeedResult {
   etcdWatchesBefore: number;
   etcdWatches: number;
   seconds: number;
+  /** CPU while the driver made changes, % of one core: the service, and this process (the subscribers and the driver). */
+  serviceCpuPct: number;
+  loadCpuPct: number;
   errors: number;
   firstError?: string;
 }
@@ -80,6 +83,22 @@ async function untilTrue(what: string, timeoutMs: number, check: () => Promise<b
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** CPU of the service and of this process from now until the returned function is called. */
+function cpuWindow(pid: number) {
+  const t0 = performance.now();
+  const svc0 = readProc(pid)?.cpuSeconds ?? 0;
+  const self0 = process.cpuUsage();
+  return () => {
+    const seconds = (performance.now() - t0) / 1000;
+    const self = process.cpuUsage(self0);
+    return {
+      seconds: ms(seconds),
+      serviceCpuPct: Math.round((100 * ((readProc(pid)?.cpuSeconds ?? 0) - svc0)) / seconds),
+      loadCpuPct: Math.round((100 * (self.user + self.system)) / 1e6 / seconds),
+    };
+  };
 }
 
 const ms = (n: number) => Math.round(n * 1000) / 1000;
@@ -243,14 +262,14 @@ export async function runSse(system: System, o: FeedOptions): Promise<FeedResult
       return (await gauge(svc.url, "leasehold_event_streams")) >= o.subscribers;
     });
     const watches = await settledWatches(o.etcdEndpoint, watchesBefore + o.subscribers);
-    const t0 = performance.now();
+    const cpu = cpuWindow(svc.pid);
     const changes = await drive(
       svc.url,
       (i) => `${prefix}n${i % 4}`,
       o,
       (c) => tally.answers.set(`${c.kind}:${c.name}:${c.token}`, c.at),
     );
-    const seconds = (performance.now() - t0) / 1000;
+    const usage = cpu();
     // Deliveries still on their way: wait until they stop growing (or all arrived).
     const expected = changes * o.subscribers;
     let last = -1;
@@ -272,7 +291,7 @@ export async function runSse(system: System, o: FeedOptions): Promise<FeedResult
       serviceRssMb: mb(rss.peak()),
       etcdWatchesBefore: watchesBefore,
       etcdWatches: watches,
-      seconds: ms(seconds),
+      ...usage,
       ...errs.summary(),
     };
   } finally {
@@ -336,14 +355,14 @@ export async function runBlocking(system: System, o: FeedOptions): Promise<FeedR
       return (await gauge(svc.url, "leasehold_blocked_reads")) >= o.subscribers;
     });
     const watches = await settledWatches(o.etcdEndpoint, watchesBefore + 1);
-    const t0 = performance.now();
+    const cpu = cpuWindow(svc.pid);
     const changes = await drive(
       svc.url,
       () => name,
       o,
       (c) => tally.answers.set(`${c.kind}:${c.name}:${c.token}`, c.at),
     );
-    const seconds = (performance.now() - t0) / 1000;
+    const usage = cpu();
     const expected = changes * o.subscribers;
     // Every reader re-arms after an answer; the last change is a release, so all are done
     // once all of them are blocked again (or give up after a while).
@@ -362,7 +381,7 @@ export async function runBlocking(system: System, o: FeedOptions): Promise<FeedR
       serviceRssMb: mb(rss.peak()),
       etcdWatchesBefore: watchesBefore,
       etcdWatches: watches,
-      seconds: ms(seconds),
+      ...usage,
       ...errs.summary(),
     };
     // The readers end on their own within `wait`; close their connections now instead.
@@ -379,12 +398,12 @@ export async function runBlocking(system: System, o: FeedOptions): Promise<FeedR
 /** A table of the feed cases' figures (markdown). */
 export function feedTable(results: FeedResult[]): string {
   const head =
-    "| case | system | subscribers | changes | delivered/expected | p50 ms | p99 ms | max ms | RSS idle → with subscribers MB | etcd watches before → with |";
+    "| case | system | subscribers | changes | delivered/expected | p50 ms | p99 ms | max ms | RSS idle → with subscribers MB | etcd watches before → with | svc CPU % | load CPU % |";
   const rows = results.map(
     (r) =>
       `| ${r.case} | ${r.system} | ${r.subscribers} | ${r.changes} | ${r.delivered}/${r.expected} | ` +
       `${r.p50Ms?.toFixed(2) ?? "–"} | ${r.p99Ms?.toFixed(2) ?? "–"} | ${r.maxMs?.toFixed(2) ?? "–"} | ` +
-      `${r.serviceRssIdleMb} → ${r.serviceRssMb} | ${r.etcdWatchesBefore} → ${r.etcdWatches} |`,
+      `${r.serviceRssIdleMb} → ${r.serviceRssMb} | ${r.etcdWatchesBefore} → ${r.etcdWatches} | ${r.serviceCpuPct} | ${r.loadCpuPct} |`,
   );
-  return [head, `|${"---|".repeat(10)}`, ...rows].join("\n");
+  return [head, `|${"---|".repeat(12)}`, ...rows].join("\n");
 }

@@ -99,6 +99,9 @@ export const configSchema = z
     LEASEHOLD_MAX_TTL: intVar("LEASEHOLD_MAX_TTL", 86_400, 1, 9_000_000_000),
     LEASEHOLD_MAX_WAIT: intVar("LEASEHOLD_MAX_WAIT", 60, 0, 86_400),
     LEASEHOLD_MAX_WAITERS: intVar("LEASEHOLD_MAX_WAITERS", 10_000, 0, 10_000_000),
+    /** How long a ticket (a place in line kept across requests) lasts unredeemed, when the caller sends no ticketTtl. */
+    LEASEHOLD_DEFAULT_TICKET_TTL: intVar("LEASEHOLD_DEFAULT_TICKET_TTL", 30, 1, 86_400),
+    LEASEHOLD_MAX_TICKET_TTL: intVar("LEASEHOLD_MAX_TICKET_TTL", 3_600, 1, 86_400),
     /** JSON list of API keys; parsed by src/auth/api-keys.ts (it may need a file read). */
     LEASEHOLD_API_KEYS: optionalString,
     LEASEHOLD_API_KEYS_FILE: optionalString,
@@ -119,6 +122,13 @@ export const configSchema = z
         code: "custom",
         path: ["LEASEHOLD_DEFAULT_TTL"],
         message: `LEASEHOLD_DEFAULT_TTL (${c.LEASEHOLD_DEFAULT_TTL}) must not exceed LEASEHOLD_MAX_TTL (${c.LEASEHOLD_MAX_TTL})`,
+      });
+    }
+    if (c.LEASEHOLD_DEFAULT_TICKET_TTL > c.LEASEHOLD_MAX_TICKET_TTL) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["LEASEHOLD_DEFAULT_TICKET_TTL"],
+        message: `LEASEHOLD_DEFAULT_TICKET_TTL (${c.LEASEHOLD_DEFAULT_TICKET_TTL}) must not exceed LEASEHOLD_MAX_TICKET_TTL (${c.LEASEHOLD_MAX_TICKET_TTL})`,
       });
     }
     if ((c.ETCD_CERT_FILE === undefined) !== (c.ETCD_KEY_FILE === undefined)) {

@@ -4,7 +4,7 @@ import type { EtcdClient, EtcdConnectionOptions } from "./etcd/types.js";
 import { createApp } from "./http/app.js";
 import type { App, AppDeps, AssetReader } from "./http/deps.js";
 import type { Logger } from "./http/logger.js";
-import { createLocks, type Locks, type Strategies } from "./lock/index.js";
+import { createLines, type Lines, type Strategies } from "./lock/index.js";
 import type { Metrics } from "./metrics.js";
 
 /**
@@ -30,7 +30,7 @@ export function etcdOptions(
 
 export interface RuntimeParts {
   log: Logger;
-  /** The runtime's performance strategies for the lock engine. */
+  /** The runtime's performance strategies for the engine. */
   strategies: (etcd: EtcdClient) => Strategies;
   docsAssets: AssetReader;
   auth?: ApiKeys;
@@ -39,9 +39,9 @@ export interface RuntimeParts {
   shutdownSignal?: AbortSignal;
 }
 
-/** The lock engine on `etcd` and the HTTP app serving it. */
-export function buildService(config: Config, etcd: EtcdClient, parts: RuntimeParts): { app: App; locks: Locks } {
-  const locks = createLocks(etcd, {
+/** The coordination engine (locks and semaphores) on `etcd` and the HTTP app serving it. */
+export function buildService(config: Config, etcd: EtcdClient, parts: RuntimeParts): { app: App; lines: Lines } {
+  const lines = createLines(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
     strategies: parts.strategies,
@@ -51,11 +51,11 @@ export function buildService(config: Config, etcd: EtcdClient, parts: RuntimePar
   const app = createApp({
     config,
     etcd,
-    locks,
+    lines,
     log: parts.log,
     docsAssets: parts.docsAssets,
     ...(parts.metricsText ? { metricsText: parts.metricsText } : {}),
     ...(parts.auth ? { auth: parts.auth } : {}),
   });
-  return { app, locks };
+  return { app, lines };
 }

@@ -12,6 +12,8 @@ describe("configuration", () => {
       LEASEHOLD_MAX_TTL: 86400,
       LEASEHOLD_MAX_WAIT: 60,
       LEASEHOLD_MAX_WAITERS: 10000,
+      LEASEHOLD_DEFAULT_TICKET_TTL: 30,
+      LEASEHOLD_MAX_TICKET_TTL: 3600,
     });
   });
 
@@ -37,6 +39,9 @@ describe("configuration", () => {
     ["LEASEHOLD_PREFIX", { LEASEHOLD_PREFIX: "has space/" }],
     ["LEASEHOLD_DEFAULT_TTL", { LEASEHOLD_DEFAULT_TTL: "100", LEASEHOLD_MAX_TTL: "50" }],
     ["LEASEHOLD_MAX_WAIT", { LEASEHOLD_MAX_WAIT: "1.5" }],
+    ["LEASEHOLD_MAX_TICKET_TTL", { LEASEHOLD_MAX_TICKET_TTL: "0" }],
+    ["LEASEHOLD_DEFAULT_TICKET_TTL", { LEASEHOLD_DEFAULT_TICKET_TTL: "soon" }],
+    ["LEASEHOLD_DEFAULT_TICKET_TTL", { LEASEHOLD_DEFAULT_TICKET_TTL: "60", LEASEHOLD_MAX_TICKET_TTL: "30" }],
     ["ETCD_CERT_FILE", { ETCD_CERT_FILE: "/x.pem" }],
   ])("rejects a bad %s with a message naming it", (variable, env) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);

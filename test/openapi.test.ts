@@ -12,16 +12,46 @@ describe("openapi.yaml", () => {
   it("documents every endpoint of the HTTP contract", () => {
     const doc = parse(openApiYaml());
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ["/healthz", "/locks", "/locks/{name}", "/locks/{name}/renew", "/readyz"].sort(),
+      [
+        "/healthz",
+        "/locks",
+        "/locks/{name}",
+        "/locks/{name}/renew",
+        "/readyz",
+        "/semaphores",
+        "/semaphores/{name}",
+        "/semaphores/{name}/renew",
+      ].sort(),
     );
-    expect(Object.keys(doc.paths["/locks/{name}"]).sort()).toEqual(["delete", "get", "post"]);
-    const acquire = doc.paths["/locks/{name}"].post;
-    expect(Object.keys(acquire.responses)).toEqual(
-      expect.arrayContaining(["200", "201", "409", "400", "413", "415", "503"]),
-    );
-    expect(Object.keys(acquire.requestBody.content).sort()).toEqual([
-      "application/json",
-      "application/x-www-form-urlencoded",
-    ]);
+    for (const base of ["/locks", "/semaphores"]) {
+      expect(Object.keys(doc.paths[`${base}/{name}`]).sort()).toEqual(["delete", "get", "post"]);
+      const acquire = doc.paths[`${base}/{name}`].post;
+      expect(Object.keys(acquire.responses)).toEqual(
+        expect.arrayContaining(["200", "201", "202", "409", "410", "400", "413", "415", "503"]),
+      );
+      expect(Object.keys(acquire.requestBody.content).sort()).toEqual([
+        "application/json",
+        "application/x-www-form-urlencoded",
+      ]);
+      const release = doc.paths[`${base}/{name}`].delete;
+      expect(release.parameters.map((p: { name: string }) => p.name)).toEqual(
+        expect.arrayContaining(["lease", "ticket", "force", "token"]),
+      );
+    }
+  });
+
+  it("documents tickets, semaphores and their problems", () => {
+    const { components } = parse(openApiYaml());
+    const fields = (schema: string) => Object.keys(components.schemas[schema].properties ?? {});
+    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "wait", "queue", "ticketTtl", "ticket"]);
+    expect(fields("SemaphoreAcquireRequest")).toEqual(["limit", ...fields("AcquireRequest")]);
+    expect(fields("Ticket")).toEqual(["ticket", "position", "ttl"]);
+    expect(fields("LockInfo")).toContain("waiters");
+    expect(fields("SemaphoreInfo")).toEqual(["name", "limit", "holders", "waiters"]);
+    expect(fields("ReleaseRequest")).toEqual(["lease", "ticket"]);
+    const extension = (schema: string) => Object.keys(components.schemas[schema].allOf[1].properties);
+    expect(extension("LockHeldProblem")).toEqual(["holder", "position"]);
+    expect(extension("LimitMismatchProblem")).toEqual(["limit"]);
+    expect(extension("SemaphoreGrant")).toEqual(["limit"]);
   });
 });

@@ -49,20 +49,34 @@ describe("Prometheus metrics (Node)", () => {
     const other = uniqueName("m");
     await api("POST", `/locks/${other}`);
     await api("DELETE", `/locks/${other}?force=true`);
+    // A semaphore counts under its own kind; a place in line is "queued", leaving it "left".
+    const sem = uniqueName("m");
+    const permit = await api("POST", `/semaphores/${sem}`, { json: { limit: 1 } });
+    const queued = await api("POST", `/semaphores/${sem}`, { json: { limit: 1, queue: true } });
+    expect(queued.status).toBe(202);
+    await api("POST", `/semaphores/${sem}`, { json: { limit: 2 } }); // limit-mismatch
+    await api("DELETE", `/semaphores/${sem}?ticket=${queued.json.ticket}`);
+    await api("DELETE", `/semaphores/${sem}?lease=${permit.json.lease}`);
     const after = await scrape();
     const delta = (metric: string, labels: Record<string, string> = {}) =>
       sample(after, metric, labels) - sample(before, metric, labels);
-    expect(delta("leasehold_acquire_total", { outcome: "granted" })).toBe(2);
-    expect(delta("leasehold_acquire_total", { outcome: "held" })).toBe(1);
-    expect(delta("leasehold_acquire_total", { outcome: "timeout" })).toBe(1);
-    expect(delta("leasehold_renew_total", { outcome: "renewed" })).toBe(1);
-    expect(delta("leasehold_renew_total", { outcome: "lost" })).toBe(1);
-    expect(delta("leasehold_release_total", { outcome: "released" })).toBe(1);
-    expect(delta("leasehold_release_total", { outcome: "lost" })).toBe(1);
-    expect(delta("leasehold_release_total", { outcome: "forced" })).toBe(1);
+    expect(delta("leasehold_acquire_total", { outcome: "granted", kind: "lock" })).toBe(2);
+    expect(delta("leasehold_acquire_total", { outcome: "held", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_acquire_total", { outcome: "timeout", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_renew_total", { outcome: "renewed", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_renew_total", { outcome: "lost", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "released", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "lost", kind: "lock" })).toBe(1);
+    expect(delta("leasehold_release_total", { outcome: "forced", kind: "lock" })).toBe(1);
+    const semaphore = (outcome: string) => ({ outcome, kind: "semaphore" });
+    expect(delta("leasehold_acquire_total", semaphore("granted"))).toBe(1);
+    expect(delta("leasehold_acquire_total", semaphore("queued"))).toBe(1);
+    expect(delta("leasehold_acquire_total", semaphore("limit-mismatch"))).toBe(1);
+    expect(delta("leasehold_release_total", semaphore("left"))).toBe(1);
+    expect(delta("leasehold_release_total", semaphore("released"))).toBe(1);
     expect(delta("leasehold_wait_seconds_count")).toBe(1);
     expect(delta("leasehold_wait_seconds_sum")).toBeGreaterThan(0.25);
-    expect(delta("leasehold_hold_seconds_count")).toBe(2);
+    expect(delta("leasehold_hold_seconds_count")).toBe(3);
     expect(delta("leasehold_etcd_request_seconds_count", { op: "txn" })).toBeGreaterThanOrEqual(2);
     // Each grant spends a fresh lease or a pooled one reset by a keep-alive (plus the renew).
     expect(
@@ -75,13 +89,14 @@ describe("Prometheus metrics (Node)", () => {
     // No lock names as labels by default, and never a lease handle.
     expect(after).not.toContain(name);
     expect(after).not.toContain(g.json.lease);
+    expect(after).not.toContain(queued.json.ticket);
 
     await svc.etcd.stop();
     expect((await api("GET", `/locks/${name}`)).status).toBe(503);
     const down = await scrape();
     expect(sample(down, "leasehold_etcd_errors_total", { op: "range" })).toBeGreaterThanOrEqual(1);
-    expect(sample(down, "leasehold_acquire_total", { outcome: "error" })).toBe(
-      sample(after, "leasehold_acquire_total", { outcome: "error" }),
+    expect(sample(down, "leasehold_acquire_total", { outcome: "error", kind: "lock" })).toBe(
+      sample(after, "leasehold_acquire_total", { outcome: "error", kind: "lock" }),
     );
     await svc.etcd.restart();
   });
@@ -132,7 +147,7 @@ describe("metrics settings", () => {
     await call(svc.url, "POST", `/locks/${name}`, as("metrics-test-key"));
     const r = await call(svc.url, "GET", "/metrics", as("metrics-test-key"));
     expect(r.status).toBe(200);
-    expect(sample(r.text, "leasehold_acquire_total", { outcome: "granted", name })).toBe(1);
+    expect(sample(r.text, "leasehold_acquire_total", { outcome: "granted", kind: "lock", name })).toBe(1);
   });
 
   it("shows a key only the lock names it may use; an admin key sees every name", async () => {
@@ -144,8 +159,8 @@ describe("metrics settings", () => {
     expect((await call(svc.url, "POST", `/locks/${mine}`, as("metrics-a-key"))).status).toBe(409);
 
     const a = (await call(svc.url, "GET", "/metrics", as("metrics-a-key"))).text;
-    expect(sample(a, "leasehold_acquire_total", { outcome: "granted", name: mine })).toBe(1);
-    expect(sample(a, "leasehold_acquire_total", { outcome: "held", name: mine })).toBe(1);
+    expect(sample(a, "leasehold_acquire_total", { outcome: "granted", kind: "lock", name: mine })).toBe(1);
+    expect(sample(a, "leasehold_acquire_total", { outcome: "held", kind: "lock", name: mine })).toBe(1);
     expect(a).not.toContain(secret);
     for (const m of a.matchAll(/name="([^"]*)"/g)) expect(m[1]).toMatch(/^a:/);
     // Everything else is served as before.
@@ -153,13 +168,13 @@ describe("metrics settings", () => {
     expect(a).toContain("process_cpu_seconds_total");
 
     const b = (await call(svc.url, "GET", "/metrics", as("metrics-b-key"))).text;
-    expect(sample(b, "leasehold_acquire_total", { outcome: "granted", name: secret })).toBe(1);
+    expect(sample(b, "leasehold_acquire_total", { outcome: "granted", kind: "lock", name: secret })).toBe(1);
     expect(b).not.toContain(mine);
 
     // Admin keys see every name, whatever their own prefixes.
     const admin = (await call(svc.url, "GET", "/metrics", as("metrics-admin-key"))).text;
-    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", name: secret })).toBe(1);
-    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", name: mine })).toBe(1);
+    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", kind: "lock", name: secret })).toBe(1);
+    expect(sample(admin, "leasehold_acquire_total", { outcome: "granted", kind: "lock", name: mine })).toBe(1);
   });
 });
 
@@ -194,8 +209,8 @@ describe("open metrics with lock names on", () => {
       expect(r.text).not.toContain(secret);
       expect(r.text).not.toMatch(/[{,]name="/);
       const delta =
-        sample(r.text, "leasehold_acquire_total", { outcome: "granted" }) -
-        sample(before, "leasehold_acquire_total", { outcome: "granted" });
+        sample(r.text, "leasehold_acquire_total", { outcome: "granted", kind: "lock" }) -
+        sample(before, "leasehold_acquire_total", { outcome: "granted", kind: "lock" });
       expect(delta).toBe(2);
     }
     // The operator is told why no names show.

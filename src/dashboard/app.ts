@@ -1,5 +1,6 @@
 /**
- * The dashboard page's script (runs in the browser). It polls the public API with the
+ * The dashboard page's script (runs in the browser): held locks (with how many are in
+ * line) and held semaphores. It polls the public API with the
  * key the operator types in, so it works on every runtime and respects the key's scope.
  * Bundled by `npm run dashboard` into app.bundle.ts, which the service serves as
  * /dashboard/app.js; a test fails when the bundle is older than this source.
@@ -11,11 +12,21 @@ interface Item {
   token: number;
   ttl: number;
   owner?: string;
+  /** Callers in line; absent when none. */
+  waiters?: number;
+}
+
+interface Semaphore {
+  name: string;
+  limit: number;
+  holders: { token: number; owner?: string }[];
+  waiters: number;
 }
 
 interface Row {
   tr: HTMLTableRowElement;
   ttlCell: HTMLTableCellElement;
+  waitersCell: HTMLTableCellElement;
   token: number;
   /** When the lease runs out, by this browser's clock (ms). */
   deadline: number;
@@ -32,6 +43,8 @@ const keyInput = element<HTMLInputElement>("apikey");
 const statusEl = element<HTMLParagraphElement>("status");
 const emptyEl = element<HTMLParagraphElement>("empty");
 const body = document.querySelector("#locks tbody") as HTMLTableSectionElement;
+const semaphoresSection = element<HTMLElement>("semaphores-section");
+const semaphoresBody = document.querySelector("#semaphores tbody") as HTMLTableSectionElement;
 const rows = new Map<string, Row>();
 keyInput.value = sessionStorage.getItem("leasehold-key") || "";
 prefixInput.value = new URLSearchParams(location.search).get("prefix") || "";
@@ -46,15 +59,15 @@ function say(text: string, isError = false): void {
   statusEl.classList.toggle("error", isError);
 }
 
-async function fetchAll(): Promise<Item[]> {
-  const items: Item[] = [];
+async function fetchAll<T>(collection: "locks" | "semaphores"): Promise<T[]> {
+  const items: T[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < 10; page++) {
     const q = new URLSearchParams({ limit: "1000" });
     if (prefixInput.value) q.set("prefix", prefixInput.value);
     if (cursor) q.set("cursor", cursor);
-    const res = await fetch(`locks?${q}`, { headers: headers(), cache: "no-store" });
-    const data = (await res.json().catch(() => ({}))) as { items?: Item[]; cursor?: string; detail?: string };
+    const res = await fetch(`${collection}?${q}`, { headers: headers(), cache: "no-store" });
+    const data = (await res.json().catch(() => ({}))) as { items?: T[]; cursor?: string; detail?: string };
     if (!res.ok) throw new Error(data.detail || `HTTP ${res.status}`);
     items.push(...(data.items ?? []));
     cursor = data.cursor;
@@ -81,14 +94,15 @@ function newRow(item: Item): Row {
   if (item.owner) owner.title = item.owner;
   cell("num token", String(item.token));
   const ttlCell = cell("num ttl", "");
+  const waitersCell = cell("num waiters", "");
   const actions = cell("", "");
   const button = document.createElement("button");
   button.type = "button";
   button.textContent = "Force release";
   button.setAttribute("aria-label", `Force release ${item.name}`);
-  button.addEventListener("click", () => void forceRelease(item.name));
+  button.addEventListener("click", () => void forceRelease(item.name, item.token));
   actions.append(button);
-  return { tr, ttlCell, token: item.token, deadline: 0 };
+  return { tr, ttlCell, waitersCell, token: item.token, deadline: 0 };
 }
 
 function render(items: Item[], receivedAt: number): void {
@@ -102,6 +116,8 @@ function render(items: Item[], receivedAt: number): void {
       rows.set(item.name, row);
     }
     row.deadline = receivedAt + item.ttl * 1000;
+    const waiters = String(item.waiters ?? 0);
+    if (row.waitersCell.textContent !== waiters) row.waitersCell.textContent = waiters;
   }
   for (const [name, row] of rows) {
     if (!seen.has(name)) {
@@ -116,7 +132,35 @@ function render(items: Item[], receivedAt: number): void {
   }
   emptyEl.hidden = items.length > 0;
   tick();
-  say(items.length === 1 ? "1 lock held" : `${items.length} locks held`);
+}
+
+/** Semaphores change little and have no countdown: their rows are rebuilt on each load. */
+function renderSemaphores(items: Semaphore[]): void {
+  semaphoresBody.replaceChildren(
+    ...items.map((item) => {
+      const tr = document.createElement("tr");
+      tr.dataset.name = item.name;
+      const holders = item.holders.map((h) => `${h.token}: ${h.owner ?? "—"}`).join(", ");
+      const cells: [cls: string, text: string][] = [
+        ["name", item.name],
+        ["num held", `${item.holders.length} / ${item.limit}`],
+        ["holders", holders],
+        ["num waiters", String(item.waiters)],
+      ];
+      for (const [cls, text] of cells) {
+        const td = document.createElement("td");
+        td.className = cls;
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  semaphoresSection.hidden = items.length === 0;
+}
+
+function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"} held`;
 }
 
 function tick(): void {
@@ -127,9 +171,13 @@ function tick(): void {
   }
 }
 
-async function forceRelease(name: string): Promise<void> {
+async function forceRelease(name: string, token: number): Promise<void> {
   if (!confirm(`Force-release ${name}? Its holder will lose it.`)) return;
-  const res = await fetch(`locks/${encodeURIComponent(name)}?force=true`, { method: "DELETE", headers: headers() });
+  // Only the grant shown (by its token): a newer holder of the name is not ended by mistake.
+  const res = await fetch(`locks/${encodeURIComponent(name)}?force=true&token=${token}`, {
+    method: "DELETE",
+    headers: headers(),
+  });
   if (res.status === 204) say(`Released ${name}`);
   else {
     const data = (await res.json().catch(() => ({}))) as { detail?: string };
@@ -144,6 +192,8 @@ function clear(): void {
   for (const row of rows.values()) row.tr.remove();
   rows.clear();
   emptyEl.hidden = true;
+  semaphoresBody.replaceChildren();
+  semaphoresSection.hidden = true;
 }
 
 const inputs = () => JSON.stringify([prefixInput.value, keyInput.value]);
@@ -161,8 +211,13 @@ async function refresh(): Promise<void> {
   loading = asked;
   const sentAt = Date.now();
   try {
-    const items = await fetchAll();
-    if (asked === inputs()) render(items, sentAt);
+    const [items, semaphores] = await Promise.all([fetchAll<Item>("locks"), fetchAll<Semaphore>("semaphores")]);
+    if (asked === inputs()) {
+      render(items, sentAt);
+      renderSemaphores(semaphores);
+      const held = counted(items.length, "lock");
+      say(semaphores.length > 0 ? `${held} · ${counted(semaphores.length, "semaphore")}` : held);
+    }
   } catch (err) {
     if (asked === inputs()) {
       clear();

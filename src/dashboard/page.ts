@@ -1,6 +1,6 @@
 /**
- * The live lock dashboard's page and stylesheet (its script is app.ts). Served by the
- * service itself at `/` (no CDN).
+ * The live dashboard's page and stylesheet: held locks, and semaphores when any are held
+ * (its script is app.ts). Served by the service itself at `/` (no CDN).
  */
 
 /** The icon: a padlock, inline so that no browser asks for /favicon.ico (a 404, or a 401 with auth on). */
@@ -56,6 +56,7 @@ export const PAGE = `<!doctype html>
         <th scope="col">Owner</th>
         <th scope="col" class="num">Token</th>
         <th scope="col" class="num">Expires in</th>
+        <th scope="col" class="num">In line</th>
         <th scope="col"><span class="visually-hidden">Actions</span></th>
       </tr>
     </thead>
@@ -63,6 +64,23 @@ export const PAGE = `<!doctype html>
   </table>
   </div>
   <p id="empty" hidden>No locks are held.</p>
+  <section id="semaphores-section" aria-labelledby="semaphores-title" hidden>
+  <h2 id="semaphores-title">Semaphores</h2>
+  <div class="table-wrap">
+  <table id="semaphores">
+    <caption class="visually-hidden">Semaphores with holders, in name order</caption>
+    <thead>
+      <tr>
+        <th scope="col">Name</th>
+        <th scope="col" class="num">Held</th>
+        <th scope="col">Holders (token: owner)</th>
+        <th scope="col" class="num">In line</th>
+      </tr>
+    </thead>
+    <tbody></tbody>
+  </table>
+  </div>
+  </section>
 </main>
 <script src="dashboard/app.js"></script>
 </body>
@@ -78,6 +96,7 @@ body { margin: 0; font: 16px/1.5 system-ui, sans-serif; color: var(--fg); backgr
 header { display: flex; align-items: baseline; justify-content: space-between; padding: 1rem 1.5rem;
   border-bottom: 1px solid var(--line); }
 h1 { margin: 0; font-size: 1.4rem; } .sub { color: var(--muted); font-weight: 400; }
+h2 { margin: 1.5rem 0 .5rem; font-size: 1.15rem; }
 a { color: var(--accent); }
 main { padding: 1rem 1.5rem; max-width: 72rem; }
 form { display: flex; flex-wrap: wrap; gap: 1rem 2rem; margin-bottom: .5rem; }
@@ -96,6 +115,7 @@ td.name { font-family: ui-monospace, monospace; word-break: break-all; }
 td.owner > span { display: block; max-width: min(20rem, 30vw); overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }
 td.ttl { white-space: nowrap; }
+td.holders { font-family: ui-monospace, monospace; word-break: break-all; }
 button { font: inherit; padding: .25rem .75rem; border: 1px solid var(--warn); color: var(--warn);
   background: transparent; border-radius: 4px; cursor: pointer; }
 button:hover { background: var(--warn); color: var(--bg); }

@@ -172,7 +172,8 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
       const res = decodeAllOrNothing(r.ok);
       // The compare failing on a retry may be the earlier attempt's own doing.
-      if (!res.applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      if (!res.applied && r.retried)
+        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
       return res.applied ? res.revision : 0;
     },
 

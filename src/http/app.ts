@@ -53,10 +53,11 @@ export function createApp(deps: AppDeps): App {
       res.headers.set("allow", allowed.join(", "));
       return res;
     }
-    if (new URL(c.req.url).pathname.startsWith("/locks/")) {
-      // Names cannot contain "/", so an unmatched path under /locks/ is a bad name.
+    const under = /^\/(lock|semaphore)s\//.exec(new URL(c.req.url).pathname)?.[1];
+    if (under) {
+      // Names cannot contain "/", so an unmatched path under /locks/ or /semaphores/ is a bad name.
       return problemResponse(
-        new Problem("invalid-request", `a lock name is 1–255 characters from ${NAME_ALPHABET} (no "/"; use ":")`),
+        new Problem("invalid-request", `a ${under} name is 1–255 characters from ${NAME_ALPHABET} (no "/"; use ":")`),
       );
     }
     return problemResponse(new Problem("not-found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`));

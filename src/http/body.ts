@@ -10,12 +10,14 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  * Reads and validates a request body: JSON objects or form fields;
  * a form-typed body starting with `{` is JSON (that is what `curl -d '{…}'` sends);
  * no body means defaults; any other content type is 415; over 1 MiB is 413.
- * Form values are strings, so `numeric` names the fields to read as numbers.
+ * Form values are strings, so `numeric` names the fields to read as numbers, and
+ * `flags` those to read as booleans ("true" or "false").
  */
 export async function readBody<S extends z.ZodType>(
   c: Context,
   schema: S,
   numeric: readonly string[] = [],
+  flags: readonly string[] = [],
 ): Promise<z.output<S>> {
   const bytes = await readLimitedBytes(c.req.raw);
   const [type = "", ...params] = (c.req.header("content-type") ?? "").split(";");
@@ -27,7 +29,7 @@ export async function readBody<S extends z.ZodType>(
     if (contentType === "application/json" || contentType.endsWith("+json")) {
       input = parseJsonObject(text);
     } else if (contentType === "application/x-www-form-urlencoded") {
-      input = text.trimStart().startsWith("{") ? parseJsonObject(text) : parseForm(text, numeric);
+      input = text.trimStart().startsWith("{") ? parseJsonObject(text) : parseForm(text, numeric, flags);
     } else {
       throw new Problem(
         "unsupported-media-type",
@@ -141,13 +143,15 @@ function parseJsonObject(text: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function parseForm(text: string, numeric: readonly string[]): Record<string, unknown> {
+function parseForm(text: string, numeric: readonly string[], flags: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of new URLSearchParams(text)) {
     if (key in out) throw new Problem("invalid-request", `form field ${quote(key)} is given more than once`);
-    // A numeric-looking string becomes a number; anything else stays a string and fails
-    // the schema's type check with a clear message.
-    out[key] = numeric.includes(key) && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+    // A numeric-looking string becomes a number, "true"/"false" a boolean; anything else
+    // stays a string and fails the schema's type check with a clear message.
+    if (numeric.includes(key) && /^\s*-?\d+(\.\d+)?\s*$/.test(value)) out[key] = Number(value);
+    else if (flags.includes(key) && (value === "true" || value === "false")) out[key] = value === "true";
+    else out[key] = value;
   }
   return out;
 }

@@ -2,7 +2,7 @@ import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { ApiKey, ApiKeys } from "../auth/api-keys.js";
 import type { Config } from "../config.js";
 import type { EtcdClient } from "../etcd/types.js";
-import type { Locks } from "../lock/index.js";
+import type { Lines } from "../lock/index.js";
 import type { Logger } from "./logger.js";
 
 /** Static files the docs page needs (Swagger UI); each runtime provides its own reader. */
@@ -12,7 +12,8 @@ export type AssetReader = (file: string) => Promise<Uint8Array | string | undefi
 export interface AppDeps {
   config: Config;
   etcd: EtcdClient;
-  locks: Locks;
+  /** The engine: locks and semaphores. */
+  lines: Lines;
   log: Logger;
   docsAssets: AssetReader;
   /** The configured API keys; undefined = auth off. */

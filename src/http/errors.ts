@@ -5,10 +5,12 @@ import { EtcdAuthError, EtcdUnavailableError } from "../etcd/types.js";
 import {
   CallerGone,
   IdempotencyKeyMismatch,
+  LimitMismatch,
   LockError,
   LockHeld,
   LockLost,
   ShuttingDown,
+  TicketMismatch,
   TooManyWaiters,
 } from "../lock/index.js";
 import { Problem, type ProblemCode } from "../problems.js";
@@ -37,8 +39,8 @@ const MAX_LISTED = 20;
 const MAX_NAMED = 5;
 /** Echoed text is cut to this many characters, so an answer never grows with the request. */
 const MAX_ECHO = 40;
-/** Values whose content is never echoed: a lease handle, an Idempotency-Key (each opens a grant). */
-const SECRET = new Set(["lease", "idempotency-key"]);
+/** Values whose content is never echoed: a lease handle, a ticket, an Idempotency-Key (each opens a grant). */
+const SECRET = new Set(["lease", "ticket", "idempotency-key"]);
 
 /**
  * A zod validation failure as one invalid-request problem: what was wrong with each value
@@ -192,8 +194,15 @@ export function errorHandler(log: Logger) {
 /** The lock engine's refusals in the API's vocabulary: status, code, extra members, headers. */
 export function lockProblem(err: LockError): Problem {
   if (err instanceof LockHeld) {
-    return new Problem("lock-held", err.message, { holder: err.holder }, { "Retry-After": String(err.retryAfter) });
+    // A semaphore has no one holder to show; `position` only after a wait.
+    const members = {
+      ...(err.holder ? { holder: err.holder } : {}),
+      ...(err.position !== undefined ? { position: err.position } : {}),
+    };
+    return new Problem("lock-held", err.message, members, { "Retry-After": String(err.retryAfter) });
   }
+  if (err instanceof LimitMismatch) return new Problem("limit-mismatch", err.message, { limit: err.limit });
+  if (err instanceof TicketMismatch) return new Problem("invalid-request", err.message);
   if (err instanceof LockLost) return new Problem("lock-lost", err.message);
   if (err instanceof IdempotencyKeyMismatch) return new Problem("idempotency-key-mismatch", err.message);
   if (err instanceof TooManyWaiters) return new Problem("too-many-waiters", err.message, {}, { "Retry-After": "1" });

@@ -29,13 +29,18 @@ export function documented(doc: RouteConfig, access: Access, register: Route["re
 
 /**
  * The route as registered for handling: documented separately (see openapi.ts), with its
- * path, query and header checks (and, on one lock, the API key's scope) done by one
+ * path, query and header checks (and, on one lock or semaphore, the API key's scope) done by one
  * middleware (see validate.ts), and its body read by `readBody` inside the handler, so
  * that scope is checked before the body (the API's check order) and forms work.
  */
 export function forHandling<R extends RouteConfig>(route: R): R & { hide: true } {
   const { body: _body, params: _params, query: _query, headers: _headers, ...rest } = route.request ?? {};
-  const check = checkRequest(route.request, route.path.includes("{name}"));
+  const oneLine = route.path.includes("{name}")
+    ? route.path.startsWith("/semaphores/")
+      ? "semaphore"
+      : "lock"
+    : undefined;
+  const check = checkRequest(route.request, oneLine);
   return { ...route, request: rest, hide: true, middleware: [check] };
 }
 

@@ -3,12 +3,18 @@ import { HANDLE_PATTERN, NAME_ALPHABET, NAME_PATTERN, NAME_PREFIX_PATTERN } from
 
 /** Request and response shapes of the HTTP API; the source of openapi.yaml. */
 
-export const NameParam = z.object({
-  name: z
-    .string()
-    .regex(NAME_PATTERN, `a lock name is 1–255 characters from ${NAME_ALPHABET} (no "/"; use ":" for hierarchy)`)
-    .openapi({ param: { name: "name", in: "path" }, example: "cron:job9" }),
-});
+/** The `{name}` path parameter of a lock's or a semaphore's routes. */
+function nameParam(noun: "lock" | "semaphore", example: string) {
+  return z.object({
+    name: z
+      .string()
+      .regex(NAME_PATTERN, `a ${noun} name is 1–255 characters from ${NAME_ALPHABET} (no "/"; use ":" for hierarchy)`)
+      .openapi({ param: { name: "name", in: "path" }, example }),
+  });
+}
+
+export const NameParam = nameParam("lock", "cron:job9");
+export const SemaphoreNameParam = nameParam("semaphore", "reports:pool");
 
 // Messages complete "ttl …, got <what was sent>" (see invalidRequest).
 const Ttl = z
@@ -33,20 +39,83 @@ const Handle = z
   .regex(HANDLE_PATTERN, HANDLE_MESSAGE)
   .openapi({ description: "The holder's lease handle from the grant", example: "6c1f2a9be0d34f17" });
 
-export const AcquireBody = z
-  .strictObject({ ttl: Ttl.optional(), owner: Owner.optional(), wait: Wait.optional() })
-  .openapi("AcquireRequest");
+// A ticket has the shape of a lease handle, and is as secret.
+const TICKET_MESSAGE = "must be 16 to 64 hex digits (the `ticket` of a 202 answer)";
+const TicketHandle = z
+  .string({ message: TICKET_MESSAGE })
+  .regex(HANDLE_PATTERN, TICKET_MESSAGE)
+  .openapi({ description: "The secret of a place in line, from a 202 answer", example: "9d2e4b1c07a35f68" });
+
+const Queue = z.boolean({ message: "must be true or false" }).openapi({
+  description:
+    "When not granted at once (or within `wait`), keep a place in line and answer 202 with a ticket " +
+    "instead of 409; form fields send true or false",
+  example: true,
+});
+
+const TicketTtl = z
+  .number({ message: "must be a whole number of seconds" })
+  .int("must be a whole number of seconds")
+  .min(1, "must be at least 1 second")
+  .openapi({
+    description:
+      "With `queue: true`: seconds the ticket keeps its place without being redeemed " +
+      "(default LEASEHOLD_DEFAULT_TICKET_TTL, 30; max LEASEHOLD_MAX_TICKET_TTL, default 3600)",
+    example: 30,
+  });
+
+/** Most holders a semaphore may have. */
+export const MAX_SEMAPHORE_LIMIT = 10_000;
+
+const Limit = z
+  .number({ message: "must be a whole number" })
+  .int("must be a whole number")
+  .min(1, "must be at least 1")
+  .max(MAX_SEMAPHORE_LIMIT, `must be at most ${MAX_SEMAPHORE_LIMIT}`)
+  .openapi({
+    description:
+      "How many may hold the semaphore at once (1–10000); every caller of one semaphore sends the same. " +
+      "Required, except with a ticket (where it must match the ticket's)",
+    example: 4,
+  });
+
+const acquireFields = {
+  ttl: Ttl.optional(),
+  owner: Owner.optional(),
+  wait: Wait.optional(),
+  queue: Queue.optional(),
+  ticketTtl: TicketTtl.optional(),
+  ticket: TicketHandle.optional().openapi({
+    description:
+      "Come back with a place in line: 201 when it reached its turn, else 202 with the new position. " +
+      "`wait` may be sent; `ttl` and `owner` when sent must match the ticket's; no `ticketTtl`",
+  }),
+};
+
+export const AcquireBody = z.strictObject(acquireFields).openapi("AcquireRequest");
+
+// Its own object rather than an extension: "no other fields" must admit `limit` here.
+export const SemaphoreAcquireBody = z
+  .strictObject({ limit: Limit.optional(), ...acquireFields })
+  .openapi("SemaphoreAcquireRequest");
 
 export const LeaseBody = z.strictObject({ lease: Handle.optional() }).openapi("LeaseRequest");
 
-/** The optional body of renew and release: the lease, as JSON or a form field. */
-export const leaseRequestBody = {
-  required: false,
-  content: {
-    "application/json": { schema: LeaseBody },
-    "application/x-www-form-urlencoded": { schema: LeaseBody },
-  },
-};
+/** The optional body of a release: the grant's lease, or the ticket of a place in line. */
+export const ReleaseBody = z
+  .strictObject({ lease: Handle.optional(), ticket: TicketHandle.optional() })
+  .openapi("ReleaseRequest");
+
+/** An optional request body of `schema`, as JSON or form fields. */
+export function optionalBody<S extends z.ZodType>(schema: S) {
+  return {
+    required: false,
+    content: {
+      "application/json": { schema },
+      "application/x-www-form-urlencoded": { schema },
+    },
+  };
+}
 
 export const IdempotencyHeader = z.object({
   "idempotency-key": z
@@ -66,12 +135,27 @@ export const LeaseQuery = z.strictObject({
 
 export const ReleaseQuery = z.strictObject({
   lease: Handle.optional().openapi({ param: { name: "lease", in: "query" } }),
+  ticket: TicketHandle.optional().openapi({
+    param: { name: "ticket", in: "query" },
+    description: "Leave the line: the ticket of a 202 answer (instead of a lease)",
+  }),
   force: z
     .enum(["true", "false"], { message: "must be true or false" })
     .optional()
     .openapi({
       param: { name: "force", in: "query" },
-      description: "Admin keys only: release whoever holds the lock",
+      description: "Admin keys only: release a holder whoever it is",
+    }),
+  token: z
+    .string()
+    .regex(/^\d{1,15}$/, "must be a whole number (a holder's fencing token)")
+    .optional()
+    .openapi({
+      param: { name: "token", in: "query" },
+      description:
+        "With force=true: the holder to release, by its fencing token (required for a semaphore; " +
+        "for a lock, releases only while that grant still holds it)",
+      example: "1042",
     }),
 });
 
@@ -113,13 +197,42 @@ export const Grant = z
   })
   .openapi("Grant");
 
+export const SemaphoreGrant = Grant.extend({
+  limit: z.number().int().openapi({ description: "How many may hold the semaphore at once", example: 4 }),
+}).openapi("SemaphoreGrant");
+
+export const TicketAnswer = z
+  .object({
+    ticket: z.string().openapi({
+      description: "Secret: redeem it with another acquire carrying `ticket`, or leave with DELETE ?ticket=",
+      example: "9d2e4b1c07a35f68",
+    }),
+    position: z.number().int().openapi({
+      description: "Waiters ahead of this place (holders not counted; first in line = 0)",
+      example: 2,
+    }),
+    ttl: z.number().int().openapi({
+      description: "Seconds the ticket keeps its place without being redeemed",
+      example: 30,
+    }),
+  })
+  .openapi("Ticket");
+
+const Waiters = z.number().int().openapi({
+  description: "Callers in line behind the holders (waiting acquires and tickets)",
+  example: 3,
+});
+
+const RemainingTtl = z.number().int().openapi({ description: "Remaining seconds", example: 27 });
+
 export const LockInfo = z
   .object({
     name: z.string().openapi({ example: "cron:job9" }),
     token: Token,
-    ttl: z.number().int().openapi({ description: "Remaining seconds", example: 27 }),
+    ttl: RemainingTtl,
     expiresAt: ExpiresAt,
     owner: z.string().optional().openapi({ example: "host-a" }),
+    waiters: Waiters.optional().openapi({ description: "Callers in line for the lock; absent when none" }),
   })
   .openapi("LockInfo");
 
@@ -129,6 +242,26 @@ export const LockList = z
     cursor: z.string().optional().openapi({ description: "Present only when more locks remain" }),
   })
   .openapi("LockList");
+
+export const SemaphoreHolder = z
+  .object({ token: Token, ttl: RemainingTtl, expiresAt: ExpiresAt, owner: z.string().optional() })
+  .openapi("SemaphoreHolder");
+
+export const SemaphoreInfo = z
+  .object({
+    name: z.string().openapi({ example: "reports:pool" }),
+    limit: z.number().int().openapi({ description: "How many may hold it at once", example: 4 }),
+    holders: z.array(SemaphoreHolder).openapi({ description: "Oldest first; never lease handles" }),
+    waiters: Waiters,
+  })
+  .openapi("SemaphoreInfo");
+
+export const SemaphoreList = z
+  .object({
+    items: z.array(SemaphoreInfo),
+    cursor: z.string().optional().openapi({ description: "Present only when more semaphores remain" }),
+  })
+  .openapi("SemaphoreList");
 
 export const ProblemBody = z
   .object({
@@ -153,8 +286,19 @@ export const ProblemBody = z
   .openapi("Problem");
 
 export const LockHeldProblem = ProblemBody.extend({
-  holder: z.object({ owner: z.string().optional(), token: Token, expiresAt: ExpiresAt }),
+  holder: z
+    .object({ owner: z.string().optional(), token: Token, expiresAt: ExpiresAt })
+    .optional()
+    .openapi({ description: "A lock's holder (absent for a semaphore)" }),
+  position: z.number().int().optional().openapi({
+    description: "After a `wait`: the waiters that were still ahead when it gave up",
+    example: 2,
+  }),
 }).openapi("LockHeldProblem");
+
+export const LimitMismatchProblem = ProblemBody.extend({
+  limit: z.number().int().openapi({ description: "The limit the semaphore's holders took it with", example: 4 }),
+}).openapi("LimitMismatchProblem");
 
 export const Health = z.object({ status: z.string().openapi({ example: "ok" }) }).openapi("Health");
 

@@ -22,7 +22,11 @@ const NO_QUERY: Schema = z.strictObject({});
  * as long as it waits, and each level costs memory and a few promise turns per request.
  * Handlers read the results with `c.req.valid(...)` as with zod-openapi's validators.
  */
-export function checkRequest(request: RouteConfig["request"], onOneLock: boolean): MiddlewareHandler<AppEnv> {
+export function checkRequest(
+  request: RouteConfig["request"],
+  /** What the route's `{name}` names, when it has one: the API key's scope is checked on it. */
+  oneLine: "lock" | "semaphore" | undefined,
+): MiddlewareHandler<AppEnv> {
   const params = request?.params as Schema | undefined;
   const takesQuery = request?.query !== undefined;
   const query = (request?.query as Schema | undefined) ?? NO_QUERY;
@@ -39,8 +43,8 @@ export function checkRequest(request: RouteConfig["request"], onOneLock: boolean
       c.req.addValidatedData("param", parsed.data);
       const key = c.get("apiKey");
       const name = (parsed.data as { name?: string }).name;
-      if (onOneLock && key && name !== undefined && !allows(key, name)) {
-        throw new Problem("forbidden", `this API key may not use lock ${name}`);
+      if (oneLine && key && name !== undefined && !allows(key, name)) {
+        throw new Problem("forbidden", `this API key may not use ${oneLine} ${name}`);
       }
     }
     if (takesQuery || c.req.url.includes("?")) {

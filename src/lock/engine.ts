@@ -464,6 +464,15 @@ export class LineEngine implements Lines {
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
         }
+        if (holds(r)) {
+          if (!nonceMatches(r.v, place.nonce)) return GONE;
+          // Made a holder by another attempt with the same Idempotency-Key (which waited on
+          // this same place): that grant is this request's too. Converting again would
+          // rebind the key to another lease under the grant already handed out.
+          const grant = await this.claim(ask.line, ask.keyId, r, place.nonce);
+          if (grant) return { grant, replayed: true };
+          continue;
+        }
         const grant = await this.convert(ask, place, r);
         if (grant) return grant;
       }
@@ -476,7 +485,8 @@ export class LineEngine implements Lines {
   private async nextTurn(ask: Ask, place: Place): Promise<Member | typeof GONE | typeof TIMED_OUT> {
     const { o } = ask;
     for (;;) {
-      if (o.signal?.aborted) return TIMED_OUT;
+      // Past the deadline (a ticket answered at once) no copy of the line is worth making.
+      if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
       const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
       try {
         const r = await this.strategies.waits.awaitTurn(

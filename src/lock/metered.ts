@@ -1,68 +1,96 @@
-import type { Metrics } from "../metrics.js";
-import { LockHeld, LockLost } from "./errors.js";
-import type { AcquireOptions, Ended, Locks } from "./types.js";
+import type { AcquireOutcome, Metrics } from "../metrics.js";
+import { LimitMismatch, LockHeld, LockLost } from "./errors.js";
+import type { Acquired, Ended, LineRef, Lines } from "./types.js";
 
-/** The lock operations, counted: outcomes, wait times and hold times. */
-export function metered(locks: Locks, metrics: Metrics): Locks {
+/**
+ * The engine's operations, counted: outcomes per line kind (and name, where the backend
+ * is told to label by it), wait times and hold times. Tickets and leases are never
+ * passed on: they are secrets, and one label value per ticket would be unbounded.
+ */
+export function metered(lines: Lines, metrics: Metrics): Lines {
   const held = (ended: Ended) => {
     if (ended.grantedAt !== undefined) metrics.held(Math.max(0, Date.now() - ended.grantedAt) / 1000);
   };
+
+  /** Runs an acquire or a redeem, counting its outcome and, when it could wait, the time it waited. */
+  async function counted(line: LineRef, wait: number, run: () => Promise<Acquired>): Promise<Acquired> {
+    const started = performance.now();
+    const waited = () => {
+      if (wait > 0) metrics.waited((performance.now() - started) / 1000);
+    };
+    try {
+      const acquired = await run();
+      waited();
+      metrics.acquire("grant" in acquired ? "granted" : "queued", line);
+      return acquired;
+    } catch (err) {
+      if (err instanceof LockHeld) waited();
+      metrics.acquire(refusal(err, wait), line);
+      throw err;
+    }
+  }
+
   return {
     get activeWaiters() {
-      return locks.activeWaiters;
+      return lines.activeWaiters;
     },
-    sweepLeases: () => locks.sweepLeases(),
-    close: () => locks.close(),
-    inspect: (name) => locks.inspect(name),
-    list: (o) => locks.list(o),
+    sweepLeases: () => lines.sweepLeases(),
+    close: () => lines.close(),
+    inspect: (line) => lines.inspect(line),
+    list: (kind, o) => lines.list(kind, o),
 
-    async acquire(name: string, o: AcquireOptions) {
-      const started = performance.now();
-      const waited = () => {
-        if (o.wait > 0) metrics.waited((performance.now() - started) / 1000);
-      };
+    acquire: (line, o) => counted(line, o.wait, () => lines.acquire(line, o)),
+    redeem: (line, ticket, o) => counted(line, o.wait, () => lines.redeem(line, ticket, o)),
+
+    async leave(line, ticket) {
       try {
-        const acquired = await locks.acquire(name, o);
-        waited();
-        metrics.acquire("granted", name);
-        return acquired;
+        await lines.leave(line, ticket);
+        metrics.release("left", line);
       } catch (err) {
-        if (err instanceof LockHeld) waited();
-        metrics.acquire(err instanceof LockHeld ? (o.wait > 0 ? "timeout" : "held") : "error", name);
+        metrics.release(err instanceof LockLost ? "lost" : "error", line);
         throw err;
       }
     },
 
-    async renew(name, handle) {
+    async renew(line, handle) {
       try {
-        const grant = await locks.renew(name, handle);
-        metrics.renew("renewed", name);
+        const grant = await lines.renew(line, handle);
+        metrics.renew("renewed", line);
         return grant;
       } catch (err) {
-        metrics.renew(err instanceof LockLost ? "lost" : "error", name);
+        metrics.renew(err instanceof LockLost ? "lost" : "error", line);
         throw err;
       }
     },
 
-    async release(name, handle) {
+    async release(line, handle) {
       try {
-        const ended = await locks.release(name, handle);
-        metrics.release("released", name);
+        const ended = await lines.release(line, handle);
+        metrics.release("released", line);
         held(ended);
         return ended;
       } catch (err) {
-        metrics.release(err instanceof LockLost ? "lost" : "error", name);
+        metrics.release(err instanceof LockLost ? "lost" : "error", line);
         throw err;
       }
     },
 
-    async forceRelease(name) {
-      const ended = await locks.forceRelease(name);
+    async forceRelease(line, token) {
+      const ended = await lines.forceRelease(line, token);
       if (ended) {
-        metrics.release("forced", name);
+        metrics.release("forced", line);
         held(ended);
       }
       return ended;
     },
   };
+}
+
+/** How a refused acquire or redeem counts. */
+function refusal(err: unknown, wait: number): AcquireOutcome {
+  if (err instanceof LockHeld) return wait > 0 ? "timeout" : "held";
+  if (err instanceof LimitMismatch) return "limit-mismatch";
+  // Only a redeem refuses with LockLost: its ticket is no longer in line.
+  if (err instanceof LockLost) return "lost";
+  return "error";
 }

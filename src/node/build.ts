@@ -4,7 +4,7 @@ import { instrumented } from "../etcd/instrumented.js";
 import type { EtcdClient } from "../etcd/types.js";
 import type { App } from "../http/deps.js";
 import type { Logger } from "../http/logger.js";
-import { type Locks, nodeStrategies } from "../lock/index.js";
+import { type Lines, nodeStrategies } from "../lock/index.js";
 import { buildService } from "../setup.js";
 import { nodeDocsAssets } from "./assets.js";
 import { connectEtcd } from "./etcd.js";
@@ -17,11 +17,11 @@ import { prometheusMetrics } from "./metrics.js";
 export async function buildNodeApp(
   config: Config,
   o: { endpoints: string[]; log: Logger; auth?: ApiKeys; shutdownSignal?: AbortSignal },
-): Promise<{ app: App; locks: Locks; etcd: EtcdClient; close(): Promise<void> }> {
-  let locks: Locks | undefined;
+): Promise<{ app: App; lines: Lines; etcd: EtcdClient; close(): Promise<void> }> {
+  let lines: Lines | undefined;
   const { metrics, contentType, exposition } = prometheusMetrics({
     lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
-    waiters: () => locks?.activeWaiters ?? 0,
+    waiters: () => lines?.activeWaiters ?? 0,
   });
   if (config.LEASEHOLD_METRICS_LOCK_NAMES && !(o.auth && config.LEASEHOLD_METRICS_AUTH)) {
     o.log.warn(
@@ -40,17 +40,17 @@ export async function buildNodeApp(
     ...(o.shutdownSignal ? { shutdownSignal: o.shutdownSignal } : {}),
   });
   const { app } = service;
-  locks = service.locks;
+  lines = service.lines;
   // An idle instance still hands back leases nobody reused (see LeasePool).
-  const sweeper = setInterval(() => locks?.sweepLeases(), 1_000);
+  const sweeper = setInterval(() => lines?.sweepLeases(), 1_000);
   sweeper.unref();
   return {
     app,
-    locks,
+    lines,
     etcd,
     close: async () => {
       clearInterval(sweeper);
-      await locks?.close();
+      await lines?.close();
       await etcd.close();
     },
   };

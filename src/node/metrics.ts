@@ -1,11 +1,18 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { type ApiKey, allows } from "../auth/api-keys.js";
+import type { LineRef } from "../lock/types.js";
 import type { Metrics } from "../metrics.js";
 
 const COUNTERS = {
-  acquire: ["leasehold_acquire_total", "Acquire requests by outcome (granted, held, timeout, error)"],
-  renew: ["leasehold_renew_total", "Renew requests by outcome (renewed, lost, error)"],
-  release: ["leasehold_release_total", "Release requests by outcome (released, forced, lost, error)"],
+  acquire: [
+    "leasehold_acquire_total",
+    "Acquire and ticket redeem requests by line kind and outcome (granted, queued, held, timeout, limit-mismatch, lost, error)",
+  ],
+  renew: ["leasehold_renew_total", "Renew requests by line kind and outcome (renewed, lost, error)"],
+  release: [
+    "leasehold_release_total",
+    "Release requests and tickets leaving by line kind and outcome (released, forced, left, lost, error)",
+  ],
 } as const;
 
 /**
@@ -24,7 +31,7 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
   collectDefaultMetrics({ register: registry });
   // Name-labelled counters live apart from `registry` so that no scrape gets them unfiltered by accident.
   const named = opts.lockNameLabels ? new Registry() : registry;
-  const labels = opts.lockNameLabels ? (["outcome", "name"] as const) : (["outcome"] as const);
+  const labels = opts.lockNameLabels ? (["outcome", "kind", "name"] as const) : (["outcome", "kind"] as const);
   const counter = ([name, help]: readonly [string, string], registers: Registry[]) =>
     new Counter({ name, help, labelNames: [...labels], registers });
   const acquire = counter(COUNTERS.acquire, [named]);
@@ -63,7 +70,9 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
       this.set(opts.waiters());
     },
   });
-  const by = (outcome: string, name: string) => (opts.lockNameLabels ? { outcome, name } : { outcome });
+  // The kind is "lock" or "semaphore": two values, always a label.
+  const by = (outcome: string, { kind, name }: LineRef) =>
+    opts.lockNameLabels ? { outcome, kind, name } : { outcome, kind };
 
   /** The three counters as `caller` may see them, in a registry made for this scrape. */
   async function scoped(caller: ApiKey | undefined): Promise<Registry> {
@@ -77,14 +86,15 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
       const target = new Counter({
         name: spec[0],
         help: spec[1],
-        labelNames: caller ? ["outcome", "name"] : ["outcome"],
+        labelNames: caller ? ["outcome", "kind", "name"] : ["outcome", "kind"],
         registers: [view],
       });
       for (const { labels: l, value } of (await source.get()).values) {
         const outcome = String(l.outcome);
+        const kind = String(l.kind);
         const name = String(l.name);
-        if (!caller) target.inc({ outcome }, value);
-        else if (allows(caller, name)) target.inc({ outcome, name }, value);
+        if (!caller) target.inc({ outcome, kind }, value);
+        else if (allows(caller, name)) target.inc({ outcome, kind, name }, value);
       }
     }
     return view;
@@ -98,9 +108,9 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
       return Registry.merge([registry, counters]).metrics();
     },
     metrics: {
-      acquire: (outcome, name) => acquire.inc(by(outcome, name)),
-      renew: (outcome, name) => renew.inc(by(outcome, name)),
-      release: (outcome, name) => release.inc(by(outcome, name)),
+      acquire: (outcome, line) => acquire.inc(by(outcome, line)),
+      renew: (outcome, line) => renew.inc(by(outcome, line)),
+      release: (outcome, line) => release.inc(by(outcome, line)),
       waited: (seconds) => wait.observe(seconds),
       held: (seconds) => hold.observe(seconds),
       etcd: (op, seconds, failed) => {

@@ -97,7 +97,7 @@ describe("in a real browser (Chromium)", () => {
 
     // Filtering by prefix narrows the table.
     await page.fill("#prefix", "deploy:");
-    await expect.poll(() => page.locator("tbody tr").count()).toBe(1);
+    await expect.poll(() => page.locator("#locks tbody tr").count()).toBe(1);
     await page.fill("#prefix", "");
 
     await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`);
@@ -194,15 +194,53 @@ describe("in a real browser (Chromium)", () => {
     await page.fill("#prefix", `${name}/x`);
     await expect.poll(() => page.locator("#status").textContent()).toMatch(/prefix must use the lock name alphabet/);
     expect(await page.locator("#status").getAttribute("class")).toContain("error");
-    expect(await page.locator("tbody tr").count()).toBe(0);
+    expect(await page.locator("#locks tbody tr").count()).toBe(0);
     expect(await page.getByRole("button", { name: /Force release/ }).count()).toBe(0);
     expect(await page.locator("#empty").isHidden()).toBe(true);
     // Still so after the next polls.
     await page.waitForResponse((r) => r.url().includes("/locks?") && r.status() === 400);
-    expect(await page.locator("tbody tr").count()).toBe(0);
+    expect(await page.locator("#locks tbody tr").count()).toBe(0);
     // A valid prefix brings the rows back.
     await page.fill("#prefix", name);
     await page.locator(`tr[data-name="${name}"]`).waitFor({ timeout: 2_000 });
+    await page.close();
+  });
+
+  it("shows how many are in line for a lock, and held semaphores with their holders and line", async () => {
+    const page = await browser.newPage();
+    await offline(page, svc.url);
+    const problems = watchProblems(page);
+    const base = uniqueName("lines");
+    const lock = await call(svc.url, "POST", `/locks/${base}-lock`, { json: { ttl: 60 } });
+    const ticket = await call(svc.url, "POST", `/locks/${base}-lock`, { json: { queue: true } });
+    expect(ticket.status).toBe(202);
+    const sem = `/semaphores/${base}-sem`;
+    const first = await call(svc.url, "POST", sem, { json: { limit: 3, ttl: 60, owner: "worker-1" } });
+    const second = await call(svc.url, "POST", sem, { json: { limit: 3, ttl: 60 } });
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(base)}`);
+    const lockRow = page.locator(`#locks tr[data-name="${base}-lock"]`);
+    await expect.poll(() => lockRow.locator("td.waiters").textContent()).toBe("1");
+    const semRow = page.locator(`#semaphores tr[data-name="${base}-sem"]`);
+    await semRow.waitFor({ timeout: 2_000 });
+    expect(await semRow.locator("td.held").textContent()).toBe("2 / 3");
+    expect(await semRow.locator("td.holders").textContent()).toBe(
+      `${first.json.token}: worker-1, ${second.json.token}: —`,
+    );
+    expect(await semRow.locator("td.waiters").textContent()).toBe("0");
+    await expect.poll(() => page.locator("#status").textContent()).toBe("1 lock held · 1 semaphore held");
+    await page.screenshot({ path: `${SHOTS}dashboard-lines.png` });
+    // The line empties when the ticket leaves; no handle ever reaches the page.
+    await call(svc.url, "DELETE", `/locks/${base}-lock?ticket=${ticket.json.ticket}`);
+    await expect.poll(() => lockRow.locator("td.waiters").textContent()).toBe("0");
+    const content = await page.content();
+    for (const secret of [lock.json.lease, ticket.json.ticket, first.json.lease, second.json.lease]) {
+      expect(content).not.toContain(secret);
+    }
+    // With no semaphore held, the section goes away.
+    await call(svc.url, "DELETE", `${sem}?lease=${first.json.lease}`);
+    await call(svc.url, "DELETE", `${sem}?lease=${second.json.lease}`);
+    await expect.poll(() => page.locator("#semaphores-section").isHidden()).toBe(true);
+    expect(problems).toEqual([]);
     await page.close();
   });
 

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, type Reply, uniqueName } from "../support/http.js";
 import type { TestService } from "../support/service.js";
+import { lineKeys } from "./lines.js";
 import { targets } from "./targets.js";
 
 const A_KEY = "key-for-team-a-4f1c9e";
@@ -50,7 +51,7 @@ describe.each(targets)("API keys and scopes ($name)", (target) => {
       expect(r.headers.get("www-authenticate")).toMatch(/^Bearer/);
     }
     expectProblem(await call(svc.url, "GET", "/locks"), 401, "unauthorized");
-    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    expect(await lineKeys(svc, "lock", name)).toEqual([]);
   });
 
   it("health, readiness, the spec and the docs stay open", async () => {
@@ -220,14 +221,110 @@ describe.each(targets)("API keys and scopes ($name)", (target) => {
     expect(again.status).toBe(200);
     expect(again.json).toMatchObject({ token: g.json.token, lease: g.json.lease });
     // Nothing in etcd lets a reader rebuild the handle or the Idempotency-Key.
-    const stored = (await svc.direct.get(svc.prefix + name)).kv?.value ?? "";
-    expect(stored).not.toContain(g.json.lease.slice(16));
+    const kvs = await lineKeys(svc, "lock", name);
+    expect(kvs).toHaveLength(1);
+    const stored = kvs.map((kv) => `${kv.key} ${kv.value}`).join("\n");
+    // The handle's last 16 digits are its secret nonce (the lease ID and key ID before it are no secret).
+    expect(stored).not.toContain(g.json.lease.slice(-16));
     expect(stored).not.toContain(idem["idempotency-key"]);
   });
 
-  it("never writes an API key or a lease handle to its logs", async () => {
+  it("semaphores: 401 without a key; a key for a: cannot take, renew, release, leave, inspect or list b: ones", async () => {
+    const bName = `b:${uniqueName("sem")}`;
+    expectProblem(await call(svc.url, "POST", `/semaphores/${bName}`, { json: { limit: 2 } }), 401, "unauthorized");
+    expectProblem(await call(svc.url, "GET", "/semaphores"), 401, "unauthorized");
+    const held = await call(svc.url, "POST", `/semaphores/${bName}`, { headers: as(B_KEY), json: { limit: 1 } });
+    expect(held.status).toBe(201);
+    const queued = await call(svc.url, "POST", `/semaphores/${bName}`, {
+      headers: as(B_KEY),
+      json: { limit: 1, queue: true },
+    });
+    expect(queued.status).toBe(202);
+    const { lease } = held.json;
+    const { ticket } = queued.json;
+    for (const [method, path, json] of [
+      ["POST", `/semaphores/${bName}`, { limit: 1 }],
+      ["POST", `/semaphores/${bName}`, { ticket }],
+      ["PUT", `/semaphores/${bName}/renew`, { lease }],
+      ["DELETE", `/semaphores/${bName}`, { lease }],
+      ["DELETE", `/semaphores/${bName}`, { ticket }],
+      ["GET", `/semaphores/${bName}`, undefined],
+      ["DELETE", `/semaphores/${bName}?force=true&token=${held.json.token}`, undefined],
+    ] as const) {
+      const r = await call(svc.url, method, path, { headers: as(A_KEY), ...(json ? { json } : {}) });
+      expectProblem(r, 403, "forbidden");
+      expect(r.json.detail, `${method} ${path}`).toContain(`semaphore ${bName}`);
+      expect(r.text).not.toContain(lease);
+      expect(r.text).not.toContain(ticket);
+    }
+    const aList = await call(svc.url, "GET", "/semaphores?limit=1000", { headers: as(A_KEY) });
+    expect(aList.status).toBe(200);
+    expect(aList.json.items.every((i: { name: string }) => i.name.startsWith("a:"))).toBe(true);
+    expect((await call(svc.url, "GET", "/semaphores?prefix=b:", { headers: as(A_KEY) })).json.items).toEqual([]);
+    // Still b's, untouched, with its ticket in line.
+    const info = await call(svc.url, "GET", `/semaphores/${bName}`, { headers: as(B_KEY) });
+    expect(info.json).toMatchObject({ limit: 1, waiters: 1, holders: [{ token: held.json.token }] });
+    const bList = await call(svc.url, "GET", `/semaphores?prefix=${bName}`, { headers: as(B_KEY) });
+    expect(bList.json.items.map((i: { name: string }) => i.name)).toEqual([bName]);
+  });
+
+  it("admin force release of a permit: by its token; 400 without one, 404 when no holder has it", async () => {
+    const name = `a:${uniqueName("sem")}`;
+    const path = `/semaphores/${name}`;
+    const first = await call(svc.url, "POST", path, { headers: as(A_KEY), json: { limit: 2 } });
+    const second = await call(svc.url, "POST", path, { headers: as(A_KEY), json: { limit: 2 } });
+    expectProblem(
+      await call(svc.url, "DELETE", `${path}?force=true&token=${first.json.token}`, { headers: as(A_KEY) }),
+      403,
+      "forbidden",
+    );
+    const noToken = await call(svc.url, "DELETE", `${path}?force=true`, { headers: as(ADMIN_KEY) });
+    expectProblem(noToken, 400, "invalid-request");
+    expect(noToken.json.detail).toMatch(/token/);
+    expectProblem(
+      await call(svc.url, "DELETE", `${path}?force=true&token=${second.json.token + 1000}`, { headers: as(ADMIN_KEY) }),
+      404,
+      "lock-not-found",
+    );
+    const forced = await call(svc.url, "DELETE", `${path}?force=true&token=${first.json.token}`, {
+      headers: as(ADMIN_KEY),
+    });
+    expect(forced.status, forced.text).toBe(204);
+    // Only that permit ended.
+    expectProblem(
+      await call(svc.url, "PUT", `${path}/renew`, { headers: as(A_KEY), json: { lease: first.json.lease } }),
+      410,
+      "lock-lost",
+    );
+    const info = await call(svc.url, "GET", path, { headers: as(A_KEY) });
+    expect(info.json.holders.map((h: { token: number }) => h.token)).toEqual([second.json.token]);
+    expectProblem(
+      await call(svc.url, "DELETE", `${path}?force=true&token=${first.json.token}`, { headers: as(ADMIN_KEY) }),
+      404,
+      "lock-not-found",
+    );
+    // A lock's force release may name its holder's token too: another token is 404, nothing changed.
+    const lock = await call(svc.url, "POST", `/locks/${name}`, { headers: as(A_KEY) });
+    expectProblem(
+      await call(svc.url, "DELETE", `/locks/${name}?force=true&token=${lock.json.token + 1}`, {
+        headers: as(ADMIN_KEY),
+      }),
+      404,
+      "lock-not-found",
+    );
+    expect(
+      (await call(svc.url, "DELETE", `/locks/${name}?force=true&token=${lock.json.token}`, { headers: as(ADMIN_KEY) }))
+        .status,
+    ).toBe(204);
+  });
+
+  it("never writes an API key, a lease handle or a ticket to its logs", async () => {
     const name = `a:${uniqueName()}`;
     const g = await call(svc.url, "POST", `/locks/${name}`, { headers: as(A_KEY) });
+    const t = await call(svc.url, "POST", `/locks/${name}`, { headers: as(A_KEY), json: { queue: true } });
+    expect(t.status).toBe(202);
+    await call(svc.url, "POST", `/locks/${name}`, { headers: as(A_KEY), json: { ticket: t.json.ticket } });
+    await call(svc.url, "DELETE", `/locks/${name}?ticket=${t.json.ticket}`, { headers: as(A_KEY) });
     await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`, { headers: as(A_KEY) });
     await call(svc.url, "GET", "/locks", { headers: as("a-wrong-key-that-must-not-be-logged") });
     const logs = svc.logs.join("\n");
@@ -238,6 +335,7 @@ describe.each(targets)("API keys and scopes ($name)", (target) => {
       HASHED_SECRET,
       "a-wrong-key-that-must-not-be-logged",
       g.json.lease,
+      t.json.ticket,
     ]) {
       expect(logs).not.toContain(secret);
     }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { call, type Reply, uniqueName, until } from "../support/http.js";
 import type { TestService } from "../support/service.js";
+import { lineKeys } from "./lines.js";
 import { targets } from "./targets.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -115,7 +116,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
     const r = await call(svc.url, "POST", `/locks/${name}`, init);
     expectProblem(r, status, code);
     if (detail) expect(r.json.detail).toMatch(detail);
-    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    expect(await lineKeys(svc, "lock", name)).toEqual([]);
     expect(await keysUnderPrefix()).toBe(before);
   });
 
@@ -125,7 +126,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expectProblem(acquire, 400, "invalid-request");
     expect(acquire.json.detail).toMatch(/unknown query parameter "ttl"/);
     expect(acquire.json.detail).toMatch(/body/); // where ttl goes instead
-    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    expect(await lineKeys(svc, "lock", name)).toEqual([]);
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 20 } });
     const lease = g.json.lease;
     const cases: [method: string, path: string, named: string[]][] = [
@@ -166,7 +167,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
       expect(r.json.detail).toMatch(/query parameter "ttl"/);
       expect(r.json.detail).not.toMatch(/"x"/);
     }
-    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    expect(await lineKeys(svc, "lock", name)).toEqual([]);
   });
 
   // What was wrong with the value sent, never "required" for a value that was there.
@@ -209,7 +210,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
     expect(r.json.detail).toMatch(detail);
     expect(r.json.detail).not.toMatch(/required/);
     for (const e of r.json.errors ?? []) expect(e.message).not.toMatch(/required/);
-    expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+    expect(await lineKeys(svc, "lock", name)).toEqual([]);
   });
 
   it("a wrong lease, query value or repeated parameter is described without echoing a handle", async () => {
@@ -284,7 +285,7 @@ describe.each(targets)("locks errors ($name)", (target) => {
         headers: asJson,
       });
       expectProblem(r, 413, "payload-too-large");
-      expect((await svc.direct.get(svc.prefix + name)).kv).toBeUndefined();
+      expect(await lineKeys(svc, "lock", name)).toEqual([]);
       expect(await keysUnderPrefix()).toBe(before);
       expect(r.headers.get("connection")).toBe("close");
       // The client's next request (on a new connection) works.

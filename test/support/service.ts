@@ -65,7 +65,7 @@ export async function serveTestApp(env: Record<string, string>) {
   const logs: string[] = [];
   const log = pinoLogger("info", { write: (line) => logs.push(line) });
   const auth = await apiKeysFromConfig(config);
-  const { app, locks, close } = await buildNodeApp(config, {
+  const { app, lines, close } = await buildNodeApp(config, {
     endpoints: config.ETCD_ENDPOINTS ?? [],
     log,
     ...(auth ? { auth } : {}),
@@ -79,8 +79,8 @@ export async function serveTestApp(env: Record<string, string>) {
     url: `http://127.0.0.1:${port}`,
     logs,
     prefix: config.LEASEHOLD_PREFIX,
-    activeWaiters: () => locks.activeWaiters,
-    waiters: async () => locks.activeWaiters,
+    activeWaiters: () => lines.activeWaiters,
+    waiters: async () => lines.activeWaiters,
     close: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       await new Promise<void>((r) => server.close(() => r()));

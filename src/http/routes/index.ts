@@ -6,13 +6,18 @@ import { dashboard } from "./dashboard.js";
 import { docsRoutes } from "./docs.js";
 import { healthz, readyz } from "./health.js";
 import { inspect } from "./inspect.js";
+import { LOCKS, SEMAPHORES } from "./kinds.js";
 import { list } from "./list.js";
 import { metrics } from "./metrics.js";
 import { release } from "./release.js";
 import { renew } from "./renew.js";
 
-/** The API's documented routes, in the order openapi.yaml lists them. */
-const api: Route[] = [acquire, renew, release, inspect, list, healthz, readyz];
+/** The API's documented routes, in the order openapi.yaml lists them: each line route once per kind. */
+const api: Route[] = [
+  ...[LOCKS, SEMAPHORES].flatMap((k) => [acquire(k), renew(k), release(k), inspect(k), list(k)]),
+  healthz,
+  readyz,
+];
 
 let yaml: string | undefined;
 

@@ -1,28 +1,38 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, LockInfo, NameParam, problem } from "../schemas.js";
+import { commonProblems, problem } from "../schemas.js";
+import type { KindRoutes } from "./kinds.js";
 
-export const inspectRoute = createRoute({
-  method: "get",
-  path: "/locks/{name}",
-  tags: ["locks"],
-  summary: "Inspect a lock",
-  description: "Who holds the lock, its fencing token and remaining TTL. Never the lease handle.",
-  request: { params: NameParam },
-  responses: {
-    200: { description: "Held", content: { "application/json": { schema: LockInfo } } },
-    404: problem("lock-not-found: nobody holds it"),
-    ...commonProblems,
-  },
-});
-
-export const inspect: Route = documented(inspectRoute, "keyed", (app, { locks }) => {
-  app.openapi(forHandling(inspectRoute), async (c) => {
-    const { name } = c.req.valid("param");
-    const info = await locks.inspect(name);
-    if (!info) throw new Problem("lock-not-found", `lock ${name} is not held`);
-    c.set("token", info.token);
-    return c.json(info, 200);
+/** `GET /locks/{name}` and `GET /semaphores/{name}`: who holds it, and how many are in line. */
+export function inspect(k: KindRoutes): Route {
+  const doc = createRoute({
+    method: "get",
+    path: `${k.base}/{name}`,
+    tags: [k.plural],
+    summary: k.kind === "semaphore" ? "Inspect a semaphore" : "Inspect a lock",
+    description:
+      k.kind === "semaphore"
+        ? "The semaphore's limit, its holders (fencing tokens, remaining TTLs, owners) and how many are in line. " +
+          "Never lease handles or tickets."
+        : "Who holds the lock, its fencing token and remaining TTL, and how many are in line. " +
+          "Never the lease handle or tickets.",
+    request: { params: k.nameParam },
+    responses: {
+      200: { description: "Held", content: { "application/json": { schema: k.infoSchema } } },
+      404: problem(`lock-not-found: nobody holds the ${k.noun}`),
+      ...commonProblems,
+    },
   });
-});
+
+  return documented(doc, "keyed", (app, { lines }) => {
+    app.openapi(forHandling(doc), async (c) => {
+      const { name } = c.req.valid("param");
+      const info = await lines.inspect({ kind: k.kind, name });
+      const oldest = info?.holders[0];
+      if (!info || !oldest) throw new Problem("lock-not-found", `${k.noun} ${name} is not held`);
+      c.set("token", oldest.token);
+      return c.json(k.view(info), 200);
+    });
+  });
+}

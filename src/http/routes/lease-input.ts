@@ -6,14 +6,26 @@ import { LeaseBody } from "../schemas.js";
 /** The lease handle from the body and/or `?lease=`; when both are given they must match. */
 export async function leaseFrom(c: Context, fromQuery: string | undefined): Promise<string> {
   const body = await readBody(c, LeaseBody);
-  const a = body.lease?.toLowerCase();
-  const b = fromQuery?.toLowerCase();
-  if (a !== undefined && b !== undefined && a !== b) {
-    throw new Problem("invalid-request", "the lease in the body and the lease in the query differ");
-  }
-  const lease = a ?? b;
+  const lease = handleFrom("lease", body.lease, fromQuery);
   if (lease === undefined) {
     throw new Problem("invalid-request", 'lease is required: send {"lease": "…"} or ?lease=…');
   }
   return lease;
+}
+
+/**
+ * A secret handle (a lease or a ticket) given in the body and/or the query, in lower case
+ * (hex, any case accepted); when both are given they must match.
+ */
+export function handleFrom(
+  field: "lease" | "ticket",
+  fromBody: string | undefined,
+  fromQuery: string | undefined,
+): string | undefined {
+  const a = fromBody?.toLowerCase();
+  const b = fromQuery?.toLowerCase();
+  if (a !== undefined && b !== undefined && a !== b) {
+    throw new Problem("invalid-request", `the ${field} in the body and the ${field} in the query differ`);
+  }
+  return a ?? b;
 }

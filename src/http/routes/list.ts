@@ -2,33 +2,43 @@ import { createRoute } from "@hono/zod-openapi";
 import { isValidName } from "../../lock/names.js";
 import { Problem } from "../../problems.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, ListQuery, LockList } from "../schemas.js";
+import { commonProblems, ListQuery } from "../schemas.js";
+import type { KindRoutes } from "./kinds.js";
 
-export const listRoute = createRoute({
-  method: "get",
-  path: "/locks",
-  tags: ["locks"],
-  summary: "List held locks",
-  description: "Held locks in name order, optionally under a name prefix, a page at a time. Never lease handles.",
-  request: { query: ListQuery },
-  responses: {
-    200: { description: "A page of held locks", content: { "application/json": { schema: LockList } } },
-    ...commonProblems,
-  },
-});
-
-export const list: Route = documented(listRoute, "keyed", (app, { locks }) => {
-  app.openapi(forHandling(listRoute), async (c) => {
-    const query = c.req.valid("query");
-    const prefix = query.prefix ?? "";
-    const limit = query.limit === undefined ? 100 : Number(query.limit); // 1–1000: ListQuery checked it
-    const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, prefix);
-    // A key sees only the names under its own prefixes.
-    const within = c.get("apiKey")?.prefixes ?? [""];
-    const page = await locks.list({ prefix, within, limit, ...(after !== undefined ? { after } : {}) });
-    return c.json({ items: page.items, ...(page.next !== undefined ? { cursor: encodeCursor(page.next) } : {}) }, 200);
+/** `GET /locks` and `GET /semaphores`: the held ones in name order, within the caller's scopes. */
+export function list(k: KindRoutes): Route {
+  const doc = createRoute({
+    method: "get",
+    path: k.base,
+    tags: [k.plural],
+    summary: `List held ${k.plural}`,
+    description: `Held ${k.plural} in name order, optionally under a name prefix, a page at a time. Never lease handles or tickets.`,
+    request: { query: ListQuery },
+    responses: {
+      200: {
+        description: `A page of held ${k.plural}`,
+        content: { "application/json": { schema: k.listSchema } },
+      },
+      ...commonProblems,
+    },
   });
-});
+
+  return documented(doc, "keyed", (app, { lines }) => {
+    app.openapi(forHandling(doc), async (c) => {
+      const query = c.req.valid("query");
+      const prefix = query.prefix ?? "";
+      const limit = query.limit === undefined ? 100 : Number(query.limit); // 1–1000: ListQuery checked it
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, prefix);
+      // A key sees only the names under its own prefixes.
+      const within = c.get("apiKey")?.prefixes ?? [""];
+      const page = await lines.list(k.kind, { prefix, within, limit, ...(after !== undefined ? { after } : {}) });
+      return c.json(
+        { items: page.items.map(k.view), ...(page.next !== undefined ? { cursor: encodeCursor(page.next) } : {}) },
+        200,
+      );
+    });
+  });
+}
 
 /** The cursor is the last name of the previous page, base64url-encoded (opaque to clients). */
 function encodeCursor(name: string): string {

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { readMachineCpu, readProc, rssSampler } from "./procs.js";
 import { percentile } from "./stats.js";
-import type { Held, InLine, Session, System, SystemId } from "./systems.js";
+import type { Client, Held, InLine, Session, System, SystemId } from "./systems.js";
 import { isHeld, SYSTEM_IDS, TimedOut } from "./systems.js";
 
 export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters" | "fair64x3" | "sem8x64" | "tickets1k";
@@ -231,8 +231,12 @@ function errorLog() {
       else errors++;
       first ??= err instanceof Error ? err.message : String(err);
     },
-    get errors() {
-      return errors;
+    /** Counts a failed cycle; true when there were too many to go on, else after a short pause. */
+    async backOff(err: unknown): Promise<boolean> {
+      this.add(err);
+      if (errors > 1000) return true;
+      await new Promise((r) => setTimeout(r, 10));
+      return false;
     },
     get timeouts() {
       return timeouts;
@@ -288,6 +292,28 @@ async function closeSessions(sessions: Session[]) {
   }
 }
 
+/** What a case's callers share: their client, a session each, the service's RSS and the errors. */
+interface Callers {
+  client: Client;
+  sessions: Session[];
+  rss: ReturnType<typeof rssSampler>;
+  errs: ReturnType<typeof errorLog>;
+}
+
+/** Opens `n` callers of `system`, runs `fn` with them, and closes them whatever happens. */
+async function withCallers<T>(system: System, n: number, fn: (c: Callers) => Promise<T>, rssEveryMs = 100): Promise<T> {
+  const client = await system.client(n);
+  const sessions = await openSessions(client, n);
+  const rss = rssSampler(pidsOf(system), rssEveryMs);
+  try {
+    return await fn({ client, sessions, rss, errs: errorLog() });
+  } finally {
+    rss.stop();
+    await closeSessions(sessions);
+    await client.close();
+  }
+}
+
 /** The figures every case reports, from its latencies, wake-ups and usage window. */
 function result(
   system: System,
@@ -337,14 +363,10 @@ export async function runClosedLoop(
     contended?: { waitSeconds: number };
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.concurrency);
-  const sessions = await openSessions(client, o.concurrency);
-  const rss = rssSampler(pidsOf(system));
-  const errs = errorLog();
-  const latencies: number[] = [];
-  const handoffs: Handoff[] = [];
-  const wait = o.contended?.waitSeconds ?? 0;
-  try {
+  return withCallers(system, o.concurrency, async ({ sessions, rss, errs }) => {
+    const latencies: number[] = [];
+    const handoffs: Handoff[] = [];
+    const wait = o.contended?.waitSeconds ?? 0;
     const window = await usageWindow(system, env);
     const deadline = performance.now() + o.durationMs;
     await Promise.all(
@@ -360,9 +382,7 @@ export async function runClosedLoop(
             latencies.push(h.releasedAt - t);
             if (o.contended) handoffs.push(h);
           } catch (err) {
-            errs.add(err);
-            if (errs.errors > 1000) return;
-            await new Promise((r) => setTimeout(r, 10));
+            if (await errs.backOff(err)) return;
           }
         }
       }),
@@ -373,11 +393,7 @@ export async function runClosedLoop(
       ...(o.contended ? { wakes: wakeDelays([handoffs]) } : {}),
       rssBytes: rss.peak(),
     });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
+  });
 }
 
 /**
@@ -398,75 +414,72 @@ export async function runWaiters(
     log: (s: string) => void;
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.waiters + o.names);
-  const sessions = await openSessions(client, o.waiters + o.names);
-  const rss = rssSampler(pidsOf(system), 50);
-  const errs = errorLog();
-  const byName = new Map<string, Handoff[]>();
-  const nameOf = (i: number) => `${o.namePrefix}-${i % o.names}`;
-  const record = (name: string, h: Handoff) => {
-    const list = byName.get(name) ?? [];
-    list.push(h);
-    byName.set(name, list);
-  };
-  try {
-    const holders: { held: Held; h: Handoff }[] = [];
-    for (let i = 0; i < o.names; i++) {
-      const session = sessions[o.waiters + i];
-      if (!session) throw new Error("missing session");
-      const held = await session.acquire(nameOf(i), 0);
-      const h: Handoff = { token: held.token, grantedAt: performance.now() };
-      record(nameOf(i), h);
-      holders.push({ held, h });
-    }
-    let granted = 0;
-    const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
-      const name = nameOf(i);
-      try {
-        const held = await session.acquire(name, o.waitSeconds);
+  return withCallers(
+    system,
+    o.waiters + o.names,
+    async ({ client, sessions, rss, errs }) => {
+      const byName = new Map<string, Handoff[]>();
+      const nameOf = (i: number) => `${o.namePrefix}-${i % o.names}`;
+      const record = (name: string, h: Handoff) => {
+        const list = byName.get(name) ?? [];
+        list.push(h);
+        byName.set(name, list);
+      };
+      const holders: { held: Held; h: Handoff }[] = [];
+      for (let i = 0; i < o.names; i++) {
+        const session = sessions[o.waiters + i];
+        if (!session) throw new Error("missing session");
+        const held = await session.acquire(nameOf(i), 0);
         const h: Handoff = { token: held.token, grantedAt: performance.now() };
-        record(name, h);
-        granted++;
-        await held.release();
-        h.releasedAt = performance.now();
-      } catch (err) {
-        errs.add(err);
+        record(nameOf(i), h);
+        holders.push({ held, h });
       }
-    });
+      let granted = 0;
+      const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
+        const name = nameOf(i);
+        try {
+          const held = await session.acquire(name, o.waitSeconds);
+          const h: Handoff = { token: held.token, grantedAt: performance.now() };
+          record(name, h);
+          granted++;
+          await held.release();
+          h.releasedAt = performance.now();
+        } catch (err) {
+          errs.add(err);
+        }
+      });
 
-    // Everyone waiting (or as long as we dare look), then the RSS reading.
-    const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
-    let parked = 0;
-    while (performance.now() < parkDeadline) {
-      parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
-      if (parked >= o.waiters) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
-    rss.reset();
-    await new Promise((r) => setTimeout(r, 300));
-    const rssWaiting = rss.peak();
-
-    const window = await usageWindow(system, env);
-    for (const holder of holders) {
-      try {
-        await holder.held.release();
-        holder.h.releasedAt = performance.now();
-      } catch (err) {
-        errs.add(err);
+      // Everyone waiting (or as long as we dare look), then the RSS reading.
+      const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
+      let parked = 0;
+      while (performance.now() < parkDeadline) {
+        parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
+        if (parked >= o.waiters) break;
+        await new Promise((r) => setTimeout(r, 100));
       }
-    }
-    await Promise.all(waiting);
-    const usage = await window(granted);
-    return result(system, "waiters", o.round, granted, usage, errs, {
-      wakes: wakeDelays(byName.values()),
-      rssBytes: rssWaiting,
-    });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
+      if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
+      rss.reset();
+      await new Promise((r) => setTimeout(r, 300));
+      const rssWaiting = rss.peak();
+
+      const window = await usageWindow(system, env);
+      for (const holder of holders) {
+        try {
+          await holder.held.release();
+          holder.h.releasedAt = performance.now();
+        } catch (err) {
+          errs.add(err);
+        }
+      }
+      await Promise.all(waiting);
+      const usage = await window(granted);
+      return result(system, "waiters", o.round, granted, usage, errs, {
+        wakes: wakeDelays(byName.values()),
+        rssBytes: rssWaiting,
+      });
+    },
+    50,
+  );
 }
 
 // ---------------------------------------------------------------- fair line, semaphores, tickets
@@ -569,17 +582,13 @@ export async function runLine(
     limit?: number;
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.callers);
-  const sessions = await openSessions(client, o.callers);
-  const rss = rssSampler(pidsOf(system));
-  const errs = errorLog();
-  const grants: (TimedGrant & { held: Held })[] = [];
-  const take = (session: Session): Promise<Held> => {
-    if (o.limit === undefined) return session.acquire(o.name, o.waitSeconds);
-    if (!session.permit) throw new Error(`${system.id} has no semaphores`);
-    return session.permit(o.name, o.limit, o.waitSeconds);
-  };
-  try {
+  return withCallers(system, o.callers, async ({ client, sessions, rss, errs }) => {
+    const grants: (TimedGrant & { held: Held })[] = [];
+    const take = (session: Session): Promise<Held> => {
+      if (o.limit === undefined) return session.acquire(o.name, o.waitSeconds);
+      if (!session.permit) throw new Error(`${system.id} has no semaphores`);
+      return session.permit(o.name, o.limit, o.waitSeconds);
+    };
     const window = await usageWindow(system, env);
     const deadline = performance.now() + o.durationMs;
     await Promise.all(
@@ -594,9 +603,7 @@ export async function runLine(
             g.releasingAt = performance.now();
             await held.release();
           } catch (err) {
-            errs.add(err);
-            if (errs.errors > 1000) return;
-            await sleep(10);
+            if (await errs.backOff(err)) return;
           }
         }
       }),
@@ -609,11 +616,7 @@ export async function runLine(
       rssBytes: rss.peak(),
       figures: lineFigures(grants, o.limit === undefined),
     });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
+  });
 }
 
 /**
@@ -635,14 +638,10 @@ export async function runTickets(
     namePrefix: string;
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.holders);
-  const sessions = await openSessions(client, o.holders);
-  const rss = rssSampler(pidsOf(system));
-  const errs = errorLog();
-  const grants: TimedGrant[] = [];
-  const redeemMs: number[] = [];
-  const stillInLine: InLine[] = [];
-  try {
+  return withCallers(system, o.holders, async ({ sessions, rss, errs }) => {
+    const grants: TimedGrant[] = [];
+    const redeemMs: number[] = [];
+    const stillInLine: InLine[] = [];
     const window = await usageWindow(system, env);
     const deadline = performance.now() + o.durationMs;
     await Promise.all(
@@ -671,9 +670,7 @@ export async function runTickets(
             g.releasingAt = performance.now();
             await answer.release();
           } catch (err) {
-            errs.add(err);
-            if (errs.errors > 1000) return;
-            await sleep(10);
+            if (await errs.backOff(err)) return;
           }
         }
       }),
@@ -694,9 +691,5 @@ export async function runTickets(
           : {}),
       },
     });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
+  });
 }

@@ -550,8 +550,23 @@ export function maxHolders(grants: readonly TimedGrant[]): number {
   return most;
 }
 
+/** A grant the bench holds: its times, and what it knows of it (its join revision may come later). */
+type HeldGrant = Omit<TimedGrant, "joined"> & { held: Held };
+
+/** Records a grant as it arrived, holds it `holdMs`, and releases it. */
+async function holdAndRelease(grants: HeldGrant[], name: string, held: Held, sentAt: number, holdMs: number) {
+  const g: HeldGrant = { name, held, sentAt, grantedAt: performance.now() };
+  grants.push(g);
+  await sleep(holdMs);
+  g.releasingAt = performance.now();
+  await held.release();
+}
+
 /** The figures of a line case's grants: waits, order (on a lock) and holders at once. */
-function lineFigures(grants: readonly TimedGrant[], ordered: boolean): Partial<RoundResult> {
+function lineFigures(held: readonly HeldGrant[], ordered: boolean): Partial<RoundResult> {
+  const grants: TimedGrant[] = held.map(({ held: h, ...g }) =>
+    h.joined !== undefined ? { ...g, joined: h.joined } : g,
+  );
   const waits = grants.map((g) => g.grantedAt - g.sentAt).sort((a, b) => a - b);
   return {
     ...(waits.length ? { waitP50Ms: ms(percentile(waits, 50)), waitP99Ms: ms(percentile(waits, 99)) } : {}),
@@ -583,7 +598,7 @@ export async function runLine(
   },
 ): Promise<RoundResult> {
   return withCallers(system, o.callers, async ({ client, sessions, rss, errs }) => {
-    const grants: (TimedGrant & { held: Held })[] = [];
+    const grants: HeldGrant[] = [];
     const take = (session: Session): Promise<Held> => {
       if (o.limit === undefined) return session.acquire(o.name, o.waitSeconds);
       if (!session.permit) throw new Error(`${system.id} has no semaphores`);
@@ -596,12 +611,7 @@ export async function runLine(
         while (performance.now() < deadline) {
           const sentAt = performance.now();
           try {
-            const held = await take(session);
-            const g: TimedGrant & { held: Held } = { name: o.name, held, sentAt, grantedAt: performance.now() };
-            grants.push(g);
-            await sleep(o.holdMs);
-            g.releasingAt = performance.now();
-            await held.release();
+            await holdAndRelease(grants, o.name, await take(session), sentAt, o.holdMs);
           } catch (err) {
             if (await errs.backOff(err)) return;
           }
@@ -611,7 +621,6 @@ export async function runLine(
     const usage = await window(grants.length);
     // Outside the measured window: finding the joins may read etcd's history.
     await client.joinRevisions?.(grants.map((g) => g.held));
-    for (const g of grants) if (g.held.joined !== undefined) g.joined = g.held.joined;
     return result(system, o.caseId, o.round, grants.length, usage, errs, {
       rssBytes: rss.peak(),
       figures: lineFigures(grants, o.limit === undefined),
@@ -639,7 +648,7 @@ export async function runTickets(
   },
 ): Promise<RoundResult> {
   return withCallers(system, o.holders, async ({ sessions, rss, errs }) => {
-    const grants: TimedGrant[] = [];
+    const grants: HeldGrant[] = [];
     const redeemMs: number[] = [];
     const stillInLine: InLine[] = [];
     const window = await usageWindow(system, env);
@@ -663,12 +672,7 @@ export async function runTickets(
               answer = await answer.redeem();
               redeemMs.push(performance.now() - t);
             }
-            const g: TimedGrant = { name, sentAt, grantedAt: performance.now() };
-            if (answer.joined !== undefined) g.joined = answer.joined;
-            grants.push(g);
-            await sleep(o.holdMs);
-            g.releasingAt = performance.now();
-            await answer.release();
+            await holdAndRelease(grants, name, answer, sentAt, o.holdMs);
           } catch (err) {
             if (await errs.backOff(err)) return;
           }

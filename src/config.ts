@@ -102,6 +102,10 @@ export const configSchema = z
     /** How long a ticket (a place in line kept across requests) lasts unredeemed, when the caller sends no ticketTtl. */
     LEASEHOLD_DEFAULT_TICKET_TTL: intVar("LEASEHOLD_DEFAULT_TICKET_TTL", 30, 1, 86_400),
     LEASEHOLD_MAX_TICKET_TTL: intVar("LEASEHOLD_MAX_TICKET_TTL", 3_600, 1, 86_400),
+    /** Open event streams (GET /events) per instance. */
+    LEASEHOLD_MAX_STREAMS: intVar("LEASEHOLD_MAX_STREAMS", 1_000, 0, 1_000_000),
+    /** Seconds between keep-alive comments on an event stream, so proxies keep an idle one open. */
+    LEASEHOLD_STREAM_HEARTBEAT: intVar("LEASEHOLD_STREAM_HEARTBEAT", 15, 1, 3_600),
     /** JSON list of API keys; parsed by src/auth/api-keys.ts (it may need a file read). */
     LEASEHOLD_API_KEYS: optionalString,
     LEASEHOLD_API_KEYS_FILE: optionalString,

@@ -20,6 +20,7 @@ export const PROBLEMS = {
   "unsupported-media-type": { status: 415, title: "Unsupported media type" },
   "idempotency-key-mismatch": { status: 422, title: "Idempotency-Key reused with other fields" },
   "too-many-waiters": { status: 429, title: "Too many waiters" },
+  "too-many-streams": { status: 429, title: "Too many event streams" },
   "headers-too-large": { status: 431, title: "Request header fields too large" },
   "internal-error": { status: 500, title: "Internal error" },
   "backend-unavailable": { status: 503, title: "Backend unavailable" },

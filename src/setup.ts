@@ -44,6 +44,7 @@ export function buildService(config: Config, etcd: EtcdClient, parts: RuntimePar
   const lines = createLines(etcd, {
     prefix: config.LEASEHOLD_PREFIX,
     maxWaiters: config.LEASEHOLD_MAX_WAITERS,
+    maxFeeds: config.LEASEHOLD_MAX_STREAMS,
     strategies: parts.strategies,
     ...(parts.metrics ? { metrics: parts.metrics } : {}),
     ...(parts.shutdownSignal ? { shutdownSignal: parts.shutdownSignal } : {}),

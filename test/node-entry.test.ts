@@ -8,6 +8,7 @@ import { buildService } from "../scripts/build.js";
 import { cause, freePort, startLocalEtcd } from "../src/node/local-etcd.js";
 import { startTestEtcd } from "./support/etcd.js";
 import { call, type Reply, until } from "./support/http.js";
+import { openSse } from "./support/sse.js";
 
 const repo = new URL("..", import.meta.url).pathname;
 const tsx = join(repo, "node_modules", ".bin", "tsx");
@@ -206,13 +207,20 @@ describe("the Node entry point", () => {
     ).etcd;
     expect(etcdUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
 
-    // A waiter in flight at shutdown is answered, not dropped.
+    // A waiter in flight at shutdown is answered, not dropped; an event stream ends (its
+    // caller resumes elsewhere) rather than holding the drain up for the whole grace period.
     const waiting = call(url, "POST", "/locks/dev:one", { json: { wait: 30 } });
     await oneWaits(url);
+    const stream = await openSse(`${url}/events`);
+    await stream.untilEvents(2);
+    const stopping = Date.now();
     proc.child.kill("SIGTERM");
     const w = await waiting;
     expect(w.status).toBe(503);
     expect(await proc.exited).toBe(0);
+    // Well within the 10 s grace after which the server would close connections itself.
+    expect(Date.now() - stopping).toBeLessThan(8_000);
+    await until(() => stream.ended, "the event stream to end");
     // The local etcd went down with the service.
     await expect(fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(1_000) })).rejects.toThrow();
   });

@@ -13,6 +13,7 @@ describe("openapi.yaml", () => {
     const doc = parse(openApiYaml());
     expect(Object.keys(doc.paths).sort()).toEqual(
       [
+        "/events",
         "/healthz",
         "/locks",
         "/locks/{name}",
@@ -43,15 +44,38 @@ describe("openapi.yaml", () => {
   it("documents tickets, semaphores and their problems", () => {
     const { components } = parse(openApiYaml());
     const fields = (schema: string) => Object.keys(components.schemas[schema].properties ?? {});
-    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "wait", "queue", "ticketTtl", "ticket"]);
+    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "wait", "queue", "ticketTtl", "ticket", "value"]);
     expect(fields("SemaphoreAcquireRequest")).toEqual(["limit", ...fields("AcquireRequest")]);
     expect(fields("Ticket")).toEqual(["ticket", "position", "ttl"]);
     expect(fields("LockInfo")).toContain("waiters");
-    expect(fields("SemaphoreInfo")).toEqual(["name", "limit", "holders", "waiters"]);
+    expect(fields("SemaphoreInfo")).toEqual(["name", "limit", "holders", "waiters", "index"]);
     expect(fields("ReleaseRequest")).toEqual(["lease", "ticket"]);
     const extension = (schema: string) => Object.keys(components.schemas[schema].allOf[1].properties);
     expect(extension("LockHeldProblem")).toEqual(["holder", "position"]);
     expect(extension("LimitMismatchProblem")).toEqual(["limit"]);
     expect(extension("SemaphoreGrant")).toEqual(["limit"]);
+  });
+
+  it("documents published values, blocking reads and the event stream", () => {
+    const doc = parse(openApiYaml());
+    const fields = (schema: string) => Object.keys(doc.components.schemas[schema].properties ?? {});
+    expect(fields("RenewRequest")).toEqual(["lease", "value"]);
+    expect(fields("LockInfo")).toEqual(expect.arrayContaining(["value", "index"]));
+    expect(fields("SemaphoreHolder")).toContain("value");
+    expect(fields("Grant")).toContain("value");
+    for (const base of ["/locks", "/semaphores"]) {
+      const inspect = doc.paths[`${base}/{name}`].get;
+      expect(inspect.parameters.map((p: { name: string }) => p.name)).toEqual(
+        expect.arrayContaining(["index", "wait"]),
+      );
+      expect(Object.keys(inspect.responses[200].headers)).toEqual(["Leasehold-Index"]);
+      expect(Object.keys(inspect.responses[404].headers)).toEqual(["Leasehold-Index"]);
+    }
+    const events = doc.paths["/events"].get;
+    expect(Object.keys(events.responses[200].content)).toEqual(["text/event-stream"]);
+    expect(Object.keys(events.responses)).toEqual(expect.arrayContaining(["200", "400", "401", "429", "503"]));
+    expect(events.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`).sort()).toEqual(
+      ["header:last-event-id", "query:kind", "query:lastEventId", "query:prefix"].sort(),
+    );
   });
 });

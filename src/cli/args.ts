@@ -20,6 +20,8 @@ export const ACQUIRE_FLAGS = {
   wait: { type: "string" },
   owner: { type: "string" },
   retry: { type: "string" },
+  limit: { type: "string" },
+  value: { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** Checked acquire options from those flags (owner defaults to this host's name). */
@@ -28,6 +30,7 @@ export function acquireOptions(values: {
   wait?: string;
   owner?: string;
   retry?: string;
+  value?: string;
 }): AcquireOptions {
   const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
   const wait = seconds(values.wait, "wait");
@@ -36,6 +39,7 @@ export function acquireOptions(values: {
     retryMs: (seconds(values.retry, "retry") ?? 10) * 1000,
     ...(ttl !== undefined ? { ttl } : {}),
     ...(wait !== undefined ? { wait } : {}),
+    ...(values.value !== undefined ? { value: values.value } : {}),
   };
 }
 
@@ -49,6 +53,16 @@ export function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof p
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/** `--limit N`: a semaphore of N permits; `undefined` (a lock) when the flag is absent. */
+export function semaphoreLimit(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < 1) {
+    throw new UsageError(`--limit must be a whole number of permits, at least 1, got ${JSON.stringify(value)}`);
+  }
+  return n;
 }
 
 /** A number of seconds from a flag, checked; `undefined` when the flag is absent. */

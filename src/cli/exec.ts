@@ -9,6 +9,7 @@ import {
   failed,
   parse,
   seconds,
+  semaphoreLimit,
   UsageError,
   warn,
 } from "./args.js";
@@ -16,11 +17,13 @@ import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { clientOptions, help } from "./locks.js";
 import { Job } from "./process-group.js";
 
-export const EXEC_HELP = `Usage: leasehold exec NAME [options] -- CMD [ARGS…]
+export const EXEC_HELP = `Usage: leasehold exec NAME [--limit N] [--queue] [options] -- CMD [ARGS…]
 
 Runs CMD only while holding the lock NAME: acquires it, runs CMD with LEASEHOLD_NAME,
 LEASEHOLD_TOKEN (the fencing token) and LEASEHOLD_LEASE in its environment, renews every
-ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code.
+ttl/3 while it runs, releases it when CMD ends, and exits with CMD's exit code. With
+--limit N it holds one of the N permits of the semaphore NAME instead (at most N CMDs at
+once, everywhere), with a fencing token of its own; "the lock" below is then the permit.
 
 CMD runs in a process group (and session) of its own; everything it starts there is
 the job. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH are passed on to the group.
@@ -33,6 +36,8 @@ no controlling terminal: it uses the terminal through stdin and stdout, but a pr
 that opens /dev/tty (a sudo or ssh password prompt) finds none.
 
 If someone else holds the lock (after --wait), CMD is not run: exit 73 (see --held-exit).
+With --queue it waits in line instead, served in arrival order, for as long as it takes
+(or up to --wait S), and leaves the line if it is interrupted.
 If the lock is lost while CMD runs (a renew answered 410, or no successful renew before
 the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace seconds, and
 leasehold exits 74 whatever CMD's exit code.
@@ -41,33 +46,55 @@ leasehold exits 74 whatever CMD's exit code.
                    frees itself about this long after its last renew, or later: etcd
                    restarts every lease's countdown when it elects a new leader or
                    restarts. Only the fencing token (LEASEHOLD_TOKEN) is a guarantee
+  --limit N        a permit of the semaphore NAME: at most N holders at once (every
+                   caller of one semaphore must give the same N)
+  --queue          wait in line (first come, first served) as long as it takes, with
+                   a ticket renewed by long polls; with --wait S, at most S seconds
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
+  --value V        a value to publish while CMD runs (shown by status and watch)
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
-  --quiet          say nothing when the lock is held
+  --quiet          say nothing when the lock is held (or while waiting in line)
   --no-release     leave the lock to expire one TTL after CMD ends instead of releasing
                    it, so a host whose cron fires a little late does not run CMD again
 ${COMMON_HELP}
 
 Example (the same line in every host's crontab; one host runs job9 each time):
   */5 * * * * leasehold exec cron:job9 --ttl 120 --held-exit 0 --quiet -- /opt/jobs/job9.sh
+Example (a worker pool: at most 4 renders at once across every host, in turn):
+  leasehold exec render --limit 4 --queue -- ./render.sh scene.blend
 
 ${EXIT_CODES_HELP}`;
 
 /** Passed on to the command's group while it runs; before it starts, they abandon the acquire. */
 const FORWARDED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const;
 
-type Outcome =
+/** How CMD's run ended. */
+export type Outcome =
   | { kind: "exited"; code: number | null; signal: NodeJS.Signals | null; lost?: LeaseholdError }
   | { kind: "not-started"; code: number; message: string }
   | { kind: "interrupted" };
 
-export async function execVerb(argv: string[]): Promise<number> {
+/** `VERB NAME [options] -- CMD [ARGS…]`: leasehold's own arguments, and the command's after `--`. */
+export function splitCommand(argv: string[]): { own: string[]; command: string[] } {
   const split = argv.indexOf("--");
-  const own = split === -1 ? argv : argv.slice(0, split);
-  const command = split === -1 ? [] : argv.slice(split + 1);
+  return split === -1 ? { own: argv, command: [] } : { own: argv.slice(0, split), command: argv.slice(split + 1) };
+}
+
+/** NAME (the one positional before `--`) and CMD with its arguments, checked. */
+export function nameAndCommand(verb: string, positionals: string[], command: string[]) {
+  const [name, ...extra] = positionals;
+  if (name === undefined) throw new UsageError(`${verb} needs a lock NAME`);
+  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold ${verb} ${name} [options] -- CMD`);
+  const [cmd, ...args] = command;
+  if (cmd === undefined) throw new UsageError(`${verb} needs a command after --`);
+  return { name, cmd, args };
+}
+
+export async function execVerb(argv: string[]): Promise<number> {
+  const { own, command } = splitCommand(argv);
   const { values, positionals } = parse({
     args: own,
     allowPositionals: true,
@@ -78,21 +105,71 @@ export async function execVerb(argv: string[]): Promise<number> {
       "held-exit": { type: "string" },
       quiet: { type: "boolean", short: "q" },
       "no-release": { type: "boolean" },
+      queue: { type: "boolean" },
     },
   });
   if (values.help) return help(EXEC_HELP);
-  const [name, ...extra] = positionals;
-  if (name === undefined) throw new UsageError("exec needs a lock NAME");
-  if (extra.length > 0) throw new UsageError(`put -- before the command: leasehold exec ${name} [options] -- CMD`);
-  const [cmd, ...args] = command;
-  if (cmd === undefined) throw new UsageError("exec needs a command after --");
+  const { name, cmd, args } = nameAndCommand("exec", positionals, command);
   const options = acquireOptions(values);
+  const limit = semaphoreLimit(values.limit);
+  // What CMD runs under, for messages.
+  const held = limit === undefined ? `the lock ${name}` : `a permit of semaphore ${name}`;
   const grace = seconds(values.grace, "grace") ?? 10;
   const heldExit = values["held-exit"] === undefined ? EXIT.HELD : Number(values["held-exit"]);
   if (!Number.isInteger(heldExit) || heldExit < 0 || heldExit > 255) {
     throw new UsageError("--held-exit must be a whole number from 0 to 255");
   }
 
+  // In line: say so once (a long wait should not look like a hang), never the ticket.
+  let told = false;
+  const onQueued = (position: number) => {
+    if (told || values.quiet) return;
+    told = true;
+    warn(`waiting in line for ${held} (${position} ahead); ${cmd} runs at its turn`);
+  };
+  const withOptions = {
+    ...options,
+    ...(values["no-release"] ? { release: false } : {}),
+    // Without --queue no --wait means "don't wait"; with it, "as long as it takes".
+    ...(values.queue ? { queue: true, onQueued } : {}),
+  };
+  const client = createClient(clientOptions(values));
+  return supervise(
+    { cmd, args, grace, held },
+    (run, signal) =>
+      limit === undefined
+        ? client.withLock(name, run, { ...withOptions, signal })
+        : client.withPermit(name, limit, run, { ...withOptions, signal }),
+    (err) => {
+      if (!(err instanceof LeaseholdError && err.code === "lock-held")) return undefined;
+      if (!values.quiet) warn(`${heldMessage(name, err)}; not running ${cmd}`);
+      return heldExit;
+    },
+  );
+}
+
+/** CMD, and what it runs under (for messages: "the lock NAME"). */
+export interface Supervised {
+  cmd: string;
+  args: string[];
+  /** Seconds from SIGTERM to SIGKILL of CMD's group. */
+  grace: number;
+  held: string;
+}
+
+/**
+ * Runs CMD under a lock that `hold` takes and keeps (exec: withLock or withPermit; elect:
+ * campaign), passing it `run`, which starts CMD with the lock's environment and settles
+ * when CMD and its group are gone. Signals abandon `hold` (through `signal`) before CMD
+ * starts and go to CMD's group after; a lost lock stops the group. Returns leasehold's
+ * exit code: CMD's own, 74 when the lock was lost, 128+N when interrupted by signal N,
+ * `refused(err)` when `hold` fails and that says so, else the code for the error.
+ */
+export async function supervise(
+  { cmd, args, grace, held }: Supervised,
+  hold: (run: (lock: HeldLock) => Promise<Outcome>, signal: AbortSignal) => Promise<Outcome>,
+  refused: (err: unknown) => number | undefined = () => undefined,
+): Promise<number> {
   // Before CMD starts a signal abandons the acquire; once it runs, signals go to its group.
   const starting = new AbortController();
   let job: Job | undefined;
@@ -114,7 +191,7 @@ export async function execVerb(argv: string[]): Promise<number> {
         resolve(
           interruptedBy
             ? { kind: "interrupted" }
-            : { kind: "not-started", code: EXIT.LOST, message: `lost the lock ${lock.name} before ${cmd} started` },
+            : { kind: "not-started", code: EXIT.LOST, message: `lost ${held} before ${cmd} started` },
         );
         return;
       }
@@ -129,7 +206,7 @@ export async function execVerb(argv: string[]): Promise<number> {
       const lose = (reason: LeaseholdError) => {
         if (lost) return;
         lost = reason;
-        warn(`lost the lock ${lock.name} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
+        warn(`lost ${held} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
         current.stop();
       };
       const onLost = () =>
@@ -150,7 +227,7 @@ export async function execVerb(argv: string[]): Promise<number> {
       const onContinue = () => {
         if (lost || current.stopping) return;
         if (Date.now() < lock.validUntil) current.resume();
-        else lose(new LeaseholdError("lock-expired", `suspended past the lease of ${lock.name}; it may have expired`));
+        else lose(new LeaseholdError("lock-expired", `suspended past the lease of ${held}; it may have expired`));
       };
       // A terminal's size changes reach its foreground group (us) alone too.
       const onResize = () => current.signal("SIGWINCH");
@@ -181,11 +258,7 @@ export async function execVerb(argv: string[]): Promise<number> {
     });
 
   try {
-    const outcome = await createClient(clientOptions(values)).withLock(name, run, {
-      ...options,
-      signal: starting.signal,
-      ...(values["no-release"] ? { release: false } : {}),
-    });
+    const outcome = await hold(run, starting.signal);
     if (outcome.kind === "interrupted") return signalExit(interruptedBy ?? "SIGTERM");
     if (outcome.kind === "not-started") {
       warn(outcome.message);
@@ -195,11 +268,7 @@ export async function execVerb(argv: string[]): Promise<number> {
     return outcome.code ?? signalExit(outcome.signal ?? "SIGKILL");
   } catch (err) {
     if (interruptedBy) return signalExit(interruptedBy);
-    if (err instanceof LeaseholdError && err.code === "lock-held") {
-      if (!values.quiet) warn(`${heldMessage(name, err)}; not running ${cmd}`);
-      return heldExit;
-    }
-    return failed(err, { json: false });
+    return refused(err) ?? failed(err, { json: false });
   } finally {
     for (const s of FORWARDED) process.off(s, onSignal);
   }

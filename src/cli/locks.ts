@@ -1,4 +1,4 @@
-import { createClient, type Grant, type LockInfo } from "../client/index.js";
+import { createClient, type Grant, type LockInfo, type SemaphoreInfo } from "../client/index.js";
 import {
   ACQUIRE_FLAGS,
   acquireOptions,
@@ -9,20 +9,27 @@ import {
   oneName,
   parse,
   printJson,
+  semaphoreLimit,
   UsageError,
 } from "./args.js";
 
 /** `acquire`, `renew`, `release` and `status`: one call each, JSON on stdout. */
 
-export const ACQUIRE_HELP = `Usage: leasehold acquire NAME [--ttl S] [--wait S] [--owner X] [--format json|env]
+export const ACQUIRE_HELP = `Usage: leasehold acquire NAME [--limit N] [--ttl S] [--wait S] [--owner X] [--format json|env]
 
 Takes the lock NAME and prints the grant: {"name","token","lease","ttl","expiresAt","owner"}.
 "token" is the fencing token; "lease" is the holder's secret for renew and release.
+With --limit N, takes one of the N permits of the semaphore NAME instead (the grant adds
+"limit"; renew and release it with --semaphore).
 No answer, or a 429/503, is retried (one Idempotency-Key, so a lost answer is not a lost lock).
 
+  --limit N        a permit of the semaphore NAME, at most N holders at once (every
+                   caller of one semaphore must give the same N)
   --ttl S          lease TTL in seconds (service default 30)
   --wait S         wait up to S seconds while someone else holds it (default 0)
   --owner X        free text shown to others (default: this host's name)
+  --value V        a value to publish while holding it (at most 4,096 bytes; shown by
+                   status and watch): a leader's address, say
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --idempotency-key K   send this key instead of a random one
   --format env     print shell assignments instead of JSON, for
@@ -32,32 +39,39 @@ ${COMMON_HELP}
 
 Exit: 0 acquired · 73 held by someone else · 64 bad arguments · 75 service unavailable · 77 not allowed`;
 
-export const RENEW_HELP = `Usage: leasehold renew NAME [--lease L]
+export const RENEW_HELP = `Usage: leasehold renew NAME [--lease L] [--value V] [--semaphore]
 
-Resets the lease to its TTL; prints the grant (same token, new expiresAt).
+Resets the lease to its TTL; prints the grant (same token, new expiresAt). With --value,
+also replaces the published value (a leader's proclaim).
 
   --lease L        the grant's lease (default: LEASEHOLD_LEASE)
+  --value V        publish V instead of the value published so far
+  --semaphore      a permit of the semaphore NAME (from acquire --limit), not a lock
 ${COMMON_HELP}
 
 Exit: 0 renewed · 74 lock lost (expired, released, or someone else's) · 64 · 75 · 77`;
 
-export const RELEASE_HELP = `Usage: leasehold release NAME [--lease L]
+export const RELEASE_HELP = `Usage: leasehold release NAME [--lease L] [--semaphore]
 
 Releases the lock; prints {"name","released":true}.
 
   --lease L        the grant's lease (default: LEASEHOLD_LEASE)
+  --semaphore      a permit of the semaphore NAME (from acquire --limit), not a lock
 ${COMMON_HELP}
 
 Exit: 0 released · 74 lock lost (nothing to release) · 64 · 75 · 77`;
 
-export const STATUS_HELP = `Usage: leasehold status NAME
-       leasehold status [--prefix P]
+export const STATUS_HELP = `Usage: leasehold status [--semaphore] NAME
+       leasehold status [--semaphore] [--prefix P]
 
-With NAME: prints {"held":true,"name","token","ttl","expiresAt","owner"} and exits 0,
-or {"held":false,"name"} and exits 3 when nobody holds it. Without NAME: prints
+With NAME: prints {"held":true,"name","token","ttl","expiresAt","owner","waiters"} and
+exits 0, or {"held":false,"name"} and exits 3 when nobody holds it. Without NAME: prints
 {"items":[…]}, every held lock whose name starts with P (default: all), exit 0.
+"waiters" (absent when none) counts the callers in line.
 
-  --prefix P       list the locks under this name prefix
+  --semaphore      semaphores instead of locks: {"held":true,"name","limit","holders":
+                   [{"token","ttl","expiresAt","owner"}…],"waiters"} for NAME
+  --prefix P       list the locks (or semaphores) under this name prefix
 ${COMMON_HELP}
 
 Exit: 0 held (or listed) · 3 not held · 64 · 75 · 77`;
@@ -77,12 +91,15 @@ export async function acquireVerb(argv: string[]): Promise<number> {
   const name = oneName(positionals, "acquire");
   const format = values.format ?? "json";
   if (format !== "json" && format !== "env") throw new UsageError("--format must be json or env");
-  const options = acquireOptions(values);
+  const options = {
+    ...acquireOptions(values),
+    ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
+  };
+  const limit = semaphoreLimit(values.limit);
   try {
-    const grant = await createClient(clientOptions(values)).acquire(name, {
-      ...options,
-      ...(values["idempotency-key"] !== undefined ? { idempotencyKey: values["idempotency-key"] } : {}),
-    });
+    const client = createClient(clientOptions(values));
+    const grant =
+      limit === undefined ? await client.acquire(name, options) : await client.semaphore(name, limit).acquire(options);
     if (format === "env") process.stdout.write(shellAssignments(grant));
     else printJson(grant);
     return EXIT.OK;
@@ -95,7 +112,9 @@ export async function renewVerb(argv: string[]): Promise<number> {
   const { name, lease, values } = leaseArgs(argv, "renew");
   if (values.help) return help(RENEW_HELP);
   try {
-    printJson(await createClient(clientOptions(values)).renew(name, lease));
+    const client = createClient(clientOptions(values));
+    const o = values.value !== undefined ? { value: values.value } : {};
+    printJson(values.semaphore ? await client.semaphore(name).renew(lease, o) : await client.renew(name, lease, o));
     return EXIT.OK;
   } catch (err) {
     return failed(err);
@@ -105,8 +124,11 @@ export async function renewVerb(argv: string[]): Promise<number> {
 export async function releaseVerb(argv: string[]): Promise<number> {
   const { name, lease, values } = leaseArgs(argv, "release");
   if (values.help) return help(RELEASE_HELP);
+  if (values.value !== undefined) throw new UsageError("release takes no --value (renew publishes one)");
   try {
-    await createClient(clientOptions(values)).release(name, lease);
+    const client = createClient(clientOptions(values));
+    if (values.semaphore) await client.semaphore(name).release(lease);
+    else await client.release(name, lease);
     printJson({ name, released: true });
     return EXIT.OK;
   } catch (err) {
@@ -118,16 +140,17 @@ export async function statusVerb(argv: string[]): Promise<number> {
   const { values, positionals } = parse({
     args: argv,
     allowPositionals: true,
-    options: { ...COMMON_OPTIONS, prefix: { type: "string" } },
+    options: { ...COMMON_OPTIONS, prefix: { type: "string" }, semaphore: { type: "boolean" } },
   });
   if (values.help) return help(STATUS_HELP);
   const client = createClient(clientOptions(values));
   try {
     if (positionals.length === 0) {
-      const items: LockInfo[] = [];
+      const items: (LockInfo | SemaphoreInfo)[] = [];
       let cursor: string | undefined;
       do {
-        const page = await client.list({ prefix: values.prefix ?? "", limit: 1000, ...(cursor ? { cursor } : {}) });
+        const o = { prefix: values.prefix ?? "", limit: 1000, ...(cursor ? { cursor } : {}) };
+        const page = values.semaphore ? await client.listSemaphores(o) : await client.list(o);
         items.push(...page.items);
         cursor = page.cursor;
       } while (cursor);
@@ -136,7 +159,7 @@ export async function statusVerb(argv: string[]): Promise<number> {
     }
     if (values.prefix !== undefined) throw new UsageError("give either NAME or --prefix, not both");
     const name = oneName(positionals, "status");
-    const info = await client.inspect(name);
+    const info = values.semaphore ? await client.semaphore(name).inspect() : await client.inspect(name);
     printJson(info ? { held: true, ...info } : { held: false, name });
     return info ? EXIT.OK : EXIT.NOT_HELD;
   } catch (err) {
@@ -150,7 +173,12 @@ function leaseArgs(argv: string[], verb: string) {
   const { values, positionals } = parse({
     args: argv,
     allowPositionals: true,
-    options: { ...COMMON_OPTIONS, lease: { type: "string" } },
+    options: {
+      ...COMMON_OPTIONS,
+      lease: { type: "string" },
+      semaphore: { type: "boolean" },
+      value: { type: "string" },
+    },
   });
   if (values.help) return { name: "", lease: "", values };
   const name = oneName(positionals, verb);

@@ -2,19 +2,27 @@ import { readFileSync } from "node:fs";
 import { COMMON_HELP, EXIT, UsageError, warn } from "./args.js";
 import { EXEC_HELP, execVerb } from "./exec.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
+import { ELECT_HELP, electVerb, WATCH_HELP, watchVerb } from "./leaders.js";
 import { acquireVerb, help, releaseVerb, renewVerb, statusVerb } from "./locks.js";
 
 /** The `leasehold` command (bin/leasehold.mjs runs it through tsx). */
 
-export const HELP = `leasehold: named locks over HTTP, on etcd
+export const HELP = `leasehold: named locks and semaphores over HTTP, on etcd
 
 Usage:
   leasehold serve                               run the service (the same as npm start)
   leasehold exec NAME [options] -- CMD [ARGS…]  run CMD while holding the lock NAME
+                                                (--limit N: a permit of a semaphore;
+                                                --queue: wait in line as long as it takes)
   leasehold acquire NAME [options]              take the lock; prints the grant as JSON
   leasehold renew NAME [--lease L]              keep it; prints the renewed grant
   leasehold release NAME [--lease L]            give it back
-  leasehold status [NAME]                       who holds NAME (or list every held lock)
+  leasehold status [NAME]                       who holds NAME (or list every held lock;
+                                                --semaphore: semaphores)
+  leasehold watch [PREFIX]                      print every change of holders, one JSON
+                                                line per event, as it happens
+  leasehold elect NAME [--value V] -- CMD       leader election: run CMD while leader of
+                                                NAME, publishing V
   leasehold VERB --help                         the options of one verb
 
 Every verb but serve finds the service at --url, else LEASEHOLD_URL, else
@@ -37,6 +45,8 @@ const VERBS: Record<string, (argv: string[]) => Promise<number | undefined>> = {
   renew: renewVerb,
   release: releaseVerb,
   status: statusVerb,
+  watch: watchVerb,
+  elect: electVerb,
 };
 
 /** Runs one command line and exits with its code (`serve` keeps running). */
@@ -85,4 +95,4 @@ function version(): string {
 }
 
 // The help texts of verbs defined elsewhere, for tests and docs.
-export { COMMON_HELP, EXEC_HELP };
+export { COMMON_HELP, ELECT_HELP, EXEC_HELP, WATCH_HELP };

@@ -9,66 +9,49 @@
 import type { z } from "@hono/zod-openapi";
 import type {
   Grant as GrantSchema,
+  LimitMismatchProblem as LimitMismatchProblemSchema,
   LockHeldProblem as LockHeldProblemSchema,
   LockInfo as LockInfoSchema,
   LockList as LockListSchema,
   ProblemBody as ProblemSchema,
+  SemaphoreGrant as SemaphoreGrantSchema,
+  SemaphoreInfo as SemaphoreInfoSchema,
+  SemaphoreList as SemaphoreListSchema,
+  TicketAnswer as TicketSchema,
 } from "../http/schemas.js";
-import type { ProblemCode } from "../problems.js";
+import { describe, LeaseholdError, problemError } from "./errors.js";
+import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
+import { backoff, follow, sleep } from "./timing.js";
+
+export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
+export type { EventStream, FreeEvent, HeldEvent, LeaseholdEvent, ObserveOptions, ResetEvent } from "./observe.js";
 
 /** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
 export type Grant = z.output<typeof GrantSchema>;
+/** A semaphore's grant: one permit, with its own fencing token, and the semaphore's `limit`. */
+export type Permit = z.output<typeof SemaphoreGrantSchema>;
+/**
+ * A place in line, kept across requests (answered instead of a grant to an acquire with
+ * `queue: true`): `position` waiters ahead (next in line = 0), kept `ttl` s without being
+ * redeemed. `ticket` is a secret like a lease: redeem it, or leave the line with it.
+ */
+export type Ticket = z.output<typeof TicketSchema>;
 /** What anyone may see about a held lock (no lease). `ttl` is the remaining seconds. */
 export type LockInfo = z.output<typeof LockInfoSchema>;
 /** A page of held locks; `cursor` is present when more remain. */
 export type LockList = z.output<typeof LockListSchema>;
+/** What anyone may see about a semaphore: its holders (oldest first, no leases) and how many wait. */
+export type SemaphoreInfo = z.output<typeof SemaphoreInfoSchema>;
+/** A page of semaphores with holders; `cursor` is present when more remain. */
+export type SemaphoreList = z.output<typeof SemaphoreListSchema>;
 /** Who holds a lock, as a 409 `lock-held` problem reports it. */
-export type Holder = z.output<typeof LockHeldProblemSchema>["holder"];
+export type Holder = NonNullable<z.output<typeof LockHeldProblemSchema>["holder"]>;
 /** An RFC 9457 problem body as the service sends it. */
-export type Problem = z.output<typeof ProblemSchema> & { holder?: Holder; [extension: string]: unknown };
-
-/**
- * Why a call failed: a problem `code` from the service, or one of the client's own:
- * `network-error` (no answer), `timeout` (no answer in time), `invalid-response`
- * (an answer that is not what the API promises), `lock-expired` (withLock saw no
- * successful renew before its own deadline).
- */
-export type LeaseholdErrorCode =
-  | ProblemCode
-  | "network-error"
-  | "timeout"
-  | "invalid-response"
-  | "lock-expired"
-  | (string & {});
-
-export class LeaseholdError extends Error {
-  override name = "LeaseholdError";
-  /** The problem's `code`, or a client-side code (see `LeaseholdErrorCode`). */
-  readonly code: LeaseholdErrorCode;
-  /** HTTP status; `0` when no HTTP answer was received. */
-  readonly status: number;
-  /** The problem body when the service sent one. */
-  readonly problem: Problem | undefined;
-  /** Seconds from `Retry-After`, when the answer had one. */
-  readonly retryAfter: number | undefined;
-
-  constructor(
-    code: LeaseholdErrorCode,
-    message: string,
-    o: { status?: number; problem?: Problem; retryAfter?: number; cause?: unknown } = {},
-  ) {
-    super(message, o.cause === undefined ? undefined : { cause: o.cause });
-    this.code = code;
-    this.status = o.status ?? 0;
-    this.problem = o.problem;
-    this.retryAfter = o.retryAfter;
-  }
-
-  /** Worth retrying: no answer, a timeout, or the service asking to come back later. */
-  get transient(): boolean {
-    return this.code === "network-error" || this.code === "timeout" || [429, 502, 503, 504].includes(this.status);
-  }
-}
+export type Problem = z.output<typeof ProblemSchema> &
+  Partial<Omit<z.output<typeof LockHeldProblemSchema>, keyof z.output<typeof ProblemSchema>>> &
+  Partial<Omit<z.output<typeof LimitMismatchProblemSchema>, keyof z.output<typeof ProblemSchema>>> & {
+    [extension: string]: unknown;
+  };
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -90,13 +73,19 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-export interface AcquireOptions extends RequestOptions {
+/** What every acquire takes. */
+export interface AcquireFields extends RequestOptions {
   /** Lease TTL in seconds (service default 30). */
   ttl?: number;
   /** Seconds to wait for a held lock (fractions allowed; default 0). */
   wait?: number;
   /** Free text shown to others. */
   owner?: string;
+  /**
+   * A value to publish with the grant (at most 4,096 UTF-8 bytes): inspect and the event
+   * stream show it. A waiter publishes it when its turn comes.
+   */
+  value?: string;
   /** Sent as `Idempotency-Key` on every attempt. Default: a random UUID per call. */
   idempotencyKey?: string;
   /**
@@ -108,6 +97,47 @@ export interface AcquireOptions extends RequestOptions {
   retryMs?: number;
 }
 
+/** An acquire that answers a grant, or refuses (`lock-held` after `wait`). */
+export interface AcquireOptions extends AcquireFields {
+  queue?: false;
+}
+
+/** An acquire that keeps a place in line instead of refusing: the answer is a grant or a `Ticket`. */
+export interface QueueOptions extends AcquireFields {
+  queue: true;
+  /** Seconds the place is kept while the caller is away (service default 30). */
+  ticketTtl?: number;
+}
+
+export interface RedeemOptions extends RequestOptions {
+  /** Seconds to wait for the ticket's turn (long poll; fractions allowed; default 0). */
+  wait?: number;
+  /** As for `acquire`: how long (ms) to retry when there is no answer or a 429/502/503/504. */
+  retryMs?: number;
+}
+
+export interface RenewOptions extends RequestOptions {
+  /** Replaces the published value (kept as it was when absent). */
+  value?: string;
+}
+
+export interface InspectOptions extends RequestOptions {
+  /**
+   * A blocking read: answer only once the state changed after this index (the `index`
+   * of an earlier answer), or after `wait` seconds unchanged.
+   */
+  index?: number;
+  /** Seconds a blocking read may wait (with `index`; at most the service's LEASEHOLD_MAX_WAIT). */
+  wait?: number;
+}
+
+/** A lock's state as of an etcd revision: `lock` is undefined when nobody holds it. */
+export interface IndexedLock {
+  lock: LockInfo | undefined;
+  /** Pass it as `index` to wait for the next change. */
+  index: number;
+}
+
 export interface ListOptions extends RequestOptions {
   prefix?: string;
   /** 1–1000 (service default 100). */
@@ -115,7 +145,7 @@ export interface ListOptions extends RequestOptions {
   cursor?: string;
 }
 
-export interface WithLockOptions extends Omit<AcquireOptions, "timeoutMs"> {
+export interface WithLockOptions extends Omit<AcquireFields, "timeoutMs"> {
   /**
    * Safety margin in ms: the lock counts as lost at (send time of the last successful
    * acquire or renew) + ttl − margin. Default: ttl/10, at most 2 s.
@@ -123,20 +153,55 @@ export interface WithLockOptions extends Omit<AcquireOptions, "timeoutMs"> {
   marginMs?: number;
   /** `false` leaves the lock to expire on its own (one ttl after the last renew) instead of releasing it. */
   release?: boolean;
+  /**
+   * Wait in line, served in arrival order, for as long as it takes (or up to `wait` s when
+   * given) instead of giving up after one request's `wait`: joins the line with a ticket
+   * and redeems it with long polls of `pollWait` s until its turn. Leaves the line when it
+   * gives up (its `signal` fired, `wait` ran out, or an error).
+   */
+  queue?: boolean;
+  /** With `queue`: seconds the service keeps the place between two polls (service default 30). */
+  ticketTtl?: number;
+  /** With `queue`: seconds each request in line waits; at most the service's `LEASEHOLD_MAX_WAIT`. Default 20. */
+  pollWait?: number;
+  /** With `queue`: called with the number of waiters ahead whenever the service reports it. */
+  onQueued?: (position: number) => void;
 }
 
-/** The lock as `withLock` hands it to your function. */
-export interface HeldLock {
+/** The lock (or the permit) as `withLock` (`withPermit`) hands it to your function. */
+export interface HeldLock<G extends Grant = Grant> {
   readonly name: string;
   /** Fencing token: pass it with every write to the protected resource. */
   readonly token: number;
   readonly lease: string;
   /** The latest grant (renewals update `expiresAt`). */
-  readonly grant: Grant;
+  readonly grant: G;
   /** Fires when the lock is lost, or when the caller's `signal` fires; `reason` says why. */
   readonly signal: AbortSignal;
   /** Epoch ms (this machine's clock) until which the lock is known to be held. */
   readonly validUntil: number;
+}
+
+/** A semaphore's permit as `withPermit` hands it to your function. */
+export type HeldPermit = HeldLock<Permit>;
+
+export interface CampaignOptions extends Omit<WithLockOptions, "idempotencyKey" | "value" | "queue" | "ticketTtl"> {
+  /**
+   * Seconds each acquire waits before asking again (default 30; at most the service's
+   * LEASEHOLD_MAX_WAIT). The campaign itself goes on until elected or `signal` fires.
+   */
+  wait?: number;
+}
+
+/** The leadership as `campaign` hands it to your function: a held lock with a published value. */
+export interface Leadership extends HeldLock {
+  /** The value published now. */
+  readonly value: string;
+  /**
+   * Replaces the published value (a renew carrying it). When the leadership is gone it
+   * rejects with `lock-lost` and the signal fires.
+   */
+  proclaim(value: string): Promise<Grant>;
 }
 
 export class LeaseholdClient {
@@ -144,17 +209,26 @@ export class LeaseholdClient {
   readonly #apiKey: string | undefined;
   readonly #fetch: typeof fetch;
   readonly #timeoutMs: number;
+  readonly #lines: Lines;
 
   constructor(o: ClientOptions = {}) {
     this.url = (o.url ?? env("LEASEHOLD_URL") ?? DEFAULT_URL).replace(/\/+$/, "");
     this.#apiKey = o.apiKey ?? env("LEASEHOLD_API_KEY");
     this.#fetch = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#timeoutMs = o.timeoutMs ?? 15_000;
+    this.#lines = new Lines((method, path, c) => this.#call(method, path, c), this.#timeoutMs);
   }
 
-  /** Takes the lock (waiting up to `wait` s), retrying transient failures with one Idempotency-Key. */
-  async acquire(name: string, o: AcquireOptions = {}): Promise<Grant> {
-    return (await this.acquireTimed(name, o)).grant;
+  /**
+   * Takes the lock (waiting up to `wait` s), retrying transient failures with one
+   * Idempotency-Key. With `queue: true`, when the lock is not granted within `wait` the
+   * answer is a `Ticket` (a place in line; `"ticket" in result` tells) instead of a
+   * `lock-held` error: come back with `redeem`.
+   */
+  acquire(name: string, o: QueueOptions): Promise<Grant | Ticket>;
+  acquire(name: string, o?: AcquireOptions): Promise<Grant>;
+  async acquire(name: string, o: AcquireOptions | QueueOptions = {}): Promise<Grant | Ticket> {
+    return granted(await this.#lines.take(lockLine(name), o), queued(o));
   }
 
   /**
@@ -162,61 +236,58 @@ export class LeaseholdClient {
    * started: the send time of the attempt that created it. Count expiry from there.
    */
   async acquireTimed(name: string, o: AcquireOptions = {}): Promise<{ grant: Grant; since: number }> {
-    const key = o.idempotencyKey ?? (await randomUUID());
-    const start = Date.now();
-    const waitEnd = start + (o.wait ?? 0) * 1000;
-    const giveUpAt = waitEnd + (o.retryMs ?? 10_000);
-    let firstSent: number | undefined;
-    for (let attempt = 0; ; attempt++) {
-      const sent = Date.now();
-      firstSent ??= sent;
-      const wait = o.wait === undefined ? undefined : Math.max(0, waitEnd - sent) / 1000;
-      try {
-        const res = await this.#call("POST", lockPath(name), {
-          ...(o.signal ? { signal: o.signal } : {}),
-          timeoutMs: (o.timeoutMs ?? this.#timeoutMs) + (wait ?? 0) * 1000,
-          headers: { "idempotency-key": key },
-          json: defined({ ttl: o.ttl, owner: o.owner, wait: wait === undefined ? undefined : round3(wait) }),
-        });
-        const grant = asGrant(res.body);
-        // 201: created by this attempt. 200: a replay of an earlier attempt's grant.
-        return { grant, since: res.status === 200 ? firstSent : sent };
-      } catch (err) {
-        if (!(err instanceof LeaseholdError && (err.transient || err.code === "invalid-response"))) throw err;
-        const delay = backoff(attempt, 2_000, err.retryAfter);
-        if (Date.now() + delay > giveUpAt) throw err;
-        await sleep(delay, o.signal);
-      }
-    }
+    return onlyGrant(await this.#lines.take(lockLine(name), o));
   }
 
-  /** Resets the lease to its granted TTL. Same token; 410 `lock-lost` when it is no longer yours. */
-  async renew(name: string, lease: string, o: RequestOptions = {}): Promise<Grant> {
-    const res = await this.#call("PUT", `${lockPath(name)}/renew`, { ...o, json: { lease } });
-    return asGrant(res.body);
+  /**
+   * Comes back with a ticket (waiting up to `wait` s for its turn): the grant when the
+   * ticket reached the head of the line (the same grant again when it already had), else
+   * the ticket with its new position. 410 `lock-lost` when the ticket is no longer in line.
+   */
+  async redeem(name: string, ticket: string, o: RedeemOptions = {}): Promise<Grant | Ticket> {
+    return granted(await this.#lines.redeem(lockLine(name), ticket, o), true);
+  }
+
+  /** Leaves the line (the ticket's place is given up). */
+  async leave(name: string, ticket: string, o: RequestOptions = {}): Promise<void> {
+    await this.#lines.leave(lockLine(name), ticket, o);
+  }
+
+  /**
+   * Resets the lease to its granted TTL (and replaces the published value when `value`
+   * is given). Same token; 410 `lock-lost` when it is no longer yours.
+   */
+  async renew(name: string, lease: string, o: RenewOptions = {}): Promise<Grant> {
+    return this.#lines.renew(lockLine(name), lease, o);
   }
 
   /** Releases the lock; 410 `lock-lost` when it is no longer yours. */
   async release(name: string, lease: string, o: RequestOptions = {}): Promise<void> {
-    await this.#call("DELETE", lockPath(name), { ...o, json: { lease } });
+    await this.#lines.release(lockLine(name), lease, o);
   }
 
-  /** Who holds the lock, or `undefined` when nobody does. */
-  async inspect(name: string, o: RequestOptions = {}): Promise<LockInfo | undefined> {
-    try {
-      return (await this.#call("GET", lockPath(name), o)).body as LockInfo;
-    } catch (err) {
-      if (err instanceof LeaseholdError && err.code === "lock-not-found") return undefined;
-      throw err;
-    }
+  /**
+   * Who holds the lock (and the value it published), or `undefined` when nobody does.
+   * With `index` and `wait`, a blocking read (see `inspectAt`).
+   */
+  async inspect(name: string, o: InspectOptions = {}): Promise<LockInfo | undefined> {
+    return (await this.inspectAt(name, o)).lock;
+  }
+
+  /**
+   * The lock's state and the index (etcd revision) it was read at. With `index`, waits
+   * until the state changed after that index or `wait` seconds passed, so a loop of
+   * `inspectAt(name, { index: last.index, wait: 30 })` sees every change of one lock
+   * without polling.
+   */
+  async inspectAt(name: string, o: InspectOptions = {}): Promise<IndexedLock> {
+    const { body, index } = await this.#lines.inspectAt(lockLine(name), o);
+    return { lock: body as LockInfo | undefined, index };
   }
 
   /** One page of held locks in name order. */
   async list(o: ListOptions = {}): Promise<LockList> {
-    const query = new URLSearchParams(
-      defined({ prefix: o.prefix, limit: o.limit === undefined ? undefined : String(o.limit), cursor: o.cursor }),
-    ).toString();
-    return (await this.#call("GET", `/locks${query ? `?${query}` : ""}`, o)).body as LockList;
+    return (await this.#lines.list("lock", o)) as LockList;
   }
 
   /**
@@ -225,27 +296,116 @@ export class LeaseholdClient {
    * successful renew before this client's own deadline), releases when `fn` settles and
    * returns its result. Rejects without calling `fn` when the lock cannot be had
    * (`lock-held` after `wait`, …). A lost lock does not change `fn`'s outcome: make `fn`
-   * honour the signal.
+   * honour the signal. With `queue: true` it waits in line for as long as it takes.
    */
   async withLock<T>(name: string, fn: (lock: HeldLock) => T | PromiseLike<T>, o: WithLockOptions = {}): Promise<T> {
-    o.signal?.throwIfAborted();
-    const { grant, since } = await this.acquireTimed(name, o);
-    const holding = new Holding(this, grant, since, o);
-    try {
+    return this.#lines.hold(lockLine(name), fn, o);
+  }
+
+  /**
+   * Leader election: campaigns for `name` (acquires with `wait`, again and again, until
+   * elected) publishing `value`, then runs `fn(signal, leader)` while leader, renewing in
+   * the background as `withLock` does. `signal` fires when the leadership is lost (or the
+   * caller's `signal` fires); `leader.proclaim(v)` replaces the published value; the
+   * fencing token is the leader's epoch, larger for every new leader. Resigns (releases)
+   * when `fn` settles and returns its result. Transient failures while campaigning are
+   * retried; refusals that can't heal (401, 403, 400) reject.
+   */
+  async campaign<T>(
+    name: string,
+    value: string,
+    fn: (signal: AbortSignal, leader: Leadership) => T | PromiseLike<T>,
+    o: CampaignOptions = {},
+  ): Promise<T> {
+    const line = lockLine(name);
+    const wait = o.wait ?? 30;
+    for (let refused = 0; ; ) {
       o.signal?.throwIfAborted();
-      await holding.confirm();
-      holding.start();
-      return await fn(holding.lock);
-    } finally {
-      await holding.end();
+      let taken: Taken;
+      try {
+        taken = await this.#lines.take(line, { ...o, value, wait });
+      } catch (err) {
+        if (!(err instanceof LeaseholdError && (err.code === "lock-held" || err.transient))) throw err;
+        // After a real wait in line, ask again at once; otherwise back off.
+        if (err.code !== "lock-held" || wait < 1) await sleep(backoff(refused++, 5_000, err.retryAfter), o.signal);
+        continue;
+      }
+      return this.#lines.holdTaken(line, onlyGrant(taken), o, (lock, holding) => {
+        let published = value;
+        const leader: Leadership = {
+          name: lock.name,
+          token: lock.token,
+          lease: lock.lease,
+          signal: lock.signal,
+          get grant() {
+            return lock.grant;
+          },
+          get validUntil() {
+            return lock.validUntil;
+          },
+          get value() {
+            return published;
+          },
+          proclaim: async (next: string) => {
+            const grant = await holding.renewWith(next);
+            published = next;
+            return grant;
+          },
+        };
+        return fn(lock.signal, leader);
+      });
     }
   }
 
-  async #call(
-    method: string,
-    path: string,
-    o: RequestOptions & { json?: unknown; headers?: Record<string, string> },
-  ): Promise<{ status: number; body: unknown }> {
+  /**
+   * The events of one lock (`name`) or of every name under `{ prefix }` ("" = all the
+   * key may see), as an async iterator: `held` (a new holder, or a newly published
+   * value), `free` (a grant ended; the token that ended) and `reset` (start over: the
+   * current holders follow as `held` events). A new stream starts with a `reset` and the
+   * current holders. A dropped connection is reopened with backoff and resumes after the
+   * last event received, so no event is lost or repeated. Ends when `signal` fires or the
+   * loop breaks; rejects on refusals that can't heal (401, 403, 400).
+   */
+  observe(target: string | { prefix: string }, o: ObserveOptions = {}): EventStream {
+    const prefix = typeof target === "string" ? target : target.prefix;
+    const url = `${this.url}/events?${new URLSearchParams(defined({ prefix, kind: o.kind }))}`;
+    const connect: Connect = (lastEventId, signal) =>
+      this.#fetch(url, {
+        headers: {
+          accept: "text/event-stream",
+          ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
+          ...(lastEventId ? { "last-event-id": lastEventId } : {}),
+        },
+        signal,
+      });
+    const only = (e: LeaseholdEvent) => typeof target !== "string" || e.type === "reset" || e.name === target;
+    return new EventStream(connect, only, { ...o, timeoutMs: this.#timeoutMs });
+  }
+
+  /**
+   * The semaphore `name`, at most `limit` holders at once (every caller must use the same
+   * limit). Acquire and redeem need the limit; renew, release, leave and inspect don't.
+   */
+  semaphore(name: string, limit?: number): Semaphore {
+    return new Semaphore(this.#lines, name, limit);
+  }
+
+  /** `withLock` for one of the `limit` permits of the semaphore `name` (see `Semaphore.withPermit`). */
+  async withPermit<T>(
+    name: string,
+    limit: number,
+    fn: (permit: HeldPermit) => T | PromiseLike<T>,
+    o: WithLockOptions = {},
+  ): Promise<T> {
+    return this.semaphore(name, limit).withPermit(fn, o);
+  }
+
+  /** One page of semaphores that have holders, in name order. */
+  async listSemaphores(o: ListOptions = {}): Promise<SemaphoreList> {
+    return (await this.#lines.list("semaphore", o)) as SemaphoreList;
+  }
+
+  async #call(method: string, path: string, o: CallOptions): Promise<Answer> {
     const headers: Record<string, string> = {
       accept: "application/json",
       ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
@@ -287,13 +447,86 @@ export class LeaseholdClient {
             status: res.status,
           });
         }
-        return { status: res.status, body };
+        return { status: res.status, body, headers: res.headers };
+      }
+      if (o.free && res.status === 404 && (body as Problem | undefined)?.code === "lock-not-found") {
+        return { status: res.status, body, headers: res.headers };
       }
       throw problemError(method, path, res, body);
     } finally {
       clearTimeout(timer);
       unlink();
     }
+  }
+}
+
+/**
+ * A semaphore: at most `limit` holders at once, each permit with its own fencing token.
+ * Get one from `client.semaphore(name, limit)`; the calls mirror the client's lock calls.
+ */
+export class Semaphore {
+  readonly #lines: Lines;
+  readonly #line: Line;
+
+  /** @internal Use `client.semaphore(name, limit)`. */
+  constructor(lines: Lines, name: string, limit: number | undefined) {
+    this.#lines = lines;
+    this.#line = { kind: "semaphore", name, ...(limit === undefined ? {} : { limit }) };
+  }
+
+  get name(): string {
+    return this.#line.name;
+  }
+
+  get limit(): number | undefined {
+    return this.#line.limit;
+  }
+
+  /** The line, for the calls that send the limit. */
+  get #limited(): Line {
+    if (this.#line.limit === undefined) {
+      throw new TypeError(`semaphore ${this.#line.name}: acquire needs its limit, client.semaphore(name, limit)`);
+    }
+    return this.#line;
+  }
+
+  /** Takes a permit (see `LeaseholdClient.acquire`; `queue: true` may answer a `Ticket`). */
+  acquire(o: QueueOptions): Promise<Permit | Ticket>;
+  acquire(o?: AcquireOptions): Promise<Permit>;
+  async acquire(o: AcquireOptions | QueueOptions = {}): Promise<Permit | Ticket> {
+    return granted(await this.#lines.take(this.#limited, o), queued(o)) as Permit | Ticket;
+  }
+
+  /** Comes back with a ticket: the permit at its turn, else the ticket's new position. */
+  async redeem(ticket: string, o: RedeemOptions = {}): Promise<Permit | Ticket> {
+    return granted(await this.#lines.redeem(this.#limited, ticket, o), true) as Permit | Ticket;
+  }
+
+  /** Leaves the line. */
+  async leave(ticket: string, o: RequestOptions = {}): Promise<void> {
+    await this.#lines.leave(this.#line, ticket, o);
+  }
+
+  async renew(lease: string, o: RenewOptions = {}): Promise<Permit> {
+    return (await this.#lines.renew(this.#line, lease, o)) as Permit;
+  }
+
+  async release(lease: string, o: RequestOptions = {}): Promise<void> {
+    await this.#lines.release(this.#line, lease, o);
+  }
+
+  /** The holders and the number waiting, or `undefined` when nobody holds a permit. */
+  async inspect(o: RequestOptions = {}): Promise<SemaphoreInfo | undefined> {
+    return (await this.#lines.inspect(this.#line, o)) as SemaphoreInfo | undefined;
+  }
+
+  /**
+   * Runs `fn` while holding one permit: `withLock`'s discipline (renews every ttl/3, fires
+   * `permit.signal` when it is lost, releases when `fn` settles), and `queue: true` to wait
+   * in line for as long as it takes.
+   */
+  async withPermit<T>(fn: (permit: HeldPermit) => T | PromiseLike<T>, o: WithLockOptions = {}): Promise<T> {
+    return this.#lines.hold(this.#limited, fn as (held: HeldLock) => T | PromiseLike<T>, o);
   }
 }
 
@@ -311,9 +544,260 @@ export function withLock<T>(
   return new LeaseholdClient(o).withLock(name, fn, o);
 }
 
-/** The renew loop and loss detection behind `withLock`. Never lets a rejection escape. */
+/** `campaign` on a client made from the same options (see `LeaseholdClient.campaign`). */
+export function campaign<T>(
+  name: string,
+  value: string,
+  fn: (signal: AbortSignal, leader: Leadership) => T | PromiseLike<T>,
+  o: CampaignOptions & ClientOptions = {},
+): Promise<T> {
+  return new LeaseholdClient(o).campaign(name, value, fn, o);
+}
+
+/** `observe` on a client made from the same options (see `LeaseholdClient.observe`). */
+export function observe(target: string | { prefix: string }, o: ObserveOptions & ClientOptions = {}): EventStream {
+  return new LeaseholdClient(o).observe(target, o);
+}
+
+/** `withPermit` on a client made from the same options (see `Semaphore.withPermit`). */
+export function withPermit<T>(
+  name: string,
+  limit: number,
+  fn: (permit: HeldPermit) => T | PromiseLike<T>,
+  o: WithLockOptions & ClientOptions = {},
+): Promise<T> {
+  return new LeaseholdClient(o).withPermit(name, limit, fn, o);
+}
+
+/** A lock (a line of one holder) or a semaphore (a line of `limit` holders), by name. */
+interface Line {
+  kind: "lock" | "semaphore";
+  name: string;
+  /** Semaphores: sent with every acquire and redeem. */
+  limit?: number;
+}
+
+const lockLine = (name: string): Line => ({ kind: "lock", name });
+
+/** "lock NAME" or "semaphore NAME", for messages. */
+const what = (line: Line) => `${line.kind} ${line.name}`;
+
+type CallOptions = RequestOptions & {
+  json?: unknown;
+  headers?: Record<string, string>;
+  /** A 404 `lock-not-found` is an answer (nobody holds it), not an error. */
+  free?: boolean;
+};
+type Answer = { status: number; body: unknown; headers: Headers };
+type Call = (method: string, path: string, o: CallOptions) => Promise<Answer>;
+
+/** What an acquire or a redeem came back with: a grant (and its send time) or a place in line. */
+type Taken = { grant: Grant; since: number } | { ticket: Ticket };
+
+/** The grant, or (when the caller queued) the ticket. A ticket nobody asked for is not what the API promises. */
+function granted(taken: Taken, queued: boolean): Grant | Ticket {
+  if ("grant" in taken) return taken.grant;
+  if (queued) return taken.ticket;
+  throw new LeaseholdError("invalid-response", "the service answered a place in line to an acquire without queue");
+}
+
+const queued = (o: AcquireOptions | QueueOptions) => o.queue === true;
+
+function onlyGrant(taken: Taken): { grant: Grant; since: number } {
+  if ("grant" in taken) return taken;
+  throw new LeaseholdError("invalid-response", "the service answered a place in line to an acquire without queue");
+}
+
+/** The calls on one line, for locks and semaphores alike. */
+class Lines {
+  readonly #call: Call;
+  /** The client's deadline of each request, on top of its wait. */
+  readonly #timeoutMs: number;
+
+  constructor(call: Call, timeoutMs: number) {
+    this.#call = call;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Acquire: the grant, or with `queue` possibly a place in line. */
+  async take(line: Line, o: AcquireFields & { queue?: boolean; ticketTtl?: number }): Promise<Taken> {
+    const queue = o.queue === true ? { queue: true, ticketTtl: o.ticketTtl } : {};
+    const fields = { ttl: o.ttl, owner: o.owner, value: o.value, limit: line.limit, ...queue };
+    return this.#post(line, fields, o, o.idempotencyKey ?? (await randomUUID()));
+  }
+
+  /** Comes back with a ticket. A redeem repeated after a lost answer gets the same grant (200). */
+  async redeem(line: Line, ticket: string, o: RedeemOptions): Promise<Taken> {
+    return this.#post(line, { ticket, limit: line.limit }, o, undefined);
+  }
+
+  async leave(line: Line, ticket: string, o: RequestOptions): Promise<void> {
+    // In the body, like a lease: a secret in a URL ends up in access logs.
+    await this.#call("DELETE", linePath(line), { ...o, json: { ticket } });
+  }
+
+  async renew(line: Line, lease: string, o: RenewOptions): Promise<Grant> {
+    const json = defined({ lease, value: o.value });
+    return asGrant((await this.#call("PUT", `${linePath(line)}/renew`, { ...o, json })).body, line);
+  }
+
+  async release(line: Line, lease: string, o: RequestOptions): Promise<void> {
+    await this.#call("DELETE", linePath(line), { ...o, json: { lease } });
+  }
+
+  async inspect(line: Line, o: RequestOptions): Promise<unknown> {
+    return (await this.inspectAt(line, o)).body;
+  }
+
+  /** The state (`undefined` when nobody holds it) and its index; with `index`, a blocking read. */
+  async inspectAt(line: Line, o: InspectOptions): Promise<{ body: unknown; index: number }> {
+    const blocking = o.index !== undefined;
+    const query = new URLSearchParams(
+      defined({
+        index: blocking ? String(o.index) : undefined,
+        wait: blocking && o.wait !== undefined ? String(round3(o.wait)) : undefined,
+      }),
+    ).toString();
+    const path = `${linePath(line)}${query ? `?${query}` : ""}`;
+    const res = await this.#call("GET", path, {
+      ...o,
+      timeoutMs: (o.timeoutMs ?? this.#timeoutMs) + (blocking ? (o.wait ?? 0) * 1000 : 0),
+      free: true,
+    });
+    const index = Number(res.headers.get("leasehold-index") ?? (res.body as { index?: unknown } | undefined)?.index);
+    if (blocking && !Number.isSafeInteger(index)) {
+      throw new LeaseholdError("invalid-response", `GET ${path}: the answer carries no index`, { status: res.status });
+    }
+    return { body: res.status === 404 ? undefined : res.body, index };
+  }
+
+  async list(kind: Line["kind"], o: ListOptions): Promise<unknown> {
+    const query = new URLSearchParams(
+      defined({ prefix: o.prefix, limit: o.limit === undefined ? undefined : String(o.limit), cursor: o.cursor }),
+    ).toString();
+    return (await this.#call("GET", `/${kind}s${query ? `?${query}` : ""}`, o)).body;
+  }
+
+  /** `withLock` and `withPermit`. */
+  async hold<T>(line: Line, fn: (held: HeldLock) => T | PromiseLike<T>, o: WithLockOptions): Promise<T> {
+    o.signal?.throwIfAborted();
+    const taken = o.queue ? await this.waitInLine(line, o) : onlyGrant(await this.take(line, o));
+    return this.holdTaken(line, taken, o, fn);
+  }
+
+  /** Holds a grant while `fn` runs: confirms it, renews in the background, releases at the end. */
+  async holdTaken<T>(
+    line: Line,
+    { grant, since }: { grant: Grant; since: number },
+    o: WithLockOptions,
+    fn: (held: HeldLock, holding: Holding) => T | PromiseLike<T>,
+  ): Promise<T> {
+    const holding = new Holding(this, line, grant, since, o);
+    try {
+      o.signal?.throwIfAborted();
+      await holding.confirm();
+      holding.start();
+      return await fn(holding.lock, holding);
+    } finally {
+      await holding.end();
+    }
+  }
+
+  /**
+   * Waits in line for a grant, as long as it takes or up to `o.wait` s: joins with a ticket
+   * and redeems it with long polls of at most `pollWait` s, so that no single request waits
+   * longer than the service allows. The join itself does not wait: the caller learns its
+   * place at once, and holds the ticket it needs to leave should it give up. A ticket that dropped out of line (not redeemed within
+   * its TTL, say through an outage) joins again, at the back. Whatever ends the wait
+   * without a grant leaves the line.
+   */
+  async waitInLine(line: Line, o: WithLockOptions): Promise<{ grant: Grant; since: number }> {
+    const deadline = o.wait === undefined ? Number.POSITIVE_INFINITY : Date.now() + o.wait * 1000;
+    const pollWait = o.pollWait ?? 20;
+    const each = {
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.retryMs !== undefined ? { retryMs: o.retryMs } : {}),
+    };
+    const poll = () => Math.min(pollWait, Math.max(0, deadline - Date.now()) / 1000);
+    // The caller's Idempotency-Key belongs to the first join; a later join is a new request.
+    let idempotencyKey = o.idempotencyKey;
+    let ticket: string | undefined;
+    try {
+      for (let rejoins = 0; ; ) {
+        let taken: Taken;
+        if (ticket === undefined) {
+          const join = defined({ ttl: o.ttl, owner: o.owner, idempotencyKey, ticketTtl: o.ticketTtl });
+          taken = await this.take(line, { ...each, ...join, queue: true, wait: 0 });
+          idempotencyKey = undefined;
+        } else {
+          try {
+            taken = await this.redeem(line, ticket, { ...each, wait: poll() });
+          } catch (err) {
+            if (!(err instanceof LeaseholdError && err.code === "lock-lost")) throw err;
+            ticket = undefined;
+            await sleep(backoff(rejoins++, 2_000), o.signal);
+            continue;
+          }
+        }
+        if ("grant" in taken) {
+          ticket = undefined;
+          return taken;
+        }
+        ticket = taken.ticket.ticket;
+        o.onQueued?.(taken.ticket.position);
+        if (Date.now() >= deadline) {
+          // Not an answer of the service (that was 202 each time): status 0, no problem body.
+          throw new LeaseholdError(
+            "lock-held",
+            `${what(line)}: still in line after waiting ${o.wait} s (${taken.ticket.position} ahead)`,
+          );
+        }
+      }
+    } finally {
+      // Given up (or failed): the place goes to the next in line at once, not after ticketTtl.
+      if (ticket !== undefined) await this.leave(line, ticket, { timeoutMs: 5_000 }).catch(() => {});
+    }
+  }
+
+  /** POSTs an acquire or a redeem, retrying transient failures; a retry carries the wait that is left. */
+  async #post(
+    line: Line,
+    fields: Record<string, unknown>,
+    o: RequestOptions & { wait?: number; retryMs?: number },
+    idempotencyKey: string | undefined,
+  ): Promise<Taken> {
+    const start = Date.now();
+    const waitEnd = start + (o.wait ?? 0) * 1000;
+    const giveUpAt = waitEnd + (o.retryMs ?? 10_000);
+    let firstSent: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const sent = Date.now();
+      firstSent ??= sent;
+      const wait = o.wait === undefined ? undefined : Math.max(0, waitEnd - sent) / 1000;
+      try {
+        const res = await this.#call("POST", linePath(line), {
+          ...(o.signal ? { signal: o.signal } : {}),
+          timeoutMs: (o.timeoutMs ?? this.#timeoutMs) + (wait ?? 0) * 1000,
+          ...(idempotencyKey !== undefined ? { headers: { "idempotency-key": idempotencyKey } } : {}),
+          json: defined({ ...fields, wait: wait === undefined ? undefined : round3(wait) }),
+        });
+        if (res.status === 202) return { ticket: asTicket(res.body) };
+        // 201: created by this attempt. 200: a replay of an earlier attempt's grant.
+        return { grant: asGrant(res.body, line), since: res.status === 200 ? firstSent : sent };
+      } catch (err) {
+        if (!(err instanceof LeaseholdError && (err.transient || err.code === "invalid-response"))) throw err;
+        const delay = backoff(attempt, 2_000, err.retryAfter);
+        if (Date.now() + delay > giveUpAt) throw err;
+        await sleep(delay, o.signal);
+      }
+    }
+  }
+}
+
+/** The renew loop and loss detection behind `withLock` and `withPermit`. Never lets a rejection escape. */
 class Holding {
-  readonly #client: LeaseholdClient;
+  readonly #lines: Lines;
+  readonly #line: Line;
   readonly #o: WithLockOptions;
   readonly #controller = new AbortController();
   readonly #unlink: () => void;
@@ -330,8 +814,9 @@ class Holding {
   #ended = false;
   readonly lock: HeldLock;
 
-  constructor(client: LeaseholdClient, grant: Grant, since: number, o: WithLockOptions) {
-    this.#client = client;
+  constructor(lines: Lines, line: Line, grant: Grant, since: number, o: WithLockOptions) {
+    this.#lines = lines;
+    this.#line = line;
     this.#o = o;
     this.#grant = grant;
     this.#since = since;
@@ -373,10 +858,7 @@ class Holding {
     for (let attempt = 0; ; attempt++) {
       const sent = Date.now();
       try {
-        this.#renewed(
-          await this.#client.renew(this.lock.name, this.lock.lease, { signal: this.#controller.signal }),
-          sent,
-        );
+        this.#renewed(await this.#lines.renew(this.#line, this.lock.lease, { signal: this.#controller.signal }), sent);
         return;
       } catch (err) {
         if (!(err instanceof LeaseholdError && err.transient)) throw err;
@@ -402,9 +884,33 @@ class Holding {
     const reason: unknown = this.#lost ? this.#controller.signal.reason : undefined;
     if (this.#o.release === false || (reason instanceof LeaseholdError && reason.code === "lock-lost")) return;
     try {
-      await this.#client.release(this.lock.name, this.lock.lease, { timeoutMs: 5_000 });
+      await this.#lines.release(this.#line, this.lock.lease, { timeoutMs: 5_000 });
     } catch {
       // Already gone (410), or the service is unreachable: the lease expires on its own.
+    }
+  }
+
+  /**
+   * A renew now that also replaces the published value; it counts as a renewal. A 410
+   * says the lock is gone: the signal fires and the call rejects. Other failures (a value
+   * too large, no answer) only reject: the background renewals and the deadline still
+   * decide whether the lock is held.
+   */
+  async renewWith(value: string): Promise<Grant> {
+    if (this.#lost) throw this.#controller.signal.reason;
+    if (this.#ended) throw new LeaseholdError("lock-lost", `${what(this.#line)}: no longer held here`);
+    const sent = Date.now();
+    try {
+      const grant = await this.#lines.renew(this.#line, this.lock.lease, { value, signal: this.#controller.signal });
+      if (!this.#lost && !this.#ended) {
+        this.#renewed(grant, sent);
+        this.#armDeadline();
+        this.#scheduleRenew(sent + this.#ttlMs / 3);
+      }
+      return grant;
+    } catch (err) {
+      if (err instanceof LeaseholdError && err.status === 410) this.#lose(err);
+      throw err;
     }
   }
 
@@ -422,7 +928,7 @@ class Holding {
         this.#lose(
           new LeaseholdError(
             "lock-expired",
-            `lock ${this.lock.name}: no successful renew before this client's deadline; the lock may have expired`,
+            `${what(this.#line)}: no successful renew before this client's deadline; the ${this.#line.kind === "lock" ? "lock" : "permit"} may have expired`,
           ),
         ),
       Math.max(0, this.#deadline - Date.now()),
@@ -442,7 +948,7 @@ class Holding {
     const cutoff = setTimeout(() => request.abort(), Math.max(0, this.#deadline - Date.now()));
     const sent = Date.now();
     try {
-      const grant = await this.#client.renew(this.lock.name, this.lock.lease, { signal: request.signal });
+      const grant = await this.#lines.renew(this.#line, this.lock.lease, { signal: request.signal });
       if (this.#lost || this.#ended) return;
       this.#renewed(grant, sent);
       this.#armDeadline();
@@ -476,74 +982,31 @@ class Holding {
   }
 }
 
-function lockPath(name: string): string {
+function linePath(line: Line): string {
   // Names use A–Z a–z 0–9 . _ - : ~ @, all legal in a path segment; anything else is
   // escaped so that the service (not a misrouted URL) rejects it with a 400.
-  return `/locks/${name.replace(/[^A-Za-z0-9._\-:~@]/gu, (c) => encodeURIComponent(c))}`;
+  return `/${line.kind}s/${line.name.replace(/[^A-Za-z0-9._\-:~@]/gu, (c) => encodeURIComponent(c))}`;
 }
 
-function asGrant(body: unknown): Grant {
-  const g = body as Partial<Grant> | undefined;
-  if (typeof g?.token !== "number" || typeof g.lease !== "string" || typeof g.ttl !== "number") {
-    throw new LeaseholdError("invalid-response", "the service's answer is not a grant");
+function asGrant(body: unknown, line: Line): Grant {
+  const g = body as Partial<Permit> | undefined;
+  if (
+    typeof g?.token !== "number" ||
+    typeof g.lease !== "string" ||
+    typeof g.ttl !== "number" ||
+    (line.kind === "semaphore" && typeof g.limit !== "number")
+  ) {
+    throw new LeaseholdError("invalid-response", `the service's answer is not a grant of a ${line.kind}`);
   }
   return g as Grant;
 }
 
-function problemError(method: string, path: string, res: Response, body: unknown): LeaseholdError {
-  const problem =
-    typeof body === "object" && body !== null && typeof (body as Problem).code === "string"
-      ? (body as Problem)
-      : undefined;
-  const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
-  const code = problem?.code ?? (res.status === 503 ? "backend-unavailable" : `http-${res.status}`);
-  const detail = problem?.detail ?? (res.statusText || "no problem details");
-  return new LeaseholdError(code, `${method} ${path}: ${res.status} ${code}: ${detail}`, {
-    status: res.status,
-    ...(problem ? { problem } : {}),
-    ...(Number.isFinite(retryAfter) && retryAfter >= 0 ? { retryAfter } : {}),
-  });
-}
-
-/**
- * Delay before retry number `attempt` (0-based): `Retry-After` when the service gave
- * one, else exponential from 100 ms up to `capMs`; either way with jitter, so callers
- * that failed together do not come back together.
- */
-function backoff(attempt: number, capMs: number, retryAfterS?: number): number {
-  if (retryAfterS !== undefined) return retryAfterS * 1000 + Math.random() * 250;
-  const ceiling = Math.min(capMs, 100 * 2 ** attempt);
-  return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** Aborts `target` when `source` fires (with its reason); returns the unlink. */
-function follow(source: AbortSignal | undefined, target: AbortController): () => void {
-  if (!source) return () => {};
-  if (source.aborted) {
-    target.abort(source.reason);
-    return () => {};
+function asTicket(body: unknown): Ticket {
+  const t = body as Partial<Ticket> | undefined;
+  if (typeof t?.ticket !== "string" || typeof t.position !== "number" || typeof t.ttl !== "number") {
+    throw new LeaseholdError("invalid-response", "the service's 202 answer is not a place in line");
   }
-  const onAbort = () => target.abort(source.reason);
-  source.addEventListener("abort", onAbort, { once: true });
-  return () => source.removeEventListener("abort", onAbort);
+  return { ticket: t.ticket, position: t.position, ttl: t.ttl };
 }
 
 function parseJson(text: string): unknown {
@@ -553,11 +1016,6 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function describe(err: unknown): string {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err);
 }
 
 function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {

@@ -9,4 +9,14 @@ const client = await tsImport("./index.ts", {
   tsconfig: new URL("../../tsconfig.json", import.meta.url).pathname,
 });
 
-export const { DEFAULT_URL, LeaseholdClient, LeaseholdError, createClient, withLock } = client;
+export const {
+  DEFAULT_URL,
+  LeaseholdClient,
+  LeaseholdError,
+  Semaphore,
+  campaign,
+  createClient,
+  observe,
+  withLock,
+  withPermit,
+} = client;

@@ -1,6 +1,7 @@
 /**
- * The live dashboard's page and stylesheet: held locks, and semaphores when any are held
- * (its script is app.ts). Served by the service itself at `/` (no CDN).
+ * The live dashboard's page and stylesheet: held locks with their published values, and
+ * semaphores when any are held (its script is app.ts). Served by the service itself at
+ * `/` (no CDN).
  */
 
 /** The icon: a padlock, inline so that no browser asks for /favicon.ico (a 404, or a 401 with auth on). */
@@ -33,7 +34,7 @@ export const PAGE = `<!doctype html>
 <body>
 <header>
   <h1>leasehold <span class="sub">held locks</span></h1>
-  <nav><a href="docs">API reference</a></nav>
+  <nav><span id="live" class="live">connecting</span> <a href="docs">API reference</a></nav>
 </header>
 <main>
   <form id="controls" autocomplete="off">
@@ -54,6 +55,7 @@ export const PAGE = `<!doctype html>
       <tr>
         <th scope="col">Name</th>
         <th scope="col">Owner</th>
+        <th scope="col">Value</th>
         <th scope="col" class="num">Token</th>
         <th scope="col" class="num">Expires in</th>
         <th scope="col" class="num">In line</th>
@@ -73,7 +75,7 @@ export const PAGE = `<!doctype html>
       <tr>
         <th scope="col">Name</th>
         <th scope="col" class="num">Held</th>
-        <th scope="col">Holders (token: owner)</th>
+        <th scope="col">Holders (token: owner = value)</th>
         <th scope="col" class="num">In line</th>
       </tr>
     </thead>
@@ -111,9 +113,12 @@ th, td { text-align: left; padding: .5rem .75rem; border-bottom: 1px solid var(-
 tbody tr:nth-child(odd) { background: var(--row); }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 td.name { font-family: ui-monospace, monospace; word-break: break-all; }
-/* Owners run to 256 characters: cut them short (the cell's title has the whole value). */
-td.owner > span { display: block; max-width: min(20rem, 30vw); overflow: hidden; text-overflow: ellipsis;
-  white-space: nowrap; }
+/* Owners run to 256 characters, values to 4,096 bytes: cut them short (the cell's title has the whole text). */
+td.owner > span, td.value > span { display: block; max-width: min(20rem, 30vw); overflow: hidden;
+  text-overflow: ellipsis; white-space: nowrap; }
+td.value > span { max-width: min(16rem, 20vw); font-family: ui-monospace, monospace; }
+.live { margin-right: 1rem; color: var(--muted); font-size: .875rem; }
+body[data-stream="live"] .live::before { content: "● "; color: #188038; }
 td.ttl { white-space: nowrap; }
 td.holders { font-family: ui-monospace, monospace; word-break: break-all; }
 button { font: inherit; padding: .25rem .75rem; border: 1px solid var(--warn); color: var(--warn);

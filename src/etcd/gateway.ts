@@ -204,8 +204,8 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       return { applied: true, revision: earlier.applied };
     },
 
-    watchRange(start, end, fromRevision, onEvents, signal) {
-      return watch(fromRevision, onEvents, signal, { key: start, end });
+    watchRange(start, end, fromRevision, onEvents, signal, options) {
+      return watch(fromRevision, onEvents, signal, { key: start, end, ...options });
     },
 
     async ping() {

@@ -196,8 +196,8 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return decodeJoin(await call("txn", () => client.kv.txn(joinTxn(items)))).result;
     },
 
-    watchRange(start, end, fromRevision, onEvents, signal) {
-      return watches.run(fromRevision, onEvents, signal, watch({ key: start, end }));
+    watchRange(start, end, fromRevision, onEvents, signal, options) {
+      return watches.run(fromRevision, onEvents, signal, watch({ key: start, end, ...options }));
     },
 
     async ping() {

@@ -38,8 +38,8 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     joinAll: timed("txn", (items) => inner.joinAll(items)),
     scan: timed("range", (start, end, q) => inner.scan(start, end, q)),
     watchDeletes: (key, from, onDelete, signal) => watched(() => inner.watchDeletes(key, from, onDelete, signal)),
-    watchRange: (start, end, from, onEvents, signal) =>
-      watched(() => inner.watchRange(start, end, from, onEvents, signal)),
+    watchRange: (start, end, from, onEvents, signal, options) =>
+      watched(() => inner.watchRange(start, end, from, onEvents, signal, options)),
     ping: timed("status", () => inner.ping()),
     close: () => inner.close(),
   };

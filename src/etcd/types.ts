@@ -80,6 +80,11 @@ export interface ScanQuery {
   maxCreateRevision?: number;
   /** Only count the keys (then `kvs` is empty and `more` false). */
   countOnly?: boolean;
+  /**
+   * Read the range as it was at this store revision (a page of a listing read at one
+   * revision); absent: now. A revision etcd compacted away is refused.
+   */
+  revision?: number;
 }
 
 export interface ScanResult {
@@ -136,8 +141,19 @@ export type JoinAllResult =
   | { applied: true; revision: number }
   | { applied: false; revision: number; reads: JoinRead[] };
 
-/** One change in a watched range. */
-export type WatchEvent = { type: "put"; kv: KeyValue } | { type: "delete"; key: string; revision: number };
+/**
+ * One change in a watched range. With `WatchOptions.prevKv`, `prev` is the key as it was
+ * just before the change (absent for a key's creation, and when etcd had compacted that
+ * version away).
+ */
+export type WatchEvent =
+  | { type: "put"; kv: KeyValue; prev?: KeyValue }
+  | { type: "delete"; key: string; revision: number; prev?: KeyValue };
+
+export interface WatchOptions {
+  /** Ask etcd for each event's previous version of the key (`WatchEvent.prev`). */
+  prevKv?: boolean;
+}
 
 export interface LeaseTtl {
   /** Remaining seconds; `-1` when the lease no longer exists. */
@@ -222,6 +238,7 @@ export interface EtcdClient {
     fromRevision: number,
     onEvents: (revision: number, events: WatchEvent[]) => void,
     signal: AbortSignal,
+    options?: WatchOptions,
   ): Promise<WatchEnd>;
   /** Cheap round trip to the cluster (for readiness). */
   ping(): Promise<void>;

@@ -7,6 +7,8 @@ export interface WatchTarget {
   end?: string;
   /** Ask etcd for DELETEs only (its NOPUT filter). */
   deletesOnly?: boolean;
+  /** Ask etcd for each event's previous version of the key. */
+  prevKv?: boolean;
 }
 
 /** The revision an event happened at (a PUT's mod revision is its revision). */

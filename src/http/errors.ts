@@ -11,6 +11,7 @@ import {
   LockLost,
   ShuttingDown,
   TicketMismatch,
+  TooManyStreams,
   TooManyWaiters,
 } from "../lock/index.js";
 import { Problem, type ProblemCode } from "../problems.js";
@@ -206,6 +207,7 @@ export function lockProblem(err: LockError): Problem {
   if (err instanceof LockLost) return new Problem("lock-lost", err.message);
   if (err instanceof IdempotencyKeyMismatch) return new Problem("idempotency-key-mismatch", err.message);
   if (err instanceof TooManyWaiters) return new Problem("too-many-waiters", err.message, {}, { "Retry-After": "1" });
+  if (err instanceof TooManyStreams) return new Problem("too-many-streams", err.message, {}, { "Retry-After": "5" });
   if (err instanceof ShuttingDown) return new Problem("backend-unavailable", err.message, {}, { "Retry-After": "1" });
   // ForeignKey: a key under the prefix that leasehold did not write.
   return new Problem("internal-error", err.message);

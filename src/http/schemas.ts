@@ -64,6 +64,22 @@ const TicketTtl = z
     example: 30,
   });
 
+/** Most UTF-8 bytes a published value may have. */
+export const MAX_VALUE_BYTES = 4096;
+
+const utf8Bytes = (text: string) =>
+  text.length * 3 <= MAX_VALUE_BYTES ? text.length : new TextEncoder().encode(text).length;
+
+const Value = z
+  .string({ message: "must be a string" })
+  .refine((v) => utf8Bytes(v) <= MAX_VALUE_BYTES, `must be at most ${MAX_VALUE_BYTES} UTF-8 bytes`)
+  .openapi({
+    description:
+      "A value the holder publishes (a leader's address, its epoch): shown by GET and in `held` events. " +
+      "At most 4,096 UTF-8 bytes",
+    example: "10.0.0.7:8080",
+  });
+
 /** Most holders a semaphore may have. */
 export const MAX_SEMAPHORE_LIMIT = 10_000;
 
@@ -90,6 +106,11 @@ const acquireFields = {
       "Come back with a place in line: 201 when it reached its turn, else 202 with the new position. " +
       "`wait` may be sent; `ttl` and `owner` when sent must match the ticket's; no `ticketTtl`",
   }),
+  value: Value.optional().openapi({
+    description:
+      "Published while the grant holds (a waiter publishes it at its turn); replace it with renew. " +
+      "At most 4,096 UTF-8 bytes. With a ticket, must match the ticket's",
+  }),
 };
 
 export const AcquireBody = z.strictObject(acquireFields).openapi("AcquireRequest");
@@ -99,7 +120,13 @@ export const SemaphoreAcquireBody = z
   .strictObject({ limit: Limit.optional(), ...acquireFields })
   .openapi("SemaphoreAcquireRequest");
 
-export const LeaseBody = z.strictObject({ lease: Handle.optional() }).openapi("LeaseRequest");
+/** A renew's optional body: the grant's lease and, to replace it, the value it publishes. */
+export const RenewBody = z
+  .strictObject({
+    lease: Handle.optional(),
+    value: Value.optional().openapi({ description: "Replaces the published value (absent: kept)" }),
+  })
+  .openapi("RenewRequest");
 
 /** The optional body of a release: the grant's lease, or the ticket of a place in line. */
 export const ReleaseBody = z
@@ -159,12 +186,65 @@ export const ReleaseQuery = z.strictObject({
     }),
 });
 
-export const ListQuery = z.strictObject({
-  prefix: z
+const IndexValue = z.string().regex(/^\d{1,15}$/, "must be a whole number (the index of an earlier answer)");
+
+/** The query of a read of one lock or semaphore: a blocking read when `index` is given. */
+export const InspectQuery = z.strictObject({
+  index: IndexValue.optional().openapi({
+    param: { name: "index", in: "query" },
+    description:
+      "Blocking read: answer once the state changed after this index (`index` of an earlier answer, " +
+      "the etcd revision it was read at), or after `wait` seconds unchanged",
+    example: "1042",
+  }),
+  wait: z
     .string()
-    .regex(NAME_PREFIX_PATTERN, `must use the lock name alphabet (${NAME_ALPHABET})`)
+    .regex(/^(?:\d{1,6}(?:\.\d{1,3})?|\.\d{1,3})$/, "must be a number of seconds")
     .optional()
-    .openapi({ param: { name: "prefix", in: "query" }, example: "cron:" }),
+    .openapi({
+      param: { name: "wait", in: "query" },
+      description: "With `index`: seconds to wait for a change (fractions allowed; default and max LEASEHOLD_MAX_WAIT)",
+      example: "30",
+    }),
+});
+
+const NamePrefix = z
+  .string()
+  .regex(NAME_PREFIX_PATTERN, `must use the lock name alphabet (${NAME_ALPHABET})`)
+  .optional()
+  .openapi({ param: { name: "prefix", in: "query" }, example: "cron:" });
+
+export const EventsQuery = z.strictObject({
+  prefix: NamePrefix.openapi({
+    param: { name: "prefix", in: "query" },
+    description: "Only names under this prefix (default: every name the API key may see)",
+    example: "election:",
+  }),
+  kind: z
+    .enum(["lock", "semaphore"], { message: "must be lock or semaphore" })
+    .optional()
+    .openapi({ param: { name: "kind", in: "query" }, description: "Only locks or only semaphores (default: both)" }),
+  lastEventId: IndexValue.optional().openapi({
+    param: { name: "lastEventId", in: "query" },
+    description: "Resume after this event id, for EventSource polyfills that cannot send Last-Event-ID",
+    example: "1044",
+  }),
+});
+
+export const EventsHeaders = z.object({
+  "last-event-id": z
+    .string()
+    .regex(/^\d{1,15}$/, "must be a whole number (the id of an event this stream sent)")
+    .optional()
+    .openapi({
+      param: { name: "last-event-id", in: "header" },
+      description: "Resume after this event id (an etcd revision): every change after it, none twice",
+      example: "1044",
+    }),
+});
+
+export const ListQuery = z.strictObject({
+  prefix: NamePrefix,
   limit: z
     .string()
     .regex(/^0*(?:[1-9]\d{0,2}|1000)$/, "must be a whole number from 1 to 1000")
@@ -194,6 +274,7 @@ export const Grant = z
     ttl: z.number().int().openapi({ description: "TTL etcd granted, in seconds", example: 30 }),
     expiresAt: ExpiresAt,
     owner: z.string().optional().openapi({ example: "host-a" }),
+    value: z.string().optional().openapi({ description: "The value the holder publishes", example: "10.0.0.7:8080" }),
   })
   .openapi("Grant");
 
@@ -225,6 +306,21 @@ const Waiters = z.number().int().openapi({
 
 const RemainingTtl = z.number().int().openapi({ description: "Remaining seconds", example: 27 });
 
+const PublishedValue = z
+  .string()
+  .optional()
+  .openapi({ description: "The value the holder publishes", example: "10.0.0.7:8080" });
+
+const Index = z
+  .number()
+  .int()
+  .openapi({
+    description:
+      "The etcd revision this answer was read at; every later change has a larger one. " +
+      "Send it back as `?index=` for a blocking read (also in the Leasehold-Index header)",
+    example: 1051,
+  });
+
 export const LockInfo = z
   .object({
     name: z.string().openapi({ example: "cron:job9" }),
@@ -232,7 +328,9 @@ export const LockInfo = z
     ttl: RemainingTtl,
     expiresAt: ExpiresAt,
     owner: z.string().optional().openapi({ example: "host-a" }),
+    value: PublishedValue,
     waiters: Waiters.optional().openapi({ description: "Callers in line for the lock; absent when none" }),
+    index: Index.optional().openapi({ description: "`GET /locks/{name}` only: see Index" }),
   })
   .openapi("LockInfo");
 
@@ -244,7 +342,13 @@ export const LockList = z
   .openapi("LockList");
 
 export const SemaphoreHolder = z
-  .object({ token: Token, ttl: RemainingTtl, expiresAt: ExpiresAt, owner: z.string().optional() })
+  .object({
+    token: Token,
+    ttl: RemainingTtl,
+    expiresAt: ExpiresAt,
+    owner: z.string().optional(),
+    value: PublishedValue,
+  })
   .openapi("SemaphoreHolder");
 
 export const SemaphoreInfo = z
@@ -253,6 +357,7 @@ export const SemaphoreInfo = z
     limit: z.number().int().openapi({ description: "How many may hold it at once", example: 4 }),
     holders: z.array(SemaphoreHolder).openapi({ description: "Oldest first; never lease handles" }),
     waiters: Waiters,
+    index: Index.optional().openapi({ description: "`GET /semaphores/{name}` only: see Index" }),
   })
   .openapi("SemaphoreInfo");
 
@@ -299,6 +404,10 @@ export const LockHeldProblem = ProblemBody.extend({
 export const LimitMismatchProblem = ProblemBody.extend({
   limit: z.number().int().openapi({ description: "The limit the semaphore's holders took it with", example: 4 }),
 }).openapi("LimitMismatchProblem");
+
+export const NotFoundWithIndex = ProblemBody.extend({
+  index: Index,
+}).openapi("NotFoundProblem");
 
 export const Health = z.object({ status: z.string().openapi({ example: "ok" }) }).openapi("Health");
 

@@ -1,4 +1,4 @@
-import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError, prefixEnd } from "../etcd/types.js";
+import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError } from "../etcd/types.js";
 import { delay, untilDeadline } from "../timers.js";
 import {
   CallerGone,
@@ -13,7 +13,6 @@ import {
   ticketLost,
 } from "./errors.js";
 import { LineKeys } from "./line-keys.js";
-import { listingScopes } from "./listing.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import {
   type Idempotency,
@@ -25,7 +24,8 @@ import {
   replayNonce,
   requestFingerprint,
 } from "./participant.js";
-import { byCreate, hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
+import { type LineRead, LineReader } from "./reading.js";
+import { hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
 import type { LineRange } from "./strategies/line-views.js";
 import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
@@ -35,14 +35,18 @@ import type {
   AcquireOptions,
   Ended,
   EngineOptions,
+  Feed,
+  FeedOptions,
   Grant,
-  HolderView,
   LineInfo,
   LineKind,
   LineRef,
+  LineState,
   Lines,
   ListOptions,
+  ReadOptions,
   RedeemOptions,
+  RenewOptions,
   Ticket,
 } from "./types.js";
 
@@ -70,6 +74,8 @@ interface Place {
   owned: boolean;
   /** A ticket its caller already has: kept when a request waiting with it hangs up. */
   handedOut?: boolean;
+  /** Given up already (see giveUp). */
+  left?: boolean;
 }
 
 /** The sentinel a wait for a turn ends with when the place left the line. */
@@ -105,6 +111,7 @@ export const MAX_LIMIT = 10_000;
 export class LineEngine implements Lines {
   private waiters = 0;
   private readonly keys: LineKeys;
+  private readonly reader: LineReader;
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
   private readonly expiry = new ReportedExpiry();
@@ -115,10 +122,19 @@ export class LineEngine implements Lines {
     private readonly opts: EngineOptions,
   ) {
     this.keys = new LineKeys(opts.prefix);
+    this.reader = new LineReader(etcd, this.keys, strategies.changes, this.expiry, opts);
   }
 
   get activeWaiters(): number {
     return this.waiters;
+  }
+
+  get activeReads(): number {
+    return this.reader.activeReads;
+  }
+
+  get activeFeeds(): number {
+    return this.reader.activeFeeds;
   }
 
   sweepLeases(): void {
@@ -140,7 +156,14 @@ export class LineEngine implements Lines {
             key: o.idempotencyKey,
             caller: o.caller ?? "",
             // Not `wait`: a client retrying after a lost answer sends the wait it has left.
-            fp: requestFingerprint([o.ttl, o.owner ?? null, o.limit, o.queue ?? false]),
+            // A value is fingerprinted only when sent, so grants made without one keep theirs.
+            fp: requestFingerprint([
+              o.ttl,
+              o.owner ?? null,
+              o.limit,
+              o.queue ?? false,
+              ...(o.value !== undefined ? [o.value] : []),
+            ]),
           };
     const keyId = idem ? idempotentKeyId(idem) : randomNonce();
     const ask: Ask = {
@@ -162,7 +185,7 @@ export class LineEngine implements Lines {
     // txn. Otherwise the join goes blind, and its failure branch reads the line anyway.
     let known: LineRead | undefined =
       waits.watching(ask.range.start) || this.seenBusy.likely(ask.range.start)
-        ? await this.readOldest(ask.range, o.limit + 1)
+        ? await this.reader.readOldest(ask.range, o.limit + 1)
         : undefined;
     let lastChance = false;
     for (let attempt = 0; ; attempt++) {
@@ -195,12 +218,6 @@ export class LineEngine implements Lines {
       }
       known = r.known;
     }
-  }
-
-  /** The oldest `limit` participants of a line, and how many it has. */
-  private async readOldest(range: LineRange, limit: number): Promise<LineRead> {
-    const r = await this.etcd.scan(range.start, range.end, { byCreate: true, limit });
-    return { revision: r.revision, oldest: r.kvs.map(member), count: r.count };
   }
 
   /**
@@ -252,6 +269,10 @@ export class LineEngine implements Lines {
     }
     const r = joined.value;
     if (!r.joined) {
+      // A txn sent again after its first answer was lost (a transport's retry) finds the
+      // key the first send made: that join applied, and the lease is bound to it.
+      const made = r.read.kvs.find((kv) => kv.key === ask.key && kv.value === written && kv.lease === lease.id);
+      if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
       return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
     }
@@ -275,6 +296,7 @@ export class LineEngine implements Lines {
   private requestFields(o: AcquireOptions): Partial<ParticipantValue> {
     return {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
+      ...(o.value !== undefined ? { val: o.value } : {}),
       ...(o.limit !== 1 ? { limit: o.limit } : {}),
     };
   }
@@ -294,6 +316,7 @@ export class LineEngine implements Lines {
       ttl,
       expiresAt: this.expiry.estimate(kv.key, kv.createRevision, at, ttl),
       ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(v.val !== undefined ? { value: v.val } : {}),
       ...(ask.line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
     const signal = ask.o.signal;
@@ -375,7 +398,17 @@ export class LineEngine implements Lines {
       for (;;) {
         const place = await this.joinWaiting(ask);
         if (!("kv" in place)) return place;
-        const r = await this.waitForTurn(ask, place);
+        let r: Acquired | typeof GONE;
+        try {
+          r = await this.waitForTurn(ask, place);
+        } catch (err) {
+          // Whatever failed (etcd unreachable when the position was read, a refused
+          // watch), the place must not stay in line: its queue lease is kept alive for the
+          // instance's other waiters, and a place nobody waits on would stall the line.
+          // A ticket stays.
+          if (place.v.t !== 1) await this.giveUp(place);
+          throw err;
+        }
         if (r !== GONE) return r;
         // Our place went (its queue lease ended under an etcd outage): join again at the back.
         if (Date.now() >= ask.deadline) throw await this.held(ask, undefined);
@@ -386,7 +419,7 @@ export class LineEngine implements Lines {
   }
 
   /** Puts the waiter's key, bound to a queue lease or (tickets) to a new lease of its own. */
-  private async joinWaiting(ask: Ask): Promise<Place | Acquired> {
+  private async joinWaiting(ask: Ask, again = false): Promise<Place | Acquired> {
     const { o } = ask;
     const { nonce, secret } = this.newNonce(ask.idem);
     let queueLease: QueueLease | undefined;
@@ -414,9 +447,12 @@ export class LineEngine implements Lines {
     };
     let created: Awaited<ReturnType<typeof this.strategies.txns.createIfAbsent>>;
     try {
-      created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease });
+      created = await this.strategies.txns.createIfAbsent({ key: ask.key, value, lease, line: ask.range.start });
     } catch (err) {
       giveUp();
+      // The queue lease ended (an etcd outage outlasted its TTL) before a keep-alive found
+      // out: nothing was written, and giving it up retired it, so join on a new one.
+      if (err instanceof LeaseNotFoundError && queueLease && !again) return this.joinWaiting(ask, true);
       throw err;
     }
     if (!created.created) {
@@ -440,9 +476,11 @@ export class LineEngine implements Lines {
     const ticket = place.v.t === 1;
     // A ticket waiting inside a request is kept in line by that request meanwhile.
     const keeper = ticket ? this.keepTicket(place) : undefined;
+    // Nothing is judged from a copy of the line older than this revision.
+    let after = place.kv.modRevision;
     try {
       for (;;) {
-        const r = await this.nextTurn(ask, place);
+        const r = await this.nextTurn(ask, place, after);
         if (r === GONE) {
           if (ticket) throw ticketLost(ask.what);
           return GONE;
@@ -454,49 +492,49 @@ export class LineEngine implements Lines {
           }
           if (ticket) {
             // One last look: the turn may have come while the ticket was being made.
-            const { oldest } = await this.readOldest(ask.range, o.limit);
+            const { oldest } = await this.reader.readOldest(ask.range, o.limit);
             const turn = oldest.find((x) => x.kv.key === place.kv.key);
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
             return grant || { ticket: await this.ticketOf(ask, place) };
           }
-          const position = await this.positionOf(ask.range, place.kv);
+          const position = await this.positionOf(ask.range, place.kv).catch(() => undefined);
           await this.giveUp(place);
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
         }
-        if (holds(r)) {
-          if (!nonceMatches(r.v, place.nonce)) return GONE;
-          // Made a holder by another attempt with the same Idempotency-Key (which waited on
-          // this same place): that grant is this request's too. Converting again would
-          // rebind the key to another lease under the grant already handed out.
-          const grant = await this.claim(ask.line, ask.keyId, r, place.nonce);
-          if (grant) return { grant, replayed: true };
-          continue;
-        }
-        const grant = await this.convert(ask, place, r);
+        // Another attempt waiting for this same place (an idempotent retry, a second
+        // redeem of the ticket) converted it first: that grant is this participant's, and
+        // converting it again would bind it to a second lease behind its holder's back.
+        const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
         if (grant) return grant;
+        // The key changed after the copy showed it: wait for a copy that shows what it became.
+        after = r.kv.modRevision + 1;
       }
     } finally {
       if (keeper) clearInterval(keeper);
     }
   }
 
+  /** The place became a grant through another attempt: the same grant, handed out again. */
+  private async claimTurn(ask: Ask, place: Place, m: Member): Promise<Acquired | undefined> {
+    const grant = await this.claim(ask.line, ask.keyId, m, place.nonce);
+    if (!grant) return undefined;
+    // The key left the queue lease when the other attempt converted it.
+    place.queueLease?.done();
+    return { grant, replayed: true };
+  }
+
   /** The waiter's next turn (its key as the line shows it), or why there is none. */
-  private async nextTurn(ask: Ask, place: Place): Promise<Member | typeof GONE | typeof TIMED_OUT> {
+  private async nextTurn(ask: Ask, place: Place, after: number): Promise<Member | typeof GONE | typeof TIMED_OUT> {
     const { o } = ask;
     for (;;) {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
       const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
       try {
-        const r = await this.strategies.waits.awaitTurn(
-          ask.range,
-          place.kv.key,
-          o.limit,
-          place.kv.modRevision,
-          stop.signal,
-        );
-        if (r.turn === "hold") return r.member;
+        const r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
+        // A key of the same ID made anew (by another attempt, after this place left) is not this place.
+        if (r.turn === "hold") return r.member.kv.createRevision === place.kv.createRevision ? r.member : GONE;
         if (r.turn === "gone") return GONE;
         return TIMED_OUT;
       } catch (err) {
@@ -547,6 +585,7 @@ export class LineEngine implements Lines {
       return undefined;
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
+    place.left = true;
     if (place.queueLease) place.queueLease.done();
     else if (place.owned && place.v.t === 1) this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
     const kv: KeyValue = { ...m.kv, value: written, modRevision: revision, lease: lease.id };
@@ -555,7 +594,8 @@ export class LineEngine implements Lines {
 
   /** Gives up a place this request made (guarded by the revision it was written at). */
   private async giveUp(place: Place): Promise<void> {
-    if (!place.owned) return;
+    if (!place.owned || place.left) return;
+    place.left = true;
     try {
       await this.deleteAt(place.kv.key, place.kv.modRevision);
     } catch {
@@ -595,7 +635,7 @@ export class LineEngine implements Lines {
 
   /** The refusal of a waiter that gave up: 409 with the line's holder as it is now. */
   private async held(ask: Ask, position: number | undefined): Promise<LockHeld> {
-    const { oldest } = await this.readOldest(ask.range, ask.o.limit);
+    const { oldest } = await this.reader.readOldest(ask.range, ask.o.limit);
     return (await this.refusal(ask, oldest, position ?? 0)) ?? new LockHeld(ask.what, undefined, 1, position);
   }
 
@@ -672,14 +712,18 @@ export class LineEngine implements Lines {
 
   // ---------------------------------------------------------------- tickets
 
+  /** The participant a ticket names (whatever it became since); otherwise the ticket is lost. */
+  private async ticketHolder(line: LineRef, what: string, ticket: string): Promise<{ h: Handle; m: Member }> {
+    const h = parseHandle(ticket);
+    const { kv } = h ? await this.etcd.get(this.keys.participant(line, h.keyId)) : {};
+    const m = kv && member(kv);
+    if (!h || !m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    return { h, m };
+  }
+
   async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
     const what = describe(line);
-    const h = parseHandle(ticket);
-    if (!h) throw ticketLost(what);
-    const key = this.keys.participant(line, h.keyId);
-    const { kv } = await this.etcd.get(key);
-    const m = kv && member(kv);
-    if (!m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // Redeemed before, and that answer was lost: the same grant again.
       const grant = await this.claim(line, h.keyId, m, h.nonce);
@@ -694,6 +738,9 @@ export class LineEngine implements Lines {
     if (o.owner !== undefined && o.owner !== m.v.owner) {
       throw new TicketMismatch(`owner differs from the one the ticket was taken with, got ${JSON.stringify(o.owner)}`);
     }
+    if (o.value !== undefined && o.value !== m.v.val) {
+      throw new TicketMismatch("value differs from the one the ticket was taken with");
+    }
     if (o.limit !== undefined && o.limit !== limit) {
       throw new TicketMismatch(`limit differs from the ticket's: it was taken with limit ${limit}, got ${o.limit}`);
     }
@@ -703,11 +750,12 @@ export class LineEngine implements Lines {
       line,
       what,
       range: this.keys.range(line),
-      key,
+      key: m.kv.key,
       keyId: h.keyId,
       o: {
         ttl: m.v.ttl ?? 30,
         ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
+        ...(m.v.val !== undefined ? { value: m.v.val } : {}),
         limit,
         wait: o.wait,
         queue: true,
@@ -723,33 +771,61 @@ export class LineEngine implements Lines {
 
   async leave(line: LineRef, ticket: string): Promise<void> {
     const what = describe(line);
-    const h = parseHandle(ticket);
-    if (!h) throw ticketLost(what);
-    const key = this.keys.participant(line, h.keyId);
-    const { kv } = await this.etcd.get(key);
-    const m = kv && member(kv);
-    if (!m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
       await this.endGrant(what, m);
       return;
     }
     if (m.v.t !== 1 || m.kv.lease !== h.lease) throw ticketLost(what);
-    if (!(await this.deleteAt(key, m.kv.modRevision))) throw ticketLost(what);
+    if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw ticketLost(what);
     // A ticket's lease was made for this key alone.
     await this.etcd.leaseRevoke(h.lease).catch(() => false);
   }
 
   // ---------------------------------------------------------------- holders
 
-  async renew(line: LineRef, handle: string): Promise<Grant> {
+  async renew(line: LineRef, handle: string, o: RenewOptions = {}): Promise<Grant> {
     const what = describe(line);
     const h = parseHandle(handle);
-    const m = await this.heldBy(line, what, h);
+    let m = await this.heldBy(line, what, h);
+    if (o.value !== undefined && o.value !== m.v.val && h) m = await this.publish(line, what, h, m, o.value);
     const sentAt = Date.now();
     const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
+  }
+
+  /**
+   * Replaces the value a holder publishes: its key put again on its own lease, guarded by
+   * the mod revision the handle check read, so a value is never written for a grant that
+   * ended (or a key that changed) since. A key that changed but is still this grant's
+   * (claimed by an idempotent retry meanwhile) is read and tried again.
+   */
+  private async publish(line: LineRef, what: string, h: Handle, held: Member, value: string): Promise<Member> {
+    let m = held;
+    for (let attempt = 1; ; attempt++) {
+      const written = JSON.stringify({ ...m.v, val: value });
+      let revision: number;
+      try {
+        revision = await this.etcd.putIfUnchanged({
+          key: m.kv.key,
+          modRevision: m.kv.modRevision,
+          value: written,
+          lease: m.kv.lease,
+        });
+      } catch (err) {
+        if (err instanceof LeaseNotFoundError) throw new LockLost(what);
+        throw err;
+      }
+      if (revision !== 0) {
+        // This instance's read-free release follows the grant to its new revision.
+        this.own.moved(m.kv.key, h, revision);
+        return member({ ...m.kv, value: written, modRevision: revision });
+      }
+      if (attempt >= FORCE_ATTEMPTS) throw new EtcdUnavailableError(`${what} changed on every attempt to publish`);
+      m = await this.heldBy(line, what, h);
+    }
   }
 
   async release(line: LineRef, handle: string): Promise<Ended> {
@@ -799,7 +875,7 @@ export class LineEngine implements Lines {
     const what = describe(line);
     const range = this.keys.range(line);
     for (let attempt = 1; ; attempt++) {
-      const { oldest } = await this.readOldest(range, line.kind === "lock" ? 1 : MAX_LIMIT);
+      const { oldest } = await this.reader.readOldest(range, line.kind === "lock" ? 1 : MAX_LIMIT);
       const target = oldest.find((m) => holds(m) && (token === undefined || m.kv.createRevision === token));
       if (!target) {
         if (oldest.some((m) => m.kv.lease === 0n)) throw new ForeignKey(what);
@@ -816,83 +892,22 @@ export class LineEngine implements Lines {
     }
   }
 
-  // ---------------------------------------------------------------- reading
+  // ---------------------------------------------------------------- reading (reading.ts)
 
-  async inspect(line: LineRef): Promise<LineInfo | undefined> {
-    const range = this.keys.range(line);
-    let read = await this.readOldest(range, 1);
-    const limit = lineLimit(read.oldest);
-    if (limit === undefined) return undefined;
-    if (limit > 1) read = await this.readOldest(range, limit);
-    return this.infoOf(line.name, read.oldest, read.count);
+  inspect(line: LineRef): Promise<LineInfo | undefined> {
+    return this.reader.inspect(line);
   }
 
-  async list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
-    const items: LineInfo[] = [];
-    for (const scope of listingScopes(o.prefix, o.within)) {
-      const base = this.keys.kindStart(kind);
-      const end = prefixEnd(base + scope);
-      const start = o.after !== undefined && o.after >= scope ? this.keys.after(kind, o.after) : base + scope;
-      if (start >= end) continue;
-      for await (const group of this.lineGroups(kind, start, end)) {
-        const last = items.at(-1);
-        if (items.length >= o.limit && last) return { items, next: last.name };
-        const members = group.kvs.map(member).sort(byCreate);
-        const info = await this.infoOf(group.name, members, members.length);
-        if (info) items.push(info);
-      }
-    }
-    return { items };
+  read(line: LineRef, o: ReadOptions = {}): Promise<LineState> {
+    return this.reader.read(line, o);
   }
 
-  /** The keys in [start, end) grouped by line, in key (so name) order, each line whole. */
-  private async *lineGroups(
-    kind: LineKind,
-    start: string,
-    end: string,
-  ): AsyncGenerator<{ name: string; kvs: KeyValue[] }> {
-    let group: { name: string; kvs: KeyValue[] } | undefined;
-    let from = start;
-    for (;;) {
-      const page = await this.etcd.range(from, end, 512);
-      for (const kv of page.kvs) {
-        const name = this.keys.nameOf(kind, kv.key);
-        if (name === undefined) continue;
-        if (group && group.name !== name) {
-          yield group;
-          group = undefined;
-        }
-        group ??= { name, kvs: [] };
-        group.kvs.push(kv);
-      }
-      const last = page.kvs.at(-1);
-      if (!page.more || !last) break;
-      from = `${last.key}\0`;
-    }
-    if (group) yield group;
+  openFeed(o: FeedOptions): Promise<Feed> {
+    return this.reader.openFeed(o);
   }
 
-  /** What anyone may see of a line, from its oldest participants (at least `limit`). */
-  private async infoOf(name: string, oldest: Member[], count: number): Promise<LineInfo | undefined> {
-    const limit = lineLimit(oldest) ?? 1;
-    const holders = oldest.slice(0, limit).filter(holds);
-    const views = await Promise.all(holders.map((m) => this.holderView(m)));
-    const live = views.filter((v): v is HolderView => v !== undefined);
-    if (live.length === 0) return undefined;
-    return { name, limit, holders: live, waiters: Math.max(0, count - holders.length) };
-  }
-
-  private async holderView(m: Member): Promise<HolderView | undefined> {
-    if (m.kv.lease === 0n) return undefined;
-    const sent = Date.now();
-    const { ttl } = await this.etcd.leaseTimeToLive(m.kv.lease);
-    if (ttl < 0) return undefined;
-    return {
-      token: m.kv.createRevision,
-      ttl,
-      expiresAt: this.expiry.estimate(m.kv.key, m.kv.createRevision, sent, ttl),
-      ...(m.v.owner !== undefined ? { owner: m.v.owner } : {}),
-    };
+  list(kind: LineKind, o: ListOptions): Promise<{ items: LineInfo[]; next?: string }> {
+    return this.reader.list(kind, o);
   }
 
   /**
@@ -915,16 +930,10 @@ export class LineEngine implements Lines {
       ttl: v.ttl ?? remaining,
       expiresAt: this.expiry.estimate(kv.key, kv.createRevision, sent, remaining),
       ...(v.owner !== undefined ? { owner: v.owner } : {}),
+      ...(v.val !== undefined ? { value: v.val } : {}),
       ...(line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
   }
-}
-
-/** A read of a line's oldest participants. */
-interface LineRead {
-  revision: number;
-  oldest: Member[];
-  count: number;
 }
 
 function describe(line: LineRef): string {

@@ -72,8 +72,19 @@ export function ticketLost(what: string): LockLost {
 /** This instance's cap on concurrent waiting acquires is reached. */
 export class TooManyWaiters extends LockError {
   override name = "TooManyWaiters";
+  constructor(
+    readonly limit: number,
+    message = `this instance already has ${limit} waiting acquires; retry later or with a shorter wait`,
+  ) {
+    super(message);
+  }
+}
+
+/** This instance's cap on open event streams is reached. */
+export class TooManyStreams extends LockError {
+  override name = "TooManyStreams";
   constructor(readonly limit: number) {
-    super(`this instance already has ${limit} waiting acquires; retry later or with a shorter wait`);
+    super(`this instance already serves ${limit} event streams; retry later or on another instance`);
   }
 }
 

@@ -34,6 +34,14 @@ export function metered(lines: Lines, metrics: Metrics): Lines {
     get activeWaiters() {
       return lines.activeWaiters;
     },
+    get activeReads() {
+      return lines.activeReads;
+    },
+    get activeFeeds() {
+      return lines.activeFeeds;
+    },
+    read: (line, o) => lines.read(line, o),
+    openFeed: (o) => lines.openFeed(o),
     sweepLeases: () => lines.sweepLeases(),
     close: () => lines.close(),
     inspect: (line) => lines.inspect(line),
@@ -52,9 +60,9 @@ export function metered(lines: Lines, metrics: Metrics): Lines {
       }
     },
 
-    async renew(line, handle) {
+    async renew(line, handle, o) {
       try {
-        const grant = await lines.renew(line, handle);
+        const grant = await lines.renew(line, handle, o);
         metrics.renew("renewed", line);
         return grant;
       } catch (err) {

@@ -26,6 +26,8 @@ export interface ParticipantValue {
   /** Holders allowed at once (1 for a lock). */
   limit?: number;
   owner?: string;
+  /** The value the participant publishes while it holds (a leader's address, say). */
+  val?: string;
   /** Holders: the TTL etcd granted; waiters: the TTL asked for. */
   ttl?: number;
   /** Grant time (ms since the epoch), for the hold-time metric. */
@@ -52,6 +54,7 @@ export function decodeParticipant(value: string): ParticipantValue {
     if (o.t === 1) out.t = 1;
     if (o.c === 1) out.c = 1;
     if (typeof o.owner === "string") out.owner = o.owner;
+    if (typeof o.val === "string") out.val = o.val;
     for (const k of ["ttl", "at", "limit", "tt"] as const) {
       const n = o[k];
       if (typeof n === "number") out[k] = n;

@@ -22,6 +22,8 @@ export async function buildNodeApp(
   const { metrics, contentType, exposition } = prometheusMetrics({
     lockNameLabels: config.LEASEHOLD_METRICS_LOCK_NAMES,
     waiters: () => lines?.activeWaiters ?? 0,
+    blockedReads: () => lines?.activeReads ?? 0,
+    streams: () => lines?.activeFeeds ?? 0,
   });
   if (config.LEASEHOLD_METRICS_LOCK_NAMES && !(o.auth && config.LEASEHOLD_METRICS_AUTH)) {
     o.log.warn(

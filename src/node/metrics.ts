@@ -22,7 +22,12 @@ const COUNTERS = {
  * and a scrape without a key (open /metrics, or auth off) none: its counters are
  * summed over names.
  */
-export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () => number }): {
+export function prometheusMetrics(opts: {
+  lockNameLabels: boolean;
+  waiters: () => number;
+  blockedReads?: () => number;
+  streams?: () => number;
+}): {
   metrics: Metrics;
   contentType: string;
   exposition(caller: ApiKey | undefined): Promise<string>;
@@ -68,6 +73,22 @@ export function prometheusMetrics(opts: { lockNameLabels: boolean; waiters: () =
     registers: [registry],
     collect() {
       this.set(opts.waiters());
+    },
+  });
+  new Gauge({
+    name: "leasehold_blocked_reads",
+    help: "Blocking reads (GET with ?index=) waiting for a change in this instance",
+    registers: [registry],
+    collect() {
+      this.set(opts.blockedReads?.() ?? 0);
+    },
+  });
+  new Gauge({
+    name: "leasehold_event_streams",
+    help: "Event streams (GET /events) open in this instance",
+    registers: [registry],
+    collect() {
+      this.set(opts.streams?.() ?? 0);
     },
   });
   // The kind is "lock" or "semaphore": two values, always a label.

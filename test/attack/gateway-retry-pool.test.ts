@@ -1,11 +1,12 @@
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
-import { createLocks, LockHeld } from "../../src/lock/index.js";
+import { LockHeld } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { gatewayOnNode } from "../../src/node/gateway.js";
 import { startTestEtcd, type TestEtcd } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
+import { createTestLocks as createLocks } from "../support/locks.js";
 
 /**
  * Attack on the gateway transport's retry of a txn on the next endpoint. When a txn's

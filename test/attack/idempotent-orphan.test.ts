@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { type AllOrNothing, type CreateItem, type EtcdClient, EtcdUnavailableError } from "../../src/etcd/types.js";
-import { createLocks, LockLost } from "../../src/lock/index.js";
+import { type EtcdClient, EtcdUnavailableError, type JoinAllResult, type JoinItem } from "../../src/etcd/types.js";
+import { LockLost } from "../../src/lock/index.js";
 import { etcdWithClients, RUNTIMES } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
+import { createTestLocks as createLocks } from "../support/locks.js";
 
 /**
  * Attack: an idempotent retry receives a grant (200, replayed) that the instance which
@@ -15,24 +16,27 @@ import { uniqueName } from "../support/http.js";
  */
 
 /**
- * Wraps a client: the next create txn is applied by etcd, then reported as unreachable.
- * While held (an instance lagging behind etcd), every call that can end a grant (a read
+ * Wraps a client: the next join txn is applied by etcd, then reported as unreachable.
+ * From then on (an instance lagging behind etcd), every call that can end a grant (a read
  * before a delete, a delete txn, a revoke) waits until `open()`; `cleanedUp()` resolves
  * when every such call made so far, and any it led to, has been answered.
  */
-function lostCreateAnswer(inner: EtcdClient) {
-  let failNextCreate = false;
+function lostJoinAnswer(inner: EtcdClient) {
+  let failNextJoin = false;
   let gate: Promise<void> | undefined;
   let open: () => void = () => {};
   const pending: Promise<unknown>[] = [];
   const held = new Set(["get", "deleteAllIfUnchanged", "leaseRevoke"]);
   const client = new Proxy(inner, {
     get(obj, prop, receiver) {
-      if (prop === "createAllIfAbsent") {
-        return async (items: CreateItem[]): Promise<AllOrNothing> => {
-          const r = await inner.createAllIfAbsent(items);
-          if (failNextCreate) {
-            failNextCreate = false;
+      if (prop === "joinAll") {
+        return async (items: JoinItem[]): Promise<JoinAllResult> => {
+          const r = await inner.joinAll(items);
+          if (failNextJoin) {
+            failNextJoin = false;
+            gate = new Promise<void>((r) => {
+              open = r;
+            });
             // The txn applied; its answer is lost (a deadline, a connection cut after the write).
             throw new EtcdUnavailableError("etcd txn timed out after 3000 ms");
           }
@@ -61,13 +65,8 @@ function lostCreateAnswer(inner: EtcdClient) {
         await new Promise((r) => setImmediate(r));
       }
     },
-    loseNextCreateAnswer() {
-      failNextCreate = true;
-    },
-    hold() {
-      gate = new Promise<void>((r) => {
-        open = r;
-      });
+    loseNextJoinAnswer() {
+      failNextJoin = true;
     },
     open() {
       open();
@@ -111,15 +110,14 @@ describe("attack: idempotent replay vs. clean-up of the same request's earlier a
       await Promise.all([locks.close(), other.close()]);
     });
 
-    it(`an unknown-outcome create's clean-up does not end the grant a retry was given meanwhile (${how})`, async () => {
-      const lagging = lostCreateAnswer(client());
+    it(`an unknown-outcome join's clean-up does not end the grant a retry was given meanwhile (${how})`, async () => {
+      const lagging = lostJoinAnswer(client());
       const locks = createLocks(lagging.client, { prefix: "a/", maxWaiters: 10, ...runtime });
       const other = createLocks(client(), { prefix: "a/", maxWaiters: 10, ...runtime });
       const name = uniqueName("unknown");
       const idem = { idempotencyKey: crypto.randomUUID(), caller: "key-a" };
 
-      lagging.loseNextCreateAnswer();
-      lagging.hold();
+      lagging.loseNextJoinAnswer();
       // Attempt 1: the txn applied, the answer was lost → 503 to the caller.
       await expect(locks.acquire(name, { ttl: 30, wait: 0, ...idem })).rejects.toBeInstanceOf(EtcdUnavailableError);
       // The caller retries at once (what leasehold/client does on a 503): 200, the grant.

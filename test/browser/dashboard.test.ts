@@ -77,7 +77,9 @@ describe("in a real browser (Chromium)", () => {
 
     const name = uniqueName("dash");
     await call(svc.url, "POST", "/locks/cron:nightly-backup", { json: { ttl: 120, owner: "host-a" } });
-    await call(svc.url, "POST", "/locks/deploy:web", { json: { ttl: 600, owner: "ci-runner-7" } });
+    await call(svc.url, "POST", "/locks/deploy:web", {
+      json: { ttl: 600, owner: "ci-runner-7", value: "10.0.0.7:8080" },
+    });
     const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 30, owner: "browser-test" } });
     const shownAt = Date.now();
     const row = page.locator(`tr[data-name="${name}"]`);
@@ -229,9 +231,10 @@ describe("in a real browser (Chromium)", () => {
     expect(await semRow.locator("td.waiters").textContent()).toBe("0");
     await expect.poll(() => page.locator("#status").textContent()).toBe("1 lock held · 1 semaphore held");
     await page.screenshot({ path: `${SHOTS}dashboard-lines.png` });
-    // The line empties when the ticket leaves; no handle ever reaches the page.
+    // The line empties when the ticket leaves (lines are not events: the next re-read
+    // of the listing, within 5 s, shows it); no handle ever reaches the page.
     await call(svc.url, "DELETE", `/locks/${base}-lock?ticket=${ticket.json.ticket}`);
-    await expect.poll(() => lockRow.locator("td.waiters").textContent()).toBe("0");
+    await expect.poll(() => lockRow.locator("td.waiters").textContent(), { timeout: 8_000 }).toBe("0");
     const content = await page.content();
     for (const secret of [lock.json.lease, ticket.json.ticket, first.json.lease, second.json.lease]) {
       expect(content).not.toContain(secret);
@@ -241,6 +244,88 @@ describe("in a real browser (Chromium)", () => {
     await call(svc.url, "DELETE", `${sem}?lease=${second.json.lease}`);
     await expect.poll(() => page.locator("#semaphores-section").isHidden()).toBe(true);
     expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it("the event stream shows a grant, its new published value and its release within 200 ms each", async () => {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 400 } });
+    await offline(page, svc.url);
+    const problems = watchProblems(page);
+    const name = uniqueName("live");
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(name)}`);
+    await page.locator('body[data-stream="live"]').waitFor({ timeout: 5_000 });
+    await expect.poll(() => page.locator("#status").textContent()).toBe("0 locks held");
+    // From now on the listings never answer: whatever changes on the page came by the stream.
+    let held = 0;
+    await page.route(/\/(locks|semaphores)\?/, () => {
+      held++;
+    });
+    // The page notes when the row appears, shows a value, and goes (a MutationObserver's
+    // time, by the same clock as this process's).
+    await page.evaluate((n) => {
+      const seen: Record<string, number> = {};
+      (window as unknown as { seen: typeof seen }).seen = seen;
+      const tbody = document.querySelector("#locks tbody") as HTMLElement;
+      new MutationObserver(() => {
+        const row = tbody.querySelector(`tr[data-name="${CSS.escape(n)}"]`);
+        const now = Date.now();
+        if (row) seen.added ??= now;
+        else if (seen.added !== undefined) seen.removed ??= now;
+        const value = row?.querySelector("td.value")?.textContent;
+        if (value) seen[`value:${value}`] ??= now;
+      }).observe(tbody, { childList: true, subtree: true, characterData: true });
+    }, name);
+    const noted = (what: string) =>
+      page
+        .waitForFunction((w) => (window as unknown as { seen: Record<string, number> }).seen[w], what, {
+          timeout: 2_000,
+        })
+        .then((h) => h.jsonValue() as Promise<number>);
+
+    const g = await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 600, owner: "live", value: "10.0.0.7" } });
+    expect(g.status).toBe(201);
+    const grantedAt = Date.now();
+    expect((await noted("added")) - grantedAt).toBeLessThan(200);
+    expect((await noted("value:10.0.0.7")) - grantedAt).toBeLessThan(200);
+    const row = page.locator(`tr[data-name="${name}"]`);
+    expect(await row.locator("td.token").textContent()).toBe(String(g.json.token));
+    expect(await row.locator("td.owner").textContent()).toBe("live");
+
+    const r = await call(svc.url, "PUT", `/locks/${name}/renew`, { json: { lease: g.json.lease, value: "10.0.0.8" } });
+    expect(r.status).toBe(200);
+    const proclaimedAt = Date.now();
+    expect((await noted("value:10.0.0.8")) - proclaimedAt).toBeLessThan(200);
+
+    expect((await call(svc.url, "DELETE", `/locks/${name}?lease=${g.json.lease}`)).status).toBe(204);
+    const releasedAt = Date.now();
+    expect((await noted("removed")) - releasedAt).toBeLessThan(200);
+    expect(await page.locator("#status").textContent()).toBe("0 locks held");
+    // The listings were asked again (after each change) and never answered.
+    expect(held).toBeGreaterThan(0);
+    expect(await page.content()).not.toContain(g.json.lease);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
+  it("without the stream (refused), the dashboard polls the listings and says so", async () => {
+    const page = await browser.newPage();
+    await offline(page, svc.url);
+    // The stream is refused, as by an instance at its limit of streams.
+    await page.route(/\/events\?/, (route) =>
+      route.fulfill({
+        status: 429,
+        contentType: "application/problem+json",
+        headers: { "retry-after": "1" },
+        body: JSON.stringify({ type: "about:blank", status: 429, code: "too-many-streams", title: "Too Many" }),
+      }),
+    );
+    const name = uniqueName("polled");
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(name)}`);
+    await expect.poll(() => page.locator("#live").textContent()).toBe("polling");
+    await call(svc.url, "POST", `/locks/${name}`, { json: { ttl: 60, value: "by-poll" } });
+    const row = page.locator(`tr[data-name="${name}"]`);
+    await row.waitFor({ timeout: 3_000 });
+    expect(await row.locator("td.value").textContent()).toBe("by-poll");
     await page.close();
   });
 

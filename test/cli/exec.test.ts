@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type LeaseholdClient } from "../../src/client/index.js";
 import { startProxy } from "../client/proxy.js";
-import { revokeInEtcd } from "../client/revoke.js";
+import { holderInEtcd, revokeInEtcd } from "../client/revoke.js";
 import { sleep, stillAfter, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
-import { cli, startCli } from "./run.js";
+import { cli, fileLines, startCli } from "./run.js";
 
 let svc: TestService;
 let client: LeaseholdClient;
@@ -24,13 +24,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const lines = (file: string) => {
-  try {
-    return readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
-  } catch {
-    return [];
-  }
-};
+const lines = fileLines;
 
 const alive = (pid: number) => {
   try {
@@ -347,10 +341,8 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
       await sleep(since + 1_000 - Date.now());
       await own.etcd.restart();
       // Past the TTL counted from the acquire, yet still held: the restart reset its countdown.
-      const held = await stillAfter(since + (ttl + 0.5) * 1000 - Date.now(), () =>
-        own.direct.get(`${own.prefix}outlives`),
-      );
-      expect(held.kv).toBeDefined();
+      const held = await stillAfter(since + (ttl + 0.5) * 1000 - Date.now(), () => holderInEtcd(own, "outlives"));
+      expect(held).toBeDefined();
     } finally {
       await own.stop();
     }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, symlinkSync } from "node:fs";
+import { mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -85,4 +85,13 @@ export function binDir(): string {
   mkdirSync(dir, { recursive: true });
   symlinkSync(bin, join(dir, "leasehold"));
   return dir;
+}
+
+/** The non-empty lines of a file the commands append to; none while it does not exist. */
+export function fileLines(file: string): string[] {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").filter(Boolean);
+  } catch {
+    return [];
+  }
 }

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient, LeaseholdError } from "../../src/client/index.js";
+import { createClient } from "../../src/client/index.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { uniqueName } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
+import { failure } from "./failure.js";
 import { acquires, startProxy, type TestProxy } from "./proxy.js";
 
 let svc: TestService;
@@ -21,16 +22,6 @@ async function withProxy(fn: (proxy: TestProxy) => Promise<void>): Promise<void>
   } finally {
     await proxy.stop();
   }
-}
-
-/** The LeaseholdError a promise rejects with. */
-async function failure(p: Promise<unknown>): Promise<LeaseholdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(LeaseholdError);
-  return err as LeaseholdError;
 }
 
 describe.concurrent("client calls", () => {

@@ -5,6 +5,8 @@ import type { AddressInfo, Socket } from "node:net";
 export type ProxyAction =
   /** Pass it on and pass the answer back (the default). */
   | "forward"
+  /** Pass it on and pass the answer back as it comes (an event stream), until `cut()`. */
+  | "stream"
   /** Pass it on, read the service's whole answer, then cut the caller's connection: a lost response. */
   | "drop-response"
   /** Never answer (until the caller gives up or the proxy stops). */
@@ -28,6 +30,8 @@ export interface TestProxy {
   seen: Seen[];
   /** Decides each request's fate; replace it at any time. */
   plan: (req: { method: string; url: string; headers: IncomingMessage["headers"] }) => ProxyAction;
+  /** Cuts every connection the proxy has open to its callers now (a dropped stream). */
+  cut(): void;
   stop(): Promise<void>;
 }
 
@@ -38,7 +42,15 @@ export interface TestProxy {
 export async function startProxy(upstream: string): Promise<TestProxy> {
   const target = new URL(upstream);
   const sockets = new Set<Socket>();
-  const proxy: TestProxy = { url: "", seen: [], plan: () => "forward", stop: async () => {} };
+  const proxy: TestProxy = {
+    url: "",
+    seen: [],
+    plan: () => "forward",
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
+    stop: async () => {},
+  };
 
   const server = createServer((req, res) => {
     void handle(req, res);
@@ -67,6 +79,16 @@ export async function startProxy(upstream: string): Promise<TestProxy> {
         agent: false,
       },
       (up) => {
+        if (action === "stream") {
+          seen.answer = { status: up.statusCode ?? 0, body: "" };
+          const headers = { ...up.headers };
+          delete headers.connection;
+          res.writeHead(up.statusCode ?? 502, headers);
+          res.flushHeaders();
+          up.on("data", (c: Buffer) => res.write(c));
+          up.on("end", () => res.end());
+          return;
+        }
         const parts: Buffer[] = [];
         up.on("data", (c: Buffer) => parts.push(c));
         up.on("end", () => {

@@ -67,4 +67,14 @@ describe("leasehold/client in Cloudflare Workers (workerd)", () => {
     expect(seen.inspected).toBe(seen.token);
     expect(seen.renewals).toBeGreaterThanOrEqual(2);
   });
+
+  it("observe reads the event stream and campaign publishes and proclaims values", async () => {
+    const name = uniqueName("workerd-observe");
+    const res = await fetch(`${workerUrl}/?observe&name=${name}`);
+    expect(res.status).toBe(200);
+    const seen = await res.json();
+    expect(seen.events).toEqual(["reset", "held one", "held two", "free"]);
+    expect(seen.token).toBeGreaterThan(0);
+    expect(Number(seen.lastEventId)).toBeGreaterThan(seen.token);
+  });
 });

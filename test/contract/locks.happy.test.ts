@@ -90,6 +90,7 @@ describe.each(targets)("locks happy path ($name)", (target) => {
       ttl: expect.any(Number),
       expiresAt: expect.any(String),
       owner: "insp",
+      index: expect.any(Number),
     });
     expect(r.json.ttl).toBeGreaterThan(15);
     expect(r.json.ttl).toBeLessThanOrEqual(20);

@@ -61,6 +61,7 @@ describe.each(targets)("semaphores happy path ($name)", (target) => {
         { token: b.json.token, ttl: expect.any(Number), expiresAt: expect.any(String) },
       ],
       waiters: 0,
+      index: expect.any(Number),
     });
     expect(r.json.holders[0].ttl).toBeGreaterThan(15);
     expect(r.json.holders[0].ttl).toBeLessThanOrEqual(20);

@@ -43,6 +43,11 @@ function scripted(answer: (op: string, ...args: unknown[]) => unknown = () => un
     release: (...a: unknown[]) => run("release", ...a),
     forceRelease: (...a: unknown[]) => run("forceRelease", ...a),
     inspect: (...a: unknown[]) => run("inspect", ...a),
+    // A read answers the scripted line with index 42.
+    read: async (...a: unknown[]) => {
+      const info = await run("read", ...a);
+      return { ...(info ? { info } : {}), index: 42 };
+    },
     list: (...a: unknown[]) => run("list", ...a),
     sweepLeases() {},
     close: async () => {},
@@ -226,7 +231,15 @@ describe("what GET and listings show", () => {
   it("a lock: its holder flat, waiters only when some are in line", async () => {
     const api = await appOn(scripted((_op, _line) => info(0)).lines);
     const free = await api("GET", "/locks/n");
-    expect(free.json).toEqual({ name: "n", token: 7, ttl: 12, expiresAt: "2026-01-01T00:00:12.000Z", owner: "o" });
+    expect(free.json).toEqual({
+      name: "n",
+      token: 7,
+      ttl: 12,
+      expiresAt: "2026-01-01T00:00:12.000Z",
+      owner: "o",
+      index: 42,
+    });
+    expect(free.headers.get("leasehold-index")).toBe("42");
     const busy = await appOn(scripted(() => info(3)).lines);
     expect((await busy("GET", "/locks/n")).json).toMatchObject({ token: 7, waiters: 3 });
   });
@@ -243,6 +256,7 @@ describe("what GET and listings show", () => {
         { token: 9, ttl: 3, expiresAt: "x" },
       ],
       waiters: 0,
+      index: 42,
     });
     expect(r.text).not.toContain(GRANT.lease);
   });
@@ -255,7 +269,8 @@ describe("what GET and listings show", () => {
     ]) {
       const r = await api("GET", path as string);
       expect(r.status).toBe(404);
-      expect(r.json).toMatchObject({ code: "lock-not-found", detail: `${noun} n is not held` });
+      expect(r.json).toMatchObject({ code: "lock-not-found", detail: `${noun} n is not held`, index: 42 });
+      expect(r.headers.get("leasehold-index")).toBe("42");
     }
   });
 
@@ -356,5 +371,37 @@ describe("DELETE: a lease, a ticket, or force", () => {
     expect(r.text).not.toContain(TICKET.ticket);
     expect(r.text).not.toContain(GRANT.lease);
     expect(calls).toEqual([]);
+  });
+});
+
+describe("published values and blocking reads, as the engine sees them", () => {
+  it("acquire and renew hand the value to the engine; a renew without one sends none", async () => {
+    const { lines, calls } = scripted((op) => (op === "acquire" ? granted() : { ...GRANT, value: "v2" }));
+    const api = await appOn(lines);
+    expect((await api("POST", "/locks/n", { value: "v1" })).status).toBe(201);
+    const renewed = await api("PUT", "/locks/n/renew", `lease=${GRANT.lease}&value=v2`);
+    expect(renewed.json).toEqual({ ...GRANT, value: "v2" });
+    await api("PUT", `/locks/n/renew?lease=${GRANT.lease}`);
+    expect(calls).toEqual([
+      ["acquire", { kind: "lock", name: "n" }, expect.objectContaining({ value: "v1" })],
+      ["renew", { kind: "lock", name: "n" }, GRANT.lease, { value: "v2" }],
+      ["renew", { kind: "lock", name: "n" }, GRANT.lease, {}],
+    ]);
+  });
+
+  it("?index= and wait reach the engine as after and wait; index alone waits LEASEHOLD_MAX_WAIT; none is a plain read", async () => {
+    const { lines, calls } = scripted(() => undefined);
+    const api = await appOn(lines, { LEASEHOLD_MAX_WAIT: "40" });
+    for (const q of ["", "?index=5&wait=2.5", "?index=6", "?index=7&wait=0"]) {
+      expect((await api("GET", `/semaphores/n${q}`)).status).toBe(404);
+    }
+    expect(calls.map((c) => c[2])).toEqual([
+      {},
+      { after: 5, wait: 2.5, signal: "signal" },
+      { after: 6, wait: 40, signal: "signal" },
+      { after: 7, wait: 0, signal: "signal" },
+    ]);
+    expect((await api("GET", "/locks/n?index=5&wait=41")).status).toBe(400);
+    expect(calls).toHaveLength(4);
   });
 });

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { createLocks, LockError, LockHeld, LockLost } from "../../src/lock/index.js";
+import { createLines, LockError, LockHeld, LockLost } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { counting, grpcOnTestEtcd } from "../support/etcd.js";
 import { uniqueName } from "../support/http.js";
+import { createTestLocks as createLocks, grantOf } from "../support/locks.js";
 
 const settle = <T>(p: Promise<T>) =>
   p.then(
@@ -26,7 +27,7 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
     );
     reset();
     const grants = (await Promise.all(names.map((n) => locks.acquire(n, { ttl: 10, wait: 0 })))).map((r) => r.grant);
-    expect(calls.createAllIfAbsent ?? 0).toBeLessThanOrEqual(3);
+    expect(calls.joinAll ?? 0).toBeLessThanOrEqual(3);
     for (const g of grants) expect((await locks.inspect(g.name))?.token).toBe(g.token);
     reset();
     await Promise.all(grants.map((g) => locks.release(g.name, g.lease)));
@@ -58,6 +59,30 @@ describe("coalesced txns and the release fast path (real etcd)", () => {
     expect(results.filter((r) => r instanceof LockHeld)).toHaveLength(1);
     expect(results.filter((r) => !(r instanceof LockError))).toHaveLength(1);
     await locks.close();
+  });
+
+  it("acquires of one semaphore at once on one instance: never more grants than its limit", async () => {
+    const lines = createLines(shared.client, { prefix: "t/", maxWaiters: 100 });
+    const line = { kind: "semaphore" as const, name: uniqueName("sem") };
+    // Warm the pool: the acquires below start in one turn and would share a txn if allowed.
+    await Promise.all(
+      [0, 1, 2, 3, 4].map(async (i) => {
+        const { grant } = grantOf(
+          await lines.acquire({ kind: "lock", name: `${line.name}-${i}` }, { ttl: 10, wait: 0, limit: 1 }),
+        );
+        await lines.release({ kind: "lock", name: grant.name }, grant.lease);
+      }),
+    );
+    const results = await Promise.all(
+      [0, 1, 2, 3, 4].map(() => settle(lines.acquire(line, { ttl: 10, wait: 0, limit: 2 }))),
+    );
+    const granted = results.filter((r) => !(r instanceof LockError));
+    expect(granted).toHaveLength(2);
+    expect(results.filter((r) => r instanceof LockHeld)).toHaveLength(3);
+    const info = await lines.inspect(line);
+    expect(info?.holders).toHaveLength(2);
+    expect(new Set(info?.holders.map((h) => h.token)).size).toBe(2);
+    await lines.close();
   });
 
   it("a pooled lease that died is skipped: the acquire gets a live lease and holds the lock", async () => {

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { CreateItem, EtcdClient, GetResult } from "../../src/etcd/types.js";
-import { createLocks, LockHeld, LockLost } from "../../src/lock/index.js";
+import type { EtcdClient, JoinItem, ScanQuery, ScanResult } from "../../src/etcd/types.js";
+import { LockHeld, LockLost } from "../../src/lock/index.js";
+import { LineKeys } from "../../src/lock/line-keys.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { gatewayOnNode } from "../../src/node/gateway.js";
 import { etcdWithClients, RUNTIMES } from "../support/etcd.js";
 import { uniqueName, until } from "../support/http.js";
+import { createTestLocks as createLocks } from "../support/locks.js";
 
 /**
  * Paths where a grant could be ended on the strength of something read earlier. Each
@@ -14,17 +16,20 @@ import { uniqueName, until } from "../support/http.js";
  * meanwhile, then resumes it.
  */
 
-/** Pauses `get` of one key after etcd answered it, until `resume` is called. */
-function pausingGets(inner: EtcdClient) {
+/** Where a lock line's keys start (what a force release reads). */
+const lineStart = (name: string) => new LineKeys("t/").range({ kind: "lock", name }).start;
+
+/** Pauses a `scan` of one line after etcd answered it, until `resume` is called. */
+function pausingScans(inner: EtcdClient) {
   let target: string | undefined;
   let paused: (() => void) | undefined;
   let reached: () => void = () => {};
   const client = new Proxy(inner, {
     get(obj, prop, receiver) {
-      if (prop !== "get") return Reflect.get(obj, prop, receiver);
-      return async (key: string): Promise<GetResult> => {
-        const result = await inner.get(key);
-        if (key === target) {
+      if (prop !== "scan") return Reflect.get(obj, prop, receiver);
+      return async (start: string, end: string, q: ScanQuery): Promise<ScanResult> => {
+        const result = await inner.scan(start, end, q);
+        if (start === target) {
           target = undefined;
           reached();
           await new Promise<void>((r) => {
@@ -37,9 +42,9 @@ function pausingGets(inner: EtcdClient) {
   });
   return {
     client,
-    /** The next `get` of `key` waits after its answer; resolves when it is waiting. */
-    pauseNext(key: string): Promise<void> {
-      target = key;
+    /** The next `scan` from `start` waits after its answer; resolves when it is waiting. */
+    pauseNext(start: string): Promise<void> {
+      target = start;
       return new Promise<void>((r) => {
         reached = r;
       });
@@ -62,15 +67,15 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
   for (const { how, runtime } of RUNTIMES) {
     it(`force release that read a lease which was then released and reused for another tenant's lock leaves that lock alone (${how})`, async () => {
       const holderSide = createLocks(client(), { prefix: "t/", maxWaiters: 10, ...runtime });
-      const admin = pausingGets(client());
+      const admin = pausingScans(client());
       const adminSide = createLocks(admin.client, { prefix: "t/", maxWaiters: 10, ...runtime });
       const mine = `team-a:${uniqueName()}`;
       const theirs = `team-b:${uniqueName()}`;
 
       const first = await holderSide.acquire(mine, { ttl: 30, wait: 0 });
-      const reading = admin.pauseNext(`t/${mine}`);
+      const reading = admin.pauseNext(lineStart(mine));
       const forced = adminSide.forceRelease(mine);
-      await reading; // the admin's instance has read the key (and its lease) and is lagging
+      await reading; // the admin's instance has read the line (the holder's key and lease) and is lagging
 
       // Meanwhile: the holder releases, and the pooled lease goes to another tenant's lock.
       await holderSide.release(mine, first.grant.lease);
@@ -91,11 +96,11 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
 
     it(`force release that read a grant which then changed hands ends the new grant, not a stale lease (${how})`, async () => {
       const holderSide = createLocks(client(), { prefix: "t/", maxWaiters: 10, ...runtime });
-      const admin = pausingGets(client());
+      const admin = pausingScans(client());
       const adminSide = createLocks(admin.client, { prefix: "t/", maxWaiters: 10, ...runtime });
       const name = uniqueName("forced");
       const first = await holderSide.acquire(name, { ttl: 30, wait: 0 });
-      const reading = admin.pauseNext(`t/${name}`);
+      const reading = admin.pauseNext(lineStart(name));
       const forced = adminSide.forceRelease(name);
       await reading;
       await holderSide.release(name, first.grant.lease);
@@ -139,15 +144,15 @@ describe.each(transports)("grants are only ever ended by their own revision ($na
       await locks.close();
     });
 
-    it(`a create txn sent twice (its first answer lost) grants the key it made, never pooling its lease (${how})`, async () => {
+    it(`a join txn sent twice (its first answer lost) grants the key it made, never pooling its lease (${how})`, async () => {
       // A transport that resends a txn whose answer it lost: the second send finds the key
       // the first one made, bound to this very lease.
       const twice = new Proxy(client(), {
         get(obj, prop, receiver) {
-          if (prop !== "createAllIfAbsent") return Reflect.get(obj, prop, receiver);
-          return async (items: CreateItem[]) => {
-            await obj.createAllIfAbsent(items);
-            return obj.createAllIfAbsent(items);
+          if (prop !== "joinAll") return Reflect.get(obj, prop, receiver);
+          return async (items: JoinItem[]) => {
+            await obj.joinAll(items);
+            return obj.joinAll(items);
           };
         },
       });

@@ -64,6 +64,35 @@ describe.each(TRANSPORTS)("lines of holders and waiters over $transport (real et
       await Promise.all([a, b, c].map((l) => l.close()));
     });
 
+    it("waiters that join one line at once get places of their own, so tokens of their own", async () => {
+      const [a] = instances(1) as [Lines];
+      const c = shared.client();
+      const line: LineRef = { kind: "lock", name: uniqueName("together") };
+      let holder = grantOf(await a.acquire(line, { ttl: 30, wait: 0, limit: 1 })).grant;
+      // Once the instance has seen the line busy, acquires read it before they join, so
+      // waiters started in one turn reach their joins together: group commit would put
+      // them in one txn.
+      await expect(a.acquire(line, { ttl: 30, wait: 0, limit: 1 })).rejects.toBeInstanceOf(LockHeld);
+      const pending = Array.from({ length: 5 }, () => a.acquire(line, { ttl: 30, wait: 30, limit: 1 }));
+      await until(async () => (await a.inspect(line))?.waiters === 5, "five waiters in line");
+      const start = `${PREFIX}lock/${line.name}#`;
+      const places = await c.scan(start, prefixEnd(start), {});
+      expect(new Set(places.kvs.map((kv) => kv.createRevision)).size).toBe(6);
+      const tokens = [holder.token];
+      const arrived: Grant[] = [];
+      for (const p of pending) void p.then((r) => arrived.push(grantOf(r).grant));
+      for (let i = 0; i < 5; i++) {
+        await a.release(line, holder.lease);
+        await until(() => arrived.length === i + 1, `grant ${i + 1}`);
+        holder = arrived[i] as Grant;
+        tokens.push(holder.token);
+      }
+      await a.release(line, holder.lease);
+      expect(new Set(tokens).size).toBe(6);
+      expect(tokens).toEqual([...tokens].sort((x, y) => x - y));
+      await a.close();
+    });
+
     it("a non-waiting acquire of a held lock writes nothing", async () => {
       const [a] = instances(1) as [Lines];
       const c = shared.client();

@@ -1,10 +1,11 @@
 import { describe, expect, it, vi } from "vitest";
-import { createLocks, LockError, LockHeld, LockLost } from "../../src/lock/index.js";
+import { LockError, LockHeld, LockLost } from "../../src/lock/index.js";
 import { parseHandle } from "../../src/lock/names.js";
 import { counting, grpcOnTestEtcd, untilWatches } from "../support/etcd.js";
 import { eventually, sleep, uniqueName, until } from "../support/http.js";
+import { createTestLocks as createLocks } from "../support/locks.js";
 
-describe("the lock protocol's etcd economy (real etcd)", () => {
+describe("the line engine's etcd economy for locks (real etcd)", () => {
   const shared = grpcOnTestEtcd();
 
   it("an uncontended cycle reuses the released lease: no grant and no revoke after the first", async () => {
@@ -19,8 +20,8 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     }
     expect(calls.leaseGrant ?? 0).toBe(0);
     expect(calls.leaseRevoke ?? 0).toBe(0);
-    // Per cycle: keep-alive alongside the create txn to acquire (no read first), one delete txn to release.
-    expect(calls).toEqual({ leaseKeepAliveOnce: 5, createAllIfAbsent: 5, deleteAllIfUnchanged: 5 });
+    // Per cycle: keep-alive alongside the join txn to acquire (no read first), one delete txn to release.
+    expect(calls).toEqual({ leaseKeepAliveOnce: 5, joinAll: 5, deleteAllIfUnchanged: 5 });
     await locks.close();
   });
 
@@ -51,7 +52,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     // The pool's idle window (3 s) passes on a fake clock: the sweep runs as if 3.3 s later.
     vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 3_300 });
     try {
-      locks.sweepLeases();
+      locks.lines.sweepLeases();
     } finally {
       vi.useRealTimers();
     }
@@ -60,7 +61,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     await locks.close();
   });
 
-  it("waiters share one watch per name, and each release wakes one of them", async () => {
+  it("waiters share one copy of the line (one read, one watch), and each release wakes one of them", async () => {
     const { client, calls, reset } = counting(shared.client);
     const locks = createLocks(client, { prefix: "t/", maxWaiters: 100 });
     const name = uniqueName("shared");
@@ -71,12 +72,18 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
         (e: LockError) => e,
       ),
     );
-    await until(() => locks.activeWaiters === 20 && calls.watchDeletes === 1, "20 waiters on one watch");
+    await until(
+      async () => (await locks.inspect(name))?.waiters === 20 && calls.watchRange === 1,
+      "20 waiters in line on one watch",
+    );
     reset();
     await locks.release(name, holder.grant.lease);
     await Promise.any(waiters.map((w) => w.then((r) => (r instanceof LockError ? Promise.reject(r) : r))));
-    // One wake-up, one attempt: not twenty transactions racing for one lock.
-    expect(calls.createAllIfAbsent).toBe(1);
+    // One wake-up, one attempt (the waiter's key put again as a holder): not twenty
+    // transactions racing for one lock, and nobody read the line again.
+    expect(calls.putIfUnchanged).toBe(1);
+    expect(calls.joinAll ?? 0).toBe(0);
+    expect(calls.scan ?? 0).toBe(0);
     const results = await Promise.all(waiters);
     const granted = results.filter((r) => !(r instanceof LockError));
     expect(granted).toHaveLength(1);
@@ -90,9 +97,9 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const gone = new AbortController();
     const first = locks.acquire(name, { ttl: 30, wait: 5, signal: gone.signal }).catch((e: Error) => e);
-    await until(() => locks.activeWaiters === 1, "the first acquire to wait");
+    await until(async () => (await locks.inspect(name))?.waiters === 1, "the first acquire to wait");
     const second = locks.acquire(name, { ttl: 30, wait: 5 });
-    await until(() => locks.activeWaiters === 2, "the second acquire to wait behind it");
+    await until(async () => (await locks.inspect(name))?.waiters === 2, "the second acquire to wait behind it");
     // The first waiter is woken by the release but hangs up before it can try.
     const released = locks.release(name, holder.grant.lease);
     gone.abort();
@@ -110,7 +117,7 @@ describe("the lock protocol's etcd economy (real etcd)", () => {
     const name = uniqueName("ride");
     const holder = await locks.acquire(name, { ttl: 30, wait: 0 });
     const waiting = locks.acquire(name, { ttl: 30, wait: 12 });
-    await until(() => locks.activeWaiters === 1, "the acquire to wait");
+    await until(async () => (await locks.inspect(name))?.waiters === 1, "the acquire to wait");
     await untilWatches(shared.etcd.endpoint, 1, "the waiter's watch to be open in etcd");
     await shared.etcd.stop();
     // Deliberate: the outage lasts a while (1.5 s), well inside the waiter's 12 s.

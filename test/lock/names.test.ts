@@ -19,10 +19,27 @@ describe("random handles", () => {
       const id = randomLeaseId();
       expect(id > 0n && id < 1n << 63n).toBe(true);
       seen.add(id);
-      const nonce = randomNonce();
-      expect(parseHandle(formatHandle({ lease: id, nonce }))).toEqual({ lease: id, nonce });
+      const [keyId, nonce] = [randomNonce(), randomNonce()];
+      const handle = formatHandle({ lease: id, keyId, nonce });
+      expect(handle).toMatch(/^[0-9a-f]{48}$/);
+      expect(parseHandle(handle)).toEqual({ lease: id, keyId, nonce });
+      expect(parseHandle(handle.toUpperCase())).toEqual({ lease: id, keyId, nonce });
     }
     expect(seen.size).toBe(3_000);
+  });
+
+  it("a handle of another shape, or with a lease ID etcd cannot have, names nothing", () => {
+    const part = "0123456789abcdef";
+    for (const bad of [
+      part.repeat(2),
+      part.repeat(4),
+      `${part.repeat(2)}0123456789abcdeg`,
+      "0".repeat(16) + part.repeat(2),
+    ]) {
+      expect(parseHandle(bad)).toBeUndefined();
+    }
+    // The highest bit set: above int64.
+    expect(parseHandle(`8${"0".repeat(15)}${part}${part}`)).toBeUndefined();
   });
 
   it("toHex and fromHex are inverse over every byte value", () => {

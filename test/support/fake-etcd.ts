@@ -18,6 +18,7 @@ import {
   type UpdateItem,
   type WatchEnd,
   type WatchEvent,
+  type WatchOptions,
 } from "../../src/etcd/types.js";
 
 /**
@@ -109,6 +110,8 @@ interface LoggedEvent {
   key: string;
   revision: number;
   event: WatchEvent;
+  /** The key as it was before the event (a watch with prevKv reports it). */
+  prev?: KeyValue;
 }
 
 interface LiveWatch {
@@ -117,6 +120,7 @@ interface LiveWatch {
   /** The end of the watched range; `undefined` when only `key` is watched. */
   rangeEnd: string | undefined;
   deletesOnly: boolean;
+  prevKv?: boolean;
   /** Revisions from this one on are still to be reported. */
   next: number;
   /** A delivery is queued. */
@@ -200,6 +204,11 @@ export class FakeEtcd implements EtcdClient {
   peek(key: string): KeyValue | undefined {
     const kv = this.kvs.get(key);
     return kv && { key, ...kv };
+  }
+
+  /** The keys in [start, end), oldest (by create revision) first, read without going through the client. */
+  peekRange(start: string, end: string): KeyValue[] {
+    return this.scanNow(start, end, { byCreate: true }).kvs;
   }
 
   /** The lease's state, or `undefined` once it is revoked or expired. */
@@ -451,9 +460,15 @@ export class FakeEtcd implements EtcdClient {
     fromRevision: number,
     onEvents: (revision: number, events: WatchEvent[]) => void,
     signal: AbortSignal,
+    options?: WatchOptions,
   ): Promise<WatchEnd> {
     return this.call("watchRange", [start, end, fromRevision, onEvents, signal], () =>
-      this.watch({ key: start, rangeEnd: end, deletesOnly: false }, fromRevision, onEvents, signal),
+      this.watch(
+        { key: start, rangeEnd: end, deletesOnly: false, prevKv: options?.prevKv ?? false },
+        fromRevision,
+        onEvents,
+        signal,
+      ),
     );
   }
 
@@ -537,18 +552,20 @@ export class FakeEtcd implements EtcdClient {
 
   private putAt(key: string, value: string, lease: bigint, revision: number): void {
     const old = this.kvs.get(key);
+    const prev = this.peek(key);
     if (old && old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
     this.kvs.set(key, { value, createRevision: old?.createRevision ?? revision, modRevision: revision, lease });
     if (lease !== 0n) this.leases.get(lease)?.keys.add(key);
-    this.record({ key, revision, event: { type: "put", kv: this.peek(key) as KeyValue } });
+    this.record({ key, revision, event: { type: "put", kv: this.peek(key) as KeyValue }, ...(prev ? { prev } : {}) });
   }
 
   private deleteAt(key: string, revision: number): void {
     const old = this.kvs.get(key);
-    if (!old) return;
+    const prev = this.peek(key);
+    if (!old || !prev) return;
     this.kvs.delete(key);
     if (old.lease !== 0n) this.leases.get(old.lease)?.keys.delete(key);
-    this.record({ key, revision, event: { type: "delete", key, revision } });
+    this.record({ key, revision, event: { type: "delete", key, revision }, prev });
   }
 
   /** Revokes a lease: its keys go in one revision (none when it had no keys). */
@@ -562,7 +579,7 @@ export class FakeEtcd implements EtcdClient {
 
   /** A watch from `fromRevision` (0 or below: from the next revision, as in etcd). */
   private watch(
-    target: Pick<LiveWatch, "key" | "rangeEnd" | "deletesOnly">,
+    target: Pick<LiveWatch, "key" | "rangeEnd" | "deletesOnly" | "prevKv">,
     fromRevision: number,
     onEvents: LiveWatch["onEvents"],
     signal: AbortSignal,
@@ -620,9 +637,10 @@ export class FakeEtcd implements EtcdClient {
       const due = new Map<number, WatchEvent[]>();
       for (const e of this.events.slice(this.firstEventAt(watch.next))) {
         if (!inRange(e.key, watch.key, watch.rangeEnd) || (watch.deletesOnly && e.event.type !== "delete")) continue;
+        const event = watch.prevKv && e.prev ? { ...e.event, prev: e.prev } : e.event;
         const events = due.get(e.revision);
-        if (events) events.push(e.event);
-        else due.set(e.revision, [e.event]);
+        if (events) events.push(event);
+        else due.set(e.revision, [event]);
       }
       for (const [revision, events] of due) {
         if (!this.watches.has(watch)) return;

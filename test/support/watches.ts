@@ -1,4 +1,4 @@
-import type { EtcdClient, WatchEvent } from "../../src/etcd/types.js";
+import type { EtcdClient, WatchEvent, WatchOptions } from "../../src/etcd/types.js";
 
 /**
  * Watches that collect what they report, on any EtcdClient (a transport or the fake).
@@ -16,10 +16,17 @@ export function watching(c: EtcdClient, key: string, from: number) {
 }
 
 /** A watchRange stream, collecting each revision's events. */
-export function watchingRange(c: EtcdClient, start: string, end: string, from: number) {
+export function watchingRange(c: EtcdClient, start: string, end: string, from: number, options?: WatchOptions) {
   const ac = new AbortController();
   const calls: [number, WatchEvent[]][] = [];
-  const ended = c.watchRange(start, end, from, (revision, events) => calls.push([revision, events]), ac.signal);
+  const ended = c.watchRange(
+    start,
+    end,
+    from,
+    (revision, events) => calls.push([revision, events]),
+    ac.signal,
+    options,
+  );
   ended.catch(() => {});
   return { calls, ended, stop: () => ac.abort() };
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { type CreateItem, EtcdUnavailableError, LeaseNotFoundError } from "../../src/etcd/types.js";
+import {
+  type CreateItem,
+  EtcdUnavailableError,
+  type JoinItem,
+  LeaseNotFoundError,
+  prefixEnd,
+} from "../../src/etcd/types.js";
 import { coalescedTxns } from "../../src/lock/strategies/group-commit.js";
 import { FakeEtcd } from "../support/fake-etcd.js";
 import { settled } from "./support.js";
@@ -7,8 +13,22 @@ import { settled } from "./support.js";
 const item = (key: string, value = key, lease = 0n): CreateItem => ({ key, value, lease });
 
 /** The keys of each txn sent, in order. */
-function batches(fake: FakeEtcd, method: "createAllIfAbsent" | "deleteAllIfUnchanged"): string[][] {
-  return fake.argsOf(method).map(([items]) => items.map((i) => i.key));
+function batches(fake: FakeEtcd, method: "createAllIfAbsent" | "deleteAllIfUnchanged" | "joinAll"): string[][] {
+  return fake.argsOf(method).map(([items]) => items.map((i: { key: string }) => i.key));
+}
+
+/** A join of line `line` (keys "line#…") with the participant key "line#id", if nobody joined after `known`. */
+function joinItem(line: string, id: string, known = 0, lease = 0n): JoinItem {
+  const start = `${line}#`;
+  return {
+    start,
+    end: prefixEnd(start),
+    maxCreateRevision: known,
+    key: `${start}${id}`,
+    value: id,
+    lease,
+    readLimit: 2,
+  };
 }
 
 /** Settles every promise, keeping results and errors apart. */
@@ -155,5 +175,95 @@ describe("coalescedTxns (fake etcd)", () => {
       ]),
     ).toEqual([true, false]);
     expect(await txns.deleteIfUnchanged({ key: "b", modRevision: gone })).toBe(false);
+  });
+
+  describe("joins", () => {
+    it("joins of distinct lines started in one turn go in one txn and share its revision", async () => {
+      const fake = new FakeEtcd();
+      const txns = coalescedTxns(fake);
+      const results = await Promise.all(["a", "b", "c"].map((l) => txns.join(joinItem(l, "1"))));
+      expect(batches(fake, "joinAll")).toEqual([["a#1", "b#1", "c#1"]]);
+      expect(results).toEqual([0, 1, 2].map(() => ({ joined: true, revision: 2 })));
+    });
+
+    it("two joins of one line never share a txn: the second compares against the first's key", async () => {
+      // In one txn both would pass the empty-line compare, and both would hold.
+      const fake = new FakeEtcd();
+      const txns = coalescedTxns(fake);
+      const [first, second, other] = await Promise.all([
+        txns.join(joinItem("a", "1")),
+        txns.join(joinItem("a", "2")),
+        txns.join(joinItem("b", "1")),
+      ]);
+      expect(batches(fake, "joinAll")).toEqual([["a#1", "b#1"], ["a#2"]]);
+      expect(first).toEqual({ joined: true, revision: 2 });
+      expect(other).toEqual({ joined: true, revision: 2 });
+      expect(second).toMatchObject({ joined: false, read: { count: 1, newest: 2, kvs: [{ key: "a#1" }] } });
+      expect(fake.peekRange("a#", "a$").map((kv) => kv.key)).toEqual(["a#1"]);
+    });
+
+    it("a failed shared batch resends only the items whose own compare held", async () => {
+      const fake = new FakeEtcd();
+      const taken = fake.put("a#0", "holder");
+      const behind = fake.put("d#0", "holder");
+      const txns = coalescedTxns(fake);
+      const [a, b, c, d] = await Promise.all([
+        txns.join(joinItem("a", "1")),
+        txns.join(joinItem("b", "1")),
+        txns.join(joinItem("c", "1")),
+        // Knows line d up to its holder: its own compare holds, it joins behind it.
+        txns.join(joinItem("d", "1", behind)),
+      ]);
+      expect(batches(fake, "joinAll")).toEqual([
+        ["a#1", "b#1", "c#1", "d#1"],
+        ["b#1", "c#1", "d#1"],
+      ]);
+      expect(a).toMatchObject({ joined: false, read: { count: 1, newest: taken, kvs: [{ key: "a#0" }] } });
+      for (const r of [b, c, d]) expect(r).toEqual({ joined: true, revision: 4 });
+      expect(fake.peek("a#1")).toBeUndefined();
+    });
+
+    it("alone, a join whose compare failed reports the line however new the newest key is", async () => {
+      const fake = new FakeEtcd();
+      const rev = fake.put("a#0", "holder");
+      const txns = coalescedTxns(fake);
+      expect(await txns.join(joinItem("a", "1", rev - 1))).toMatchObject({ joined: false, read: { newest: rev } });
+      expect(fake.count("joinAll")).toBe(1);
+    });
+
+    it("a dead lease fails only its own join; the others are sent again alone", async () => {
+      const fake = new FakeEtcd();
+      const live = 0x1111n;
+      await fake.leaseGrant(live, 30);
+      const txns = coalescedTxns(fake);
+      const [a, dead, c] = await outcomes([
+        txns.join(joinItem("a", "1", 0, live)),
+        txns.join(joinItem("b", "1", 0, 0x2222n)),
+        txns.join(joinItem("c", "1", 0, live)),
+      ]);
+      expect(batches(fake, "joinAll")).toEqual([["a#1", "b#1", "c#1"], ["a#1"], ["b#1"], ["c#1"]]);
+      expect(a).toMatchObject({ ok: { joined: true } });
+      expect(c).toMatchObject({ ok: { joined: true } });
+      expect(dead).toEqual({ err: expect.any(LeaseNotFoundError) });
+    });
+
+    it("a join batch of unknown outcome fails every join, never resent", async () => {
+      const fake = new FakeEtcd();
+      const txns = coalescedTxns(fake);
+      fake.failNext("joinAll", { applied: true });
+      const results = await outcomes(["a", "b"].map((l) => txns.join(joinItem(l, "1"))));
+      expect(results).toEqual([0, 1].map(() => ({ err: expect.any(EtcdUnavailableError) })));
+      // Resending would find each join's own key and take it for someone else's.
+      expect(fake.count("joinAll")).toBe(1);
+      expect(fake.peek("a#1")).toBeDefined();
+    });
+
+    it("no join txn carries more than 42 items: a failed one reads 3 ranges per item, within 128 ops", async () => {
+      const fake = new FakeEtcd();
+      const txns = coalescedTxns(fake);
+      const lines = Array.from({ length: 43 }, (_, i) => `l${String(i).padStart(2, "0")}`);
+      await Promise.all(lines.map((l) => txns.join(joinItem(l, "1"))));
+      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([42, 1]);
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LeasePool } from "../../src/lock/strategies/lease-pool.js";
-import { fakeLocks, leaseOf, settled } from "./support.js";
+import { fakeLines, leaseOf, settled } from "./support.js";
 
 const T0 = 1_000_000;
 
@@ -66,9 +66,9 @@ describe("LeasePool", () => {
   });
 });
 
-describe("the lease pool in LockService (fake etcd)", () => {
+describe("the lease pool in the line engine (fake etcd)", () => {
   it("a released lease serves the next acquire with its TTL: a keep-alive instead of a grant", async () => {
-    const { fake, locks } = fakeLocks();
+    const { fake, locks } = fakeLines();
     const a = await locks.acquire("a", { ttl: 10, wait: 0 });
     await locks.release("a", a.grant.lease);
     fake.resetCalls();
@@ -83,7 +83,7 @@ describe("the lease pool in LockService (fake etcd)", () => {
   });
 
   it("a TTL etcd raised is pooled under what it granted and found again by what was asked", async () => {
-    const { fake, locks } = fakeLocks();
+    const { fake, locks } = fakeLines();
     const a = await locks.acquire("a", { ttl: 1, wait: 0 });
     expect(a.grant.ttl).toBe(2);
     await locks.release("a", a.grant.lease);
@@ -93,7 +93,7 @@ describe("the lease pool in LockService (fake etcd)", () => {
   });
 
   it("a pooled lease with a second or less to live is passed over for a fresh one", async () => {
-    const { fake, locks } = fakeLocks();
+    const { fake, locks } = fakeLines();
     const a = await locks.acquire("a", { ttl: 2, wait: 0 });
     await locks.release("a", a.grant.lease);
     fake.advance(999);
@@ -109,26 +109,26 @@ describe("the lease pool in LockService (fake etcd)", () => {
   });
 
   it("the idle sweep revokes a pooled lease nobody reused, and only after the window", async () => {
-    const { fake, locks } = fakeLocks();
+    const { fake, lines, locks } = fakeLines();
     const a = await locks.acquire("a", { ttl: 60, wait: 0 });
     await locks.release("a", a.grant.lease);
     const id = leaseOf(a.grant.lease);
     fake.advance(3_000);
-    locks.sweepLeases();
+    lines.sweepLeases();
     expect(fake.count("leaseRevoke")).toBe(0);
     // Sweeps run at most every 250 ms.
     fake.advance(249);
-    locks.sweepLeases();
+    lines.sweepLeases();
     expect(fake.count("leaseRevoke")).toBe(0);
     fake.advance(1);
-    locks.sweepLeases();
+    lines.sweepLeases();
     expect(fake.argsOf("leaseRevoke")).toEqual([[id]]);
     await settled();
     expect(fake.lease(id)).toBeUndefined();
   });
 
   it("close revokes every pooled lease", async () => {
-    const { fake, locks } = fakeLocks();
+    const { fake, locks } = fakeLines();
     const grants = await Promise.all(["a", "b"].map((n) => locks.acquire(n, { ttl: 30, wait: 0 })));
     await Promise.all(grants.map(({ grant }) => locks.release(grant.name, grant.lease)));
     await locks.close();

@@ -190,9 +190,10 @@ export function decodeWatchResult(result: Json): WatchMessage {
 /** A PUT event has no `type` (its value, 0, is the default); a DELETE's kv has key and revision only. */
 function decodeEvent(e: Json): WatchEvent {
   const kv = (e.kv ?? {}) as RawKv;
+  const prev = e.prev_kv ? { prev: decodeKv(e.prev_kv as RawKv) } : {};
   if (e.type === "DELETE")
-    return { type: "delete", key: decodeBase64(kv.key), revision: decodeNumber(kv.mod_revision) };
-  return { type: "put", kv: decodeKv(kv) };
+    return { type: "delete", key: decodeBase64(kv.key), revision: decodeNumber(kv.mod_revision), ...prev };
+  return { type: "put", kv: decodeKv(kv), ...prev };
 }
 
 export interface GatewayErrorInfo {

@@ -70,6 +70,7 @@ export function encodeScan(start: string, end: string, q: ScanQuery): Json {
     ...(q.byCreate ? { sort_target: "CREATE", sort_order: "ASCEND" } : {}),
     ...(q.maxCreateRevision ? { max_create_revision: String(q.maxCreateRevision) } : {}),
     ...(q.countOnly ? { count_only: true } : {}),
+    ...(q.revision ? { revision: String(q.revision) } : {}),
   };
 }
 
@@ -102,6 +103,7 @@ export function encodeWatch(target: WatchTarget, fromRevision: number): Json {
       ...(target.end === undefined ? {} : { range_end: encodeBase64(target.end) }),
       start_revision: String(fromRevision),
       ...(target.deletesOnly ? { filters: ["NOPUT"] } : {}),
+      ...(target.prevKv ? { prev_kv: true } : {}),
     },
   };
 }

@@ -39,8 +39,9 @@ export function toKv(kv: IKeyValue): KeyValue {
 }
 
 export function toEvent(e: IEvent): WatchEvent {
-  if (e.type === "Put") return { type: "put", kv: toKv(e.kv) };
-  return { type: "delete", key: e.kv.key.toString(), revision: Number(e.kv.mod_revision) };
+  const prev = e.prev_kv ? { prev: toKv(e.prev_kv) } : {};
+  if (e.type === "Put") return { type: "put", kv: toKv(e.kv), ...prev };
+  return { type: "delete", key: e.kv.key.toString(), revision: Number(e.kv.mod_revision), ...prev };
 }
 
 /** A Range as `EtcdClient.scan` describes it. */
@@ -52,6 +53,7 @@ export function scanRequest(start: string, end: string, q: ScanQuery): IRangeReq
     ...(q.byCreate ? { sort_target: "Create", sort_order: "Ascend" } : {}),
     ...(q.maxCreateRevision ? { max_create_revision: q.maxCreateRevision } : {}),
     ...(q.countOnly ? { count_only: true } : {}),
+    ...(q.revision ? { revision: q.revision } : {}),
   };
 }
 

@@ -101,6 +101,7 @@ async function watchConnection(
     if (target.end === undefined) builder.key(target.key);
     else builder.inRange({ start: target.key, end: target.end });
     if (target.deletesOnly) builder.only("delete");
+    if (target.prevKv) builder.withPreviousKV();
     watcher = builder.startRevision(String(cursor.next)).watcher();
     // The whole response, so that one revision's events are reported together. A
     // cancelled watcher stays attached until etcd confirms; it must not report then.

@@ -30,7 +30,8 @@ export function acquire(k: KindRoutes): Route {
           "`wait` seconds for one; callers in line are served in the order they joined. Each permit has its own fencing token. "
         : "Takes the lock if it is free and nobody is in line, or long-polls up to `wait` seconds for it; callers " +
           "in line are served in the order they joined. The grant's `token` is the fencing token. ") +
-      "Keep `lease` secret for renew and release. With `queue: true`, a caller not granted within `wait` keeps " +
+      "Keep `lease` secret for renew and release. `value` is published while the grant holds (GET shows it, " +
+      "events carry it; renew replaces it). With `queue: true`, a caller not granted within `wait` keeps " +
       "a place in line across requests (202 with a `ticket`), and comes back with `ticket` (201 at its turn, " +
       "else 202 with its new position). With a ticket, Idempotency-Key is not used: redeeming twice is safe.",
     request: {
@@ -85,6 +86,7 @@ export function acquire(k: KindRoutes): Route {
               signal: c.req.raw.signal,
               ...(body.ttl !== undefined ? { ttl: body.ttl } : {}),
               ...(body.owner !== undefined ? { owner: body.owner } : {}),
+              ...(body.value !== undefined ? { value: body.value } : {}),
               ...(body.limit !== undefined ? { limit: body.limit } : {}),
             })
           : await lines.acquire(line, {
@@ -94,6 +96,7 @@ export function acquire(k: KindRoutes): Route {
               signal: c.req.raw.signal,
               caller: c.get("caller") ?? "",
               ...(body.owner !== undefined ? { owner: body.owner } : {}),
+              ...(body.value !== undefined ? { value: body.value } : {}),
               ...(body.queue ? { queue: true, ticketTtl: body.ticketTtl ?? config.LEASEHOLD_DEFAULT_TICKET_TTL } : {}),
               ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
             });
@@ -111,6 +114,7 @@ export function acquire(k: KindRoutes): Route {
 interface AcquireInput {
   ttl?: number | undefined;
   owner?: string | undefined;
+  value?: string | undefined;
   wait?: number | undefined;
   queue?: boolean | undefined;
   ticketTtl?: number | undefined;

@@ -4,6 +4,7 @@ import type { Route } from "../route.js";
 import { acquire } from "./acquire.js";
 import { dashboard } from "./dashboard.js";
 import { docsRoutes } from "./docs.js";
+import { events } from "./events.js";
 import { healthz, readyz } from "./health.js";
 import { inspect } from "./inspect.js";
 import { LOCKS, SEMAPHORES } from "./kinds.js";
@@ -15,6 +16,7 @@ import { renew } from "./renew.js";
 /** The API's documented routes, in the order openapi.yaml lists them: each line route once per kind. */
 const api: Route[] = [
   ...[LOCKS, SEMAPHORES].flatMap((k) => [acquire(k), renew(k), release(k), inspect(k), list(k)]),
+  events,
   healthz,
   readyz,
 ];

@@ -1,10 +1,16 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, problem } from "../schemas.js";
+import { commonProblems, InspectQuery, NotFoundWithIndex, problem } from "../schemas.js";
 import type { KindRoutes } from "./kinds.js";
 
-/** `GET /locks/{name}` and `GET /semaphores/{name}`: who holds it, and how many are in line. */
+/** The header that repeats an inspect answer's `index`. */
+export const INDEX_HEADER = "Leasehold-Index";
+
+/**
+ * `GET /locks/{name}` and `GET /semaphores/{name}`: who holds it, and how many are in
+ * line; with `?index=`, a blocking read.
+ */
 export function inspect(k: KindRoutes): Route {
   const doc = createRoute({
     method: "get",
@@ -12,27 +18,60 @@ export function inspect(k: KindRoutes): Route {
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Inspect a semaphore" : "Inspect a lock",
     description:
-      k.kind === "semaphore"
-        ? "The semaphore's limit, its holders (fencing tokens, remaining TTLs, owners) and how many are in line. " +
-          "Never lease handles or tickets."
-        : "Who holds the lock, its fencing token and remaining TTL, and how many are in line. " +
-          "Never the lease handle or tickets.",
-    request: { params: k.nameParam },
+      (k.kind === "semaphore"
+        ? "The semaphore's limit, its holders (fencing tokens, remaining TTLs, owners, published values) and how " +
+          "many are in line. Never lease handles or tickets. "
+        : "Who holds the lock, its fencing token, remaining TTL and published value, and how many are in line. " +
+          "Never the lease handle or tickets. ") +
+      "Every answer (the 404 too) carries `index`, also in the Leasehold-Index header: the etcd revision it was " +
+      "read at. With `index=R`, a blocking read: answers as soon as one of the " +
+      `${k.noun}'s keys was written or deleted after revision R (a new holder, a value, a release, a caller ` +
+      "joining or leaving its line), or after `wait` seconds unchanged, with the state as it is then and its new " +
+      "index. Loop with the last index: no change is missed, none answered twice.",
+    request: { params: k.nameParam, query: InspectQuery },
     responses: {
-      200: { description: "Held", content: { "application/json": { schema: k.infoSchema } } },
-      404: problem(`lock-not-found: nobody holds the ${k.noun}`),
+      200: {
+        description: "Held",
+        headers: { [INDEX_HEADER]: { description: "The answer's index", schema: { type: "integer" } } },
+        content: { "application/json": { schema: k.infoSchema } },
+      },
+      404: {
+        description: `lock-not-found: nobody holds the ${k.noun} (with the index it was read at)`,
+        headers: { [INDEX_HEADER]: { description: "The answer's index", schema: { type: "integer" } } },
+        content: { "application/problem+json": { schema: NotFoundWithIndex } },
+      },
+      429: problem("too-many-waiters: this instance's cap on blocking reads is reached (has Retry-After)"),
       ...commonProblems,
     },
   });
 
-  return documented(doc, "keyed", (app, { lines }) => {
+  return documented(doc, "keyed", (app, { config, lines }) => {
     app.openapi(forHandling(doc), async (c) => {
       const { name } = c.req.valid("param");
-      const info = await lines.inspect({ kind: k.kind, name });
+      const query = c.req.valid("query");
+      if (query.wait !== undefined && query.index === undefined) {
+        throw new Problem("invalid-request", "wait goes with index (a blocking read waits for a change after index)");
+      }
+      const wait = query.wait === undefined ? config.LEASEHOLD_MAX_WAIT : Number(query.wait);
+      if (wait > config.LEASEHOLD_MAX_WAIT) {
+        throw new Problem("invalid-request", `wait must be at most ${config.LEASEHOLD_MAX_WAIT} seconds, got ${wait}`);
+      }
+      const { info, index } = await lines.read(
+        { kind: k.kind, name },
+        query.index === undefined ? {} : { after: Number(query.index), wait, signal: c.req.raw.signal },
+      );
       const oldest = info?.holders[0];
-      if (!info || !oldest) throw new Problem("lock-not-found", `${k.noun} ${name} is not held`);
+      if (!info || !oldest) {
+        throw new Problem(
+          "lock-not-found",
+          `${k.noun} ${name} is not held`,
+          { index },
+          { [INDEX_HEADER]: String(index) },
+        );
+      }
       c.set("token", oldest.token);
-      return c.json(k.view(info), 200);
+      c.header(INDEX_HEADER, String(index));
+      return c.json({ ...k.view(info), index }, 200);
     });
   });
 }

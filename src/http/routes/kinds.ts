@@ -75,6 +75,12 @@ export const SEMAPHORES: KindRoutes = {
 };
 
 /** The fields of a holder anyone may see, picked one by one: nothing else the engine knows leaks. */
-function holderView({ token, ttl, expiresAt, owner }: HolderView): Record<string, unknown> {
-  return { token, ttl, expiresAt, ...(owner !== undefined ? { owner } : {}) };
+function holderView({ token, ttl, expiresAt, owner, value }: HolderView): Record<string, unknown> {
+  return {
+    token,
+    ttl,
+    expiresAt,
+    ...(owner !== undefined ? { owner } : {}),
+    ...(value !== undefined ? { value } : {}),
+  };
 }

@@ -1,12 +1,8 @@
-import type { Context } from "hono";
 import { Problem } from "../../problems.js";
-import { readBody } from "../body.js";
-import { LeaseBody } from "../schemas.js";
 
 /** The lease handle from the body and/or `?lease=`; when both are given they must match. */
-export async function leaseFrom(c: Context, fromQuery: string | undefined): Promise<string> {
-  const body = await readBody(c, LeaseBody);
-  const lease = handleFrom("lease", body.lease, fromQuery);
+export function requiredLease(fromBody: string | undefined, fromQuery: string | undefined): string {
+  const lease = handleFrom("lease", fromBody, fromQuery);
   if (lease === undefined) {
     throw new Problem("invalid-request", 'lease is required: send {"lease": "…"} or ?lease=…');
   }

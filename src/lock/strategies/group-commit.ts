@@ -18,8 +18,11 @@ export type JoinOutcome = { joined: true; revision: number } | { joined: false; 
 export interface SingleKeyTxns {
   /** Txn: if no key in the item's line is newer than its revision then Put(key) else read the line. */
   join(item: JoinItem): Promise<JoinOutcome>;
-  /** Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key). */
-  createIfAbsent(item: CreateItem): Promise<CreateResult>;
+  /**
+   * Txn: if create_revision(key) == 0 then Put(key, value, lease) else Range(key).
+   * Items naming the same `line` (a participant's line start) never share a txn.
+   */
+  createIfAbsent(item: CreateItem & { line?: string }): Promise<CreateResult>;
   /** Txn: if mod_revision(key) == modRevision then Delete(key). `true` when it deleted. */
   deleteIfUnchanged(item: DeleteItem): Promise<boolean>;
 }
@@ -82,10 +85,12 @@ export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFli
     Math.min(maxBatch, 42),
     maxInFlight,
   );
-  const creates = new Coalescer<CreateItem, CreateResult>(
-    (items) => etcd.createAllIfAbsent(items),
+  // Two participants of one line created in one txn would share its revision, their
+  // order in the line and, in turn, one fencing token: one batch per line.
+  const creates = new Coalescer<CreateItem & { line?: string }, CreateResult>(
+    (items) => etcd.createAllIfAbsent(items.map(({ key, value, lease }) => ({ key, value, lease }))),
     (r, _item, i, shared) => settleCreate(r, i, shared),
-    byKey,
+    (i) => i.line ?? i.key,
     maxBatch,
     maxInFlight,
   );

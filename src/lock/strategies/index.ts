@@ -1,6 +1,7 @@
 import type { EtcdClient } from "../../etcd/types.js";
 import { coalescedTxns, type SingleKeyTxns, singleTxns } from "./group-commit.js";
 import { type LeaseSource, PooledLeases } from "./lease-pool.js";
+import { ChangesPerReader, type LineChanges, SharedLineChanges } from "./line-changes.js";
 import { LineViewPerWaiter, type LineWaits, SharedLineViews } from "./line-views.js";
 import { LeasePerWaiter, type QueueLeases, SessionLease } from "./queue-leases.js";
 
@@ -17,6 +18,8 @@ export interface Strategies {
   waits: LineWaits;
   /** The short leases waiters' places are bound to (one per instance, or per waiter). */
   queue: QueueLeases;
+  /** How blocking reads learn their line changed (one watch per line per instance, or per reader). */
+  changes: LineChanges;
 }
 
 /** Node: one process serves many requests, so they can share I/O. */
@@ -26,6 +29,7 @@ export function nodeStrategies(etcd: EtcdClient): Strategies {
     txns: coalescedTxns(etcd),
     waits: new SharedLineViews(etcd),
     queue: new SessionLease(etcd),
+    changes: new SharedLineChanges(etcd),
   };
 }
 
@@ -36,5 +40,6 @@ export function workerStrategies(etcd: EtcdClient): Strategies {
     txns: singleTxns(etcd),
     waits: new LineViewPerWaiter(etcd),
     queue: new LeasePerWaiter(etcd),
+    changes: new ChangesPerReader(etcd),
   };
 }

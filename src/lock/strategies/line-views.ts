@@ -35,6 +35,7 @@ export interface LineWaits {
 }
 
 interface Turn {
+  key: string;
   limit: number;
   joined: number;
   settle(o: TurnOutcome): void;
@@ -47,7 +48,11 @@ export class LineView {
   private readonly byKey = new Map<string, Member>();
   /** The revision the copy is at (0 until the first read). */
   private revision = 0;
-  private readonly turns = new Map<string, Turn>();
+  /**
+   * Every wait in progress. One key may have several: the attempts of one idempotent
+   * request, or the redeems of one ticket, each wait for the same place.
+   */
+  private readonly turns = new Set<Turn>();
   private readonly stop = new AbortController();
 
   constructor(
@@ -71,23 +76,23 @@ export class LineView {
     return new Promise((resolve, reject) => {
       const onAbort = () => turn.settle({ turn: "aborted" });
       const turn: Turn = {
+        key,
         limit,
         joined,
         settle: (o) => {
-          if (this.turns.get(key) === turn) this.turns.delete(key);
+          this.turns.delete(turn);
           signal.removeEventListener("abort", onAbort);
           resolve(o);
         },
         fail: (err) => {
-          if (this.turns.get(key) === turn) this.turns.delete(key);
+          this.turns.delete(turn);
           signal.removeEventListener("abort", onAbort);
           reject(err);
         },
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.turns.get(key)?.settle({ turn: "aborted" });
-      this.turns.set(key, turn);
-      this.judge(key, turn);
+      this.turns.add(turn);
+      this.judge(turn);
     });
   }
 
@@ -152,14 +157,14 @@ export class LineView {
   }
 
   private judgeAll(): void {
-    for (const [key, turn] of [...this.turns]) this.judge(key, turn);
+    for (const turn of [...this.turns]) this.judge(turn);
   }
 
-  private judge(key: string, turn: Turn): void {
+  private judge(turn: Turn): void {
     if (this.revision < turn.joined) return;
-    const m = this.byKey.get(key);
+    const m = this.byKey.get(turn.key);
     if (!m) turn.settle({ turn: "gone" });
-    else if (mayHold(this.members, key, turn.limit)) turn.settle({ turn: "hold", member: m });
+    else if (mayHold(this.members, turn.key, turn.limit)) turn.settle({ turn: "hold", member: m });
   }
 }
 

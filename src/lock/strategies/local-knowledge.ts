@@ -69,6 +69,17 @@ export class OwnGrants {
     setBounded(this.grants, key, grant, this.max);
   }
 
+  /**
+   * The grant of `key` was written again at `revision` by its holder (a new value, same
+   * nonce): its entry follows, if the handle matches it. A new entry, not a changed one:
+   * whoever holds the old one (an abandoned answer's clean-up) keeps its old revision.
+   */
+  moved(key: string, handle: { lease: bigint; nonce: string }, revision: number): void {
+    const grant = this.grants.get(key);
+    if (grant?.lease !== handle.lease || grant.nonce !== handle.nonce) return;
+    this.grants.set(key, { ...grant, revision });
+  }
+
   /** Removes and returns the entry for `key` when the handle matches it. */
   take(key: string, handle: { lease: bigint; nonce: string }): OwnGrant | undefined {
     const grant = this.grants.get(key);

@@ -9,6 +9,7 @@ export default {
     const url = env.LEASEHOLD_URL;
     const name = new URL(request.url).searchParams.get("name") ?? "worker:check";
     const client = createClient({ url });
+    if (new URL(request.url).searchParams.has("observe")) return Response.json(await observed(client, name));
     const expiries = new Set<string>();
     const seen = await withLock(
       name,
@@ -33,3 +34,36 @@ export default {
     return Response.json({ ...seen, renewals: expiries.size - 1, after: (await client.inspect(name)) ?? null });
   },
 };
+
+/**
+ * observe and campaign inside workerd: the event stream read with the Workers fetch, a
+ * campaign that publishes a value and proclaims another.
+ */
+async function observed(client: ReturnType<typeof createClient>, name: string) {
+  const stream = client.observe(name);
+  const events: string[] = [];
+  let started: () => void = () => {};
+  const reset = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const reading = (async () => {
+    for await (const e of stream) {
+      events.push(e.type === "reset" ? "reset" : `${e.type}${e.type === "held" && e.value ? ` ${e.value}` : ""}`);
+      started();
+      if (events.length === 4) break;
+    }
+  })();
+  // Campaign once the stream is open, so that it sees every change.
+  await reset;
+  const token = await client.campaign(
+    name,
+    "one",
+    async (_signal, leader) => {
+      await leader.proclaim("two");
+      return leader.token;
+    },
+    { ttl: 5 },
+  );
+  await reading;
+  return { token, events, lastEventId: stream.lastEventId };
+}

@@ -1,12 +1,40 @@
 import { performance } from "node:perf_hooks";
 import { readMachineCpu, readProc, rssSampler } from "./procs.js";
 import { percentile } from "./stats.js";
-import type { Held, Session, System, SystemId } from "./systems.js";
-import { TimedOut } from "./systems.js";
+import type { Client, Held, InLine, Session, System, SystemId } from "./systems.js";
+import { isHeld, SYSTEM_IDS, TimedOut } from "./systems.js";
 
-export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters";
+export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters" | "fair64x3" | "sem8x64" | "tickets1k";
 
-export const CASE_IDS: readonly CaseId[] = ["c1", "c32", "c256", "contention", "waiters"];
+export const CASE_IDS: readonly CaseId[] = [
+  "c1",
+  "c32",
+  "c256",
+  "contention",
+  "waiters",
+  "fair64x3",
+  "sem8x64",
+  "tickets1k",
+];
+
+/** The cases of the fair line, semaphores and tickets, reported in a table of their own. */
+export const LINE_CASES: readonly CaseId[] = ["fair64x3", "sem8x64", "tickets1k"];
+
+/**
+ * The systems each case runs. etcd's lock API queues fairly like leasehold's line, so it
+ * runs the fair case; the `etcd3` cycle retries after a watch, which has no order to
+ * check. Semaphores and tickets exist only in leasehold.
+ */
+export const CASE_SYSTEMS: Record<CaseId, readonly SystemId[]> = {
+  c1: SYSTEM_IDS,
+  c32: SYSTEM_IDS,
+  c256: SYSTEM_IDS,
+  contention: SYSTEM_IDS,
+  waiters: SYSTEM_IDS,
+  fair64x3: ["leasehold-grpc", "leasehold-http", "etcd-lock"],
+  sem8x64: ["leasehold-grpc", "leasehold-http"],
+  tickets1k: ["leasehold-grpc", "leasehold-http"],
+};
 
 /** etcd calls the leasehold service made per cycle, from its /metrics (leasehold only). */
 export type EtcdCalls = Record<string, { perCycle: number; meanMs: number }>;
@@ -27,6 +55,23 @@ export interface RoundResult {
   wakeP50Ms?: number;
   wakeP99Ms?: number;
   wakeSamples?: number;
+  /** Line cases: from sending the acquire (or taking the ticket) to the grant's arrival. */
+  waitP50Ms?: number;
+  waitP99Ms?: number;
+  /**
+   * Line cases on a lock: grants whose join revision is lower than that of a grant the
+   * clients received before it on the same name (served out of arrival order), of
+   * `ordered` grants whose join revision is known. A fair line has 0.
+   */
+  outOfOrder?: number;
+  ordered?: number;
+  /** Line cases: the most grants of one name held at once, client-side (grant's arrival → release sent). */
+  maxHolders?: number;
+  /** Tickets: redeem requests (202 or 201), per second, and their latency. */
+  redeems?: number;
+  redeemsPerSec?: number;
+  redeemP50Ms?: number;
+  redeemP99Ms?: number;
   /** Peak service RSS in the round; in `waiters`, while all the waiters wait. */
   serviceRssMb?: number;
   serviceCpuPct?: number;
@@ -65,6 +110,29 @@ async function scrape(url: string, series: RegExp): Promise<Map<string, number> 
   }
 }
 
+/** `scrape` of several instances, their series summed; `undefined` when there are none or one failed. */
+async function scrapeSum(urls: readonly string[], series: RegExp): Promise<Map<string, number> | undefined> {
+  if (urls.length === 0) return undefined;
+  const sum = new Map<string, number>();
+  for (const one of await Promise.all(urls.map((u) => scrape(u, series)))) {
+    if (!one) return undefined;
+    for (const [k, v] of one) sum.set(k, (sum.get(k) ?? 0) + v);
+  }
+  return sum;
+}
+
+/** CPU seconds of all the system's service instances; `undefined` without a service (or when one is gone). */
+function servicesCpu(system: System): number | undefined {
+  if (system.services.length === 0) return undefined;
+  let sum = 0;
+  for (const s of system.services) {
+    const cpu = readProc(s.pid)?.cpuSeconds;
+    if (cpu === undefined) return undefined;
+    sum += cpu;
+  }
+  return sum;
+}
+
 const SERVICE_SERIES = /^leasehold_etcd_request_seconds_(sum|count)\{/;
 const ETCD_SERIES =
   /^(etcd_disk_wal_fsync_duration_seconds_(sum|count)|etcd_disk_backend_commit_duration_seconds_(sum|count)|etcd_server_proposals_committed_total) /;
@@ -83,24 +151,25 @@ export interface EtcdServerFigures {
  * the service made (its own histogram) and etcd's raft and disk work (its /metrics).
  */
 async function usageWindow(system: System, env: Env) {
-  const svcUrl = system.service ? `${system.service.url}/metrics` : undefined;
-  const svcBefore = svcUrl ? await scrape(svcUrl, SERVICE_SERIES) : undefined;
+  const svcUrls = system.services.map((s) => `${s.url}/metrics`);
+  const scrapeServices = () => scrapeSum(svcUrls, SERVICE_SERIES);
+  const svcBefore = await scrapeServices();
   const etcdBefore = await scrape(`${env.etcdEndpoint}/metrics`, ETCD_SERIES);
   const t0 = performance.now();
-  const svc0 = readProc(system.service?.pid)?.cpuSeconds;
+  const svc0 = servicesCpu(system);
   const etcd0 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
   const self0 = process.cpuUsage();
   const machine0 = readMachineCpu();
   return async (cycles: number) => {
     const seconds = (performance.now() - t0) / 1000;
-    const svc1 = readProc(system.service?.pid)?.cpuSeconds;
+    const svc1 = servicesCpu(system);
     const etcd1 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
     const self = process.cpuUsage(self0);
     const machine1 = readMachineCpu();
     const pct = (cpu: number) => (100 * cpu) / seconds;
     const serviceCpu = svc0 !== undefined && svc1 !== undefined ? svc1 - svc0 : 0;
     const ours = serviceCpu + (etcd1 - etcd0) + (self.user + self.system) / 1e6;
-    const svcAfter = svcUrl ? await scrape(svcUrl, SERVICE_SERIES) : undefined;
+    const svcAfter = await scrapeServices();
     const etcdAfter = await scrape(`${env.etcdEndpoint}/metrics`, ETCD_SERIES);
     const delta = (a: Map<string, number> | undefined, b: Map<string, number> | undefined, k: string) =>
       (b?.get(k) ?? 0) - (a?.get(k) ?? 0);
@@ -149,6 +218,8 @@ async function usageWindow(system: System, env: Env) {
   };
 }
 
+const pidsOf = (system: System) => system.services.map((s) => s.pid);
+
 /** Counts errors and keeps the first message. */
 function errorLog() {
   let errors = 0;
@@ -160,8 +231,12 @@ function errorLog() {
       else errors++;
       first ??= err instanceof Error ? err.message : String(err);
     },
-    get errors() {
-      return errors;
+    /** Counts a failed cycle; true when there were too many to go on, else after a short pause. */
+    async backOff(err: unknown): Promise<boolean> {
+      this.add(err);
+      if (errors > 1000) return true;
+      await new Promise((r) => setTimeout(r, 10));
+      return false;
     },
     get timeouts() {
       return timeouts;
@@ -217,6 +292,28 @@ async function closeSessions(sessions: Session[]) {
   }
 }
 
+/** What a case's callers share: their client, a session each, the service's RSS and the errors. */
+interface Callers {
+  client: Client;
+  sessions: Session[];
+  rss: ReturnType<typeof rssSampler>;
+  errs: ReturnType<typeof errorLog>;
+}
+
+/** Opens `n` callers of `system`, runs `fn` with them, and closes them whatever happens. */
+async function withCallers<T>(system: System, n: number, fn: (c: Callers) => Promise<T>, rssEveryMs = 100): Promise<T> {
+  const client = await system.client(n);
+  const sessions = await openSessions(client, n);
+  const rss = rssSampler(pidsOf(system), rssEveryMs);
+  try {
+    return await fn({ client, sessions, rss, errs: errorLog() });
+  } finally {
+    rss.stop();
+    await closeSessions(sessions);
+    await client.close();
+  }
+}
+
 /** The figures every case reports, from its latencies, wake-ups and usage window. */
 function result(
   system: System,
@@ -225,7 +322,7 @@ function result(
   cycles: number,
   usage: Awaited<ReturnType<Awaited<ReturnType<typeof usageWindow>>>>,
   errs: ReturnType<typeof errorLog>,
-  o: { latencies?: number[]; wakes?: number[]; rssBytes?: number },
+  o: { latencies?: number[]; wakes?: number[]; rssBytes?: number; figures?: Partial<RoundResult> },
 ): RoundResult {
   const lat = o.latencies?.sort((a, b) => a - b) ?? [];
   const wakes = o.wakes?.sort((a, b) => a - b) ?? [];
@@ -242,7 +339,8 @@ function result(
     ...(wakes.length
       ? { wakeP50Ms: ms(percentile(wakes, 50)), wakeP99Ms: ms(percentile(wakes, 99)), wakeSamples: wakes.length }
       : {}),
-    ...(system.service && o.rssBytes !== undefined ? { serviceRssMb: o.rssBytes / 2 ** 20 } : {}),
+    ...(system.services.length && o.rssBytes !== undefined ? { serviceRssMb: o.rssBytes / 2 ** 20 } : {}),
+    ...o.figures,
     ...rest,
   };
 }
@@ -265,14 +363,10 @@ export async function runClosedLoop(
     contended?: { waitSeconds: number };
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.concurrency);
-  const sessions = await openSessions(client, o.concurrency);
-  const rss = rssSampler(system.service?.pid);
-  const errs = errorLog();
-  const latencies: number[] = [];
-  const handoffs: Handoff[] = [];
-  const wait = o.contended?.waitSeconds ?? 0;
-  try {
+  return withCallers(system, o.concurrency, async ({ sessions, rss, errs }) => {
+    const latencies: number[] = [];
+    const handoffs: Handoff[] = [];
+    const wait = o.contended?.waitSeconds ?? 0;
     const window = await usageWindow(system, env);
     const deadline = performance.now() + o.durationMs;
     await Promise.all(
@@ -288,9 +382,7 @@ export async function runClosedLoop(
             latencies.push(h.releasedAt - t);
             if (o.contended) handoffs.push(h);
           } catch (err) {
-            errs.add(err);
-            if (errs.errors > 1000) return;
-            await new Promise((r) => setTimeout(r, 10));
+            if (await errs.backOff(err)) return;
           }
         }
       }),
@@ -301,11 +393,7 @@ export async function runClosedLoop(
       ...(o.contended ? { wakes: wakeDelays([handoffs]) } : {}),
       rssBytes: rss.peak(),
     });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
-  }
+  });
 }
 
 /**
@@ -326,73 +414,286 @@ export async function runWaiters(
     log: (s: string) => void;
   },
 ): Promise<RoundResult> {
-  const client = await system.client(o.waiters + o.names);
-  const sessions = await openSessions(client, o.waiters + o.names);
-  const rss = rssSampler(system.service?.pid, 50);
-  const errs = errorLog();
-  const byName = new Map<string, Handoff[]>();
-  const nameOf = (i: number) => `${o.namePrefix}-${i % o.names}`;
-  const record = (name: string, h: Handoff) => {
-    const list = byName.get(name) ?? [];
-    list.push(h);
-    byName.set(name, list);
-  };
-  try {
-    const holders: { held: Held; h: Handoff }[] = [];
-    for (let i = 0; i < o.names; i++) {
-      const session = sessions[o.waiters + i];
-      if (!session) throw new Error("missing session");
-      const held = await session.acquire(nameOf(i), 0);
-      const h: Handoff = { token: held.token, grantedAt: performance.now() };
-      record(nameOf(i), h);
-      holders.push({ held, h });
-    }
-    let granted = 0;
-    const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
-      const name = nameOf(i);
-      try {
-        const held = await session.acquire(name, o.waitSeconds);
+  return withCallers(
+    system,
+    o.waiters + o.names,
+    async ({ client, sessions, rss, errs }) => {
+      const byName = new Map<string, Handoff[]>();
+      const nameOf = (i: number) => `${o.namePrefix}-${i % o.names}`;
+      const record = (name: string, h: Handoff) => {
+        const list = byName.get(name) ?? [];
+        list.push(h);
+        byName.set(name, list);
+      };
+      const holders: { held: Held; h: Handoff }[] = [];
+      for (let i = 0; i < o.names; i++) {
+        const session = sessions[o.waiters + i];
+        if (!session) throw new Error("missing session");
+        const held = await session.acquire(nameOf(i), 0);
         const h: Handoff = { token: held.token, grantedAt: performance.now() };
-        record(name, h);
-        granted++;
-        await held.release();
-        h.releasedAt = performance.now();
-      } catch (err) {
-        errs.add(err);
+        record(nameOf(i), h);
+        holders.push({ held, h });
       }
-    });
+      let granted = 0;
+      const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
+        const name = nameOf(i);
+        try {
+          const held = await session.acquire(name, o.waitSeconds);
+          const h: Handoff = { token: held.token, grantedAt: performance.now() };
+          record(name, h);
+          granted++;
+          await held.release();
+          h.releasedAt = performance.now();
+        } catch (err) {
+          errs.add(err);
+        }
+      });
 
-    // Everyone waiting (or as long as we dare look), then the RSS reading.
-    const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
-    let parked = 0;
-    while (performance.now() < parkDeadline) {
-      parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
-      if (parked >= o.waiters) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
-    rss.reset();
-    await new Promise((r) => setTimeout(r, 300));
-    const rssWaiting = rss.peak();
-
-    const window = await usageWindow(system, env);
-    for (const holder of holders) {
-      try {
-        await holder.held.release();
-        holder.h.releasedAt = performance.now();
-      } catch (err) {
-        errs.add(err);
+      // Everyone waiting (or as long as we dare look), then the RSS reading.
+      const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
+      let parked = 0;
+      while (performance.now() < parkDeadline) {
+        parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
+        if (parked >= o.waiters) break;
+        await new Promise((r) => setTimeout(r, 100));
       }
-    }
-    await Promise.all(waiting);
-    const usage = await window(granted);
-    return result(system, "waiters", o.round, granted, usage, errs, {
-      wakes: wakeDelays(byName.values()),
-      rssBytes: rssWaiting,
-    });
-  } finally {
-    rss.stop();
-    await closeSessions(sessions);
-    await client.close();
+      if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
+      rss.reset();
+      await new Promise((r) => setTimeout(r, 300));
+      const rssWaiting = rss.peak();
+
+      const window = await usageWindow(system, env);
+      for (const holder of holders) {
+        try {
+          await holder.held.release();
+          holder.h.releasedAt = performance.now();
+        } catch (err) {
+          errs.add(err);
+        }
+      }
+      await Promise.all(waiting);
+      const usage = await window(granted);
+      return result(system, "waiters", o.round, granted, usage, errs, {
+        wakes: wakeDelays(byName.values()),
+        rssBytes: rssWaiting,
+      });
+    },
+    50,
+  );
+}
+
+// ---------------------------------------------------------------- fair line, semaphores, tickets
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One grant as the client saw it (times in ms, `performance.now()`). */
+export interface TimedGrant {
+  name: string;
+  /** Its join revision, when known (see `Held.joined`). */
+  joined?: number;
+  /** The acquire (or the ticket's first request) was sent. */
+  sentAt: number;
+  /** The grant's answer arrived. */
+  grantedAt: number;
+  /** The release was sent (end of the hold as the client knows it). */
+  releasingAt?: number;
+}
+
+/**
+ * Grants served out of arrival order: on each name, in the order the grants reached the
+ * clients, a grant whose join revision is lower than one granted before it. For a lock
+ * that order is etcd's: a holder sends its release only after its grant arrived, and
+ * the next grant needs that release. Grants whose join is unknown are left out.
+ */
+export function outOfOrder(grants: readonly TimedGrant[]): { outOfOrder: number; ordered: number } {
+  const byName = new Map<string, TimedGrant[]>();
+  for (const g of grants) {
+    if (g.joined === undefined) continue;
+    byName.set(g.name, [...(byName.get(g.name) ?? []), g]);
   }
+  let late = 0;
+  let ordered = 0;
+  for (const list of byName.values()) {
+    let highest = Number.NEGATIVE_INFINITY;
+    for (const g of [...list].sort((a, b) => a.grantedAt - b.grantedAt)) {
+      const joined = g.joined ?? 0;
+      if (joined < highest) late++;
+      highest = Math.max(highest, joined);
+      ordered++;
+    }
+  }
+  return { outOfOrder: late, ordered };
+}
+
+/**
+ * The most grants of one name held at once, as the clients saw them: from a grant's
+ * arrival to its release being sent. That is inside the grant's real hold in etcd, so
+ * this never counts more holders than there were.
+ */
+export function maxHolders(grants: readonly TimedGrant[]): number {
+  const byName = new Map<string, [number, number][]>();
+  for (const g of grants) {
+    if (g.releasingAt === undefined) continue;
+    const edges = byName.get(g.name) ?? [];
+    // A release sent at the very moment another grant arrives is not an overlap: ends sort first.
+    edges.push([g.grantedAt, 1], [g.releasingAt, -1]);
+    byName.set(g.name, edges);
+  }
+  let most = 0;
+  for (const edges of byName.values()) {
+    let open = 0;
+    for (const [, step] of edges.sort((a, b) => a[0] - b[0] || a[1] - b[1])) {
+      open += step;
+      most = Math.max(most, open);
+    }
+  }
+  return most;
+}
+
+/** A grant the bench holds: its times, and what it knows of it (its join revision may come later). */
+type HeldGrant = Omit<TimedGrant, "joined"> & { held: Held };
+
+/** Records a grant as it arrived, holds it `holdMs`, and releases it. */
+async function holdAndRelease(grants: HeldGrant[], name: string, held: Held, sentAt: number, holdMs: number) {
+  const g: HeldGrant = { name, held, sentAt, grantedAt: performance.now() };
+  grants.push(g);
+  await sleep(holdMs);
+  g.releasingAt = performance.now();
+  await held.release();
+}
+
+/** The figures of a line case's grants: waits, order (on a lock) and holders at once. */
+function lineFigures(held: readonly HeldGrant[], ordered: boolean): Partial<RoundResult> {
+  const grants: TimedGrant[] = held.map(({ held: h, ...g }) =>
+    h.joined !== undefined ? { ...g, joined: h.joined } : g,
+  );
+  const waits = grants.map((g) => g.grantedAt - g.sentAt).sort((a, b) => a - b);
+  return {
+    ...(waits.length ? { waitP50Ms: ms(percentile(waits, 50)), waitP99Ms: ms(percentile(waits, 99)) } : {}),
+    ...(ordered ? outOfOrder(grants) : {}),
+    maxHolders: maxHolders(grants),
+  };
+}
+
+/**
+ * Callers on one name in a closed loop for `durationMs`: acquire with `wait` (a lock, or
+ * with `limit` a semaphore's permit), hold `holdMs`, release. Every grant's join
+ * revision is kept to check the order grants were served in (on a lock; several
+ * holders at once reach their clients in no defined order). A system with several
+ * service instances spreads the callers over them.
+ */
+export async function runLine(
+  system: System,
+  env: Env,
+  o: {
+    caseId: CaseId;
+    round: number;
+    callers: number;
+    durationMs: number;
+    name: string;
+    waitSeconds: number;
+    holdMs: number;
+    /** A semaphore of this many permits; a lock without it. */
+    limit?: number;
+  },
+): Promise<RoundResult> {
+  return withCallers(system, o.callers, async ({ client, sessions, rss, errs }) => {
+    const grants: HeldGrant[] = [];
+    const take = (session: Session): Promise<Held> => {
+      if (o.limit === undefined) return session.acquire(o.name, o.waitSeconds);
+      if (!session.permit) throw new Error(`${system.id} has no semaphores`);
+      return session.permit(o.name, o.limit, o.waitSeconds);
+    };
+    const window = await usageWindow(system, env);
+    const deadline = performance.now() + o.durationMs;
+    await Promise.all(
+      sessions.map(async (session) => {
+        while (performance.now() < deadline) {
+          const sentAt = performance.now();
+          try {
+            await holdAndRelease(grants, o.name, await take(session), sentAt, o.holdMs);
+          } catch (err) {
+            if (await errs.backOff(err)) return;
+          }
+        }
+      }),
+    );
+    const usage = await window(grants.length);
+    // Outside the measured window: finding the joins may read etcd's history.
+    await client.joinRevisions?.(grants.map((g) => g.held));
+    return result(system, o.caseId, o.round, grants.length, usage, errs, {
+      rssBytes: rss.peak(),
+      figures: lineFigures(grants, o.limit === undefined),
+    });
+  });
+}
+
+/**
+ * Ticket holders polling: each takes a ticket (`queue: true`) on one of `names` locks,
+ * redeems it every `redeemEveryMs` on average (jittered ±50 %, so the polls spread out)
+ * until granted, holds `holdMs`, releases, and takes a new ticket, until `durationMs`
+ * is over. Places still in line then leave, outside the measured window.
+ */
+export async function runTickets(
+  system: System,
+  env: Env,
+  o: {
+    round: number;
+    holders: number;
+    names: number;
+    durationMs: number;
+    redeemEveryMs: number;
+    holdMs: number;
+    namePrefix: string;
+  },
+): Promise<RoundResult> {
+  return withCallers(system, o.holders, async ({ sessions, rss, errs }) => {
+    const grants: HeldGrant[] = [];
+    const redeemMs: number[] = [];
+    const stillInLine: InLine[] = [];
+    const window = await usageWindow(system, env);
+    const deadline = performance.now() + o.durationMs;
+    await Promise.all(
+      sessions.map(async (session, i) => {
+        const name = `${o.namePrefix}-${i % o.names}`;
+        while (performance.now() < deadline) {
+          const sentAt = performance.now();
+          try {
+            if (!session.queue) throw new Error(`${system.id} has no tickets`);
+            let answer = await session.queue(name);
+            while (!isHeld(answer)) {
+              const pause = Math.min(deadline - performance.now(), o.redeemEveryMs * (0.5 + Math.random()));
+              if (pause > 0) await sleep(pause);
+              if (performance.now() >= deadline) {
+                stillInLine.push(answer);
+                return;
+              }
+              const t = performance.now();
+              answer = await answer.redeem();
+              redeemMs.push(performance.now() - t);
+            }
+            await holdAndRelease(grants, name, answer, sentAt, o.holdMs);
+          } catch (err) {
+            if (await errs.backOff(err)) return;
+          }
+        }
+      }),
+    );
+    const usage = await window(grants.length);
+    for (let i = 0; i < stillInLine.length; i += 64) {
+      await Promise.all(stillInLine.slice(i, i + 64).map((t) => t.leave().catch((err) => errs.add(err))));
+    }
+    redeemMs.sort((a, b) => a - b);
+    return result(system, "tickets1k", o.round, grants.length, usage, errs, {
+      rssBytes: rss.peak(),
+      figures: {
+        ...lineFigures(grants, true),
+        redeems: redeemMs.length,
+        redeemsPerSec: redeemMs.length / usage.seconds,
+        ...(redeemMs.length
+          ? { redeemP50Ms: ms(percentile(redeemMs, 50)), redeemP99Ms: ms(percentile(redeemMs, 99)) }
+          : {}),
+      },
+    });
+  });
 }

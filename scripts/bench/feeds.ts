@@ -233,14 +233,14 @@ function errorCount() {
 }
 
 export async function runSse(system: System, o: FeedOptions): Promise<FeedResult> {
-  const svc = system.service;
+  const svc = system.services[0];
   if (!svc) throw new Error(`${system.id} has no service to stream from`);
   const prefix = `${o.names}:`;
   const errs = errorCount();
   const tally: Tally = { answers: new Map(), arrivals: [] };
   const idle = readProc(svc.pid)?.rssBytes ?? 0;
   const watchesBefore = await openWatches(o.etcdEndpoint);
-  const rss = rssSampler(svc.pid, 50);
+  const rss = rssSampler([svc.pid], 50);
   const reqs: http.ClientRequest[] = [];
   try {
     for (let i = 0; i < o.subscribers; i += 100) {
@@ -301,7 +301,7 @@ export async function runSse(system: System, o: FeedOptions): Promise<FeedResult
 }
 
 export async function runBlocking(system: System, o: FeedOptions): Promise<FeedResult> {
-  const svc = system.service;
+  const svc = system.services[0];
   if (!svc) throw new Error(`${system.id} has no service to read from`);
   const name = `${o.names}-one`;
   const path = `/locks/${encodeURIComponent(name)}`;
@@ -309,7 +309,7 @@ export async function runBlocking(system: System, o: FeedOptions): Promise<FeedR
   const tally: Tally = { answers: new Map(), arrivals: [] };
   const idle = readProc(svc.pid)?.rssBytes ?? 0;
   const watchesBefore = await openWatches(o.etcdEndpoint);
-  const rss = rssSampler(svc.pid, 50);
+  const rss = rssSampler([svc.pid], 50);
   const agent = new http.Agent({ keepAlive: true });
   const get = (query: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -47,12 +47,12 @@ export function readMachineCpu(): { busySeconds: number; totalSeconds: number } 
   return { busySeconds: (total - idle) / CLK_TCK, totalSeconds: total / CLK_TCK };
 }
 
-/** Samples a process's RSS every `everyMs` and keeps the peak. */
-export function rssSampler(pid: number | undefined, everyMs = 100) {
+/** Samples the summed RSS of some processes (a service's instances) every `everyMs` and keeps the peak. */
+export function rssSampler(pids: readonly number[], everyMs = 100) {
   let peak = 0;
   const take = () => {
-    const s = readProc(pid);
-    if (s && s.rssBytes > peak) peak = s.rssBytes;
+    const sum = pids.reduce((n, pid) => n + (readProc(pid)?.rssBytes ?? 0), 0);
+    if (sum > peak) peak = sum;
   };
   take();
   const timer = setInterval(take, everyMs);

@@ -17,10 +17,23 @@ const MEDIANS = [
   "serviceCpuMsPerCycle",
   "etcdCpuMsPerCycle",
   "loadCpuMsPerCycle",
+  "waitP50Ms",
+  "waitP99Ms",
+  "redeemsPerSec",
+  "redeemP50Ms",
+  "redeemP99Ms",
 ] as const satisfies readonly (keyof RoundResult)[];
 
-/** One table row: the median over rounds of each figure; counts are totals. */
-export type Row = Partial<Pick<RoundResult, (typeof MEDIANS)[number] | "etcdCalls" | "etcdServer" | "firstError">> &
+/** Counts a row sums over its rounds. */
+const SUMS = ["outOfOrder", "ordered", "redeems"] as const satisfies readonly (keyof RoundResult)[];
+
+/** One table row: the median over rounds of each figure; counts are totals, `maxHolders` the highest. */
+export type Row = Partial<
+  Pick<
+    RoundResult,
+    (typeof MEDIANS)[number] | (typeof SUMS)[number] | "maxHolders" | "etcdCalls" | "etcdServer" | "firstError"
+  >
+> &
   Pick<RoundResult, "system" | "case" | "cycles" | "errors" | "timeouts"> & { label: string; rounds: number };
 
 export function aggregate(results: readonly RoundResult[], label: (c: CaseId) => string): Row[] {
@@ -48,6 +61,12 @@ export function aggregate(results: readonly RoundResult[], label: (c: CaseId) =>
       const m = median(rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]])));
       if (m !== undefined) row[f] = m;
     }
+    for (const f of SUMS) {
+      const v = rounds.flatMap((r) => (r[f] === undefined ? [] : [r[f]]));
+      if (v.length) row[f] = v.reduce((a, b) => a + b, 0);
+    }
+    const holders = rounds.flatMap((r) => (r.maxHolders === undefined ? [] : [r.maxHolders]));
+    if (holders.length) row.maxHolders = Math.max(...holders);
     const ops = new Set(rounds.flatMap((r) => Object.keys(r.etcdCalls ?? {})));
     if (ops.size) {
       row.etcdCalls = {};
@@ -88,32 +107,41 @@ export interface Target {
  * The issue's targets. Ratios and differences pair the systems within each round (they
  * ran back to back, sharing that moment's noise), then take the median over rounds.
  */
+/** The median over rounds of `f(system's round, baseline's same round)` in case `c`. */
+function paired(
+  results: readonly RoundResult[],
+  system: SystemId,
+  baseline: SystemId,
+  c: CaseId,
+  f: (a: RoundResult, b: RoundResult) => number | undefined,
+): number | undefined {
+  const pick = (s: SystemId, round: number) => results.find((r) => r.system === s && r.case === c && r.round === round);
+  return median(
+    [...new Set(results.map((r) => r.round))].flatMap((n) => {
+      const a = pick(system, n);
+      const b = pick(baseline, n);
+      const v = a && b ? f(a, b) : undefined;
+      return v === undefined ? [] : [v];
+    }),
+  );
+}
+
+const rateRatio = (a: RoundResult, b: RoundResult) =>
+  b.cyclesPerSec > 0 ? a.cyclesPerSec / b.cyclesPerSec : undefined;
+
 export function targets(results: readonly RoundResult[], rows: readonly Row[]): Target[] {
-  const rounds = [...new Set(results.map((r) => r.round))];
-  const pick = (system: SystemId, c: CaseId, round: number) =>
-    results.find((r) => r.system === system && r.case === c && r.round === round);
-  /** The median over rounds of `f(this system's round, the etcd3 baseline's same round)`. */
-  const paired = (system: SystemId, c: CaseId, f: (a: RoundResult, b: RoundResult) => number | undefined) =>
-    median(
-      rounds.flatMap((n) => {
-        const a = pick(system, c, n);
-        const b = pick("etcd3", c, n);
-        const v = a && b ? f(a, b) : undefined;
-        return v === undefined ? [] : [v];
-      }),
-    );
   const out: Target[] = [];
   for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
     const waiters = rows.find((r) => r.system === system && r.case === "waiters");
     const defs: [Omit<Target, "system" | "bound" | "value" | "met">, number | undefined, "min" | "max"][] = [
       [
         { id: "c32-throughput", description: "c=32 cycles/s ÷ etcd3 baseline", limit: 1.3, unit: "×" },
-        paired(system, "c32", (a, b) => (b.cyclesPerSec > 0 ? a.cyclesPerSec / b.cyclesPerSec : undefined)),
+        paired(results, system, "etcd3", "c32", rateRatio),
         "min",
       ],
       [
         { id: "c1-added-p50", description: "c=1 p50 added over etcd3 baseline", limit: 1, unit: "ms" },
-        paired(system, "c1", (a, b) =>
+        paired(results, system, "etcd3", "c1", (a, b) =>
           a.p50Ms !== undefined && b.p50Ms !== undefined ? a.p50Ms - b.p50Ms : undefined,
         ),
         "max",
@@ -172,9 +200,14 @@ export function table(rows: readonly Row[]): string {
     int(r.otherCpuPct),
     r.timeouts ? `${r.errors} (+${r.timeouts} timed out)` : String(r.errors),
   ]);
+  return markdownTable(head, body);
+}
+
+/** Aligned Markdown: the first two columns text, the others numbers (right-aligned). */
+function markdownTable(head: readonly string[], body: readonly string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? "").length)));
   const numeric = (i: number) => i >= 2;
-  const line = (cells: string[]) =>
+  const line = (cells: readonly string[]) =>
     `| ${cells.map((c, i) => (numeric(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(" | ")} |`;
   const rule = `|${widths.map((w, i) => (numeric(i) ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
   return [line(head), rule, ...body.map(line)].join("\n");
@@ -212,4 +245,74 @@ export function targetLines(ts: readonly Target[]): string {
       return `- ${t.system}: ${t.description}: ${v} (target ${bound} ${t.unit}) — ${verdict}`;
     })
     .join("\n");
+}
+
+/** "0 (0/1234)": the fraction of grants served out of arrival order, and the counts. */
+function orderCell(r: Row): string {
+  if (r.outOfOrder === undefined || !r.ordered) return "–";
+  const f = r.outOfOrder / r.ordered;
+  return `${f === 0 ? "0" : f.toFixed(4)} (${r.outOfOrder}/${r.ordered})`;
+}
+
+/** The fair line, semaphore and ticket cases: what a line adds to the figures of a lock. */
+export function linesTable(rows: readonly Row[]): string {
+  const head = [
+    "case",
+    "system",
+    "grants/s",
+    "wait p50 ms",
+    "wait p99 ms",
+    "out of order",
+    "max holders",
+    "redeems/s",
+    "redeem p50 ms",
+    "redeem p99 ms",
+    "svc RSS MB",
+    "svc CPU %",
+    "etcd CPU %",
+    "etcd CPU ms/grant",
+    "raft proposals/grant",
+    "other CPU %",
+    "errors",
+  ];
+  const body = rows
+    .filter((r) => r.waitP50Ms !== undefined || r.maxHolders !== undefined)
+    .map((r) => [
+      r.label,
+      r.system,
+      int(r.cyclesPerSec),
+      fmt(r.waitP50Ms, 2),
+      fmt(r.waitP99Ms, 2),
+      orderCell(r),
+      int(r.maxHolders),
+      int(r.redeemsPerSec),
+      fmt(r.redeemP50Ms, 2),
+      fmt(r.redeemP99Ms, 2),
+      int(r.serviceRssMb),
+      int(r.serviceCpuPct),
+      int(r.etcdCpuPct),
+      fmt(r.etcdCpuMsPerCycle, 2),
+      fmt(r.etcdServer?.proposalsPerCycle, 2),
+      int(r.otherCpuPct),
+      r.timeouts ? `${r.errors} (+${r.timeouts} timed out)` : String(r.errors),
+    ]);
+  return markdownTable(head, body);
+}
+
+/** The fair case's leasehold rows against etcd's own (fair) lock API, paired per round. */
+export function lineComparisons(results: readonly RoundResult[]): string {
+  const lines: string[] = [];
+  for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
+    const ratio = paired(results, system, "etcd-lock", "fair64x3", rateRatio);
+    const p99 = paired(results, system, "etcd-lock", "fair64x3", (a, b) =>
+      a.waitP99Ms !== undefined && b.waitP99Ms !== undefined ? a.waitP99Ms - b.waitP99Ms : undefined,
+    );
+    if (ratio === undefined) continue;
+    lines.push(
+      `- fair case, ${system} ÷ etcd-lock: handoffs/s ${ratio.toFixed(2)}×` +
+        (p99 !== undefined ? `, wait p99 ${p99 >= 0 ? "+" : ""}${p99.toFixed(1)} ms` : "") +
+        " (paired per round, median)",
+    );
+  }
+  return lines.join("\n");
 }

@@ -4,8 +4,9 @@
  *
  *   npm run bench                      full run (a few minutes)
  *   npm run bench -- --smoke           tiny run (BENCH_SMOKE=1 too), proves it works
- *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S
- *            --cases=c1,c32,c256,contention,waiters,sse1k,blocking1k --systems=etcd3,leasehold-grpc,...
+ *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S --ref=COMMIT
+ *            --cases=c1,c32,c256,contention,waiters,fair64x3,sem8x64,tickets1k,sse1k,blocking1k
+ *            --systems=etcd3,leasehold-grpc,...
  *
  * Table on stdout, progress on stderr, JSON in bench-results/latest.json (smoke:
  * bench-results/smoke.json).
@@ -15,7 +16,17 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { availableParallelism, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type LocalEtcd, startLocalEtcd } from "../../src/node/local-etcd.js";
-import { CASE_IDS, type CaseId, type RoundResult, runClosedLoop, runWaiters } from "./cases.js";
+import {
+  CASE_IDS,
+  CASE_SYSTEMS,
+  type CaseId,
+  LINE_CASES,
+  type RoundResult,
+  runClosedLoop,
+  runLine,
+  runTickets,
+  runWaiters,
+} from "./cases.js";
 import {
   FEED_CASE_IDS,
   type FeedCaseId,
@@ -26,7 +37,7 @@ import {
   runSse,
 } from "./feeds.js";
 import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
-import { aggregate, costTable, table, targetLines, targets } from "./report.js";
+import { aggregate, costTable, lineComparisons, linesTable, table, targetLines, targets } from "./report.js";
 import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -45,6 +56,19 @@ interface Options {
   waiters: number;
   waiterNames: number;
   waiterWait: number;
+  /** Service instances per transport in the fair case (each caller bound to one). */
+  instances: number;
+  fairCallers: number;
+  semLimit: number;
+  semCallers: number;
+  /** Wait of the fair and semaphore cases' acquires. */
+  lineWait: number;
+  /** How long a grant is held in the line cases. */
+  holdMs: number;
+  ticketHolders: number;
+  ticketNames: number;
+  ticketMs: number;
+  redeemEveryMs: number;
   /** Subscribers of each change-feed case, and how long its driver makes changes. */
   feedSubscribers: number;
   feedMs: number;
@@ -93,6 +117,17 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     waiters: smoke ? 40 : 1000,
     waiterNames: 10,
     waiterWait: smoke ? 5 : 20,
+    instances: 3,
+    fairCallers: smoke ? 8 : 64,
+    semLimit: 8,
+    semCallers: smoke ? 16 : 64,
+    lineWait: smoke ? 3 : 10,
+    holdMs: smoke ? 1 : 2,
+    ticketHolders: smoke ? 40 : 1000,
+    ticketNames: smoke ? 4 : 10,
+    // Polls once a second: a round must see many turns of each name's line.
+    ticketMs: smoke ? 1500 : Math.max(10_000, num(flags.get("seconds"), 3, "seconds") * 1000),
+    redeemEveryMs: smoke ? 200 : 1000,
     feedSubscribers: smoke ? 20 : 1000,
     feedMs: smoke ? 600 : 10_000,
     ...(flags.get("ref") ? { ref: flags.get("ref") } : {}),
@@ -112,6 +147,12 @@ function caseLabel(o: Options) {
         return `${o.contenders} on 1 name`;
       case "waiters":
         return `${o.waiters} waiters/${o.waiterNames} names`;
+      case "fair64x3":
+        return `fair: ${o.fairCallers} on 1 name, ${o.instances} inst.`;
+      case "sem8x64":
+        return `semaphore ${o.semLimit}, ${o.semCallers} callers`;
+      case "tickets1k":
+        return `${o.ticketHolders} tickets/${o.ticketNames} names`;
     }
   };
 }
@@ -155,8 +196,9 @@ async function runFeedCase(
   out: FeedResult[],
 ) {
   for (const [i, s] of systems.entries()) {
-    if (!s.service || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
-    await s.service.stop();
+    const proc = s.services[0];
+    if (!proc || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
+    await proc.stop();
     const fresh = await start(s.id);
     await warmUp(fresh);
     systems[i] = fresh;
@@ -225,7 +267,26 @@ async function main() {
         ...(service ? { root: service.root } : {}),
       });
       services.push(proc);
-      return leaseholdSystem(id, proc);
+      return leaseholdSystem(id, [proc]);
+    };
+    /** More instances of a leasehold system's transport, for the fair case; `stop` ends only those. */
+    const withInstances = async (s: System) => {
+      const first = s.services[0];
+      if (!first || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http"))
+        return { system: s, stop: async () => {} };
+      const extra: ServiceProcess[] = [];
+      for (let i = 1; i < o.instances; i++) extra.push(...(await startLeasehold(s.id)).services);
+      const system = leaseholdSystem(s.id, [first, ...extra]);
+      await warmUp(system);
+      return {
+        system,
+        stop: async () => {
+          for (const proc of extra) {
+            await proc.stop();
+            services.splice(services.indexOf(proc), 1);
+          }
+        },
+      };
     };
     const warmUp = async (s: System) => {
       await runClosedLoop(s, etcdEnv, {
@@ -249,7 +310,8 @@ async function main() {
     const idleRss: { system: SystemId; when: string; rssMb: number }[] = [];
     const readIdleRss = (when: string) => {
       for (const s of systems) {
-        if (s.service) idleRss.push({ system: s.id, when, rssMb: (readProc(s.service.pid)?.rssBytes ?? 0) / 2 ** 20 });
+        const pid = s.services[0]?.pid;
+        if (pid !== undefined) idleRss.push({ system: s.id, when, rssMb: (readProc(pid)?.rssBytes ?? 0) / 2 ** 20 });
       }
     };
     readIdleRss("start");
@@ -265,22 +327,55 @@ async function main() {
         // Fresh services, so the waiters' RSS is theirs, not what earlier cases left on the heap.
         log("bench: restarting the leasehold services for the waiters case");
         for (const [i, s] of systems.entries()) {
-          if (!s.service || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
-          await s.service.stop();
-          services.splice(services.indexOf(s.service), 1);
+          const proc = s.services[0];
+          if (!proc || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
+          await proc.stop();
+          services.splice(services.indexOf(proc), 1);
           const fresh = await startLeasehold(s.id);
           await warmUp(fresh);
           systems[i] = fresh;
         }
         readIdleRss("before waiters");
       }
+      const inCase = systems.filter((s) => CASE_SYSTEMS[c].includes(s.id));
+      const extras: { stop(): Promise<void> }[] = [];
+      if (c === "fair64x3") {
+        log(`bench: ${o.instances} instances of each leasehold service for the fair case`);
+        for (const [i, s] of inCase.entries()) {
+          const more = await withInstances(s);
+          extras.push(more);
+          inCase[i] = more.system;
+        }
+      }
       for (let round = 1; round <= o.rounds; round++) {
         // Rotate who goes first, so no system always runs right after the same one.
-        const order = systems.map((_, i) => systems[(i + round - 1) % systems.length] as System);
+        const order = inCase.map((_, i) => inCase[(i + round - 1) % inCase.length] as System);
         for (const s of order) {
           const names = `${tag}-${s.id}-${c}-r${round}`;
           let r: RoundResult;
-          if (c === "waiters") {
+          if (c === "fair64x3" || c === "sem8x64") {
+            const sem = c === "sem8x64";
+            r = await runLine(s, etcdEnv, {
+              caseId: c,
+              round,
+              callers: sem ? o.semCallers : o.fairCallers,
+              durationMs: o.roundMs,
+              name: names,
+              waitSeconds: o.lineWait,
+              holdMs: o.holdMs,
+              ...(sem ? { limit: o.semLimit } : {}),
+            });
+          } else if (c === "tickets1k") {
+            r = await runTickets(s, etcdEnv, {
+              round,
+              holders: o.ticketHolders,
+              names: o.ticketNames,
+              durationMs: o.ticketMs,
+              redeemEveryMs: o.redeemEveryMs,
+              holdMs: o.holdMs,
+              namePrefix: names,
+            });
+          } else if (c === "waiters") {
             r = await runWaiters(s, etcdEnv, {
               round,
               waiters: o.waiters,
@@ -307,11 +402,16 @@ async function main() {
               .padStart(6)}/s` +
               (r.p50Ms !== undefined ? ` p50 ${r.p50Ms.toFixed(2)} ms` : "") +
               (r.wakeP99Ms !== undefined ? ` wake p99 ${r.wakeP99Ms.toFixed(1)} ms` : "") +
+              (r.waitP99Ms !== undefined ? ` wait p99 ${r.waitP99Ms.toFixed(1)} ms` : "") +
+              (r.outOfOrder !== undefined ? ` out of order ${r.outOfOrder}/${r.ordered}` : "") +
+              (r.maxHolders !== undefined ? ` max holders ${r.maxHolders}` : "") +
+              (r.redeemsPerSec !== undefined ? ` redeems ${Math.round(r.redeemsPerSec)}/s` : "") +
               (r.errors || r.timeouts ? ` errors ${r.errors} timeouts ${r.timeouts}: ${r.firstError}` : ""),
           );
           await pause(200);
         }
       }
+      for (const more of extras) await more.stop();
     }
 
     const rows = aggregate(results, caseLabel(o));
@@ -334,13 +434,17 @@ async function main() {
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
 
+    const lineRows = rows.filter((r) => LINE_CASES.includes(r.case));
+    const lockRows = rows.filter((r) => !LINE_CASES.includes(r.case));
     const out = [
       `leasehold bench (${report.kind}), ${finishedAt.toISOString()}: ${info.nproc} cores, ${info.cpu}, ` +
         `${info.memoryGb} GB, Node ${info.node}, etcd ${info.etcd}; median of ${o.rounds} round(s)` +
         (o.smoke ? "" : ` of ${o.roundMs / 1000} s`) +
         `; leasehold ${serviceInfo.commit.slice(0, 7)}${serviceInfo.dirty ? "+uncommitted" : ""}`,
-      "",
-      table(rows),
+      ...(lockRows.length ? ["", table(lockRows)] : []),
+      ...(lineRows.length
+        ? ["", "Fair line, semaphores, tickets:", linesTable(lineRows), lineComparisons(results)]
+        : []),
       "",
       "Targets:",
       targetLines(ts),

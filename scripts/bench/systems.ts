@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { noop } from "cockatiel";
 import { Etcd3 } from "etcd3";
 import { Pool } from "undici";
@@ -12,7 +13,9 @@ import type { ServiceProcess } from "./procs.js";
  *   delete from the txn's revision + 1, then tries the txn again with the same lease.
  * - `leasehold-grpc` / `leasehold-http`: POST /locks/{name} (201) then DELETE
  *   /locks/{name} with the lease in a JSON body (204), against the service running with
- *   ETCD_TRANSPORT=grpc or http.
+ *   ETCD_TRANSPORT=grpc or http; with several instances, each session is bound to one
+ *   of them in turn. The same for semaphores (/semaphores/{name} with `limit`) and
+ *   tickets (`queue: true`, then `ticket`), which only leasehold has.
  * - `etcd-lock`: etcd's own lock API through its JSON gateway: /v3/lock/lock {name,
  *   lease} then /v3/lock/unlock {key}. It needs a lease; each client (session) grants one
  *   when it starts and revokes it when it ends, so a cycle is 2 gateway calls — the
@@ -26,13 +29,37 @@ export const SYSTEM_IDS: readonly SystemId[] = ["etcd3", "leasehold-grpc", "leas
 /** A granted lock. `token` orders successive grants of one name (strictly increasing). */
 export interface Held {
   token: number;
+  /**
+   * When the grant joined its line, as an etcd revision: the order a fair line serves
+   * in. leasehold's token is exactly that (the create revision of the caller's key);
+   * etcd's lock API answers with a later revision, so its client finds it afterwards
+   * (`Client.joinRevisions`) from the lock `key`.
+   */
+  joined?: number;
+  key?: string;
   release(): Promise<void>;
 }
+
+/** A place in line kept across requests (a ticket), not granted yet. */
+export interface InLine {
+  /** Waiters ahead of it when last asked. */
+  position: number;
+  /** Ask again: the grant when the ticket reached the head, else the place with its new position. */
+  redeem(): Promise<Held | InLine>;
+  /** Give up the place. */
+  leave(): Promise<void>;
+}
+
+export const isHeld = (x: Held | InLine): x is Held => "release" in x;
 
 /** One caller: a lock cycle at a time. */
 export interface Session {
   /** Acquire `name`, waiting up to `waitSeconds` (0: fail at once when held). */
   acquire(name: string, waitSeconds: number): Promise<Held>;
+  /** A permit of the semaphore `name` of `limit` permits, waiting up to `waitSeconds` (leasehold only). */
+  permit?(name: string, limit: number, waitSeconds: number): Promise<Held>;
+  /** `name` now, or a ticket: a place in line to redeem later (leasehold only). */
+  queue?(name: string): Promise<Held | InLine>;
   close(): Promise<void>;
 }
 
@@ -41,13 +68,15 @@ export interface Client {
   session(): Promise<Session>;
   /** How many acquires are waiting now, of those this client started on names under `prefix`. */
   waiting(prefix: string, names: number): Promise<number>;
+  /** Fills in `joined` for grants that did not carry it (etcd's lock API). */
+  joinRevisions?(grants: readonly Held[]): Promise<void>;
   close(): Promise<void>;
 }
 
 export interface System {
   id: SystemId;
-  /** The service process whose RSS and CPU are reported, if the system has one. */
-  service?: ServiceProcess;
+  /** The service processes (instances) whose RSS and CPU are reported, summed; none for etcd alone. */
+  services: readonly ServiceProcess[];
   client(slots: number): Promise<Client>;
 }
 
@@ -62,6 +91,7 @@ export function etcd3System(endpoint: string): System {
   const prefix = "bench-direct/";
   return {
     id: "etcd3",
+    services: [],
     async client() {
       const client = new Etcd3({ hosts: [endpoint], faultHandling: { host: () => noop, global: noop } });
       let watching = 0;
@@ -125,56 +155,114 @@ export function etcd3System(endpoint: string): System {
 
 // ---------------------------------------------------------------------------------------
 
-export function leaseholdSystem(id: "leasehold-grpc" | "leasehold-http", service: ServiceProcess): System {
+export function leaseholdSystem(id: "leasehold-grpc" | "leasehold-http", services: readonly ServiceProcess[]): System {
   return {
     id,
-    service,
+    services,
     async client(slots) {
-      const pool = new Pool(service.url, { connections: slots, pipelining: 1, keepAliveTimeout: 30_000 });
-      const session: Session = {
-        async acquire(name, waitSeconds) {
-          const path = `/locks/${encodeURIComponent(name)}`;
-          const res = await pool.request({
-            method: "POST",
-            path,
-            ...(waitSeconds > 0
-              ? { headers: { "content-type": "application/json" }, body: `{"wait":${waitSeconds}}` }
-              : {}),
-          });
-          const text = await res.body.text();
-          if (res.statusCode === 409) throw new TimedOut(`${name} is held`);
-          if (res.statusCode !== 201) throw new Error(`POST ${path} → ${res.statusCode} ${text.slice(0, 200)}`);
-          const grant = JSON.parse(text) as { token: number; lease: string };
-          return {
-            token: grant.token,
-            async release() {
-              const del = await pool.request({
-                method: "DELETE",
-                path,
-                headers: { "content-type": "application/json" },
-                body: `{"lease":"${grant.lease}"}`,
-                // undici closes the connection after any DELETE that carries a body unless
-                // told not to; curl and most HTTP clients keep it, as the server asks.
-                reset: false,
-              });
-              const body = await del.body.text();
-              if (del.statusCode !== 204) throw new Error(`DELETE ${path} → ${del.statusCode} ${body.slice(0, 200)}`);
-            },
-          };
-        },
-        async close() {},
-      };
+      // Connections for every caller on each instance it may be bound to.
+      const pools = services.map(
+        (s) =>
+          new Pool(s.url, {
+            connections: Math.ceil(slots / services.length),
+            pipelining: 1,
+            keepAliveTimeout: 30_000,
+          }),
+      );
+      let opened = 0;
       return {
-        session: async () => session,
-        // The instance's own waiter gauge; each service serves only its own system's load.
-        async waiting() {
-          const res = await pool.request({ method: "GET", path: "/metrics" });
-          const text = await res.body.text();
-          return Number(/^leasehold_waiters (\d+)/m.exec(text)?.[1] ?? 0);
+        async session() {
+          const pool = pools[opened++ % pools.length] as Pool;
+          return leaseholdSession(pool);
         },
-        close: () => pool.close(),
+        // The instances' own waiter gauges; each service serves only its own system's load.
+        async waiting() {
+          let sum = 0;
+          for (const pool of pools) {
+            const res = await pool.request({ method: "GET", path: "/metrics" });
+            const text = await res.body.text();
+            sum += Number(/^leasehold_waiters (\d+)/m.exec(text)?.[1] ?? 0);
+          }
+          return sum;
+        },
+        close: async () => {
+          await Promise.all(pools.map((p) => p.close()));
+        },
       };
     },
+  };
+}
+
+/** The answer to an acquire or a redeem: a grant (201), a place in line (202), or an error. */
+interface Answer {
+  status: number;
+  text: string;
+}
+
+/** A caller on one instance: lock and semaphore grants, tickets. */
+function leaseholdSession(pool: Pool): Session {
+  const send = async (method: "POST" | "DELETE", path: string, body?: string): Promise<Answer> => {
+    const res = await pool.request({
+      method,
+      path,
+      ...(body !== undefined ? { headers: { "content-type": "application/json" }, body } : {}),
+      // undici closes the connection after any DELETE that carries a body unless told
+      // not to; curl and most HTTP clients keep it, as the server asks.
+      ...(method === "DELETE" ? { reset: false } : {}),
+    });
+    return { status: res.statusCode, text: await res.body.text() };
+  };
+  const fail = (what: string, a: Answer) => new Error(`${what} → ${a.status} ${a.text.slice(0, 200)}`);
+
+  const held = (path: string, a: Answer): Held => {
+    const grant = JSON.parse(a.text) as { token: number; lease: string };
+    return {
+      token: grant.token,
+      joined: grant.token,
+      async release() {
+        const del = await send("DELETE", path, `{"lease":"${grant.lease}"}`);
+        if (del.status !== 204) throw fail(`DELETE ${path}`, del);
+      },
+    };
+  };
+  const grantOrTimeout = (what: string, path: string, a: Answer): Held => {
+    if (a.status === 409) throw new TimedOut(`${what} is held`);
+    if (a.status !== 201) throw fail(`POST ${path}`, a);
+    return held(path, a);
+  };
+  const inLine = (path: string, a: Answer): Held | InLine => {
+    if (a.status === 201) return held(path, a);
+    if (a.status !== 202) throw fail(`POST ${path}`, a);
+    const { ticket, position } = JSON.parse(a.text) as { ticket: string; position: number };
+    return {
+      position,
+      redeem: async () => inLine(path, await send("POST", path, `{"ticket":"${ticket}"}`)),
+      async leave() {
+        const del = await send("DELETE", path, `{"ticket":"${ticket}"}`);
+        if (del.status !== 204) throw fail(`DELETE ${path} (ticket)`, del);
+      },
+    };
+  };
+
+  return {
+    async acquire(name, waitSeconds) {
+      const path = `/locks/${encodeURIComponent(name)}`;
+      return grantOrTimeout(
+        name,
+        path,
+        await send("POST", path, waitSeconds > 0 ? `{"wait":${waitSeconds}}` : undefined),
+      );
+    },
+    async permit(name, limit, waitSeconds) {
+      const path = `/semaphores/${encodeURIComponent(name)}`;
+      const body = waitSeconds > 0 ? `{"limit":${limit},"wait":${waitSeconds}}` : `{"limit":${limit}}`;
+      return grantOrTimeout(name, path, await send("POST", path, body));
+    },
+    async queue(name) {
+      const path = `/locks/${encodeURIComponent(name)}`;
+      return inLine(path, await send("POST", path, `{"queue":true}`));
+    },
+    async close() {},
   };
 }
 
@@ -193,6 +281,7 @@ export function etcdLockSystem(endpoint: string): System {
   const prefix = "bench-lock/";
   return {
     id: "etcd-lock",
+    services: [],
     async client(slots) {
       const pool = new Pool(endpoint, { connections: slots, pipelining: 1, keepAliveTimeout: 30_000 });
       const post = async <T>(path: string, body: unknown, timeoutMs?: number): Promise<T> => {
@@ -207,10 +296,14 @@ export function etcdLockSystem(endpoint: string): System {
         if (res.statusCode !== 200) throw new Error(`etcd ${path} → ${res.statusCode} ${text.slice(0, 200)}`);
         return JSON.parse(text) as T;
       };
+      /** The lowest revision this client's locks can have joined at: its first lease's. */
+      let since: number | undefined;
       return {
         async session() {
           // Long enough for any round: the lease is revoked when the session closes.
-          const { ID: lease } = await post<{ ID: string }>("/v3/lease/grant", { TTL: 300 });
+          const granted = await post<{ ID: string; header: { revision: string } }>("/v3/lease/grant", { TTL: 300 });
+          const lease = granted.ID;
+          since = Math.min(since ?? Number.POSITIVE_INFINITY, Number(granted.header.revision));
           return {
             async acquire(name, waitSeconds) {
               let res: { header: { revision: string }; key: string };
@@ -222,7 +315,9 @@ export function etcdLockSystem(endpoint: string): System {
                 throw err;
               }
               return {
+                // The revision etcd answered at (when the wait for older keys ended), not the join.
                 token: Number(res.header.revision),
+                key: res.key,
                 release: async () => {
                   await post("/v3/lock/unlock", { key: res.key });
                 },
@@ -243,8 +338,62 @@ export function etcdLockSystem(endpoint: string): System {
           });
           return Math.max(0, Number(res.count ?? 0) - names);
         },
+        // A lock's key (prefix/name/lease) is created when it joins the line, and the lock
+        // answers at a revision at or after that: its join is the key's latest creation at
+        // or before the answer. etcd's history since the first lease has every creation.
+        async joinRevisions(grants) {
+          if (since === undefined || !grants.some((g) => g.key !== undefined)) return;
+          const created = await creationsSince(endpoint, prefix, since);
+          for (const g of grants) {
+            if (g.key === undefined) continue;
+            const revisions = created.get(g.key) ?? [];
+            const joined = revisions.filter((r) => r <= g.token).at(-1);
+            if (joined !== undefined) g.joined = joined;
+          }
+        },
         close: () => pool.close(),
       };
     },
   };
+}
+
+/**
+ * Every key created under `prefix` from revision `from` to now, by key (base64, as the
+ * gateway names keys), revisions ascending: etcd's history replayed by a watch, up to a
+ * marker key this puts (and deletes) once the watch is open.
+ */
+async function creationsSince(endpoint: string, prefix: string, from: number): Promise<Map<string, number[]>> {
+  const client = new Etcd3({ hosts: [endpoint], faultHandling: { host: () => noop, global: noop } });
+  const marker = `${prefix}~history-end/${randomUUID()}`;
+  const created = new Map<string, number[]>();
+  try {
+    const watcher = await client.watch().prefix(prefix).startRevision(String(from)).create();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no end of etcd's history under ${prefix} in 60 s`)), 60_000);
+        watcher.on("put", (kv) => {
+          if (kv.key.toString() === marker) {
+            clearTimeout(timer);
+            resolve();
+          } else if (kv.create_revision === kv.mod_revision) {
+            const key = kv.key.toString("base64");
+            const list = created.get(key) ?? [];
+            list.push(Number(kv.create_revision));
+            created.set(key, list);
+          }
+        });
+        watcher.on("error", (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        client.put(marker).value("").exec().catch(reject);
+      });
+    } finally {
+      await watcher.cancel().catch(() => {});
+    }
+    await client.delete().key(marker).exec();
+  } finally {
+    client.close();
+  }
+  return created;
 }

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { wakeDelays } from "../../scripts/bench/cases.js";
+import { maxHolders, outOfOrder, wakeDelays } from "../../scripts/bench/cases.js";
 import { median, percentile } from "../../scripts/bench/stats.js";
 
 it("pairs each grant with the previous holder's release by token, not by arrival", () => {
@@ -34,4 +34,40 @@ it("nearest-rank percentiles and medians", () => {
   expect(median([3, 1, 2])).toBe(2);
   expect(median([4, 1, 3, 2])).toBe(2.5);
   expect(median([])).toBeUndefined();
+});
+
+it("counts a grant served after a later joiner as out of order, per name, in the order the grants arrived", () => {
+  const g = (name: string, joined: number | undefined, grantedAt: number) => ({
+    name,
+    sentAt: 0,
+    grantedAt,
+    ...(joined !== undefined ? { joined } : {}),
+  });
+  // On "a", 12 joined before 15 but was granted after it; 20 comes after both. "b" is in
+  // order on its own even though its joins are lower than a's. The unknown join is skipped.
+  expect(
+    outOfOrder([
+      g("a", 10, 1),
+      g("a", 15, 2),
+      g("b", 3, 2.5),
+      g("a", 12, 3),
+      g("a", 20, 4),
+      g("b", 4, 5),
+      g("b", undefined, 6),
+    ]),
+  ).toEqual({ outOfOrder: 1, ordered: 6 });
+  expect(outOfOrder([g("a", 1, 1), g("a", 2, 2), g("a", 3, 3)])).toEqual({ outOfOrder: 0, ordered: 3 });
+});
+
+it("finds the most holders of one name at once; a release sent as the next grant arrives is no overlap", () => {
+  const g = (name: string, grantedAt: number, releasingAt?: number) => ({
+    name,
+    sentAt: 0,
+    grantedAt,
+    ...(releasingAt !== undefined ? { releasingAt } : {}),
+  });
+  expect(maxHolders([g("a", 0, 5), g("a", 5, 10), g("a", 10, 15)])).toBe(1);
+  expect(maxHolders([g("a", 0, 10), g("a", 2, 4), g("a", 3, 12), g("b", 1, 11), g("a", 11, 13)])).toBe(3);
+  // A grant never released (the round ended meanwhile) is left out.
+  expect(maxHolders([g("a", 0, 10), g("a", 1)])).toBe(1);
 });

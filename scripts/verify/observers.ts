@@ -244,11 +244,14 @@ export async function readStream(body: ReadableStream<Uint8Array>, onBatch: (b: 
 export interface ObserverOptions {
   /** Name prefix the stream covers. */
   names: string;
-  /** The instance it reads through; `failover`: moves to the next one after a drop. */
+  /** The instance it reads through; `failover`: moves to the next one after every drop. */
   home: number;
   failover: boolean;
-  /** Hangs up on its own after this long (ms range), then resumes: drops besides the faults. */
-  hangUpMs: [number, number];
+  /**
+   * Hangs up on its own after this long (ms range), then resumes: drops besides the
+   * faults. Without it only faults end a stream, so one that stalls shows as a gap.
+   */
+  hangUpMs?: [number, number];
   stop: AbortSignal;
 }
 
@@ -259,7 +262,7 @@ export async function observer(run: Run, record: ObserverRecord, o: ObserverOpti
   let last: number | undefined;
   while (!o.stop.aborted) {
     const mine = new AbortController();
-    const timer = setTimeout(() => mine.abort(), uniform(...o.hangUpMs));
+    const timer = o.hangUpMs && setTimeout(() => mine.abort(), uniform(...o.hangUpMs));
     const signal = AbortSignal.any([mine.signal, o.stop]);
     try {
       const res = await fetch(`${run.instances[instance]}/events?prefix=${encodeURIComponent(o.names)}&kind=lock`, {
@@ -282,7 +285,7 @@ export async function observer(run: Run, record: ObserverRecord, o: ObserverOpti
     clearTimeout(timer);
     if (o.stop.aborted) break;
     record.drops++;
-    if (o.failover && !mine.signal.aborted) instance = (instance + 1) % run.instances.length;
+    if (o.failover) instance = (instance + 1) % run.instances.length;
     await sleep(mine.signal.aborted ? 0 : uniform(50, 200));
   }
 }

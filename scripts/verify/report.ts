@@ -182,10 +182,12 @@ semaphore's tokens are its own; the fence is for locks):
 **Leaders and change feeds** (the \`leaders-*\` scenarios). Campaigners on three
 service instances elect a leader for three names: an acquire with \`wait\` and a
 \`value\`, then as leader 1–3 renews each publishing a new \`value\` (proclaim), then a
-release (resign); 10 % vanish. Six observers (two per instance: one stays on its
-instance, one moves on after a drop) follow \`GET /events?prefix=leader:&kind=lock\`,
-hang up on their own every 1–4 s and resume with Last-Event-ID after every drop (a
-fault's, or their own); a revision's events count once the \`id\` closing them arrived.
+release (resign); 10 % vanish. Six observers follow
+\`GET /events?prefix=leader:&kind=lock\`, two per instance: one stays on its instance and
+keeps its stream until a fault ends it (a stream that stalls shows as a gap), one hangs
+up on its own every 1–4 s and moves to the next instance; both resume with
+Last-Event-ID after every drop. A revision's events count once the \`id\` closing them
+arrived.
 From etcd's history under the prefix the checker derives the feed the service must
 send (a put that makes a key hold or changes its value is \`held\`, the delete of a key
 that held is \`free\`; claims and waiters are no change) and, after the last leader is

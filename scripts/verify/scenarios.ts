@@ -786,7 +786,7 @@ const linesVanish = lineScenario({
 
 const LEADERS = "leader:";
 
-const LEADERS_WHAT = `campaigners elect a leader for three names through three service instances (each client starts on its own): an acquire with \`wait\` (0.5–2.5 s) and a \`value\`, then as leader 1–3 renews each publishing a new \`value\`, then a release; 10 % of leaders vanish. Two observers per instance follow \`GET /events?prefix=${LEADERS}&kind=lock\` (one stays on its instance, one moves to the next after a drop), hang up on their own every 1–4 s and resume with Last-Event-ID after every drop; a batch counts once the \`id\` closing it arrived. Once the last leader is gone, each observer must have received every change etcd's history implies under the prefix (a \`held\` for each grant and each new value, a \`free\` when it ended), in revision order, none missing and none twice, never a \`held\` with a token older than one it saw for that name, and each \`reset\` with exactly etcd's holders at its index`;
+const LEADERS_WHAT = `campaigners elect a leader for three names through three service instances (each client starts on its own): an acquire with \`wait\` (0.5–2.5 s) and a \`value\`, then as leader 1–3 renews each publishing a new \`value\`, then a release; 10 % of leaders vanish. Two observers per instance follow \`GET /events?prefix=${LEADERS}&kind=lock\`: one stays on its instance and keeps its stream until a fault ends it, one hangs up on its own every 1–4 s and moves to the next instance; both resume with Last-Event-ID after every drop; a batch counts once the \`id\` closing it arrived. Once the last leader is gone, each observer must have received every change etcd's history implies under the prefix (a \`held\` for each grant and each new value, a \`free\` when it ended), in revision order, none missing and none twice, never a \`held\` with a token older than one it saw for that name, and each \`reset\` with exactly etcd's holders at its index`;
 
 /** Campaigners and observers (see observers.ts) while `fault` is injected every `gapMs`. */
 function leaderScenario(o: ScenarioSpec & Faults): Scenario {
@@ -804,7 +804,13 @@ function leaderScenario(o: ScenarioSpec & Faults): Scenario {
     }));
     const observing = Promise.all(
       records.map((r, i) =>
-        observer(run, r, { names: LEADERS, home: i, failover: i >= n, hangUpMs: [1_000, 4_000], stop: stop.signal }),
+        observer(run, r, {
+          names: LEADERS,
+          home: i,
+          stop: stop.signal,
+          // The first on each instance stays there and keeps its stream until a fault ends it.
+          ...(i < n ? { failover: false } : { failover: true, hangUpMs: [1_000, 4_000] as [number, number] }),
+        }),
       ),
     );
     const opts = { names: names(3, "leader"), ttl: TTL, until, vanishRate: 0.1, counts };

@@ -97,7 +97,11 @@ export interface Violation {
     | "queue-order"
     | "served-after-leaving"
     | "unreceived-grant"
-    | "phantom-grant";
+    | "phantom-grant"
+    | "observer-gap"
+    | "observer-duplicate"
+    | "observer-older-token"
+    | "observer-reset";
   detail: string;
 }
 

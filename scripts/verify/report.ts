@@ -179,6 +179,29 @@ semaphore's tokens are its own; the fence is for locks):
   leases when it elects a leader). Polled every 100 ms during the load; after the load
   as for locks, with \`ticketTtl\` among the leases that may hold a key.
 
+**Leaders and change feeds** (the \`leaders-*\` scenarios). Campaigners on three
+service instances elect a leader for three names: an acquire with \`wait\` and a
+\`value\`, then as leader 1–3 renews each publishing a new \`value\` (proclaim), then a
+release (resign); 10 % vanish. Six observers follow
+\`GET /events?prefix=leader:&kind=lock\`, two per instance: one stays on its instance and
+keeps its stream until a fault ends it (a stream that stalls shows as a gap), one hangs
+up on its own every 1–4 s and moves to the next instance; both resume with
+Last-Event-ID after every drop. A revision's events count once the \`id\` closing them
+arrived.
+From etcd's history under the prefix the checker derives the feed the service must
+send (a put that makes a key hold or changes its value is \`held\`, the delete of a key
+that held is \`free\`; claims and waiters are no change) and, after the last leader is
+gone, compares each observer with it:
+
+- **no gap**: after its first \`reset\`, every revision with a change reaches the
+  observer, in revision order, each with exactly etcd's changes of that revision, up to
+  the last one;
+- **no duplicate**: no revision twice, nor one at or before where the observer already was;
+- **no older leader**: a \`held\` never names a holder whose token is older than one the
+  observer already saw for that name;
+- **resets are etcd's state**: a \`reset\` and the \`held\` events after it are exactly
+  etcd's holders at its index, and a stream resumed with Last-Event-ID never starts over.
+
 The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
@@ -255,6 +278,8 @@ npm run verify -- --scenario outage --transport http  # one scenario, one transp
 npm run verify -- --scenario lines-cluster --docs     # its long form; its tables replace this file's
 VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
                                                       # and write what the line checks read
+npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
+                                                      # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports

@@ -172,7 +172,7 @@ export class Client {
    */
   async acquire(
     name: string,
-    o: { ttl: number; wait: number; retryMs?: number; signal?: AbortSignal },
+    o: { ttl: number; wait: number; retryMs?: number; signal?: AbortSignal; value?: string },
   ): Promise<Held | { status: number; answer: Answer }> {
     const key = randomUUID();
     const until = this.run.now() + (o.retryMs ?? 0);
@@ -183,7 +183,12 @@ export class Client {
         "acquire",
         "POST",
         `/locks/${name}`,
-        { ttl: o.ttl, owner: this.id, ...(o.wait > 0 ? { wait: o.wait } : {}) },
+        {
+          ttl: o.ttl,
+          owner: this.id,
+          ...(o.wait > 0 ? { wait: o.wait } : {}),
+          ...(o.value !== undefined ? { value: o.value } : {}),
+        },
         { waitMs: o.wait * 1000, headers: { "idempotency-key": key }, ...(o.signal ? { signal: o.signal } : {}) },
       );
       first ??= { seq: a.sentSeq, at };
@@ -241,11 +246,12 @@ export class Client {
     });
   }
 
-  /** Renew once; `true` while the lock is still ours (200), `false` after 410. */
-  async renew(held: Held): Promise<boolean | undefined> {
+  /** Renew once (publishing `value`, if given); `true` while the lock is still ours (200), `false` after 410. */
+  async renew(held: Held, value?: string): Promise<boolean | undefined> {
     const sentAt = this.run.now();
     const a = await this.send("renew", "PUT", `${basePath(held.record)}/${held.record.name}/renew`, {
       lease: held.lease,
+      ...(value !== undefined ? { value } : {}),
     });
     this.called(held, "renew", a, sentAt);
     return a.status === 200 ? true : a.status === 410 ? false : undefined;

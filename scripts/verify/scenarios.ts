@@ -8,6 +8,7 @@ import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cl
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
 import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
+import { campaigner, checkObservers, expectedFeed, type ObserverRecord, observer } from "./observers.js";
 import { type ApiKey, type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
 import { adversary, forceLoop, type HolderOptions, holder, pause } from "./workload.js";
 
@@ -21,7 +22,9 @@ export type ScenarioId =
   | "lines-cluster"
   | "lines-outage"
   | "lines-instances"
-  | "lines-vanish";
+  | "lines-vanish"
+  | "leaders-cluster"
+  | "leaders-instances";
 
 /** How big a run is: seconds of load per scenario, and how many concurrent clients. */
 export interface Scale {
@@ -43,6 +46,8 @@ export const SHORT: Scale = {
     "lines-outage": 8,
     "lines-instances": 8,
     "lines-vanish": 8,
+    "leaders-cluster": 8,
+    "leaders-instances": 8,
   },
   clients: 8,
 };
@@ -60,6 +65,8 @@ export const LONG: Scale = {
     "lines-outage": 90,
     "lines-instances": 90,
     "lines-vanish": 90,
+    "leaders-cluster": 90,
+    "leaders-instances": 90,
   },
   clients: 16,
 };
@@ -128,6 +135,8 @@ interface Env {
   revisionsSeen?: { revision: number; at: number }[];
   /** When the clients' load ended, if before the scenario's body returned. */
   loadEndedAt?: number;
+  /** Violations a scenario's body found itself (the observers' checks). */
+  violations?: Violation[];
 }
 
 interface Shape {
@@ -273,6 +282,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
 
   const checked = checkHistory(run.grants, run.fence.writes, run.forces);
   if (env.limits) checked.violations.push(...(await checkLines(env, env.limits)));
+  if (env.violations) checked.violations.push(...env.violations);
   const reqs = run.requests;
   const ok = (status: number) => status > 0 && status < 500;
   const byDone = [...reqs].sort((a, b) => a.doneAt - b.doneAt);
@@ -772,6 +782,101 @@ const linesVanish = lineScenario({
   vanish: true,
 });
 
+// ---------------------------------------------------------------- leaders and change feeds
+
+const LEADERS = "leader:";
+
+const LEADERS_WHAT = `campaigners elect a leader for three names through three service instances (each client starts on its own): an acquire with \`wait\` (0.5–2.5 s) and a \`value\`, then as leader 1–3 renews each publishing a new \`value\`, then a release; 10 % of leaders vanish. Two observers per instance follow \`GET /events?prefix=${LEADERS}&kind=lock\`: one stays on its instance and keeps its stream until a fault ends it, one hangs up on its own every 1–4 s and moves to the next instance; both resume with Last-Event-ID after every drop; a batch counts once the \`id\` closing it arrived. Once the last leader is gone, each observer must have received every change etcd's history implies under the prefix (a \`held\` for each grant and each new value, a \`free\` when it ended), in revision order, none missing and none twice, never a \`held\` with a token older than one it saw for that name, and each \`reset\` with exactly etcd's holders at its index`;
+
+/** Campaigners and observers (see observers.ts) while `fault` is injected every `gapMs`. */
+function leaderScenario(o: ScenarioSpec & Faults): Scenario {
+  return scenario(o, async (env) => {
+    const { run, cluster } = env;
+    const until = loadEnd(env);
+    const counts: Record<string, number> = {};
+    const stop = new AbortController();
+    const n = env.instances.length;
+    const records: ObserverRecord[] = Array.from({ length: 2 * n }, (_, i) => ({
+      id: `observer${i}`,
+      batches: [],
+      connections: 0,
+      drops: 0,
+    }));
+    const observing = Promise.all(
+      records.map((r, i) =>
+        observer(run, r, {
+          names: LEADERS,
+          home: i,
+          stop: stop.signal,
+          // The first on each instance stays there and keeps its stream until a fault ends it.
+          ...(i < n ? { failover: false } : { failover: true, hangUpMs: [1_000, 4_000] as [number, number] }),
+        }),
+      ),
+    );
+    const opts = { names: names(3, "leader"), ttl: TTL, until, vanishRate: 0.1, counts };
+    await Promise.all([
+      Promise.all(clients(env, env.scale.clients).map((c) => campaigner(c, opts))).finally(() => {
+        env.loadEndedAt = run.now();
+      }),
+      faultLoop(env, until, o.gapMs, (i) => o.fault(env, i)),
+    ]);
+    // The last leader's key goes (a vanished one's with its lease); then every observer
+    // must catch up with etcd's last change under the prefix.
+    const keysGone = run.now() + TTL * 1_000 + 6_000;
+    while (run.now() < keysGone) {
+      const left = await cluster.entries(`${env.prefix}lock/${LEADERS}`).catch(() => undefined);
+      if (left && left.kvs.length === 0) break;
+      await sleep(100);
+    }
+    let history: HistoryEvent[] | undefined;
+    for (let tries = 0; !history && tries < 5; tries++) {
+      history = await cluster.history(env.prefix).catch(() => undefined);
+      if (!history) await sleep(500);
+    }
+    if (!history) {
+      run.fail("etcd's history could not be read");
+      stop.abort();
+      await observing;
+      return;
+    }
+    const expected = expectedFeed(history, env.prefix, LEADERS);
+    const last = expected.at(-1)?.revision ?? 0;
+    const caughtUp = run.now() + 10_000;
+    const at = (r: ObserverRecord) => r.batches.at(-1)?.revision ?? 0;
+    while (run.now() < caughtUp && records.some((r) => at(r) < last)) await sleep(100);
+    stop.abort();
+    await observing;
+    env.violations = checkObservers(expected, records);
+    const changes = expected.reduce((k, b) => k + b.events.length, 0);
+    const resets = records.reduce((k, r) => k + r.batches.filter((b) => b.events[0]?.event === "reset").length, 0);
+    const complete = records.filter((r) => at(r) >= last).length;
+    env.notes.push(
+      `campaigns: ${Object.entries(counts)
+        .sort()
+        .map(([k, v]) => `${v} ${k}`)
+        .join(", ")}`,
+      `etcd's history under the prefix: ${changes} feed changes in ${expected.length} revisions; ${records.length} observers: ${records.reduce((k, r) => k + r.connections, 0)} streams opened, ${records.reduce((k, r) => k + r.drops, 0)} dropped and resumed, ${resets} resets; ${complete} of them reached etcd's last change`,
+    );
+  });
+}
+
+const leadersCluster = leaderScenario({
+  id: "leaders-cluster",
+  title: "leaders and change feeds while etcd members (the leader among them) are SIGKILLed",
+  what: `${LEADERS_WHAT}; a 3-member cluster, one member SIGKILLed every few seconds (every other time the leader), down 1–3 s`,
+  shape: { members: 3, instances: 3 },
+  ...memberKills,
+});
+
+const leadersInstances = leaderScenario({
+  id: "leaders-instances",
+  title: "leaders and change feeds while service instances are SIGKILLed",
+  what: `${LEADERS_WHAT}; every few seconds one of the three instances is SIGKILLed with its streams and restarted 0.5–2 s later`,
+  shape: { members: 1, instances: 3 },
+  ...instanceKills,
+});
+
 export const LOCK_SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters, adversarial];
 export const LINE_SCENARIOS: readonly Scenario[] = [linesCluster, linesOutage, linesInstances, linesVanish];
-export const SCENARIOS: readonly Scenario[] = [...LOCK_SCENARIOS, ...LINE_SCENARIOS];
+export const LEADER_SCENARIOS: readonly Scenario[] = [leadersCluster, leadersInstances];
+export const SCENARIOS: readonly Scenario[] = [...LOCK_SCENARIOS, ...LINE_SCENARIOS, ...LEADER_SCENARIOS];

@@ -343,7 +343,8 @@ export class LineEngine implements Lines {
   private async abandon(key: string, grant: OwnGrant): Promise<void> {
     this.own.take(key, grant);
     if (await this.deleteAt(key, grant.revision)) {
-      this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl });
+      // Dated from the grant: a released lease has its TTL left only from its last reset.
+      this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl }, grant.at);
     }
   }
 
@@ -836,7 +837,7 @@ export class LineEngine implements Lines {
     const key = h && this.keys.participant(line, h.keyId);
     const own = h && key ? this.own.take(key, h) : undefined;
     if (own && key && (await this.deleteAt(key, own.revision))) {
-      this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl });
+      this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl }, own.at);
       return { grantedAt: own.at };
     }
     return this.endGrant(what, await this.heldBy(line, what, h));
@@ -846,7 +847,10 @@ export class LineEngine implements Lines {
   private async endGrant(what: string, m: Member): Promise<Ended> {
     // An expiry or a new grant in between changes the mod revision: never a 204 for nothing.
     if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw new LockLost(what);
-    if (m.v.ttl !== undefined) this.strategies.leases.reusable({ id: m.kv.lease, grantedTtl: m.v.ttl });
+    // Dated from the grant, not from now: a holder may release after its TTL ran out but
+    // before etcd revoked the lease, and a lease pooled as fresh would take the next grant
+    // (or a waiter's turn) down with it moments later.
+    if (m.v.ttl !== undefined) this.strategies.leases.reusable({ id: m.kv.lease, grantedTtl: m.v.ttl }, m.v.at);
     else this.strategies.leases.discard(m.kv.lease);
     return m.v.at !== undefined ? { grantedAt: m.v.at } : {};
   }

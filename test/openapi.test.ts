@@ -18,10 +18,14 @@ describe("openapi.yaml", () => {
         "/locks",
         "/locks/{name}",
         "/locks/{name}/renew",
+        "/locks/{name}/fence",
+        "/locks/{name}/state",
         "/readyz",
         "/semaphores",
         "/semaphores/{name}",
         "/semaphores/{name}/renew",
+        "/semaphores/{name}/fence",
+        "/semaphores/{name}/state",
       ].sort(),
     );
     for (const base of ["/locks", "/semaphores"]) {
@@ -44,14 +48,30 @@ describe("openapi.yaml", () => {
   it("documents tickets, semaphores and their problems", () => {
     const { components } = parse(openApiYaml());
     const fields = (schema: string) => Object.keys(components.schemas[schema].properties ?? {});
-    expect(fields("AcquireRequest")).toEqual(["ttl", "owner", "wait", "queue", "ticketTtl", "ticket", "value"]);
-    expect(fields("SemaphoreAcquireRequest")).toEqual(["limit", ...fields("AcquireRequest")]);
+    expect(fields("AcquireRequest")).toEqual([
+      "ttl",
+      "owner",
+      "wait",
+      "queue",
+      "ticketTtl",
+      "ticket",
+      "value",
+      "lockDelay",
+    ]);
+    // Lock-delay is a lock's alone.
+    expect(fields("SemaphoreAcquireRequest")).toEqual([
+      "limit",
+      ...fields("AcquireRequest").filter((f: string) => f !== "lockDelay"),
+    ]);
     expect(fields("Ticket")).toEqual(["ticket", "position", "ttl"]);
     expect(fields("LockInfo")).toContain("waiters");
     expect(fields("SemaphoreInfo")).toEqual(["name", "limit", "holders", "waiters", "index"]);
     expect(fields("ReleaseRequest")).toEqual(["lease", "ticket"]);
     const extension = (schema: string) => Object.keys(components.schemas[schema].allOf[1].properties);
-    expect(extension("LockHeldProblem")).toEqual(["holder", "position"]);
+    expect(extension("LockHeldProblem")).toEqual(["holder", "position", "reason"]);
+    expect(extension("FenceStaleProblem")).toEqual(["current", "holders"]);
+    expect(fields("StateRequest")).toEqual(["lease", "value"]);
+    expect(fields("State")).toEqual(["value", "token", "revision", "updatedAt"]);
     expect(extension("LimitMismatchProblem")).toEqual(["limit"]);
     expect(extension("SemaphoreGrant")).toEqual(["limit"]);
   });

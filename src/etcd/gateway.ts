@@ -33,6 +33,7 @@ import {
   encodeCreateAll,
   encodeDeleteAll,
   encodeGet,
+  encodeGuardedWrite,
   encodeJoinAll,
   encodePutIfUnchanged,
   encodeRange,
@@ -177,6 +178,16 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       return res.applied ? res.revision : 0;
     },
 
+    async guardedWrite(w) {
+      const r = await session.call("/v3/kv/txn", encodeGuardedWrite(w), [NOT_FOUND]);
+      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+      const res = decodeAllOrNothing(r.ok);
+      // As for putIfUnchanged: a compare failing on a retry may be the first attempt's doing.
+      if (!res.applied && r.retried)
+        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      return res.applied ? res.revision : 0;
+    },
+
     watchDeletes(key, fromRevision, onDelete, signal) {
       return watch(fromRevision, onDeletes(onDelete), signal, { key, deletesOnly: true });
     },
@@ -188,7 +199,7 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async joinAll(items) {
       const r = await session.call("/v3/kv/txn", encodeJoinAll(items), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const { result, own } = decodeJoin(r.ok);
+      const { result, own } = decodeJoin(items, r.ok);
       if (result.applied || !r.retried) return result;
       // An attempt that broke off may have applied, and then its own keys fail this one.
       // Every item's key there, with that item's value and lease, from one txn: it did.

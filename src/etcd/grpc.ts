@@ -4,6 +4,7 @@ import { Deadline } from "../timers.js";
 import {
   allOrNothing,
   decodeJoin,
+  guardedTxn,
   isConnectionFailure,
   joinTxn,
   scanRequest,
@@ -184,6 +185,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       return res.succeeded ? Number(res.header.revision) : 0;
     },
 
+    async guardedWrite(w): Promise<number> {
+      const res = await call("txn", () => client.kv.txn(guardedTxn(w)));
+      return res.succeeded ? Number(res.header.revision) : 0;
+    },
+
     watchDeletes(key, fromRevision, onDelete, signal) {
       return watches.run(fromRevision, onDeletes(onDelete), signal, watch({ key, deletesOnly: true }));
     },
@@ -193,7 +199,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async joinAll(items) {
-      return decodeJoin(await call("txn", () => client.kv.txn(joinTxn(items)))).result;
+      return decodeJoin(items, await call("txn", () => client.kv.txn(joinTxn(items)))).result;
     },
 
     watchRange(start, end, fromRevision, onEvents, signal, options) {

@@ -36,6 +36,7 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     deleteAllIfUnchanged: timed("txn", (items) => inner.deleteAllIfUnchanged(items)),
     putIfUnchanged: timed("txn", (item) => inner.putIfUnchanged(item)),
     joinAll: timed("txn", (items) => inner.joinAll(items)),
+    guardedWrite: timed("txn", (w) => inner.guardedWrite(w)),
     scan: timed("range", (start, end, q) => inner.scan(start, end, q)),
     watchDeletes: (key, from, onDelete, signal) => watched(() => inner.watchDeletes(key, from, onDelete, signal)),
     watchRange: (start, end, from, onEvents, signal, options) =>

@@ -1,10 +1,11 @@
 /**
  * The shape of `joinAll`'s txn, shared by both transports: per item one compare (no key
- * in its range created after `maxCreateRevision`), one Put, and JOIN_READS_PER_ITEM
- * ranges on failure, in this order: the range oldest first (at most `readLimit`; its
- * count is the whole range's), the range newest first (limit 1), and the item's own key.
- * The last one lets a retried call tell whether an attempt that broke off had applied:
- * the item's key may not be among the `readLimit` oldest.
+ * in its range created after `maxCreateRevision`), and with `absent` a second (that key
+ * does not exist); one Put, and its `with` Put; and on failure, in this order: the range
+ * oldest first (at most `readLimit`; its count is the whole range's), the range newest
+ * first (limit 1), the item's own key, and with `absent` that key. The own key lets a
+ * retried call tell whether an attempt that broke off had applied: the item's key may
+ * not be among the `readLimit` oldest.
  */
 
 import { JOIN_READS_PER_ITEM, type JoinAllResult, type JoinItem, type JoinRead, type KeyValue } from "./types.js";
@@ -21,14 +22,37 @@ export interface JoinOutcome {
   own: (KeyValue | undefined)[];
 }
 
-/** The txn's answer: on failure its ranges (JOIN_READS_PER_ITEM per item) as JoinReads. */
-export function joinOutcome(succeeded: boolean, revision: number, ranges: RangeRead[]): JoinOutcome {
+/** How many failure-branch ranges the txn reads for `item`. */
+export function readsOf(item: JoinItem): number {
+  return item.absent === undefined ? JOIN_READS_PER_ITEM - 1 : JOIN_READS_PER_ITEM;
+}
+
+/** The txn's answer: on failure its ranges (`readsOf` each item) as JoinReads. */
+export function joinOutcome(
+  items: readonly JoinItem[],
+  succeeded: boolean,
+  revision: number,
+  ranges: RangeRead[],
+): JoinOutcome {
   if (succeeded) return { result: { applied: true, revision }, own: [] };
   const reads: JoinRead[] = [];
   const own: JoinOutcome["own"] = [];
-  for (let n = 0; n + JOIN_READS_PER_ITEM <= ranges.length; n += JOIN_READS_PER_ITEM) {
-    const [oldest, newest, key] = ranges.slice(n, n + JOIN_READS_PER_ITEM) as [RangeRead, RangeRead, RangeRead];
-    reads.push({ kvs: oldest.kvs, count: oldest.count, newest: newest.kvs[0]?.createRevision ?? 0 });
+  let n = 0;
+  for (const item of items) {
+    const [oldest, newest, key, blocker] = ranges.slice(n, n + readsOf(item)) as [
+      RangeRead,
+      RangeRead,
+      RangeRead,
+      RangeRead | undefined,
+    ];
+    n += readsOf(item);
+    const found = blocker?.kvs[0];
+    reads.push({
+      kvs: oldest.kvs,
+      count: oldest.count,
+      newest: newest.kvs[0]?.createRevision ?? 0,
+      ...(found ? { blocker: found } : {}),
+    });
     own.push(key.kvs[0]);
   }
   return { result: { applied: false, revision, reads }, own };

@@ -114,14 +114,21 @@ export interface JoinItem {
    * first; 0 = none (only the count).
    */
   readLimit: number;
+  /**
+   * A key that must not exist either (compare create_revision == 0); on failure it is
+   * read back too (`JoinRead.blocker`). A lock's lock-delay marker.
+   */
+  absent?: string;
+  /** Put in the same txn when it applies (a lock-delay marker made with its grant). */
+  with?: CreateItem;
 }
 
 /**
- * Operations a failed `joinAll` runs per item (see src/etcd/join.ts). etcd refuses a txn
- * with more operations per branch than its --max-txn-ops (default 128): at most
- * floor(128 / 3) = 42 items per call.
+ * Operations a failed `joinAll` runs per item at most (see src/etcd/join.ts): 3, and one
+ * more for an item with `absent`. etcd refuses a txn with more operations per branch
+ * than its --max-txn-ops (default 128): at most floor(128 / 4) = 32 items per call.
  */
-export const JOIN_READS_PER_ITEM = 3;
+export const JOIN_READS_PER_ITEM = 4;
 
 /** What a failed join read of its range, in the same txn. */
 export interface JoinRead {
@@ -131,6 +138,22 @@ export interface JoinRead {
   count: number;
   /** Create revision of the newest key in the range (0 when empty). */
   newest: number;
+  /** The item's `absent` key, when it exists. */
+  blocker?: KeyValue;
+}
+
+/**
+ * A txn of compares and writes: if every compare holds then every put and delete, in
+ * one revision. What the engine's less common steps need (a turn that must also find no
+ * lock-delay marker, a release that takes its marker along, a write guarded by a grant).
+ */
+export interface GuardedWrite {
+  /** mod_revision(key) == modRevision for each. */
+  unchanged?: DeleteItem[];
+  /** create_revision(key) == createRevision for each (0: the key does not exist). */
+  created?: { key: string; createRevision: number }[];
+  put?: CreateItem[];
+  delete?: string[];
 }
 
 /**
@@ -203,6 +226,12 @@ export interface EtcdClient {
    */
   putIfUnchanged(item: UpdateItem): Promise<number>;
   /**
+   * One txn (see GuardedWrite): its revision when every compare held and it wrote, `0`
+   * when not. Rejects with `LeaseNotFoundError` when a put's lease does not exist (then
+   * nothing was written).
+   */
+  guardedWrite(w: GuardedWrite): Promise<number>;
+  /**
    * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
    * revision of every DELETE of the key at or after it, in order, each once (history
    * first, then live). A stream that breaks after it was established is reopened from the
@@ -221,7 +250,7 @@ export interface EtcdClient {
   /**
    * One txn: if every item's compare holds (see JoinItem) then Put each item's key
    * else read each item's range (JoinRead). Items' keys must be distinct and their ranges
-   * must not overlap; at most 42 items with etcd's default --max-txn-ops (see
+   * must not overlap; at most 32 items with etcd's default --max-txn-ops (see
    * JOIN_READS_PER_ITEM). Rejects with `LeaseNotFoundError` when a lease does not exist
    * (then nothing was written).
    */

@@ -4,12 +4,14 @@ import type { ZodError } from "zod";
 import { EtcdAuthError, EtcdUnavailableError } from "../etcd/types.js";
 import {
   CallerGone,
+  FenceStale,
   IdempotencyKeyMismatch,
   LimitMismatch,
   LockError,
   LockHeld,
   LockLost,
   ShuttingDown,
+  StateNotFound,
   TicketMismatch,
   TooManyStreams,
   TooManyWaiters,
@@ -199,10 +201,21 @@ export function lockProblem(err: LockError): Problem {
     const members = {
       ...(err.holder ? { holder: err.holder } : {}),
       ...(err.position !== undefined ? { position: err.position } : {}),
+      ...(err.reason !== undefined ? { reason: err.reason } : {}),
     };
     return new Problem("lock-held", err.message, members, { "Retry-After": String(err.retryAfter) });
   }
   if (err instanceof LimitMismatch) return new Problem("limit-mismatch", err.message, { limit: err.limit });
+  if (err instanceof FenceStale) {
+    // A lock shows its one holder's token; a semaphore, every permit's.
+    const members = err.what.startsWith("semaphore ")
+      ? { holders: err.current }
+      : err.current[0] !== undefined
+        ? { current: err.current[0] }
+        : {};
+    return new Problem("fence-stale", err.message, members);
+  }
+  if (err instanceof StateNotFound) return new Problem("state-not-found", err.message);
   if (err instanceof TicketMismatch) return new Problem("invalid-request", err.message);
   if (err instanceof LockLost) return new Problem("lock-lost", err.message);
   if (err instanceof IdempotencyKeyMismatch) return new Problem("idempotency-key-mismatch", err.message);

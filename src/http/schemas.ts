@@ -113,7 +113,25 @@ const acquireFields = {
   }),
 };
 
-export const AcquireBody = z.strictObject(acquireFields).openapi("AcquireRequest");
+/** Largest lock-delay, seconds. */
+export const MAX_LOCK_DELAY = 60;
+
+const LockDelay = z
+  .number({ message: "must be a whole number of seconds" })
+  .int("must be a whole number of seconds")
+  .min(0, "must not be negative")
+  .max(MAX_LOCK_DELAY, `must be at most ${MAX_LOCK_DELAY} seconds`)
+  .openapi({
+    description:
+      "Locks only (0–60 s, default 0): when this grant ends without a clean release (its lease expires, or an " +
+      "admin forces it), nobody is granted the lock for this many seconds (409 lock-held with reason " +
+      '"lock-delay"). A release frees it at once. With a ticket, must match the ticket\'s',
+    example: 10,
+  });
+
+export const AcquireBody = z
+  .strictObject({ ...acquireFields, lockDelay: LockDelay.optional() })
+  .openapi("AcquireRequest");
 
 // Its own object rather than an extension: "no other fields" must admit `limit` here.
 export const SemaphoreAcquireBody = z
@@ -399,7 +417,20 @@ export const LockHeldProblem = ProblemBody.extend({
     description: "After a `wait`: the waiters that were still ahead when it gave up",
     example: 2,
   }),
+  reason: z
+    .enum(["lock-delay"])
+    .optional()
+    .openapi({
+      description:
+        "lock-delay: nobody holds the lock, but its last grant ended without a release (expired or forced) less " +
+        "than its lockDelay ago; Retry-After says when it can be granted",
+    }),
 }).openapi("LockHeldProblem");
+
+export const FenceStaleProblem = ProblemBody.extend({
+  current: Token.optional().openapi({ description: "Locks: the current holder's token (absent when free)" }),
+  holders: z.array(Token).optional().openapi({ description: "Semaphores: the current permits' tokens, oldest first" }),
+}).openapi("FenceStaleProblem");
 
 export const LimitMismatchProblem = ProblemBody.extend({
   limit: z.number().int().openapi({ description: "The limit the semaphore's holders took it with", example: 4 }),
@@ -408,6 +439,47 @@ export const LimitMismatchProblem = ProblemBody.extend({
 export const NotFoundWithIndex = ProblemBody.extend({
   index: Index,
 }).openapi("NotFoundProblem");
+
+/** `?token=` of a fence check. */
+export const FenceQuery = z.strictObject({
+  token: z
+    .string({ message: "is required: the fencing token to check (?token=1042)" })
+    .regex(/^\d{1,15}$/, "must be a whole number (a grant's fencing token)")
+    .openapi({ param: { name: "token", in: "query" }, description: "The fencing token to check", example: "1042" }),
+});
+
+export const FenceAnswer = z
+  .object({
+    name: z.string().openapi({ example: "cron:job9" }),
+    token: Token,
+    current: z.literal(true),
+  })
+  .openapi("Fence");
+
+/** Most UTF-8 bytes a guarded state value may have. */
+export const MAX_STATE_BYTES = 65_536;
+
+/** `PUT …/state`: the writer's lease and the value. */
+export const StateBody = z
+  .strictObject({
+    lease: Handle.optional(),
+    value: z.string({ message: "must be a string" }).openapi({
+      description: `The state to store (at most ${MAX_STATE_BYTES} UTF-8 bytes; larger is 413)`,
+      example: '{"lastRun":"2026-12-01T09:00:00Z"}',
+    }),
+  })
+  .openapi("StateRequest");
+
+export const StateAnswer = z
+  .object({
+    value: z.string(),
+    token: Token.openapi({ description: "The fencing token of the grant that wrote it" }),
+    revision: z.number().int().openapi({ description: "The etcd revision it was written at", example: 1077 }),
+    updatedAt: z
+      .string()
+      .openapi({ description: "When it was written (the service's clock)", example: "2026-12-01T09:00:03.120Z" }),
+  })
+  .openapi("State");
 
 export const Health = z.object({ status: z.string().openapi({ example: "ok" }) }).openapi("Health");
 

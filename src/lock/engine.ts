@@ -1,13 +1,21 @@
-import { type EtcdClient, EtcdUnavailableError, type KeyValue, LeaseNotFoundError } from "../etcd/types.js";
+import {
+  type CreateItem,
+  type EtcdClient,
+  EtcdUnavailableError,
+  type KeyValue,
+  LeaseNotFoundError,
+} from "../etcd/types.js";
 import { delay, untilDeadline } from "../timers.js";
 import {
   CallerGone,
+  FenceStale,
   ForeignKey,
   IdempotencyKeyMismatch,
   LimitMismatch,
   LockHeld,
   LockLost,
   ShuttingDown,
+  StateNotFound,
   TicketMismatch,
   TooManyWaiters,
   ticketLost,
@@ -28,7 +36,7 @@ import { type LineRead, LineReader } from "./reading.js";
 import { hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
 import type { LineRange } from "./strategies/line-views.js";
-import { type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
+import { type MarkerRef, type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
 import type { QueueLease } from "./strategies/queue-leases.js";
 import type {
   Acquired,
@@ -47,6 +55,7 @@ import type {
   ReadOptions,
   RedeemOptions,
   RenewOptions,
+  StateView,
   Ticket,
 } from "./types.js";
 
@@ -61,6 +70,8 @@ interface Ask {
   idem?: Idempotency;
   o: AcquireOptions;
   deadline: number;
+  /** Locks: the lock-delay marker, whose existence keeps every grant of the name back. */
+  delayKey?: string;
 }
 
 /** A participant that waits: its key as written, and what keeps it in line. */
@@ -80,6 +91,10 @@ interface Place {
 
 /** The sentinel a wait for a turn ends with when the place left the line. */
 const GONE = Symbol("gone");
+/** A turn that came while the lock is in its lock-delay: the marker that keeps it back. */
+interface Delayed {
+  delayed: KeyValue;
+}
 const TIMED_OUT = Symbol("timed out");
 
 /** How many times a join that found room retries before it waits like everyone else. */
@@ -107,6 +122,17 @@ export const MAX_LIMIT = 10_000;
  * Safety rule for every path: a key is deleted only by a txn guarded by its revision,
  * and a lease is revoked only when provably bound to no other participant. Leases are
  * reused across grants, so a lease ID read earlier proves nothing.
+ *
+ * Lock-delay (locks only): a grant asked with `lockDelay` puts, in its granting txn, a
+ * marker key outside the line (LineKeys.delayMarker) on a lease of its own whose TTL is
+ * the grant's plus the delay, renewed with the grant's. Every txn that grants a lock
+ * (a join holding, a turn) also requires that no marker exists. A clean end (release,
+ * an abandoned answer, a ticket left) deletes the marker in the txn that deletes the
+ * grant's key, so the name is free at once; an expiry leaves it for the delay (its
+ * lease runs that much longer, and a new etcd leader restarts both countdowns alike); a
+ * force release puts it on a fresh lease of just the delay. While a grant's key exists
+ * the marker can only be that grant's: no other grant of the name can be made
+ * meanwhile, and a force release deletes the key with it.
  */
 export class LineEngine implements Lines {
   private waiters = 0;
@@ -163,6 +189,7 @@ export class LineEngine implements Lines {
               o.limit,
               o.queue ?? false,
               ...(o.value !== undefined ? [o.value] : []),
+              ...(o.lockDelay ? [{ lockDelay: o.lockDelay }] : []),
             ]),
           };
     const keyId = idem ? idempotentKeyId(idem) : randomNonce();
@@ -175,6 +202,7 @@ export class LineEngine implements Lines {
       ...(idem ? { idem } : {}),
       o,
       deadline: Date.now() + o.wait * 1000,
+      ...(line.kind === "lock" ? { delayKey: this.keys.delayMarker(line) } : {}),
     };
     if (idem) {
       const again = await this.replay(ask);
@@ -216,6 +244,11 @@ export class LineEngine implements Lines {
         this.seenBusy.forget(ask.range.start);
         return { grant: r.grant, replayed: false };
       }
+      if ("delayed" in r) {
+        // Nobody holds it, but its last grant ended without a release moments ago.
+        if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+        throw await this.delayRefusal(ask, r.delayed);
+      }
       known = r.known;
     }
   }
@@ -224,12 +257,16 @@ export class LineEngine implements Lines {
    * One txn: join the line holding, if nobody joined after `known` (0: if it is empty).
    * Otherwise what the line holds, read in the same txn.
    */
-  private async joinHolding(ask: Ask, known: number): Promise<{ grant: Grant } | { known?: LineRead }> {
+  private async joinHolding(ask: Ask, known: number): Promise<{ grant: Grant } | { known?: LineRead } | Delayed> {
     const { leases, txns } = this.strategies;
     const { o } = ask;
     const sentAt = Date.now();
     const { nonce, secret } = this.newNonce(ask.idem);
     const lease = await leases.take(o.ttl);
+    const marker = await this.newMarker(ask, lease.grantedTtl).catch((err: unknown) => {
+      leases.reusable(lease, sentAt);
+      throw err;
+    });
     const v: ParticipantValue = {
       h: 1,
       ...this.requestFields(o),
@@ -237,6 +274,7 @@ export class LineEngine implements Lines {
       at: sentAt,
       nh: nonceHash(nonce),
       ...secret,
+      ...(marker ? { dl: marker.lease.toString(16) } : {}),
     };
     const written = JSON.stringify(v);
     // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
@@ -251,20 +289,28 @@ export class LineEngine implements Lines {
         value: written,
         lease: lease.id,
         readLimit: o.limit + 1,
+        ...(ask.delayKey ? { absent: ask.delayKey } : {}),
+        ...(marker ? { with: marker } : {}),
       }),
       lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     const died =
       (joined.status === "rejected" && joined.reason instanceof LeaseNotFoundError) ||
       (renewed.status === "fulfilled" && renewed.value <= 0);
-    if (died) return {}; // and its key, if the txn made one, went with it
+    if (died) {
+      this.dropMarkerLease(marker);
+      return {}; // and its key, if the txn made one, went with it
+    }
     if (joined.status === "rejected" || renewed.status === "rejected") {
       // Whether the txn applied (or the lease was reset) is unknown. Without an
       // Idempotency-Key nobody else can ever receive this grant, and the lease is ours
       // alone, so revoking it removes the key if it was made. With one, the caller's retry
       // may receive the grant (through any instance): end it only while unclaimed.
-      if (ask.idem) void this.settleUnknown(ask.key, lease.id, written).catch(() => {});
-      else leases.discard(lease.id);
+      if (ask.idem) void this.settleUnknown(ask.key, lease.id, written, marker?.lease).catch(() => {});
+      else {
+        leases.discard(lease.id);
+        this.dropMarkerLease(marker);
+      }
       throw joined.status === "rejected" ? joined.reason : (renewed as PromiseRejectedResult).reason;
     }
     const r = joined.value;
@@ -274,6 +320,8 @@ export class LineEngine implements Lines {
       const made = r.read.kvs.find((kv) => kv.key === ask.key && kv.value === written && kv.lease === lease.id);
       if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
+      this.dropMarkerLease(marker);
+      if (r.read.blocker) return { delayed: r.read.blocker };
       return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
     }
     const kv: KeyValue = {
@@ -298,7 +346,64 @@ export class LineEngine implements Lines {
       ...(o.owner !== undefined ? { owner: o.owner } : {}),
       ...(o.value !== undefined ? { val: o.value } : {}),
       ...(o.limit !== 1 ? { limit: o.limit } : {}),
+      ...(o.lockDelay ? { ld: o.lockDelay } : {}),
     };
+  }
+
+  // ---------------------------------------------------------------- lock-delay
+
+  /**
+   * The lock-delay marker a grant asked with `lockDelay` puts with itself: on a new lease
+   * of its own that outlives the grant's (`ttl`, as etcd granted it) by the delay.
+   */
+  private async newMarker(ask: Ask, ttl: number, lockDelay = ask.o.lockDelay): Promise<CreateItem | undefined> {
+    if (!lockDelay || !ask.delayKey) return undefined;
+    const lease = randomLeaseId();
+    await this.etcd.leaseGrant(lease, ttl + lockDelay);
+    return { key: ask.delayKey, value: JSON.stringify({ ld: lockDelay }), lease };
+  }
+
+  /** A marker lease whose marker was never written: it is bound to nothing. */
+  private dropMarkerLease(marker: CreateItem | undefined): void {
+    if (marker) this.etcd.leaseRevoke(marker.lease).catch(() => {});
+  }
+
+  /** The refusal while the lock is in its lock-delay: Retry-After is what the marker has left. */
+  private async delayRefusal(ask: Ask, marker: KeyValue, position?: number): Promise<LockHeld> {
+    const { ttl } = await this.etcd.leaseTimeToLive(marker.lease);
+    return new LockHeld(ask.what, undefined, Math.max(1, ttl), position, "lock-delay");
+  }
+
+  /** The marker keeping the lock back, if any (when a turn or a grant was refused with nobody holding). */
+  private async delayMarker(ask: Ask): Promise<KeyValue | undefined> {
+    return ask.delayKey === undefined ? undefined : (await this.etcd.get(ask.delayKey)).kv;
+  }
+
+  /** Waits until the marker's lease can have ended (at most until the deadline). */
+  private async outwait(ask: Ask, marker: KeyValue): Promise<void> {
+    const { ttl } = await this.etcd.leaseTimeToLive(marker.lease);
+    // etcd removes an expired lease's keys within about half a second of its TTL.
+    const pause = Math.min(Math.max(100, ttl * 1000), ask.deadline - Date.now());
+    if (pause > 0) await delay(pause, ask.o.signal).catch(() => {});
+  }
+
+  /**
+   * Deletes a grant's key if unchanged since `modRevision`; with its lock-delay marker
+   * (`delay`: the marker's lease) in the same txn, so a clean end frees the name at once.
+   */
+  private async deleteGrant(key: string, modRevision: number, marker: MarkerRef | undefined): Promise<boolean> {
+    if (marker === undefined) return this.deleteAt(key, modRevision);
+    const deleted =
+      (await this.etcd.guardedWrite({ unchanged: [{ key, modRevision }], delete: [key, marker.key] })) !== 0;
+    // The marker's lease was made for this grant's marker alone, which is gone now.
+    if (deleted) this.etcd.leaseRevoke(marker.lease).catch(() => {});
+    return deleted;
+  }
+
+  /** The marker of a holder that asked for a lock-delay (`dl` holds its lease, in hex). */
+  private markerOf(line: LineRef, v: ParticipantValue): MarkerRef | undefined {
+    if (v.dl === undefined || line.kind !== "lock") return undefined;
+    return { key: this.keys.delayMarker(line), lease: BigInt(`0x${v.dl}`) };
   }
 
   /**
@@ -307,7 +412,8 @@ export class LineEngine implements Lines {
    */
   private granted(ask: Ask, kv: KeyValue, v: ParticipantValue, nonce: string, revision: number, at: number): Grant {
     const ttl = v.ttl ?? ask.o.ttl;
-    const own: OwnGrant = { lease: kv.lease, nonce, revision, ttl, at };
+    const marker = this.markerOf(ask.line, v);
+    const own: OwnGrant = { lease: kv.lease, nonce, revision, ttl, at, ...(marker ? { marker } : {}) };
     this.own.add(kv.key, own);
     const grant: Grant = {
       name: ask.line.name,
@@ -342,7 +448,7 @@ export class LineEngine implements Lines {
    */
   private async abandon(key: string, grant: OwnGrant): Promise<void> {
     this.own.take(key, grant);
-    if (await this.deleteAt(key, grant.revision)) {
+    if (await this.deleteGrant(key, grant.revision, grant.marker)) {
       // Dated from the grant: a released lease has its TTL left only from its last reset.
       this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl }, grant.at);
     }
@@ -354,10 +460,13 @@ export class LineEngine implements Lines {
    * Otherwise the lease is left alone to expire: it may be bound to a grant a retry
    * received, or, after that grant's release, pooled for another line.
    */
-  private async settleUnknown(key: string, lease: bigint, written: string): Promise<void> {
+  private async settleUnknown(key: string, lease: bigint, written: string, markerLease?: bigint): Promise<void> {
     const { kv } = await this.etcd.get(key);
     if (kv?.lease !== lease || kv.value !== written) return;
-    if (await this.deleteAt(key, kv.modRevision)) this.strategies.leases.discard(lease);
+    const line = this.keys.lineOf(key);
+    const marker =
+      markerLease !== undefined && line ? { key: this.keys.delayMarker(line), lease: markerLease } : undefined;
+    if (await this.deleteGrant(key, kv.modRevision, marker)) this.strategies.leases.discard(lease);
   }
 
   /** Txn: if mod_revision(key) == revision then Delete(key). Whether it deleted. */
@@ -368,7 +477,11 @@ export class LineEngine implements Lines {
   /** Why an acquire that did not wait is refused; `undefined` when the holder just ended. */
   private async refusal(ask: Ask, oldest: Member[], position?: number): Promise<LockHeld | undefined> {
     const first = oldest.find(holds);
-    if (!first) return new LockHeld(ask.what, undefined, 1, position);
+    if (!first) {
+      const marker = await this.delayMarker(ask);
+      if (marker) return this.delayRefusal(ask, marker, position);
+      return new LockHeld(ask.what, undefined, 1, position);
+    }
     const sent = Date.now();
     const { ttl } = await this.etcd.leaseTimeToLive(first.kv.lease);
     if (ttl < 0 && position === undefined) return undefined;
@@ -496,7 +609,7 @@ export class LineEngine implements Lines {
             const { oldest } = await this.reader.readOldest(ask.range, o.limit);
             const turn = oldest.find((x) => x.kv.key === place.kv.key);
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
-            return grant || { ticket: await this.ticketOf(ask, place) };
+            return grant && !("delayed" in grant) ? grant : { ticket: await this.ticketOf(ask, place) };
           }
           const position = await this.positionOf(ask.range, place.kv).catch(() => undefined);
           await this.giveUp(place);
@@ -507,6 +620,11 @@ export class LineEngine implements Lines {
         // redeem of the ticket) converted it first: that grant is this participant's, and
         // converting it again would bind it to a second lease behind its holder's back.
         const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
+        if (grant && "delayed" in grant) {
+          // The turn came in the lock's lock-delay: it stays this place's once that is over.
+          await this.outwait(ask, grant.delayed);
+          continue;
+        }
         if (grant) return grant;
         // The key changed after the copy showed it: wait for a copy that shows what it became.
         after = r.kv.modRevision + 1;
@@ -557,33 +675,59 @@ export class LineEngine implements Lines {
    * never made a holder). Its create revision, the fencing token, stays. `undefined`
    * when the key changed: wait again (the line says what became of it).
    */
-  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | undefined> {
+  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | undefined> {
     const { leases } = this.strategies;
     const sentAt = Date.now();
     const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
+    const marker = await this.newMarker(ask, lease.grantedTtl, place.v.ld).catch((err: unknown) => {
+      leases.reusable(lease, sentAt);
+      throw err;
+    });
     const { t: _t, tt: _tt, ...rest } = place.v;
-    const v: ParticipantValue = { ...rest, h: 1, ttl: lease.grantedTtl, at: sentAt };
+    const v: ParticipantValue = {
+      ...rest,
+      h: 1,
+      ttl: lease.grantedTtl,
+      at: sentAt,
+      ...(marker ? { dl: marker.lease.toString(16) } : {}),
+    };
     const written = JSON.stringify(v);
+    const held = { key: m.kv.key, value: written, lease: lease.id };
     const [put, renewed] = await Promise.allSettled([
-      this.etcd.putIfUnchanged({ key: m.kv.key, modRevision: m.kv.modRevision, value: written, lease: lease.id }),
+      ask.delayKey === undefined
+        ? this.etcd.putIfUnchanged({ ...held, modRevision: m.kv.modRevision })
+        : // A lock's turn also needs its lock-delay to be over (no marker).
+          this.etcd.guardedWrite({
+            unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
+            created: [{ key: ask.delayKey, createRevision: 0 }],
+            put: marker ? [held, marker] : [held],
+          }),
       lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     const died =
       (put.status === "rejected" && put.reason instanceof LeaseNotFoundError) ||
       (renewed.status === "fulfilled" && renewed.value <= 0);
-    if (died) return undefined;
+    if (died) {
+      this.dropMarkerLease(marker);
+      return undefined;
+    }
     if (put.status === "rejected" || renewed.status === "rejected") {
       // As for a join of unknown outcome (see joinHolding): without an Idempotency-Key the
       // lease is this put's alone, and revoking it ends the grant if the put made one.
-      if (place.v.s !== undefined) void this.settleUnknown(m.kv.key, lease.id, written).catch(() => {});
-      else leases.discard(lease.id);
+      if (place.v.s !== undefined) void this.settleUnknown(m.kv.key, lease.id, written, marker?.lease).catch(() => {});
+      else {
+        leases.discard(lease.id);
+        this.dropMarkerLease(marker);
+      }
       place.queueLease?.forsake();
       throw put.status === "rejected" ? put.reason : (renewed as PromiseRejectedResult).reason;
     }
     const revision = put.value;
     if (revision === 0) {
       leases.reusable(lease, sentAt);
-      return undefined;
+      this.dropMarkerLease(marker);
+      const blocker = await this.delayMarker(ask);
+      return blocker ? { delayed: blocker } : undefined;
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
     place.left = true;
@@ -745,6 +889,11 @@ export class LineEngine implements Lines {
     if (o.limit !== undefined && o.limit !== limit) {
       throw new TicketMismatch(`limit differs from the ticket's: it was taken with limit ${limit}, got ${o.limit}`);
     }
+    if (o.lockDelay !== undefined && o.lockDelay !== (m.v.ld ?? 0)) {
+      throw new TicketMismatch(
+        `lockDelay differs from the ticket's: it was taken with lockDelay ${m.v.ld ?? 0}, got ${o.lockDelay}`,
+      );
+    }
     // Coming back is what keeps a ticket in line.
     if ((await this.etcd.leaseKeepAliveOnce(h.lease)) <= 0) throw ticketLost(what);
     const ask: Ask = {
@@ -760,9 +909,11 @@ export class LineEngine implements Lines {
         limit,
         wait: o.wait,
         queue: true,
+        ...(m.v.ld ? { lockDelay: m.v.ld } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
       },
       deadline: Date.now() + o.wait * 1000,
+      ...(line.kind === "lock" ? { delayKey: this.keys.delayMarker(line) } : {}),
     };
     const place: Place = { kv: m.kv, v: m.v, nonce: h.nonce, owned: true, handedOut: true };
     const r = await this.waitForTurnCounted(ask, place);
@@ -775,7 +926,7 @@ export class LineEngine implements Lines {
     const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
-      await this.endGrant(what, m);
+      await this.endGrant(line, what, m);
       return;
     }
     if (m.v.t !== 1 || m.kv.lease !== h.lease) throw ticketLost(what);
@@ -792,7 +943,12 @@ export class LineEngine implements Lines {
     let m = await this.heldBy(line, what, h);
     if (o.value !== undefined && o.value !== m.v.val && h) m = await this.publish(line, what, h, m, o.value);
     const sentAt = Date.now();
-    const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
+    const marker = this.markerOf(line, m.v);
+    // A lock-delay marker's lease is renewed with the grant's, so it stays the delay ahead.
+    const [ttl] = await Promise.all([
+      this.etcd.leaseKeepAliveOnce(m.kv.lease),
+      marker ? this.etcd.leaseKeepAliveOnce(marker.lease) : 0,
+    ]);
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
   }
@@ -836,17 +992,17 @@ export class LineEngine implements Lines {
     // the value written with this nonce, so no read first.
     const key = h && this.keys.participant(line, h.keyId);
     const own = h && key ? this.own.take(key, h) : undefined;
-    if (own && key && (await this.deleteAt(key, own.revision))) {
+    if (own && key && (await this.deleteGrant(key, own.revision, own.marker))) {
       this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl }, own.at);
       return { grantedAt: own.at };
     }
-    return this.endGrant(what, await this.heldBy(line, what, h));
+    return this.endGrant(line, what, await this.heldBy(line, what, h));
   }
 
   /** Deletes a grant's key if it is still exactly this grant's; its lease goes to the pool. */
-  private async endGrant(what: string, m: Member): Promise<Ended> {
+  private async endGrant(line: LineRef, what: string, m: Member): Promise<Ended> {
     // An expiry or a new grant in between changes the mod revision: never a 204 for nothing.
-    if (!(await this.deleteAt(m.kv.key, m.kv.modRevision))) throw new LockLost(what);
+    if (!(await this.deleteGrant(m.kv.key, m.kv.modRevision, this.markerOf(line, m.v)))) throw new LockLost(what);
     // Dated from the grant, not from now: a holder may release after its TTL ran out but
     // before etcd revoked the lease, and a lease pooled as fresh would take the next grant
     // (or a waiter's turn) down with it moments later.
@@ -885,7 +1041,10 @@ export class LineEngine implements Lines {
         if (oldest.some((m) => m.kv.lease === 0n)) throw new ForeignKey(what);
         return undefined;
       }
-      if (await this.deleteAt(target.kv.key, target.kv.modRevision)) {
+      const marker = this.markerOf(line, target.v);
+      if (
+        marker ? await this.forceDelayed(target, marker) : await this.deleteAt(target.kv.key, target.kv.modRevision)
+      ) {
         // Awaited (best effort): when the admin is answered, the holder's lease is gone too.
         await this.etcd.leaseRevoke(target.kv.lease).catch(() => {});
         return target.v.at !== undefined ? { grantedAt: target.v.at } : {};
@@ -894,6 +1053,56 @@ export class LineEngine implements Lines {
         throw new EtcdUnavailableError(`${what} changed hands on every attempt to force-release it`);
       }
     }
+  }
+
+  /**
+   * Force-ends a grant that asked for a lock-delay: the txn that deletes its key puts its
+   * marker on a fresh lease of just the delay, so the name is kept back for the delay
+   * from now (the marker's own lease still counted the grant's TTL too).
+   */
+  private async forceDelayed(m: Member, marker: MarkerRef): Promise<boolean> {
+    const fresh = randomLeaseId();
+    await this.etcd.leaseGrant(fresh, m.v.ld ?? 1);
+    const ended =
+      (await this.etcd.guardedWrite({
+        unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
+        delete: [m.kv.key],
+        put: [{ key: marker.key, value: JSON.stringify({ ld: m.v.ld }), lease: fresh }],
+      })) !== 0;
+    // Whichever of the two leases the marker is not on is bound to nothing.
+    this.etcd.leaseRevoke(ended ? marker.lease : fresh).catch(() => {});
+    return ended;
+  }
+
+  // ---------------------------------------------------------------- fences
+
+  async fence(line: LineRef, token: number): Promise<void> {
+    const current = await this.reader.holderTokens(line);
+    if (!current.includes(token)) throw new FenceStale(describe(line), token, current);
+  }
+
+  async writeState(line: LineRef, handle: string, value: string): Promise<StateView> {
+    const what = describe(line);
+    const m = await this.heldBy(line, what, parseHandle(handle));
+    const token = m.kv.createRevision;
+    const updatedAt = new Date().toISOString();
+    const stored: StoredState = { value, token, at: updatedAt };
+    // The participant's key with the create revision read is this grant, still holding
+    // (a holder never waits again; an expiry, release or force deletes the key): so the
+    // state is written only while the grant is current, whatever happened since the read.
+    const revision = await this.etcd.guardedWrite({
+      created: [{ key: m.kv.key, createRevision: token }],
+      put: [{ key: this.keys.state(line), value: JSON.stringify(stored), lease: 0n }],
+    });
+    if (revision === 0) throw new LockLost(what);
+    return { value, token, revision, updatedAt };
+  }
+
+  async readState(line: LineRef): Promise<StateView> {
+    const { kv } = await this.etcd.get(this.keys.state(line));
+    const stored = kv && decodeState(kv.value);
+    if (!kv || !stored) throw new StateNotFound(describe(line));
+    return { value: stored.value, token: stored.token, revision: kv.modRevision, updatedAt: stored.at };
   }
 
   // ---------------------------------------------------------------- reading (reading.ts)
@@ -937,6 +1146,23 @@ export class LineEngine implements Lines {
       ...(v.val !== undefined ? { value: v.val } : {}),
       ...(line.kind === "semaphore" ? { limit: v.limit ?? 1 } : {}),
     };
+  }
+}
+
+/** A line's guarded state as stored in etcd. */
+interface StoredState {
+  value: string;
+  token: number;
+  at: string;
+}
+
+function decodeState(raw: string): StoredState | undefined {
+  try {
+    const o = JSON.parse(raw) as Partial<StoredState>;
+    if (typeof o.value !== "string" || typeof o.token !== "number" || typeof o.at !== "string") return undefined;
+    return { value: o.value, token: o.token, at: o.at };
+  } catch {
+    return undefined;
   }
 }
 

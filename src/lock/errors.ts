@@ -25,12 +25,44 @@ export class LockHeld extends LockError {
     readonly retryAfter: number,
     /** Waiters that were ahead when a waiting acquire gave up. */
     readonly position?: number,
+    /** Why nobody could take it although nobody holds it. */
+    readonly reason?: "lock-delay",
   ) {
     super(
-      holder
-        ? `${what} is held by ${holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner)}`
-        : `${what} has no free permit`,
+      reason === "lock-delay"
+        ? `${what} is in its lock-delay: its last grant ended without a release (it expired or was forced), ` +
+            `so it is granted to nobody for a while; retry in ${retryAfter} s`
+        : holder
+          ? `${what} is held by ${holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner)}`
+          : what.startsWith("lock ")
+            ? `${what} is held`
+            : `${what} has no free permit`,
     );
+  }
+}
+
+/** The fencing token sent is not a current holder's. */
+export class FenceStale extends LockError {
+  override name = "FenceStale";
+  constructor(
+    readonly what: string,
+    readonly token: number,
+    /** The current holders' tokens, oldest first (empty when nobody holds it). */
+    readonly current: number[],
+  ) {
+    super(
+      current.length === 0
+        ? `token ${token} is not current: nobody holds ${what}`
+        : `token ${token} is not current: ${what} is held with ${current.length === 1 ? "token" : "tokens"} ${current.join(", ")}`,
+    );
+  }
+}
+
+/** Nothing was ever written as the line's guarded state. */
+export class StateNotFound extends LockError {
+  override name = "StateNotFound";
+  constructor(readonly what: string) {
+    super(`${what} has no state: no holder has written one`);
   }
 }
 

@@ -33,9 +33,32 @@ export class LineKeys {
     return this.kindStart(line.kind) + line.name + SEPARATOR + keyId;
   }
 
+  /**
+   * A lock's lock-delay marker: while it exists the name is granted to nobody new. It
+   * lives outside every line (no read, view or feed of a line sees it), under its own
+   * lease that outlives the grant's by the lock-delay (see the engine).
+   */
+  delayMarker(line: LineRef): string {
+    return `${this.prefix}delay/${DIRS[line.kind]}${line.name}`;
+  }
+
+  /** A line's guarded state: a value written only by a current holder, outliving grants. */
+  state(line: LineRef): string {
+    return `${this.prefix}state/${DIRS[line.kind]}${line.name}`;
+  }
+
   /** The first key after every key of the line named `name` (for paging past it). */
   after(kind: LineKind, name: string): string {
     return prefixEnd(this.kindStart(kind) + name + SEPARATOR);
+  }
+
+  /** The line of a participant key; `undefined` for any other key. */
+  lineOf(key: string): LineRef | undefined {
+    for (const kind of Object.keys(DIRS) as LineKind[]) {
+      const name = this.nameOf(kind, key);
+      if (name !== undefined) return { kind, name };
+    }
+    return undefined;
   }
 
   /** The line name of a participant key of `kind`; `undefined` for any other key. */

@@ -45,6 +45,9 @@ export function metered(lines: Lines, metrics: Metrics): Lines {
     sweepLeases: () => lines.sweepLeases(),
     close: () => lines.close(),
     inspect: (line) => lines.inspect(line),
+    fence: (line, token) => lines.fence(line, token),
+    writeState: (line, handle, value) => lines.writeState(line, handle, value),
+    readState: (line) => lines.readState(line),
     list: (kind, o) => lines.list(kind, o),
 
     acquire: (line, o) => counted(line, o.wait, () => lines.acquire(line, o)),

@@ -42,6 +42,10 @@ export interface ParticipantValue {
   s?: string;
   /** Idempotent grants only: fingerprint of the request fields a retry must repeat. */
   fp?: string;
+  /** Locks only: the lock-delay (seconds) asked for; the grant keeps a marker (see the engine). */
+  ld?: number;
+  /** Holders with a lock-delay: the marker's lease (hex), renewed with the grant's. */
+  dl?: string;
 }
 
 export function decodeParticipant(value: string): ParticipantValue {
@@ -55,11 +59,11 @@ export function decodeParticipant(value: string): ParticipantValue {
     if (o.c === 1) out.c = 1;
     if (typeof o.owner === "string") out.owner = o.owner;
     if (typeof o.val === "string") out.val = o.val;
-    for (const k of ["ttl", "at", "limit", "tt"] as const) {
+    for (const k of ["ttl", "at", "limit", "tt", "ld"] as const) {
       const n = o[k];
       if (typeof n === "number") out[k] = n;
     }
-    for (const k of ["nh", "s", "fp"] as const) {
+    for (const k of ["nh", "s", "fp", "dl"] as const) {
       const s = o[k];
       if (typeof s === "string") out[k] = s;
     }

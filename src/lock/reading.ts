@@ -65,6 +65,24 @@ export class LineReader {
     return { revision: r.revision, oldest: r.kvs.map(member), count: r.count };
   }
 
+  /**
+   * The current holders' fencing tokens, oldest first: one linearizable read (two for a
+   * semaphore). A holder's key exists only while its lease does (etcd deletes a lease's
+   * keys in the step that ends it), so no lease check is needed.
+   */
+  async holderTokens(line: LineRef): Promise<number[]> {
+    const range = this.keys.range(line);
+    let read = await this.readOldest(range, 1);
+    const limit = lineLimit(read.oldest) ?? 1;
+    if (limit > 1) read = await this.readOldest(range, limit);
+    const tokens: number[] = [];
+    for (const m of read.oldest.slice(0, limit)) {
+      if (!holds(m)) break;
+      tokens.push(m.kv.createRevision);
+    }
+    return tokens;
+  }
+
   async inspect(line: LineRef): Promise<LineInfo | undefined> {
     return (await this.state(line, this.keys.range(line))).info;
   }

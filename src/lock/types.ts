@@ -74,6 +74,11 @@ export interface AcquireOptions {
   queue?: boolean;
   /** A ticket's time to live without being redeemed, seconds. */
   ticketTtl?: number;
+  /**
+   * Locks only: when this grant ends without a clean release (its lease expires, or an
+   * admin forces it), nobody is granted the lock for this many (whole) seconds.
+   */
+  lockDelay?: number;
   idempotencyKey?: string;
   /**
    * Who is calling, as a secret only that caller can present (its API key; "" when auth
@@ -92,6 +97,7 @@ export interface RedeemOptions {
   owner?: string;
   value?: string;
   limit?: number;
+  lockDelay?: number;
   signal?: AbortSignal;
 }
 
@@ -107,6 +113,17 @@ export type Acquired =
       replayed: boolean;
     }
   | { ticket: Ticket };
+
+/** A line's guarded state, as written by a holder. */
+export interface StateView {
+  value: string;
+  /** The fencing token of the grant that wrote it. */
+  token: number;
+  /** The etcd revision it was written at. */
+  revision: number;
+  /** When it was written, by the writing instance's clock (informational). */
+  updatedAt: string;
+}
 
 /** A grant that ended by release or force: when it was made (ms), for the hold-time metric. */
 export interface Ended {
@@ -215,6 +232,15 @@ export interface Lines {
   forceRelease(line: LineRef, token?: number): Promise<Ended | undefined>;
   /** `undefined` when the line has no holder. */
   inspect(line: LineRef): Promise<LineInfo | undefined>;
+  /** Whether `token` is a current holder's (a linearizable read); FenceStale when not. */
+  fence(line: LineRef, token: number): Promise<void>;
+  /**
+   * Writes the line's state in the txn that proves the handle's grant is current
+   * (LockLost otherwise, nothing written).
+   */
+  writeState(line: LineRef, handle: string, value: string): Promise<StateView>;
+  /** The line's state; StateNotFound when none was ever written. */
+  readState(line: LineRef): Promise<StateView>;
   /**
    * The line's state and the revision it was read at; with `after` and `wait`, first
    * waits until the line changed after that revision (at most `wait` seconds).

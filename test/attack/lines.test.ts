@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { EtcdClient } from "../../src/etcd/types.js";
+import type { EtcdClient, GuardedWrite } from "../../src/etcd/types.js";
 import { CallerGone, createLines, LockHeld, LockLost } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
 import { parseHandle } from "../../src/lock/names.js";
 import type { Acquired, Grant, LineRef, Lines, Ticket } from "../../src/lock/types.js";
 import { etcdWithClients, RUNTIMES } from "../support/etcd.js";
 import { uniqueName, until } from "../support/http.js";
+import { lagging } from "../support/lagging.js";
 import { grantOf } from "../support/locks.js";
 
 /**
@@ -16,57 +17,6 @@ import { grantOf } from "../support/locks.js";
 
 const PREFIX = "attack/";
 const keys = new LineKeys(PREFIX);
-
-type Method = "scan" | "putIfUnchanged" | "get";
-
-/**
- * Wraps a client so that the next call of a method (whose first argument `match`es) is
- * answered by etcd, then held until `release()`; with `before`, held before it is sent.
- */
-function lagging(inner: EtcdClient) {
-  const holds: {
-    method: Method;
-    match: (arg: unknown) => boolean;
-    before: boolean;
-    gate: Promise<void>;
-    reached(): void;
-  }[] = [];
-  const client = new Proxy(inner, {
-    get(obj, prop, receiver) {
-      const value = Reflect.get(obj, prop, receiver);
-      if (typeof value !== "function") return value;
-      return async (...args: unknown[]) => {
-        const i = holds.findIndex((h) => h.method === prop && h.match(args[0]));
-        const hold = i >= 0 ? holds.splice(i, 1)[0] : undefined;
-        if (hold?.before) {
-          hold.reached();
-          await hold.gate;
-        }
-        const r = await value.apply(obj, args);
-        if (hold && !hold.before) {
-          hold.reached();
-          await hold.gate;
-        }
-        return r;
-      };
-    },
-  });
-  return {
-    client,
-    pauseNext(method: Method, match: (arg: unknown) => boolean = () => true, before = false) {
-      let release: () => void = () => {};
-      let reached: () => void = () => {};
-      const gate = new Promise<void>((r) => {
-        release = r;
-      });
-      const arrived = new Promise<void>((r) => {
-        reached = r;
-      });
-      holds.push({ method, match, before, gate, reached });
-      return { reached: arrived, release };
-    },
-  };
-}
 
 function ticketOf(a: Acquired): Ticket {
   if (!("ticket" in a)) throw new Error("expected a ticket, got a grant");
@@ -80,8 +30,9 @@ const settle = <T>(p: Promise<T>) =>
     (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
   );
 
-/** The participant key a conversion puts (the first argument of putIfUnchanged). */
-const keyOfItem = (line: LineRef) => (arg: unknown) => (arg as { key: string }).key.startsWith(keys.range(line).start);
+/** A lock's conversion: the guarded write that puts a participant key of `line`. */
+const keyOfItem = (line: LineRef) => (arg: unknown) =>
+  (arg as GuardedWrite).put?.[0]?.key.startsWith(keys.range(line).start) ?? false;
 
 describe("attacks on waiting, tickets and force release (real etcd)", () => {
   const shared = etcdWithClients();
@@ -165,7 +116,7 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const x = engine(lag.client);
       const { line, gone, waiter, release } = await waiterBehindHolder(x, "gone-wait", false);
       // Its turn comes; the conversion is applied, and its answer lags...
-      const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line));
+      const converting = lag.pauseNext("guardedWrite", keyOfItem(line));
       await release();
       await converting.reached;
       // ...while the caller hangs up.
@@ -183,7 +134,7 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const x = engine(lag.client);
       const y = engine();
       const { line, o, gone, waiter, release } = await waiterBehindHolder(x, "gone-claimed");
-      const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line));
+      const converting = lag.pauseNext("guardedWrite", keyOfItem(line));
       await release();
       await converting.reached;
       // The caller hangs up and retries through another instance: the retry gets the grant.
@@ -207,7 +158,7 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       const { line, o, gone, waiter, release } = await waiterBehindHolder(x, "gone-late");
       // The first attempt's conversion is held before it is sent; its caller hangs up, and
       // the retry, finding the place at its turn, converts it itself.
-      const converting = lag.pauseNext("putIfUnchanged", keyOfItem(line), true);
+      const converting = lag.pauseNext("guardedWrite", keyOfItem(line), true);
       await release();
       await converting.reached;
       gone.abort();
@@ -228,8 +179,8 @@ describe("attacks on waiting, tickets and force release (real etcd)", () => {
       await until(() => y.activeWaiters === 1, "the retry to wait for the same place");
       // Both are woken. The first attempt's conversion applies (its answer lags); the
       // retry's is held before it is sent.
-      const xConverts = lagX.pauseNext("putIfUnchanged", keyOfItem(line));
-      const yConverts = lagY.pauseNext("putIfUnchanged", keyOfItem(line), true);
+      const xConverts = lagX.pauseNext("guardedWrite", keyOfItem(line));
+      const yConverts = lagY.pauseNext("guardedWrite", keyOfItem(line), true);
       await release();
       await Promise.all([xConverts.reached, yConverts.reached]);
       // The first caller has hung up: its grant is abandoned (deleted at its revision)

@@ -81,7 +81,7 @@ describe("the line engine's etcd economy for locks (real etcd)", () => {
     await Promise.any(waiters.map((w) => w.then((r) => (r instanceof LockError ? Promise.reject(r) : r))));
     // One wake-up, one attempt (the waiter's key put again as a holder): not twenty
     // transactions racing for one lock, and nobody read the line again.
-    expect(calls.putIfUnchanged).toBe(1);
+    expect(calls.guardedWrite).toBe(1);
     expect(calls.joinAll ?? 0).toBe(0);
     expect(calls.scan ?? 0).toBe(0);
     const results = await Promise.all(waiters);

@@ -1,3 +1,4 @@
+import { readsOf } from "../../src/etcd/join.js";
 import {
   type AllOrNothing,
   type CreateItem,
@@ -5,7 +6,7 @@ import {
   type EtcdClient,
   EtcdUnavailableError,
   type GetResult,
-  JOIN_READS_PER_ITEM,
+  type GuardedWrite,
   type JoinAllResult,
   type JoinItem,
   type KeyValue,
@@ -418,10 +419,11 @@ export class FakeEtcd implements EtcdClient {
 
   joinAll(items: JoinItem[]): Promise<JoinAllResult> {
     return this.call("joinAll", [items], () => {
-      this.checkTxn(items, JOIN_READS_PER_ITEM);
+      this.checkTxn(items, items.reduce((n, i) => n + readsOf(i), 0) / Math.max(1, items.length));
       // etcd's compare over a range holds when every key in it holds it (so when it is empty).
       const holds = (i: JoinItem) =>
-        [...this.kvs].every(([k, kv]) => !inRange(k, i.start, i.end) || kv.createRevision < i.maxCreateRevision + 1);
+        [...this.kvs].every(([k, kv]) => !inRange(k, i.start, i.end) || kv.createRevision < i.maxCreateRevision + 1) &&
+        (i.absent === undefined || !this.kvs.has(i.absent));
       if (!items.every(holds)) {
         const reads = items.map((i) => {
           const oldest = this.scanNow(i.start, i.end, {
@@ -430,16 +432,32 @@ export class FakeEtcd implements EtcdClient {
             countOnly: i.readLimit <= 0,
           });
           const newest = Math.max(0, ...this.scanNow(i.start, i.end, {}).kvs.map((kv) => kv.createRevision));
-          return { kvs: oldest.kvs, count: oldest.count, newest };
+          const blocker = i.absent === undefined ? undefined : this.peek(i.absent);
+          return { kvs: oldest.kvs, count: oldest.count, newest, ...(blocker ? { blocker } : {}) };
         });
         return { applied: false, revision: this.rev, reads };
       }
-      this.checkLeases(items);
+      const puts = items.flatMap((i) => (i.with ? [i, i.with] : [i]));
+      this.checkLeases(puts);
       if (items.length > 0) {
         this.rev++;
-        for (const i of items) this.putAt(i.key, i.value, i.lease, this.rev);
+        for (const i of puts) this.putAt(i.key, i.value, i.lease, this.rev);
       }
       return { applied: true, revision: this.rev };
+    });
+  }
+
+  guardedWrite(w: GuardedWrite): Promise<number> {
+    return this.call("guardedWrite", [w], () => {
+      const holds =
+        (w.unchanged ?? []).every((i) => (this.kvs.get(i.key)?.modRevision ?? 0) === i.modRevision) &&
+        (w.created ?? []).every((i) => (this.kvs.get(i.key)?.createRevision ?? 0) === i.createRevision);
+      if (!holds) return 0;
+      this.checkLeases(w.put ?? []);
+      this.rev++;
+      for (const p of w.put ?? []) this.putAt(p.key, p.value, p.lease, this.rev);
+      for (const key of w.delete ?? []) if (this.kvs.has(key)) this.deleteAt(key, this.rev);
+      return this.rev;
     });
   }
 

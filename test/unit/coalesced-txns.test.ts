@@ -258,12 +258,12 @@ describe("coalescedTxns (fake etcd)", () => {
       expect(fake.peek("a#1")).toBeDefined();
     });
 
-    it("no join txn carries more than 42 items: a failed one reads 3 ranges per item, within 128 ops", async () => {
+    it("no join txn carries more than 32 items: a failed one reads up to 4 ranges per item, within 128 ops", async () => {
       const fake = new FakeEtcd();
       const txns = coalescedTxns(fake);
-      const lines = Array.from({ length: 43 }, (_, i) => `l${String(i).padStart(2, "0")}`);
+      const lines = Array.from({ length: 33 }, (_, i) => `l${String(i).padStart(2, "0")}`);
       await Promise.all(lines.map((l) => txns.join(joinItem(l, "1"))));
-      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([42, 1]);
+      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([32, 1]);
     });
   });
 });

@@ -46,15 +46,17 @@ async function lostConversion(fake: FakeEtcd, locks: TestLocks, o: Partial<Acqui
   const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60, ...o }));
   await untilWaiting(fake, "n", 1);
   const key = waitersIn(fake, "n")[0]?.key;
-  const converting = fake.nextCall("putIfUnchanged");
-  fake.failNext("putIfUnchanged", { applied: true });
+  const converting = fake.nextCall("guardedWrite");
+  fake.failNext("guardedWrite", { applied: true });
   return {
     key,
     waiter,
-    /** Releases the holder; resolves with the conversion's put once it is sent. */
+    /** Releases the holder; resolves with the conversion's put of the key once it is sent. */
     async release() {
       await locks.release("n", holder.grant.lease);
-      return (await converting)[0];
+      const put = (await converting)[0].put?.[0];
+      if (!put) throw new Error("the conversion put nothing");
+      return put;
     },
   };
 }

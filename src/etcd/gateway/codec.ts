@@ -13,7 +13,16 @@
  */
 
 import { type JoinOutcome, joinOutcome } from "../join.js";
-import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
+import type {
+  AllOrNothing,
+  GetResult,
+  JoinItem,
+  KeyValue,
+  LeaseTtl,
+  RangeResult,
+  ScanResult,
+  WatchEvent,
+} from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -141,10 +150,10 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
 }
 
 /** Response of `encodeJoinAll`'s txn. */
-export function decodeJoin(body: Json): JoinOutcome {
+export function decodeJoin(items: readonly JoinItem[], body: Json): JoinOutcome {
   const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
   const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
-  return joinOutcome(body.succeeded === true, headerRevision(body), ranges);
+  return joinOutcome(items, body.succeeded === true, headerRevision(body), ranges);
 }
 
 /** Granted TTL from a LeaseGrant response. */

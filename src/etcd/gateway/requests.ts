@@ -1,6 +1,6 @@
 /** Requests to etcd's HTTP/JSON gateway from our types (its encoding: see codec.ts). */
 
-import type { CreateItem, DeleteItem, JoinItem, ScanQuery, UpdateItem } from "../types.js";
+import type { CreateItem, DeleteItem, GuardedWrite, JoinItem, ScanQuery, UpdateItem } from "../types.js";
 import type { WatchTarget } from "../watch-loop.js";
 import { encodeBase64, encodeLeaseId, type Json } from "./codec.js";
 
@@ -77,21 +77,53 @@ export function encodeScan(start: string, end: string, q: ScanQuery): Json {
 /** `joinAll`'s txn (its shape: src/etcd/join.ts). */
 export function encodeJoinAll(items: JoinItem[]): Json {
   return {
-    compare: items.map((i) => ({
-      key: encodeBase64(i.start),
-      range_end: encodeBase64(i.end),
-      target: "CREATE",
-      result: "LESS",
-      create_revision: String(i.maxCreateRevision + 1),
-    })),
-    success: items.map((i) => ({ request_put: encodePut(i) })),
+    compare: items.flatMap((i) => [
+      {
+        key: encodeBase64(i.start),
+        range_end: encodeBase64(i.end),
+        target: "CREATE",
+        result: "LESS",
+        create_revision: String(i.maxCreateRevision + 1),
+      },
+      ...(i.absent === undefined ? [] : [createdAt(i.absent, 0)]),
+    ]),
+    success: items.flatMap((i) => [
+      { request_put: encodePut(i) },
+      ...(i.with ? [{ request_put: encodePut(i.with) }] : []),
+    ]),
     failure: items.flatMap((i) => [
       {
         request_range: encodeScan(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
       },
       { request_range: { ...encodeRange(i.start, i.end, 1), sort_target: "CREATE", sort_order: "DESCEND" } },
       { request_range: encodeGet(i.key) },
+      ...(i.absent === undefined ? [] : [{ request_range: encodeGet(i.absent) }]),
     ]),
+  };
+}
+
+/** Compare: create_revision(key) == revision (0: the key does not exist). */
+function createdAt(key: string, revision: number): Json {
+  return { key: encodeBase64(key), target: "CREATE", result: "EQUAL", create_revision: String(revision) };
+}
+
+/** `EtcdClient.guardedWrite`'s txn. */
+export function encodeGuardedWrite(w: GuardedWrite): Json {
+  return {
+    compare: [
+      ...(w.unchanged ?? []).map((i) => ({
+        key: encodeBase64(i.key),
+        target: "MOD",
+        result: "EQUAL",
+        mod_revision: String(i.modRevision),
+      })),
+      ...(w.created ?? []).map((i) => createdAt(i.key, i.createRevision)),
+    ],
+    success: [
+      ...(w.put ?? []).map((p) => ({ request_put: encodePut(p) })),
+      ...(w.delete ?? []).map((key) => ({ request_delete_range: { key: encodeBase64(key) } })),
+    ],
+    failure: [],
   };
 }
 

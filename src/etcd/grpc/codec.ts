@@ -17,8 +17,10 @@ import {
 import { type JoinOutcome, joinOutcome } from "../join.js";
 import {
   type AllOrNothing,
+  type CreateItem,
   EtcdAuthError,
   EtcdUnavailableError,
+  type GuardedWrite,
   type JoinItem,
   type KeyValue,
   LeaseExistsError,
@@ -64,37 +66,80 @@ export function toScan(res: IRangeResponse): ScanResult {
 /** `joinAll`'s txn (its shape: src/etcd/join.ts). */
 export function joinTxn(items: JoinItem[]): ITxnRequest {
   return {
-    compare: items.map((i) => ({
-      key: Buffer.from(i.start),
-      range_end: Buffer.from(i.end),
-      target: "Create",
-      result: "Less",
-      create_revision: i.maxCreateRevision + 1,
-    })),
-    success: items.map((i) => ({
-      request_put: { key: Buffer.from(i.key), value: Buffer.from(i.value), lease: i.lease.toString() },
-    })),
+    compare: items.flatMap((i) => [
+      {
+        key: Buffer.from(i.start),
+        range_end: Buffer.from(i.end),
+        target: "Create" as const,
+        result: "Less" as const,
+        create_revision: i.maxCreateRevision + 1,
+      },
+      ...(i.absent === undefined ? [] : [absent(i.absent)]),
+    ]),
+    success: items.flatMap((i) => [
+      { request_put: putRequest(i) },
+      ...(i.with ? [{ request_put: putRequest(i.with) }] : []),
+    ]),
     failure: items.flatMap((i) => [
       {
         request_range: scanRequest(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
       },
       { request_range: { ...scanRequest(i.start, i.end, { limit: 1 }), sort_target: "Create", sort_order: "Descend" } },
       { request_range: { key: Buffer.from(i.key) } },
+      ...(i.absent === undefined ? [] : [{ request_range: { key: Buffer.from(i.absent) } }]),
     ]),
   };
 }
 
+/** A Put of `key` on `lease` (none when `0n`). */
+function putRequest(p: CreateItem) {
+  return { key: Buffer.from(p.key), value: Buffer.from(p.value), lease: p.lease.toString() };
+}
+
+/** Compare: the key does not exist. */
+function absent(key: string) {
+  return { key: Buffer.from(key), target: "Create" as const, result: "Equal" as const, create_revision: 0 };
+}
+
+/** `EtcdClient.guardedWrite`'s txn. */
+export function guardedTxn(w: GuardedWrite): ITxnRequest {
+  return {
+    compare: [
+      ...(w.unchanged ?? []).map((i) => ({
+        key: Buffer.from(i.key),
+        target: "Mod" as const,
+        result: "Equal" as const,
+        mod_revision: i.modRevision,
+      })),
+      ...(w.created ?? []).map((i) => ({
+        key: Buffer.from(i.key),
+        target: "Create" as const,
+        result: "Equal" as const,
+        create_revision: i.createRevision,
+      })),
+    ],
+    success: [
+      ...(w.put ?? []).map((p) => ({ request_put: putRequest(p) })),
+      ...(w.delete ?? []).map((key) => ({ request_delete_range: { key: Buffer.from(key) } })),
+    ],
+    failure: [],
+  };
+}
+
 /** Response of `joinTxn`. */
-export function decodeJoin(res: {
-  header: { revision: string };
-  succeeded: boolean;
-  responses: { response_range?: IRangeResponse }[];
-}): JoinOutcome {
+export function decodeJoin(
+  items: readonly JoinItem[],
+  res: {
+    header: { revision: string };
+    succeeded: boolean;
+    responses: { response_range?: IRangeResponse }[];
+  },
+): JoinOutcome {
   const ranges = res.responses.map((r) => ({
     kvs: (r.response_range?.kvs ?? []).map(toKv),
     count: Number(r.response_range?.count ?? 0),
   }));
-  return joinOutcome(res.succeeded, Number(res.header.revision), ranges);
+  return joinOutcome(items, res.succeeded, Number(res.header.revision), ranges);
 }
 
 /** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */

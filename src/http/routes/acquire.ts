@@ -57,7 +57,8 @@ export function acquire(k: KindRoutes): Route {
           ? "lock-held: every permit is taken (after any wait), with `position` after a wait and Retry-After; " +
             "limit-mismatch: the holders took the semaphore with another `limit` (nothing changed)"
           : "lock-held: someone else holds it (after any wait); `position` after a wait; Retry-After is the " +
-            "holder's remaining TTL",
+            'holder\'s remaining TTL. With `reason: "lock-delay"`, nobody holds it but its last grant ended without ' +
+            "a release within its lockDelay; Retry-After is what is left of that",
         content: {
           "application/problem+json": {
             schema: semaphore ? z.union([LockHeldProblem, LimitMismatchProblem]) : LockHeldProblem,
@@ -76,7 +77,12 @@ export function acquire(k: KindRoutes): Route {
       const { name } = c.req.valid("param");
       const line: LineRef = { kind: k.kind, name };
       const idempotencyKey = c.req.valid("header")["idempotency-key"];
-      const body: AcquireInput = await readBody(c, k.acquireBody, ["ttl", "wait", "ticketTtl", "limit"], ["queue"]);
+      const body: AcquireInput = await readBody(
+        c,
+        k.acquireBody,
+        ["ttl", "wait", "ticketTtl", "limit", "lockDelay"],
+        ["queue"],
+      );
       checkAcquire(body, config);
       const wait = body.wait ?? 0;
       const acquired =
@@ -88,6 +94,7 @@ export function acquire(k: KindRoutes): Route {
               ...(body.owner !== undefined ? { owner: body.owner } : {}),
               ...(body.value !== undefined ? { value: body.value } : {}),
               ...(body.limit !== undefined ? { limit: body.limit } : {}),
+              ...(body.lockDelay !== undefined ? { lockDelay: body.lockDelay } : {}),
             })
           : await lines.acquire(line, {
               ttl: body.ttl ?? config.LEASEHOLD_DEFAULT_TTL,
@@ -98,6 +105,7 @@ export function acquire(k: KindRoutes): Route {
               ...(body.owner !== undefined ? { owner: body.owner } : {}),
               ...(body.value !== undefined ? { value: body.value } : {}),
               ...(body.queue ? { queue: true, ticketTtl: body.ticketTtl ?? config.LEASEHOLD_DEFAULT_TICKET_TTL } : {}),
+              ...(body.lockDelay ? { lockDelay: body.lockDelay } : {}),
               ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
             });
       if ("ticket" in acquired) {
@@ -120,6 +128,7 @@ interface AcquireInput {
   ticketTtl?: number | undefined;
   ticket?: string | undefined;
   limit?: number | undefined;
+  lockDelay?: number | undefined;
 }
 
 /** The checks the body's schema can't make: the configured maxima and which fields go together. */

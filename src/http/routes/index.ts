@@ -5,6 +5,7 @@ import { acquire } from "./acquire.js";
 import { dashboard } from "./dashboard.js";
 import { docsRoutes } from "./docs.js";
 import { events } from "./events.js";
+import { fence } from "./fence.js";
 import { healthz, readyz } from "./health.js";
 import { inspect } from "./inspect.js";
 import { LOCKS, SEMAPHORES } from "./kinds.js";
@@ -12,10 +13,20 @@ import { list } from "./list.js";
 import { metrics } from "./metrics.js";
 import { release } from "./release.js";
 import { renew } from "./renew.js";
+import { readState, writeState } from "./state.js";
 
 /** The API's documented routes, in the order openapi.yaml lists them: each line route once per kind. */
 const api: Route[] = [
-  ...[LOCKS, SEMAPHORES].flatMap((k) => [acquire(k), renew(k), release(k), inspect(k), list(k)]),
+  ...[LOCKS, SEMAPHORES].flatMap((k) => [
+    acquire(k),
+    renew(k),
+    release(k),
+    inspect(k),
+    list(k),
+    fence(k),
+    writeState(k),
+    readState(k),
+  ]),
   events,
   healthz,
   readyz,

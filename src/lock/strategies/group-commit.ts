@@ -80,9 +80,9 @@ export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFli
     (items) => etcd.joinAll(items),
     (r, item, i, shared) => settleJoin(r, item, i, shared),
     (i) => i.start,
-    // A failed join reads its line back with up to three ops: 3 × 42 stays within etcd's
+    // A failed join reads its line back with up to four ops: 4 × 32 stays within etcd's
     // default --max-txn-ops of 128.
-    Math.min(maxBatch, 42),
+    Math.min(maxBatch, 32),
     maxInFlight,
   );
   // Two participants of one line created in one txn would share its revision, their
@@ -112,7 +112,7 @@ export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFli
 function settleJoin(r: JoinAllResult, item: JoinItem, i: number, shared: boolean): JoinOutcome | undefined {
   if (r.applied) return { joined: true, revision: r.revision };
   const read = r.reads[i] ?? notReached();
-  if (shared && read.newest <= item.maxCreateRevision) return undefined;
+  if (shared && read.newest <= item.maxCreateRevision && read.blocker === undefined) return undefined;
   return { joined: false, revision: r.revision, read };
 }
 

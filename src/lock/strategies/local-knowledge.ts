@@ -41,6 +41,12 @@ export class SeenHeld {
 }
 
 /** A grant this instance made, as written to etcd. */
+/** A lock-delay marker: its key, and the lease made for it alone. */
+export interface MarkerRef {
+  key: string;
+  lease: bigint;
+}
+
 export interface OwnGrant {
   lease: bigint;
   nonce: string;
@@ -50,6 +56,8 @@ export interface OwnGrant {
   ttl: number;
   /** Grant time (ms since the epoch). */
   at: number;
+  /** A grant with a lock-delay: its marker (deleted with a clean release). */
+  marker?: MarkerRef;
 }
 
 /**

@@ -23,18 +23,23 @@ afterAll(async () => {
 const TTL = 4;
 
 /**
- * A job that writes the time (epoch ms, its own clock: the host's) to `ticks` every 50 ms
- * and, on SIGTERM, writes it to `term`, then exits or (`obey` false) goes on ticking.
+ * `exec NAME --ttl 4 --grace S` (against `url`) of a job that writes the time (epoch ms,
+ * its own clock: the host's) to a file every 50 ms and, on SIGTERM, to another, then
+ * exits or (`obey` false) goes on ticking. `started` resolves at its first tick.
  */
-function job(name: string, obey: boolean) {
+function execJob(url: string, name: string, grace: number, obey: boolean) {
   const term = join(dir, `${name}.term`);
-  const ticks = join(dir, `${name}.ticks`);
+  const ticksFile = join(dir, `${name}.ticks`);
   const trap = `trap 'date +%s%3N > "${term}"${obey ? "; exit 0" : ""}' TERM`;
-  const script = `${trap}; while :; do date +%s%3N >> "${ticks}"; sleep 0.05; done`;
+  const script = `${trap}; while :; do date +%s%3N >> "${ticksFile}"; sleep 0.05; done`;
+  const args = ["exec", name, "--ttl", String(TTL), "--grace", String(grace), "--", "sh", "-c", script];
+  const run = startCli(args, { LEASEHOLD_URL: url });
+  const ticks = () => fileLines(ticksFile).map(Number);
   return {
-    command: ["sh", "-c", script],
+    run,
+    started: until(() => ticks().length > 0, "the job to start"),
     termAt: () => Number(readFileSync(term, "utf8").trim()),
-    ticks: () => fileLines(ticks).map(Number),
+    ticks,
   };
 }
 
@@ -65,14 +70,12 @@ describe("exec stops the job within the lock's validity", { timeout: 60_000 }, (
     const own = await startTestService();
     const etcdPid = own.etcd.pid as number;
     const name = uniqueName("etcd-stopped");
-    const j = job(name, false);
     // --grace 5 is more than the validity leaves: SIGTERM once renewals have failed for
     // half the ttl, SIGKILL at the end of validity, not after the grace period.
-    const run = startCli(["exec", name, "--ttl", String(TTL), "--grace", "5", "--", ...j.command], {
-      LEASEHOLD_URL: own.url,
-    });
+    const j = execJob(own.url, name, 5, false);
+    const { run } = j;
     try {
-      await until(() => j.ticks().length > 0, "the job to start");
+      await j.started;
       const stoppedAt = Date.now();
       process.kill(etcdPid, "SIGSTOP");
       expect(await run.exited).toBe(74);
@@ -103,12 +106,10 @@ describe("exec stops the job within the lock's validity", { timeout: 60_000 }, (
   it("service unreachable: SIGTERM --grace before validUntil, and a job that obeys it is done by then", async () => {
     const proxy = await startProxy(svc.url);
     const name = uniqueName("unreachable");
-    const j = job(name, true);
-    const run = startCli(["exec", name, "--ttl", String(TTL), "--grace", "1", "--", ...j.command], {
-      LEASEHOLD_URL: proxy.url,
-    });
+    const j = execJob(proxy.url, name, 1, true);
+    const { run } = j;
     try {
-      await until(() => j.ticks().length > 0, "the job to start");
+      await j.started;
       // Renewals go unanswered from now on (a partition between exec and the service).
       const cutAt = Date.now();
       proxy.plan = (r) => (r.method === "PUT" ? "blackhole" : "forward");

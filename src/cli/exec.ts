@@ -31,16 +31,28 @@ SIGTSTP (Ctrl-Z) stops the group and leasehold; on SIGCONT the group resumes, or
 the lease may have run out meanwhile, is stopped as on a lost lock. When CMD exits, what
 it left running in the group gets SIGTERM, SIGKILL after --grace, before the lock is
 released. If leasehold is killed, even by SIGKILL, a watchdog process stops the group
-the same way. Out of reach: a process that leaves the group (setsid, a daemon). CMD has
-no controlling terminal: it uses the terminal through stdin and stdout, but a program
-that opens /dev/tty (a sudo or ssh password prompt) finds none.
+the same way (SIGKILL after --grace: it does not know the lock's validity). Out of
+reach: a process that leaves the group (setsid, a daemon). CMD has no controlling
+terminal: it uses the terminal through stdin and stdout, but a program that opens
+/dev/tty (a sudo or ssh password prompt) finds none.
 
 If someone else holds the lock (after --wait), CMD is not run: exit 73 (see --held-exit).
 With --queue it waits in line instead, served in arrival order, for as long as it takes
 (or up to --wait S), and leaves the line if it is interrupted.
-If the lock is lost while CMD runs (a renew answered 410, or no successful renew before
-the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace seconds, and
-leasehold exits 74 whatever CMD's exit code.
+
+The lock is valid until the send time of the last successful renew + ttl − a safety
+margin (5 % of ttl for clock-rate differences with etcd's leader, + 0.5 s for
+scheduling and the network: 2 s at ttl 30), short of the earliest time its lease can
+end. Whenever the lock is lost, CMD's group is dead by the end of its validity:
+- a renew answered 410 (the lock is gone): SIGTERM at once, SIGKILL after --grace
+  seconds or at the end of validity, whichever comes first;
+- renewals get no answer (the service or etcd unreachable): SIGTERM --grace seconds
+  before the end of validity, but not before the renewals have failed for a while
+  (half the ttl after the last successful one), and SIGKILL at the end of validity
+  (if a renew succeeds after the SIGTERM, after --grace within the new validity).
+Either way leasehold exits 74 whatever CMD's exit code. With --ttl 30 and the default
+--grace 10, a job whose renewals stop answering gets SIGTERM about 18 s and SIGKILL
+about 28 s after the last renew that succeeded.
 
   --ttl S          lease TTL in seconds (service default 30). A crashed host's lock
                    frees itself about this long after its last renew, or later: etcd
@@ -53,7 +65,8 @@ leasehold exits 74 whatever CMD's exit code.
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
   --value V        a value to publish while CMD runs (shown by status and watch)
-  --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
+  --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10), or
+                   sooner when the lock's validity ends first
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --held-exit N    exit code when the lock is held (default 73; 0 suits cron)
   --quiet          say nothing when the lock is held (or while waiting in line)
@@ -195,20 +208,47 @@ export async function supervise(
         );
         return;
       }
+      // Whatever the way the job ends, it is dead by the end of the lock's validity.
+      const killBy = () => lock.validUntil - KILL_AHEAD_MS;
       const current = new Job(
         cmd,
         args,
         { ...process.env, LEASEHOLD_NAME: lock.name, LEASEHOLD_TOKEN: String(lock.token), LEASEHOLD_LEASE: lock.lease },
         grace,
+        killBy,
       );
       job = current;
       let lost: LeaseholdError | undefined;
-      const lose = (reason: LeaseholdError) => {
+      let expiring: ReturnType<typeof setTimeout> | undefined;
+      const lose = (reason: LeaseholdError, why = `lost ${held} (${reason.message})`) => {
         if (lost) return;
         lost = reason;
-        warn(`lost ${held} (${lost.message}); stopping ${cmd} (SIGTERM, SIGKILL after ${grace} s)`);
+        clearTimeout(expiring);
+        const left = killBy() - Date.now();
+        const end = clockTime(lock.validUntil);
+        const kill =
+          left <= 0
+            ? `SIGKILL now: its validity ended at ${end}`
+            : left <= grace * 1000
+              ? `SIGKILL by ${end}, when its validity ends`
+              : `SIGKILL after ${grace} s`;
+        warn(`${why}; stopping ${cmd} (SIGTERM, ${kill})`);
         current.stop();
       };
+      // Renewals that get no answer (the service or etcd unreachable) end only at the end
+      // of validity: stop the job before that, leaving it --grace to finish.
+      const watchRenewals = () => {
+        if (lost) return;
+        const at = stopAt(lock, grace);
+        if (Date.now() < at) {
+          expiring = setTimeout(watchRenewals, at - Date.now());
+          return;
+        }
+        const silent = ((Date.now() - lock.renewedAt) / 1000).toFixed(1);
+        const reason = new LeaseholdError("lock-expired", `no successful renew of ${held} for ${silent} s`);
+        lose(reason, reason.message);
+      };
+      watchRenewals();
       const onLost = () =>
         lose(
           lock.signal.reason instanceof LeaseholdError
@@ -247,6 +287,7 @@ export async function supervise(
         // The lock is released only once nothing CMD started still runs.
         if (!(await current.drain())) warn(`processes ${cmd} started outlived SIGKILL; releasing the lock anyway`);
         lock.signal.removeEventListener("abort", onLost);
+        clearTimeout(expiring);
         for (const [s, f] of listeners) process.off(s, f);
         resolve(outcome.kind === "exited" && lost ? { ...outcome, lost } : outcome);
       };
@@ -273,6 +314,23 @@ export async function supervise(
     for (const s of FORWARDED) process.off(s, onSignal);
   }
 }
+
+/** How far ahead of the end of validity SIGKILL is sent, so that it has landed by then on a busy host. */
+const KILL_AHEAD_MS = 100;
+
+/**
+ * When a job whose lock gets no successful renew is sent SIGTERM: `grace` s before
+ * SIGKILL at the end of validity, but not before renewals have really failed (the renew
+ * due at a third of the ttl has had until half of it) — a job that needs most of the
+ * ttl to stop gets what is left. Each successful renew moves it on.
+ */
+export function stopAt(lock: Pick<HeldLock, "validUntil" | "renewedAt" | "grant">, grace: number): number {
+  const killAt = lock.validUntil - KILL_AHEAD_MS;
+  return Math.min(killAt, Math.max(killAt - grace * 1000, lock.renewedAt + (lock.grant.ttl * 1000) / 2));
+}
+
+/** An epoch-ms time of this host's clock, for messages. */
+const clockTime = (ms: number) => new Date(ms).toISOString();
 
 /** The shell's convention for a process ended by a signal: 128 + its number. */
 function signalExit(signal: NodeJS.Signals): number {

@@ -41,9 +41,9 @@ ttl/3, and on CMD's end it resigns (releases NAME) and exits with CMD's exit cod
 token is the leader's epoch: every new leader's is larger. Run the same line on every
 member: one runs CMD at a time; when it ends, dies or loses its lease, the next takes over.
 
-If the leadership is lost while CMD runs (a renew answered 410, or no successful renew
-before the lease could expire), CMD's group gets SIGTERM, SIGKILL after --grace
-seconds, and leasehold exits 74. CMD can publish a new value (proclaim) with
+If the leadership is lost while CMD runs (a renew answered 410, or renewals fail until
+the lease could expire), CMD's group gets SIGTERM, then SIGKILL, as exec does (see
+leasehold exec --help): dead before the lease can have expired. leasehold exits 74. CMD can publish a new value (proclaim) with
   leasehold renew "$LEASEHOLD_NAME" --value V2
 Everyone can follow the leader with \`leasehold watch --name NAME\` or \`leasehold status NAME\`.
 Signals are handled as by exec (see leasehold exec --help); before CMD starts, SIGINT or

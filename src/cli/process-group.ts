@@ -153,9 +153,12 @@ export class Job {
   readonly proc: ChildProcess;
   readonly #pgid: number | undefined;
   readonly #graceMs: number;
+  readonly #killBy: () => number;
   readonly #watchdog: Watchdog | undefined;
   #suspended = false;
-  /** When SIGKILL follows the SIGTERM of stop(); undefined until then. */
+  /** When stop() sent SIGTERM; undefined until then. */
+  #termAt: number | undefined;
+  /** When SIGKILL follows; undefined until stop(). */
   #killAt: number | undefined;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
   #drained = false;
@@ -175,9 +178,19 @@ export class Job {
    * watchdog knows it before `cmd` can start anything, that process is a shell that waits
    * at a gate (fd 3) until the watchdog has been told, then becomes `cmd` (exec, same
    * process). If we die first, the gate reads end of input and `cmd` never runs.
+   *
+   * `killBy` (epoch ms, read again whenever it matters, since a renewed lock moves it
+   * on) is when the group must be dead: SIGKILL never waits past it for the grace period.
    */
-  constructor(cmd: string, args: string[], env: NodeJS.ProcessEnv, graceSeconds: number) {
+  constructor(
+    cmd: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    graceSeconds: number,
+    killBy: () => number = () => Number.POSITIVE_INFINITY,
+  ) {
     this.#graceMs = graceSeconds * 1000;
+    this.#killBy = killBy;
     if (!GROUPS) {
       this.proc = spawn(cmd, args, { stdio: "inherit", env });
       return;
@@ -204,17 +217,27 @@ export class Job {
   }
 
   get stopping(): boolean {
-    return this.#killAt !== undefined;
+    return this.#termAt !== undefined;
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace period; once. */
+  /** SIGTERM to the group, SIGKILL after the grace period or at `killBy`, whichever comes first; once. */
   stop(): void {
-    if (this.#killAt !== undefined) return;
-    this.#killAt = Date.now() + this.#graceMs;
+    if (this.#termAt !== undefined) return;
+    this.#termAt = Date.now();
     this.signal("SIGTERM");
     // A stopped process acts on SIGTERM only once continued.
     this.resume();
-    this.#killTimer = setTimeout(() => this.signal("SIGKILL"), this.#graceMs);
+    this.#armKill();
+  }
+
+  /** Arms SIGKILL for the earlier of the grace period's end and `killBy`; at once when that has passed. */
+  #armKill(): void {
+    this.#killAt = Math.min((this.#termAt ?? Date.now()) + this.#graceMs, this.#killBy());
+    const wait = this.#killAt - Date.now();
+    // On time, a timer may fire a millisecond early: SIGKILL then rather than re-arm.
+    if (wait <= 1) this.signal("SIGKILL");
+    // Rechecked when it fires: `killBy` may have moved on meanwhile, never back.
+    else this.#killTimer = setTimeout(() => this.#armKill(), wait);
   }
 
   /** Stops (SIGSTOP) the group, as a terminal's Ctrl-Z would have if it were in the foreground. */
@@ -244,8 +267,7 @@ export class Job {
   async drain(): Promise<boolean> {
     if (this.leftovers) {
       this.stop();
-      const giveUpAt = (this.#killAt ?? 0) + 2_000;
-      while (this.leftovers && Date.now() < giveUpAt) await sleep(50);
+      while (this.leftovers && Date.now() < (this.#killAt ?? 0) + 2_000) await sleep(50);
     }
     clearTimeout(this.#killTimer);
     this.#watchdog?.done();

@@ -22,9 +22,11 @@ import type {
 import { describe, LeaseholdError, problemError } from "./errors.js";
 import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
 import { backoff, follow, sleep } from "./timing.js";
+import { holderValidUntil } from "./validity.js";
 
 export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
 export type { EventStream, FreeEvent, HeldEvent, LeaseholdEvent, ObserveOptions, ResetEvent } from "./observe.js";
+export { holderMarginMs, holderValidUntil, MARGIN_FIXED_MS, MARGIN_RATE } from "./validity.js";
 
 /** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
 export type Grant = z.output<typeof GrantSchema>;
@@ -147,8 +149,10 @@ export interface ListOptions extends RequestOptions {
 
 export interface WithLockOptions extends Omit<AcquireFields, "timeoutMs"> {
   /**
-   * Safety margin in ms: the lock counts as lost at (send time of the last successful
-   * acquire or renew) + ttl − margin. Default: ttl/10, at most 2 s.
+   * Safety margin in ms: the lock counts as lost at `validUntil` = (send time of the last
+   * successful acquire or renew) + ttl − margin. Default `holderMarginMs(ttl)`: 5 % of the
+   * ttl for the clock-rate difference with etcd's leader, + 0.5 s for scheduling and the
+   * network (2 s at ttl 30). Give more when this host's clock may run further off.
    */
   marginMs?: number;
   /** `false` leaves the lock to expire on its own (one ttl after the last renew) instead of releasing it. */
@@ -178,8 +182,15 @@ export interface HeldLock<G extends Grant = Grant> {
   readonly grant: G;
   /** Fires when the lock is lost, or when the caller's `signal` fires; `reason` says why. */
   readonly signal: AbortSignal;
-  /** Epoch ms (this machine's clock) until which the lock is known to be held. */
+  /**
+   * Epoch ms (this machine's clock) until which the holder may act: `renewedAt` + ttl −
+   * the safety margin (`marginMs`, default `holderMarginMs(ttl)`), short of the earliest
+   * time the lease can end in etcd. Each successful renew moves it on; when none succeeds
+   * before it, `signal` fires (`lock-expired`) at this time. Stop acting before it.
+   */
   readonly validUntil: number;
+  /** Epoch ms (this machine's clock): the send time of the last successful acquire or renew. */
+  readonly renewedAt: number;
 }
 
 /** A semaphore's permit as `withPermit` hands it to your function. */
@@ -293,7 +304,7 @@ export class LeaseholdClient {
   /**
    * Runs `fn` while holding the lock: acquires (retrying transient failures), renews
    * every ttl/3, fires `lock.signal` when the lock is lost (a renew answered 410, or no
-   * successful renew before this client's own deadline), releases when `fn` settles and
+   * successful renew before `lock.validUntil`), releases when `fn` settles and
    * returns its result. Rejects without calling `fn` when the lock cannot be had
    * (`lock-held` after `wait`, …). A lost lock does not change `fn`'s outcome: make `fn`
    * honour the signal. With `queue: true` it waits in line for as long as it takes.
@@ -342,6 +353,9 @@ export class LeaseholdClient {
           },
           get validUntil() {
             return lock.validUntil;
+          },
+          get renewedAt() {
+            return lock.renewedAt;
           },
           get value() {
             return published;
@@ -802,7 +816,7 @@ class Holding {
   readonly #controller = new AbortController();
   readonly #unlink: () => void;
   #grant: Grant;
-  /** Epoch ms after which the lock counts as lost. */
+  /** Epoch ms after which the lock counts as lost: the holder's `validUntil`. */
   #deadline = 0;
   /** Epoch ms of the send time of the last successful acquire/renew. */
   #since: number;
@@ -835,6 +849,9 @@ class Holding {
       get validUntil() {
         return self.#deadline;
       },
+      get renewedAt() {
+        return self.#since;
+      },
     };
   }
 
@@ -843,8 +860,7 @@ class Holding {
   }
 
   #setDeadline() {
-    const margin = this.#o.marginMs ?? Math.min(2_000, this.#ttlMs / 10);
-    this.#deadline = this.#since + this.#ttlMs - margin;
+    this.#deadline = holderValidUntil(this.#since, this.#grant.ttl, this.#o.marginMs);
   }
 
   /**

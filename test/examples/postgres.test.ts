@@ -30,9 +30,14 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const job of jobs) {
     if (job.exitCode === null && job.signalCode === null && job.pid !== undefined) {
-      // A stopped process would keep SIGKILL pending until resumed on some systems: resume first.
-      process.kill(job.pid, "SIGCONT");
-      process.kill(job.pid, "SIGKILL");
+      // A job left stopped by a failed test: resume it, then kill it.
+      for (const signal of ["SIGCONT", "SIGKILL"] as const) {
+        try {
+          process.kill(job.pid, signal);
+        } catch {
+          // It exited meanwhile.
+        }
+      }
     }
   }
   await db?.end();

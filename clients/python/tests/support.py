@@ -65,7 +65,7 @@ class Seen:
         self.method = method
         self.path = path
         self.headers = headers
-        self.action = "pass"
+        self.action = "forward"
         self.status: Optional[int] = None
 
     def __repr__(self) -> str:
@@ -76,17 +76,17 @@ class Proxy:
     """A TCP proxy in front of the service that reads one HTTP request per connection (the
     client opens a connection per call) and lets ``rule(seen)`` decide what happens to it:
 
-    - ``"pass"``: forwarded, and the answer sent back;
-    - ``"drop"``: forwarded, the answer read and thrown away, the client's connection closed
+    - ``"forward"``: forwarded, and the answer sent back;
+    - ``"drop-response"``: forwarded, the answer read and thrown away, the client's connection closed
       (a response lost on the way back: the service did the work);
-    - ``"hold"``: never forwarded; the connection stays open and silent until the client
+    - ``"blackhole"``: never forwarded; the connection stays open and silent until the client
       gives up (a network that swallows requests).
     """
 
     def __init__(self, upstream: str, rule: Optional[Callable[[Seen], str]] = None) -> None:
         parts = urllib.parse.urlsplit(upstream)
         self._upstream: Tuple[str, int] = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.rule = rule or (lambda seen: "pass")
+        self.rule = rule or (lambda seen: "forward")
         self.seen: List[Seen] = []
         self._lock = threading.Lock()
         self._open: Set[socket.socket] = set()
@@ -160,7 +160,7 @@ class Proxy:
             seen.action = self.rule(seen)
             with self._lock:
                 self.seen.append(seen)
-            if seen.action == "hold":
+            if seen.action == "blackhole":
                 # Silent until the client hangs up (recv answers b"") or the proxy closes.
                 while client.recv(4096):
                     pass
@@ -179,7 +179,7 @@ class Proxy:
                         break
                     if seen.status is None:
                         seen.status = int(chunk.split(b" ", 2)[1])
-                    if seen.action == "pass":
+                    if seen.action == "forward":
                         client.sendall(chunk)
             finally:
                 self._track(upstream, False)

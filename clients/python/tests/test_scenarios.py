@@ -126,7 +126,7 @@ class LostLock(unittest.TestCase):
         blocked = threading.Event()
 
         def rule(seen: Seen) -> str:
-            return "hold" if blocked.is_set() and seen.path.endswith("/renew") else "pass"
+            return "blackhole" if blocked.is_set() and seen.path.endswith("/renew") else "forward"
 
         with Proxy(svc.url, rule) as proxy:
             cut_off = Client(proxy.url, api_key=svc.api_key)
@@ -155,15 +155,15 @@ class RetryAfterDroppedResponse(unittest.TestCase):
     def drop_first_acquire(self, seen: Seen) -> str:
         if seen.method == "POST" and not self.dropped:
             self.dropped.append(seen)
-            return "drop"
-        return "pass"
+            return "drop-response"
+        return "forward"
 
     def setUp(self) -> None:
         self.dropped: list = []
 
     def assert_replayed(self, proxy: Proxy) -> None:
         posts = proxy.requests("POST")
-        self.assertEqual([(p.action, p.status) for p in posts], [("drop", 201), ("pass", 200)])
+        self.assertEqual([(p.action, p.status) for p in posts], [("drop-response", 201), ("forward", 200)])
         key = posts[0].headers.get("idempotency-key")
         self.assertRegex(key or "", re.compile(r"^[0-9a-f-]{36}$"))
         self.assertEqual(posts[1].headers.get("idempotency-key"), key, "one Idempotency-Key for every attempt")

@@ -113,13 +113,7 @@ class Proxy:
         except OSError:
             pass
         self._listener.close()
-        with self._lock:
-            socks = list(self._open)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.cut()
         self._thread.join(5)
 
     def _accept(self) -> None:

@@ -22,13 +22,39 @@ from leasehold import (
     Ticket,
     Unauthorized,
 )
-from tests.support import service, unique, until
+from tests.support import Proxy, Seen, service, unique, until
 
 
 def setUpModule() -> None:
     global svc, client
     svc = service()
     client = Client(svc.url, api_key=svc.api_key)
+
+
+class Holding(unittest.TestCase):
+    def test_leaving_the_block_abandons_a_renew_that_hangs_and_releases(self) -> None:
+        name = unique("hanging-renew")
+
+        def rule(seen: Seen) -> str:
+            return "blackhole" if seen.path.endswith("/renew") else "forward"
+
+        with Proxy(svc.url, rule) as proxy:
+            with Client(proxy.url, api_key=svc.api_key).lock(name, ttl=6) as held:
+                # The renew at ttl/3 = 2 s hangs; its own timeout would run to the deadline (5.4 s).
+                until(lambda: bool(proxy.requests("PUT")), "a renew in flight")
+                leaving = time.monotonic()
+            left = time.monotonic() - leaving
+        self.assertLess(left, 2.0, "the hanging renew was abandoned, not waited for")
+        self.assertFalse(held.lost.is_set())
+        self.assertIsNone(client.inspect(name), "released")
+
+    def test_release_false_leaves_the_lock_to_expire(self) -> None:
+        name = unique("no-release")
+        with client.lock(name, ttl=30, release=False) as held:
+            pass
+        info = client.inspect(name)
+        self.assertEqual(info.token, held.token)  # type: ignore[union-attr]
+        client.release(name, held.lease)
 
 
 class Tickets(unittest.TestCase):

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -30,10 +31,10 @@ afterAll(async () => {
  * Runs `go ARGS` in the module, asynchronously: the service answers from this process,
  * so blocking it (spawnSync) would leave every request of the Go tests unanswered.
  */
-function go(args: string[]): Promise<{ code: number | null; output: string }> {
+function go(args: string[], cwd = MODULE): Promise<{ code: number | null; output: string }> {
   return new Promise((done, fail) => {
     const child = spawn("go", args, {
-      cwd: MODULE,
+      cwd,
       env: {
         ...process.env,
         LEASEHOLD_URL: svc.url,
@@ -89,4 +90,59 @@ describe("Go client (clients/go)", () => {
     }
     expect(test.output).not.toMatch(/--- SKIP/);
   }, 240_000);
+
+  it("installs into a fresh module as its README shows (a replace directive), and runs WithLock from it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "leasehold-go-consumer-"));
+    try {
+      writeFileSync(
+        join(dir, "go.mod"),
+        [
+          "module example.com/consumer",
+          "",
+          "go 1.19",
+          "",
+          "require github.com/leasehold/leasehold/clients/go v0.0.0",
+          "",
+          `replace github.com/leasehold/leasehold/clients/go => ${MODULE}`,
+          "",
+        ].join("\n"),
+      );
+      writeFileSync(
+        join(dir, "main.go"),
+        `package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	leasehold "github.com/leasehold/leasehold/clients/go"
+)
+
+func main() {
+	c := leasehold.NewClient("", "") // LEASEHOLD_URL, LEASEHOLD_API_KEY
+	err := c.WithLock(context.Background(), "go-test:consumer", leasehold.LockOptions{}, func(ctx context.Context, held *leasehold.Held) error {
+		info, err := c.Inspect(ctx, "go-test:consumer")
+		if err != nil {
+			return err
+		}
+		fmt.Printf("held token=%d inspected=%d\\n", held.Token, info.Token)
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`,
+      );
+      const run = await go(["run", "."], dir);
+      if (run.code !== 0) throw new Error(`go run in a consumer module failed (exit ${run.code}):\n${run.output}`);
+      const [, held, inspected] = /held token=(\d+) inspected=(\d+)/.exec(run.output) ?? [];
+      expect(Number(held)).toBeGreaterThan(0);
+      expect(inspected).toBe(held);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -3,6 +3,7 @@ package leasehold
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -45,6 +46,11 @@ type Held struct {
 	grant      Grant
 	validUntil time.Time
 	err        error
+}
+
+// String leaves the lease out, so printing a Held does not leak it.
+func (h *Held) String() string {
+	return fmt.Sprintf("{name:%s token:%d validUntil:%s}", h.Name, h.Token, h.ValidUntil().Format(time.RFC3339Nano))
 }
 
 // Grant is the latest grant (renewals update ExpiresAt).

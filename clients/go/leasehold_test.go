@@ -54,6 +54,22 @@ func uniqueName(t *testing.T, what string) string {
 	return "go-test:" + what + "-" + hex.EncodeToString(b[:])
 }
 
+// begin is what most tests start with: the service, a bounded context, a client with
+// the normal key, and a fresh name.
+func begin(t *testing.T, what string) (service, context.Context, *leasehold.Client, string) {
+	t.Helper()
+	s := needService(t)
+	return s, bounded(t, 30*time.Second), s.client(), uniqueName(t, what)
+}
+
+// beginProxied is begin with the client going through a proxy (see proxy_test.go).
+func beginProxied(t *testing.T, what string) (service, context.Context, *proxy, *leasehold.Client, string) {
+	t.Helper()
+	s, ctx, _, name := begin(t, what)
+	p := startProxy(t, s.url)
+	return s, ctx, p, leasehold.NewClient(p.URL, s.apiKey), name
+}
+
 // bounded is a context that ends the test's waits instead of hanging it.
 func bounded(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -104,10 +120,7 @@ func TestNewClientDefaultsFromEnvironment(t *testing.T) {
 }
 
 func TestGrant(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	c := s.client()
-	name := uniqueName(t, "grant")
+	_, ctx, c, name := begin(t, "grant")
 
 	g, err := c.Acquire(ctx, name, leasehold.AcquireOptions{TTL: 10, Owner: "go-a"})
 	if err != nil {
@@ -245,10 +258,7 @@ func TestContention(t *testing.T) {
 }
 
 func TestLostLockCancelsFn(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	c := s.client()
-	name := uniqueName(t, "lost")
+	s, ctx, c, name := begin(t, "lost")
 
 	started := make(chan *leasehold.Held, 1)
 	var lostAfter time.Duration
@@ -305,11 +315,7 @@ func TestLostLockCancelsFn(t *testing.T) {
 }
 
 func TestLockExpiresAtTheClientDeadlineWhenRenewsGetNoAnswer(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	p := startProxy(t, s.url)
-	c := leasehold.NewClient(p.URL, s.apiKey)
-	name := uniqueName(t, "expired")
+	_, ctx, p, c, name := beginProxied(t, "expired")
 
 	var validUntil, cancelledAt time.Time
 	var reason error
@@ -346,19 +352,8 @@ func TestLockExpiresAtTheClientDeadlineWhenRenewsGetNoAnswer(t *testing.T) {
 }
 
 func TestRetryAfterDroppedResponse(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	p := startProxy(t, s.url)
-	c := leasehold.NewClient(p.URL, s.apiKey)
-	name := uniqueName(t, "dropped")
-	dropped := false
-	p.setPlan(func(method, path string) action {
-		if method == "POST" && path == "/locks/"+name && !dropped {
-			dropped = true
-			return dropResponse
-		}
-		return forward
-	})
+	s, ctx, p, c, name := beginProxied(t, "dropped")
+	p.dropFirstAcquire(name)
 
 	g, err := c.Acquire(ctx, name, leasehold.AcquireOptions{TTL: 10})
 	if err != nil {
@@ -389,14 +384,7 @@ func TestRetryAfterDroppedResponse(t *testing.T) {
 
 	// WithLock through a lost response: the same, then fn runs.
 	name2 := uniqueName(t, "dropped-withlock")
-	dropped2 := false
-	p.setPlan(func(method, path string) action {
-		if method == "POST" && path == "/locks/"+name2 && !dropped2 {
-			dropped2 = true
-			return dropResponse
-		}
-		return forward
-	})
+	p.dropFirstAcquire(name2)
 	ran := false
 	if err := c.WithLock(ctx, name2, leasehold.LockOptions{}, func(context.Context, *leasehold.Held) error { ran = true; return nil }); err != nil || !ran {
 		t.Fatalf("WithLock through a lost response = %v (fn ran: %v)", err, ran)
@@ -474,10 +462,7 @@ func TestRequestErrors(t *testing.T) {
 }
 
 func TestSemaphore(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	c := s.client()
-	name := uniqueName(t, "sem")
+	s, ctx, c, name := begin(t, "sem")
 	sem := c.Semaphore(name, 2)
 
 	p1, err := sem.Acquire(ctx, leasehold.AcquireOptions{TTL: 10, Owner: "one"})
@@ -540,10 +525,7 @@ func TestSemaphore(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	c := s.client()
-	name := uniqueName(t, "tickets")
+	_, ctx, c, name := begin(t, "tickets")
 
 	g, tk, err := c.Queue(ctx, name, leasehold.QueueOptions{AcquireOptions: leasehold.AcquireOptions{TTL: 10}})
 	if err != nil || g == nil || tk != nil {
@@ -582,10 +564,7 @@ func TestTickets(t *testing.T) {
 }
 
 func TestWithLockQueue(t *testing.T) {
-	s := needService(t)
-	ctx := bounded(t, 30*time.Second)
-	c := s.client()
-	name := uniqueName(t, "queue")
+	_, ctx, c, name := begin(t, "queue")
 	g, err := c.Acquire(ctx, name, leasehold.AcquireOptions{TTL: 10})
 	if err != nil {
 		t.Fatal(err)

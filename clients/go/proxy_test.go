@@ -75,6 +75,19 @@ func (p *proxy) setPlan(plan func(method, path string) action) {
 	p.plan = plan
 }
 
+// dropFirstAcquire loses the answer to the next acquire of the lock name, and forwards
+// everything else.
+func (p *proxy) dropFirstAcquire(name string) {
+	dropped := false
+	p.setPlan(func(method, path string) action {
+		if method == "POST" && path == "/locks/"+name && !dropped {
+			dropped = true
+			return dropResponse
+		}
+		return forward
+	})
+}
+
 // requests returns what the proxy handled so far, in arrival order.
 func (p *proxy) requests() []seen {
 	p.mu.Lock()

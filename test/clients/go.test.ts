@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestService, type TestService } from "../support/service.js";
 
@@ -10,7 +11,7 @@ import { startTestService, type TestService } from "../support/service.js";
 // names the Go tests use.
 const ADMIN = "go-client-admin-key";
 const NORMAL = "go-client-normal-key";
-const MODULE = resolve(import.meta.dirname, "../../clients/go");
+const MODULE = fileURLToPath(new URL("../../clients/go", import.meta.url));
 
 let svc: TestService;
 beforeAll(async () => {

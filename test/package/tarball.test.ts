@@ -7,6 +7,7 @@ import { groupAlive, signalGroup } from "../../src/cli/process-group.js";
 import { freePort } from "../../src/node/local-etcd.js";
 import { call, uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
+import { wranglerDev } from "../support/worker.js";
 
 /**
  * The packages as a user gets them: both are packed with `npm pack` (which builds them
@@ -182,6 +183,12 @@ afterAll(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
+/** The client as each package offers it, and the project that installed that package. */
+const imports: [string, () => string][] = [
+  ["leasehold-client", () => clientOnly],
+  ["leasehold/client", () => server],
+];
+
 describe("the packed packages, installed from their tarballs", () => {
   it("leasehold-client installs alone: compiled JavaScript and declarations, no dependencies", () => {
     const installed = readdirSync(join(clientOnly, "node_modules")).filter((f) => !f.startsWith("."));
@@ -206,47 +213,50 @@ describe("the packed packages, installed from their tarballs", () => {
     expect(names.filter((f) => f.includes(".tmp-"))).toEqual([]);
   });
 
-  it.each([
-    ["leasehold-client", () => clientOnly],
-    ["leasehold/client", () => server],
-  ])("Node imports %s (ESM, and CommonJS through require) and locks against a real service", async (from, dir) => {
-    const cwd = dir();
-    writeFileSync(join(cwd, "check.mjs"), nodeCheck(from));
-    writeFileSync(join(cwd, "check.cjs"), requireCheck(from));
-    const name = uniqueName("tarball");
-    const seen = JSON.parse(await ok(process.execPath, ["check.mjs", svc.url, name], cwd));
-    expect(seen).toMatchObject({ other: "lock-held", after: null });
-    expect(seen.held).toBe(seen.token);
-    expect(await ok(process.execPath, ["check.cjs", svc.url, name], cwd)).toBe("null\n");
-  });
+  it.each(imports)(
+    "Node imports %s (ESM, and CommonJS through require) and locks against a real service",
+    async (from, dir) => {
+      const cwd = dir();
+      writeFileSync(join(cwd, "check.mjs"), nodeCheck(from));
+      writeFileSync(join(cwd, "check.cjs"), requireCheck(from));
+      const name = uniqueName("tarball");
+      const seen = JSON.parse(await ok(process.execPath, ["check.mjs", svc.url, name], cwd));
+      expect(seen).toMatchObject({ other: "lock-held", after: null });
+      expect(seen.held).toBe(seen.token);
+      expect(await ok(process.execPath, ["check.cjs", svc.url, name], cwd)).toBe("null\n");
+    },
+  );
 
-  it.each([
-    ["leasehold-client", () => clientOnly],
-    ["leasehold/client", () => server],
-  ])("a TypeScript program using %s type-checks under nodenext and bundler resolution", async (from, dir) => {
-    const cwd = dir();
-    writeFileSync(join(cwd, "consumer.ts"), consumer(from));
-    writeFileSync(join(cwd, "consumer.cts"), cjsConsumer(from));
-    // Declarations checked too (skipLibCheck off): they must stand alone. On Node the
-    // fetch types come from @types/node, for a bundler from the DOM library.
-    const nodeTypes = { types: ["node"], typeRoots: [join(repo, "node_modules", "@types")], lib: ["es2022"] };
-    const results = await Promise.all([
-      typecheck(cwd, "nodenext", { module: "nodenext", moduleResolution: "nodenext", ...nodeTypes }, [
-        "consumer.ts",
-        "consumer.cts",
-      ]),
-      typecheck(cwd, "bundler", { module: "esnext", moduleResolution: "bundler", types: [], lib: ["es2022", "dom"] }, [
-        "consumer.ts",
-      ]),
-    ]);
-    for (const r of results) expect(r.stdout + r.stderr).toBe("");
-    // And a mistake is caught: the check is not vacuous.
-    writeFileSync(join(cwd, "wrong.ts"), `import { createClient } from "${from}";\ncreateClient({ ttl: 5 });\n`);
-    const wrong = await typecheck(cwd, "wrong", { module: "nodenext", moduleResolution: "nodenext", ...nodeTypes }, [
-      "wrong.ts",
-    ]);
-    expect(wrong.stdout).toMatch(/wrong\.ts\(2,\d+\): error TS2353: .*'ttl'/);
-  });
+  it.each(imports)(
+    "a TypeScript program using %s type-checks under nodenext and bundler resolution",
+    async (from, dir) => {
+      const cwd = dir();
+      writeFileSync(join(cwd, "consumer.ts"), consumer(from));
+      writeFileSync(join(cwd, "consumer.cts"), cjsConsumer(from));
+      // Declarations checked too (skipLibCheck off): they must stand alone. On Node the
+      // fetch types come from @types/node, for a bundler from the DOM library.
+      const nodeTypes = { types: ["node"], typeRoots: [join(repo, "node_modules", "@types")], lib: ["es2022"] };
+      const results = await Promise.all([
+        typecheck(cwd, "nodenext", { module: "nodenext", moduleResolution: "nodenext", ...nodeTypes }, [
+          "consumer.ts",
+          "consumer.cts",
+        ]),
+        typecheck(
+          cwd,
+          "bundler",
+          { module: "esnext", moduleResolution: "bundler", types: [], lib: ["es2022", "dom"] },
+          ["consumer.ts"],
+        ),
+      ]);
+      for (const r of results) expect(r.stdout + r.stderr).toBe("");
+      // And a mistake is caught: the check is not vacuous.
+      writeFileSync(join(cwd, "wrong.ts"), `import { createClient } from "${from}";\ncreateClient({ ttl: 5 });\n`);
+      const wrong = await typecheck(cwd, "wrong", { module: "nodenext", moduleResolution: "nodenext", ...nodeTypes }, [
+        "wrong.ts",
+      ]);
+      expect(wrong.stdout).toMatch(/wrong\.ts\(2,\d+\): error TS2353: .*'ttl'/);
+    },
+  );
 
   it("leasehold-client runs inside workerd (wrangler dev)", async () => {
     // The repository's own Worker check, importing the installed package instead.
@@ -261,21 +271,12 @@ describe("the packed packages, installed from their tarballs", () => {
     const port = await freePort();
     const wrangler = startGroup(
       process.execPath,
-      [
-        join(repo, "node_modules", "wrangler", "bin", "wrangler.js"),
-        "dev",
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        String(port),
-        "--inspector-port",
-        String(await freePort()),
-        "--persist-to",
-        join(tmp, "wrangler-state"),
-        "--show-interactive-dev-session=false",
-        "--var",
-        `LEASEHOLD_URL:${svc.url}`,
-      ],
+      wranglerDev({
+        port,
+        inspectorPort: await freePort(),
+        persist: join(tmp, "wrangler-state"),
+        vars: { LEASEHOLD_URL: svc.url },
+      }),
       clientOnly,
       { WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", CI: "true" },
     );

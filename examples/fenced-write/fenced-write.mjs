@@ -3,6 +3,7 @@
 // after the lock has passed to someone else. The resource it writes to can: it keeps
 // the highest token it has seen and refuses writes that carry a lower one.
 //
+//   npm run build   # in a clone: "leasehold/client" is the compiled client in dist/
 //   LEASEHOLD_URL=http://127.0.0.1:8080 node examples/fenced-write/fenced-write.mjs
 //
 // The resource here is a tiny HTTP store started by this script; in SQL the same

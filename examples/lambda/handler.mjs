@@ -1,7 +1,8 @@
 // A Lambda-style handler that builds one day's report at a time, however many
 // invocations run at once: withLock holds the lock while the work runs, renews it,
-// and releases it when the work settles. Plain JavaScript: "leasehold/client" works
-// from Node without a build step (bundle it with esbuild for production).
+// and releases it when the work settles. Plain JavaScript: "leasehold/client" (or the
+// client alone, "leasehold-client") is compiled JavaScript with no dependencies, so the
+// function needs no build step. In a clone of this repository, `npm run build` first.
 import { LeaseholdError, withLock } from "leasehold/client";
 
 export async function handler(event, context) {

@@ -5,7 +5,7 @@ import { EXIT_CODES_HELP } from "./exit-codes.js";
 import { ELECT_HELP, electVerb, WATCH_HELP, watchVerb } from "./leaders.js";
 import { acquireVerb, help, releaseVerb, renewVerb, statusVerb } from "./locks.js";
 
-/** The `leasehold` command (bin/leasehold.mjs runs it through tsx). */
+/** The `leasehold` command: bin/leasehold.mjs runs it (compiled, dist/cli/main.js, where installed). */
 
 export const HELP = `leasehold: named locks and semaphores over HTTP, on etcd
 

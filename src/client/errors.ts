@@ -1,6 +1,5 @@
 /** The client's error and how a failed HTTP answer becomes one. */
-import type { ProblemCode } from "../problems.js";
-import type { Problem } from "./index.js";
+import type { Problem, ProblemCode } from "./types.js";
 
 /**
  * Why a call failed: a problem `code` from the service, or one of the client's own:

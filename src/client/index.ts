@@ -2,58 +2,33 @@
  * leasehold/client: a fetch-based client for the leasehold HTTP API.
  *
  * No runtime dependencies and no Node APIs: it runs wherever `fetch`, `AbortController`
- * and `setTimeout` exist (Node 18+, Cloudflare Workers, Deno, Bun, browsers). The types
- * come from the server's own zod schemas through `import type`, so no server code is
- * loaded at run time.
+ * and `setTimeout` exist (Node 18+, Cloudflare Workers, Deno, Bun, browsers). Nothing
+ * here imports from outside src/client, so it compiles on its own into the published
+ * packages (scripts/build-client.ts): `leasehold-client` and `leasehold/client`.
  */
-import type { z } from "@hono/zod-openapi";
-import type {
-  Grant as GrantSchema,
-  LimitMismatchProblem as LimitMismatchProblemSchema,
-  LockHeldProblem as LockHeldProblemSchema,
-  LockInfo as LockInfoSchema,
-  LockList as LockListSchema,
-  ProblemBody as ProblemSchema,
-  SemaphoreGrant as SemaphoreGrantSchema,
-  SemaphoreInfo as SemaphoreInfoSchema,
-  SemaphoreList as SemaphoreListSchema,
-  TicketAnswer as TicketSchema,
-} from "../http/schemas.js";
+
 import { describe, LeaseholdError, problemError } from "./errors.js";
 import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
 import { backoff, follow, sleep } from "./timing.js";
+import type { Grant, LockInfo, LockList, Permit, Problem, SemaphoreInfo, SemaphoreList, Ticket } from "./types.js";
 import { holderValidUntil } from "./validity.js";
 
 export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
 export type { EventStream, FreeEvent, HeldEvent, LeaseholdEvent, ObserveOptions, ResetEvent } from "./observe.js";
+export type {
+  Grant,
+  Holder,
+  LockInfo,
+  LockList,
+  Permit,
+  Problem,
+  ProblemCode,
+  SemaphoreHolder,
+  SemaphoreInfo,
+  SemaphoreList,
+  Ticket,
+} from "./types.js";
 export { holderMarginMs, holderValidUntil, MARGIN_FIXED_MS, MARGIN_RATE } from "./validity.js";
-
-/** What acquire and renew return: `token` is the fencing token, `lease` the holder's secret. */
-export type Grant = z.output<typeof GrantSchema>;
-/** A semaphore's grant: one permit, with its own fencing token, and the semaphore's `limit`. */
-export type Permit = z.output<typeof SemaphoreGrantSchema>;
-/**
- * A place in line, kept across requests (answered instead of a grant to an acquire with
- * `queue: true`): `position` waiters ahead (next in line = 0), kept `ttl` s without being
- * redeemed. `ticket` is a secret like a lease: redeem it, or leave the line with it.
- */
-export type Ticket = z.output<typeof TicketSchema>;
-/** What anyone may see about a held lock (no lease). `ttl` is the remaining seconds. */
-export type LockInfo = z.output<typeof LockInfoSchema>;
-/** A page of held locks; `cursor` is present when more remain. */
-export type LockList = z.output<typeof LockListSchema>;
-/** What anyone may see about a semaphore: its holders (oldest first, no leases) and how many wait. */
-export type SemaphoreInfo = z.output<typeof SemaphoreInfoSchema>;
-/** A page of semaphores with holders; `cursor` is present when more remain. */
-export type SemaphoreList = z.output<typeof SemaphoreListSchema>;
-/** Who holds a lock, as a 409 `lock-held` problem reports it. */
-export type Holder = NonNullable<z.output<typeof LockHeldProblemSchema>["holder"]>;
-/** An RFC 9457 problem body as the service sends it. */
-export type Problem = z.output<typeof ProblemSchema> &
-  Partial<Omit<z.output<typeof LockHeldProblemSchema>, keyof z.output<typeof ProblemSchema>>> &
-  Partial<Omit<z.output<typeof LimitMismatchProblemSchema>, keyof z.output<typeof ProblemSchema>>> & {
-    [extension: string]: unknown;
-  };
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 

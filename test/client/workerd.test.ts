@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../src/node/local-etcd.js";
 import { uniqueName, until } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
+import { wranglerDev } from "../support/worker.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -20,23 +21,13 @@ beforeAll(async () => {
   // Its own process group, so wrangler and workerd stop together.
   wrangler = spawn(
     process.execPath,
-    [
-      join(repo, "node_modules", "wrangler", "bin", "wrangler.js"),
-      "dev",
-      "--config",
-      join(repo, "test", "client", "workerd", "wrangler.toml"),
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(await freePort()),
-      "--persist-to",
+    wranglerDev({
+      config: join(repo, "test", "client", "workerd", "wrangler.toml"),
+      port,
+      inspectorPort: await freePort(),
       persist,
-      "--show-interactive-dev-session=false",
-      "--var",
-      `LEASEHOLD_URL:${svc.url}`,
-    ],
+      vars: { LEASEHOLD_URL: svc.url },
+    }),
     { cwd: repo, detached: true, stdio: "ignore", env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" } },
   );
   workerUrl = `http://127.0.0.1:${port}`;

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildClient } from "../../scripts/build-client.js";
 import { createClient, type LeaseholdClient } from "../../src/client/index.js";
 import { cleanEnv, repo } from "../cli/run.js";
 import { uniqueName } from "../support/http.js";
@@ -10,7 +11,9 @@ import { startTestService, type TestService } from "../support/service.js";
 let svc: TestService;
 let client: LeaseholdClient;
 beforeAll(async () => {
-  svc = await startTestService();
+  // The JavaScript examples import "leasehold/client", which this package resolves to
+  // its compiled client (dist/client): build it from the current sources first.
+  [svc] = await Promise.all([startTestService(), buildClient()]);
   client = createClient({ url: svc.url });
 });
 afterAll(async () => {

@@ -10,6 +10,35 @@ import type { TestService } from "./service.js";
 const repo = new URL("../..", import.meta.url).pathname;
 
 /**
+ * The arguments for node to run `wrangler dev` (this repository's wrangler) on loopback
+ * `port`, with its state under `persist` and `vars` as the Worker's variables; the
+ * Worker is `config`'s, else the wrangler.toml of the current directory.
+ */
+export function wranglerDev(o: {
+  port: number;
+  inspectorPort: number;
+  persist: string;
+  vars: Record<string, string>;
+  config?: string;
+}): string[] {
+  return [
+    join(repo, "node_modules", "wrangler", "bin", "wrangler.js"),
+    "dev",
+    ...(o.config ? ["--config", o.config] : []),
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(o.port),
+    "--inspector-port",
+    String(o.inspectorPort),
+    "--persist-to",
+    o.persist,
+    "--show-interactive-dev-session=false",
+    ...Object.entries(o.vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+  ];
+}
+
+/**
  * The Worker (src/worker.ts) under `wrangler dev` (workerd, local mode) against a real
  * etcd through its JSON gateway. Wrangler runs offline in its own process group and is
  * stopped by group, so workerd never outlives the test.
@@ -25,20 +54,7 @@ export async function startTestWorker(env: Record<string, string> = {}): Promise
     LEASEHOLD_PREFIX: "test-locks/",
     ...env,
   };
-  const args = [
-    join(repo, "node_modules", "wrangler", "bin", "wrangler.js"),
-    "dev",
-    "--ip",
-    "127.0.0.1",
-    "--port",
-    String(port),
-    "--inspector-port",
-    String(inspectorPort),
-    "--persist-to",
-    persist,
-    "--show-interactive-dev-session=false",
-    ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
-  ];
+  const args = wranglerDev({ port, inspectorPort, persist, vars });
   const logs: string[] = [];
   let output = "";
   const child: ChildProcess = spawn(process.execPath, args, {

@@ -77,6 +77,14 @@ describe("README", () => {
     expect(lines.at(-1)).toMatch(/"code":"lock-not-found","index":\d+} 404$/);
   });
 
+  it("the fence check and guarded state example works as printed", async () => {
+    const stdout = await runsAsPrinted(shellBlock("Correctness: fence the resource"), svc.url, 7);
+    // The state read after the release is the one the grant wrote, with its token.
+    const token = /"token":(\d+)/.exec(stdout)?.[1];
+    expect(stdout).toContain(`{"value":"2026-12-01","token":${token},`);
+    expect(stdout).toMatch(/"code":"fence-stale"/);
+  });
+
   it("documents every configuration variable the service reads", async () => {
     const { configSchema } = await import("../src/config.js");
     for (const variable of Object.keys(configSchema.shape)) expect(readme).toContain(`\`${variable}\``);

@@ -7,6 +7,8 @@ import { targets } from "./targets.js";
 
 const ADMIN_KEY = "fences-admin-key-7d2c";
 const USER_KEY = "fences-user-key-31ab";
+/** A key for names under "team-a:" only. */
+const SCOPED_KEY = "fences-scoped-key-9e04";
 const admin = { authorization: `Bearer ${ADMIN_KEY}` };
 const user = { authorization: `Bearer ${USER_KEY}` };
 
@@ -20,6 +22,7 @@ describe.each(targets)("fences ($name)", (target) => {
     svc = await target.start({
       LEASEHOLD_API_KEYS: JSON.stringify([
         { key: USER_KEY, prefixes: [""] },
+        { key: SCOPED_KEY, prefixes: ["team-a:"] },
         { key: ADMIN_KEY, prefixes: [""], admin: true },
       ]),
     });
@@ -151,6 +154,25 @@ describe.each(targets)("fences ($name)", (target) => {
       const most = await put(`/locks/${name}/state`, { lease: a.lease, value: "é".repeat(32_768) });
       expect(most.status, most.text).toBe(200);
     });
+  });
+
+  it("scopes: another tenant's key can neither check fences nor read or write state (403); no key is 401", async () => {
+    const name = uniqueName("team-b:state");
+    const a = granted(await post(`/locks/${name}`));
+    expect((await put(`/locks/${name}/state`, { lease: a.lease, value: "mine" })).status).toBe(200);
+    const scoped = { authorization: `Bearer ${SCOPED_KEY}` };
+    for (const [method, path, json] of [
+      ["GET", `/locks/${name}/fence?token=${a.token}`, undefined],
+      ["GET", `/locks/${name}/state`, undefined],
+      ["PUT", `/locks/${name}/state`, { lease: a.lease, value: "theirs" }],
+      ["GET", `/semaphores/${name}/state`, undefined],
+    ] as const) {
+      const r = await call(svc.url, method, path, { headers: scoped, ...(json ? { json } : {}) });
+      expectProblem(r, 403, "forbidden");
+      expect(r.text).not.toContain(a.lease);
+      expectProblem(await call(svc.url, method, path, json ? { json } : {}), 401, "unauthorized");
+    }
+    expect((await get(`/locks/${name}/state`)).json.value).toBe("mine");
   });
 
   describe("lock-delay", () => {

@@ -115,12 +115,13 @@ describe.concurrent("leasehold fence, state and --lock-delay", { timeout: 60_000
     expect(waited).toMatchObject({ code: 0, stdout: "ran\n" });
   });
 
-  it("--lock-delay: bad values and semaphores are usage errors; acquire sends it", async () => {
+  it("--lock-delay: bad values and semaphores are usage errors; acquire and elect send it", async () => {
     const name = uniqueName("cli-delay-bad");
-    const [fraction, sem, over] = await Promise.all([
+    const [fraction, sem, over, elect] = await Promise.all([
       cli(["acquire", name, "--lock-delay", "1.5"], env),
       cli(["exec", name, "--limit", "2", "--lock-delay", "3", "--", "true"], env),
       cli(["acquire", name, "--lock-delay", "61"], env), // the service's 400
+      cli(["elect", name, "--lock-delay", "61", "--quiet", "--", "true"], env),
     ]);
     expect(fraction.code).toBe(EXIT.USAGE);
     expect(fraction.stderr).toContain("--lock-delay must be a whole number of seconds");
@@ -128,6 +129,8 @@ describe.concurrent("leasehold fence, state and --lock-delay", { timeout: 60_000
     expect(sem.stderr).toContain("--lock-delay is for locks");
     expect(over).toMatchObject({ code: EXIT.USAGE, json: { code: "invalid-request" } });
     expect(over.json.detail).toContain("lockDelay");
+    expect(elect.code).toBe(EXIT.USAGE);
+    expect(elect.stderr).toContain("lockDelay");
     expect(await createClient({ url: svc.url }).inspect(name)).toBeUndefined();
   });
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,6 +152,12 @@ type AcquireOptions struct {
 	Owner string
 	// Value is published with the grant (at most 4,096 UTF-8 bytes; "" = none).
 	Value string
+	// LockDelay (locks only; whole seconds, 0–60; 0 = none): when this grant ends
+	// without a release (its lease expires, or an admin forces it), nobody is granted
+	// the lock for this long: acquires are refused with lock-held and Error.Reason
+	// "lock-delay" (no Holder), a waiting acquire waits it out. A release frees the lock
+	// at once. For resources that can't check a fencing token.
+	LockDelay int
 	// IdempotencyKey is sent as Idempotency-Key on every attempt (a random UUID per call when empty).
 	IdempotencyKey string
 	// RetryFor is how long to keep retrying, with jittered backoff, when there is no
@@ -158,6 +165,18 @@ type AcquireOptions struct {
 	// carries the same Idempotency-Key, so a retry after a lost response gets the same
 	// grant. 0 means 10 s; a negative value makes one attempt.
 	RetryFor time.Duration
+}
+
+// State is a lock's (or semaphore's) guarded state: a value that outlives the grants,
+// written only by a current holder.
+type State struct {
+	Value string `json:"value"`
+	// Token is the fencing token of the grant that wrote it.
+	Token int64 `json:"token"`
+	// Revision is the etcd revision it was written at.
+	Revision int64 `json:"revision"`
+	// UpdatedAt is when it was written (the service's clock).
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // QueueOptions are an acquire that keeps a place in line instead of refusing.
@@ -249,6 +268,29 @@ func (c *Client) InspectAt(ctx context.Context, name string, index int64, wait t
 	return &info, idx, nil
 }
 
+// Fence asks whether token is the fencing token of the lock's current holder, read
+// linearizably: true, or false (the service's 409 fence-stale: that grant ended, or the
+// token never was this lock's). A stale token is an answer, not an error: the error is
+// for not being able to ask (no answer, 400, 401, 403). For a resource that can't
+// compare tokens itself: ask just before each write, and write only on true.
+func (c *Client) Fence(ctx context.Context, name string, token int64) (bool, error) {
+	return c.fence(ctx, lockLine(name), token)
+}
+
+// WriteState writes the lock's guarded state (at most 65,536 UTF-8 bytes; more is
+// payload-too-large) in the same etcd transaction that checks the grant of lease is
+// the current one: lock-lost, and nothing written, when it is not. The state outlives
+// the grant: the next holder reads it, and a stale holder can never overwrite it.
+func (c *Client) WriteState(ctx context.Context, name, lease, value string) (*State, error) {
+	return c.writeState(ctx, lockLine(name), lease, value)
+}
+
+// ReadState returns the lock's guarded state (with the token of the grant that wrote
+// it), or nil when no holder has written one.
+func (c *Client) ReadState(ctx context.Context, name string) (*State, error) {
+	return c.readState(ctx, lockLine(name))
+}
+
 // List returns one page of held locks in name order.
 func (c *Client) List(ctx context.Context, opts ListOptions) (*LockList, error) {
 	var list LockList
@@ -313,6 +355,9 @@ func (c *Client) take(ctx context.Context, l line, o AcquireOptions, ticketTTL *
 	}
 	if o.Value != "" {
 		fields["value"] = o.Value
+	}
+	if o.LockDelay != 0 {
+		fields["lockDelay"] = o.LockDelay
 	}
 	if l.limit != 0 {
 		fields["limit"] = l.limit
@@ -478,6 +523,49 @@ func (c *Client) inspect(ctx context.Context, l line, index int64, wait time.Dur
 	return found, idx, nil
 }
 
+func (c *Client) fence(ctx context.Context, l line, token int64) (bool, error) {
+	path := l.path() + "/fence?token=" + strconv.FormatInt(token, 10)
+	res, err := c.call(ctx, http.MethodGet, path, nil, nil, 0)
+	if errors.Is(err, ErrFenceStale) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// Only an answer that says so counts as current: a fence must never pass by accident.
+	var f struct {
+		Token   int64 `json:"token"`
+		Current bool  `json:"current"`
+	}
+	if json.Unmarshal(res.body, &f) != nil || !f.Current || f.Token != token {
+		return false, clientError(CodeInvalidResponse, http.MethodGet, path, "the 200 answer does not say the token is current")
+	}
+	return true, nil
+}
+
+func (c *Client) writeState(ctx context.Context, l line, lease, value string) (*State, error) {
+	// The lease in the body, never in the URL.
+	path := l.path() + "/state"
+	res, err := c.call(ctx, http.MethodPut, path, map[string]any{"lease": lease, "value": value}, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	return asState(res.body, l, http.MethodPut, path)
+}
+
+// readState is nil, nil when no state was written (404 state-not-found).
+func (c *Client) readState(ctx context.Context, l line) (*State, error) {
+	path := l.path() + "/state"
+	res, err := c.call(ctx, http.MethodGet, path, nil, nil, 0)
+	if errors.Is(err, ErrStateNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return asState(res.body, l, http.MethodGet, path)
+}
+
 func (c *Client) list(ctx context.Context, kind string, o ListOptions, out any) error {
 	q := url.Values{}
 	if o.Prefix != "" {
@@ -594,6 +682,18 @@ func asGrant(body []byte, l line) (*Grant, *Error) {
 		return nil, &Error{Code: CodeInvalidResponse, Detail: "the service's answer is not a grant of a " + l.kind}
 	}
 	return &g, nil
+}
+
+func asState(body []byte, l line, method, path string) (*State, error) {
+	var s struct {
+		State
+		Value *string `json:"value"`
+	}
+	if json.Unmarshal(body, &s) != nil || s.Value == nil || s.Token <= 0 || s.Revision <= 0 || s.UpdatedAt.IsZero() {
+		return nil, clientError(CodeInvalidResponse, method, path, "the service's answer is not the state of a %s", l.kind)
+	}
+	s.State.Value = *s.Value
+	return &s.State, nil
 }
 
 func asTicket(body []byte) (*Ticket, *Error) {

@@ -18,9 +18,11 @@ const (
 	CodeUnauthorized           = "unauthorized"
 	CodeForbidden              = "forbidden"
 	CodeLockNotFound           = "lock-not-found"
+	CodeStateNotFound          = "state-not-found"
 	CodeLockHeld               = "lock-held"
 	CodeLockLost               = "lock-lost"
 	CodeLimitMismatch          = "limit-mismatch"
+	CodeFenceStale             = "fence-stale"
 	CodePayloadTooLarge        = "payload-too-large"
 	CodeUnsupportedMediaType   = "unsupported-media-type"
 	CodeTooManyWaiters         = "too-many-waiters"
@@ -46,6 +48,8 @@ var (
 	ErrUnauthorized           error = codeError(CodeUnauthorized)
 	ErrForbidden              error = codeError(CodeForbidden)
 	ErrLockNotFound           error = codeError(CodeLockNotFound)
+	ErrStateNotFound          error = codeError(CodeStateNotFound)
+	ErrFenceStale             error = codeError(CodeFenceStale)
 	ErrLockHeld               error = codeError(CodeLockHeld)
 	ErrLockLost               error = codeError(CodeLockLost)
 	ErrLimitMismatch          error = codeError(CodeLimitMismatch)
@@ -94,6 +98,10 @@ type Error struct {
 	// Position is, on a lock-held answer after a wait in line, the waiters that were
 	// still ahead; nil when the answer did not say.
 	Position *int
+	// Reason is "lock-delay" on a lock-held answer while nobody holds the lock but its
+	// last grant, which ended without a release, keeps it back for its LockDelay
+	// (RetryAfter says how long); "" otherwise.
+	Reason string
 	// Limit is the holders' limit on a limit-mismatch answer.
 	Limit int
 	// Errors lists the values an invalid-request answer found wrong.
@@ -180,6 +188,7 @@ type problemBody struct {
 	Code     string       `json:"code"`
 	Holder   *Holder      `json:"holder"`
 	Position *int         `json:"position"`
+	Reason   string       `json:"reason"`
 	Limit    int          `json:"limit"`
 	Errors   []FieldError `json:"errors"`
 }
@@ -191,7 +200,7 @@ func problemError(method, path string, res *http.Response, body []byte) *Error {
 	var p problemBody
 	if json.Unmarshal(body, &p) == nil && p.Code != "" {
 		e.Code, e.Title, e.Detail = p.Code, p.Title, p.Detail
-		e.Holder, e.Position, e.Limit, e.Errors = p.Holder, p.Position, p.Limit, p.Errors
+		e.Holder, e.Position, e.Reason, e.Limit, e.Errors = p.Holder, p.Position, p.Reason, p.Limit, p.Errors
 		e.Problem = append(json.RawMessage(nil), body...)
 	} else {
 		e.Code = "http-" + strconv.Itoa(res.StatusCode)

@@ -79,6 +79,23 @@ func (s *Semaphore) Inspect(ctx context.Context) (*SemaphoreInfo, error) {
 	return &info, nil
 }
 
+// Fence asks whether token is a current permit's fencing token (see Client.Fence).
+func (s *Semaphore) Fence(ctx context.Context, token int64) (bool, error) {
+	return s.c.fence(ctx, s.l, token)
+}
+
+// WriteState writes the semaphore's one guarded state: the holder of any current
+// permit may (the state records that permit's token); lock-lost when lease's permit is
+// not current. See Client.WriteState.
+func (s *Semaphore) WriteState(ctx context.Context, lease, value string) (*State, error) {
+	return s.c.writeState(ctx, s.l, lease, value)
+}
+
+// ReadState returns the semaphore's guarded state, or nil when never written.
+func (s *Semaphore) ReadState(ctx context.Context) (*State, error) {
+	return s.c.readState(ctx, s.l)
+}
+
 // WithPermit runs fn while holding one permit, with WithLock's discipline: renews
 // every ttl/3, cancels fn's ctx when the permit is lost, releases when fn returns.
 func (s *Semaphore) WithPermit(ctx context.Context, opts LockOptions, fn func(ctx context.Context, held *Held) error) error {

@@ -46,6 +46,7 @@ type Held struct {
 	grant      Grant
 	validUntil time.Time
 	err        error
+	h          *holding
 }
 
 // String leaves the lease out, so printing a Held does not leak it.
@@ -76,6 +77,54 @@ func (h *Held) Err() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
+}
+
+// Fence asks the service whether this grant's token is still current (a linearizable
+// read): true, or false when it is not, which also counts as losing the lock (fn's ctx
+// is cancelled, Err says lock-lost). False at once, without asking, once the lock
+// counts as lost or fn has returned.
+func (h *Held) Fence(ctx context.Context) (bool, error) {
+	if h.Err() != nil || h.h.stopCtx.Err() != nil {
+		return false, nil
+	}
+	current, err := h.h.c.fence(ctx, h.h.l, h.Token)
+	if err == nil && !current {
+		h.h.lose(&Error{Code: CodeLockLost, Detail: fmt.Sprintf("%s: its fencing token %d is no longer current", h.h.l, h.Token)})
+	}
+	return current, err
+}
+
+// WriteState writes the guarded state (at most 65,536 UTF-8 bytes) in the etcd
+// transaction that checks this grant is still current: lock-lost (nothing written) when
+// it is not, which also counts as losing the lock. Once the lock counts as lost it
+// returns Err without sending.
+func (h *Held) WriteState(ctx context.Context, value string) (*State, error) {
+	if err := h.asHolder(); err != nil {
+		return nil, err
+	}
+	s, err := h.h.c.writeState(ctx, h.h.l, h.Lease, value)
+	if errors.Is(err, ErrLockLost) {
+		h.h.lose(err)
+	}
+	return s, err
+}
+
+// ReadState returns the guarded state as last written (by this or an earlier grant),
+// or nil when never written.
+func (h *Held) ReadState(ctx context.Context) (*State, error) {
+	return h.h.c.readState(ctx, h.h.l)
+}
+
+// asHolder refuses a call with this grant's lease once the lock counts as lost (its
+// reason) or fn has returned.
+func (h *Held) asHolder() error {
+	if err := h.Err(); err != nil {
+		return err
+	}
+	if h.h.stopCtx.Err() != nil {
+		return &Error{Code: CodeLockLost, Detail: h.h.l.String() + ": no longer held here"}
+	}
+	return nil
 }
 
 // WithLock runs fn while holding the lock name. It acquires (retrying transient
@@ -119,6 +168,7 @@ func (c *Client) holdTaken(ctx context.Context, l line, t taken, opts LockOption
 		c: c, l: l, opts: opts, cancel: cancel, stopCtx: stopCtx, stop: stop,
 		held: &Held{Name: t.grant.Name, Token: t.grant.Token, Lease: t.grant.Lease},
 	}
+	h.held.h = h
 	h.renewed(*t.grant, t.since)
 	// Also on a panic in fn: stop renewing and release.
 	defer h.end()
@@ -330,7 +380,7 @@ func (c *Client) waitInLine(ctx context.Context, l line, opts LockOptions) (take
 		return pollWait
 	}
 	// The caller's Idempotency-Key belongs to the first join; a later join is a new request.
-	join := AcquireOptions{TTL: opts.TTL, Owner: opts.Owner, IdempotencyKey: opts.IdempotencyKey, RetryFor: opts.RetryFor}
+	join := AcquireOptions{TTL: opts.TTL, Owner: opts.Owner, LockDelay: opts.LockDelay, IdempotencyKey: opts.IdempotencyKey, RetryFor: opts.RetryFor}
 	ticket := ""
 	defer func() {
 		if ticket != "" {

@@ -22,6 +22,7 @@ export const ACQUIRE_FLAGS = {
   retry: { type: "string" },
   limit: { type: "string" },
   value: { type: "string" },
+  "lock-delay": { type: "string" },
 } as const satisfies ParseArgsConfig["options"];
 
 /** Checked acquire options from those flags (owner defaults to this host's name). */
@@ -31,15 +32,22 @@ export function acquireOptions(values: {
   owner?: string;
   retry?: string;
   value?: string;
+  limit?: string;
+  "lock-delay"?: string;
 }): AcquireOptions {
   const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
   const wait = seconds(values.wait, "wait");
+  const lockDelay = seconds(values["lock-delay"], "lock-delay", { integer: true });
+  if (lockDelay !== undefined && values.limit !== undefined) {
+    throw new UsageError("--lock-delay is for locks; a semaphore (--limit) has none");
+  }
   return {
     owner: values.owner ?? hostname(),
     retryMs: (seconds(values.retry, "retry") ?? 10) * 1000,
     ...(ttl !== undefined ? { ttl } : {}),
     ...(wait !== undefined ? { wait } : {}),
     ...(values.value !== undefined ? { value: values.value } : {}),
+    ...(lockDelay !== undefined ? { lockDelay } : {}),
   };
 }
 

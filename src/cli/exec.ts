@@ -65,6 +65,11 @@ about 28 s after the last renew that succeeded.
   --wait S         wait up to S seconds for the lock (default 0: give up at once)
   --owner X        free text shown to others (default: this host's name)
   --value V        a value to publish while CMD runs (shown by status and watch)
+  --lock-delay S   locks only, 0–60 whole seconds: if the lock ends without a release
+                   (this host died or hung and its lease expired, or it was forced),
+                   nobody gets NAME for S more seconds, time for a stray CMD to stop
+                   before the next one starts; a release frees it at once (with
+                   --no-release the lock always expires, so the delay always follows)
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10), or
                    sooner when the lock's validity ends first
   --retry S        keep retrying an unavailable service for S seconds (default 10)
@@ -338,6 +343,10 @@ function signalExit(signal: NodeJS.Signals): number {
 }
 
 function heldMessage(name: string, err: LeaseholdError): string {
+  if (err.reason === "lock-delay") {
+    const left = err.retryAfter === undefined ? "" : ` for about ${err.retryAfter} s more`;
+    return `lock ${name} is held back by its lock-delay${left} (its last holder ended without releasing it)`;
+  }
   const holder = err.problem?.holder;
   if (!holder) return err.message;
   const who = holder.owner === undefined ? "another holder" : JSON.stringify(holder.owner);

@@ -8,13 +8,16 @@ export const EXIT = {
   OK: 0,
   /** Anything not covered below. */
   ERROR: 1,
-  /** `status NAME`: nobody holds the lock (the LSB "not running" status). */
+  /** `status NAME`: nobody holds the lock (the LSB "not running" status); `state NAME`: no state written yet. */
   NOT_HELD: 3,
   /** Bad command line, or the service rejected the request as invalid (400). EX_USAGE. */
   USAGE: 64,
   /** Lock held by someone else (after any --wait); `exec` did not run the command. EX_CANTCREAT. */
   HELD: 73,
-  /** Lock lost: renew/release answered 410, or `exec` lost the lock while the command ran. */
+  /**
+   * Lock lost: renew/release (or a `state` write) answered 410, `exec` lost the lock while
+   * the command ran, or `fence`: the token is not current.
+   */
   LOST: 74,
   /** Service unavailable: no answer, a timeout, or 429/503 after retries. EX_TEMPFAIL. */
   UNAVAILABLE: 75,
@@ -28,10 +31,11 @@ export const EXIT = {
 export const EXIT_CODES_HELP = `Exit codes:
   0    success (exec: the command's own exit code is passed through)
   1    any other error
-  3    status: nobody holds the lock
+  3    status: nobody holds the lock; state: no state written yet
   64   usage: bad arguments, or the service rejected the request as invalid (400)
   73   lock held by someone else (after --wait); exec did not run the command
-  74   lock lost: renew/release answered 410, or exec lost the lock while the command ran
+  74   lock lost: renew/release/state answered 410, exec lost the lock while the command
+       ran, or fence: the token is not current
   75   service unavailable: no answer, a timeout, or 429/503 after retrying
   77   not allowed: API key missing or not allowed for this name (401/403)
   exec only: 126/127 command not executable/not found; 128+N command killed by signal N`;

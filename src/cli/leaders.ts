@@ -54,6 +54,8 @@ SIGTERM ends the campaign.
   --ttl S          lease TTL in seconds (service default 30): about how long a leader
                    that died keeps the others waiting
   --owner X        free text shown to others (default: this host's name)
+  --lock-delay S   0–60 whole seconds: when a leader ends without resigning (it died,
+                   hung, or lost its lease), nobody is elected for S more seconds
   --grace S        SIGKILL CMD's group S seconds after its SIGTERM (default 10)
   --retry S        keep retrying an unavailable service for S seconds per request
                    (default 10); the campaign itself goes on
@@ -133,6 +135,7 @@ export async function electVerb(argv: string[]): Promise<number> {
       owner: { type: "string" },
       grace: { type: "string" },
       retry: { type: "string" },
+      "lock-delay": { type: "string" },
       quiet: { type: "boolean", short: "q" },
     },
   });
@@ -141,6 +144,7 @@ export async function electVerb(argv: string[]): Promise<number> {
   const ttl = seconds(values.ttl, "ttl", { integer: true, min: 1 });
   const grace = seconds(values.grace, "grace") ?? 10;
   const retryMs = (seconds(values.retry, "retry") ?? 10) * 1000;
+  const lockDelay = seconds(values["lock-delay"], "lock-delay", { integer: true });
   const value = values.value ?? hostname();
   const client = createClient(clientOptions(values));
   if (!values.quiet) warn(`campaigning for ${name}; ${cmd} runs once elected`);
@@ -150,6 +154,7 @@ export async function electVerb(argv: string[]): Promise<number> {
       retryMs,
       signal,
       ...(ttl !== undefined ? { ttl } : {}),
+      ...(lockDelay !== undefined ? { lockDelay } : {}),
     }),
   );
 }

@@ -15,7 +15,7 @@ import {
 
 /** `acquire`, `renew`, `release` and `status`: one call each, JSON on stdout. */
 
-export const ACQUIRE_HELP = `Usage: leasehold acquire NAME [--limit N] [--ttl S] [--wait S] [--owner X] [--format json|env]
+export const ACQUIRE_HELP = `Usage: leasehold acquire NAME [--limit N] [--ttl S] [--wait S] [--owner X] [--lock-delay S] [--format json|env]
 
 Takes the lock NAME and prints the grant: {"name","token","lease","ttl","expiresAt","owner"}.
 "token" is the fencing token; "lease" is the holder's secret for renew and release.
@@ -30,6 +30,9 @@ No answer, or a 429/503, is retried (one Idempotency-Key, so a lost answer is no
   --owner X        free text shown to others (default: this host's name)
   --value V        a value to publish while holding it (at most 4,096 bytes; shown by
                    status and watch): a leader's address, say
+  --lock-delay S   locks only, 0–60 whole seconds: if this grant ends without a release
+                   (it expires, or is forced), nobody gets NAME for S seconds (exit 73,
+                   "reason":"lock-delay"); for resources that can't check the token
   --retry S        keep retrying an unavailable service for S seconds (default 10)
   --idempotency-key K   send this key instead of a random one
   --format env     print shell assignments instead of JSON, for

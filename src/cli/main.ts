@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { COMMON_HELP, EXIT, UsageError, warn } from "./args.js";
 import { EXEC_HELP, execVerb } from "./exec.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
+import { FENCE_HELP, fenceVerb, STATE_HELP, stateVerb } from "./fences.js";
 import { ELECT_HELP, electVerb, WATCH_HELP, watchVerb } from "./leaders.js";
 import { acquireVerb, help, releaseVerb, renewVerb, statusVerb } from "./locks.js";
 
@@ -23,6 +24,10 @@ Usage:
                                                 line per event, as it happens
   leasehold elect NAME [--value V] -- CMD       leader election: run CMD while leader of
                                                 NAME, publishing V
+  leasehold fence NAME [TOKEN]                  is TOKEN (default: LEASEHOLD_TOKEN) the
+                                                current holder's? exit 0 yes, 74 no
+  leasehold state NAME [VALUE]                  read the lock's guarded state, or write it
+                                                as its holder (--lease L, or LEASEHOLD_LEASE)
   leasehold VERB --help                         the options of one verb
 
 Every verb but serve finds the service at --url, else LEASEHOLD_URL, else
@@ -47,6 +52,8 @@ const VERBS: Record<string, (argv: string[]) => Promise<number | undefined>> = {
   status: statusVerb,
   watch: watchVerb,
   elect: electVerb,
+  fence: fenceVerb,
+  state: stateVerb,
 };
 
 /** Runs one command line and exits with its code (`serve` keeps running). */
@@ -95,4 +102,4 @@ function version(): string {
 }
 
 // The help texts of verbs defined elsewhere, for tests and docs.
-export { COMMON_HELP, ELECT_HELP, EXEC_HELP, WATCH_HELP };
+export { COMMON_HELP, ELECT_HELP, EXEC_HELP, FENCE_HELP, STATE_HELP, WATCH_HELP };

@@ -38,6 +38,14 @@ export class LeaseholdError extends Error {
     this.retryAfter = o.retryAfter;
   }
 
+  /**
+   * `lock-held` with nobody holding: `"lock-delay"` while the lock's last grant, which
+   * ended without a release, keeps it back for its `lockDelay` (`retryAfter` says how long).
+   */
+  get reason(): string | undefined {
+    return this.problem?.reason;
+  }
+
   /** Worth retrying: no answer, a timeout, or the service asking to come back later. */
   get transient(): boolean {
     return this.code === "network-error" || this.code === "timeout" || [429, 502, 503, 504].includes(this.status);

@@ -10,12 +10,24 @@
 import { describe, LeaseholdError, problemError } from "./errors.js";
 import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
 import { backoff, follow, sleep } from "./timing.js";
-import type { Grant, LockInfo, LockList, Permit, Problem, SemaphoreInfo, SemaphoreList, Ticket } from "./types.js";
+import type {
+  Fence,
+  Grant,
+  LockInfo,
+  LockList,
+  Permit,
+  Problem,
+  SemaphoreInfo,
+  SemaphoreList,
+  State,
+  Ticket,
+} from "./types.js";
 import { holderValidUntil } from "./validity.js";
 
 export { LeaseholdError, type LeaseholdErrorCode } from "./errors.js";
 export type { EventStream, FreeEvent, HeldEvent, LeaseholdEvent, ObserveOptions, ResetEvent } from "./observe.js";
 export type {
+  Fence,
   Grant,
   Holder,
   LockInfo,
@@ -26,6 +38,7 @@ export type {
   SemaphoreHolder,
   SemaphoreInfo,
   SemaphoreList,
+  State,
   Ticket,
 } from "./types.js";
 export { holderMarginMs, holderValidUntil, MARGIN_FIXED_MS, MARGIN_RATE } from "./validity.js";
@@ -63,6 +76,14 @@ export interface AcquireFields extends RequestOptions {
    * stream show it. A waiter publishes it when its turn comes.
    */
   value?: string;
+  /**
+   * Locks only: whole seconds (0–60, service default 0) for which, when this grant ends
+   * without a clean release (its lease expires, or an admin forces it), nobody is granted
+   * the lock: acquires are refused with `lock-held` and `problem.reason === "lock-delay"`
+   * (no holder), a waiting acquire waits it out. A release frees the lock at once. For
+   * resources that cannot check a fencing token: a paused holder has that long to notice.
+   */
+  lockDelay?: number;
   /** Sent as `Idempotency-Key` on every attempt. Default: a random UUID per call. */
   idempotencyKey?: string;
   /**
@@ -166,6 +187,21 @@ export interface HeldLock<G extends Grant = Grant> {
   readonly validUntil: number;
   /** Epoch ms (this machine's clock): the send time of the last successful acquire or renew. */
   readonly renewedAt: number;
+  /**
+   * Asks the service whether this grant's token is still current (a linearizable read):
+   * `true`, or `false` when it is not, which also counts as losing the lock (`signal`
+   * fires with `lock-lost`). `false` at once, without asking, once the lock counts as lost.
+   */
+  fence(o?: RequestOptions): Promise<boolean>;
+  /**
+   * Writes the guarded state (at most 65,536 UTF-8 bytes) in the etcd transaction that
+   * checks this grant is still current. Rejects with `lock-lost` (nothing written) when
+   * it is not, which also fires `signal`; with the loss's reason, without sending, once
+   * the lock counts as lost.
+   */
+  writeState(value: string, o?: RequestOptions): Promise<State>;
+  /** The guarded state as last written (by this or an earlier grant), or `undefined` when never written. */
+  readState(o?: RequestOptions): Promise<State | undefined>;
 }
 
 /** A semaphore's permit as `withPermit` hands it to your function. */
@@ -277,6 +313,32 @@ export class LeaseholdClient {
   }
 
   /**
+   * Whether `token` is the fencing token of the lock's current holder, read
+   * linearizably: `true`, or `false` (the service's 409 `fence-stale`: that grant ended,
+   * or the token never was this lock's). For a resource that can't compare tokens
+   * itself: ask just before each write, and write only on `true`. Not being able to ask
+   * (no answer, 400, 401, 403) rejects.
+   */
+  async fence(name: string, token: number, o: RequestOptions = {}): Promise<boolean> {
+    return this.#lines.fence(lockLine(name), token, o);
+  }
+
+  /**
+   * Writes the lock's guarded state (at most 65,536 UTF-8 bytes; more is
+   * `payload-too-large`) in the same etcd transaction that checks the grant of `lease`
+   * is the current one: `lock-lost` (nothing written) when it is not. The state outlives
+   * the grant: the next holder reads it, and a stale holder can never overwrite it.
+   */
+  async writeState(name: string, lease: string, value: string, o: RequestOptions = {}): Promise<State> {
+    return this.#lines.writeState(lockLine(name), lease, value, o);
+  }
+
+  /** The lock's guarded state, with the token of the grant that wrote it; `undefined` when never written. */
+  async readState(name: string, o: RequestOptions = {}): Promise<State | undefined> {
+    return this.#lines.readState(lockLine(name), o);
+  }
+
+  /**
    * Runs `fn` while holding the lock: acquires (retrying transient failures), renews
    * every ttl/3, fires `lock.signal` when the lock is lost (a renew answered 410, or no
    * successful renew before `lock.validUntil`), releases when `fn` settles and
@@ -335,6 +397,9 @@ export class LeaseholdClient {
           get value() {
             return published;
           },
+          fence: lock.fence,
+          writeState: lock.writeState,
+          readState: lock.readState,
           proclaim: async (next: string) => {
             const grant = await holding.renewWith(next);
             published = next;
@@ -509,6 +574,25 @@ export class Semaphore {
     return (await this.#lines.inspect(this.#line, o)) as SemaphoreInfo | undefined;
   }
 
+  /** Whether `token` is a current permit's fencing token (see `LeaseholdClient.fence`). */
+  async fence(token: number, o: RequestOptions = {}): Promise<boolean> {
+    return this.#lines.fence(this.#line, token, o);
+  }
+
+  /**
+   * Writes the semaphore's one guarded state: the holder of any current permit may
+   * (the state records that permit's token); `lock-lost` when `lease`'s permit is not
+   * current. See `LeaseholdClient.writeState`.
+   */
+  async writeState(lease: string, value: string, o: RequestOptions = {}): Promise<State> {
+    return this.#lines.writeState(this.#line, lease, value, o);
+  }
+
+  /** The semaphore's guarded state, or `undefined` when never written. */
+  async readState(o: RequestOptions = {}): Promise<State | undefined> {
+    return this.#lines.readState(this.#line, o);
+  }
+
   /**
    * Runs `fn` while holding one permit: `withLock`'s discipline (renews every ttl/3, fires
    * `permit.signal` when it is lost, releases when `fn` settles), and `queue: true` to wait
@@ -611,7 +695,7 @@ class Lines {
   /** Acquire: the grant, or with `queue` possibly a place in line. */
   async take(line: Line, o: AcquireFields & { queue?: boolean; ticketTtl?: number }): Promise<Taken> {
     const queue = o.queue === true ? { queue: true, ticketTtl: o.ticketTtl } : {};
-    const fields = { ttl: o.ttl, owner: o.owner, value: o.value, limit: line.limit, ...queue };
+    const fields = { ttl: o.ttl, owner: o.owner, value: o.value, lockDelay: o.lockDelay, limit: line.limit, ...queue };
     return this.#post(line, fields, o, o.idempotencyKey ?? (await randomUUID()));
   }
 
@@ -667,6 +751,38 @@ class Lines {
     return (await this.#call("GET", `/${kind}s${query ? `?${query}` : ""}`, o)).body;
   }
 
+  /** A fence check: a 409 `fence-stale` is the answer `false`, not a failure. */
+  async fence(line: Line, token: number, o: RequestOptions): Promise<boolean> {
+    const path = `${linePath(line)}/fence?${new URLSearchParams({ token: String(token) })}`;
+    let body: unknown;
+    try {
+      body = (await this.#call("GET", path, o)).body;
+    } catch (err) {
+      if (err instanceof LeaseholdError && err.code === "fence-stale") return false;
+      throw err;
+    }
+    // Only an answer that says so counts as current: a fence must never pass by accident.
+    if ((body as Partial<Fence> | undefined)?.current !== true || (body as Fence).token !== token) {
+      throw new LeaseholdError("invalid-response", `GET ${path}: the 200 answer does not say the token is current`);
+    }
+    return true;
+  }
+
+  async writeState(line: Line, lease: string, value: string, o: RequestOptions): Promise<State> {
+    // The lease in the body, never in the URL.
+    return asState((await this.#call("PUT", `${linePath(line)}/state`, { ...o, json: { lease, value } })).body, line);
+  }
+
+  /** The guarded state; a 404 `state-not-found` is the answer `undefined`. */
+  async readState(line: Line, o: RequestOptions): Promise<State | undefined> {
+    try {
+      return asState((await this.#call("GET", `${linePath(line)}/state`, o)).body, line);
+    } catch (err) {
+      if (err instanceof LeaseholdError && err.code === "state-not-found") return undefined;
+      throw err;
+    }
+  }
+
   /** `withLock` and `withPermit`. */
   async hold<T>(line: Line, fn: (held: HeldLock) => T | PromiseLike<T>, o: WithLockOptions): Promise<T> {
     o.signal?.throwIfAborted();
@@ -715,7 +831,13 @@ class Lines {
       for (let rejoins = 0; ; ) {
         let taken: Taken;
         if (ticket === undefined) {
-          const join = defined({ ttl: o.ttl, owner: o.owner, idempotencyKey, ticketTtl: o.ticketTtl });
+          const join = defined({
+            ttl: o.ttl,
+            owner: o.owner,
+            lockDelay: o.lockDelay,
+            idempotencyKey,
+            ticketTtl: o.ticketTtl,
+          });
           taken = await this.take(line, { ...each, ...join, queue: true, wait: 0 });
           idempotencyKey = undefined;
         } else {
@@ -827,6 +949,9 @@ class Holding {
       get renewedAt() {
         return self.#since;
       },
+      fence: (o) => this.fence(o),
+      writeState: (value, o) => this.writeState(value, o),
+      readState: (o) => this.#lines.readState(this.#line, o ?? {}),
     };
   }
 
@@ -888,17 +1013,47 @@ class Holding {
    * decide whether the lock is held.
    */
   async renewWith(value: string): Promise<Grant> {
+    const sent = Date.now();
+    const grant = await this.#asHolder(() =>
+      this.#lines.renew(this.#line, this.lock.lease, { value, signal: this.#controller.signal }),
+    );
+    if (!this.#lost && !this.#ended) {
+      this.#renewed(grant, sent);
+      this.#armDeadline();
+      this.#scheduleRenew(sent + this.#ttlMs / 3);
+    }
+    return grant;
+  }
+
+  /** `HeldLock.writeState`: a guarded write with this grant's lease. */
+  async writeState(value: string, o: RequestOptions = {}): Promise<State> {
+    return this.#asHolder(() => this.#lines.writeState(this.#line, this.lock.lease, value, o));
+  }
+
+  /** `HeldLock.fence`: a stale answer means the grant is gone, so the lock counts as lost. */
+  async fence(o: RequestOptions = {}): Promise<boolean> {
+    if (this.#lost || this.#ended) return false;
+    const current = await this.#lines.fence(this.#line, this.lock.token, o);
+    if (!current) {
+      this.#lose(
+        new LeaseholdError(
+          "lock-lost",
+          `${what(this.#line)}: its fencing token ${this.lock.token} is no longer current`,
+        ),
+      );
+    }
+    return current;
+  }
+
+  /**
+   * A call that acts with this grant's lease: refused without sending once the lock
+   * counts as lost (or `fn` settled); a 410 answer says it is gone, and the signal fires.
+   */
+  async #asHolder<T>(call: () => Promise<T>): Promise<T> {
     if (this.#lost) throw this.#controller.signal.reason;
     if (this.#ended) throw new LeaseholdError("lock-lost", `${what(this.#line)}: no longer held here`);
-    const sent = Date.now();
     try {
-      const grant = await this.#lines.renew(this.#line, this.lock.lease, { value, signal: this.#controller.signal });
-      if (!this.#lost && !this.#ended) {
-        this.#renewed(grant, sent);
-        this.#armDeadline();
-        this.#scheduleRenew(sent + this.#ttlMs / 3);
-      }
-      return grant;
+      return await call();
     } catch (err) {
       if (err instanceof LeaseholdError && err.status === 410) this.#lose(err);
       throw err;
@@ -990,6 +1145,19 @@ function asGrant(body: unknown, line: Line): Grant {
     throw new LeaseholdError("invalid-response", `the service's answer is not a grant of a ${line.kind}`);
   }
   return g as Grant;
+}
+
+function asState(body: unknown, line: Line): State {
+  const s = body as Partial<State> | undefined;
+  if (
+    typeof s?.value !== "string" ||
+    typeof s.token !== "number" ||
+    typeof s.revision !== "number" ||
+    typeof s.updatedAt !== "string"
+  ) {
+    throw new LeaseholdError("invalid-response", `the service's answer is not the state of a ${line.kind}`);
+  }
+  return { value: s.value, token: s.token, revision: s.revision, updatedAt: s.updatedAt };
 }
 
 function asTicket(body: unknown): Ticket {

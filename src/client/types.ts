@@ -62,6 +62,30 @@ export interface Ticket {
   ttl: number;
 }
 
+/**
+ * A fence check's answer when the token is current: `token` is the current holder's (for
+ * a semaphore, a current permit's) fencing token.
+ */
+export interface Fence {
+  name: string;
+  token: number;
+  current: true;
+}
+
+/**
+ * A lock's (or semaphore's) guarded state: a value that outlives the grants, written only
+ * by a current holder. `token` is the fencing token of the grant that wrote it.
+ */
+export interface State {
+  value: string;
+  /** The fencing token of the grant that wrote it. */
+  token: number;
+  /** The etcd revision it was written at. */
+  revision: number;
+  /** When it was written (the service's clock, ISO 8601). */
+  updatedAt: string;
+}
+
 /** What anyone may see about a held lock (no lease). `ttl` is the remaining seconds. */
 export interface LockInfo {
   name: string;

@@ -20,6 +20,8 @@ describe("the client's types are the server's schemas", () => {
     expectTypeOf<client.SemaphoreHolder>().toEqualTypeOf<Out<typeof schemas.SemaphoreHolder>>();
     expectTypeOf<client.SemaphoreInfo>().toEqualTypeOf<Out<typeof schemas.SemaphoreInfo>>();
     expectTypeOf<client.SemaphoreList>().toEqualTypeOf<Out<typeof schemas.SemaphoreList>>();
+    expectTypeOf<client.Fence>().toEqualTypeOf<Out<typeof schemas.FenceAnswer>>();
+    expectTypeOf<client.State>().toEqualTypeOf<Out<typeof schemas.StateAnswer>>();
   });
 
   it("problems", () => {

@@ -86,6 +86,10 @@ describe("Go client (clients/go)", () => {
       "TestSemaphore",
       "TestTickets",
       "TestWithLockQueue",
+      "TestFence",
+      "TestGuardedState",
+      "TestHeldFencesAndState",
+      "TestLockDelay",
     ]) {
       expect(test.output, `${name} did not pass`).toMatch(new RegExp(`--- PASS: ${name} `));
     }

@@ -81,6 +81,10 @@ describe("Python client (clients/python)", () => {
     for (const scenario of ["Grant", "Contention", "LostLock", "RetryAfterDroppedResponse"]) {
       expect(r.output).toMatch(new RegExp(`\\(tests\\.test_scenarios\\.${scenario}\\.\\w+\\) \\.\\.\\. ok$`, "m"));
     }
+    // And the fencing calls: fence check, guarded state, the held lock's, lock-delay.
+    for (const group of ["Fence", "GuardedState", "HeldLock", "LockDelay"]) {
+      expect(r.output).toMatch(new RegExp(`\\(tests\\.test_fences\\.${group}\\.\\w+\\) \\.\\.\\. ok$`, "m"));
+    }
   });
 
   it("its tests fail loudly, saying what to set, when LEASEHOLD_URL is not set", async () => {

@@ -27,6 +27,7 @@ from .errors import (
     NetworkError,
     PayloadTooLarge,
     RequestTimeout,
+    StateNotFound,
     TooManyStreams,
     TooManyWaiters,
     Unauthorized,
@@ -34,7 +35,7 @@ from .errors import (
 )
 from .events import EventStream
 from .held import HeldLock, Leadership
-from .models import Event, Grant, Indexed, LockInfo, Page, PermitHolder, SemaphoreInfo, Ticket
+from .models import Event, Grant, Indexed, LockInfo, Page, PermitHolder, SemaphoreInfo, State, Ticket
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,8 @@ __all__ = [
     "RequestTimeout",
     "Semaphore",
     "SemaphoreInfo",
+    "State",
+    "StateNotFound",
     "Ticket",
     "TooManyStreams",
     "TooManyWaiters",

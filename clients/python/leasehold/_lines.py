@@ -11,8 +11,8 @@ import uuid
 from typing import Any, Callable, Dict, NamedTuple, Optional, Union
 
 from ._http import Abort, Transport
-from .errors import Cancelled, InvalidResponse, LeaseholdError, LockHeld, LockLost
-from .models import Grant, Indexed, LockInfo, Page, SemaphoreInfo, Ticket
+from .errors import Cancelled, FenceStale, InvalidResponse, LeaseholdError, LockHeld, LockLost, StateNotFound
+from .models import Grant, Indexed, LockInfo, Page, SemaphoreInfo, State, Ticket
 
 
 class Line(NamedTuple):
@@ -78,6 +78,7 @@ class Lines:
         wait: Optional[float] = None,
         owner: Optional[str] = None,
         value: Optional[str] = None,
+        lock_delay: Optional[int] = None,
         queue: bool = False,
         ticket_ttl: Optional[int] = None,
         idempotency_key: Optional[str] = None,
@@ -85,7 +86,7 @@ class Lines:
         stop: Optional[threading.Event] = None,
     ) -> Taken:
         """Acquire: the grant, or with ``queue`` possibly a place in line."""
-        fields = defined(ttl=ttl, owner=owner, value=value, limit=line.limit)
+        fields = defined(ttl=ttl, owner=owner, value=value, lockDelay=lock_delay, limit=line.limit)
         if queue:
             fields.update(defined(queue=True, ticketTtl=ticket_ttl))
         key = idempotency_key or str(uuid.uuid4())
@@ -155,6 +156,33 @@ class Lines:
         info = SemaphoreInfo.from_json(answer.body) if line.kind == "semaphore" else LockInfo.from_json(answer.body)
         return Indexed(info, at)
 
+    def fence(self, line: Line, token: int) -> bool:
+        """A fence check: a 409 ``fence-stale`` is the answer False, not a failure."""
+        path = "%s/fence?%s" % (line.path, urllib.parse.urlencode({"token": token}))
+        try:
+            body = self.transport.call("GET", path, timeout=self.timeout).body
+        except FenceStale:
+            return False
+        # Only an answer that says so counts as current: a fence must never pass by accident.
+        if not (isinstance(body, dict) and body.get("current") is True and body.get("token") == token):
+            raise InvalidResponse("GET %s: the 200 answer does not say the token is current" % path, status=200)
+        return True
+
+    def write_state(self, line: Line, lease: str, value: str) -> State:
+        # The lease in the body, never in the URL.
+        body = self.transport.call(
+            "PUT", line.path + "/state", timeout=self.timeout, json_body={"lease": lease, "value": value}
+        ).body
+        return State.from_json(body, line.kind)
+
+    def read_state(self, line: Line) -> Optional[State]:
+        """The guarded state; a 404 ``state-not-found`` is the answer None."""
+        try:
+            body = self.transport.call("GET", line.path + "/state", timeout=self.timeout).body
+        except StateNotFound:
+            return None
+        return State.from_json(body, line.kind)
+
     def list(self, kind: str, prefix: Optional[str], limit: Optional[int], cursor: Optional[str]) -> Page:
         query = urllib.parse.urlencode(defined(prefix=prefix, limit=limit, cursor=cursor))
         body = self.transport.call("GET", "/%ss%s" % (kind, "?" + query if query else ""), timeout=self.timeout).body
@@ -168,6 +196,7 @@ class Lines:
         ttl: Optional[int],
         owner: Optional[str],
         value: Optional[str],
+        lock_delay: Optional[int],
         wait: Optional[float],
         ticket_ttl: Optional[int],
         poll_wait: float,
@@ -197,6 +226,7 @@ class Lines:
                         ttl=ttl,
                         owner=owner,
                         value=value,
+                        lock_delay=lock_delay,
                         queue=True,
                         ticket_ttl=ticket_ttl,
                         wait=0,

@@ -12,7 +12,7 @@ from ._http import Transport
 from .errors import LeaseholdError, LockLost
 from .events import EventStream
 from .held import HeldLock, Leadership
-from .models import Grant, Indexed, LockInfo, Page, SemaphoreInfo
+from .models import Grant, Indexed, LockInfo, Page, SemaphoreInfo, State
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -46,6 +46,7 @@ class Client:
         wait: Optional[float] = None,
         owner: Optional[str] = None,
         value: Optional[str] = None,
+        lock_delay: Optional[int] = None,
         queue: bool = False,
         ticket_ttl: Optional[int] = None,
         idempotency_key: Optional[str] = None,
@@ -63,6 +64,12 @@ class Client:
         a ``Ticket`` (a place in line kept ``ticket_ttl`` s between visits); come back with
         ``redeem``, or give the place up with ``leave``. ``value`` is published with the
         grant (inspect and the event stream show it).
+
+        ``lock_delay`` (whole seconds, 0–60): when this grant ends without a release (its
+        lease expires, or an admin forces it), nobody is granted the lock for that long:
+        acquires raise ``LockHeld`` with ``reason == "lock-delay"`` (no holder), a waiting
+        acquire waits it out. A release frees the lock at once. For resources that can't
+        check a fencing token: a paused holder has that long to notice.
         """
         taken = self._lines.take(
             Line("lock", name),
@@ -70,6 +77,7 @@ class Client:
             wait=wait,
             owner=owner,
             value=value,
+            lock_delay=lock_delay,
             queue=queue,
             ticket_ttl=ticket_ttl,
             idempotency_key=idempotency_key,
@@ -121,6 +129,27 @@ class Client:
         """One page of held locks in name order (``LockInfo`` items; never leases)."""
         return self._lines.list("lock", prefix, limit, cursor)
 
+    def fence(self, name: str, token: int) -> bool:
+        """Whether ``token`` is the fencing token of the lock's current holder, read
+        linearizably: True, or False (the service's 409 ``fence-stale``: that grant ended,
+        or the token never was this lock's). For a resource that can't compare tokens
+        itself: ask just before each write, and write only on True. Not being able to ask
+        (no answer, 400, 401, 403) raises."""
+        return self._lines.fence(Line("lock", name), token)
+
+    def write_state(self, name: str, lease: str, value: str) -> State:
+        """Writes the lock's guarded state (at most 65,536 UTF-8 bytes; more raises
+        ``PayloadTooLarge``) in the same etcd transaction that checks the grant of ``lease``
+        is the current one: ``LockLost``, and nothing written, when it is not. The state
+        outlives the grant: the next holder reads it, and a stale holder can never
+        overwrite it."""
+        return self._lines.write_state(Line("lock", name), lease, value)
+
+    def read_state(self, name: str) -> Optional[State]:
+        """The lock's guarded state (``value``, and the ``token`` of the grant that wrote
+        it), or None when no holder has written one."""
+        return self._lines.read_state(Line("lock", name))
+
     def lock(
         self,
         name: str,
@@ -129,6 +158,7 @@ class Client:
         wait: Optional[float] = None,
         owner: Optional[str] = None,
         value: Optional[str] = None,
+        lock_delay: Optional[int] = None,
         margin: Optional[float] = None,
         release: bool = True,
         queue: bool = False,
@@ -162,6 +192,8 @@ class Client:
         takes (or up to ``wait`` s): it joins with a ticket and redeems it with long polls of
         ``poll_wait`` s, calling ``on_queued(position)``, and leaves the line if it gives up.
         ``stop`` (an Event) ends a wait in line or a retry between two requests.
+        ``lock_delay`` is as for ``acquire``. Inside, ``held.fence()``,
+        ``held.write_state(value)`` and ``held.read_state()`` use the held grant.
         """
         return HeldLock(
             self._lines,
@@ -171,6 +203,7 @@ class Client:
                 wait=wait,
                 owner=owner,
                 value=value,
+                lock_delay=lock_delay,
                 queue=queue,
                 ticket_ttl=ticket_ttl,
                 poll_wait=poll_wait,
@@ -192,6 +225,7 @@ class Client:
         ttl: Optional[int] = None,
         wait: float = 30.0,
         owner: Optional[str] = None,
+        lock_delay: Optional[int] = None,
         margin: Optional[float] = None,
         on_lost: Optional[Callable[[LockLost], None]] = None,
         retry_for: float = 10.0,
@@ -210,7 +244,7 @@ class Client:
         return Leadership(
             self._lines,
             Line("lock", name),
-            dict(ttl=ttl, wait=wait, owner=owner, value=value, retry_for=retry_for, stop=stop),
+            dict(ttl=ttl, wait=wait, owner=owner, value=value, lock_delay=lock_delay, retry_for=retry_for, stop=stop),
             margin=margin,
             release=True,
             on_lost=on_lost,
@@ -350,6 +384,20 @@ class Semaphore:
     def inspect_at(self, *, index: Optional[int] = None, wait: Optional[float] = None) -> Indexed:
         """As ``Client.inspect_at``, for the semaphore."""
         return self._lines.inspect_at(self._line, index, wait)
+
+    def fence(self, token: int) -> bool:
+        """Whether ``token`` is a current permit's fencing token (see ``Client.fence``)."""
+        return self._lines.fence(self._line, token)
+
+    def write_state(self, lease: str, value: str) -> State:
+        """Writes the semaphore's one guarded state: the holder of any current permit may
+        (the state records that permit's token); ``LockLost`` when ``lease``'s permit is not
+        current. See ``Client.write_state``."""
+        return self._lines.write_state(self._line, lease, value)
+
+    def read_state(self) -> Optional[State]:
+        """The semaphore's guarded state, or None when never written."""
+        return self._lines.read_state(self._line)
 
     def permit(
         self,

@@ -69,11 +69,20 @@ class LockNotFound(LeaseholdError):
     code = "lock-not-found"
 
 
+class StateNotFound(LeaseholdError):
+    """404: no holder has written a guarded state (``read_state`` answers None instead)."""
+
+    code = "state-not-found"
+
+
 class LockHeld(LeaseholdError):
     """409: someone else holds it (after any ``wait``).
 
     ``holder`` (a lock's: ``owner``, ``token``, ``expiresAt``), ``position`` (the waiters
     that were still ahead) and ``reason`` come from the problem when it has them.
+    ``reason`` is ``"lock-delay"`` (and ``holder`` None) while nobody holds the lock but its
+    last grant, which ended without a release, keeps it back for its ``lock_delay``
+    (``retry_after`` says how long).
     """
 
     code = "lock-held"
@@ -102,7 +111,7 @@ class LimitMismatch(LeaseholdError):
 
 
 class FenceStale(LeaseholdError):
-    """409: a fencing token that is not the current holder's."""
+    """409: a fencing token that is not the current holder's (``fence`` answers False instead)."""
 
     code = "fence-stale"
 
@@ -182,6 +191,7 @@ _BY_CODE: Dict[str, Type[LeaseholdError]] = {
         Unauthorized,
         Forbidden,
         LockNotFound,
+        StateNotFound,
         LockHeld,
         LimitMismatch,
         FenceStale,

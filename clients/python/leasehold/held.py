@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Type
 from ._http import Abort
 from ._lines import Line, Lines, Taken, backoff, sleep
 from .errors import Cancelled, LeaseholdError, LockExpired, LockHeld, LockLost
-from .models import Grant
+from .models import Grant, State
 
 
 class HeldLock:
@@ -139,6 +139,7 @@ class HeldLock:
                 ttl=o["ttl"],
                 owner=o["owner"],
                 value=o["value"],
+                lock_delay=o.get("lock_delay"),
                 wait=o["wait"],
                 ticket_ttl=o["ticket_ttl"],
                 poll_wait=o["poll_wait"],
@@ -148,7 +149,7 @@ class HeldLock:
                 stop=o["stop"],
             )
         fields = {k: o[k] for k in ("ttl", "wait", "owner", "value", "idempotency_key", "retry_for", "stop")}
-        return self._lines.take(self._line, **fields)
+        return self._lines.take(self._line, lock_delay=o.get("lock_delay"), **fields)
 
     # -- the renewals -------------------------------------------------------------------------
 
@@ -260,22 +261,50 @@ class HeldLock:
         """A renew now that also replaces the published value; it counts as a renewal. A
         410 says the lock is gone: ``lost`` is set and ``LockLost`` raised. Other failures
         only raise: the renewals and the deadline still decide whether the lock is held."""
-        if self.lost.is_set() and self.reason is not None:
-            raise self.reason.with_traceback(None)
-        if self._ended or self._grant is None:
-            raise LockLost("%s: not held here" % self._line)
         sent = time.monotonic()
-        try:
-            grant = self._lines.renew(self._line, self.lease, value=value)
-        except LockLost as err:
-            self._lose(err)
-            raise
+        grant = self._as_holder(lambda: self._lines.renew(self._line, self.lease, value=value))
         with self._cond:
             if not (self._ended or self.lost.is_set()):
                 self._renewed(grant, sent)
                 self.renewals += 1
                 self._cond.notify_all()
         return grant
+
+    def fence(self) -> bool:
+        """Asks the service whether this grant's token is still current (a linearizable
+        read): True, or False when it is not, which also counts as losing the lock
+        (``lost`` is set, ``reason`` is a ``LockLost``). False at once, without asking, once
+        the lock counts as lost or the block has ended."""
+        if self.lost.is_set() or self._ended or self._grant is None:
+            return False
+        current = self._lines.fence(self._line, self.token)
+        if not current:
+            self._lose(LockLost("%s: its fencing token %d is no longer current" % (self._line, self.token)))
+        return current
+
+    def write_state(self, value: str) -> State:
+        """Writes the guarded state (at most 65,536 UTF-8 bytes) in the etcd transaction that
+        checks this grant is still current. ``LockLost`` (nothing written) when it is not,
+        which also sets ``lost``; once the lock counts as lost, raises its ``reason``
+        without sending."""
+        return self._as_holder(lambda: self._lines.write_state(self._line, self.lease, value))
+
+    def read_state(self) -> Optional[State]:
+        """The guarded state as last written (by this or an earlier grant), or None."""
+        return self._lines.read_state(self._line)
+
+    def _as_holder(self, call: Callable[[], Any]) -> Any:
+        """A call that acts with this grant's lease: refused without sending once the lock
+        counts as lost (or the block ended); a 410 says it is gone, and ``lost`` is set."""
+        if self.lost.is_set() and self.reason is not None:
+            raise self.reason.with_traceback(None)
+        if self._ended or self._grant is None:
+            raise LockLost("%s: not held here" % self._line)
+        try:
+            return call()
+        except LockLost as err:
+            self._lose(err)
+            raise
 
     def _end(self) -> None:
         """Stops renewing and releases (best effort; never raises)."""
@@ -325,6 +354,7 @@ class Leadership(HeldLock):
                     wait=wait,
                     owner=o["owner"],
                     value=o["value"],
+                    lock_delay=o["lock_delay"],
                     retry_for=o["retry_for"],
                     stop=o["stop"],
                 )

@@ -135,6 +135,31 @@ class SemaphoreInfo:
         )
 
 
+@dataclass(frozen=True)
+class State:
+    """A lock's (or semaphore's) guarded state: a value that outlives the grants, written
+    only by a current holder. ``token`` is the fencing token of the grant that wrote it,
+    ``revision`` the etcd revision it was written at, ``updated_at`` when (the service's
+    clock, ISO 8601)."""
+
+    value: str
+    token: int
+    revision: int
+    updated_at: str
+
+    @classmethod
+    def from_json(cls, body: Any, kind: str = "lock") -> "State":
+        if not (
+            isinstance(body, dict)
+            and isinstance(body.get("value"), str)
+            and _int(body.get("token"))
+            and _int(body.get("revision"))
+            and isinstance(body.get("updatedAt"), str)
+        ):
+            raise InvalidResponse("the service's answer is not the state of a %s" % kind)
+        return cls(value=body["value"], token=body["token"], revision=body["revision"], updated_at=body["updatedAt"])
+
+
 class Page(NamedTuple):
     """One page of a listing; ``cursor`` is set when more remain (pass it to the next call)."""
 

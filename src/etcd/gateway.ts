@@ -89,6 +89,17 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     return r.ok;
   };
 
+  /** A txn with no failure branch: its revision when its compares held and it wrote, else 0. */
+  const writeIfHeld = async (txn: Json): Promise<number> => {
+    const r = await session.call("/v3/kv/txn", txn, [NOT_FOUND]);
+    if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+    const res = decodeAllOrNothing(r.ok);
+    // A compare failing on a retry may be the earlier attempt's own doing.
+    if (!res.applied && r.retried)
+      throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+    return res.applied ? res.revision : 0;
+  };
+
   const watch = async (
     fromRevision: number,
     onEvents: (revision: number, events: WatchEvent[]) => void,
@@ -168,24 +179,12 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       return res;
     },
 
-    async putIfUnchanged(item) {
-      const r = await session.call("/v3/kv/txn", encodePutIfUnchanged(item), [NOT_FOUND]);
-      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const res = decodeAllOrNothing(r.ok);
-      // The compare failing on a retry may be the earlier attempt's own doing.
-      if (!res.applied && r.retried)
-        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
-      return res.applied ? res.revision : 0;
+    putIfUnchanged(item) {
+      return writeIfHeld(encodePutIfUnchanged(item));
     },
 
-    async guardedWrite(w) {
-      const r = await session.call("/v3/kv/txn", encodeGuardedWrite(w), [NOT_FOUND]);
-      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const res = decodeAllOrNothing(r.ok);
-      // As for putIfUnchanged: a compare failing on a retry may be the first attempt's doing.
-      if (!res.applied && r.retried)
-        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
-      return res.applied ? res.revision : 0;
+    guardedWrite(w) {
+      return writeIfHeld(encodeGuardedWrite(w));
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {

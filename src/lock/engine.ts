@@ -35,6 +35,7 @@ import {
 import { type LineRead, LineReader } from "./reading.js";
 import { hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
+import type { GrantLease } from "./strategies/lease-pool.js";
 import type { LineRange } from "./strategies/line-views.js";
 import { type MarkerRef, type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
 import type { QueueLease } from "./strategies/queue-leases.js";
@@ -96,6 +97,8 @@ interface Delayed {
   delayed: KeyValue;
 }
 const TIMED_OUT = Symbol("timed out");
+/** A granting write whose lease had ended. */
+const DIED = Symbol("died");
 
 /** How many times a join that found room retries before it waits like everyone else. */
 const MAX_ROOM_RETRIES = 5;
@@ -277,10 +280,7 @@ export class LineEngine implements Lines {
       ...(marker ? { dl: marker.lease.toString(16) } : {}),
     };
     const written = JSON.stringify(v);
-    // A pooled lease is reset to its full TTL by a keep-alive sent alongside the txn, not
-    // before it: the pool hands out only leases with over a second left, so the txn does
-    // not race their expiry, and the acquire costs one round trip instead of two.
-    const [joined, renewed] = await Promise.allSettled([
+    const r = await this.grantingWrite(
       txns.join({
         start: ask.range.start,
         end: ask.range.end,
@@ -292,28 +292,9 @@ export class LineEngine implements Lines {
         ...(ask.delayKey ? { absent: ask.delayKey } : {}),
         ...(marker ? { with: marker } : {}),
       }),
-      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
-    ]);
-    const died =
-      (joined.status === "rejected" && joined.reason instanceof LeaseNotFoundError) ||
-      (renewed.status === "fulfilled" && renewed.value <= 0);
-    if (died) {
-      this.dropMarkerLease(marker);
-      return {}; // and its key, if the txn made one, went with it
-    }
-    if (joined.status === "rejected" || renewed.status === "rejected") {
-      // Whether the txn applied (or the lease was reset) is unknown. Without an
-      // Idempotency-Key nobody else can ever receive this grant, and the lease is ours
-      // alone, so revoking it removes the key if it was made. With one, the caller's retry
-      // may receive the grant (through any instance): end it only while unclaimed.
-      if (ask.idem) void this.settleUnknown(ask.key, lease.id, written, marker?.lease).catch(() => {});
-      else {
-        leases.discard(lease.id);
-        this.dropMarkerLease(marker);
-      }
-      throw joined.status === "rejected" ? joined.reason : (renewed as PromiseRejectedResult).reason;
-    }
-    const r = joined.value;
+      { key: ask.key, written, lease, marker, idempotent: ask.idem !== undefined },
+    );
+    if (r === DIED) return {}; // and its key, if the txn made one, went with it
     if (!r.joined) {
       // A txn sent again after its first answer was lost (a transport's retry) finds the
       // key the first send made: that join applied, and the lease is bound to it.
@@ -332,6 +313,43 @@ export class LineEngine implements Lines {
       lease: lease.id,
     };
     return { grant: this.granted(ask, kv, v, nonce, r.revision, sentAt) };
+  }
+
+  /**
+   * A write that grants (a join holding, a turn), sent with the reset of a pooled lease,
+   * settled. The keep-alive goes alongside the write, not before it: the pool hands out
+   * only leases with over a second left, so the write does not race their expiry, and
+   * the grant costs one round trip instead of two. DIED when the lease had ended (then
+   * whatever the write made went with it). When the outcome is unknown, the grant is
+   * ended if it was made and the error thrown: without an Idempotency-Key nobody else
+   * can ever receive it, and the lease is ours alone, so revoking it removes the key if
+   * it was made; with one, the caller's retry may receive the grant (through any
+   * instance), so it is ended only while unclaimed.
+   */
+  private async grantingWrite<T>(
+    write: Promise<T>,
+    g: { key: string; written: string; lease: GrantLease; marker: CreateItem | undefined; idempotent: boolean },
+  ): Promise<T | typeof DIED> {
+    const [wrote, renewed] = await Promise.allSettled([
+      write,
+      g.lease.pooled ? this.etcd.leaseKeepAliveOnce(g.lease.id) : Promise.resolve(g.lease.grantedTtl),
+    ]);
+    const died =
+      (wrote.status === "rejected" && wrote.reason instanceof LeaseNotFoundError) ||
+      (renewed.status === "fulfilled" && renewed.value <= 0);
+    if (died) {
+      this.dropMarkerLease(g.marker);
+      return DIED;
+    }
+    if (wrote.status === "rejected" || renewed.status === "rejected") {
+      if (g.idempotent) void this.settleUnknown(g.key, g.lease.id, g.written, g.marker?.lease).catch(() => {});
+      else {
+        this.strategies.leases.discard(g.lease.id);
+        this.dropMarkerLease(g.marker);
+      }
+      throw wrote.status === "rejected" ? wrote.reason : (renewed as PromiseRejectedResult).reason;
+    }
+    return wrote.value;
   }
 
   /** A fresh nonce; with an Idempotency-Key, one its caller can derive again (and the salt to). */
@@ -693,36 +711,25 @@ export class LineEngine implements Lines {
     };
     const written = JSON.stringify(v);
     const held = { key: m.kv.key, value: written, lease: lease.id };
-    const [put, renewed] = await Promise.allSettled([
-      ask.delayKey === undefined
-        ? this.etcd.putIfUnchanged({ ...held, modRevision: m.kv.modRevision })
-        : // A lock's turn also needs its lock-delay to be over (no marker).
-          this.etcd.guardedWrite({
-            unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
-            created: [{ key: ask.delayKey, createRevision: 0 }],
-            put: marker ? [held, marker] : [held],
-          }),
-      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
-    ]);
-    const died =
-      (put.status === "rejected" && put.reason instanceof LeaseNotFoundError) ||
-      (renewed.status === "fulfilled" && renewed.value <= 0);
-    if (died) {
-      this.dropMarkerLease(marker);
-      return undefined;
-    }
-    if (put.status === "rejected" || renewed.status === "rejected") {
-      // As for a join of unknown outcome (see joinHolding): without an Idempotency-Key the
-      // lease is this put's alone, and revoking it ends the grant if the put made one.
-      if (place.v.s !== undefined) void this.settleUnknown(m.kv.key, lease.id, written, marker?.lease).catch(() => {});
-      else {
-        leases.discard(lease.id);
-        this.dropMarkerLease(marker);
-      }
+    let revision: number | typeof DIED;
+    try {
+      revision = await this.grantingWrite(
+        ask.delayKey === undefined
+          ? this.etcd.putIfUnchanged({ ...held, modRevision: m.kv.modRevision })
+          : // A lock's turn also needs its lock-delay to be over (no marker).
+            this.etcd.guardedWrite({
+              unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
+              created: [{ key: ask.delayKey, createRevision: 0 }],
+              put: marker ? [held, marker] : [held],
+            }),
+        { key: m.kv.key, written, lease, marker, idempotent: place.v.s !== undefined },
+      );
+    } catch (err) {
+      // The key may now hold on the grant's lease, no longer on the queue lease.
       place.queueLease?.forsake();
-      throw put.status === "rejected" ? put.reason : (renewed as PromiseRejectedResult).reason;
+      throw err;
     }
-    const revision = put.value;
+    if (revision === DIED) return undefined;
     if (revision === 0) {
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);

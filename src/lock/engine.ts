@@ -321,8 +321,10 @@ export class LineEngine implements Lines {
       if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);
-      if (r.read.blocker) return { delayed: r.read.blocker };
-      return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
+      const oldest = r.read.kvs.map(member);
+      // The marker of a holder that asked for a lock-delay is there too: that is held.
+      if (r.read.blocker && !oldest.some(holds)) return { delayed: r.read.blocker };
+      return { known: { revision: r.revision, oldest, count: r.read.count } };
     }
     const kv: KeyValue = {
       key: ask.key,

@@ -728,8 +728,12 @@ export class LineEngine implements Lines {
     if (revision === 0) {
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);
+      // Kept back by the marker only if the key was still as the line showed it after the
+      // marker was read (so the marker is not one this place's own grant made): a key that
+      // changed (another attempt at this place took the turn) is waited for, then claimed.
       const blocker = await this.delayMarker(ask);
-      return blocker ? { delayed: blocker } : undefined;
+      if (!blocker || (await this.etcd.get(m.kv.key)).kv?.modRevision !== m.kv.modRevision) return undefined;
+      return { delayed: blocker };
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
     place.left = true;

@@ -950,11 +950,10 @@ export class LineEngine implements Lines {
     if (o.value !== undefined && o.value !== m.v.val && h) m = await this.publish(line, what, h, m, o.value);
     const sentAt = Date.now();
     const marker = this.markerOf(line, m.v);
-    // A lock-delay marker's lease is renewed with the grant's, so it stays the delay ahead.
-    const [ttl] = await Promise.all([
-      this.etcd.leaseKeepAliveOnce(m.kv.lease),
-      marker ? this.etcd.leaseKeepAliveOnce(marker.lease) : 0,
-    ]);
+    // A lock-delay marker's lease is renewed with the grant's, so it stays the delay ahead:
+    // first, so a keep-alive of the grant's never succeeds where the marker's failed.
+    if (marker) await this.etcd.leaseKeepAliveOnce(marker.lease);
+    const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
   }

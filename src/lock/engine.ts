@@ -1,5 +1,6 @@
 import {
   type CreateItem,
+  type DeleteItem,
   type EtcdClient,
   EtcdUnavailableError,
   type KeyValue,
@@ -954,6 +955,11 @@ export class LineEngine implements Lines {
     // first, so a keep-alive of the grant's never succeeds where the marker's failed.
     if (marker) await this.etcd.leaseKeepAliveOnce(marker.lease);
     const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
+    if (ttl <= 0 && marker) {
+      // The grant expired while this renew ran, after its marker was kept alive for the
+      // grant's TTL plus the delay: the delay counts from now instead.
+      await this.shortenMarker(marker, m.v.ld ?? 1).catch(() => {});
+    }
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
   }
@@ -1065,18 +1071,36 @@ export class LineEngine implements Lines {
    * marker on a fresh lease of just the delay, so the name is kept back for the delay
    * from now (the marker's own lease still counted the grant's TTL too).
    */
-  private async forceDelayed(m: Member, marker: MarkerRef): Promise<boolean> {
+  private forceDelayed(m: Member, marker: MarkerRef): Promise<boolean> {
+    return this.remark(marker, m.v.ld ?? 1, { key: m.kv.key, modRevision: m.kv.modRevision }, [m.kv.key]);
+  }
+
+  /**
+   * A grant's marker, still on the lease made for it (so still that grant's: no other
+   * grant of the name can be made while it exists), put on a fresh lease of just the delay.
+   */
+  private async shortenMarker(marker: MarkerRef, lockDelay: number): Promise<void> {
+    const { kv } = await this.etcd.get(marker.key);
+    if (kv?.lease !== marker.lease) return;
+    await this.remark(marker, lockDelay, { key: kv.key, modRevision: kv.modRevision });
+  }
+
+  /**
+   * One txn, if `unchanged` still is: the marker put on a fresh lease of `lockDelay`
+   * (counting from now), and `del` deleted. Whether it applied.
+   */
+  private async remark(marker: MarkerRef, lockDelay: number, unchanged: DeleteItem, del: string[] = []) {
     const fresh = randomLeaseId();
-    await this.etcd.leaseGrant(fresh, m.v.ld ?? 1);
-    const ended =
+    await this.etcd.leaseGrant(fresh, lockDelay);
+    const moved =
       (await this.etcd.guardedWrite({
-        unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
-        delete: [m.kv.key],
-        put: [{ key: marker.key, value: JSON.stringify({ ld: m.v.ld }), lease: fresh }],
+        unchanged: [unchanged],
+        delete: del,
+        put: [{ key: marker.key, value: JSON.stringify({ ld: lockDelay }), lease: fresh }],
       })) !== 0;
     // Whichever of the two leases the marker is not on is bound to nothing.
-    this.etcd.leaseRevoke(ended ? marker.lease : fresh).catch(() => {});
-    return ended;
+    this.etcd.leaseRevoke(moved ? marker.lease : fresh).catch(() => {});
+    return moved;
   }
 
   // ---------------------------------------------------------------- fences

@@ -1,6 +1,6 @@
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
-import { CallerGone, LockHeld } from "../../src/lock/index.js";
+import { CallerGone, LockHeld, LockLost } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
 import { decodeParticipant } from "../../src/lock/participant.js";
 import type { FakeEtcd } from "../support/fake-etcd.js";
@@ -53,6 +53,29 @@ describe.each([
     const refused = await rejection(locks.acquire("r", { ttl: 10, wait: 0 }));
     expect(refused).toBeInstanceOf(LockHeld);
     expect((refused as LockHeld).reason).toBe("lock-delay");
+  });
+
+  it("a renew that keeps the marker alive as its grant expires leaves the lock kept back for the delay, not ttl + delay", async () => {
+    const { fake, locks } = fakeLines({ worker });
+    const { grant } = await locks.acquire("e", { ttl: 10, wait: 0, lockDelay: 5 });
+    const marker = fake.peek(markerKey("e"))?.lease;
+    // The renew read the grant; it expires before the keep-alives go out.
+    const keeping = fake.pauseNext("leaseKeepAliveOnce", { match: (id) => id === marker });
+    const renewing = rejection(locks.renew("e", grant.lease));
+    await keeping.reached;
+    fake.advance(10_000);
+    keeping.release();
+    expect(await renewing).toBeInstanceOf(LockLost);
+    await settled();
+    const kept = fake.peek(markerKey("e"));
+    const lease = fake.lease(kept?.lease ?? 0n);
+    expect(lease && lease.expiresAt - fake.now()).toBeLessThanOrEqual(5_000);
+    expect(lease && lease.expiresAt - fake.now()).toBeGreaterThanOrEqual(4_000);
+    // The lease the grant made for its marker is bound to nothing now.
+    expect(fake.lease(marker ?? 0n)).toBeUndefined();
+    expect(((await rejection(locks.acquire("e", { ttl: 10, wait: 0 }))) as LockHeld).reason).toBe("lock-delay");
+    fake.advance(5_000);
+    await locks.acquire("e", { ttl: 10, wait: 0 });
   });
 
   it("a join of unknown outcome is cleaned up with its marker: the lock is free at once, no marker lease is left", async () => {

@@ -96,6 +96,8 @@ const GONE = Symbol("gone");
 interface Delayed {
   delayed: KeyValue;
 }
+/** A turn refused by a lock-delay marker that was gone by the time it was read: take it again. */
+const AGAIN = Symbol("again");
 const TIMED_OUT = Symbol("timed out");
 
 /** How many times a join that found room retries before it waits like everyone else. */
@@ -612,7 +614,9 @@ export class LineEngine implements Lines {
             const { oldest } = await this.reader.readOldest(ask.range, o.limit);
             const turn = oldest.find((x) => x.kv.key === place.kv.key);
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
-            return grant && !("delayed" in grant) ? grant : { ticket: await this.ticketOf(ask, place) };
+            return grant && grant !== AGAIN && !("delayed" in grant)
+              ? grant
+              : { ticket: await this.ticketOf(ask, place) };
           }
           const position = await this.positionOf(ask.range, place.kv).catch(() => undefined);
           await this.giveUp(place);
@@ -623,6 +627,7 @@ export class LineEngine implements Lines {
         // redeem of the ticket) converted it first: that grant is this participant's, and
         // converting it again would bind it to a second lease behind its holder's back.
         const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
+        if (grant === AGAIN) continue;
         if (grant && "delayed" in grant) {
           // The turn came in the lock's lock-delay: it stays this place's once that is over.
           await this.outwait(ask, grant.delayed);
@@ -678,7 +683,7 @@ export class LineEngine implements Lines {
    * never made a holder). Its create revision, the fencing token, stays. `undefined`
    * when the key changed: wait again (the line says what became of it).
    */
-  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | undefined> {
+  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | typeof AGAIN | undefined> {
     const { leases } = this.strategies;
     const sentAt = Date.now();
     const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
@@ -729,12 +734,15 @@ export class LineEngine implements Lines {
     if (revision === 0) {
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);
-      // Kept back by the marker only if the key was still as the line showed it after the
-      // marker was read (so the marker is not one this place's own grant made): a key that
-      // changed (another attempt at this place took the turn) is waited for, then claimed.
+      if (ask.delayKey === undefined) return undefined;
+      // The txn failed on the key (it changed) or on a marker. A key that changed (another
+      // attempt at this place took the turn, with a marker of its own) is waited for, then
+      // claimed. A key still as the line showed it after the marker was read means the
+      // marker (not this place's own grant's) failed it: wait it out, or, when it was gone
+      // already, take the turn again at once (no change of the line would come to wake it).
       const blocker = await this.delayMarker(ask);
-      if (!blocker || (await this.etcd.get(m.kv.key)).kv?.modRevision !== m.kv.modRevision) return undefined;
-      return { delayed: blocker };
+      if ((await this.etcd.get(m.kv.key)).kv?.modRevision !== m.kv.modRevision) return undefined;
+      return blocker ? { delayed: blocker } : AGAIN;
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
     place.left = true;

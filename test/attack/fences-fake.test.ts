@@ -129,6 +129,31 @@ describe.each([
     await locks.acquire("w", { ttl: 10, wait: 0 });
   });
 
+  it("a turn refused by a marker that is gone by the time it is read is taken again at once", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const { fake, locks } = fakeLines({ worker });
+    await locks.acquire("g", { ttl: 10, wait: 0, lockDelay: 3 });
+    fake.advance(10_000);
+    // The waiter's turn txn fails on the marker; the marker's lease runs out before the
+    // waiter reads what kept it back.
+    const reading = fake.pauseNext("get", { match: (key) => key === markerKey("g") });
+    let granted = false;
+    const waiter = locks.acquire("g", { ttl: 10, wait: 60 }).then((g) => {
+      granted = true;
+      return g;
+    });
+    await reading.reached;
+    fake.advance(3_000);
+    expect(fake.peek(markerKey("g"))).toBeUndefined();
+    reading.release();
+    // No timer moves: the waiter must not wait for a change of its line that never comes.
+    await turnsUntil(() => granted, "the waiter granted");
+    expect((await waiter).grant.token).toBeGreaterThan(0);
+  });
+
   it("one batch of joins: the delayed line and the held one are refused each as it is, the free one is granted", async () => {
     const { fake, locks } = fakeLines({ worker });
     await locks.acquire("d", { ttl: 10, wait: 0, lockDelay: 30 });

@@ -1,5 +1,6 @@
 import {
   type CreateItem,
+  type DeleteItem,
   type EtcdClient,
   EtcdUnavailableError,
   type KeyValue,
@@ -96,6 +97,8 @@ const GONE = Symbol("gone");
 interface Delayed {
   delayed: KeyValue;
 }
+/** A turn refused by a lock-delay marker that was gone by the time it was read: take it again. */
+const AGAIN = Symbol("again");
 const TIMED_OUT = Symbol("timed out");
 /** A granting write whose lease had ended. */
 const DIED = Symbol("died");
@@ -302,8 +305,10 @@ export class LineEngine implements Lines {
       if (made) return { grant: this.granted(ask, made, v, nonce, made.modRevision, sentAt) };
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);
-      if (r.read.blocker) return { delayed: r.read.blocker };
-      return { known: { revision: r.revision, oldest: r.read.kvs.map(member), count: r.read.count } };
+      const oldest = r.read.kvs.map(member);
+      // The marker of a holder that asked for a lock-delay is there too: that is held.
+      if (r.read.blocker && !oldest.some(holds)) return { delayed: r.read.blocker };
+      return { known: { revision: r.revision, oldest, count: r.read.count } };
     }
     const kv: KeyValue = {
       key: ask.key,
@@ -627,7 +632,9 @@ export class LineEngine implements Lines {
             const { oldest } = await this.reader.readOldest(ask.range, o.limit);
             const turn = oldest.find((x) => x.kv.key === place.kv.key);
             const grant = turn && mayHold(oldest, turn.kv.key, o.limit) && (await this.convert(ask, place, turn));
-            return grant && !("delayed" in grant) ? grant : { ticket: await this.ticketOf(ask, place) };
+            return grant && grant !== AGAIN && !("delayed" in grant)
+              ? grant
+              : { ticket: await this.ticketOf(ask, place) };
           }
           const position = await this.positionOf(ask.range, place.kv).catch(() => undefined);
           await this.giveUp(place);
@@ -638,6 +645,7 @@ export class LineEngine implements Lines {
         // redeem of the ticket) converted it first: that grant is this participant's, and
         // converting it again would bind it to a second lease behind its holder's back.
         const grant = holds(r) ? await this.claimTurn(ask, place, r) : await this.convert(ask, place, r);
+        if (grant === AGAIN) continue;
         if (grant && "delayed" in grant) {
           // The turn came in the lock's lock-delay: it stays this place's once that is over.
           await this.outwait(ask, grant.delayed);
@@ -693,7 +701,7 @@ export class LineEngine implements Lines {
    * never made a holder). Its create revision, the fencing token, stays. `undefined`
    * when the key changed: wait again (the line says what became of it).
    */
-  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | undefined> {
+  private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | typeof AGAIN | undefined> {
     const { leases } = this.strategies;
     const sentAt = Date.now();
     const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
@@ -733,8 +741,15 @@ export class LineEngine implements Lines {
     if (revision === 0) {
       leases.reusable(lease, sentAt);
       this.dropMarkerLease(marker);
+      if (ask.delayKey === undefined) return undefined;
+      // The txn failed on the key (it changed) or on a marker. A key that changed (another
+      // attempt at this place took the turn, with a marker of its own) is waited for, then
+      // claimed. A key still as the line showed it after the marker was read means the
+      // marker (not this place's own grant's) failed it: wait it out, or, when it was gone
+      // already, take the turn again at once (no change of the line would come to wake it).
       const blocker = await this.delayMarker(ask);
-      return blocker ? { delayed: blocker } : undefined;
+      if ((await this.etcd.get(m.kv.key)).kv?.modRevision !== m.kv.modRevision) return undefined;
+      return blocker ? { delayed: blocker } : AGAIN;
     }
     // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
     place.left = true;
@@ -951,11 +966,15 @@ export class LineEngine implements Lines {
     if (o.value !== undefined && o.value !== m.v.val && h) m = await this.publish(line, what, h, m, o.value);
     const sentAt = Date.now();
     const marker = this.markerOf(line, m.v);
-    // A lock-delay marker's lease is renewed with the grant's, so it stays the delay ahead.
-    const [ttl] = await Promise.all([
-      this.etcd.leaseKeepAliveOnce(m.kv.lease),
-      marker ? this.etcd.leaseKeepAliveOnce(marker.lease) : 0,
-    ]);
+    // A lock-delay marker's lease is renewed with the grant's, so it stays the delay ahead:
+    // first, so a keep-alive of the grant's never succeeds where the marker's failed.
+    if (marker) await this.etcd.leaseKeepAliveOnce(marker.lease);
+    const ttl = await this.etcd.leaseKeepAliveOnce(m.kv.lease);
+    if (ttl <= 0 && marker) {
+      // The grant expired while this renew ran, after its marker was kept alive for the
+      // grant's TTL plus the delay: the delay counts from now instead.
+      await this.shortenMarker(marker, m.v.ld ?? 1).catch(() => {});
+    }
     if (ttl <= 0 || !h) throw new LockLost(what);
     return { ...this.grantOf(line, h.keyId, m.kv, m.v, h.nonce, ttl, sentAt), ttl };
   }
@@ -1067,18 +1086,36 @@ export class LineEngine implements Lines {
    * marker on a fresh lease of just the delay, so the name is kept back for the delay
    * from now (the marker's own lease still counted the grant's TTL too).
    */
-  private async forceDelayed(m: Member, marker: MarkerRef): Promise<boolean> {
+  private forceDelayed(m: Member, marker: MarkerRef): Promise<boolean> {
+    return this.remark(marker, m.v.ld ?? 1, { key: m.kv.key, modRevision: m.kv.modRevision }, [m.kv.key]);
+  }
+
+  /**
+   * A grant's marker, still on the lease made for it (so still that grant's: no other
+   * grant of the name can be made while it exists), put on a fresh lease of just the delay.
+   */
+  private async shortenMarker(marker: MarkerRef, lockDelay: number): Promise<void> {
+    const { kv } = await this.etcd.get(marker.key);
+    if (kv?.lease !== marker.lease) return;
+    await this.remark(marker, lockDelay, { key: kv.key, modRevision: kv.modRevision });
+  }
+
+  /**
+   * One txn, if `unchanged` still is: the marker put on a fresh lease of `lockDelay`
+   * (counting from now), and `del` deleted. Whether it applied.
+   */
+  private async remark(marker: MarkerRef, lockDelay: number, unchanged: DeleteItem, del: string[] = []) {
     const fresh = randomLeaseId();
-    await this.etcd.leaseGrant(fresh, m.v.ld ?? 1);
-    const ended =
+    await this.etcd.leaseGrant(fresh, lockDelay);
+    const moved =
       (await this.etcd.guardedWrite({
-        unchanged: [{ key: m.kv.key, modRevision: m.kv.modRevision }],
-        delete: [m.kv.key],
-        put: [{ key: marker.key, value: JSON.stringify({ ld: m.v.ld }), lease: fresh }],
+        unchanged: [unchanged],
+        delete: del,
+        put: [{ key: marker.key, value: JSON.stringify({ ld: lockDelay }), lease: fresh }],
       })) !== 0;
     // Whichever of the two leases the marker is not on is bound to nothing.
-    this.etcd.leaseRevoke(ended ? marker.lease : fresh).catch(() => {});
-    return ended;
+    this.etcd.leaseRevoke(moved ? marker.lease : fresh).catch(() => {});
+    return moved;
   }
 
   // ---------------------------------------------------------------- fences

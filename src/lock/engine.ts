@@ -24,6 +24,7 @@ import {
 import { LineKeys } from "./line-keys.js";
 import { formatHandle, type Handle, parseHandle, randomLeaseId, randomNonce } from "./names.js";
 import {
+  decodeParticipant,
   type Idempotency,
   idempotentKeyId,
   idempotentNonce,
@@ -135,8 +136,10 @@ export const MAX_LIMIT = 10_000;
  * (a join holding, a turn) also requires that no marker exists. A clean end (release,
  * an abandoned answer, a ticket left) deletes the marker in the txn that deletes the
  * grant's key, so the name is free at once; an expiry leaves it for the delay (its
- * lease runs that much longer, and a new etcd leader restarts both countdowns alike); a
- * force release puts it on a fresh lease of just the delay. While a grant's key exists
+ * lease runs that much longer; a new etcd leader restarts both countdowns alike while
+ * the grant lives, and one that restarts an orphaned marker's is cut back to the delay
+ * by whoever finds it: see delayLeft); a force release puts it on a fresh lease of just
+ * the delay. While a grant's key exists
  * the marker can only be that grant's: no other grant of the name can be made
  * meanwhile, and a force release deletes the key with it.
  */
@@ -393,8 +396,27 @@ export class LineEngine implements Lines {
 
   /** The refusal while the lock is in its lock-delay: Retry-After is what the marker has left. */
   private async delayRefusal(ask: Ask, marker: KeyValue, position?: number): Promise<LockHeld> {
-    const { ttl } = await this.etcd.leaseTimeToLive(marker.lease);
+    const ttl = await this.delayLeft(marker);
     return new LockHeld(ask.what, undefined, Math.max(1, ttl), position, "lock-delay");
+  }
+
+  /**
+   * Seconds a lock-delay marker has left; called only while nobody holds the lock. A
+   * marker's lease runs the delay past its grant's: at the grant's end it has about the
+   * delay left. More than that means a new etcd leader restarted it at its full TTL
+   * (grant ttl + delay) after its grant had ended; it is then moved to a fresh lease of
+   * just the delay (guarded by its revision, so only this marker), which still ends it
+   * no earlier than the grant's end + the delay.
+   */
+  private async delayLeft(marker: KeyValue): Promise<number> {
+    const { ttl } = await this.etcd.leaseTimeToLive(marker.lease);
+    const ld = decodeParticipant(marker.value).ld;
+    if (ld === undefined || ttl <= ld + 1) return ttl;
+    const moved = await this.remark({ key: marker.key, lease: marker.lease }, ld, {
+      key: marker.key,
+      modRevision: marker.modRevision,
+    }).catch(() => false);
+    return moved ? ld : ttl;
   }
 
   /** The marker keeping the lock back, if any (when a turn or a grant was refused with nobody holding). */
@@ -404,7 +426,7 @@ export class LineEngine implements Lines {
 
   /** Waits until the marker's lease can have ended (at most until the deadline). */
   private async outwait(ask: Ask, marker: KeyValue): Promise<void> {
-    const { ttl } = await this.etcd.leaseTimeToLive(marker.lease);
+    const ttl = await this.delayLeft(marker);
     // etcd removes an expired lease's keys within about half a second of its TTL.
     const pause = Math.min(Math.max(100, ttl * 1000), ask.deadline - Date.now());
     if (pause > 0) await delay(pause, ask.o.signal).catch(() => {});

@@ -35,6 +35,24 @@ describe.each([
   { worker: false, how: "Node strategies" },
   { worker: true, how: "Worker strategies" },
 ])("lock-delay under faults: $how", ({ worker }) => {
+  it("a marker a new etcd leader restarted at its full TTL after its grant ended keeps the lock back for the delay only", async () => {
+    const { fake, locks } = fakeLines({ worker });
+    await locks.acquire("l", { ttl: 10, wait: 0, lockDelay: 5 });
+    const marker = fake.peek(markerKey("l"))?.lease ?? 0n;
+    fake.advance(10_500);
+    expect(await locks.inspect("l")).toBeUndefined();
+    // What a new leader does to every lease: its countdown starts again from its full TTL (15 s).
+    expect(await fake.leaseKeepAliveOnce(marker)).toBe(15);
+    const refused = await rejection(locks.acquire("l", { ttl: 10, wait: 0 }));
+    expect(refused).toBeInstanceOf(LockHeld);
+    expect((refused as LockHeld).reason).toBe("lock-delay");
+    expect((refused as LockHeld).retryAfter).toBeLessThanOrEqual(5);
+    // The marker moved to a lease of just the delay; the restarted one is gone.
+    await turnsUntil(() => fake.lease(marker) === undefined, "the restarted marker lease revoked");
+    fake.advance(5_500);
+    expect((await locks.acquire("l", { ttl: 10, wait: 0 })).grant.name).toBe("l");
+  });
+
   it("a renew whose marker keep-alive fails does not extend the grant past its marker", async () => {
     const { fake, locks } = fakeLines({ worker });
     const { grant } = await locks.acquire("r", { ttl: 10, wait: 0, lockDelay: 5 });

@@ -2,10 +2,10 @@ import { readFileSync } from "node:fs";
 import type { z } from "@hono/zod-openapi";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { createApp } from "../src/http/app.js";
-import type { AppDeps } from "../src/http/deps.js";
 import { openApiYaml, routes } from "../src/http/routes/index.js";
 import { PROBLEMS, type ProblemCode } from "../src/problems.js";
+import { appWithoutBackend } from "./support/app.js";
+import { LINE_OPERATIONS } from "./support/prism.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: the parsed document is arbitrary YAML
 type Doc = any;
@@ -80,16 +80,7 @@ describe("openapi.yaml", () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toEqual(
       expect.arrayContaining([
-        ...["Lock", "Semaphore"].flatMap((kind) => [
-          `acquire${kind}`,
-          `renew${kind}`,
-          `release${kind}`,
-          `inspect${kind}`,
-          `list${kind}s`,
-          `check${kind}Fence`,
-          `write${kind}State`,
-          `read${kind}State`,
-        ]),
+        ...LINE_OPERATIONS,
         "streamEvents",
         "checkLiveness",
         "checkReadiness",
@@ -324,12 +315,7 @@ describe("openapi.yaml", () => {
   });
 
   it("answers an unknown API reference file, and /metrics where the runtime keeps none, with a 404", async () => {
-    const deps = {
-      config: {},
-      log: { infoEnabled: false, info() {}, warn() {}, error() {} },
-      docsAssets: async () => undefined,
-    } as unknown as AppDeps;
-    const app = createApp(deps);
+    const app = appWithoutBackend();
     for (const path of ["/docs/assets/nothing.css", "/metrics"]) {
       const r = await app.request(path);
       expect(r.status, path).toBe(404);

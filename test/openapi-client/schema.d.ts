@@ -2903,7 +2903,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description openapi.yaml */
+            /** @description This document */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2934,7 +2934,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The page */
+            /** @description The API reference (Swagger UI of this document) */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -55,6 +55,18 @@ export async function startPrism(spec: string, upstream: string, o: { validateRe
   };
 }
 
+/** The operationIds of the routes on locks and semaphores, each once per kind. */
+export const LINE_OPERATIONS = ["Lock", "Semaphore"].flatMap((kind) => [
+  `acquire${kind}`,
+  `renew${kind}`,
+  `release${kind}`,
+  `inspect${kind}`,
+  `list${kind}s`,
+  `check${kind}Fence`,
+  `write${kind}State`,
+  `read${kind}State`,
+]);
+
 /** An OpenAPI document as parsed from YAML: only the parts the checks below read. */
 export interface OpenApi {
   paths: Record<string, Record<string, Operation>>;

@@ -1,8 +1,8 @@
-import { createRoute, z } from "@hono/zod-openapi";
 import { DASHBOARD_JS } from "../../dashboard/app.bundle.js";
 import { CSS, PAGE, PAGE_HEADERS } from "../../dashboard/page.js";
 import { documented, type Route } from "../route.js";
-import { type HeaderDocs, internalError } from "../schemas.js";
+import type { HeaderDocs } from "../schemas.js";
+import { fileRoute } from "./file-route.js";
 
 /** The page's security headers, as openapi.yaml declares them. */
 const pageHeaders: HeaderDocs = Object.fromEntries(
@@ -12,30 +12,28 @@ const pageHeaders: HeaderDocs = Object.fromEntries(
   ]),
 );
 
-/** A GET of one of the dashboard's files: open, any query ignored. */
-function file(path: string, operationId: string, summary: string, type: string, headers: HeaderDocs = {}) {
-  return createRoute({
-    method: "get",
-    path,
-    operationId,
-    tags: ["dashboard"],
-    summary,
-    responses: {
-      200: { description: summary, headers, content: { [type]: { schema: z.string() } } },
-      500: internalError,
-    },
-  });
-}
-
-const page = file(
-  "/",
-  "getDashboard",
-  "The live dashboard: who holds what, updated from the event stream",
-  "text/html",
-  pageHeaders,
-);
-const stylesheet = file("/dashboard/app.css", "getDashboardStylesheet", "The dashboard's stylesheet", "text/css");
-const script = file("/dashboard/app.js", "getDashboardScript", "The dashboard's script", "text/javascript");
+const page = fileRoute({
+  path: "/",
+  operationId: "getDashboard",
+  tag: "dashboard",
+  summary: "The live dashboard: who holds what, updated from the event stream",
+  type: "text/html",
+  headers: pageHeaders,
+});
+const stylesheet = fileRoute({
+  path: "/dashboard/app.css",
+  operationId: "getDashboardStylesheet",
+  tag: "dashboard",
+  summary: "The dashboard's stylesheet",
+  type: "text/css",
+});
+const script = fileRoute({
+  path: "/dashboard/app.js",
+  operationId: "getDashboardScript",
+  tag: "dashboard",
+  summary: "The dashboard's script",
+  type: "text/javascript",
+});
 
 /** The live lock dashboard at `/`: its page, stylesheet and script (src/dashboard/), all open. */
 export const dashboard: Route[] = [

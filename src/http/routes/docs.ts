@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { documented, type Route } from "../route.js";
 import { internalError, problem } from "../schemas.js";
+import { fileRoute } from "./file-route.js";
 
 const ASSET_TYPES: Record<string, string> = {
   "swagger-ui.css": "text/css; charset=utf-8",
@@ -37,29 +38,21 @@ const INIT_JS = `window.ui = SwaggerUIBundle({
 });
 `;
 
-const specRoute = createRoute({
-  method: "get",
+const specRoute = fileRoute({
   path: "/openapi.yaml",
   operationId: "getOpenApiDocument",
-  tags: ["documentation"],
+  tag: "documentation",
   summary: "This document",
   description: "The OpenAPI document of this API, generated from the service's route definitions.",
-  responses: {
-    200: { description: "openapi.yaml", content: { "application/yaml": { schema: z.string() } } },
-    500: internalError,
-  },
+  type: "application/yaml",
 });
 
-const docsRoute = createRoute({
-  method: "get",
+const docsRoute = fileRoute({
   path: "/docs",
   operationId: "getApiReference",
-  tags: ["documentation"],
+  tag: "documentation",
   summary: "The API reference (Swagger UI of this document)",
-  responses: {
-    200: { description: "The page", content: { "text/html": { schema: z.string() } } },
-    500: internalError,
-  },
+  type: "text/html",
 });
 
 const assetRoute = createRoute({

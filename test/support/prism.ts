@@ -15,8 +15,21 @@ export interface Prism {
 
 /**
  * Stoplight Prism as a validation proxy: `prism proxy SPEC UPSTREAM --errors` on a free
- * loopback port. With `validateRequest` off it forwards requests the document does not
- * allow (the error cases' deliberately bad requests) and still validates the answers.
+ * loopback port. What Prism 5.14 checks there (read in its source, tried by breaking
+ * openapi.yaml on purpose):
+ * - a request: its path, query and header parameters, its Content-Type and body, and that
+ *   credentials are present where `security` asks for them (not whether they are valid).
+ *   With --errors a request that fails is answered by Prism itself (422, or 401 without
+ *   credentials) and never forwarded; with `validateRequest` off it is forwarded (for the
+ *   error cases' deliberately bad requests), the security check still made.
+ * - an answer: that its status is declared (an undeclared 2xx is an error; an undeclared
+ *   4xx or 5xx only a warning, reported in the answer's `sl-violations` header), that its
+ *   Content-Type is one the response declares (when it declares content), its body
+ *   against the schema (formats such as date-time included), and the declared headers
+ *   against theirs, `required` included. With --errors an error makes Prism answer 500.
+ * - not: headers the response does not declare, nor a body where it declares none
+ *   (expectDeclared checks both); and it reads an answer to its end before checking it,
+ *   so an event stream cannot pass through.
  */
 export async function startPrism(spec: string, upstream: string, o: { validateRequest: boolean }): Promise<Prism> {
   const args = [PRISM, "proxy", spec, upstream, "--errors", "--cors", "false", "--port", "0", "--host", "127.0.0.1"];

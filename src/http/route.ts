@@ -10,19 +10,19 @@ export type Access = "open" | "keyed" | "metrics";
 
 /**
  * One entry of the route table (routes/index.ts): declared once, it feeds registration,
- * openapi.yaml (when `doc` is given), the 405 answers' Allow header and the open paths.
+ * openapi.yaml, the 405 answers' Allow header and the open paths.
  */
 export interface Route {
   method: "get" | "post" | "put" | "delete";
   /** The path, with `{param}` segments as in openapi.yaml. */
   path: string;
   access: Access;
-  /** The route's OpenAPI definition, for the routes openapi.yaml documents. */
-  doc?: RouteConfig;
+  /** The route's OpenAPI definition: openapi.yaml documents every route the service serves. */
+  doc: RouteConfig;
   register(app: App, deps: AppDeps): void;
 }
 
-/** A route openapi.yaml documents: method and path come from its definition. */
+/** A route of the table: method and path come from its definition. */
 export function documented(doc: RouteConfig, access: Access, register: Route["register"]): Route {
   return { method: doc.method as Route["method"], path: doc.path, access, doc, register };
 }

@@ -1,5 +1,6 @@
-import { z } from "@hono/zod-openapi";
+import { type RouteConfig, z } from "@hono/zod-openapi";
 import { HANDLE_PATTERN, NAME_ALPHABET, NAME_PATTERN, NAME_PREFIX_PATTERN } from "../lock/names.js";
+import { PROBLEMS, type ProblemCode } from "../problems.js";
 
 /** Request and response shapes of the HTTP API; the source of openapi.yaml. */
 
@@ -21,12 +22,22 @@ const Ttl = z
   .number({ message: "must be a whole number of seconds" })
   .int("must be a whole number of seconds")
   .min(1, "must be at least 1 second")
-  .openapi({ description: "Lease TTL in seconds (max LEASEHOLD_MAX_TTL, default 86400)", example: 30 });
+  .openapi({
+    description:
+      "Lease TTL in seconds. Default: LEASEHOLD_DEFAULT_TTL (30 unless configured); at most LEASEHOLD_MAX_TTL " +
+      "(86400 unless configured; more is a 400)",
+    example: 30,
+  });
 
-const Wait = z.number({ message: "must be a number of seconds" }).min(0, "must not be negative").openapi({
-  description: "Seconds to long-poll for the lock (fractions allowed; max LEASEHOLD_MAX_WAIT, default 60)",
-  example: 10,
-});
+const Wait = z
+  .number({ message: "must be a number of seconds" })
+  .min(0, "must not be negative")
+  .openapi({
+    description:
+      "Seconds to long-poll for the lock (fractions allowed). Default 0: answer at once; at most " +
+      "LEASEHOLD_MAX_WAIT (60 unless configured; more is a 400)",
+    example: 10,
+  });
 
 const Owner = z
   .string({ message: "must be a string" })
@@ -49,7 +60,7 @@ const TicketHandle = z
 const Queue = z.boolean({ message: "must be true or false" }).openapi({
   description:
     "When not granted at once (or within `wait`), keep a place in line and answer 202 with a ticket " +
-    "instead of 409; form fields send true or false",
+    "instead of 409 (default false); form fields send true or false",
   example: true,
 });
 
@@ -59,8 +70,9 @@ const TicketTtl = z
   .min(1, "must be at least 1 second")
   .openapi({
     description:
-      "With `queue: true`: seconds the ticket keeps its place without being redeemed " +
-      "(default LEASEHOLD_DEFAULT_TICKET_TTL, 30; max LEASEHOLD_MAX_TICKET_TTL, default 3600)",
+      "With `queue: true`: seconds the ticket keeps its place without being redeemed. Default: " +
+      "LEASEHOLD_DEFAULT_TICKET_TTL (30 unless configured); at most LEASEHOLD_MAX_TICKET_TTL (3600 unless " +
+      "configured; more is a 400)",
     example: 30,
   });
 
@@ -174,6 +186,24 @@ export const IdempotencyHeader = z.object({
     }),
 });
 
+/** Largest whole number a query parameter or header carrying a token or an index takes (15 digits). */
+const MAX_WHOLE_NUMBER = 999_999_999_999_999;
+
+/**
+ * A number sent in a query parameter or header: checked as the text it arrives as (`text`
+ * admits exactly the numbers `range` documents, so that messages say what was wrong with
+ * what was sent), and documented as the number it stands for. zod-openapi would render a
+ * `z.coerce.number()` as a number too, but coercion takes "", " 5", "0x10" and "1e3".
+ */
+function numberText(text: z.ZodString, range: { type: "integer" | "number"; minimum: number; maximum?: number }) {
+  return text.openapi(range);
+}
+
+/** A fencing token, a revision or an event id: a whole number of at most 15 digits. */
+function wholeNumberText(message: string, text = z.string()) {
+  return numberText(text.regex(/^\d{1,15}$/, message), { type: "integer", minimum: 0, maximum: MAX_WHOLE_NUMBER });
+}
+
 export const LeaseQuery = z.strictObject({
   lease: Handle.optional().openapi({ param: { name: "lease", in: "query" } }),
 });
@@ -190,21 +220,20 @@ export const ReleaseQuery = z.strictObject({
     .openapi({
       param: { name: "force", in: "query" },
       description: "Admin keys only: release a holder whoever it is",
+      default: "false",
     }),
-  token: z
-    .string()
-    .regex(/^\d{1,15}$/, "must be a whole number (a holder's fencing token)")
+  token: wholeNumberText("must be a whole number (a holder's fencing token)")
     .optional()
     .openapi({
       param: { name: "token", in: "query" },
       description:
         "With force=true: the holder to release, by its fencing token (required for a semaphore; " +
         "for a lock, releases only while that grant still holds it)",
-      example: "1042",
+      example: 1042,
     }),
 });
 
-const IndexValue = z.string().regex(/^\d{1,15}$/, "must be a whole number (the index of an earlier answer)");
+const IndexValue = wholeNumberText("must be a whole number (the index of an earlier answer)");
 
 /** The query of a read of one lock or semaphore: a blocking read when `index` is given. */
 export const InspectQuery = z.strictObject({
@@ -213,16 +242,19 @@ export const InspectQuery = z.strictObject({
     description:
       "Blocking read: answer once the state changed after this index (`index` of an earlier answer, " +
       "the etcd revision it was read at), or after `wait` seconds unchanged",
-    example: "1042",
+    example: 1042,
   }),
-  wait: z
-    .string()
-    .regex(/^(?:\d{1,6}(?:\.\d{1,3})?|\.\d{1,3})$/, "must be a number of seconds")
+  wait: numberText(z.string().regex(/^(?:\d{1,6}(?:\.\d{1,3})?|\.\d{1,3})$/, "must be a number of seconds"), {
+    type: "number",
+    minimum: 0,
+  })
     .optional()
     .openapi({
       param: { name: "wait", in: "query" },
-      description: "With `index`: seconds to wait for a change (fractions allowed; default and max LEASEHOLD_MAX_WAIT)",
-      example: "30",
+      description:
+        "With `index`: seconds to wait for a change (up to 3 decimals). Default and most: LEASEHOLD_MAX_WAIT " +
+        "(60 unless configured; more is a 400)",
+      example: 30,
     }),
 });
 
@@ -245,29 +277,34 @@ export const EventsQuery = z.strictObject({
   lastEventId: IndexValue.optional().openapi({
     param: { name: "lastEventId", in: "query" },
     description: "Resume after this event id, for EventSource polyfills that cannot send Last-Event-ID",
-    example: "1044",
+    example: 1044,
   }),
 });
 
 export const EventsHeaders = z.object({
-  "last-event-id": z
-    .string()
-    .regex(/^\d{1,15}$/, "must be a whole number (the id of an event this stream sent)")
+  "last-event-id": wholeNumberText("must be a whole number (the id of an event this stream sent)")
     .optional()
     .openapi({
       param: { name: "last-event-id", in: "header" },
       description: "Resume after this event id (an etcd revision): every change after it, none twice",
-      example: "1044",
+      example: 1044,
     }),
 });
 
 export const ListQuery = z.strictObject({
   prefix: NamePrefix,
-  limit: z
-    .string()
-    .regex(/^0*(?:[1-9]\d{0,2}|1000)$/, "must be a whole number from 1 to 1000")
+  limit: numberText(z.string().regex(/^0*(?:[1-9]\d{0,2}|1000)$/, "must be a whole number from 1 to 1000"), {
+    type: "integer",
+    minimum: 1,
+    maximum: 1000,
+  })
     .optional()
-    .openapi({ param: { name: "limit", in: "query" }, description: "1–1000, default 100", example: "100" }),
+    .openapi({
+      param: { name: "limit", in: "query" },
+      description: "How many to answer at most",
+      default: 100,
+      example: 100,
+    }),
   cursor: z
     .string()
     .max(1024, "must be at most 1024 characters")
@@ -279,7 +316,7 @@ const Token = z.number().int().openapi({
   description: "Fencing token: the etcd revision that created the lock key. Strictly increases across grants.",
   example: 1042,
 });
-const ExpiresAt = z.string().openapi({
+const ExpiresAt = z.iso.datetime().openapi({
   description: "Server-clock estimate; count from your own send time",
   example: "2026-11-21T12:00:30.000Z",
 });
@@ -386,29 +423,55 @@ export const SemaphoreList = z
   })
   .openapi("SemaphoreList");
 
+/** Every code the service answers with, in the order of PROBLEMS. */
+const CODES = Object.keys(PROBLEMS) as ProblemCode[];
+
 export const ProblemBody = z
   .object({
-    type: z.string().openapi({ example: "/problems/lock-held" }),
-    title: z.string(),
-    status: z.number().int(),
-    detail: z.string(),
-    code: z.string().openapi({ description: "Stable machine-readable code", example: "lock-held" }),
-    errors: z
-      .array(
-        z.object({
-          field: z.string().openapi({ description: "The field, query parameter or header", example: "ttl" }),
-          message: z.string().openapi({ example: "ttl must be a whole number of seconds, got 1.5" }),
-        }),
-      )
-      .max(20)
-      .optional()
-      .openapi({
-        description: "invalid-request: each value that was wrong or unknown, at most 20 (`detail` counts the rest)",
-      }),
+    type: z.string().openapi({ description: "`/problems/` and the code", example: "/problems/lock-held" }),
+    title: z.string().openapi({ description: "The code's title, the same for every problem of that code" }),
+    status: z.number().int().openapi({ description: "The HTTP status of the answer", example: 409 }),
+    detail: z.string().openapi({ description: "What was wrong with what was sent, for people; may change wording" }),
+    code: z.string().openapi({
+      description: `Stable machine-readable code; each response names the ones it can carry. All codes: ${CODES.join(", ")}`,
+      example: "lock-held",
+    }),
   })
   .openapi("Problem");
 
-export const LockHeldProblem = ProblemBody.extend({
+/** The problem of one `code`: the common members, that code, and the members it adds. */
+function problemOf<C extends ProblemCode, S extends z.ZodRawShape>(code: C, members: S) {
+  const name = code.replace(/(^|-)([a-z])/g, (_m, _dash: string, c: string) => c.toUpperCase());
+  return ProblemBody.extend({ code: z.literal(code), ...members }).openapi(`${name}Problem`);
+}
+
+export const InvalidRequestProblem = problemOf("invalid-request", {
+  errors: z
+    .array(
+      z.object({
+        field: z.string().openapi({
+          description:
+            "The body field (dotted path for nested ones; empty for the body itself), query parameter or header " +
+            "that was wrong or unknown",
+          example: "ttl",
+        }),
+        message: z.string().openapi({
+          description: "What was wrong with it, naming it and echoing what was sent (never a secret's content)",
+          example: "ttl must be a whole number of seconds, got 1.5",
+        }),
+      }),
+    )
+    .max(20)
+    .optional()
+    .openapi({
+      description:
+        "When the path, query, headers or body failed validation: each value that was wrong or unknown, at most " +
+        "20 (`detail` says how many more). Absent for a refusal that is about no one value (two fields that do " +
+        "not go together)",
+    }),
+});
+
+export const LockHeldProblem = problemOf("lock-held", {
   holder: z
     .object({ owner: z.string().optional(), token: Token, expiresAt: ExpiresAt })
     .optional()
@@ -425,27 +488,28 @@ export const LockHeldProblem = ProblemBody.extend({
         "lock-delay: nobody holds the lock, but its last grant ended without a release (expired or forced) less " +
         "than its lockDelay ago; Retry-After says when it can be granted",
     }),
-}).openapi("LockHeldProblem");
+});
 
-export const FenceStaleProblem = ProblemBody.extend({
+export const FenceStaleProblem = problemOf("fence-stale", {
   current: Token.optional().openapi({ description: "Locks: the current holder's token (absent when free)" }),
   holders: z.array(Token).optional().openapi({ description: "Semaphores: the current permits' tokens, oldest first" }),
-}).openapi("FenceStaleProblem");
+});
 
-export const LimitMismatchProblem = ProblemBody.extend({
+export const LimitMismatchProblem = problemOf("limit-mismatch", {
   limit: z.number().int().openapi({ description: "The limit the semaphore's holders took it with", example: 4 }),
-}).openapi("LimitMismatchProblem");
+});
 
-export const NotFoundWithIndex = ProblemBody.extend({
-  index: Index,
-}).openapi("NotFoundProblem");
+const LockNotFoundProblem = problemOf("lock-not-found", {});
+
+/** A read of one lock or semaphore that nobody holds: with the index it was read at. */
+export const NotHeldProblem = LockNotFoundProblem.extend({ index: Index });
 
 /** `?token=` of a fence check. */
 export const FenceQuery = z.strictObject({
-  token: z
-    .string({ message: "is required: the fencing token to check (?token=1042)" })
-    .regex(/^\d{1,15}$/, "must be a whole number (a grant's fencing token)")
-    .openapi({ param: { name: "token", in: "query" }, description: "The fencing token to check", example: "1042" }),
+  token: wholeNumberText(
+    "must be a whole number (a grant's fencing token)",
+    z.string({ message: "is required: the fencing token to check (?token=1042)" }),
+  ).openapi({ param: { name: "token", in: "query" }, description: "The fencing token to check", example: 1042 }),
 });
 
 export const FenceAnswer = z
@@ -475,30 +539,126 @@ export const StateAnswer = z
     value: z.string(),
     token: Token.openapi({ description: "The fencing token of the grant that wrote it" }),
     revision: z.number().int().openapi({ description: "The etcd revision it was written at", example: 1077 }),
-    updatedAt: z
-      .string()
+    updatedAt: z.iso
+      .datetime()
       .openapi({ description: "When it was written (the service's clock)", example: "2026-12-01T09:00:03.120Z" }),
   })
   .openapi("State");
 
 export const Health = z.object({ status: z.string().openapi({ example: "ok" }) }).openapi("Health");
 
-const problemContent = { "application/problem+json": { schema: ProblemBody } };
+/** The problems that add members, by code; the others are the common members and their code. */
+const EXTENDED: Partial<Record<ProblemCode, z.ZodObject>> = {
+  "invalid-request": InvalidRequestProblem,
+  "lock-held": LockHeldProblem,
+  "fence-stale": FenceStaleProblem,
+  "limit-mismatch": LimitMismatchProblem,
+  "lock-not-found": LockNotFoundProblem,
+};
+const plainProblems = new Map<ProblemCode, z.ZodObject>();
 
-/** Shorthand for documenting a problem response. */
-export function problem(description: string) {
-  return { description, content: problemContent };
+/** The schema of `code`'s problems, made once: each is one named component of openapi.yaml. */
+function problemSchema(code: ProblemCode): z.ZodObject {
+  const extended = EXTENDED[code];
+  if (extended) return extended;
+  let schema = plainProblems.get(code);
+  if (!schema) {
+    schema = problemOf(code, {});
+    plainProblems.set(code, schema);
+  }
+  return schema;
 }
 
-/** Responses every lock route can give. */
-export const commonProblems = {
-  400: problem("invalid-request: bad name, body or query"),
-  401: problem("unauthorized: API key missing or unknown (when auth is on)"),
-  403: problem("forbidden: the key may not use this name"),
-  503: problem("backend-unavailable: etcd did not answer in time (has Retry-After)"),
+type ResponseDoc = Exclude<RouteConfig["responses"][string], { $ref: string }>;
+/** Response headers as openapi.yaml declares them (not as a zod object). */
+export type HeaderDocs = Exclude<ResponseDoc["headers"], z.ZodType | undefined>;
+
+/** The codes whose answers carry Retry-After. */
+const RETRY_AFTER: readonly ProblemCode[] = [
+  "lock-held",
+  "too-many-waiters",
+  "too-many-streams",
+  "backend-unavailable",
+];
+
+/** The headers problems of `codes` carry: Retry-After when one of them says to retry, the challenge on a 401. */
+function problemHeaders(codes: readonly ProblemCode[]): HeaderDocs {
+  const headers: HeaderDocs = {};
+  const retry = codes.filter((c) => RETRY_AFTER.includes(c));
+  if (retry.length > 0) {
+    const only = retry.length < codes.length ? ` (${retry.join(", ")} only)` : "";
+    headers["Retry-After"] = {
+      description: `Whole seconds to wait before trying again${only}`,
+      required: retry.length === codes.length,
+      schema: { type: "integer", minimum: 0 },
+    };
+  }
+  if (codes.includes("unauthorized")) {
+    headers["WWW-Authenticate"] = {
+      description: 'The challenge: `Bearer realm="leasehold"`, with `error="invalid_token"` for a key it does not know',
+      required: true,
+      schema: { type: "string" },
+    };
+  }
+  return headers;
+}
+
+/**
+ * A problem response: `codes` are the codes it can carry (its schema is theirs, one of them
+ * by `code`), with the headers they carry. `o.schema` and `o.headers` refine one route's.
+ */
+export function problem(
+  description: string,
+  codes: readonly [ProblemCode, ...ProblemCode[]],
+  o: { schema?: z.ZodType; headers?: HeaderDocs } = {},
+) {
+  const [first, ...more] = codes.map(problemSchema) as [z.ZodObject, ...z.ZodObject[]];
+  const schema = o.schema ?? (more.length === 0 ? first : z.discriminatedUnion("code", [first, ...more]));
+  return {
+    description,
+    headers: { ...problemHeaders(codes), ...o.headers },
+    content: { "application/problem+json": { schema } },
+  };
+}
+
+/** A 400 of a route that validates what it is sent. */
+export const invalidRequest = (what: string) => problem(`invalid-request: ${what}`, ["invalid-request"]);
+
+/** A 500 of any route: a bug, logged with its stack (never sent). */
+export const internalError = problem("internal-error: an unexpected error; it has been logged", ["internal-error"]);
+
+/** A 401 of a route that takes an API key when auth is on. */
+export const unauthorized = problem("unauthorized: API key missing or unknown (only when auth is on)", [
+  "unauthorized",
+]);
+
+const backendUnavailable = problem(
+  "backend-unavailable: etcd did not answer in time, refused this service's credentials, or this instance is " +
+    "shutting down",
+  ["backend-unavailable"],
+);
+
+/** The problems of a route on the collection (a listing, the event stream): no one name to be refused. */
+export const collectionProblems = {
+  400: invalidRequest("a bad query or header"),
+  401: unauthorized,
+  500: internalError,
+  503: backendUnavailable,
 } as const;
 
+/** The problems of every route on one lock or semaphore. */
+export const commonProblems = {
+  400: invalidRequest("a bad name, body, query or header"),
+  401: unauthorized,
+  403: problem("forbidden: the API key may not use this name", ["forbidden"]),
+  500: internalError,
+  503: backendUnavailable,
+} as const;
+
+/** The problems of a route that reads a body. */
 export const bodyProblems = {
-  413: problem("payload-too-large: body over 1 MiB"),
-  415: problem("unsupported-media-type: body is neither JSON nor form fields"),
+  413: problem("payload-too-large: body over 1 MiB", ["payload-too-large"]),
+  415: problem("unsupported-media-type: body is neither JSON nor form fields (or is compressed, or not UTF-8)", [
+    "unsupported-media-type",
+  ]),
 } as const;

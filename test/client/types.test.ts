@@ -28,7 +28,8 @@ describe("the client's types are the server's schemas", () => {
     expectTypeOf<client.ProblemCode>().toEqualTypeOf<keyof typeof PROBLEMS>();
     expectTypeOf<client.Holder>().toEqualTypeOf<NonNullable<Out<typeof schemas.LockHeldProblem>["holder"]>>();
     // A problem is the common body plus every extension member, each optional.
-    type Extensions = Omit<Out<typeof schemas.LockHeldProblem>, keyof Base> &
+    type Extensions = Omit<Out<typeof schemas.InvalidRequestProblem>, keyof Base> &
+      Omit<Out<typeof schemas.LockHeldProblem>, keyof Base> &
       Omit<Out<typeof schemas.LimitMismatchProblem>, keyof Base> &
       Omit<Out<typeof schemas.FenceStaleProblem>, keyof Base>;
     expectTypeOf<Pick<client.Problem, keyof Base>>().toEqualTypeOf<Base>();

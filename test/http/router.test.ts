@@ -1,15 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { createApp } from "../../src/http/app.js";
-import type { AppDeps } from "../../src/http/deps.js";
+import { appWithoutBackend } from "../support/app.js";
 
 describe("routing", () => {
   it("every route fits Hono's RegExpRouter (its TrieRouter fallback costs CPU on every request)", async () => {
-    const deps = {
-      config: {},
-      log: { infoEnabled: false, info() {}, warn() {}, error() {} },
-      docsAssets: async () => undefined,
-    } as unknown as AppDeps;
-    const app = createApp(deps);
+    const app = appWithoutBackend();
     // SmartRouter settles on one router at the first request.
     expect((await app.request("/healthz")).status).toBe(200);
     expect((app.router as unknown as { activeRouter: { name: string } }).activeRouter.name).toBe("RegExpRouter");

@@ -1,19 +1,10 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import type { Config } from "../../config.js";
 import type { LineRef } from "../../lock/index.js";
 import { Problem } from "../../problems.js";
 import { readBody } from "../body.js";
 import { documented, forHandling, type Route } from "../route.js";
-import {
-  bodyProblems,
-  commonProblems,
-  IdempotencyHeader,
-  LimitMismatchProblem,
-  LockHeldProblem,
-  optionalBody,
-  problem,
-  TicketAnswer,
-} from "../schemas.js";
+import { bodyProblems, commonProblems, IdempotencyHeader, optionalBody, problem, TicketAnswer } from "../schemas.js";
 import type { KindRoutes } from "./kinds.js";
 
 /** `POST /locks/{name}` and `POST /semaphores/{name}`: take it, queue for it, or redeem a ticket. */
@@ -22,6 +13,7 @@ export function acquire(k: KindRoutes): Route {
   const doc = createRoute({
     method: "post",
     path: `${k.base}/{name}`,
+    operationId: `acquire${k.capitalized}`,
     tags: [k.plural],
     summary: semaphore ? "Take a permit of a semaphore" : "Acquire a lock",
     description:
@@ -51,22 +43,26 @@ export function acquire(k: KindRoutes): Route {
         description: "In line (`queue: true` or a ticket): not granted yet; come back with the ticket",
         content: { "application/json": { schema: TicketAnswer } },
       },
-      422: problem("idempotency-key-mismatch: this caller used the Idempotency-Key with other fields; nothing changed"),
-      409: {
-        description: semaphore
-          ? "lock-held: every permit is taken (after any wait), with `position` after a wait and Retry-After; " +
-            "limit-mismatch: the holders took the semaphore with another `limit` (nothing changed)"
-          : "lock-held: someone else holds it (after any wait); `position` after a wait; Retry-After is the " +
-            'holder\'s remaining TTL. With `reason: "lock-delay"`, nobody holds it but its last grant ended without ' +
-            "a release within its lockDelay; Retry-After is what is left of that",
-        content: {
-          "application/problem+json": {
-            schema: semaphore ? z.union([LockHeldProblem, LimitMismatchProblem]) : LockHeldProblem,
-          },
-        },
-      },
-      410: problem("lock-lost: the ticket is no longer in line (not redeemed within its ticketTtl, or it left)"),
-      429: problem("too-many-waiters: this instance's waiter cap is reached (has Retry-After)"),
+      422: problem(
+        "idempotency-key-mismatch: this caller used the Idempotency-Key with other fields; nothing changed",
+        ["idempotency-key-mismatch"],
+      ),
+      409: semaphore
+        ? problem(
+            "lock-held: every permit is taken (after any wait), with `position` after a wait and Retry-After; " +
+              "limit-mismatch: the holders took the semaphore with another `limit` (nothing changed)",
+            ["lock-held", "limit-mismatch"],
+          )
+        : problem(
+            "lock-held: someone else holds it (after any wait); `position` after a wait; Retry-After is the " +
+              'holder\'s remaining TTL. With `reason: "lock-delay"`, nobody holds it but its last grant ended ' +
+              "without a release within its lockDelay; Retry-After is what is left of that",
+            ["lock-held"],
+          ),
+      410: problem("lock-lost: the ticket is no longer in line (not redeemed within its ticketTtl, or it left)", [
+        "lock-lost",
+      ]),
+      429: problem("too-many-waiters: this instance's waiter cap is reached", ["too-many-waiters"]),
       ...commonProblems,
       ...bodyProblems,
     },

@@ -1,9 +1,16 @@
-import type { Route } from "../route.js";
+import { createRoute, z } from "@hono/zod-openapi";
+import { Problem } from "../../problems.js";
+import { documented, type Route } from "../route.js";
+import { internalError, problem } from "../schemas.js";
+import { fileRoute } from "./file-route.js";
 
 const ASSET_TYPES: Record<string, string> = {
   "swagger-ui.css": "text/css; charset=utf-8",
   "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
 };
+
+/** The files the API reference page loads. */
+const ASSETS = [...Object.keys(ASSET_TYPES), "init.js"];
 
 const DOCS_HTML = `<!doctype html>
 <html lang="en">
@@ -31,40 +38,81 @@ const INIT_JS = `window.ui = SwaggerUIBundle({
 });
 `;
 
+const specRoute = fileRoute({
+  path: "/openapi.yaml",
+  operationId: "getOpenApiDocument",
+  tag: "documentation",
+  summary: "This document",
+  description: "The OpenAPI document of this API, generated from the service's route definitions.",
+  type: "application/yaml",
+});
+
+const docsRoute = fileRoute({
+  path: "/docs",
+  operationId: "getApiReference",
+  tag: "documentation",
+  summary: "The API reference (Swagger UI of this document)",
+  type: "text/html",
+});
+
+const assetRoute = createRoute({
+  method: "get",
+  path: "/docs/assets/{file}",
+  operationId: "getApiReferenceAsset",
+  tags: ["documentation"],
+  summary: "A file of the API reference page",
+  request: {
+    params: z.object({
+      file: z.string().openapi({ param: { name: "file", in: "path" }, example: "swagger-ui.css", enum: ASSETS }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "The file (served from this service, no CDN)",
+      headers: {
+        "Cache-Control": {
+          description: "`public, max-age=86400` (not on init.js)",
+          required: false,
+          schema: { type: "string" },
+        },
+      },
+      content: {
+        "text/css": { schema: z.string() },
+        "text/javascript": { schema: z.string() },
+      },
+    },
+    404: problem("not-found: no such file", ["not-found"]),
+    500: internalError,
+  },
+});
+
 /**
  * `/openapi.yaml` (`spec` renders it from the route table) and `/docs` (Swagger UI
  * served from our own assets: no CDN, works offline).
  */
 export function docsRoutes(spec: () => string): Route[] {
   return [
-    {
-      method: "get",
-      path: "/openapi.yaml",
-      access: "open",
-      register: (app) =>
-        app.get("/openapi.yaml", (c) => c.body(spec(), 200, { "content-type": "application/yaml; charset=utf-8" })),
-    },
-    { method: "get", path: "/docs", access: "open", register: (app) => app.get("/docs", (c) => c.html(DOCS_HTML)) },
-    {
-      method: "get",
-      path: "/docs/assets/{file}",
-      access: "open",
-      // One route for every asset, our init.js included: a static route beside a parameter
-      // route of the same shape would push Hono from its RegExpRouter to the slower TrieRouter.
-      register: (app, { docsAssets }) =>
-        app.get("/docs/assets/:file", async (c) => {
-          const file = c.req.param("file");
-          if (file === "init.js") {
-            return c.body(INIT_JS, 200, { "content-type": ASSET_TYPES["swagger-ui-bundle.js"] ?? "" });
-          }
-          const type = ASSET_TYPES[file];
-          const content = type ? await docsAssets(file) : undefined;
-          if (!type || content === undefined) return c.notFound();
-          return c.body(content as Uint8Array<ArrayBuffer> | string, 200, {
-            "content-type": type,
-            "cache-control": "public, max-age=86400",
-          });
-        }),
-    },
+    documented(specRoute, "open", (app) =>
+      app.get("/openapi.yaml", (c) => c.body(spec(), 200, { "content-type": "application/yaml; charset=utf-8" })),
+    ),
+    documented(docsRoute, "open", (app) => app.get("/docs", (c) => c.html(DOCS_HTML))),
+    // One route for every asset, our init.js included: a static route beside a parameter
+    // route of the same shape would push Hono from its RegExpRouter to the slower TrieRouter.
+    documented(assetRoute, "open", (app, { docsAssets }) =>
+      app.get("/docs/assets/:file", async (c) => {
+        const file = c.req.param("file");
+        if (file === "init.js") {
+          return c.body(INIT_JS, 200, { "content-type": ASSET_TYPES["swagger-ui-bundle.js"] ?? "" });
+        }
+        const type = ASSET_TYPES[file];
+        const content = type ? await docsAssets(file) : undefined;
+        // Not c.notFound(): its handler would answer 405, as GET is this path's method.
+        if (!type || content === undefined) throw new Problem("not-found", `the API reference has no file ${file}`);
+        return c.body(content as Uint8Array<ArrayBuffer> | string, 200, {
+          "content-type": type,
+          "cache-control": "public, max-age=86400",
+        });
+      }),
+    ),
   ];
 }

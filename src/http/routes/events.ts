@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Feed, FeedBatch, LineKind } from "../../lock/index.js";
 import type { Logger } from "../logger.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, EventsHeaders, EventsQuery, problem } from "../schemas.js";
+import { collectionProblems, EventsHeaders, EventsQuery, problem } from "../schemas.js";
 
 /**
  * Bytes an event stream may have queued for a caller that does not read them; past
@@ -14,6 +14,7 @@ const MAX_QUEUED_BYTES = 1024 * 1024;
 const doc = createRoute({
   method: "get",
   path: "/events",
+  operationId: "streamEvents",
   tags: ["events"],
   summary: "Stream holder changes (Server-Sent Events)",
   description:
@@ -28,6 +29,14 @@ const doc = createRoute({
   responses: {
     200: {
       description: "The stream, until the caller goes away, the instance shuts down or etcd fails (then resume)",
+      headers: {
+        "Cache-Control": { description: "`no-store`", required: true, schema: { type: "string" } },
+        "X-Accel-Buffering": {
+          description: "`no`: tells a buffering proxy (nginx) to pass events on at once",
+          required: true,
+          schema: { type: "string" },
+        },
+      },
       content: {
         "text/event-stream": {
           schema: z.string().openapi({
@@ -39,8 +48,8 @@ const doc = createRoute({
         },
       },
     },
-    429: problem("too-many-streams: this instance serves LEASEHOLD_MAX_STREAMS streams already (has Retry-After)"),
-    ...commonProblems,
+    429: problem("too-many-streams: this instance serves LEASEHOLD_MAX_STREAMS streams already", ["too-many-streams"]),
+    ...collectionProblems,
   },
 });
 

@@ -1,6 +1,6 @@
 import { createRoute } from "@hono/zod-openapi";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, FenceAnswer, FenceQuery, FenceStaleProblem } from "../schemas.js";
+import { commonProblems, FenceAnswer, FenceQuery, problem } from "../schemas.js";
 import type { KindRoutes } from "./kinds.js";
 
 /** `GET /locks/{name}/fence?token=T` and `GET /semaphores/{name}/fence?token=T`: is T current? */
@@ -8,6 +8,7 @@ export function fence(k: KindRoutes): Route {
   const doc = createRoute({
     method: "get",
     path: `${k.base}/{name}/fence`,
+    operationId: `check${k.capitalized}Fence`,
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Check a permit's fencing token" : "Check a fencing token",
     description:
@@ -18,12 +19,11 @@ export function fence(k: KindRoutes): Route {
     request: { params: k.nameParam, query: FenceQuery },
     responses: {
       200: { description: "The token is current", content: { "application/json": { schema: FenceAnswer } } },
-      409: {
-        description:
-          "fence-stale: the token is not current (its grant ended, or it never was this name's); " +
+      409: problem(
+        "fence-stale: the token is not current (its grant ended, or it never was this name's); " +
           (k.kind === "semaphore" ? "`holders` lists the current permits' tokens" : "`current` is the holder's token"),
-        content: { "application/problem+json": { schema: FenceStaleProblem } },
-      },
+        ["fence-stale"],
+      ),
       ...commonProblems,
     },
   });

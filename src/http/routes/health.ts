@@ -1,30 +1,36 @@
 import { createRoute } from "@hono/zod-openapi";
 import { EtcdAuthError, EtcdUnavailableError } from "../../etcd/types.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { Health, problem } from "../schemas.js";
+import { Health, internalError, invalidRequest, problem } from "../schemas.js";
 
-const noQuery = problem("invalid-request: a query parameter (these routes take none)");
+const noQuery = invalidRequest("a query parameter (these routes take none)");
 
 export const healthzRoute = createRoute({
   method: "get",
   path: "/healthz",
+  operationId: "checkLiveness",
   tags: ["operations"],
   summary: "Liveness: the process is up",
   responses: {
     200: { description: "Up", content: { "application/json": { schema: Health } } },
     400: noQuery,
+    500: internalError,
   },
 });
 
 export const readyzRoute = createRoute({
   method: "get",
   path: "/readyz",
+  operationId: "checkReadiness",
   tags: ["operations"],
   summary: "Readiness: etcd answers",
   responses: {
     200: { description: "etcd reachable", content: { "application/json": { schema: Health } } },
     400: noQuery,
-    503: problem("backend-unavailable: etcd did not answer in time"),
+    500: internalError,
+    503: problem("backend-unavailable: etcd did not answer in time, or refused this service's credentials", [
+      "backend-unavailable",
+    ]),
   },
 });
 

@@ -1,11 +1,19 @@
 import { createRoute } from "@hono/zod-openapi";
 import { Problem } from "../../problems.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, InspectQuery, NotFoundWithIndex, problem } from "../schemas.js";
+import { commonProblems, InspectQuery, NotHeldProblem, problem } from "../schemas.js";
 import type { KindRoutes } from "./kinds.js";
 
 /** The header that repeats an inspect answer's `index`. */
 export const INDEX_HEADER = "Leasehold-Index";
+
+const indexHeader = {
+  [INDEX_HEADER]: {
+    description: "The answer's `index`: the etcd revision it was read at",
+    required: true,
+    schema: { type: "integer", minimum: 0 },
+  },
+} as const;
 
 /**
  * `GET /locks/{name}` and `GET /semaphores/{name}`: who holds it, and how many are in
@@ -15,6 +23,7 @@ export function inspect(k: KindRoutes): Route {
   const doc = createRoute({
     method: "get",
     path: `${k.base}/{name}`,
+    operationId: `inspect${k.capitalized}`,
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Inspect a semaphore" : "Inspect a lock",
     description:
@@ -32,15 +41,14 @@ export function inspect(k: KindRoutes): Route {
     responses: {
       200: {
         description: "Held",
-        headers: { [INDEX_HEADER]: { description: "The answer's index", schema: { type: "integer" } } },
+        headers: indexHeader,
         content: { "application/json": { schema: k.infoSchema } },
       },
-      404: {
-        description: `lock-not-found: nobody holds the ${k.noun} (with the index it was read at)`,
-        headers: { [INDEX_HEADER]: { description: "The answer's index", schema: { type: "integer" } } },
-        content: { "application/problem+json": { schema: NotFoundWithIndex } },
-      },
-      429: problem("too-many-waiters: this instance's cap on blocking reads is reached (has Retry-After)"),
+      404: problem(`lock-not-found: nobody holds the ${k.noun} (with the index it was read at)`, ["lock-not-found"], {
+        schema: NotHeldProblem,
+        headers: indexHeader,
+      }),
+      429: problem("too-many-waiters: this instance's cap on blocking reads is reached", ["too-many-waiters"]),
       ...commonProblems,
     },
   });

@@ -23,6 +23,9 @@ export interface KindRoutes {
   /** As messages name a line: "lock cron:job9". */
   noun: "lock" | "semaphore";
   plural: "locks" | "semaphores";
+  /** As operationIds name it: `acquireLock`, `listSemaphores`. */
+  capitalized: "Lock" | "Semaphore";
+  capitalizedPlural: "Locks" | "Semaphores";
   /** The collection's path: `/locks`, `/semaphores`. */
   base: string;
   nameParam: typeof NameParam;
@@ -40,6 +43,8 @@ export const LOCKS: KindRoutes = {
   kind: "lock",
   noun: "lock",
   plural: "locks",
+  capitalized: "Lock",
+  capitalizedPlural: "Locks",
   base: "/locks",
   nameParam: NameParam,
   acquireBody: AcquireBody,
@@ -59,6 +64,8 @@ export const SEMAPHORES: KindRoutes = {
   kind: "semaphore",
   noun: "semaphore",
   plural: "semaphores",
+  capitalized: "Semaphore",
+  capitalizedPlural: "Semaphores",
   base: "/semaphores",
   nameParam: SemaphoreNameParam,
   acquireBody: SemaphoreAcquireBody,

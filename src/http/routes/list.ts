@@ -2,7 +2,7 @@ import { createRoute } from "@hono/zod-openapi";
 import { isValidName } from "../../lock/names.js";
 import { Problem } from "../../problems.js";
 import { documented, forHandling, type Route } from "../route.js";
-import { commonProblems, ListQuery } from "../schemas.js";
+import { collectionProblems, ListQuery } from "../schemas.js";
 import type { KindRoutes } from "./kinds.js";
 
 /** `GET /locks` and `GET /semaphores`: the held ones in name order, within the caller's scopes. */
@@ -10,6 +10,7 @@ export function list(k: KindRoutes): Route {
   const doc = createRoute({
     method: "get",
     path: k.base,
+    operationId: `list${k.capitalizedPlural}`,
     tags: [k.plural],
     summary: `List held ${k.plural}`,
     description: `Held ${k.plural} in name order, optionally under a name prefix, a page at a time. Never lease handles or tickets.`,
@@ -19,7 +20,7 @@ export function list(k: KindRoutes): Route {
         description: `A page of held ${k.plural}`,
         content: { "application/json": { schema: k.listSchema } },
       },
-      ...commonProblems,
+      ...collectionProblems,
     },
   });
 

@@ -18,6 +18,7 @@ export function release(k: KindRoutes): Route {
   const doc = createRoute({
     method: "delete",
     path: `${k.base}/{name}`,
+    operationId: `release${k.capitalized}`,
     tags: [k.plural],
     summary: semaphore ? "Release a semaphore permit, or leave its line" : "Release a lock, or leave its line",
     description:
@@ -36,12 +37,14 @@ export function release(k: KindRoutes): Route {
       204: { description: "Released, or left the line" },
       404: problem(
         `lock-not-found: force-release of a ${k.noun} nobody holds${semaphore ? ", or no holder with that token" : ""}`,
+        ["lock-not-found"],
       ),
       410: problem(
         `lock-lost: this lease no longer holds the ${k.noun}, or this ticket is no longer in line; nothing changed`,
+        ["lock-lost"],
       ),
       ...commonProblems,
-      403: problem("forbidden: the key may not use this name, or force=true without an admin key"),
+      403: problem("forbidden: the key may not use this name, or force=true without an admin key", ["forbidden"]),
       ...bodyProblems,
     },
   });

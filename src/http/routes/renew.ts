@@ -10,6 +10,7 @@ export function renew(k: KindRoutes): Route {
   const doc = createRoute({
     method: "put",
     path: `${k.base}/{name}/renew`,
+    operationId: `renew${k.capitalized}`,
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Renew a semaphore permit" : "Renew a lock",
     description:
@@ -25,7 +26,7 @@ export function renew(k: KindRoutes): Route {
         description: "Renewed: same token, new expiresAt (and the new value)",
         content: { "application/json": { schema: k.grantSchema } },
       },
-      410: problem(`lock-lost: this lease no longer holds the ${k.noun}`),
+      410: problem(`lock-lost: this lease no longer holds the ${k.noun}`, ["lock-lost"]),
       ...commonProblems,
       ...bodyProblems,
     },

@@ -25,6 +25,7 @@ export function writeState(k: KindRoutes): Route {
   const doc = createRoute({
     method: "put",
     path: `${k.base}/{name}/state`,
+    operationId: `write${k.capitalized}State`,
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Write a semaphore's guarded state" : "Write a lock's guarded state",
     description: `${ABOUT_STATE}${
@@ -35,10 +36,12 @@ export function writeState(k: KindRoutes): Route {
     request: { params: k.nameParam, query: LeaseQuery, body: optionalBody(StateBody) },
     responses: {
       200: { description: "Written", content: { "application/json": { schema: StateAnswer } } },
-      410: problem(`lock-lost: this lease no longer holds the ${k.noun}; nothing was written`),
+      410: problem(`lock-lost: this lease no longer holds the ${k.noun}; nothing was written`, ["lock-lost"]),
       ...commonProblems,
       ...bodyProblems,
-      413: problem(`payload-too-large: body over 1 MiB, or a value over ${MAX_STATE_BYTES} UTF-8 bytes`),
+      413: problem(`payload-too-large: body over 1 MiB, or a value over ${MAX_STATE_BYTES} UTF-8 bytes`, [
+        "payload-too-large",
+      ]),
     },
   });
 
@@ -63,13 +66,14 @@ export function readState(k: KindRoutes): Route {
   const doc = createRoute({
     method: "get",
     path: `${k.base}/{name}/state`,
+    operationId: `read${k.capitalized}State`,
     tags: [k.plural],
     summary: k.kind === "semaphore" ? "Read a semaphore's guarded state" : "Read a lock's guarded state",
     description: ABOUT_STATE,
     request: { params: k.nameParam },
     responses: {
       200: { description: "The state", content: { "application/json": { schema: StateAnswer } } },
-      404: problem(`state-not-found: no holder of the ${k.noun} has written a state`),
+      404: problem(`state-not-found: no holder of the ${k.noun} has written a state`, ["state-not-found"]),
       ...commonProblems,
     },
   });

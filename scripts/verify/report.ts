@@ -4,7 +4,7 @@ import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queu
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { SetStats } from "./check-set.js";
 import type { FuzzResult } from "./fuzz.js";
-import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
+import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult, SET_PAUSE_EVERY } from "./scenarios.js";
 
 const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
 
@@ -244,7 +244,7 @@ Holders on three service instances take one of two locks, read its guarded state
 (\`GET /locks/{name}/state\`: a JSON list of integers), append an element of their own
 (unique in the run), write the list back (\`PUT /locks/{name}/state\`, which etcd applies
 only in the txn that finds the writer's grant still current) and release. One hold in
-eight pauses between its read and its write past the TTL, until another holder has the
+${SET_PAUSE_EVERY} pauses between its read and its write past the TTL, until another holder has the
 lock: its write is stale. Each write is acknowledged (200), refused (a 4xx: the service
 wrote nothing) or unknown (no answer, a dropped connection, a 5xx; sent again with the
 same list, which only the same grant could have written meanwhile). After the load

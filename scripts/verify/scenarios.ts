@@ -954,7 +954,7 @@ const leadersInstances = leaderScenario({
 
 const SET_NAMES = names(2, "set");
 /** One hold in this many pauses past its TTL (the second, the tenth...: the first comes early). */
-const SET_PAUSE_EVERY = 8;
+export const SET_PAUSE_EVERY = 8;
 
 const SET_WHAT = `holders on three service instances (each client starts on its own; the third instance is reached through a proxy that can stall) take one of two locks (waiting 0.5–3 s), read its guarded state (\`GET /locks/{name}/state\`, a JSON list of integers; none yet is the empty list), append an element of their own, write the list back and release; one hold in ${SET_PAUSE_EVERY} pauses between the read and the write (a GC pause) past the TTL until another holder's grant of the name has arrived (at most 5 s more), then 0–0.8 s longer, and a write with no answer, a dropped connection or a 503 is sent again with the same list for up to 2 s. Faults in turn every 1.5–3 s: a service instance SIGKILLed and restarted 0.5–2 s later; the proxy stalls every connection to the third instance for the TTL + 0.3–1.5 s, so requests in flight arrive after their grant expired; an etcd member of three SIGKILLed, down 1–3 s (every other time the leader). After the load, every version of the state in etcd's history is checked: each write's token was a current holder's at its revision, tokens never go backwards, no write drops an element of the version it replaced, no element twice, each element first written with its appender's token, none from a refused write; every acknowledged append is in the final state, and no write sent after a later grant had arrived is acknowledged`;
 

@@ -363,12 +363,15 @@ function lostWhileLive(
   // Grants in the order received; `live` keeps those whose lease may still be provably live.
   // A new grant while `limit` others are provably live (a lock: one) means one of them
   // was ended early, or more than `limit` hold at once.
+  // Only grants made before B (a smaller token) count: B's answer may arrive long after
+  // B was made (a network stall), when a later grant is live and B's has already expired.
   let live: (GrantRecord & { requestedAt: number })[] = [];
   for (const b of sorted) {
     live = live.filter((a) => liveUntil(a, Number.POSITIVE_INFINITY) > b.receivedAt);
     const holding = live.filter(
       (a) =>
         a.lease !== b.lease &&
+        a.token < b.token &&
         !releasedBefore(a, b.receivedSeq) &&
         !forcedBetween(a, b.receivedSeq) &&
         b.receivedAt < liveUntil(a, b.receivedAt),

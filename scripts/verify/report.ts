@@ -339,6 +339,28 @@ const tail = () => `## What it found
   (the table's notes count them); that is the contract's answer when etcd does not
   answer within the deadline, never a hang.
 
+Lock-set (the tables above, commit f20ceb2; 120 s of load guarded, 60 s unguarded, per transport):
+
+- **With the guarded state, 0 violations.** Of 414 (gRPC) and 419 (gateway) appends, 359
+  and 365 were acknowledged, and every one is in the final state; 47 and 43 were refused
+  (410), among them 43 of 50 and 42 of 48 writes sent after another holder's grant had
+  arrived (the others had no answer, and none of them landed); etcd recorded no write by
+  a grant that was no longer current. Paused holders whose write was not refused wrote
+  while their grant was still current (nobody had taken the lock yet, or a leader change
+  had extended every lease) or got no answer.
+- **Without it the checker catches the loss**: with a plain etcd put, every paused
+  holder's write landed: 28 (gRPC) and 30 (gateway) writes by a grant no longer current,
+  25 and 28 of them sent after another holder's grant had arrived, and 26 and 29 writes
+  that dropped elements of the version they replaced (209 and 245 in all); 83 and 90
+  acknowledged appends are missing from the final state. It was caught in every run
+  (and in each of 8 short runs, 19–52 violations each).
+- **A false alarm in "no early end", found by the stall**: an acquire's answer held up
+  in the stalled proxy arrived after its lease had expired and a later grant (a larger
+  token) was live, and the check took it for a grant made while that one was live
+  (\`lost-while-live\`, once in the first long run, gateway, unguarded). A grant's answer
+  may arrive long after it was made; the check now counts only grants made before the
+  one received (a smaller token), which are provably live when it was made.
+
 Lines (the tables above are of commit 2e681de, with the first two fixes below and not
 the third):
 

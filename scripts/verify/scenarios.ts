@@ -296,6 +296,24 @@ async function locksGone(env: Env, ms: number): Promise<void> {
   }
 }
 
+/** Waits until the keys under `prefix` have not changed for `quietMs` (for at most 10 s). */
+async function stateSettled(env: Env, prefix: string, quietMs: number): Promise<void> {
+  const until = env.run.now() + 10_000;
+  let last = "";
+  let since = env.run.now();
+  while (env.run.now() < until) {
+    const now = await env.cluster.entries(prefix).then(
+      (r) => JSON.stringify(r.kvs),
+      () => last,
+    );
+    if (now !== last) {
+      last = now;
+      since = env.run.now();
+    } else if (env.run.now() - since >= quietMs) return;
+    await sleep(200);
+  }
+}
+
 /** Leak check, invariant check and the numbers of the table. */
 async function finish(env: Env): Promise<ScenarioResult> {
   const { run, cluster } = env;
@@ -1003,14 +1021,17 @@ function setScenario(o: ScenarioSpec & { guarded: boolean; expects?: readonly Vi
       }),
       faultLoop(env, until, [1_500, 3_000], (n) => setFault(env, n)),
     ]);
-    // Once every grant has ended no guarded write can land any more: the history is final.
+    // Once every grant has ended no guarded write can land any more. A plain put its
+    // client gave up on (1 s per member) may still be applied by etcd a moment later, so
+    // the history is read once the state has not changed for 2 s.
+    const stateDir = new LineKeys(env.prefix).state({ kind: "lock", name: "" });
     await locksGone(env, TTL * 1_000 + 6_000);
+    await stateSettled(env, stateDir, 2_000);
     const history = await historyOf(env);
     if (!history) {
       run.fail("etcd's history could not be read");
       return;
     }
-    const stateDir = new LineKeys(env.prefix).state({ kind: "lock", name: "" });
     // The service must read back what etcd's history ends with.
     const reader = run.client("reader");
     for (const name of SET_NAMES) {

@@ -101,7 +101,15 @@ export interface Violation {
     | "observer-gap"
     | "observer-duplicate"
     | "observer-older-token"
-    | "observer-reset";
+    | "observer-reset"
+    | "lost-append"
+    | "lost-update"
+    | "refused-append-present"
+    | "duplicate-element"
+    | "phantom-element"
+    | "stale-state-write"
+    | "state-token-order"
+    | "stale-write-acknowledged";
   detail: string;
 }
 
@@ -264,17 +272,10 @@ export function checkHistory(
   let staleRejected = 0;
   let rejectedWrites = 0;
   for (const [name, list] of byLine(writes)) {
-    const sorted = grantsByName.get(name) ?? [];
-    const maxToken = prefixMax(sorted, (g) => g.token);
-    const maxRequested = prefixMax(sorted, (g) => g.requestedSeq);
+    const isStale = staleTest(grantsByName.get(name) ?? []);
     for (const w of list) {
       if (!w.accepted) rejectedWrites++;
-      const n = lowerBound(sorted, (g) => g.receivedSeq, w.seq);
-      if (n === 0) continue;
-      // The writer's own grant has its token and was requested before it arrived, so it
-      // never counts as superseding.
-      const stale = (maxToken[n - 1] as number) > w.token || (maxRequested[n - 1] as number) > w.grantReceivedSeq;
-      if (!stale) continue;
+      if (!isStale(w)) continue;
       staleWrites++;
       if (!w.accepted) staleRejected++;
       else {
@@ -286,6 +287,25 @@ export function checkHistory(
     }
   }
   return { violations, staleWrites, staleRejected, rejectedWrites };
+}
+
+/**
+ * For one line's grants in the order they arrived: whether a write made at `seq` by the
+ * grant with `token` (arrived at `grantReceivedSeq`) was stale, that is whether before it
+ * the checker had received a grant of the same name that supersedes the writer's (a
+ * larger token, or one requested after the writer's grant arrived: it was granted, so
+ * the writer's had ended). The writer's own grant has its token and was requested before
+ * it arrived, so it never counts as superseding.
+ */
+export function staleTest(
+  sorted: readonly GrantRecord[],
+): (w: { seq: number; token: number; grantReceivedSeq: number }) => boolean {
+  const maxToken = prefixMax(sorted, (g) => g.token);
+  const maxRequested = prefixMax(sorted, (g) => g.requestedSeq);
+  return (w) => {
+    const n = lowerBound(sorted, (g) => g.receivedSeq, w.seq);
+    return n > 0 && ((maxToken[n - 1] as number) > w.token || (maxRequested[n - 1] as number) > w.grantReceivedSeq);
+  };
 }
 
 /** Slack for etcd's lease timers against the checker's clock when a lease must still live. */
@@ -343,12 +363,15 @@ function lostWhileLive(
   // Grants in the order received; `live` keeps those whose lease may still be provably live.
   // A new grant while `limit` others are provably live (a lock: one) means one of them
   // was ended early, or more than `limit` hold at once.
+  // Only grants made before B (a smaller token) count: B's answer may arrive long after
+  // B was made (a network stall), when a later grant is live and B's has already expired.
   let live: (GrantRecord & { requestedAt: number })[] = [];
   for (const b of sorted) {
     live = live.filter((a) => liveUntil(a, Number.POSITIVE_INFINITY) > b.receivedAt);
     const holding = live.filter(
       (a) =>
         a.lease !== b.lease &&
+        a.token < b.token &&
         !releasedBefore(a, b.receivedSeq) &&
         !forcedBetween(a, b.receivedSeq) &&
         b.receivedAt < liveUntil(a, b.receivedAt),

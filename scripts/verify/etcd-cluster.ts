@@ -33,6 +33,13 @@ export interface EtcdCluster {
    * began arrives: everything before the call is in it.
    */
   history(prefix: string): Promise<HistoryEvent[]>;
+  /**
+   * A plain put (no lease, no condition) through any live member; resolves with its
+   * revision. A side channel past the service, for workloads that write unguarded.
+   */
+  put(key: string, value: string): Promise<number>;
+  /** Deletes every key under `prefix` (via any live member). */
+  deletePrefix(prefix: string): Promise<void>;
   /** Kills every member and deletes the data dirs. */
   destroy(): Promise<void>;
 }
@@ -234,6 +241,13 @@ async function startCluster(size: number): Promise<EtcdCluster> {
         abort.abort();
         await post(endpoint, "/v3/kv/deleterange", { key: b64(marker) }).catch(() => {});
       }
+    },
+    async put(key, value) {
+      const res = await anyMember("/v3/kv/put", { key: b64(key), value: b64(value) });
+      return Number((res.header as { revision?: string } | undefined)?.revision ?? 0);
+    },
+    async deletePrefix(prefix) {
+      await anyMember("/v3/kv/deleterange", { key: b64(prefix), range_end: b64(prefixEnd(prefix)) });
     },
     async destroy() {
       // No graceful shutdown: a member stopping alone waits for its peers for seconds.

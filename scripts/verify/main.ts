@@ -53,8 +53,9 @@ for (const s of scenarios) {
     const t0 = performance.now();
     console.error(`verify: ${s.id} on ${transport} (${scale.seconds[s.id]} s of load)…`);
     const r = await s.run(transport, scale);
+    const caught = s.expects ? `, ${r.caught} caught as expected` : "";
     console.error(
-      `verify: ${s.id} on ${transport}: ${r.violations} violations, ${Math.round((performance.now() - t0) / 1000)} s`,
+      `verify: ${s.id} on ${transport}: ${r.violations} violations${caught}, ${Math.round((performance.now() - t0) / 1000)} s`,
     );
     results.push(r);
     violations += r.violations;

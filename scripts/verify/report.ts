@@ -2,8 +2,9 @@ import { execFileSync } from "node:child_process";
 import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
+import type { SetStats } from "./check-set.js";
 import type { FuzzResult } from "./fuzz.js";
-import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
+import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult, SET_PAUSE_EVERY } from "./scenarios.js";
 
 const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
 
@@ -37,6 +38,40 @@ function row(r: ScenarioResult): string[] {
   ];
 }
 
+const SET_COLUMNS = [
+  "transport",
+  "appends",
+  "acknowledged",
+  "refused",
+  "unknown (landed)",
+  "paused (refused)",
+  "stale writes refused",
+  "state writes",
+  "by a stale grant",
+  "lost updates",
+  "lost acknowledged",
+  "caught",
+] as const;
+
+/** The lock-set numbers of a run (see check-set.ts). */
+function setRow(r: ScenarioResult & { set: SetStats }): string[] {
+  const t = r.set;
+  return [
+    r.transport,
+    String(t.appends),
+    String(t.acknowledged),
+    String(t.refused),
+    `${t.unknown} (${t.unknownPresent})`,
+    `${t.afterPause} (${t.afterPauseRefused})`,
+    `${t.staleRefused} of ${t.stale}`,
+    String(t.stateWrites),
+    String(t.staleStateWrites),
+    `${t.lostUpdates} (${t.droppedElements} elements)`,
+    String(t.lostAcknowledged),
+    String(r.caught),
+  ];
+}
+
 /** A Markdown table, padded so it also reads well in a terminal. */
 export function table(header: readonly string[], rows: readonly string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -47,6 +82,8 @@ export function table(header: readonly string[], rows: readonly string[][]): str
 /** The table of one scenario (a row per transport), its notes and any violation's details. */
 export function scenarioSection(s: Scenario, results: readonly ScenarioResult[]): string {
   const out = [`### ${s.title}`, "", `${s.what}.`, "", table(COLUMNS, results.map(row))];
+  const sets = results.filter((r): r is ScenarioResult & { set: SetStats } => r.set !== undefined);
+  if (sets.length) out.push("", table(SET_COLUMNS, sets.map(setRow)));
   const notes = results.flatMap((r) => r.notes.map((n) => `- ${r.transport}: ${n}`));
   if (notes.length) out.push("", ...notes);
   for (const r of results) {
@@ -202,6 +239,33 @@ gone, compares each observer with it:
 - **resets are etcd's state**: a \`reset\` and the \`held\` events after it are exactly
   etcd's holders at its index, and a stream resumed with Last-Event-ID never starts over.
 
+**Lock-set** (the \`lock-set*\` scenarios; the workload Jepsen ran against etcd's locks).
+Holders on three service instances take one of two locks, read its guarded state
+(\`GET /locks/{name}/state\`: a JSON list of integers), append an element of their own
+(unique in the run), write the list back (\`PUT /locks/{name}/state\`, which etcd applies
+only in the txn that finds the writer's grant still current) and release. One hold in
+${SET_PAUSE_EVERY} pauses between its read and its write past the TTL, until another holder has the
+lock: its write is stale. Each write is acknowledged (200), refused (a 4xx: the service
+wrote nothing) or unknown (no answer, a dropped connection, a 5xx; sent again with the
+same list, which only the same grant could have written meanwhile). After the load
+the checker reads every version of the state from etcd's history, next to the lock's
+participant keys, and checks:
+
+- **no stale state write**: each version was written while its token was a current
+  holder's (a participant key created at that revision held then), and tokens never go
+  backwards from one version to the next;
+- **no lost update**: each version keeps every element of the version it replaced, and
+  no element appears twice;
+- **no phantom or refused element**: each element first appears in a write with its
+  appender's token, and no version holds the element of a refused write;
+- **no lost acknowledged append**: every acknowledged append is in etcd's version at the
+  acknowledged revision and in the final state; and no write sent after a later grant of
+  the lock had arrived is acknowledged.
+
+\`lock-set-unguarded\` runs the same workload but writes the state with a plain etcd
+put under the same key, checking nothing: its violations of these invariants are
+expected and counted as **caught**; the run fails only if the checker catches none.
+
 The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
@@ -211,7 +275,13 @@ longest stretch without any successful answer that contains a failed request;
 **recovery time**: the longest time from healing a fault (etcd member or instance back
 up) to the first success of a request sent after it; **slowest answer past \`wait\`**;
 **faults** injected; **clean after**: time from the end of the load until etcd held no
-lock key and no lease.
+lock key and no lease. In the lock-set tables **stale writes rejected** counts state
+writes sent after a later grant had arrived and refused; their second table counts the
+appends (**unknown (landed)**: unknown, and of those found in the final state;
+**paused (refused)**: paused past the TTL, and of those refused), the **state writes**
+etcd recorded and those made **by a stale grant**, **lost updates** (versions that
+dropped elements of the one they replaced), **lost acknowledged** appends, and what the
+checker **caught** in the run expected to break.
 
 `;
 
@@ -268,6 +338,28 @@ const tail = () => `## What it found
 - Waiters during a leader change get a 503 when an etcd call fails while they wait
   (the table's notes count them); that is the contract's answer when etcd does not
   answer within the deadline, never a hang.
+
+Lock-set (the tables above, commit f20ceb2; 120 s of load guarded, 60 s unguarded, per transport):
+
+- **With the guarded state, 0 violations.** Of 414 (gRPC) and 419 (gateway) appends, 359
+  and 365 were acknowledged, and every one is in the final state; 47 and 43 were refused
+  (410), among them 43 of 50 and 42 of 48 writes sent after another holder's grant had
+  arrived (the others had no answer, and none of them landed); etcd recorded no write by
+  a grant that was no longer current. Paused holders whose write was not refused wrote
+  while their grant was still current (nobody had taken the lock yet, or a leader change
+  had extended every lease) or got no answer.
+- **Without it the checker catches the loss**: with a plain etcd put, every paused
+  holder's write landed: 28 (gRPC) and 30 (gateway) writes by a grant no longer current,
+  25 and 28 of them sent after another holder's grant had arrived, and 26 and 29 writes
+  that dropped elements of the version they replaced (209 and 245 in all); 83 and 90
+  acknowledged appends are missing from the final state. It was caught in every run
+  (and in each of 8 short runs, 19–52 violations each).
+- **A false alarm in "no early end", found by the stall**: an acquire's answer held up
+  in the stalled proxy arrived after its lease had expired and a later grant (a larger
+  token) was live, and the check took it for a grant made while that one was live
+  (\`lost-while-live\`, once in the first long run, gateway, unguarded). A grant's answer
+  may arrive long after it was made; the check now counts only grants made before the
+  one received (a smaller token), which are provably live when it was made.
 
 Lines (the tables above are of commit 2e681de, with the first two fixes below and not
 the third):
@@ -344,6 +436,8 @@ VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
                                                       # and write what the line checks read
 npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
                                                       # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
+npm run verify -- --scenario lock-set --scenario lock-set-unguarded --docs
+                                                      # lock-set, guarded and not (CI: test/verify/lock-set-*.test.ts)
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports

@@ -8,7 +8,17 @@ export const basePath = (line: { kind?: string }) => (line.kind === "semaphore" 
 
 /** One HTTP request as a client saw it. */
 export interface RequestRecord {
-  op: "acquire" | "renew" | "release" | "inspect" | "list" | "force" | "redeem" | "leave";
+  op:
+    | "acquire"
+    | "renew"
+    | "release"
+    | "inspect"
+    | "list"
+    | "force"
+    | "redeem"
+    | "leave"
+    | "read-state"
+    | "write-state";
   instance: number;
   sentAt: number;
   doneAt: number;

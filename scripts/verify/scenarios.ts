@@ -1,13 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { LineKeys } from "../../src/lock/line-keys.js";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { checkHistory, lineOf, type Violation } from "./check.js";
 import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
+import { type AppendRecord, checkSet, type SetStats } from "./check-set.js";
 import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
 import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
+import { guardedWrite, plainPut, type SetOptions, setAppender } from "./lock-set.js";
 import { campaigner, checkObservers, expectedFeed, type ObserverRecord, observer } from "./observers.js";
 import { type ApiKey, type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
 import { adversary, forceLoop, type HolderOptions, holder, pause } from "./workload.js";
@@ -24,7 +27,9 @@ export type ScenarioId =
   | "lines-instances"
   | "lines-vanish"
   | "leaders-cluster"
-  | "leaders-instances";
+  | "leaders-instances"
+  | "lock-set"
+  | "lock-set-unguarded";
 
 /** How big a run is: seconds of load per scenario, and how many concurrent clients. */
 export interface Scale {
@@ -48,6 +53,8 @@ export const SHORT: Scale = {
     "lines-vanish": 8,
     "leaders-cluster": 8,
     "leaders-instances": 8,
+    "lock-set": 8,
+    "lock-set-unguarded": 8,
   },
   clients: 8,
 };
@@ -67,6 +74,8 @@ export const LONG: Scale = {
     "lines-vanish": 90,
     "leaders-cluster": 90,
     "leaders-instances": 90,
+    "lock-set": 120,
+    "lock-set-unguarded": 60,
   },
   clients: 16,
 };
@@ -88,6 +97,11 @@ export interface ScenarioResult {
   grants: number;
   /** Invariant violations plus failures (hangs, 5xx other than 503, leaks, crashes...). */
   violations: number;
+  /**
+   * Violations of the invariants the scenario is expected to break (see `Scenario.expects`):
+   * the checker caught them. Not counted in `violations`.
+   */
+  caught: number;
   staleWrites: number;
   staleRejected: number;
   rejectedWrites: number;
@@ -108,12 +122,19 @@ export interface ScenarioResult {
   notes: string[];
   /** What each violation was. */
   details: string[];
+  /** Lock-set scenarios: what became of the appends and the state's writes. */
+  set?: SetStats;
 }
 
 export interface Scenario {
   id: ScenarioId;
   title: string;
   what: string;
+  /**
+   * A scenario run without a protection, to show the checker catches what goes wrong: its
+   * violations of these invariants count as `caught`, and catching none is a failure.
+   */
+  expects?: readonly Violation["invariant"][];
   run(transport: Transport, scale: Scale): Promise<ScenarioResult>;
 }
 
@@ -137,6 +158,12 @@ interface Env {
   loadEndedAt?: number;
   /** Violations a scenario's body found itself (the observers' checks). */
   violations?: Violation[];
+  /** See `Scenario.expects`. */
+  expects?: readonly Violation["invariant"][];
+  /** With `Shape.clientProxy`: the proxy between the clients and the last instance. */
+  clientProxy?: LagProxy;
+  /** Lock-set scenarios: their numbers. */
+  set?: SetStats;
 }
 
 interface Shape {
@@ -146,6 +173,8 @@ interface Shape {
   env?: Record<string, string>;
   /** When set, the last instance reaches etcd through proxies that delay each way by this much. */
   lagMs?: number;
+  /** When set, clients reach the last instance through a proxy that can stall (`Env.clientProxy`). */
+  clientProxy?: boolean;
 }
 
 async function withEnv(
@@ -177,11 +206,26 @@ async function withEnv(
     }
     const failed = (await Promise.allSettled(starting)).find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
-    const run = new Run(
-      instances.map((s) => s.url),
-      HANG_MS,
-    );
-    const env: Env = { cluster, instances, run, prefix, transport, scale, id, startedAt: run.now(), notes: [] };
+    const urls = instances.map((s) => s.url);
+    let clientProxy: LagProxy | undefined;
+    if (shape.clientProxy) {
+      clientProxy = await startLagProxy(urls.at(-1) as string, 0);
+      proxies.push(clientProxy);
+      urls[urls.length - 1] = clientProxy.endpoint;
+    }
+    const run = new Run(urls, HANG_MS);
+    const env: Env = {
+      cluster,
+      instances,
+      run,
+      prefix,
+      transport,
+      scale,
+      id,
+      startedAt: run.now(),
+      notes: [],
+      ...(clientProxy ? { clientProxy } : {}),
+    };
     await body(env);
     return await finish(env);
   } finally {
@@ -230,6 +274,44 @@ async function checkLines(env: Env, limits: ReadonlyMap<string, number>): Promis
     `etcd's history: ${s.events} changes; ${s.etcdGrants} grants, ${s.handoffs} of them while others waited behind, all in join order; most holders at once: ${most}; ${s.unreceivedAmbiguous} grants made for requests whose answer was lost`,
   );
   return [...etcd.violations, ...checkParticipants(run.participants)];
+}
+
+/** etcd's history under the prefix, tried a few times (a member may just be back); `undefined`: none. */
+async function historyOf(env: Env): Promise<HistoryEvent[] | undefined> {
+  for (let tries = 0; tries < 5; tries++) {
+    const history = await env.cluster.history(env.prefix).catch(() => undefined);
+    if (history) return history;
+    await sleep(500);
+  }
+  return undefined;
+}
+
+/** Waits until no lock key is left under the prefix (every grant ended), for at most `ms`. */
+async function locksGone(env: Env, ms: number): Promise<void> {
+  const until = env.run.now() + ms;
+  while (env.run.now() < until) {
+    const left = await env.cluster.keys(`${env.prefix}lock/`).catch(() => undefined);
+    if (left && left.length === 0) return;
+    await sleep(100);
+  }
+}
+
+/** Waits until the keys under `prefix` have not changed for `quietMs` (for at most 10 s). */
+async function stateSettled(env: Env, prefix: string, quietMs: number): Promise<void> {
+  const until = env.run.now() + 10_000;
+  let last = "";
+  let since = env.run.now();
+  while (env.run.now() < until) {
+    const now = await env.cluster.entries(prefix).then(
+      (r) => JSON.stringify(r.kvs),
+      () => last,
+    );
+    if (now !== last) {
+      last = now;
+      since = env.run.now();
+    } else if (env.run.now() - since >= quietMs) return;
+    await sleep(200);
+  }
 }
 
 /** Leak check, invariant check and the numbers of the table. */
@@ -283,6 +365,22 @@ async function finish(env: Env): Promise<ScenarioResult> {
   const checked = checkHistory(run.grants, run.fence.writes, run.forces);
   if (env.limits) checked.violations.push(...(await checkLines(env, env.limits)));
   if (env.violations) checked.violations.push(...env.violations);
+  const expected = new Set(env.expects ?? []);
+  const caught = checked.violations.filter((v) => expected.has(v.invariant));
+  const violations = checked.violations.filter((v) => !expected.has(v.invariant));
+  if (env.expects && caught.length === 0) {
+    run.fail(`the checker caught no violation of ${env.expects.join(", ")}, which this scenario exists to show`);
+  }
+  if (caught.length > 0) {
+    const kinds = new Map<string, number>();
+    for (const v of caught) kinds.set(v.invariant, (kinds.get(v.invariant) ?? 0) + 1);
+    env.notes.push(
+      `the checker caught (as expected): ${[...kinds].map(([k, n]) => `${n}× ${k}`).join(", ")}; one of each:`,
+      ...[...kinds.keys()]
+        .flatMap((k) => caught.filter((v) => v.invariant === k).slice(0, 1))
+        .map((v) => `${v.invariant}: ${v.detail}`),
+    );
+  }
   const reqs = run.requests;
   const ok = (status: number) => status > 0 && status < 500;
   const byDone = [...reqs].sort((a, b) => a.doneAt - b.doneAt);
@@ -314,9 +412,11 @@ async function finish(env: Env): Promise<ScenarioResult> {
     clients: env.scale.clients,
     requests: reqs.length,
     grants: run.grants.length,
-    violations: checked.violations.length + run.failures.filter((f) => !f.startsWith("(more")).length,
-    staleWrites: checked.staleWrites,
-    staleRejected: checked.staleRejected,
+    violations: violations.length + run.failures.filter((f) => !f.startsWith("(more")).length,
+    caught: caught.length,
+    // In the lock-set scenarios the guarded state is the fenced resource that counts.
+    staleWrites: env.set ? env.set.stale : checked.staleWrites,
+    staleRejected: env.set ? env.set.staleRefused : checked.staleRejected,
     rejectedWrites: checked.rejectedWrites,
     writes: run.fence.writes.length,
     http503: slow503.length,
@@ -327,7 +427,8 @@ async function finish(env: Env): Promise<ScenarioResult> {
     slowest503Ms: slow503.length ? Math.round(Math.max(...slow503)) : undefined,
     cleanMs: cleanMs === undefined ? undefined : Math.round(cleanMs),
     notes: env.notes,
-    details: [...checked.violations.map((v) => `${v.invariant}: ${v.detail}`), ...run.failures],
+    details: [...violations.map((v) => `${v.invariant}: ${v.detail}`), ...run.failures],
+    ...(env.set ? { set: env.set } : {}),
   };
 }
 
@@ -358,7 +459,7 @@ interface ScenarioSpec {
   id: ScenarioId;
   title: string;
   what: string;
-  shape: { members: number; instances: number };
+  shape: Shape;
 }
 
 /** A scenario whose load is `body`, in a fresh environment of its shape for each run. */
@@ -791,7 +892,7 @@ const LEADERS_WHAT = `campaigners elect a leader for three names through three s
 /** Campaigners and observers (see observers.ts) while `fault` is injected every `gapMs`. */
 function leaderScenario(o: ScenarioSpec & Faults): Scenario {
   return scenario(o, async (env) => {
-    const { run, cluster } = env;
+    const { run } = env;
     const until = loadEnd(env);
     const counts: Record<string, number> = {};
     const stop = new AbortController();
@@ -822,17 +923,8 @@ function leaderScenario(o: ScenarioSpec & Faults): Scenario {
     ]);
     // The last leader's key goes (a vanished one's with its lease); then every observer
     // must catch up with etcd's last change under the prefix.
-    const keysGone = run.now() + TTL * 1_000 + 6_000;
-    while (run.now() < keysGone) {
-      const left = await cluster.entries(`${env.prefix}lock/${LEADERS}`).catch(() => undefined);
-      if (left && left.kvs.length === 0) break;
-      await sleep(100);
-    }
-    let history: HistoryEvent[] | undefined;
-    for (let tries = 0; !history && tries < 5; tries++) {
-      history = await cluster.history(env.prefix).catch(() => undefined);
-      if (!history) await sleep(500);
-    }
+    await locksGone(env, TTL * 1_000 + 6_000);
+    const history = await historyOf(env);
     if (!history) {
       run.fail("etcd's history could not be read");
       stop.abort();
@@ -876,7 +968,137 @@ const leadersInstances = leaderScenario({
   ...instanceKills,
 });
 
+// ---------------------------------------------------------------- lock-set
+
+const SET_NAMES = names(2, "set");
+/** One hold in this many pauses past its TTL (the second, the tenth...: the first comes early). */
+export const SET_PAUSE_EVERY = 8;
+
+const SET_WHAT = `holders on three service instances (each client starts on its own; the third instance is reached through a proxy that can stall) take one of two locks (waiting 0.5–3 s), read its guarded state (\`GET /locks/{name}/state\`, a JSON list of integers; none yet is the empty list), append an element of their own, write the list back and release; one hold in ${SET_PAUSE_EVERY} pauses between the read and the write (a GC pause) past the TTL until another holder's grant of the name has arrived (at most 5 s more), then 0–0.8 s longer, and a write with no answer, a dropped connection or a 503 is sent again with the same list for up to 2 s. Faults in turn every 1.5–3 s: a service instance SIGKILLed and restarted 0.5–2 s later; the proxy stalls every connection to the third instance for the TTL + 0.3–1.5 s, so requests in flight arrive after their grant expired; an etcd member of three SIGKILLed, down 1–3 s (every other time the leader). After the load, every version of the state in etcd's history is checked: each write's token was a current holder's at its revision, tokens never go backwards, no write drops an element of the version it replaced, no element twice, each element first written with its appender's token, none from a refused write; every acknowledged append is in the final state, and no write sent after a later grant had arrived is acknowledged`;
+
+/** An instance kill, a stall of the clients' proxy and an etcd member kill, in turn. */
+const setFault = async (env: Env, n: number) => {
+  const round = Math.floor(n / 3);
+  if (n % 3 === 0) return instanceFault(env, round);
+  if (n % 3 === 2) return memberFault(env, round);
+  const proxy = env.clientProxy;
+  if (!proxy) return;
+  await env.run.fault(`stall the clients' connections to instance ${env.instances.length - 1}`, () =>
+    proxy.stall(TTL * 1_000 + uniform(300, 1_500)),
+  );
+};
+
+/**
+ * The lock-set workload (see lock-set.ts) while `setFault` is injected; then the set
+ * invariants are checked over the appends and etcd's history (see check-set.ts).
+ * `guarded: false` writes the state with a plain etcd put instead of the service's
+ * guarded write: the same workload with no fence, which must lose acknowledged appends.
+ */
+function setScenario(o: ScenarioSpec & { guarded: boolean; expects?: readonly Violation["invariant"][] }): Scenario {
+  const s = scenario(o, async (env) => {
+    const { run, cluster } = env;
+    if (o.expects) env.expects = o.expects;
+    // The line checks over etcd's history too: one holder at a time, in join order.
+    env.limits = new Map(SET_NAMES.map((n) => [n, 1]));
+    const until = loadEnd(env);
+    const appends: AppendRecord[] = [];
+    const counts: Record<string, number> = {};
+    let element = 0;
+    let holds = 0;
+    const opts: SetOptions = {
+      names: SET_NAMES,
+      ttl: TTL,
+      pause: () => ++holds % SET_PAUSE_EVERY === 2,
+      until,
+      write: o.guarded ? guardedWrite : plainPut(cluster, env.prefix),
+      appends,
+      element: () => ++element,
+      counts,
+    };
+    await Promise.all([
+      Promise.all(clients(env, env.scale.clients).map((c) => setAppender(c, opts))).finally(() => {
+        env.loadEndedAt = run.now();
+      }),
+      faultLoop(env, until, [1_500, 3_000], (n) => setFault(env, n)),
+    ]);
+    // Once every grant has ended no guarded write can land any more. A plain put its
+    // client gave up on (1 s per member) may still be applied by etcd a moment later, so
+    // the history is read once the state has not changed for 2 s.
+    const stateDir = new LineKeys(env.prefix).state({ kind: "lock", name: "" });
+    await locksGone(env, TTL * 1_000 + 6_000);
+    await stateSettled(env, stateDir, 2_000);
+    const history = await historyOf(env);
+    if (!history) {
+      run.fail("etcd's history could not be read");
+      return;
+    }
+    // The service must read back what etcd's history ends with.
+    const reader = run.client("reader");
+    for (const name of SET_NAMES) {
+      const last = history.filter((e) => e.key === `${stateDir}${name}`).at(-1);
+      let a = await reader.send("read-state", "GET", `/locks/${name}/state`);
+      for (let tries = 0; (a.status <= 0 || a.status === 503) && tries < 10; tries++) {
+        await sleep(200);
+        a = await reader.send("read-state", "GET", `/locks/${name}/state`);
+      }
+      const got = a.status === 200 ? a.body.revision : a.status === 404 ? undefined : a.status;
+      if (got !== last?.revision) {
+        run.fail(
+          `${name}: the state read after the load (${a.status}, revision ${a.body?.revision}) is not etcd's last write (revision ${last?.revision})`,
+        );
+      }
+    }
+    // The state outlives its grants by design; the leak check is about lock keys and leases.
+    await cluster.deletePrefix(stateDir).catch((err) => run.fail(`the state could not be deleted: ${err}`));
+    const checked = checkSet(appends, history, { prefix: env.prefix, grants: run.grants });
+    env.violations = checked.violations;
+    env.set = checked.stats;
+    const faults = new Map<string, number>();
+    for (const f of run.faults) {
+      const kind = f.what.startsWith("kill")
+        ? "etcd member kills"
+        : f.what.startsWith("SIGKILL")
+          ? "instance kills"
+          : "stalls";
+      faults.set(kind, (faults.get(kind) ?? 0) + 1);
+    }
+    env.notes.push(
+      `faults: ${[...faults].map(([k, n]) => `${n} ${k}`).join(", ") || "none"}${
+        Object.keys(counts).length
+          ? `; ${Object.entries(counts)
+              .map(([k, n]) => `${n} ${k}`)
+              .join(", ")}`
+          : ""
+      }`,
+    );
+  });
+  return o.expects ? { ...s, expects: o.expects } : s;
+}
+
+const lockSet = setScenario({
+  id: "lock-set",
+  title: "lock-set: holders append to a lock's guarded state under pauses, stalls and kills",
+  what: SET_WHAT,
+  shape: { members: 3, instances: 3, clientProxy: true },
+  guarded: true,
+});
+
+const lockSetUnguarded = setScenario({
+  id: "lock-set-unguarded",
+  title: "lock-set without guards: the same workload writing the state with a plain etcd put",
+  what: `the lock-set workload above, faults and all, except that holders write the state with a plain etcd put under the same key (through the checker's own connection to the cluster), checking nothing, as a resource that trusts whoever holds or held the lock would. Expected: a holder paused past its TTL writes back the list it read before the pause over what later holders appended, so acknowledged appends are lost; the run counts as passing when the checker catches that (\`caught\`), and fails when it catches nothing`,
+  shape: { members: 3, instances: 3, clientProxy: true },
+  guarded: false,
+  expects: ["lost-append", "lost-update", "stale-state-write", "state-token-order", "stale-write-acknowledged"],
+});
+
+export const SET_SCENARIOS: readonly Scenario[] = [lockSet, lockSetUnguarded];
 export const LOCK_SCENARIOS: readonly Scenario[] = [cluster, outage, instances, vanish, waiters, adversarial];
 export const LINE_SCENARIOS: readonly Scenario[] = [linesCluster, linesOutage, linesInstances, linesVanish];
 export const LEADER_SCENARIOS: readonly Scenario[] = [leadersCluster, leadersInstances];
-export const SCENARIOS: readonly Scenario[] = [...LOCK_SCENARIOS, ...LINE_SCENARIOS, ...LEADER_SCENARIOS];
+export const SCENARIOS: readonly Scenario[] = [
+  ...LOCK_SCENARIOS,
+  ...LINE_SCENARIOS,
+  ...LEADER_SCENARIOS,
+  ...SET_SCENARIOS,
+];

@@ -209,6 +209,13 @@ describe("checkHistory with force releases", () => {
     expect(check([unknown, next(10, 3_000)], [])).toEqual([]);
   });
 
+  it("lets an older grant's answer arrive late, while a later grant is provably live", () => {
+    // Token 5 was made before token 10 (asked for at -3 s), and its answer was held up
+    // in the network past its TTL: it had expired before token 10 was made.
+    const late = grant({ token: 5, requestedSeq: 0, receivedSeq: 10, requestedAt: -3_000, receivedAt: 1_000 });
+    expect(check([live(), late], [])).toEqual([]);
+  });
+
   it("lets a release, or a force release that may have acted, end a grant early", () => {
     expect(check([live({ releaseFirstSentSeq: 8 }), next(10, 1_000)], [])).toEqual([]);
     expect(check([live(), next(10, 1_000)], [force({ sentSeq: 6, doneSeq: 7 })])).toEqual([]);

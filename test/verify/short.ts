@@ -15,6 +15,9 @@ export function shortForm(transport: Transport, scenarios: readonly Scenario[] =
       expect(r.violations).toBe(0);
       expect(r.grants).toBeGreaterThan(0);
       expect(r.slowestPastWaitMs).toBeLessThan(HANG_MS);
+      // A scenario run without a protection must show the checker catching what goes wrong.
+      if (scenario.expects) expect(r.caught).toBeGreaterThan(0);
+      else expect(r.caught).toBe(0);
     });
   }
 }

@@ -193,8 +193,8 @@ export class History {
 
   private push(e: Omit<OpEvent, "index" | "wall" | "time"> & { time?: number }) {
     this.events.push({
-      ...e,
       index: this.events.length,
+      ...e,
       time: Math.round((e.time ?? this.clock.now()) * 1000) / 1000,
       wall: Date.now(),
     } as OpEvent);

@@ -315,6 +315,18 @@ export function checkLine(
     const g = grants[byHash.get(c.iv.grant as string) as number] as GrantInfo;
     g.vanishFrom = Math.min(g.vanishFrom, c.inv);
   }
+  // Leaving the line with a ticket that became a grant (its redeem's answer lost, or a
+  // redeem racing the leave) ends that grant: from the leave's send on, it may be gone.
+  const byTicket = new Map<string, number>();
+  for (const c of receipts) {
+    if (c.f === "redeem" && c.iv.ticket) byTicket.set(c.iv.ticket, byHash.get(c.out.grant as string) as number);
+  }
+  for (const c of calls) {
+    const g = c.f === "leave" && c.iv.ticket ? byTicket.get(c.iv.ticket) : undefined;
+    if (g === undefined || c.type === "fail") continue;
+    const grant = grants[g] as GrantInfo;
+    grant.vanishFrom = Math.min(grant.vanishFrom, c.inv);
+  }
   ghosts.sort((a, b) => a - b);
   forceInfos.sort((a, b) => a.inv - b.inv);
 

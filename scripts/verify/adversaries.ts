@@ -264,7 +264,8 @@ export function moreAdversaries(o: {
   const out: Promise<unknown>[] = [];
   for (const [t, tenant] of o.tenants.entries()) {
     const other = o.tenants[(t + 1) % o.tenants.length] as (typeof o.tenants)[number];
-    for (let i = 0; i < o.users; i++) {
+    // One more semaphore user than the queue's, so permits run out.
+    for (let i = 0; i <= o.users; i++) {
       const sem = run.client(`${tenant.label}-sem${i}`, i, tenant.key);
       out.push(
         lineAdversary(sem, {
@@ -275,6 +276,8 @@ export function moreAdversaries(o: {
           queueRate: 0.3,
         }),
       );
+    }
+    for (let i = 0; i < o.users; i++) {
       const queue = run.client(`${tenant.label}-queue${i}`, i + 1, tenant.key);
       out.push(
         lineAdversary(queue, { ...common, kind: "lock", names: [`${tenant.prefix}queue:0`], limit: 1, queueRate: 0.8 }),

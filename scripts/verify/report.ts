@@ -3,6 +3,7 @@ import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { FuzzResult } from "./fuzz.js";
+import { HISTORY_AND_MODEL, MODEL_COMMANDS } from "./model-docs.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
 
 const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
@@ -202,7 +203,7 @@ gone, compares each observer with it:
 - **resets are etcd's state**: a \`reset\` and the \`held\` events after it are exactly
   etcd's holders at its index, and a stream resumed with Last-Event-ID never starts over.
 
-The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
+${HISTORY_AND_MODEL}The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
 Columns: **grants** received; **violations** (all of the above); **stale writes
@@ -214,6 +215,15 @@ up) to the first success of a request sent after it; **slowest answer past \`wai
 lock key and no lease.
 
 `;
+
+/** The broken variants' summary (see broken.ts) as a line of the run's list, if they ran. */
+const brokenLine = (sections: readonly string[]) => {
+  const line = sections
+    .find((s) => s.startsWith("### broken variants"))
+    ?.split("\n")
+    .find((l) => l.startsWith("Broken variants caught"));
+  return line ? `\n- ${line.charAt(0).toLowerCase()}${line.slice(1)}` : "";
+};
 
 /** The machine, the scale and the tables of one run. */
 const lastRun = (o: {
@@ -230,7 +240,7 @@ ${Object.entries(o.machine)
 - form: ${o.scale.form} (${o.scale.clients} clients; ${Object.entries(o.scale.seconds)
   .map(([k, v]) => `${k} ${v} s`)
   .join(", ")} of load per transport)
-- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**
+- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**${brokenLine(o.sections)}
 
 ${o.sections.join("\n\n")}
 
@@ -344,6 +354,7 @@ VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
                                                       # and write what the line checks read
 npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
                                                       # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
+${MODEL_COMMANDS}
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports
@@ -388,5 +399,11 @@ export function refreshDocument(old: string, sections: string[], note: string): 
   const which = `- re-run: ${note.slice(0, note.indexOf(":") + 1)}`;
   const kept = run.split("\n").filter((l) => !l.startsWith(which));
   kept.splice(kept.findIndex((l) => l.startsWith("- total: ")) + 1, 0, `- re-run: ${note}`);
+  const broken = brokenLine(sections).trim();
+  if (broken) {
+    const at = kept.findIndex((l) => l.startsWith("- broken variants caught"));
+    if (at >= 0) kept[at] = broken;
+    else kept.splice(kept.findIndex((l) => l.startsWith("- total: ")) + 1, 0, broken);
+  }
   return `${head()}${kept.join("\n")}\n\n${tail()}`;
 }

@@ -112,6 +112,8 @@ export interface LineAdversaryOptions {
   ticketTtl: number;
   until: number;
   admin: Client;
+  /** A client with the tenant's other API key: replays Idempotency-Keys of grants just received. */
+  other?: Client;
   /** Share of acquires that queue (a ticket) instead of being refused. */
   queueRate: number;
   counts: Record<string, number>;
@@ -183,11 +185,47 @@ async function join(client: Client, name: string, o: LineAdversaryOptions, queue
     }
     if (a?.status === 201 || a?.status === 200) {
       if (a.status === 200) bump(o.counts, `${label(o)} retries answered 200 (the dropped grant)`);
-      return client.granted(name, a, first, line);
+      const held = client.granted(name, a, first, line);
+      if (o.other && Math.random() < 0.3) await replayByOther(o.other, name, o, path, body, headers, held);
+      return held;
     }
     if (a?.status === 202) return redeem(client, name, o, a, line);
     if ((a && a.status > 0 && a.status !== 503) || run.now() >= until) return undefined;
     await sleep(uniform(50, 150));
+  }
+}
+
+/**
+ * The tenant's other API key sends the Idempotency-Key (and fields) of a grant its
+ * holder just received: it must not be handed that grant (200). Its own grant, or its
+ * own ticket, it gives back at once.
+ */
+async function replayByOther(
+  other: Client,
+  name: string,
+  o: LineAdversaryOptions,
+  path: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string>,
+  held: Held,
+): Promise<void> {
+  const run = other.run;
+  const at = run.now();
+  const r = await other.send("acquire", "POST", path, body, { headers });
+  bump(o.counts, `${label(o)} replays of a held grant's key by the tenant's other key answered ${r.status}`);
+  if (r.status === 200 || r.body?.lease === held.lease) {
+    // Recorded as its grant too, so the checker sees the handle go to a second API key.
+    other.granted(name, r, { seq: r.sentSeq, at }, o.kind === "semaphore" ? { kind: "semaphore" } : {});
+    run.fail(
+      `${name}: another API key's replay of a held grant's Idempotency-Key was answered ${r.status} with that grant`,
+    );
+  } else if (r.status === 201) {
+    await other.release(
+      other.granted(name, r, { seq: r.sentSeq, at }, o.kind === "semaphore" ? { kind: "semaphore" } : {}),
+      2_000,
+    );
+  } else if (r.status === 202 && typeof r.body?.ticket === "string") {
+    await other.send("leave", "DELETE", `${path}?ticket=${r.body.ticket}`);
   }
 }
 
@@ -239,7 +277,7 @@ async function redeem(
 
 /** What the adversarial scenario adds with these callers, for its description. */
 export const MORE_ADVERSARIES =
-  "Each tenant also has a semaphore (limit 2) and a queue (a lock whose callers mostly take tickets, `ticketTtl` 3 s): their users drop first answers and retry, race releases with renews and with force releases of their own token, and leave the line, half the time racing a redeem; the admin inspects a line and force-releases a holder it showed by token 0–300 ms later (often a grant that ended meanwhile: a 404, and the next holder must keep its grant); and a caller of each tenant tries the other's names (acquire, inspect, force) and the handles its callers were given (renew, release): each must be refused with 403";
+  "Each tenant also has a semaphore (limit 2) and a queue (a lock whose callers mostly take tickets, `ticketTtl` 3 s): their users drop first answers and retry, race releases with renews and with force releases of their own token, and leave the line, half the time racing a redeem; the admin inspects a line and force-releases a holder it showed by token 0–300 ms later (often a grant that ended meanwhile: a 404, and the next holder must keep its grant); a caller of each tenant tries the other's names (acquire, inspect, force) and the handles its callers were given (renew, release): each must be refused with 403; and tenant a's other key replays the Idempotency-Key of 30 % of the grants its first key's semaphore and queue users just received, while they hold them: it must not be handed them";
 
 /**
  * The callers above for the adversarial scenario: per tenant (`lines` by label), semaphore
@@ -247,7 +285,8 @@ export const MORE_ADVERSARIES =
  * forces by token over every line.
  */
 export function moreAdversaries(o: {
-  tenants: readonly { label: string; key: ApiKey; prefix: string }[];
+  /** Each tenant's API key, and maybe another key of the same tenant (see `replayByOther`). */
+  tenants: readonly { label: string; key: ApiKey; other?: ApiKey; prefix: string }[];
   admin: Client;
   users: number;
   ttl: number;
@@ -260,10 +299,18 @@ export function moreAdversaries(o: {
     { kind: "semaphore" as const, name: `${prefix}sem:0` },
     { kind: "lock" as const, name: `${prefix}queue:0` },
   ];
-  const common = { ttl: o.ttl, ticketTtl: 3, until: o.until, admin: o.admin, counts: o.counts };
   const out: Promise<unknown>[] = [];
   for (const [t, tenant] of o.tenants.entries()) {
     const other = o.tenants[(t + 1) % o.tenants.length] as (typeof o.tenants)[number];
+    const second = tenant.other && run.client(`${tenant.label}-other`, t + 2, tenant.other);
+    const common = {
+      ttl: o.ttl,
+      ticketTtl: 3,
+      until: o.until,
+      admin: o.admin,
+      counts: o.counts,
+      ...(second ? { other: second } : {}),
+    };
     // One more semaphore user than the queue's, so permits run out.
     for (let i = 0; i <= o.users; i++) {
       const sem = run.client(`${tenant.label}-sem${i}`, i, tenant.key);
@@ -288,8 +335,10 @@ export function moreAdversaries(o: {
       tenantProbe(probe, { lines: linesOf(other.prefix), victim: other.label, until: o.until, counts: o.counts }),
     );
   }
-  out.push(
-    tokenForces(o.admin, { lines: o.tenants.flatMap((t) => linesOf(t.prefix)), until: o.until, counts: o.counts }),
-  );
+  // Per tenant, an admin that inspects its lines and force-releases by token.
+  for (const [t, tenant] of o.tenants.entries()) {
+    const admin = run.client(`admin-${tenant.label}`, t, o.admin.auth);
+    out.push(tokenForces(admin, { lines: linesOf(tenant.prefix), until: o.until, counts: o.counts }));
+  }
   return out;
 }

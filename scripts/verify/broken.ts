@@ -75,7 +75,7 @@ export const BROKEN_VARIANTS: readonly BrokenVariant[] = [
   {
     id: "release-without-guard",
     what: "a release that deletes the key its handle names without the mod-revision guard (and without reading it): 204 whether or not the grant still held",
-    scenario: "instances",
+    scenario: "adversarial",
     patches: [
       {
         file: "src/lock/engine.ts",

@@ -649,7 +649,7 @@ const adversarial: Scenario = {
         ];
         const more = moreAdversaries({
           tenants: [
-            { label: "a1", key: keys.a1, prefix: "a:" },
+            { label: "a1", key: keys.a1, other: keys.a2, prefix: "a:" },
             { label: "b", key: keys.b, prefix: "b:" },
           ],
           admin: run.client("admin-tokens", 0, keys.admin),

@@ -176,78 +176,87 @@ class Acquire implements Cmd {
     `acquire(line ${this.line}, instance ${this.inst}${this.key === undefined ? "" : `, key ${this.caller}/${this.key}`}${this.queue ? ", queue" : ""})`;
 }
 
-class Redeem implements Cmd {
+/**
+ * A command on one of the grants (or tickets) a line ever handed out, live or not:
+ * `which` picks it, modulo how many there were.
+ */
+abstract class OnOne implements Cmd {
   constructor(
+    readonly op: string,
+    readonly of: "grant" | "ticket",
     readonly line: number,
     readonly which: number,
     readonly inst: number,
   ) {}
-  check = (m: Model) => (m.lines[this.line] as LineModel).tickets.length > 0;
-  async run(m: Model, r: Real) {
+  check = (m: Model) => this.list(m.lines[this.line] as LineModel).length > 0;
+  private list(l: LineModel): { p: P }[] {
+    return this.of === "grant" ? l.grants : l.tickets;
+  }
+  /** The line, the grant or ticket picked, and the engine instance to send to. */
+  protected picked<T extends { p: P }>(m: Model, r: Real): { l: LineModel; x: T; engine: Lines } {
     const l = m.lines[this.line] as LineModel;
-    const t = l.tickets[this.which % l.tickets.length] as LineModel["tickets"][number];
-    const res = await outcome(() => (r.engines[this.inst] as Lines).redeem(l.ref, t.ticket, { wait: 0 }));
+    const list = this.list(l);
+    return { l, x: list[this.which % list.length] as T, engine: r.engines[this.inst] as Lines };
+  }
+  abstract run(m: Model, r: Real): Promise<void>;
+  toString = () => `${this.op}(line ${this.line}, ${this.of} #${this.which}, instance ${this.inst})`;
+}
+
+type TicketOf = LineModel["tickets"][number];
+type GrantOf = LineModel["grants"][number];
+
+class Redeem extends OnOne {
+  constructor(line: number, which: number, inst: number) {
+    super("redeem", "ticket", line, which, inst);
+  }
+  async run(m: Model, r: Real) {
+    const { l, x: t, engine } = this.picked<TicketOf>(m, r);
+    const res = await outcome(() => engine.redeem(l.ref, t.ticket, { wait: 0 }));
     const what = this.toString();
     if (!alive(l, t.p)) return expectError(res, LockLost, what);
     if (t.p.holds) return replayed(t.p, res, what);
     if (mayHold(l, t.p)) return granted(l, t.p, res, what);
     inLine(l, t.p, res, what);
   }
-  toString = () => `redeem(line ${this.line}, ticket #${this.which}, instance ${this.inst})`;
 }
 
-class Leave implements Cmd {
-  constructor(
-    readonly line: number,
-    readonly which: number,
-    readonly inst: number,
-  ) {}
-  check = (m: Model) => (m.lines[this.line] as LineModel).tickets.length > 0;
+class Leave extends OnOne {
+  constructor(line: number, which: number, inst: number) {
+    super("leave", "ticket", line, which, inst);
+  }
   async run(m: Model, r: Real) {
-    const l = m.lines[this.line] as LineModel;
-    const t = l.tickets[this.which % l.tickets.length] as LineModel["tickets"][number];
-    const res = await outcome(() => (r.engines[this.inst] as Lines).leave(l.ref, t.ticket));
+    const { l, x: t, engine } = this.picked<TicketOf>(m, r);
+    const res = await outcome(() => engine.leave(l.ref, t.ticket));
     if (!alive(l, t.p)) return expectError(res, LockLost, this.toString());
     expect(res, this.toString()).toBeUndefined();
     l.ps = l.ps.filter((p) => p !== t.p);
   }
-  toString = () => `leave(line ${this.line}, ticket #${this.which}, instance ${this.inst})`;
 }
 
-class Renew implements Cmd {
-  constructor(
-    readonly line: number,
-    readonly which: number,
-    readonly inst: number,
-  ) {}
-  check = (m: Model) => (m.lines[this.line] as LineModel).grants.length > 0;
+class Renew extends OnOne {
+  constructor(line: number, which: number, inst: number) {
+    super("renew", "grant", line, which, inst);
+  }
   async run(m: Model, r: Real) {
-    const l = m.lines[this.line] as LineModel;
-    const g = l.grants[this.which % l.grants.length] as LineModel["grants"][number];
-    const res = await outcome(() => (r.engines[this.inst] as Lines).renew(l.ref, g.handle));
+    const { l, x: g, engine } = this.picked<GrantOf>(m, r);
+    const res = await outcome(() => engine.renew(l.ref, g.handle));
     if (!alive(l, g.p)) return expectError(res, LockLost, this.toString());
     if (res instanceof Error) throw new Error(`${this} of a live grant: ${shown(res)}`);
     expect({ token: res.token, lease: res.lease }, this.toString()).toEqual({ token: g.token, lease: g.handle });
   }
-  toString = () => `renew(line ${this.line}, grant #${this.which}, instance ${this.inst})`;
 }
 
-class Release implements Cmd {
-  constructor(
-    readonly line: number,
-    readonly which: number,
-    readonly inst: number,
-  ) {}
-  check = (m: Model) => (m.lines[this.line] as LineModel).grants.length > 0;
+class Release extends OnOne {
+  constructor(line: number, which: number, inst: number) {
+    super("release", "grant", line, which, inst);
+  }
   async run(m: Model, r: Real) {
-    const l = m.lines[this.line] as LineModel;
-    const g = l.grants[this.which % l.grants.length] as LineModel["grants"][number];
-    const res = await outcome(() => (r.engines[this.inst] as Lines).release(l.ref, g.handle));
+    const { l, x: g, engine } = this.picked<GrantOf>(m, r);
+    const res = await outcome(() => engine.release(l.ref, g.handle));
     if (!alive(l, g.p)) return expectError(res, LockLost, this.toString());
     if (res instanceof Error) throw new Error(`${this} of a live grant: ${shown(res)}`);
     l.ps = l.ps.filter((p) => p !== g.p);
   }
-  toString = () => `release(line ${this.line}, grant #${this.which}, instance ${this.inst})`;
 }
 
 class Force implements Cmd {
@@ -292,17 +301,13 @@ class Inspect implements Cmd {
   toString = () => `inspect(line ${this.line}, instance ${this.inst})`;
 }
 
-class Fence implements Cmd {
-  constructor(
-    readonly line: number,
-    readonly which: number,
-    readonly inst: number,
-  ) {}
-  check = (m: Model) => (m.lines[this.line] as LineModel).grants.length > 0;
+class Fence extends OnOne {
+  constructor(line: number, which: number, inst: number) {
+    super("fence", "grant", line, which, inst);
+  }
   async run(m: Model, r: Real) {
-    const l = m.lines[this.line] as LineModel;
-    const g = l.grants[this.which % l.grants.length] as LineModel["grants"][number];
-    const res = await outcome(() => (r.engines[this.inst] as Lines).fence(l.ref, g.token));
+    const { l, x: g, engine } = this.picked<GrantOf>(m, r);
+    const res = await outcome(() => engine.fence(l.ref, g.token));
     // The current holders: the first of the line, up to the first that waits.
     const current: number[] = [];
     for (const p of l.ps.slice(0, l.limit)) {
@@ -312,7 +317,6 @@ class Fence implements Cmd {
     if (current.includes(g.token)) expect(res, this.toString()).toBeUndefined();
     else expectError(res, FenceStale, this.toString());
   }
-  toString = () => `fence(line ${this.line}, token of grant #${this.which}, instance ${this.inst})`;
 }
 
 /** A holder's lease (or a ticket's) ends in etcd: as if it expired. */

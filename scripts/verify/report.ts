@@ -3,7 +3,7 @@ import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { FuzzResult } from "./fuzz.js";
-import { HISTORY_AND_MODEL, MODEL_COMMANDS } from "./model-docs.js";
+import { HISTORY_AND_MODEL, MODEL_COMMANDS, MODEL_FINDINGS } from "./model-docs.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
 
 const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
@@ -281,7 +281,7 @@ const tail = () => `## What it found
 - Waiters during a leader change get a 503 when an etcd call fails while they wait
   (the table's notes count them); that is the contract's answer when etcd does not
   answer within the deadline, never a hang.
-
+${MODEL_FINDINGS}
 Lines (the tables above are of commit 2e681de, with the first two fixes below and not
 the third):
 

@@ -49,6 +49,10 @@ export interface CallRecord {
 /** One admin force release (`DELETE /locks/{name}?force=true`); `status` 0 or -1: no answer. */
 export interface ForceRecord {
   name: string;
+  /** Semaphores only (absent: a lock). */
+  kind?: "semaphore";
+  /** The holder's token it named (`?token=`), if any. */
+  token?: number;
   sentSeq: number;
   doneSeq: number;
   status: number;
@@ -109,7 +113,8 @@ export interface Violation {
     | "phantom-element"
     | "stale-state-write"
     | "state-token-order"
-    | "stale-write-acknowledged";
+    | "stale-write-acknowledged"
+    | "linearizability";
   detail: string;
 }
 

@@ -4,7 +4,13 @@ import { freePort } from "../../src/node/local-etcd.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const tsx = join(repo, "node_modules", ".bin", "tsx");
-const entry = join(repo, "src", "node", "main.ts");
+/** Where instances run `src/node/main.ts` from: this repository, or a patched copy (broken.ts). */
+let tree = repo;
+
+/** Runs the instances started from now on from the copy of the source tree at `root` (default: this repository). */
+export function useServiceTree(root: string = repo): void {
+  tree = root;
+}
 
 export type Transport = "grpc" | "http";
 
@@ -43,6 +49,7 @@ export interface ServiceInstance {
 
 export async function startInstance(opts: InstanceOptions): Promise<ServiceInstance> {
   const port = await freePort();
+  const root = tree;
   const url = `http://127.0.0.1:${port}`;
   const env: Record<string, string> = {
     ...inheritedEnv(),
@@ -66,7 +73,12 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
 
   const launch = async () => {
     expectingExit = false;
-    const proc = spawn(tsx, [entry], { cwd: repo, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(tsx, [join(root, "src", "node", "main.ts")], {
+      cwd: root,
+      env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     child = proc;
     exited = new Promise<void>((r) =>
       proc.once("exit", () => {

@@ -7,12 +7,16 @@
  *   npm run verify -- --scenario lines-cluster --scenario lines-vanish --docs
  *                                       long form of some scenarios; their tables replace
  *                                       those in the doc (with a note of the re-run)
+ *   npm run verify -- --broken [--docs] only the deliberately broken variants (broken.ts),
+ *                                       which the long form also runs last
+ *   npm run verify -- --broken --variant force-ignores-token    one of them
  *
  * Exits 1 when any violation was found.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
+import { BROKEN_VARIANTS, brokenSection, runBrokenVariants } from "./broken.js";
 import { type FuzzResult, runFuzz } from "./fuzz.js";
 import type { Transport } from "./instance.js";
 import { document, fuzzSection, machine, refreshDocument, scenarioSection } from "./report.js";
@@ -27,6 +31,8 @@ const { values } = parseArgs({
     "fuzz-runs": { type: "string" },
     "no-docs": { type: "boolean", default: false },
     docs: { type: "boolean", default: false },
+    broken: { type: "boolean", default: false },
+    variant: { type: "string", multiple: true },
   },
 });
 
@@ -37,9 +43,11 @@ const scale: Scale = {
   seconds: Object.fromEntries(Object.entries(base.seconds).map(([k, v]) => [k, seconds ?? v])) as Scale["seconds"],
 };
 const transports = (values.transport ?? ["grpc", "http"]) as Transport[];
-const scenarios = SCENARIOS.filter((s) => !values.scenario || values.scenario.includes(s.id));
-const fuzzRuns = Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
-const everything = !values.scenario && !values.transport && values.seconds === undefined;
+// --broken alone: only the broken variants.
+const onlyBroken = values.broken && !values.scenario;
+const scenarios = SCENARIOS.filter((s) => !onlyBroken && (!values.scenario || values.scenario.includes(s.id)));
+const fuzzRuns = onlyBroken ? 0 : Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
+const everything = !values.scenario && !values.transport && values.seconds === undefined && !values.broken;
 const writeDocs = !values.short && everything && !values["no-docs"];
 const refreshDocs = !values.short && !everything && values.docs;
 const loadAtStart = loadavg()[0] ?? 0;
@@ -78,6 +86,23 @@ if (fuzzRuns > 0 && !values.scenario) {
   sections.push(section);
 }
 
+// The checker must find what deliberately broken builds do wrong (their violations are
+// not counted above: a variant it misses is what fails the run).
+let missed = 0;
+if (values.broken || (everything && !values.short)) {
+  const results = await runBrokenVariants({
+    scale: SHORT,
+    transport: (values.transport?.[0] ?? "grpc") as Transport,
+    variants: BROKEN_VARIANTS.filter((v) => !values.variant || values.variant.includes(v.id)),
+    log: (line) => console.error(line),
+  });
+  missed = results.filter((r) => !r.caught).length;
+  const section = brokenSection(results);
+  console.log(`\n${section}\n`);
+  sections.push(section);
+  scenarioSections.push(section);
+}
+
 const totalSeconds = (performance.now() - started) / 1000;
 console.log(`verify: ${violations} violations in ${Math.round(totalSeconds)} s`);
 if (writeDocs) {
@@ -88,8 +113,13 @@ if (writeDocs) {
   const path = new URL("../../docs/verification.md", import.meta.url);
   const m = machine();
   const seconds = [...new Set(scenarios.map((s) => scale.seconds[s.id]))].join("/");
-  const note = `${scenarios.map((s) => s.id).join(", ")}: ${m.date}, commit ${m.commit}, ${scale.form} form (${scale.clients} clients, ${seconds} s of load per transport), ${Math.round(totalSeconds)} s, **${violations} violations**; load average ${loadAtStart.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end (${cpus().length} CPUs)`;
+  const what = onlyBroken ? "broken variants" : scenarios.map((s) => s.id).join(", ");
+  const form = onlyBroken
+    ? "short form of their scenarios"
+    : `${scale.form} form (${scale.clients} clients, ${seconds} s of load per transport)`;
+  const note = `${what}: ${m.date}, commit ${m.commit}, ${form}, ${Math.round(totalSeconds)} s, **${violations} violations**; load average ${loadAtStart.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end (${cpus().length} CPUs)`;
   writeFileSync(path, refreshDocument(readFileSync(path, "utf8"), scenarioSections, note));
   console.log(`verify: refreshed ${path.pathname}`);
 }
-process.exit(violations === 0 ? 0 : 1);
+if (missed > 0) console.log(`verify: the checker missed ${missed} broken variant(s)`);
+process.exit(violations === 0 && missed === 0 ? 0 : 1);

@@ -4,6 +4,7 @@ import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queu
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { SetStats } from "./check-set.js";
 import type { FuzzResult } from "./fuzz.js";
+import { HISTORY_AND_MODEL, MODEL_COMMANDS, MODEL_FINDINGS } from "./model-docs.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult, SET_PAUSE_EVERY } from "./scenarios.js";
 
 const ms = (v: number | undefined) => (v === undefined ? "–" : v >= 10_000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
@@ -266,7 +267,7 @@ participant keys, and checks:
 put under the same key, checking nothing: its violations of these invariants are
 expected and counted as **caught**; the run fails only if the checker catches none.
 
-The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
+${HISTORY_AND_MODEL}The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
 Columns: **grants** received; **violations** (all of the above); **stale writes
@@ -285,6 +286,15 @@ checker **caught** in the run expected to break.
 
 `;
 
+/** The broken variants' summary (see broken.ts) as a line of the run's list, if they ran. */
+const brokenLine = (sections: readonly string[]) => {
+  const line = sections
+    .find((s) => s.startsWith("### broken variants"))
+    ?.split("\n")
+    .find((l) => l.startsWith("Broken variants caught"));
+  return line ? `\n- ${line.charAt(0).toLowerCase()}${line.slice(1)}` : "";
+};
+
 /** The machine, the scale and the tables of one run. */
 const lastRun = (o: {
   scale: Scale;
@@ -300,7 +310,7 @@ ${Object.entries(o.machine)
 - form: ${o.scale.form} (${o.scale.clients} clients; ${Object.entries(o.scale.seconds)
   .map(([k, v]) => `${k} ${v} s`)
   .join(", ")} of load per transport)
-- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**
+- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**${brokenLine(o.sections)}
 
 ${o.sections.join("\n\n")}
 
@@ -325,9 +335,12 @@ const tail = () => `## What it found
   that looks like a leak to an operator. Fixed in \`src/node/main.ts\` (the signal allows
   as many listeners as the waiter cap). Regression test:
   \`test/verify/waiter-warnings.test.ts\`.
-- No violation of the lock invariants was found: tokens never repeated, never went
-  backwards, no two successfully released holds overlapped, and the fence rejected
-  every stale write.
+- No violation of the lock invariants was found in the run above (before the line
+  engine): tokens never repeated, never went backwards, no two successfully released
+  holds overlapped, and the fence rejected every stale write. Since the line engine, the
+  short form of the lock scenarios also finds the first finding below (\`unique-token\` in
+  "cluster" and "waiters"); it failed on every scenario until the leak check allowed for
+  the session lease an idle instance keeps for its next waiters.
 - **The adversarial scenario catches the force-release race**: with the force release's
   revision guard removed (the lease it read revoked instead of a guarded delete of the
   key), its short form reported 2–6 violations in each of 4 runs of 8 s (2 per
@@ -361,6 +374,7 @@ Lock-set (the tables above, commit f20ceb2; 120 s of load guarded, 60 s unguarde
   may arrive long after it was made; the check now counts only grants made before the
   one received (a smaller token), which are provably live when it was made.
 
+${MODEL_FINDINGS}
 Lines (the tables above are of commit 2e681de, with the first two fixes below and not
 the third):
 
@@ -400,7 +414,8 @@ the third):
   In an earlier run a waiter, \`s7.93\`, was made a holder at revision 1844, deleted at
   1845, joined again at 1848 and was refused at its deadline. The fix belongs in
   \`src/lock/engine.ts\`: pool a released lease dated from its last refresh (its grant or
-  last renew), not from its release.
+  last renew), not from its release. Done on main after this run: a released lease is
+  pooled dated from its grant.
 - With all three fixed (local patches; the first two as later done on main, the third
   dating a released lease from its grant), the long run of the four line scenarios found
   0 violations (905 s; grants grpc/http: cluster 774/783, outage 19/25, instances
@@ -438,6 +453,7 @@ npm run verify -- --short --scenario leaders-cluster --scenario leaders-instance
                                                       # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 npm run verify -- --scenario lock-set --scenario lock-set-unguarded --docs
                                                       # lock-set, guarded and not (CI: test/verify/lock-set-*.test.ts)
+${MODEL_COMMANDS}
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports
@@ -482,5 +498,11 @@ export function refreshDocument(old: string, sections: string[], note: string): 
   const which = `- re-run: ${note.slice(0, note.indexOf(":") + 1)}`;
   const kept = run.split("\n").filter((l) => !l.startsWith(which));
   kept.splice(kept.findIndex((l) => l.startsWith("- total: ")) + 1, 0, `- re-run: ${note}`);
+  const broken = brokenLine(sections).trim();
+  if (broken) {
+    const at = kept.findIndex((l) => l.startsWith("- broken variants caught"));
+    if (at >= 0) kept[at] = broken;
+    else kept.splice(kept.findIndex((l) => l.startsWith("- total: ")) + 1, 0, broken);
+  }
   return `${head()}${kept.join("\n")}\n\n${tail()}`;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type CallRecord, Fence, type ForceRecord, type GrantRecord } from "./check.js";
 import type { ParticipantRecord } from "./check-lines.js";
+import { History } from "./history.js";
 
 /** Where a line's routes are: `/locks` or `/semaphores`. */
 export const basePath = (line: { kind?: string }) => (line.kind === "semaphore" ? "/semaphores" : "/locks");
@@ -51,6 +52,8 @@ export class Run {
   readonly participants: ParticipantRecord[] = [];
   /** Problems that are not about the lock invariants (hangs, 5xx other than 503, leaks...). */
   readonly failures: string[] = [];
+  /** Every request as invoke and outcome (history.ts), for the model check and the history file. */
+  readonly history = new History(this);
 
   constructor(
     /** Base URLs of the service instances clients may use. */
@@ -76,10 +79,12 @@ export class Run {
   async fault(what: string, during: () => Promise<void>): Promise<void> {
     const record: FaultRecord = { what, start: this.now() };
     this.faults.push(record);
+    const recorded = this.history.fault(what);
     try {
       await during();
     } finally {
       record.end = this.now();
+      recorded.healed();
     }
   }
 
@@ -140,6 +145,17 @@ export class Client {
     const sentSeq = run.seq();
     const timeout = AbortSignal.timeout(waitMs + run.hangMs);
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    const headers = opts.headers;
+    const invoked = run.history.invoke(this.id, {
+      f: op,
+      path,
+      body,
+      headers,
+      caller: this.auth?.label,
+      instance,
+      seq: sentSeq,
+      time: sentAt,
+    });
     let status: number;
     let parsed: unknown;
     try {
@@ -161,10 +177,14 @@ export class Client {
         parsed = text;
       }
     } catch (err) {
-      if (opts.signal?.aborted) throw err;
+      if (opts.signal?.aborted) {
+        run.history.complete(invoked, { status: "hung up", seq: run.seq(), time: run.now() });
+        throw err;
+      }
       status = timeout.aborted ? -1 : 0;
     }
     const doneSeq = run.seq();
+    run.history.complete(invoked, { status, body: parsed, seq: doneSeq, time: run.now() });
     run.requests.push({ op, instance, sentAt, doneAt: run.now(), status, waitMs });
     if (status === -1)
       run.fail(`${method} ${path} on instance ${instance}: no answer within ${waitMs + run.hangMs} ms`);

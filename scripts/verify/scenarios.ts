@@ -1,16 +1,19 @@
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { LineKeys } from "../../src/lock/line-keys.js";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
+import { MORE_ADVERSARIES, moreAdversaries } from "./adversaries.js";
 import { checkHistory, lineOf, type Violation } from "./check.js";
 import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
 import { type AppendRecord, checkSet, type SetStats } from "./check-set.js";
 import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
+import { historyPath } from "./history.js";
 import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
 import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
 import { guardedWrite, plainPut, type SetOptions, setAppender } from "./lock-set.js";
+import { checkModel } from "./model.js";
 import { campaigner, checkObservers, expectedFeed, type ObserverRecord, observer } from "./observers.js";
 import { type ApiKey, type Client, type RequestRecord, Run, sleep, uniform } from "./run.js";
 import { adversary, forceLoop, type HolderOptions, holder, pause } from "./workload.js";
@@ -124,6 +127,8 @@ export interface ScenarioResult {
   details: string[];
   /** Lock-set scenarios: what became of the appends and the state's writes. */
   set?: SetStats;
+  /** The run's history (JSON lines, see history.ts). */
+  history?: string;
 }
 
 export interface Scenario {
@@ -365,6 +370,15 @@ async function finish(env: Env): Promise<ScenarioResult> {
   const checked = checkHistory(run.grants, run.fence.writes, run.forces);
   if (env.limits) checked.violations.push(...(await checkLines(env, env.limits)));
   if (env.violations) checked.violations.push(...env.violations);
+  // Every request against the model of a lock (semaphore) per line (model.ts), and the
+  // history written for other tools.
+  const model = checkModel(run.history.events);
+  checked.violations.push(...model.violations);
+  const history = run.history.write(historyPath(env.id, env.transport));
+  const m = model.stats;
+  env.notes.push(
+    `history: \`${relative(new URL("../..", import.meta.url).pathname, history)}\`, ${m.operations} operations (${m.infoOperations} of unknown outcome) on ${m.lines} lines, checked against the model in ${Math.round(m.ms)} ms`,
+  );
   const expected = new Set(env.expects ?? []);
   const caught = checked.violations.filter((v) => expected.has(v.invariant));
   const violations = checked.violations.filter((v) => !expected.has(v.invariant));
@@ -428,6 +442,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
     cleanMs: cleanMs === undefined ? undefined : Math.round(cleanMs),
     notes: env.notes,
     details: [...violations.map((v) => `${v.invariant}: ${v.detail}`), ...run.failures],
+    history,
     ...(env.set ? { set: env.set } : {}),
   };
 }
@@ -678,7 +693,7 @@ const ADVERSARIAL_LAG_MS = 10;
 const adversarial: Scenario = {
   id: "adversarial",
   title: "adversarial callers: force releases, dropped answers replayed, two tenants",
-  what: `a 3-member cluster and three service instances with API keys on (tenant a with two keys, tenant b, an admin; the third instance reaches etcd through a proxy that delays each way by ${ADVERSARIAL_LAG_MS} ms, and the admin starts there). Holders of both tenants hold and renew; 30 % of acquires abort their first request 0–25 ms after sending it and retry with the same Idempotency-Key, which the tenant's other key (must not receive the grant) and the other tenant (403) replay first; 45 % of releases race an admin force release of the same name (the release sent 0–80 ms after it, then at once an acquire of another name) and 20 % race a renew; the admin also force-releases a held name every 150–500 ms. Besides the invariants: a handle never goes to two API keys, a force release answered 204 never falls inside a hold whose release succeeded, and no grant ends early (another grant, or a renew's or release's 410, while the holder's lease was provably live with no release or force release sent)`,
+  what: `a 3-member cluster and three service instances with API keys on (tenant a with two keys, tenant b, an admin; the third instance reaches etcd through a proxy that delays each way by ${ADVERSARIAL_LAG_MS} ms, and the admin starts there). Holders of both tenants hold and renew; 30 % of acquires abort their first request 0–25 ms after sending it and retry with the same Idempotency-Key, which the tenant's other key (must not receive the grant) and the other tenant (403) replay first; 45 % of releases race an admin force release of the same name (the release sent 0–80 ms after it, then at once an acquire of another name) and 20 % race a renew; the admin also force-releases a held name every 150–500 ms. Besides the invariants: a handle never goes to two API keys, a force release answered 204 never falls inside a hold whose release succeeded, and no grant ends early (another grant, or a renew's or release's 410, while the holder's lease was provably live with no release or force release sent). ${MORE_ADVERSARIES}`,
   run: (transport, scale) => {
     const { keys, env: authEnv } = tenantKeys();
     return withEnv(
@@ -733,7 +748,18 @@ const adversarial: Scenario = {
             }),
           ),
         ];
-        await Promise.all([...holders, forceLoop(admin, { held, names: [...aNames, ...bNames], until })]);
+        const more = moreAdversaries({
+          tenants: [
+            { label: "a1", key: keys.a1, other: keys.a2, prefix: "a:" },
+            { label: "b", key: keys.b, prefix: "b:" },
+          ],
+          admin: run.client("admin-tokens", 0, keys.admin),
+          users: env.scale.form === "short" ? 2 : 3,
+          ttl: TTL,
+          until,
+          counts,
+        });
+        await Promise.all([...holders, ...more, forceLoop(admin, { held, names: [...aNames, ...bNames], until })]);
         const forced = run.forces.filter((f) => f.status === 204).length;
         counts["force releases in all"] = run.forces.length;
         env.notes.push(

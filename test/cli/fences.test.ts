@@ -98,7 +98,12 @@ describe.concurrent("leasehold fence, state and --lock-delay", { timeout: 60_000
     const name = uniqueName("cli-delay");
     // The name stays back for ttl + lockDelay (11 s) after the last renew: room for a busy machine's spawns.
     const holder = startCli(["exec", name, "--ttl", "3", "--lock-delay", "8", "--", "sleep", "30"], env);
-    await until(async () => (await client.inspect(name)) !== undefined, "the job to hold the lock", 20_000);
+    // A 503 while polling (etcd slow on a loaded machine) is not an answer: look again.
+    await until(
+      async () => (await client.inspect(name).catch(() => undefined)) !== undefined,
+      "the job to hold the lock",
+      20_000,
+    );
     // The lease ends behind the job's back (as when its host hangs past the TTL).
     await revokeInEtcd(svc, name);
     expect(await holder.exited).toBe(74);

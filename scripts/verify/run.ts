@@ -2,24 +2,14 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type CallRecord, Fence, type ForceRecord, type GrantRecord } from "./check.js";
 import type { ParticipantRecord } from "./check-lines.js";
-import { History } from "./history.js";
+import { History, type OpName } from "./history.js";
 
 /** Where a line's routes are: `/locks` or `/semaphores`. */
 export const basePath = (line: { kind?: string }) => (line.kind === "semaphore" ? "/semaphores" : "/locks");
 
 /** One HTTP request as a client saw it. */
 export interface RequestRecord {
-  op:
-    | "acquire"
-    | "renew"
-    | "release"
-    | "inspect"
-    | "list"
-    | "force"
-    | "redeem"
-    | "leave"
-    | "read-state"
-    | "write-state";
+  op: OpName;
   instance: number;
   sentAt: number;
   doneAt: number;

@@ -145,7 +145,10 @@ describe("in a real browser (Chromium)", () => {
       expect(await page.getByLabel("Filter by name prefix").inputValue()).toBe(name);
       await button.focus();
       await page.keyboard.press("Enter");
-      await expect.poll(async () => (await call(keyed.url, "GET", `/locks/${name}`, { headers })).status).toBe(404);
+      // The confirm dialog, the request and the answer: seconds on a loaded machine (poll's default is 1 s).
+      await expect
+        .poll(async () => (await call(keyed.url, "GET", `/locks/${name}`, { headers })).status, { timeout: 15_000 })
+        .toBe(404);
       await page.close();
     } finally {
       await keyed.stop();

@@ -170,7 +170,9 @@ describe.concurrent("leasehold elect", { timeout: 60_000 }, () => {
       const firstValue = first === a ? "host-a" : "host-b";
       expect(await client.inspect(name)).toMatchObject({ token: tokenOf(first), value: firstValue });
       expect(leads(second)).toBe(false);
-      expect(second.stderr()).toContain(`campaigning for ${name}`);
+      // The other member may still be starting (a loaded machine): wait for it to say so.
+      await until(() => second.stderr().includes(`campaigning for ${name}`), "the other member to campaign");
+      expect(leads(second)).toBe(false);
 
       // The leader is stopped: its command ends (exit 0 on TERM), it resigns, the other leads.
       first.child.kill("SIGTERM");

@@ -13,6 +13,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
+import { FAULT_SCENARIOS } from "./faults/scenarios.js";
 import { type FuzzResult, runFuzz } from "./fuzz.js";
 import type { Transport } from "./instance.js";
 import { document, fuzzSection, machine, refreshDocument, scenarioSection } from "./report.js";
@@ -37,7 +38,7 @@ const scale: Scale = {
   seconds: Object.fromEntries(Object.entries(base.seconds).map(([k, v]) => [k, seconds ?? v])) as Scale["seconds"],
 };
 const transports = (values.transport ?? ["grpc", "http"]) as Transport[];
-const scenarios = SCENARIOS.filter((s) => !values.scenario || values.scenario.includes(s.id));
+const scenarios = [...SCENARIOS, ...FAULT_SCENARIOS].filter((s) => !values.scenario || values.scenario.includes(s.id));
 const fuzzRuns = Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
 const everything = !values.scenario && !values.transport && values.seconds === undefined;
 const writeDocs = !values.short && everything && !values["no-docs"];

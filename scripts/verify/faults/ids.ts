@@ -15,14 +15,14 @@ export type FaultScenarioId =
 
 export const FAULT_SECONDS: Record<"short" | "long", Record<FaultScenarioId, number>> = {
   short: {
-    "partition-leader": 8,
-    "partition-split": 8,
-    "partition-instance": 8,
-    "pause-leader": 8,
-    "pause-follower": 8,
-    "pause-instance": 8,
-    skew: 8,
-    membership: 8,
+    "partition-leader": 6,
+    "partition-split": 6,
+    "partition-instance": 6,
+    "pause-leader": 6,
+    "pause-follower": 6,
+    "pause-instance": 6,
+    skew: 6,
+    membership: 6,
   },
   long: {
     "partition-leader": 40,

@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
+import { FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
 import type { FuzzResult } from "./fuzz.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
 
@@ -140,8 +141,9 @@ ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower
 ${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
 1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
 after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
-waiters' session lease for the next waiter (counted from the last fault's end plus an
-election timeout, since etcd extends leases when a leader is elected), a vanished
+waiters' session lease for the next waiter (counted from the last fault's end, or the
+last leader election seen after it, plus an election timeout, since etcd extends leases
+when a leader is elected), a vanished
 holder's lock not free within TTL + 1 s, a service process that exits by itself or logs
 an error.
 
@@ -202,7 +204,7 @@ gone, compares each observer with it:
 - **resets are etcd's state**: a \`reset\` and the \`held\` events after it are exactly
   etcd's holders at its index, and a stream resumed with Last-Event-ID never starts over.
 
-The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
+${FAULTS_WHAT}The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
 Columns: **grants** received; **violations** (all of the above); **stale writes
@@ -351,7 +353,7 @@ with temporary data directories, and exits non-zero when any violation is found.
 \`VERIFY_DUMP\` set, each line scenario writes its clients' records, the revisions its
 polls saw (to place etcd's history in time) and etcd's history to
 \`$VERIFY_DUMP/<scenario>-<transport>.json\`.
-`;
+${FAULTS_RUNNING}`;
 
 export function document(o: {
   scale: Scale;

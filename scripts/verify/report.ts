@@ -141,9 +141,10 @@ ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower
 ${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
 1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
 after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
-waiters' session lease for the next waiter (counted from the last fault's end, or the
-last leader election seen after it, plus an election timeout, since etcd extends leases
-when a leader is elected), a vanished
+waiters' session lease for the next waiter (counted from the last fault's end, or from
+when the fault may last have renewed leases: a leader election after it, keep-alives a
+partition held back; plus an election timeout, since etcd extends leases when a leader
+is elected), a vanished
 holder's lock not free within TTL + 1 s, a service process that exits by itself or logs
 an error.
 

@@ -136,10 +136,12 @@ export interface Env {
   /** How long past the load a key may stay (besides etcd's election extension); a lease, an idle session's time. */
   lingerMs?: number;
   /**
-   * When the checker last saw etcd elect a leader (run clock), if after a fault's end:
-   * etcd 3.4 gives every lease its whole TTL again when a member becomes leader.
+   * The latest time (run clock), if after a fault's end, at which etcd may still have
+   * renewed leases because of the fault: a leader elected after it (etcd 3.4 gives every
+   * lease its whole TTL again), or keep-alives a partition held back, which TCP resends
+   * only after its backoff, seconds after the heal.
    */
-  lastElectionAt?: number;
+  lateRenewalAt?: number;
   /** How long an idle instance keeps its waiters' session lease, by real time (longer on a slow clock). */
   sessionIdleMs?: number;
   /** Line scenarios: etcd revisions and when (run clock) a read saw them. */
@@ -258,7 +260,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
   // lease by an election timeout (1 s) when a member becomes leader, so count from then.
   // A key goes with the longest lease that may hold it; an idle instance keeps its
   // waiters' session lease a while longer, for the next waiter.
-  const from = Math.max(loadEnd, lastHeal + 1_000, (env.lastElectionAt ?? 0) + 1_000) - loadEnd;
+  const from = Math.max(loadEnd, lastHeal + 1_000, (env.lateRenewalAt ?? 0) + 1_000) - loadEnd;
   const keysMs = env.lingerMs ?? Math.max(TTL, QUEUE_LEASE_TTL) * 1_000;
   const allowedKeysMs = from + keysMs + 1_000;
   const allowedMs = from + Math.max(keysMs, env.sessionIdleMs ?? SESSION_IDLE_MS) + 1_000;

@@ -27,6 +27,12 @@ export interface FaultCluster extends EtcdCluster {
   startInstance(k: number, opts: Omit<InstanceOptions, "endpoints">): Promise<ServiceInstance>;
 }
 
+interface Member {
+  ID: string;
+  name?: string;
+  peerURLs?: string[];
+}
+
 interface Slot {
   /** The member's name in the cluster (a new one for each member started in the slot). */
   name?: string;
@@ -86,8 +92,7 @@ export async function startFaultCluster(o: {
 
   /** Learns each member's ID (the proxies tell senders apart by it). */
   const learnIds = async () => {
-    const res = await anyAdmin("/v3/cluster/member/list");
-    for (const m of (res.members as { ID: string; name?: string; peerURLs?: string[] }[] | undefined) ?? []) {
+    for (const m of await listMembers()) {
       const s = slots.findIndex((_, i) => m.peerURLs?.includes(network.peerUrl(i)));
       if (s < 0) continue;
       (slots[s] as Slot).id = m.ID;
@@ -110,6 +115,28 @@ export async function startFaultCluster(o: {
       }
       if (Date.now() >= until) throw new Error(`no etcd member answered ${path}: ${String(last)}`);
       await sleep(200);
+    }
+  };
+
+  const listMembers = async () => ((await anyAdmin("/v3/cluster/member/list")).members as Member[] | undefined) ?? [];
+
+  /**
+   * Makes a membership change (`change`) until the member list shows it done (`done`),
+   * for up to 20 s; returns the list.
+   */
+  const changeMembers = async (change: () => Promise<unknown>, done: (members: Member[]) => boolean) => {
+    const until = Date.now() + 20_000;
+    for (;;) {
+      let failure: unknown;
+      try {
+        await change();
+      } catch (err) {
+        failure = err;
+      }
+      const members = await listMembers().catch(() => undefined);
+      if (members && done(members)) return members;
+      if (Date.now() >= until) throw new Error(`etcd membership change not done: ${String(failure)}`);
+      await sleep(500);
     }
   };
 
@@ -160,8 +187,13 @@ export async function startFaultCluster(o: {
     pid: (s) => slots[s]?.process?.pid,
     async remove(s) {
       const slot = slots[s] as Slot;
-      if (slot.id === undefined) throw new Error(`slot ${s} has no member to remove`);
-      await anyAdmin("/v3/cluster/member/remove", { ID: slot.id });
+      const id = slot.id;
+      if (id === undefined) throw new Error(`slot ${s} has no member to remove`);
+      // A call that timed out may have been applied: done once the member is gone.
+      await changeMembers(
+        () => anyAdmin("/v3/cluster/member/remove", { ID: id }, 2_000),
+        (members) => !members.some((m) => m.ID === id),
+      );
       slot.id = undefined;
       await stopSlot(s);
       rmSync(dataDir(s), { recursive: true, force: true });
@@ -172,11 +204,15 @@ export async function startFaultCluster(o: {
       if (slot.id !== undefined) throw new Error(`slot ${s} has a member already`);
       slot.generation++;
       slot.name = `s${s}g${slot.generation}`;
-      const res = await anyAdmin("/v3/cluster/member/add", { peerURLs: [network.peerUrl(s)] });
-      const added = res.member as { ID: string };
+      const url = network.peerUrl(s);
+      // A call that timed out may have been applied: then the member is listed, unstarted.
+      const members = await changeMembers(
+        () => anyAdmin("/v3/cluster/member/add", { peerURLs: [url] }, 2_000),
+        (members) => members.some((m) => m.peerURLs?.includes(url)),
+      );
+      const added = members.find((m) => m.peerURLs?.includes(url)) as Member;
       slot.id = added.ID;
       network.memberId(s, BigInt(added.ID).toString(16));
-      const members = (res.members as { ID: string; name?: string; peerURLs?: string[] }[] | undefined) ?? [];
       const initialCluster = members
         .map((m) => `${m.ID === added.ID ? slot.name : m.name}=${m.peerURLs?.[0]}`)
         .join(",");

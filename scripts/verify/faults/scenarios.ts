@@ -65,7 +65,7 @@ const settling = new WeakMap<Env, number>();
  * 2 s (at most 10 s), noting when that view last changed. A member back from a partition
  * or a pause often forces another election after the fault ended (etcd 3.4 has no
  * pre-vote by default), and every election gives every lease its whole TTL again; the
- * leak check counts from then (`Env.lastElectionAt`).
+ * leak check counts from then (`Env.lateRenewalAt`).
  */
 async function settle(env: Env): Promise<void> {
   const started = env.run.now();
@@ -85,7 +85,7 @@ async function settle(env: Env): Promise<void> {
       break;
     }
   }
-  env.lastElectionAt = Math.max(env.lastElectionAt ?? 0, changedAt);
+  env.lateRenewalAt = Math.max(env.lateRenewalAt ?? 0, changedAt);
   settling.set(env, Math.max(settling.get(env) ?? 0, changedAt - started));
 }
 
@@ -114,6 +114,10 @@ async function partition(env: Env, what: string, a: string[], b: string[]) {
       await c.network.heal();
     }
   });
+  // What the cut connections held back (keep-alives among it) reaches etcd when TCP
+  // next resends, after a backoff that doubled while the partition lasted: measured, up
+  // to 2.2 s after a 4.5 s partition healed. Each renews its lease then.
+  env.lateRenewalAt = Math.max(env.lateRenewalAt ?? 0, env.run.now() + ms);
   await settle(env);
 }
 
@@ -399,6 +403,7 @@ const membership = faultScenario({
         await c.add(into);
       },
     );
+    await settle(env);
   },
   after: (env) => {
     const c = env.cluster as FaultCluster;

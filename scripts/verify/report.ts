@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
-import { FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
+import { FAULTS_FOUND, FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
 import type { FuzzResult } from "./fuzz.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult } from "./scenarios.js";
 
@@ -258,9 +258,12 @@ const tail = () => `## What it found
   that looks like a leak to an operator. Fixed in \`src/node/main.ts\` (the signal allows
   as many listeners as the waiter cap). Regression test:
   \`test/verify/waiter-warnings.test.ts\`.
-- No violation of the lock invariants was found: tokens never repeated, never went
-  backwards, no two successfully released holds overlapped, and the fence rejected
-  every stale write.
+- No violation of the lock invariants was found in the run above (before the line
+  engine): tokens never repeated, never went backwards, no two successfully released
+  holds overlapped, and the fence rejected every stale write. Since the line engine, the
+  short form of the lock scenarios also finds the first finding below (\`unique-token\` in
+  "cluster" and "waiters"); it failed on every scenario until the leak check allowed for
+  the session lease an idle instance keeps for its next waiters.
 - **The adversarial scenario catches the force-release race**: with the force release's
   revision guard removed (the lease it read revoked instead of a guarded delete of the
   key), its short form reported 2–6 violations in each of 4 runs of 8 s (2 per
@@ -311,7 +314,8 @@ the third):
   In an earlier run a waiter, \`s7.93\`, was made a holder at revision 1844, deleted at
   1845, joined again at 1848 and was refused at its deadline. The fix belongs in
   \`src/lock/engine.ts\`: pool a released lease dated from its last refresh (its grant or
-  last renew), not from its release.
+  last renew), not from its release. Done on main after this run: a released lease is
+  pooled dated from its grant.
 - With all three fixed (local patches; the first two as later done on main, the third
   dating a released lease from its grant), the long run of the four line scenarios found
   0 violations (905 s; grants grpc/http: cluster 774/783, outage 19/25, instances
@@ -335,18 +339,18 @@ the third):
 - Most 409s of the queue's waiters (1–3 s waits) are by design: an abandoned ticket at
   the head of a line keeps it for its \`ticketTtl\` (3 s here), and a ticket whose turn
   came holds the line until its next redeem.
-
+${FAULTS_FOUND}
 ## Running it
 
 \`\`\`sh
 npm run verify                                        # long form, writes this file
 npm run verify -- --short                             # short form, prints only
 npm run verify -- --scenario outage --transport http  # one scenario, one transport
+npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
+                                                      # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 npm run verify -- --scenario lines-cluster --docs     # its long form; its tables replace this file's
 VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
                                                       # and write what the line checks read
-npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
-                                                      # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 \`\`\`
 
 It needs \`etcd\` on \`PATH\` (or \`ETCD_BIN\`), starts everything on free loopback ports

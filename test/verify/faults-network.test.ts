@@ -30,6 +30,18 @@ function line(socket: Socket) {
   return { got, send: (s: string) => socket.write(`${s}\n`) };
 }
 
+/** Waits for `arrived`, and asserts that it came only after `heal` ran. */
+async function arrivesOnlyOnceHealed(arrived: () => boolean, what: string, heal: () => void) {
+  const events: string[] = [];
+  const arriving = until(arrived, what).then(() => events.push("arrived"));
+  // Nothing to wait for while cut (a partition delivers nothing): give it time to leak.
+  await new Promise((r) => setTimeout(r, 300));
+  events.push("healed");
+  heal();
+  await arriving;
+  expect(events).toEqual(["healed", "arrived"]);
+}
+
 describe("link proxy (the fallback)", () => {
   let echo: Server;
   let port = 0;
@@ -50,18 +62,15 @@ describe("link proxy (the fallback)", () => {
       await until(() => c.got.includes("one"), "the echo through the proxy");
       cut = true;
       proxy.refresh();
-      const events: string[] = [];
       c.send("two");
-      const arrived = until(() => c.got.includes("two"), "the stalled line after the heal").then(() =>
-        events.push("arrived"),
+      await arrivesOnlyOnceHealed(
+        () => c.got.includes("two"),
+        "the stalled line",
+        () => {
+          cut = false;
+          proxy.refresh();
+        },
       );
-      // Nothing to wait for while cut (a partition delivers nothing): give it time to leak.
-      await new Promise((r) => setTimeout(r, 300));
-      events.push("healed");
-      cut = false;
-      proxy.refresh();
-      await arrived;
-      expect(events).toEqual(["healed", "arrived"]);
       expect(c.got).toEqual(["one", "two"]);
     } finally {
       socket.destroy();
@@ -84,16 +93,14 @@ describe("link proxy (the fallback)", () => {
     try {
       await until(() => b.c.got.some((l) => l.startsWith("X-Server-From: b2")), "b2's request echoed");
       await until(() => anon.c.got.some((l) => l.startsWith("GET")), "an unnamed sender's request echoed");
-      const events: string[] = [];
-      const arrived = until(() => a.c.got.some((l) => l.startsWith("X-Server-From: a1")), "a1's request").then(() =>
-        events.push("arrived"),
+      await arrivesOnlyOnceHealed(
+        () => a.c.got.some((l) => l.startsWith("X-Server-From: a1")),
+        "a1's request",
+        () => {
+          cutFrom = undefined;
+          proxy.refresh();
+        },
       );
-      await new Promise((r) => setTimeout(r, 300));
-      events.push("healed");
-      cutFrom = undefined;
-      proxy.refresh();
-      await arrived;
-      expect(events).toEqual(["healed", "arrived"]);
     } finally {
       for (const x of [a, b, anon]) x.s.destroy();
       await proxy.stop();

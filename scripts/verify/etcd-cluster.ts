@@ -21,6 +21,8 @@ export interface EtcdCluster {
   /** Starts member `i` again on its ports and data dir; resolves once it is healthy. */
   start(i: number): Promise<void>;
   isUp(i: number): boolean;
+  /** PID of member `i`'s process while it runs (to pause it with SIGSTOP). */
+  pid(i: number): number | undefined;
   /** Every lease etcd holds (via any live member), for leak checks. */
   leases(): Promise<string[]>;
   /** Keys under `prefix` (via any live member). */
@@ -103,20 +105,60 @@ async function startCluster(size: number): Promise<EtcdCluster> {
   const up = members.map(() => true);
   const endpoints = members.map((m) => m.endpoint);
 
-  const post = async (endpoint: string, path: string, body: unknown = {}) => {
-    const res = await fetch(`${endpoint}${path}`, {
-      method: "POST",
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(1_000),
-    });
-    if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status}`);
-    return (await res.json()) as Record<string, unknown>;
+  const reads = clusterReads(endpoints, (i) => up[i] === true);
+
+  const kill = async (i: number) => {
+    const m = members[i] as LocalEtcd;
+    if (m.pid !== undefined) process.kill(m.pid, "SIGKILL");
+    await m.stop(); // waits for the exit of the process just killed
+    up[i] = false;
   };
+
+  return {
+    endpoints,
+    size,
+    ...reads,
+    kill,
+    async start(i) {
+      await (members[i] as LocalEtcd).restart();
+      up[i] = true;
+    },
+    isUp: (i) => up[i] === true,
+    pid: (i) => members[i]?.pid,
+    async destroy() {
+      // No graceful shutdown: a member stopping alone waits for its peers for seconds.
+      await Promise.all(members.map((_, i) => kill(i)));
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One POST to an etcd member's JSON gateway (1 s deadline); throws unless it answers 2xx. */
+export async function etcdPost(endpoint: string, path: string, body: unknown = {}): Promise<Record<string, unknown>> {
+  const res = await fetch(`${endpoint}${path}`, {
+    method: "POST",
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(1_000),
+  });
+  if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+/**
+ * What the checker reads from a cluster through the JSON gateway of its live members
+ * (`isUp`), in order of `endpoints`: shared by every cluster the scenarios run on.
+ */
+export function clusterReads(
+  endpoints: readonly string[],
+  isUp: (i: number) => boolean,
+): Pick<EtcdCluster, "leader" | "leases" | "keys" | "entries" | "history" | "put" | "deletePrefix"> {
+  const size = endpoints.length;
+  const post = etcdPost;
   /** The first live member's answer. */
   const anyMember = async (path: string, body: unknown = {}) => {
     let last: unknown;
     for (let i = 0; i < size; i++) {
-      if (!up[i]) continue;
+      if (!isUp(i)) continue;
       try {
         return await post(endpoints[i] as string, path, body);
       } catch (err) {
@@ -140,19 +182,10 @@ async function startCluster(size: number): Promise<EtcdCluster> {
     };
   };
 
-  const kill = async (i: number) => {
-    const m = members[i] as LocalEtcd;
-    if (m.pid !== undefined) process.kill(m.pid, "SIGKILL");
-    await m.stop(); // waits for the exit of the process just killed
-    up[i] = false;
-  };
-
   return {
-    endpoints,
-    size,
     async leader() {
       for (let i = 0; i < size; i++) {
-        if (!up[i]) continue;
+        if (!isUp(i)) continue;
         try {
           const status = await post(endpoints[i] as string, "/v3/maintenance/status");
           const header = status.header as { member_id?: string } | undefined;
@@ -161,12 +194,6 @@ async function startCluster(size: number): Promise<EtcdCluster> {
       }
       return undefined;
     },
-    kill,
-    async start(i) {
-      await (members[i] as LocalEtcd).restart();
-      up[i] = true;
-    },
-    isUp: (i) => up[i] === true,
     async leases() {
       const res = await anyMember("/v3/lease/leases");
       return ((res.leases as { ID: string }[] | undefined) ?? []).map((l) => l.ID);
@@ -186,7 +213,7 @@ async function startCluster(size: number): Promise<EtcdCluster> {
       };
     },
     async history(prefix) {
-      const i = up.findIndex((u) => u);
+      const i = endpoints.findIndex((_, k) => isUp(k));
       if (i < 0) throw new Error("no etcd member is up to read the history from");
       const endpoint = endpoints[i] as string;
       const marker = `${prefix}~history-end`;
@@ -248,11 +275,6 @@ async function startCluster(size: number): Promise<EtcdCluster> {
     },
     async deletePrefix(prefix) {
       await anyMember("/v3/kv/deleterange", { key: b64(prefix), range_end: b64(prefixEnd(prefix)) });
-    },
-    async destroy() {
-      // No graceful shutdown: a member stopping alone waits for its peers for seconds.
-      await Promise.all(members.map((_, i) => kill(i)));
-      rmSync(root, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { freePort } from "../../src/node/local-etcd.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -22,6 +23,10 @@ export interface InstanceOptions {
   prefix: string;
   /** More environment (e.g. LEASEHOLD_API_KEYS). */
   env?: Record<string, string>;
+  /** Listen on this port (default: a free one). */
+  port?: number;
+  /** A command that runs the service (e.g. `ip netns exec <ns>`); it must exec it, keeping the PID. */
+  wrapper?: string[];
 }
 
 /**
@@ -48,7 +53,7 @@ export interface ServiceInstance {
 }
 
 export async function startInstance(opts: InstanceOptions): Promise<ServiceInstance> {
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const root = tree;
   const url = `http://127.0.0.1:${port}`;
   const env: Record<string, string> = {
@@ -59,9 +64,13 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
     LEASEHOLD_PREFIX: opts.prefix,
     PORT: String(port),
     HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: process.env.VERIFY_LOGS ? "info" : "warn",
     ...opts.env,
   };
+  // VERIFY_LOGS=<dir>: every line the instance prints (each request, at level info) goes
+  // to <dir>/instance-<port>.log as well, to look into a violation afterwards.
+  const log = process.env.VERIFY_LOGS ? join(process.env.VERIFY_LOGS, `instance-${port}.log`) : undefined;
+  if (log) mkdirSync(dirname(log), { recursive: true });
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let expectingExit = false;
@@ -73,12 +82,8 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
 
   const launch = async () => {
     expectingExit = false;
-    const proc = spawn(tsx, [join(root, "src", "node", "main.ts")], {
-      cwd: root,
-      env,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const [cmd = tsx, ...args] = [...(opts.wrapper ?? []), tsx, join(root, "src", "node", "main.ts")];
+    const proc = spawn(cmd, args, { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
     exited = new Promise<void>((r) =>
       proc.once("exit", () => {
@@ -94,6 +99,10 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
       for (const l of lines) if (l.trim()) keep(l);
     });
     let stdout = "";
+    if (log) {
+      proc.stdout?.on("data", (d: Buffer) => appendFileSync(log, d));
+      proc.stderr?.on("data", (d: Buffer) => appendFileSync(log, d));
+    }
     proc.stdout?.on("data", (d: Buffer) => {
       stdout += d.toString();
       const lines = stdout.split("\n");

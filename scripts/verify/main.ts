@@ -17,6 +17,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { BROKEN_VARIANTS, brokenSection, runBrokenVariants } from "./broken.js";
+import { FAULT_SCENARIOS } from "./faults/scenarios.js";
 import { type FuzzResult, runFuzz } from "./fuzz.js";
 import type { Transport } from "./instance.js";
 import { document, fuzzSection, machine, refreshDocument, scenarioSection } from "./report.js";
@@ -45,7 +46,9 @@ const scale: Scale = {
 const transports = (values.transport ?? ["grpc", "http"]) as Transport[];
 // --broken alone: only the broken variants.
 const onlyBroken = values.broken && !values.scenario;
-const scenarios = SCENARIOS.filter((s) => !onlyBroken && (!values.scenario || values.scenario.includes(s.id)));
+const scenarios = [...SCENARIOS, ...FAULT_SCENARIOS].filter(
+  (s) => !onlyBroken && (!values.scenario || values.scenario.includes(s.id)),
+);
 const fuzzRuns = onlyBroken ? 0 : Number(values["fuzz-runs"] ?? (values.short ? 100 : 1_000));
 const everything = !values.scenario && !values.transport && values.seconds === undefined && !values.broken;
 const writeDocs = !values.short && everything && !values["no-docs"];

@@ -3,6 +3,7 @@ import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { SetStats } from "./check-set.js";
+import { FAULTS_FOUND, FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
 import type { FuzzResult } from "./fuzz.js";
 import { HISTORY_AND_MODEL, MODEL_COMMANDS, MODEL_FINDINGS } from "./model-docs.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult, SET_PAUSE_EVERY } from "./scenarios.js";
@@ -178,8 +179,10 @@ ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower
 ${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
 1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
 after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
-waiters' session lease for the next waiter (counted from the last fault's end plus an
-election timeout, since etcd extends leases when a leader is elected), a vanished
+waiters' session lease for the next waiter (counted from the last fault's end, or from
+when the fault may last have renewed leases: a leader election after it, keep-alives a
+partition held back; plus an election timeout, since etcd extends leases when a leader
+is elected), a vanished
 holder's lock not free within TTL + 1 s, a service process that exits by itself or logs
 an error.
 
@@ -267,7 +270,7 @@ participant keys, and checks:
 put under the same key, checking nothing: its violations of these invariants are
 expected and counted as **caught**; the run fails only if the checker catches none.
 
-${HISTORY_AND_MODEL}The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
+${HISTORY_AND_MODEL}${FAULTS_WHAT}The service instances run with \`ETCD_TIMEOUT_MS=1000\`; locks use a 2 s TTL. Each
 scenario runs on both etcd transports (\`ETCD_TRANSPORT=grpc\` and \`http\`).
 
 Columns: **grants** received; **violations** (all of the above); **stale writes
@@ -439,18 +442,18 @@ the third):
 - Most 409s of the queue's waiters (1–3 s waits) are by design: an abandoned ticket at
   the head of a line keeps it for its \`ticketTtl\` (3 s here), and a ticket whose turn
   came holds the line until its next redeem.
-
+${FAULTS_FOUND}
 ## Running it
 
 \`\`\`sh
 npm run verify                                        # long form, writes this file
 npm run verify -- --short                             # short form, prints only
 npm run verify -- --scenario outage --transport http  # one scenario, one transport
+npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
+                                                      # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 npm run verify -- --scenario lines-cluster --docs     # its long form; its tables replace this file's
 VERIFY_DUMP=/tmp/dump npm run verify -- --short --scenario lines-outage
                                                       # and write what the line checks read
-npm run verify -- --short --scenario leaders-cluster --scenario leaders-instances
-                                                      # leaders and change feeds (CI: test/verify/leaders-*.test.ts)
 npm run verify -- --scenario lock-set --scenario lock-set-unguarded --docs
                                                       # lock-set, guarded and not (CI: test/verify/lock-set-*.test.ts)
 ${MODEL_COMMANDS}
@@ -461,7 +464,7 @@ with temporary data directories, and exits non-zero when any violation is found.
 \`VERIFY_DUMP\` set, each line scenario writes its clients' records, the revisions its
 polls saw (to place etcd's history in time) and etcd's history to
 \`$VERIFY_DUMP/<scenario>-<transport>.json\`.
-`;
+${FAULTS_RUNNING}`;
 
 export function document(o: {
   scale: Scale;

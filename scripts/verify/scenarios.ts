@@ -8,8 +8,9 @@ import { checkHistory, lineOf, type Violation } from "./check.js";
 import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
 import { type AppendRecord, checkSet, type SetStats } from "./check-set.js";
 import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
+import { FAULT_SECONDS, type FaultScenarioId } from "./faults/ids.js";
 import { historyPath } from "./history.js";
-import { type ServiceInstance, startInstance, type Transport } from "./instance.js";
+import { type InstanceOptions, type ServiceInstance, startInstance, type Transport } from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
 import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
 import { guardedWrite, plainPut, type SetOptions, setAppender } from "./lock-set.js";
@@ -32,7 +33,8 @@ export type ScenarioId =
   | "leaders-cluster"
   | "leaders-instances"
   | "lock-set"
-  | "lock-set-unguarded";
+  | "lock-set-unguarded"
+  | FaultScenarioId;
 
 /** How big a run is: seconds of load per scenario, and how many concurrent clients. */
 export interface Scale {
@@ -58,6 +60,7 @@ export const SHORT: Scale = {
     "leaders-instances": 8,
     "lock-set": 8,
     "lock-set-unguarded": 8,
+    ...FAULT_SECONDS.short,
   },
   clients: 8,
 };
@@ -79,6 +82,7 @@ export const LONG: Scale = {
     "leaders-instances": 90,
     "lock-set": 120,
     "lock-set-unguarded": 60,
+    ...FAULT_SECONDS.long,
   },
   clients: 16,
 };
@@ -89,7 +93,7 @@ export const ETCD_TIMEOUT_MS = 1_000;
 export const HANG_MS = 4 * ETCD_TIMEOUT_MS + 2_000;
 /** "503 fast": a 503 must arrive within this much past the request's `wait`. */
 export const FAST_503_MS = 2 * ETCD_TIMEOUT_MS + 1_000;
-const TTL = 2;
+export const TTL = 2;
 
 export interface ScenarioResult {
   scenario: ScenarioId;
@@ -143,7 +147,7 @@ export interface Scenario {
   run(transport: Transport, scale: Scale): Promise<ScenarioResult>;
 }
 
-interface Env {
+export interface Env {
   cluster: EtcdCluster;
   instances: ServiceInstance[];
   run: Run;
@@ -157,6 +161,15 @@ interface Env {
   limits?: Map<string, number>;
   /** How long past the load a key may stay (besides etcd's election extension); a lease, an idle session's time. */
   lingerMs?: number;
+  /**
+   * The latest time (run clock), if after a fault's end, at which etcd may still have
+   * renewed leases because of the fault: a leader elected after it (etcd 3.4 gives every
+   * lease its whole TTL again), or keep-alives a partition held back, which TCP resends
+   * only after its backoff, seconds after the heal.
+   */
+  lateRenewalAt?: number;
+  /** How long an idle instance keeps its waiters' session lease, by real time (longer on a slow clock). */
+  sessionIdleMs?: number;
   /** Line scenarios: etcd revisions and when (run clock) a read saw them. */
   revisionsSeen?: { revision: number; at: number }[];
   /** When the clients' load ended, if before the scenario's body returned. */
@@ -171,7 +184,7 @@ interface Env {
   set?: SetStats;
 }
 
-interface Shape {
+export interface Shape {
   members: number;
   instances: number;
   /** More environment for every instance. */
@@ -180,6 +193,10 @@ interface Shape {
   lagMs?: number;
   /** When set, clients reach the last instance through a proxy that can stall (`Env.clientProxy`). */
   clientProxy?: boolean;
+  /** Starts the cluster instead of `startEtcdCluster(members)` (partitions, membership changes). */
+  cluster?: () => Promise<EtcdCluster>;
+  /** Starts instance `i` instead of `startInstance(opts)` (on the cluster's network, with a skewed clock). */
+  instance?: (cluster: EtcdCluster, i: number, opts: InstanceOptions) => Promise<ServiceInstance>;
 }
 
 async function withEnv(
@@ -189,7 +206,7 @@ async function withEnv(
   shape: Shape,
   body: (env: Env) => Promise<void>,
 ): Promise<ScenarioResult> {
-  const cluster = await startEtcdCluster(shape.members);
+  const cluster = await (shape.cluster ?? (() => startEtcdCluster(shape.members)))();
   const prefix = "verify/";
   const instances: ServiceInstance[] = [];
   const proxies: LagProxy[] = [];
@@ -197,8 +214,10 @@ async function withEnv(
     if (shape.lagMs) {
       for (const e of cluster.endpoints) proxies.push(await startLagProxy(e, shape.lagMs));
     }
+    const start = (i: number, o: InstanceOptions) =>
+      shape.instance ? shape.instance(cluster, i, o) : startInstance(o);
     const starting = Array.from({ length: shape.instances }, (_, i) =>
-      startInstance({
+      start(i, {
         endpoints: shape.lagMs && i === shape.instances - 1 ? proxies.map((p) => p.endpoint) : cluster.endpoints,
         transport,
         etcdTimeoutMs: ETCD_TIMEOUT_MS,
@@ -328,10 +347,10 @@ async function finish(env: Env): Promise<ScenarioResult> {
   // lease by an election timeout (1 s) when a member becomes leader, so count from then.
   // A key goes with the longest lease that may hold it; an idle instance keeps its
   // waiters' session lease a while longer, for the next waiter.
-  const from = Math.max(loadEnd, lastHeal + 1_000) - loadEnd;
+  const from = Math.max(loadEnd, lastHeal + 1_000, (env.lateRenewalAt ?? 0) + 1_000) - loadEnd;
   const keysMs = env.lingerMs ?? Math.max(TTL, QUEUE_LEASE_TTL) * 1_000;
   const allowedKeysMs = from + keysMs + 1_000;
-  const allowedMs = from + Math.max(keysMs, SESSION_IDLE_MS) + 1_000;
+  const allowedMs = from + Math.max(keysMs, env.sessionIdleMs ?? SESSION_IDLE_MS) + 1_000;
   let cleanMs: number | undefined;
   let keysGoneMs: number | undefined;
   let leftover = "";
@@ -470,7 +489,7 @@ async function killMember(env: Env, i: number, role: string, downMs: number) {
 }
 
 /** What a scenario is called, what it does, and what it runs on. */
-interface ScenarioSpec {
+export interface ScenarioSpec {
   id: ScenarioId;
   title: string;
   what: string;
@@ -491,7 +510,7 @@ function scenario(spec: ScenarioSpec, body: (env: Env) => Promise<void>): Scenar
  * The faults a scenario injects, every `gapMs`, and what it checks after the load that
  * is particular to them: shared by the lock and the line scenarios.
  */
-interface Faults {
+export interface Faults {
   gapMs: [number, number];
   fault: (env: Env, n: number) => Promise<void>;
   after?: (env: Env) => void;
@@ -501,7 +520,7 @@ interface Faults {
  * A scenario of standard holders (see `holder`) on a few names while `fault` is injected
  * every `gapMs`, then `after` checks what is particular to it.
  */
-function faultScenario(o: ScenarioSpec & Faults & { holders?: Partial<HolderOptions> }): Scenario {
+export function faultScenario(o: ScenarioSpec & Faults & { holders?: Partial<HolderOptions> }): Scenario {
   return scenario(o, async (env) => {
     const until = loadEnd(env);
     const opts = { names: names(3), ttl: TTL, stallRate: 0.15, waitRate: 0.5, maxWait: 2, until, ...o.holders };
@@ -523,7 +542,7 @@ const memberFault = async (env: Env, n: number) => {
 const outageFault = (env: Env) => killMember(env, 0, "the only member", uniform(2_000, 4_000));
 
 /** Every request meanwhile must get a fast 503. */
-const fast503 = (env: Env) => {
+export const fast503 = (env: Env) => {
   const past = (r: RequestRecord) => Math.round(r.doneAt - r.sentAt - r.waitMs);
   const slow = env.run.requests.filter((r) => r.status === 503 && past(r) > FAST_503_MS);
   for (const r of slow.slice(0, 5)) env.run.fail(`a 503 took ${past(r)} ms past its wait (limit ${FAST_503_MS})`);
@@ -790,7 +809,7 @@ const LINES_WHAT = `semaphore users take permits of two semaphores (limits 3 and
  * done with it (`GoneWatch`); then the line invariants are checked over the clients'
  * records and etcd's history (see check-lines.ts). `vanish`: more vanishing clients.
  */
-function lineScenario(o: ScenarioSpec & Partial<Faults> & { vanish?: boolean }): Scenario {
+export function lineScenario(o: ScenarioSpec & Partial<Faults> & { vanish?: boolean }): Scenario {
   return scenario(o, async (env) => {
     const { run } = env;
     const until = loadEnd(env);

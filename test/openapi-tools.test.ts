@@ -151,6 +151,7 @@ describe("Stoplight Prism as a validation proxy in front of the service", () => 
     await via(strict, 204, "DELETE", `/locks/${name}?lease=${grant.lease}`, { headers: team });
     await via(strict, 410, "PUT", `/locks/${name}/renew`, { json: { lease: grant.lease }, headers: team });
     await via(strict, 410, "DELETE", `/locks/${name}`, { json: { lease: grant.lease }, headers: team });
+    await via(strict, 410, "POST", `/locks/${name}/release`, { json: { lease: grant.lease }, headers: team });
     const free = await via(strict, 404, "GET", `/locks/${name}`, { headers: team });
     expect(free.headers.get("leasehold-index")).toMatch(/^\d+$/);
     await via(strict, 404, "DELETE", `/locks/${name}?force=true`, { headers: as(ADMIN) });
@@ -173,7 +174,7 @@ describe("Stoplight Prism as a validation proxy in front of the service", () => 
     });
     await via(strict, 204, "DELETE", `/locks/${name}?ticket=${second.json.ticket}`, { headers: team });
     await via(strict, 410, "POST", `/locks/${name}`, { json: { ticket: second.json.ticket }, headers: team });
-    await via(strict, 204, "DELETE", `/locks/${name}`, { json: { lease: turn.lease }, headers: team });
+    await via(strict, 204, "POST", `/locks/${name}/release`, { json: { lease: turn.lease }, headers: team });
   });
 
   it("allows every answer of a semaphore's life", async () => {
@@ -197,7 +198,7 @@ describe("Stoplight Prism as a validation proxy in front of the service", () => 
     await via(strict, 200, "GET", `${base}/state`, { headers: team });
     await via(strict, 404, "DELETE", `${base}?force=true&token=1`, { headers: as(ADMIN) });
     await via(strict, 204, "DELETE", `${base}?force=true&token=${a.token}`, { headers: as(ADMIN) });
-    await via(strict, 204, "DELETE", base, { json: { lease: b.lease }, headers: team });
+    await via(strict, 204, "POST", `${base}/release`, { json: { lease: b.lease }, headers: team });
     await via(strict, 410, "PUT", `${base}/renew`, { json: { lease: b.lease }, headers: team });
     await via(strict, 404, "GET", base, { headers: team });
   });

@@ -63,6 +63,7 @@ describe("openapi.yaml", () => {
         "/locks",
         "/locks/{name}",
         "/locks/{name}/renew",
+        "/locks/{name}/release",
         "/locks/{name}/fence",
         "/locks/{name}/state",
         "/metrics",
@@ -71,6 +72,7 @@ describe("openapi.yaml", () => {
         "/semaphores",
         "/semaphores/{name}",
         "/semaphores/{name}/renew",
+        "/semaphores/{name}/release",
         "/semaphores/{name}/fence",
         "/semaphores/{name}/state",
       ].sort(),
@@ -119,6 +121,12 @@ describe("openapi.yaml", () => {
       expect(release.parameters.map((p: { name: string }) => p.name)).toEqual(
         expect.arrayContaining(["lease", "ticket", "force", "token"]),
       );
+      // The same release as a POST, the handle in its body: the same inputs and answers.
+      const byPost = doc.paths[`${base}/{name}/release`].post;
+      expect(Object.keys(doc.paths[`${base}/{name}/release`])).toEqual(["post"]);
+      expect(byPost.parameters).toEqual(release.parameters);
+      expect(byPost.requestBody).toEqual(release.requestBody);
+      expect(byPost.responses).toEqual(release.responses);
     }
   });
 

@@ -457,7 +457,7 @@ func (c *Client) post(ctx context.Context, l line, fields map[string]any, wait, 
 
 func (c *Client) leave(ctx context.Context, l line, ticket string) error {
 	// In the body, like a lease: a secret in a URL ends up in access logs.
-	_, err := c.call(ctx, http.MethodDelete, l.path(), map[string]any{"ticket": ticket}, nil, 0)
+	_, err := c.call(ctx, http.MethodPost, l.path()+"/release", map[string]any{"ticket": ticket}, nil, 0)
 	return err
 }
 
@@ -480,7 +480,9 @@ func (c *Client) renew(ctx context.Context, l line, lease string, value *string)
 }
 
 func (c *Client) release(ctx context.Context, l line, lease string) error {
-	_, err := c.call(ctx, http.MethodDelete, l.path(), map[string]any{"lease": lease}, nil, 0)
+	// POST …/release, as every leasehold client sends it: HTTP gives a DELETE's body no
+	// meaning, so a proxy may drop it (and Node's fetch closes the connection after one).
+	_, err := c.call(ctx, http.MethodPost, l.path()+"/release", map[string]any{"lease": lease}, nil, 0)
 	return err
 }
 

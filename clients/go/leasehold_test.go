@@ -389,6 +389,11 @@ func TestRetryAfterDroppedResponse(t *testing.T) {
 	if err := c.WithLock(ctx, name2, leasehold.LockOptions{}, func(context.Context, *leasehold.Held) error { ran = true; return nil }); err != nil || !ran {
 		t.Fatalf("WithLock through a lost response = %v (fn ran: %v)", err, ran)
 	}
+	// It released with the lease in a POST's body, as every leasehold client does.
+	seen := p.requests()
+	if last := seen[len(seen)-1]; last.Method != "POST" || last.Path != "/locks/"+name2+"/release" || last.Status != 204 {
+		t.Fatalf("the release went as %s %s (%d), want POST /locks/%s/release (204)", last.Method, last.Path, last.Status, name2)
+	}
 }
 
 func TestRetryGivesUpAfterRetryFor(t *testing.T) {

@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { readMachineCpu, readProc, rssSampler } from "./procs.js";
 import { percentile } from "./stats.js";
 import type { Client, Held, InLine, Session, System, SystemId } from "./systems.js";
-import { isHeld, SYSTEM_IDS, TimedOut } from "./systems.js";
+import { FETCH_SYSTEM_IDS, isHeld, SYSTEM_IDS, TimedOut } from "./systems.js";
 
 export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters" | "fair64x3" | "sem8x64" | "tickets1k";
 
@@ -20,17 +20,22 @@ export const CASE_IDS: readonly CaseId[] = [
 /** The cases of the fair line, semaphores and tickets, reported in a table of their own. */
 export const LINE_CASES: readonly CaseId[] = ["fair64x3", "sem8x64", "tickets1k"];
 
+/** The systems driven through tuned undici pools (and the `etcd3` client): every lock case runs them. */
+const POOLED: readonly SystemId[] = SYSTEM_IDS.filter((s) => !FETCH_SYSTEM_IDS.includes(s));
+
 /**
- * The systems each case runs. etcd's lock API queues fairly like leasehold's line, so it
- * runs the fair case; the `etcd3` cycle retries after a watch, which has no order to
- * check. Semaphores and tickets exist only in leasehold.
+ * The systems each case runs. The throughput cases run every system, those called with
+ * the global `fetch` too (how users call them); the others, the pooled ones. etcd's lock
+ * API queues fairly like leasehold's line, so it runs the fair case; the `etcd3` cycle
+ * retries after a watch, which has no order to check. Semaphores and tickets exist only
+ * in leasehold.
  */
 export const CASE_SYSTEMS: Record<CaseId, readonly SystemId[]> = {
   c1: SYSTEM_IDS,
   c32: SYSTEM_IDS,
   c256: SYSTEM_IDS,
-  contention: SYSTEM_IDS,
-  waiters: SYSTEM_IDS,
+  contention: POOLED,
+  waiters: POOLED,
   fair64x3: ["leasehold-grpc", "leasehold-http", "etcd-lock"],
   sem8x64: ["leasehold-grpc", "leasehold-http"],
   tickets1k: ["leasehold-grpc", "leasehold-http"],

@@ -6,7 +6,7 @@
  *   npm run bench -- --smoke           tiny run (BENCH_SMOKE=1 too), proves it works
  *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S --ref=COMMIT
  *            --cases=c1,c32,c256,contention,waiters,fair64x3,sem8x64,tickets1k,sse1k,blocking1k
- *            --systems=etcd3,leasehold-grpc,...
+ *            --systems=etcd3,leasehold-grpc,leasehold-http,etcd-lock,client-grpc,etcd-lock-fetch
  *
  * Table on stdout, progress on stderr, JSON in bench-results/latest.json (smoke:
  * bench-results/smoke.json).
@@ -38,7 +38,17 @@ import {
 } from "./feeds.js";
 import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
 import { aggregate, costTable, lineComparisons, linesTable, table, targetLines, targets } from "./report.js";
-import { etcd3System, etcdLockSystem, leaseholdSystem, SYSTEM_IDS, type System, type SystemId } from "./systems.js";
+import {
+  clientSystem,
+  etcd3System,
+  etcdLockSystem,
+  FETCH_SYSTEM_IDS,
+  leaseholdSystem,
+  loadClient,
+  SYSTEM_IDS,
+  type System,
+  type SystemId,
+} from "./systems.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -260,15 +270,17 @@ async function main() {
     etcd = await startLocalEtcd({ dataDir: join(dir, "etcd"), bin: etcdBin });
     const etcdEnv = { etcdEndpoint: etcd.endpoint, etcdPid: etcd.pid };
     const tag = `b${Date.now().toString(36)}`;
-    const startLeasehold = async (id: "leasehold-grpc" | "leasehold-http"): Promise<System> => {
+    const startProc = async (transport: "grpc" | "http"): Promise<ServiceProcess> => {
       const proc = await startService({
         etcdEndpoint: etcd?.endpoint ?? "",
-        transport: id === "leasehold-grpc" ? "grpc" : "http",
+        transport,
         ...(service ? { root: service.root } : {}),
       });
       services.push(proc);
-      return leaseholdSystem(id, [proc]);
+      return proc;
     };
+    const startLeasehold = async (id: "leasehold-grpc" | "leasehold-http"): Promise<System> =>
+      leaseholdSystem(id, [await startProc(id === "leasehold-grpc" ? "grpc" : "http")]);
     /** More instances of a leasehold system's transport, for the fair case; `stop` ends only those. */
     const withInstances = async (s: System) => {
       const first = s.services[0];
@@ -298,10 +310,17 @@ async function main() {
       });
     };
     const systems: System[] = [];
+    // The systems called with fetch run only the throughput cases: without one, they need no process or warm-up.
+    const runs = (id: SystemId) => o.cases.some((c) => !isFeedCase(c) && CASE_SYSTEMS[c].includes(id));
     for (const id of o.systems) {
+      if (FETCH_SYSTEM_IDS.includes(id) && !runs(id)) continue;
       if (id === "etcd3") systems.push(etcd3System(etcd.endpoint));
       else if (id === "etcd-lock") systems.push(etcdLockSystem(etcd.endpoint));
-      else systems.push(await startLeasehold(id));
+      else if (id === "etcd-lock-fetch") systems.push(etcdLockSystem(etcd.endpoint, "fetch"));
+      else if (id === "client-grpc") {
+        const client = await loadClient(service?.root ?? repo, dir);
+        systems.push(clientSystem([await startProc("grpc")], client));
+      } else systems.push(await startLeasehold(id));
     }
 
     log("bench: warming up");

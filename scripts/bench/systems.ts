@@ -1,5 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { noop } from "cockatiel";
+import { build } from "esbuild";
 import { Etcd3 } from "etcd3";
 import { Pool } from "undici";
 import type { ServiceProcess } from "./procs.js";
@@ -20,11 +23,29 @@ import type { ServiceProcess } from "./procs.js";
  *   lease} then /v3/lock/unlock {key}. It needs a lease; each client (session) grants one
  *   when it starts and revokes it when it ends, so a cycle is 2 gateway calls — the
  *   cheapest way to use that API (a lease per cycle would add a grant and a revoke).
+ *
+ * Those drive HTTP through undici pools tuned for the load (one connection per caller,
+ * kept alive, `reset: false`). Two more systems are called as users call them, with
+ * Node's own global `fetch`:
+ * - `client-grpc`: the official client, `leasehold/client`, built from the same checkout
+ *   as the service (`loadClient`): `acquire` then `release`, against a service of its own
+ *   with ETCD_TRANSPORT=grpc.
+ * - `etcd-lock-fetch`: `etcd-lock`'s calls, each a `fetch`.
  */
 
-export type SystemId = "etcd3" | "leasehold-grpc" | "leasehold-http" | "etcd-lock";
+export type SystemId = "etcd3" | "leasehold-grpc" | "leasehold-http" | "etcd-lock" | "client-grpc" | "etcd-lock-fetch";
 
-export const SYSTEM_IDS: readonly SystemId[] = ["etcd3", "leasehold-grpc", "leasehold-http", "etcd-lock"];
+export const SYSTEM_IDS: readonly SystemId[] = [
+  "etcd3",
+  "leasehold-grpc",
+  "leasehold-http",
+  "etcd-lock",
+  "client-grpc",
+  "etcd-lock-fetch",
+];
+
+/** The systems called with Node's global `fetch`, as users call them: only the throughput cases run them. */
+export const FETCH_SYSTEM_IDS: readonly SystemId[] = ["client-grpc", "etcd-lock-fetch"];
 
 /** A granted lock. `token` orders successive grants of one name (strictly increasing). */
 export interface Held {
@@ -175,16 +196,7 @@ export function leaseholdSystem(id: "leasehold-grpc" | "leasehold-http", service
           const pool = pools[opened++ % pools.length] as Pool;
           return leaseholdSession(pool);
         },
-        // The instances' own waiter gauges; each service serves only its own system's load.
-        async waiting() {
-          let sum = 0;
-          for (const pool of pools) {
-            const res = await pool.request({ method: "GET", path: "/metrics" });
-            const text = await res.body.text();
-            sum += Number(/^leasehold_waiters (\d+)/m.exec(text)?.[1] ?? 0);
-          }
-          return sum;
-        },
+        waiting: () => waitersOf(services),
         close: async () => {
           await Promise.all(pools.map((p) => p.close()));
         },
@@ -268,6 +280,72 @@ function leaseholdSession(pool: Pool): Session {
 
 // ---------------------------------------------------------------------------------------
 
+/** The official client's module (src/client/index.ts), as `loadClient` builds it. */
+export type ClientModule = typeof import("../../src/client/index.js");
+
+/**
+ * The official client of the checkout at `root`, built as its packages build it (esbuild,
+ * ES2022; here into one module under `dir`), so that `--ref` measures that version's
+ * client against that version's service.
+ */
+export async function loadClient(root: string, dir: string): Promise<ClientModule> {
+  const outfile = join(dir, "leasehold-client.mjs");
+  await build({
+    entryPoints: [join(root, "src", "client", "index.ts")],
+    outfile,
+    bundle: true,
+    platform: "neutral",
+    format: "esm",
+    target: "es2022",
+    logLevel: "warning",
+  });
+  return (await import(pathToFileURL(outfile).href)) as ClientModule;
+}
+
+/** `leasehold/client` on Node's global fetch: one client per instance, as one process holds one. */
+export function clientSystem(services: readonly ServiceProcess[], module: ClientModule): System {
+  return {
+    id: "client-grpc",
+    services,
+    async client() {
+      const clients = services.map((s) => module.createClient({ url: s.url }));
+      let opened = 0;
+      return {
+        async session() {
+          const client = clients[opened++ % clients.length] as ReturnType<ClientModule["createClient"]>;
+          return {
+            async acquire(name, waitSeconds) {
+              let grant: Awaited<ReturnType<typeof client.acquire>>;
+              try {
+                grant = await client.acquire(name, waitSeconds > 0 ? { wait: waitSeconds } : {});
+              } catch (err) {
+                if ((err as { code?: unknown }).code === "lock-held") throw new TimedOut(`${name} is held`);
+                throw err;
+              }
+              return { token: grant.token, joined: grant.token, release: () => client.release(name, grant.lease) };
+            },
+            async close() {},
+          };
+        },
+        waiting: () => waitersOf(services),
+        async close() {},
+      };
+    },
+  };
+}
+
+/** The instances' own waiter gauges, summed; each service serves only its own system's load. */
+async function waitersOf(services: readonly ServiceProcess[]): Promise<number> {
+  let sum = 0;
+  for (const s of services) {
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    sum += Number(/^leasehold_waiters (\d+)/m.exec(text)?.[1] ?? 0);
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------------------------------
+
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
 /** etcd's range_end for all keys starting with `prefix`, base64 (the prefix is ASCII). */
@@ -277,24 +355,39 @@ function prefixEndB64(prefix: string): string {
   return bytes.toString("base64");
 }
 
-export function etcdLockSystem(endpoint: string): System {
+/** One gateway call: the answer's status and text. */
+type Post = (path: string, body: string, signal: AbortSignal | undefined) => Promise<{ status: number; text: string }>;
+
+/** A pool of `slots` kept-alive connections (`etcd-lock`), or the global `fetch` (`etcd-lock-fetch`). */
+function gatewayTransport(endpoint: string, slots: number, via: "pool" | "fetch") {
+  const headers = { "content-type": "application/json" };
+  if (via === "fetch") {
+    const post: Post = async (path, body, signal) => {
+      const res = await fetch(endpoint + path, { method: "POST", headers, body, ...(signal ? { signal } : {}) });
+      return { status: res.status, text: await res.text() };
+    };
+    return { post, close: async () => {} };
+  }
+  const pool = new Pool(endpoint, { connections: slots, pipelining: 1, keepAliveTimeout: 30_000 });
+  const post: Post = async (path, body, signal) => {
+    const res = await pool.request({ method: "POST", path, headers, body, ...(signal ? { signal } : {}) });
+    return { status: res.statusCode, text: await res.body.text() };
+  };
+  return { post, close: () => pool.close() };
+}
+
+export function etcdLockSystem(endpoint: string, via: "pool" | "fetch" = "pool"): System {
   const prefix = "bench-lock/";
   return {
-    id: "etcd-lock",
+    id: via === "pool" ? "etcd-lock" : "etcd-lock-fetch",
     services: [],
     async client(slots) {
-      const pool = new Pool(endpoint, { connections: slots, pipelining: 1, keepAliveTimeout: 30_000 });
+      const transport = gatewayTransport(endpoint, slots, via);
       const post = async <T>(path: string, body: unknown, timeoutMs?: number): Promise<T> => {
-        const res = await pool.request({
-          method: "POST",
-          path,
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(body),
-          ...(timeoutMs !== undefined ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
-        });
-        const text = await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`etcd ${path} → ${res.statusCode} ${text.slice(0, 200)}`);
-        return JSON.parse(text) as T;
+        const signal = timeoutMs !== undefined ? AbortSignal.timeout(timeoutMs) : undefined;
+        const res = await transport.post(path, JSON.stringify(body), signal);
+        if (res.status !== 200) throw new Error(`etcd ${path} → ${res.status} ${res.text.slice(0, 200)}`);
+        return JSON.parse(res.text) as T;
       };
       /** The lowest revision this client's locks can have joined at: its first lease's. */
       let since: number | undefined;
@@ -351,7 +444,7 @@ export function etcdLockSystem(endpoint: string): System {
             if (joined !== undefined) g.joined = joined;
           }
         },
-        close: () => pool.close(),
+        close: () => transport.close(),
       };
     },
   };

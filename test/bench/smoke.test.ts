@@ -5,8 +5,9 @@ import { runBench } from "./run-bench.js";
 // The lock cases; test/bench/lines-smoke.test.ts runs the fair line, semaphore and ticket cases.
 const LOCK_CASES = CASE_IDS.filter((c) => !LINE_CASES.includes(c));
 
-// The benchmark's smoke run works end to end: it starts etcd and both services, drives
-// every system through every lock case, and writes every row. It asserts no figure:
+// The benchmark's smoke run works end to end: it starts etcd and the services, drives
+// every system through the lock cases it runs (those called with the global fetch, the
+// official client among them, through the throughput cases), and writes every row. It asserts no figure:
 // speed is for `npm run bench` on a quiet machine, never for a test.
 it("npm run bench -- --smoke completes and reports every system × case", { timeout: 90_000 }, async () => {
   const { code, output, report } = await runBench(["--smoke", `--cases=${LOCK_CASES.join(",")}`]);
@@ -22,6 +23,10 @@ it("npm run bench -- --smoke completes and reports every system × case", { time
     expect(typeof row.etcdCpuPct, `${row.case} ${row.system}`).toBe("number");
   }
   expect(report.targets.map((t) => t.id)).toContain("c32-throughput");
+  const client = report.targets.find((t) => t.system === "client-grpc" && t.id === "c32-vs-etcd-lock");
+  expect(client, "the official client's target against etcd's lock API on fetch").toMatchObject({
+    value: expect.any(Number),
+  });
   // The table went to stdout.
   expect(output).toMatch(/\| case +\| system +\| cycles\/s/);
 });

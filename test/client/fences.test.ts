@@ -3,7 +3,7 @@ import { createClient, LeaseholdError } from "../../src/client/index.js";
 import { uniqueName } from "../support/http.js";
 import { startTestService, type TestService } from "../support/service.js";
 import { failure } from "./failure.js";
-import { startProxy } from "./proxy.js";
+import { acquires, startProxy } from "./proxy.js";
 import { revokeInEtcd } from "./revoke.js";
 
 let svc: TestService;
@@ -188,7 +188,7 @@ describe.concurrent("client fences", () => {
       const name = uniqueName("delay-queue");
       await client.withLock(name, async () => {}, { queue: true, lockDelay: 5 });
       await client.withLock(name, async () => {}, { lockDelay: 7 });
-      const bodies = proxy.seen.filter((s) => s.method === "POST").map((s) => JSON.parse(s.body));
+      const bodies = acquires(proxy).map((s) => JSON.parse(s.body));
       expect(bodies.map((b) => b.lockDelay)).toEqual([5, 7]);
       // A semaphore has no lock-delay: the service says so.
       const err = await failure(client.semaphore(name, 2).acquire({ lockDelay: 5 }));

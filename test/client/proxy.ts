@@ -129,5 +129,6 @@ export async function startProxy(upstream: string): Promise<TestProxy> {
   return proxy;
 }
 
-/** The acquires (POST /locks/…) the proxy saw. */
-export const acquires = (p: TestProxy) => p.seen.filter((s) => s.method === "POST" && s.url.startsWith("/locks/"));
+/** The acquires (POST /locks/{name}, not a release's POST …/release) the proxy saw. */
+export const acquires = (p: TestProxy) =>
+  p.seen.filter((s) => s.method === "POST" && /^\/locks\/[^/?]+(\?|$)/.test(s.url));

@@ -91,7 +91,7 @@ describe("the ticket loop (stub service)", () => {
       expect(r.body.wait).toBeGreaterThan(19);
       expect(r.body.wait).toBeLessThanOrEqual(20);
     }
-    expect(sent[4]).toMatchObject({ method: "DELETE", path: "/locks/q", body: { lease: "00ff00ff00ff00ff" } });
+    expect(sent[4]).toMatchObject({ method: "POST", path: "/locks/q/release", body: { lease: "00ff00ff00ff00ff" } });
   });
 
   it("aborting while in line leaves the line with the ticket, and rejects with the signal's reason", async () => {
@@ -108,7 +108,7 @@ describe("the ticket loop (stub service)", () => {
     );
     await expect(waiting).rejects.toThrow("bye");
     expect(ran).toBe(false);
-    expect(sent[2]).toMatchObject({ method: "DELETE", path: "/locks/q", body: { ticket: SECRET } });
+    expect(sent[2]).toMatchObject({ method: "POST", path: "/locks/q/release", body: { ticket: SECRET } });
     expect(sent).toHaveLength(3);
   });
 
@@ -127,7 +127,7 @@ describe("the ticket loop (stub service)", () => {
     expect(err).toMatchObject({ code: "lock-held", status: 0 });
     expect((err as Error).message).toContain("5 ahead");
     expect((err as Error).message).not.toContain(SECRET);
-    expect(sent[2]).toMatchObject({ method: "DELETE", body: { ticket: SECRET } });
+    expect(sent[2]).toMatchObject({ method: "POST", path: "/locks/q/release", body: { ticket: SECRET } });
   });
 
   it("a ticket that dropped out of line (410) joins again with a new Idempotency-Key; a 503 between polls is retried", async () => {
@@ -141,13 +141,13 @@ describe("the ticket loop (stub service)", () => {
     ]);
     const client = createClient({ url: "http://leasehold.test", fetch });
     expect(await client.withLock("q", (l) => l.lease, { queue: true, retryMs: 5_000 })).toBe("00ff00ff00ff00ff");
-    expect(sent.map((s) => s.body?.ticket ?? (s.body?.queue ? "join" : s.method))).toEqual([
+    expect(sent.map((s) => s.body?.ticket ?? (s.body?.queue ? "join" : s.path.split("/").at(-1)))).toEqual([
       "join",
       "first0000000000000000000000000000",
       "first0000000000000000000000000000",
       "join",
       SECRET,
-      "DELETE",
+      "release",
     ]);
     const keys = [sent[0], sent[3]].map((s) => s?.headers["idempotency-key"]);
     expect(keys[0]).not.toBe(keys[1]);
@@ -175,7 +175,7 @@ describe("the ticket loop (stub service)", () => {
     const gone = await client.leave("q", SECRET).catch((e: unknown) => e as LeaseholdError);
     expect(gone).toMatchObject({ code: "timeout" });
     expect((gone as Error).message).not.toContain(SECRET);
-    expect(sent[4]).toMatchObject({ method: "DELETE", body: { ticket: SECRET } });
+    expect(sent[4]).toMatchObject({ method: "POST", path: "/locks/q/release", body: { ticket: SECRET } });
     // Tickets, like leases, never travel in a URL.
     for (const r of sent) expect(r.query.toString()).toBe("");
   });
@@ -188,7 +188,7 @@ describe("the ticket loop (stub service)", () => {
     expect(sent.map((s) => `${s.method} ${s.path}`)).toEqual([
       "POST /semaphores/pool",
       "POST /semaphores/pool",
-      "DELETE /semaphores/pool",
+      "POST /semaphores/pool/release",
     ]);
     expect(sent[0]?.body).toMatchObject({ limit: 3, queue: true });
     expect(sent[1]?.body).toMatchObject({ limit: 3, ticket: SECRET });

@@ -10,7 +10,7 @@ import {
 
 /** A service that grants every acquire (ttl as asked) and accepts every release, answering at once. */
 const granting: typeof fetch = async (_input, init) => {
-  if (init?.method === "DELETE") return new Response(null, { status: 204 });
+  if (String(_input).endsWith("/release")) return new Response(null, { status: 204 });
   const ttl = (JSON.parse(String(init?.body ?? "{}")) as { ttl?: number }).ttl ?? 30;
   const grant = { name: "validity", token: 7, lease: "0123456789abcdef", ttl, expiresAt: new Date().toISOString() };
   return new Response(JSON.stringify(grant), { status: 201, headers: { "content-type": "application/json" } });

@@ -120,7 +120,7 @@ describe.concurrent("withLock", () => {
       const first = JSON.parse(tries[0]?.answer?.body ?? "{}");
       expect(got).toEqual({ token: first.token, lease: first.lease });
       // Released at the end: the lock is free again.
-      expect(proxy.seen.at(-1)).toMatchObject({ method: "DELETE" });
+      expect(proxy.seen.at(-1)).toMatchObject({ method: "POST", url: expect.stringMatching(/\/release$/) });
       expect(proxy.seen.at(-1)?.answer?.status).toBe(204);
     } finally {
       await proxy.stop();

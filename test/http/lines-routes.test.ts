@@ -9,6 +9,7 @@ import {
   type LineInfo,
   type Lines,
   LockHeld,
+  LockLost,
   TicketMismatch,
   ticketLost,
 } from "../../src/lock/index.js";
@@ -371,6 +372,51 @@ describe("DELETE: a lease, a ticket, or force", () => {
     expect(r.text).not.toContain(TICKET.ticket);
     expect(r.text).not.toContain(GRANT.lease);
     expect(calls).toEqual([]);
+  });
+});
+
+describe("POST …/release: DELETE by another method", () => {
+  const admin = { authorization: `Bearer ${ADMIN}` };
+  // The engine refuses one lease and one ticket as no longer holding; it holds token 7.
+  const LOST = "0123456789abcdef0123456789abcdef";
+  const engine = (op: string, line: unknown, handle: unknown) => {
+    const what = `${(line as { kind: string }).kind} n`;
+    if (op === "forceRelease") return handle === 7 ? {} : undefined;
+    if (handle === LOST) return op === "leave" ? ticketLost(what) : new LockLost(what);
+    return undefined;
+  };
+  type Request = [path: string, body: Record<string, unknown> | string | undefined, headers: object, status: number];
+  const requests: Request[] = [
+    ["/locks/n", { lease: GRANT.lease }, admin, 204],
+    ["/semaphores/n", `lease=${GRANT.lease.toUpperCase()}`, admin, 204],
+    ["/locks/n", { lease: LOST }, admin, 410],
+    ["/locks/n", { ticket: TICKET.ticket }, admin, 204],
+    ["/semaphores/n", { ticket: LOST }, admin, 410],
+    ["/locks/n", { lease: GRANT.lease, extra: 1 }, admin, 400],
+    ["/locks/n", undefined, admin, 400],
+    ["/locks/n", { lease: "short" }, admin, 400],
+    ["/locks/n", { lease: GRANT.lease }, {}, 401],
+    ["/locks/n?force=true", undefined, admin, 404],
+    ["/semaphores/n?force=true&token=7", undefined, admin, 204],
+    ["/semaphores/n?force=true&token=8", undefined, admin, 404],
+    [`/locks/n?force=true&lease=${GRANT.lease}`, undefined, admin, 400],
+    [`/locks/n?lease=${GRANT.lease}`, { ticket: TICKET.ticket }, admin, 400],
+  ];
+  it.each(requests)("%s %j: the same answer, the same engine call", async (path, body, headers, status) => {
+    const [line, query = ""] = path.split("?");
+    const asked = [];
+    for (const [method, at] of [
+      ["DELETE", path],
+      ["POST", `${line}/release${query ? `?${query}` : ""}`],
+    ] as const) {
+      const { lines, calls } = scripted(engine);
+      const r = await (await appOn(lines, {}, true))(method, at, body, headers);
+      expect(r.status, `${method} ${at}: ${r.text}`).toBe(status);
+      expect(r.text).not.toContain(GRANT.lease);
+      expect(r.text).not.toContain(LOST);
+      asked.push({ code: r.json?.code, detail: r.json?.detail, calls });
+    }
+    expect(asked[1]).toEqual(asked[0]);
   });
 });
 

@@ -52,6 +52,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/locks/{name}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a lock, or leave its line
+         * @description `DELETE /locks/{name}` as a POST, with the same inputs and answers, for HTTP clients that handle a DELETE with a body badly (Node's fetch closes the connection after one; a proxy may drop its body). With `lease`: revokes the holder's lease, which deletes its key in the same etcd step. With `ticket`: gives up that place in line. Admin keys may pass `force=true` instead (and optionally `token`: only while that grant holds it); with auth off nobody may (403).
+         */
+        post: operations["releaseLockByPost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/locks": {
         parameters: {
             query?: never;
@@ -158,6 +178,26 @@ export interface paths {
          */
         put: operations["renewSemaphore"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/semaphores/{name}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a semaphore permit, or leave its line
+         * @description `DELETE /semaphores/{name}` as a POST, with the same inputs and answers, for HTTP clients that handle a DELETE with a body badly (Node's fetch closes the connection after one; a proxy may drop its body). With `lease`: revokes the holder's lease, which deletes its key in the same etcd step. With `ticket`: gives up that place in line. Admin keys may pass `force=true` instead with `token`, the permit to end (GET lists the holders' tokens); with auth off nobody may (403).
+         */
+        post: operations["releaseSemaphoreByPost"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1403,6 +1443,135 @@ export interface operations {
             };
         };
     };
+    releaseLockByPost: {
+        parameters: {
+            query?: {
+                /** @description The holder's lease handle from the grant */
+                lease?: string;
+                /** @description Leave the line: the ticket of a 202 answer (instead of a lease) */
+                ticket?: string;
+                /** @description Admin keys only: release a holder whoever it is */
+                force?: "true" | "false";
+                /** @description With force=true: the holder to release, by its fencing token (required for a semaphore; for a lock, releases only while that grant still holds it) */
+                token?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReleaseRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ReleaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Released, or left the line */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-request: a bad name, body, query or header */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["InvalidRequestProblem"];
+                };
+            };
+            /** @description unauthorized: API key missing or unknown (only when auth is on) */
+            401: {
+                headers: {
+                    /** @description The challenge: `Bearer realm="leasehold"`, with `error="invalid_token"` for a key it does not know */
+                    "WWW-Authenticate": string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description forbidden: the key may not use this name, or force=true without an admin key */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description lock-not-found: force-release of a lock nobody holds */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["LockNotFoundProblem"];
+                };
+            };
+            /** @description lock-lost: this lease no longer holds the lock, or this ticket is no longer in line; nothing changed */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["LockLostProblem"];
+                };
+            };
+            /** @description payload-too-large: body over 1 MiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
+                };
+            };
+            /** @description unsupported-media-type: body is neither JSON nor form fields (or is compressed, or not UTF-8) */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnsupportedMediaTypeProblem"];
+                };
+            };
+            /** @description internal-error: an unexpected error; it has been logged */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["InternalErrorProblem"];
+                };
+            };
+            /** @description backend-unavailable: etcd did not answer in time, refused this service's credentials, or this instance is shutting down */
+            503: {
+                headers: {
+                    /** @description Whole seconds to wait before trying again */
+                    "Retry-After": number;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BackendUnavailableProblem"];
+                };
+            };
+        };
+    };
     listLocks: {
         parameters: {
             query?: {
@@ -2240,6 +2409,135 @@ export interface operations {
                 };
             };
             /** @description lock-lost: this lease no longer holds the semaphore */
+            410: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["LockLostProblem"];
+                };
+            };
+            /** @description payload-too-large: body over 1 MiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
+                };
+            };
+            /** @description unsupported-media-type: body is neither JSON nor form fields (or is compressed, or not UTF-8) */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnsupportedMediaTypeProblem"];
+                };
+            };
+            /** @description internal-error: an unexpected error; it has been logged */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["InternalErrorProblem"];
+                };
+            };
+            /** @description backend-unavailable: etcd did not answer in time, refused this service's credentials, or this instance is shutting down */
+            503: {
+                headers: {
+                    /** @description Whole seconds to wait before trying again */
+                    "Retry-After": number;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BackendUnavailableProblem"];
+                };
+            };
+        };
+    };
+    releaseSemaphoreByPost: {
+        parameters: {
+            query?: {
+                /** @description The holder's lease handle from the grant */
+                lease?: string;
+                /** @description Leave the line: the ticket of a 202 answer (instead of a lease) */
+                ticket?: string;
+                /** @description Admin keys only: release a holder whoever it is */
+                force?: "true" | "false";
+                /** @description With force=true: the holder to release, by its fencing token (required for a semaphore; for a lock, releases only while that grant still holds it) */
+                token?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ReleaseRequest"];
+                "application/x-www-form-urlencoded": components["schemas"]["ReleaseRequest"];
+            };
+        };
+        responses: {
+            /** @description Released, or left the line */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-request: a bad name, body, query or header */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["InvalidRequestProblem"];
+                };
+            };
+            /** @description unauthorized: API key missing or unknown (only when auth is on) */
+            401: {
+                headers: {
+                    /** @description The challenge: `Bearer realm="leasehold"`, with `error="invalid_token"` for a key it does not know */
+                    "WWW-Authenticate": string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description forbidden: the key may not use this name, or force=true without an admin key */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description lock-not-found: force-release of a semaphore nobody holds, or no holder with that token */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["LockNotFoundProblem"];
+                };
+            };
+            /** @description lock-lost: this lease no longer holds the semaphore, or this ticket is no longer in line; nothing changed */
             410: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -73,6 +73,7 @@ export const LINE_OPERATIONS = ["Lock", "Semaphore"].flatMap((kind) => [
   `acquire${kind}`,
   `renew${kind}`,
   `release${kind}`,
+  `release${kind}ByPost`,
   `inspect${kind}`,
   `list${kind}s`,
   `check${kind}Fence`,

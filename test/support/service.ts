@@ -21,6 +21,8 @@ export interface TestService {
   prefix: string;
   /** This instance's waiter count, where the test can see into the process (Node). */
   activeWaiters?: () => number;
+  /** How many TCP connections callers have opened to the service so far (Node). */
+  connections?: () => number;
   /**
    * How many acquires wait on this instance now, as a test can observe it on every
    * runtime: the engine's count on Node; on the Worker, which has no metrics but gives
@@ -74,12 +76,17 @@ export async function serveTestApp(env: Record<string, string>) {
     const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(s));
     answerHttpErrors(s, app.fetch, log);
   });
+  let connections = 0;
+  server.on("connection", () => {
+    connections++;
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     logs,
     prefix: config.LEASEHOLD_PREFIX,
     activeWaiters: () => lines.activeWaiters,
+    connections: () => connections,
     waiters: async () => lines.activeWaiters,
     close: async () => {
       (server as { closeAllConnections?: () => void }).closeAllConnections?.();

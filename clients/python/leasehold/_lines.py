@@ -106,7 +106,9 @@ class Lines:
 
     def leave(self, line: Line, ticket: str, timeout: Optional[float] = None) -> None:
         # In the body, like a lease: a secret in a URL ends up in access logs.
-        self.transport.call("DELETE", line.path, timeout=timeout or self.timeout, json_body={"ticket": ticket})
+        self.transport.call(
+            "POST", line.path + "/release", timeout=timeout or self.timeout, json_body={"ticket": ticket}
+        )
 
     def renew(
         self,
@@ -127,7 +129,9 @@ class Lines:
         return Grant.from_json(answer.body, line.kind)
 
     def release(self, line: Line, lease: str, timeout: Optional[float] = None) -> None:
-        self.transport.call("DELETE", line.path, timeout=timeout or self.timeout, json_body={"lease": lease})
+        # POST …/release, as every leasehold client sends it: HTTP gives a DELETE's body no
+        # meaning, so a proxy may drop it (and Node's fetch closes the connection after one).
+        self.transport.call("POST", line.path + "/release", timeout=timeout or self.timeout, json_body={"lease": lease})
 
     def force_release(self, line: Line, token: Optional[int] = None) -> None:
         query = urllib.parse.urlencode(defined(force="true", token=token))

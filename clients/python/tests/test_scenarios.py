@@ -183,6 +183,9 @@ class RetryAfterDroppedResponse(unittest.TestCase):
                 self.assert_replayed(proxy)
                 self.assertEqual(client.inspect(name).token, held.token)  # type: ignore[union-attr]
                 held.check()
+            # Released with the lease in a POST's body, as every leasehold client does.
+            last = proxy.seen[-1]
+            self.assertEqual((last.method, last.path, last.status), ("POST", "/locks/%s/release" % name, 204))
         self.assertIsNone(client.inspect(name))
 
 

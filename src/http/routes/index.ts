@@ -19,7 +19,8 @@ export const routes: readonly Route[] = [
   ...[LOCKS, SEMAPHORES].flatMap((k) => [
     acquire(k),
     renew(k),
-    release(k),
+    release(k, "delete"),
+    release(k, "post"),
     inspect(k),
     list(k),
     fence(k),

@@ -10,18 +10,32 @@ import type { KindRoutes } from "./kinds.js";
 import { handleFrom } from "./lease-input.js";
 
 /**
- * `DELETE /locks/{name}` and `DELETE /semaphores/{name}`: release a grant (its lease),
- * leave the line (a ticket), or, for an admin key, force-release a holder.
+ * How a release is asked for: `DELETE /locks/{name}`, or `POST /locks/{name}/release` for
+ * HTTP clients that handle a DELETE with a body badly (Node's fetch closes the connection
+ * after one, with no way to opt out; HTTP gives such a body no meaning, so a proxy may drop
+ * it). Both take the same inputs and run the same handler.
  */
-export function release(k: KindRoutes): Route {
+export type ReleaseMethod = "delete" | "post";
+
+/**
+ * `DELETE /locks/{name}` and `POST /locks/{name}/release` (and the semaphores' alike):
+ * release a grant (its lease), leave the line (a ticket), or, for an admin key,
+ * force-release a holder.
+ */
+export function release(k: KindRoutes, method: ReleaseMethod): Route {
   const semaphore = k.kind === "semaphore";
+  const post = method === "post";
   const doc = createRoute({
-    method: "delete",
-    path: `${k.base}/{name}`,
-    operationId: `release${k.capitalized}`,
+    method,
+    path: post ? `${k.base}/{name}/release` : `${k.base}/{name}`,
+    operationId: `release${k.capitalized}${post ? "ByPost" : ""}`,
     tags: [k.plural],
     summary: semaphore ? "Release a semaphore permit, or leave its line" : "Release a lock, or leave its line",
     description:
+      (post
+        ? `\`DELETE ${k.base}/{name}\` as a POST, with the same inputs and answers, for HTTP clients that handle a ` +
+          "DELETE with a body badly (Node's fetch closes the connection after one; a proxy may drop its body). "
+        : "") +
       "With `lease`: revokes the holder's lease, which deletes its key in the same etcd step. With `ticket`: " +
       "gives up that place in line. Admin keys may pass `force=true` instead " +
       (semaphore

@@ -213,10 +213,12 @@ export class LineEngine implements Lines {
       deadline: Date.now() + o.wait * 1000,
       ...(line.kind === "lock" ? { delayKey: this.keys.delayMarker(line) } : {}),
     };
-    if (idem) {
-      const again = await this.replay(ask);
-      if (again) return again;
-    }
+    // An idempotent acquire does not read its key first: a retry's key, if an earlier
+    // attempt made it, fails the join's compare (the line is then not empty, or has a key
+    // newer than `known`), and every path that finds no room looks for it (the line read
+    // back, the waiting join's create-if-absent, or the replay before a refusal). The read
+    // would cost every idempotent acquire, which the official client always sends, a
+    // round trip to etcd for the rare retry.
     const { waits } = this.strategies;
     // The read before the write pays only when the line is likely busy: then it saves a
     // txn. Otherwise the join goes blind, and its failure branch reads the line anyway.
@@ -239,6 +241,10 @@ export class LineEngine implements Lines {
         if (!hasRoom(known.oldest, known.count, o.limit) || attempt > MAX_ROOM_RETRIES) {
           this.seenBusy.note(ask.range.start);
           if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+          // An earlier attempt of this request may have a place further back than the
+          // line read showed (it waited in line): that place is this request's answer.
+          const again = await this.replay(ask);
+          if (again) return again;
           const refusal = await this.refusal(ask, known.oldest);
           if (refusal) throw refusal;
           // The holder's lease ended this instant: its key is going; look once more.
@@ -256,6 +262,8 @@ export class LineEngine implements Lines {
       if ("delayed" in r) {
         // Nobody holds it, but its last grant ended without a release moments ago.
         if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+        const again = await this.replay(ask);
+        if (again) return again;
         throw await this.delayRefusal(ask, r.delayed);
       }
       known = r.known;

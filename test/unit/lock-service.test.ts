@@ -185,6 +185,36 @@ describe.each(modes)("lock decisions on a fake etcd: $how", ({ worker }) => {
       expect(lineIn(fake, "n")).toEqual([]);
     });
 
+    it("a first attempt on a free lock costs the join alone: no read of its key first", async () => {
+      const { fake, locks } = setup();
+      fake.resetCalls();
+      await locks.acquire("n", { ttl: 30, wait: 0, ...idem });
+      expect(fake.count("get")).toBe(0);
+      expect(fake.count("range") + fake.count("scan")).toBe(0);
+      expect(fake.count("joinAll")).toBe(1);
+    });
+
+    it("a retry that may not wait finds the first attempt's place far back in line (not a plain 409)", async () => {
+      const { fake, locks } = setup();
+      await locks.acquire("n", { ttl: 30, wait: 0 });
+      // Two others wait ahead of the first attempt, so the line read back (the holder and
+      // one more) does not show its place.
+      const others = [1, 2].map(() => refusal(locks.acquire("n", { ttl: 30, wait: 60 })));
+      await untilWaiting(fake, "n", 2);
+      const first = refusal(locks.acquire("n", { ttl: 30, wait: 60, ...idem }));
+      await untilWaiting(fake, "n", 3);
+      const mine = lineIn(fake, "n")[3];
+      // The retry waits no longer: it answers for the first attempt's place (a plain
+      // refusal has no position), and leaves it to the first attempt, still waiting.
+      const err = await refusal(locks.acquire("n", { ttl: 30, wait: 0, ...idem }));
+      expect(err).toBeInstanceOf(LockHeld);
+      expect((err as LockHeld).position).toBe(2);
+      expect(fake.peek(mine?.key ?? "")).toEqual(mine);
+      expect(lineIn(fake, "n")).toHaveLength(4);
+      void first;
+      void others;
+    });
+
     it("the same key with other fields is a mismatch", async () => {
       const { locks } = setup();
       await locks.acquire("n", { ttl: 30, wait: 0, ...idem });

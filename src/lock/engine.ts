@@ -90,6 +90,8 @@ interface Place {
   handedOut?: boolean;
   /** Given up already (see giveUp). */
   left?: boolean;
+  /** The etcd revision this request last read the place at (what its answers must not predate). */
+  readAt?: number;
 }
 
 /** The sentinel a wait for a turn ends with when the place left the line. */
@@ -816,14 +818,17 @@ export class LineEngine implements Lines {
   private async ticketOf(ask: Ask, place: Place): Promise<Ticket> {
     return {
       ticket: formatHandle({ lease: place.kv.lease, keyId: ask.keyId, nonce: place.nonce }),
-      position: await this.positionOf(ask.range, place.kv),
+      position: await this.positionOf(ask.range, place.kv, Math.max(place.kv.modRevision, place.readAt ?? 0)),
       ttl: place.v.tt ?? ask.o.ticketTtl ?? 30,
     };
   }
 
-  /** Waiters ahead of `kv` in its line (holders not counted). */
-  private async positionOf(range: LineRange, kv: KeyValue): Promise<number> {
-    const local = this.strategies.waits.position(range.start, kv.key);
+  /**
+   * Waiters ahead of `kv` in its line (holders not counted), from a copy of the line at
+   * least as new as `atLeast` (what the caller has seen), else from etcd.
+   */
+  private async positionOf(range: LineRange, kv: KeyValue, atLeast = kv.modRevision): Promise<number> {
+    const local = this.strategies.waits.position(range.start, kv.key, atLeast);
     if (local !== undefined) return local;
     // etcd counts a range before its create-revision filter: count the keys themselves.
     const ahead = await this.etcd.scan(range.start, range.end, { maxCreateRevision: kv.createRevision - 1 });
@@ -846,7 +851,7 @@ export class LineEngine implements Lines {
   private async replay(ask: Ask): Promise<Acquired | undefined> {
     const idem = ask.idem;
     if (!idem) return undefined;
-    const { kv } = await this.etcd.get(ask.key);
+    const { kv, revision } = await this.etcd.get(ask.key);
     if (!kv) return undefined;
     const m = member(kv);
     const nonce = replayNonce(m.v, idem);
@@ -857,7 +862,7 @@ export class LineEngine implements Lines {
       const grant = await this.claim(ask.line, ask.keyId, m, nonce);
       return grant && { grant, replayed: true };
     }
-    const place: Place = { kv, v: m.v, nonce, owned: m.v.t === 1, handedOut: m.v.t === 1 };
+    const place: Place = { kv, v: m.v, nonce, owned: m.v.t === 1, handedOut: m.v.t === 1, readAt: revision };
     if (m.v.t === 1) {
       if ((await this.etcd.leaseKeepAliveOnce(kv.lease)) <= 0) return undefined;
       if (ask.o.wait <= 0) return { ticket: await this.ticketOf(ask, place) };
@@ -910,17 +915,22 @@ export class LineEngine implements Lines {
   // ---------------------------------------------------------------- tickets
 
   /** The participant a ticket names (whatever it became since); otherwise the ticket is lost. */
-  private async ticketHolder(line: LineRef, what: string, ticket: string): Promise<{ h: Handle; m: Member }> {
+  private async ticketHolder(
+    line: LineRef,
+    what: string,
+    ticket: string,
+  ): Promise<{ h: Handle; m: Member; revision: number }> {
     const h = parseHandle(ticket);
-    const { kv } = h ? await this.etcd.get(this.keys.participant(line, h.keyId)) : {};
+    const { kv, revision } = h ? await this.etcd.get(this.keys.participant(line, h.keyId)) : { revision: 0 };
     const m = kv && member(kv);
     if (!h || !m || !nonceMatches(m.v, h.nonce)) throw ticketLost(what);
-    return { h, m };
+    return { h, m, revision };
   }
+
 
   async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
     const what = describe(line);
-    const { h, m } = await this.ticketHolder(line, what, ticket);
+    const { h, m, revision } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // Redeemed before, and that answer was lost: the same grant again.
       const grant = await this.claim(line, h.keyId, m, h.nonce);
@@ -967,7 +977,7 @@ export class LineEngine implements Lines {
       deadline: Date.now() + o.wait * 1000,
       ...(line.kind === "lock" ? { delayKey: this.keys.delayMarker(line) } : {}),
     };
-    const place: Place = { kv: m.kv, v: m.v, nonce: h.nonce, owned: true, handedOut: true };
+    const place: Place = { kv: m.kv, v: m.v, nonce: h.nonce, owned: true, handedOut: true, readAt: revision };
     const r = await this.waitForTurnCounted(ask, place);
     if (!r) throw ticketLost(what);
     return r;
@@ -975,7 +985,7 @@ export class LineEngine implements Lines {
 
   async leave(line: LineRef, ticket: string): Promise<void> {
     const what = describe(line);
-    const { h, m } = await this.ticketHolder(line, what, ticket);
+    const { h, m, revision } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
       await this.endGrant(line, what, m);

@@ -166,7 +166,7 @@ describe.each(transports)("line views over $name", (transport) => {
     expect(waiters.map((w) => w.turn())).toEqual(["hold", "hold", "hold", "hold", undefined]);
     expect(waits.watching(line.start)).toBe(true);
     // Once the copy has the last conversion, nobody waits ahead of the last waiter.
-    await until(() => waits.position(line.start, people[4]?.key ?? "") === 0, "the copy to show the last holder");
+    await until(() => waits.position(line.start, people[4]?.key ?? "", 0) === 0, "the copy to show the last holder");
     expect(since(before)).toEqual({ scans: 1, opens: 1, streams: transport.name === "gateway" ? 1 : 0 });
     waiters[4]?.leave();
     await waiters[4]?.done;

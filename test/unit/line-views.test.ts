@@ -91,7 +91,7 @@ describe("LineView (a copy of one line)", () => {
     const first = waitFor(view, range, w1, 1, j1);
     const second = waitFor(view, range, w2, 1, j2);
     await turnsUntil(() => fake.openWatches(range.start) === 1, "the watch");
-    expect([view.position(w1), view.position(w2)]).toEqual([0, 1]);
+    expect([view.position(w1, 0), view.position(w2, 0)]).toEqual([0, 1]);
     expect(first.turn()).toBeUndefined();
     fake.delete(h);
     await first.done;
@@ -102,11 +102,15 @@ describe("LineView (a copy of one line)", () => {
     fake.put(w3, WAITS);
     await settled();
     expect(second.turn()).toBeUndefined();
-    expect([view.position(w2), view.position(w3)]).toEqual([0, 1]);
+    expect([view.position(w2, 0), view.position(w3, 0)]).toEqual([0, 1]);
+    // The copy is at etcd's revision now; one older than what the asker has seen (a
+    // later revision) does not answer: etcd is asked instead.
+    expect(view.position(w3, fake.revision)).toBe(1);
+    expect(view.position(w3, fake.revision + 1)).toBeUndefined();
     fake.delete(w1);
     await second.done;
     expect(second.state.outcome).toMatchObject({ turn: "hold", member: { kv: { key: w2, createRevision: j2 } } });
-    expect(view.position(w1)).toBeUndefined();
+    expect(view.position(w1, 0)).toBeUndefined();
   });
 
   it("a waiter is told to hold only among the first limit, with everyone ahead of it holding", async () => {
@@ -147,7 +151,7 @@ describe("LineView (a copy of one line)", () => {
     await turnsUntil(() => fake.openWatches(range.start) === 1, "the watch");
     await settled();
     expect(w.turn()).toBeUndefined();
-    expect(view.position(mine)).toBe(0);
+    expect(view.position(mine, 0)).toBe(0);
     fake.delete(mine);
     await w.done;
     expect(w.state.outcome).toEqual({ turn: "gone" });
@@ -235,7 +239,7 @@ describe("SharedLineViews (Node: one copy of a line per instance)", () => {
     expect(fake.argsOf("scan").map(([start]) => start)).toEqual([a.range.start, b.range.start]);
     expect(fake.argsOf("watchRange").map(([start]) => start)).toEqual([a.range.start, b.range.start]);
     expect(waits.watching(a.range.start)).toBe(true);
-    expect(waits.position(a.range.start, a.waiters[3]?.key ?? "")).toBe(3);
+    expect(waits.position(a.range.start, a.waiters[3]?.key ?? "", 0)).toBe(3);
     for (const w of all) w.leave();
   });
 

@@ -30,8 +30,11 @@ export interface LineWaits {
    * older than that. Rejects when etcd cannot be read or watched (unavailable).
    */
   awaitTurn(range: LineRange, key: string, limit: number, joined: number, signal: AbortSignal): Promise<TurnOutcome>;
-  /** Waiters ahead of `key` in the copy of its line; `undefined` when not watched here. */
-  position(start: string, key: string): number | undefined;
+  /**
+   * Waiters ahead of `key` in the copy of its line; `undefined` when not watched here, or
+   * when the copy is older than revision `atLeast`.
+   */
+  position(start: string, key: string, atLeast: number): number | undefined;
 }
 
 interface Turn {
@@ -96,7 +99,10 @@ export class LineView {
     });
   }
 
-  position(key: string): number | undefined {
+  position(key: string, atLeast: number): number | undefined {
+    // A copy older than what the caller has seen could count a waiter ahead that this
+    // very caller saw become a holder (a ticket redeemed just before): not good enough.
+    if (this.revision < atLeast) return undefined;
     return this.byKey.has(key) ? positionOf(this.members, key) : undefined;
   }
 
@@ -188,8 +194,8 @@ export class SharedLineViews implements LineWaits {
     return (this.views.get(start)?.waiting ?? 0) > 0;
   }
 
-  position(start: string, key: string): number | undefined {
-    return this.views.get(start)?.position(key);
+  position(start: string, key: string, atLeast: number): number | undefined {
+    return this.views.get(start)?.position(key, atLeast);
   }
 
   async awaitTurn(

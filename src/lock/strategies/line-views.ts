@@ -32,6 +32,12 @@ export interface LineWaits {
   awaitTurn(range: LineRange, key: string, limit: number, joined: number, signal: AbortSignal): Promise<TurnOutcome>;
   /** Waiters ahead of `key` in the copy of its line; `undefined` when not watched here. */
   position(start: string, key: string): number | undefined;
+  /**
+   * This instance's copy of the line, oldest first, as it is now (the line as it was at
+   * some revision: every key that existed then, as it was then); `undefined` when there
+   * is none to share. Read it at once: it changes with the next watch event.
+   */
+  copy(start: string): readonly Member[] | undefined;
 }
 
 interface Turn {
@@ -98,6 +104,11 @@ export class LineView {
 
   position(key: string): number | undefined {
     return this.byKey.has(key) ? positionOf(this.members, key) : undefined;
+  }
+
+  /** The participants, oldest first, once the line was read. */
+  get line(): readonly Member[] | undefined {
+    return this.revision > 0 ? this.members : undefined;
   }
 
   close(): void {
@@ -192,6 +203,10 @@ export class SharedLineViews implements LineWaits {
     return this.views.get(start)?.position(key);
   }
 
+  copy(start: string): readonly Member[] | undefined {
+    return this.views.get(start)?.line;
+  }
+
   async awaitTurn(
     range: LineRange,
     key: string,
@@ -238,6 +253,11 @@ export class LineViewPerWaiter implements LineWaits {
   }
 
   position(): undefined {
+    return undefined;
+  }
+
+  /** Each waiter's copy is its own request's: none is shared. */
+  copy(): undefined {
     return undefined;
   }
 

@@ -151,7 +151,9 @@ export const MAX_LIMIT = 10_000;
  *   grant's lease, guarded by the waiter's own mod revision. The fencing token is the
  *   key's create revision: when it joined.
  * - renew: keep-alive of the grant's lease after a read that proves the handle's.
- * - release: delete guarded by the grant's revision; its lease goes to the pool.
+ * - release: delete guarded by the grant's revision; its lease goes to the pool. When
+ *   the next in line is a plain waiter of this instance, the same txn makes it the
+ *   holder instead, on the released lease (local handoff: see handOver).
  *
  * Safety rule for every path: a key is deleted only by a txn guarded by its revision,
  * and a lease is revoked only when provably bound to no other participant. Leases are

@@ -89,11 +89,6 @@ export class LocalWaiters<W, O> implements LocalHandoff<W, O> {
     return { waiter: entry.waiter, settle };
   }
 
-  /** Lines with a waiter registered (for tests). */
-  get size(): number {
-    return this.lines.size;
-  }
-
   private remove(line: string, key: string, entry: Entry<W, O>): void {
     const here = this.lines.get(line);
     if (here?.get(key) !== entry) return;

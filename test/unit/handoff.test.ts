@@ -187,7 +187,8 @@ describe("local handoff on a fake etcd (Node strategies)", () => {
     expect((await local).grant.token).toBeGreaterThan(behind.createRevision);
   });
 
-  it("a semaphore of 2: each release hands its permit to the next waiter here, in join order", async () => {
+  /** Semaphore "s" of limit 2 held twice (h1, h2) on one instance, two of its waiters in line (w1, w2 as joined: p1, p2). */
+  async function fullSemaphore() {
     const { fake, lines } = fakeLines();
     const sem: LineRef = { kind: "semaphore", name: "s" };
     const o = { ttl: 30, wait: 0, limit: 2 };
@@ -198,6 +199,11 @@ describe("local handoff on a fake etcd (Node strategies)", () => {
     const w2 = lines.acquire(sem, { ...o, wait: 60 });
     await untilWaiting(fake, "s", 2, "semaphore");
     const [p1, p2] = [joined(fake, "s", 0, "semaphore"), joined(fake, "s", 1, "semaphore")];
+    return { fake, lines, sem, h1, h2, w1, w2, p1, p2 };
+  }
+
+  it("a semaphore of 2: each release hands its permit to the next waiter here, in join order", async () => {
+    const { fake, lines, sem, h1, h2, w1, w2, p1, p2 } = await fullSemaphore();
     let before = fake.revision;
     await lines.release(sem, h2.lease);
     expect(fake.revision).toBe(before + 1);
@@ -215,16 +221,7 @@ describe("local handoff on a fake etcd (Node strategies)", () => {
   });
 
   it("a semaphore of 2 released twice at once: the second release finds the first waiter claimed and deletes plainly", async () => {
-    const { fake, lines } = fakeLines();
-    const sem: LineRef = { kind: "semaphore", name: "s" };
-    const o = { ttl: 30, wait: 0, limit: 2 };
-    const h1 = grantOf(await lines.acquire(sem, o)).grant;
-    const h2 = grantOf(await lines.acquire(sem, o)).grant;
-    const w1 = lines.acquire(sem, { ...o, wait: 60 });
-    await untilWaiting(fake, "s", 1, "semaphore");
-    const w2 = lines.acquire(sem, { ...o, wait: 60 });
-    await untilWaiting(fake, "s", 2, "semaphore");
-    const [p1, p2] = [joined(fake, "s", 0, "semaphore"), joined(fake, "s", 1, "semaphore")];
+    const { fake, lines, sem, h1, h2, w1, w2, p1, p2 } = await fullSemaphore();
     // Never more than two holders, at any revision.
     let most = 0;
     const watch = new AbortController();

@@ -113,7 +113,12 @@ function steered(inner: EtcdClient) {
 
 describe.each(TRANSPORTS)("local handoff over $transport (real etcd)", ({ make }) => {
   const shared = etcdWithClients(make);
-  const direct = () => shared.client();
+  let plain: EtcdClient | undefined;
+  /** A client of the test's own, straight to etcd. */
+  const direct = () => {
+    plain ??= shared.client();
+    return plain;
+  };
 
   /** An engine (Node strategies) on a client of its own, which the test can steer. */
   function instance(): { lines: Lines; etcd: ReturnType<typeof steered> } {

@@ -143,9 +143,13 @@ export interface JoinRead {
 }
 
 /**
- * A txn of compares and writes: if every compare holds then every put and delete, in
- * one revision. What the engine's less common steps need (a turn that must also find no
- * lock-delay marker, a release that takes its marker along, a write guarded by a grant).
+ * A txn of compares and writes: if every compare holds then every delete, then every
+ * put, in one revision. What the engine's less common steps need (a turn that must also
+ * find no lock-delay marker, a release that takes its marker along, a write guarded by a
+ * grant, a release that hands its place to the next waiter). Deletes go first so that a
+ * watcher, which gets one revision's events in the txn's order, sees a holder's end
+ * before its successor's grant: a change feed says `free` then `held`, and a reader
+ * applying events one at a time never sees more holders than the line allows.
  */
 export interface GuardedWrite {
   /** mod_revision(key) == modRevision for each. */

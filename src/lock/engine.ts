@@ -35,10 +35,11 @@ import {
   requestFingerprint,
 } from "./participant.js";
 import { type LineRead, LineReader } from "./reading.js";
-import { hasRoom, holds, lineLimit, type Member, mayHold, member } from "./standing.js";
+import { hasRoom, holds, lineLimit, type Member, mayHold, member, nextWaiting } from "./standing.js";
 import type { Strategies } from "./strategies/index.js";
-import type { GrantLease } from "./strategies/lease-pool.js";
-import type { LineRange } from "./strategies/line-views.js";
+import { type GrantLease, hasTimeLeft } from "./strategies/lease-pool.js";
+import type { LineRange, TurnOutcome } from "./strategies/line-views.js";
+import type { LocalHandoff } from "./strategies/local-handoff.js";
 import { type MarkerRef, type OwnGrant, OwnGrants, ReportedExpiry, SeenHeld } from "./strategies/local-knowledge.js";
 import type { QueueLease } from "./strategies/queue-leases.js";
 import type {
@@ -94,6 +95,32 @@ interface Place {
   readAt?: number;
 }
 
+/** A waiter a release on this instance may make the holder in its own txn (see handOver). */
+interface Waiter {
+  ask: Ask;
+  place: Place;
+}
+
+/** How a handoff that claimed a waiter ended, as the waiter learns it. */
+type Handed =
+  /** The releasing txn made its key the holder: `kv` as written, at `at`. */
+  | { took: { kv: KeyValue; v: ParticipantValue; at: number } }
+  /** Nothing of it changed (or its key went with a lease that just ended): it waits on. */
+  | { kept: true }
+  /** The outcome is unknown: it leaves the line and fails with `error` (see handedTurn). */
+  | { lost: { error: unknown; lease: bigint; written: string } };
+
+/** A grant being ended at its holder's request: its key's revision and what it is bound to. */
+interface Ending {
+  revision: number;
+  lease: bigint;
+  /** TTL etcd granted (absent in a value written before it was kept). */
+  ttl?: number;
+  /** Grant time (ms since the epoch). */
+  at?: number;
+  marker?: MarkerRef;
+}
+
 /** The sentinel a wait for a turn ends with when the place left the line. */
 const GONE = Symbol("gone");
 /** A turn that came while the lock is in its lock-delay: the marker that keeps it back. */
@@ -126,7 +153,9 @@ export const MAX_LIMIT = 10_000;
  *   grant's lease, guarded by the waiter's own mod revision. The fencing token is the
  *   key's create revision: when it joined.
  * - renew: keep-alive of the grant's lease after a read that proves the handle's.
- * - release: delete guarded by the grant's revision; its lease goes to the pool.
+ * - release: delete guarded by the grant's revision; its lease goes to the pool. When
+ *   the next in line is a plain waiter of this instance, the same txn makes it the
+ *   holder instead, on the released lease (local handoff: see handOver).
  *
  * Safety rule for every path: a key is deleted only by a txn guarded by its revision,
  * and a lease is revoked only when provably bound to no other participant. Leases are
@@ -152,6 +181,7 @@ export class LineEngine implements Lines {
   private readonly seenBusy = new SeenHeld();
   private readonly own = new OwnGrants();
   private readonly expiry = new ReportedExpiry();
+  private readonly handoff: LocalHandoff<Waiter, Handed>;
 
   constructor(
     private readonly etcd: EtcdClient,
@@ -160,6 +190,7 @@ export class LineEngine implements Lines {
   ) {
     this.keys = new LineKeys(opts.prefix);
     this.reader = new LineReader(etcd, this.keys, strategies.changes, this.expiry, opts);
+    this.handoff = strategies.handoff();
   }
 
   get activeWaiters(): number {
@@ -484,7 +515,7 @@ export class LineEngine implements Lines {
     if (signal) {
       // A grant nobody receives must not stay held by nobody. The signal only fires when
       // the caller disconnects before the response is fully sent.
-      const abandon = () => void this.abandon(kv.key, own).catch(() => {});
+      const abandon = () => void this.abandon(ask.line, kv.key, own).catch(() => {});
       if (signal.aborted) {
         abandon();
         throw new CallerGone();
@@ -499,14 +530,12 @@ export class LineEngine implements Lines {
    * have received the grant (claiming it moves its mod revision) and released it, and
    * its lease may serve another line: so the key is deleted only by a txn guarded by the
    * revision this grant was written at, and only a lease that txn proved was still this
-   * grant's is reused.
+   * grant's is reused. Ended as a release would end it: the next waiter here may be
+   * handed the place in the same txn.
    */
-  private async abandon(key: string, grant: OwnGrant): Promise<void> {
+  private async abandon(line: LineRef, key: string, grant: OwnGrant): Promise<void> {
     this.own.take(key, grant);
-    if (await this.deleteGrant(key, grant.revision, grant.marker)) {
-      // Dated from the grant: a released lease has its TTL left only from its last reset.
-      this.strategies.leases.reusable({ id: grant.lease, grantedTtl: grant.ttl }, grant.at);
-    }
+    await this.endHeld(line, key, grant);
   }
 
   /**
@@ -673,6 +702,7 @@ export class LineEngine implements Lines {
           if (this.opts.shutdownSignal?.aborted) throw new ShuttingDown();
           throw await this.held(ask, position);
         }
+        if ("handed" in r) return r.handed;
         // Another attempt waiting for this same place (an idempotent retry, a second
         // redeem of the ticket) converted it first: that grant is this participant's, and
         // converting it again would bind it to a second lease behind its holder's back.
@@ -701,30 +731,100 @@ export class LineEngine implements Lines {
     return { grant, replayed: true };
   }
 
-  /** The waiter's next turn (its key as the line shows it), or why there is none. */
-  private async nextTurn(ask: Ask, place: Place, after: number): Promise<Member | typeof GONE | typeof TIMED_OUT> {
+  /**
+   * The waiter's next turn (its key as the line shows it), or why there is none; or the
+   * grant a release on this instance handed it meanwhile (see handOver).
+   */
+  private async nextTurn(
+    ask: Ask,
+    place: Place,
+    after: number,
+  ): Promise<Member | typeof GONE | typeof TIMED_OUT | { handed: Acquired }> {
     const { o } = ask;
     for (;;) {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
-      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
+      const here = this.mayBeHandedTo(place)
+        ? this.handoff.enter(ask.range.start, place.kv.key, { ask, place })
+        : undefined;
+      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal, here?.claimed);
+      let r: TurnOutcome | undefined;
+      let failure: unknown;
       try {
-        const r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
-        // A key of the same ID made anew (by another attempt, after this place left) is not this place.
-        if (r.turn === "hold") return r.member.kv.createRevision === place.kv.createRevision ? r.member : GONE;
-        if (r.turn === "gone") return GONE;
-        return TIMED_OUT;
+        r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
       } catch (err) {
-        // A waiter rides out a passing etcd failure (a leader election, a member
-        // restart) until its deadline rather than failing at the first error.
-        if (!(err instanceof EtcdUnavailableError) || o.signal?.aborted) throw err;
-        const pause = Math.min(250, ask.deadline - Date.now());
-        if (pause <= 0) return TIMED_OUT;
-        await delay(pause, o.signal).catch(() => {});
+        failure = err;
       } finally {
         stop.done();
       }
+      // A release that claimed this waiter decides first, whatever else ended the wait
+      // (its turn, its deadline, its caller hanging up, a shutdown, an etcd failure).
+      const handed = await here?.leave();
+      if (handed) {
+        const grant = await this.handedTurn(ask, place, handed);
+        if (grant) return { handed: grant };
+        continue;
+      }
+      if (r === undefined) {
+        // A waiter rides out a passing etcd failure (a leader election, a member
+        // restart) until its deadline rather than failing at the first error.
+        if (!(failure instanceof EtcdUnavailableError) || o.signal?.aborted) throw failure;
+        const pause = Math.min(250, ask.deadline - Date.now());
+        if (pause <= 0) return TIMED_OUT;
+        await delay(pause, o.signal).catch(() => {});
+        continue;
+      }
+      // A key of the same ID made anew (by another attempt, after this place left) is not this place.
+      if (r.turn === "hold") return r.member.kv.createRevision === place.kv.createRevision ? r.member : GONE;
+      if (r.turn === "gone") return GONE;
+      return TIMED_OUT;
     }
+  }
+
+  /**
+   * Whether a release on this instance may make this place the holder in its own txn
+   * (handOver): a request waiting here in a place it made, with nothing that needs more
+   * than that txn. Not a ticket (its place outlives the request, and its lease is its
+   * own), not an idempotent attempt (a retry may wait for the same place elsewhere, and
+   * a grant of unknown outcome is settled differently for it), and no lock-delay (its
+   * grant comes with a marker on a lease made for it).
+   */
+  private mayBeHandedTo(place: Place): boolean {
+    const { v } = place;
+    return place.queueLease !== undefined && place.owned && v.t !== 1 && v.s === undefined && v.ld === undefined;
+  }
+
+  /**
+   * What a release's handoff (handOver) means for the waiter it claimed: its grant, or
+   * `undefined` to wait on as before. When the handoff's outcome is unknown, the waiter
+   * leaves the line and fails with its error, as a turn of unknown outcome does: first
+   * its key is deleted if still as it joined (guarded by that revision, so the handoff's
+   * txn, should etcd apply it late, fails on it), then, if the txn did apply, its key as
+   * the txn wrote it (guarded by its revision; its lease then bound to nothing). In that
+   * order nothing the txn may have written stays held by nobody, unless etcd cannot be
+   * reached for either; then the grant's lease, which nobody keeps alive, ends it.
+   */
+  private async handedTurn(ask: Ask, place: Place, h: Handed): Promise<Acquired | undefined> {
+    if ("kept" in h) return undefined;
+    if ("took" in h) return this.tookTurn(ask, place, h.took.kv, h.took.v, h.took.at);
+    await this.giveUp(place);
+    await this.settleUnknown(place.kv.key, h.lost.lease, h.lost.written).catch(() => {});
+    throw h.lost.error;
+  }
+
+  /** The place's key now holds (`kv`, written at `at`): it left its waiting lease. */
+  private tookTurn(ask: Ask, place: Place, kv: KeyValue, v: ParticipantValue, at: number): Acquired {
+    place.left = true;
+    // A queue lease goes back; a ticket's is bound to nothing now.
+    if (place.queueLease) place.queueLease.done();
+    else if (place.owned && place.v.t === 1) this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
+    return { grant: this.granted(ask, kv, v, place.nonce, kv.modRevision, at), replayed: false };
+  }
+
+  /** A waiter's value as the holder it becomes, on a lease etcd granted `ttl` for, at `at`. */
+  private holderValue(waiting: ParticipantValue, ttl: number, at: number, marker?: CreateItem): ParticipantValue {
+    const { t: _t, tt: _tt, ...rest } = waiting;
+    return { ...rest, h: 1, ttl, at, ...(marker ? { dl: marker.lease.toString(16) } : {}) };
   }
 
   /**
@@ -741,14 +841,7 @@ export class LineEngine implements Lines {
       leases.reusable(lease, sentAt);
       throw err;
     });
-    const { t: _t, tt: _tt, ...rest } = place.v;
-    const v: ParticipantValue = {
-      ...rest,
-      h: 1,
-      ttl: lease.grantedTtl,
-      at: sentAt,
-      ...(marker ? { dl: marker.lease.toString(16) } : {}),
-    };
+    const v = this.holderValue(place.v, lease.grantedTtl, sentAt, marker);
     const written = JSON.stringify(v);
     const held = { key: m.kv.key, value: written, lease: lease.id };
     let revision: number | typeof DIED;
@@ -783,12 +876,7 @@ export class LineEngine implements Lines {
       if ((await this.etcd.get(m.kv.key)).kv?.modRevision !== m.kv.modRevision) return undefined;
       return blocker ? { delayed: blocker } : AGAIN;
     }
-    // The key left its waiting lease: a queue lease goes back, a ticket's is bound to nothing now.
-    place.left = true;
-    if (place.queueLease) place.queueLease.done();
-    else if (place.owned && place.v.t === 1) this.etcd.leaseRevoke(place.kv.lease).catch(() => {});
-    const kv: KeyValue = { ...m.kv, value: written, modRevision: revision, lease: lease.id };
-    return { grant: this.granted(ask, kv, v, place.nonce, revision, sentAt), replayed: false };
+    return this.tookTurn(ask, place, { ...m.kv, value: written, modRevision: revision, lease: lease.id }, v, sentAt);
   }
 
   /** Gives up a place this request made (guarded by the revision it was written at). */
@@ -1058,23 +1146,148 @@ export class LineEngine implements Lines {
     // the value written with this nonce, so no read first.
     const key = h && this.keys.participant(line, h.keyId);
     const own = h && key ? this.own.take(key, h) : undefined;
-    if (own && key && (await this.deleteGrant(key, own.revision, own.marker))) {
-      this.strategies.leases.reusable({ id: own.lease, grantedTtl: own.ttl }, own.at);
-      return { grantedAt: own.at };
-    }
+    if (own && key && (await this.endHeld(line, key, own))) return { grantedAt: own.at };
     return this.endGrant(line, what, await this.heldBy(line, what, h));
   }
 
-  /** Deletes a grant's key if it is still exactly this grant's; its lease goes to the pool. */
+  /** Ends a grant if it is still exactly this grant's (see endHeld); otherwise LockLost. */
   private async endGrant(line: LineRef, what: string, m: Member): Promise<Ended> {
+    const marker = this.markerOf(line, m.v);
+    const ending: Ending = {
+      revision: m.kv.modRevision,
+      lease: m.kv.lease,
+      ...(m.v.ttl !== undefined ? { ttl: m.v.ttl } : {}),
+      ...(m.v.at !== undefined ? { at: m.v.at } : {}),
+      ...(marker ? { marker } : {}),
+    };
     // An expiry or a new grant in between changes the mod revision: never a 204 for nothing.
-    if (!(await this.deleteGrant(m.kv.key, m.kv.modRevision, this.markerOf(line, m.v)))) throw new LockLost(what);
+    if (!(await this.endHeld(line, m.kv.key, ending))) throw new LockLost(what);
+    return m.v.at !== undefined ? { grantedAt: m.v.at } : {};
+  }
+
+  /**
+   * Ends a grant as its holder asked (a release, an answer nobody received), if its key
+   * is still at `g.revision`: in one txn that also makes this instance's next waiter the
+   * holder when it can (handOver), else by a guarded delete (its lock-delay marker with
+   * it). A lease no waiter took goes to the pool. Whether it ended.
+   */
+  private async endHeld(line: LineRef, key: string, g: Ending): Promise<boolean> {
+    const handed = await this.handOver(line, key, g);
+    if (!handed && !(await this.deleteGrant(key, g.revision, g.marker))) return false;
+    if (handed?.leaseTaken) return true;
     // Dated from the grant, not from now: a holder may release after its TTL ran out but
     // before etcd revoked the lease, and a lease pooled as fresh would take the next grant
     // (or a waiter's turn) down with it moments later.
-    if (m.v.ttl !== undefined) this.strategies.leases.reusable({ id: m.kv.lease, grantedTtl: m.v.ttl }, m.v.at);
-    else this.strategies.leases.discard(m.kv.lease);
-    return m.v.at !== undefined ? { grantedAt: m.v.at } : {};
+    if (g.ttl !== undefined) this.strategies.leases.reusable({ id: g.lease, grantedTtl: g.ttl }, g.at);
+    else this.strategies.leases.discard(g.lease);
+    return true;
+  }
+
+  /**
+   * Local handoff: ends the grant `key` and makes the next participant of its line the
+   * holder in ONE txn, when that participant is a plain request waiting on this instance
+   * (mayBeHandedTo), and answers that request at once (handedTurn):
+   *
+   *   Txn(if mod_revision(key) == g.revision and mod_revision(waiter) == its join's
+   *       [locks: and create_revision(lock-delay marker) == 0]
+   *       then Delete(key), Put(waiter, its holder value, a grant lease))
+   *
+   * instead of a delete, the watch event that wakes the waiter, and the waiter's own txn.
+   * The waiter's create revision, its token, stays, as with its own turn.
+   *
+   * Why that is safe: the waiter is alive (its request waits in this process). Who is
+   * next is read from this instance's copy of the line (kept while a waiter of it waits
+   * there), which is the line as it was at some revision v: every key that existed at v.
+   * A key ahead of the waiter in the line at the txn was created before the waiter, so
+   * before v, and has existed since (a key made again gets a new create revision), so it
+   * is in the copy, ahead of the waiter there too; and a holder in the copy still holds
+   * (a holder never waits again). Keys not in the copy were made later, so are behind the
+   * waiter; keys in it that left or became holders since only leave it fewer ahead, or
+   * more of them holding. So if the copy, without the releasing key, says the waiter may
+   * hold (mayHold: among the first `limit`, everyone ahead holding), then it may at the
+   * txn, once that key is deleted, as long as the txn's guards hold: the releasing key
+   * is still this grant (else this would hand over a grant that ended), and the waiter's
+   * key is still exactly as it joined (a key gone or made anew, at the back, since the
+   * copy was read must never be put as a holder).
+   *
+   * A claimed waiter is out of the registry before the txn is sent, and waits for this
+   * outcome before anything else (its turn, giving up): `undefined` when nothing was
+   * written (no waiter to hand to, a guard failed, the lease ended: the caller deletes the
+   * grant as usual, and the waiter waits on); `leaseTaken` when the grant's lease is now
+   * the waiter's (or ended), so not pooled. An unknown outcome is thrown, as a failed
+   * delete's would be; the waiter then leaves the line (handedTurn).
+   */
+  private async handOver(line: LineRef, key: string, g: Ending): Promise<{ leaseTaken: boolean } | undefined> {
+    // A grant with a lock-delay marker ends by deleting the marker too: its successor waits as usual.
+    if (g.marker) return undefined;
+    const { start } = this.keys.range(line);
+    const copy = this.strategies.waits.copy(start);
+    const next = copy && nextWaiting(copy, key);
+    const claim =
+      next &&
+      this.handoff.claim(
+        start,
+        next.kv.key,
+        ({ ask, place }) =>
+          place.kv.modRevision === next.kv.modRevision && mayHold(copy, next.kv.key, ask.o.limit, key),
+      );
+    if (!claim) return undefined;
+    const { ask, place } = claim.waiter;
+    const { leases } = this.strategies;
+    const sentAt = Date.now();
+    const ttl = place.v.ttl ?? ask.o.ttl;
+    // The released grant's own lease serves the waiter when etcd granted it the TTL the
+    // waiter asks for and it has time left (by the pool's rule): no lease to take, none to pool.
+    const reused = g.ttl === ttl && hasTimeLeft(g.at ?? 0, g.ttl, sentAt);
+    let lease: GrantLease;
+    try {
+      lease = reused ? { id: g.lease, grantedTtl: ttl, pooled: true } : await leases.take(ttl);
+    } catch {
+      claim.settle({ kept: true });
+      return undefined;
+    }
+    const v = this.holderValue(place.v, lease.grantedTtl, sentAt);
+    const written = JSON.stringify(v);
+    // Sent with the reset of its lease, as a turn is (see grantingWrite): the released
+    // grant's lease too counts down from its last renewal.
+    const [wrote, renewed] = await Promise.allSettled([
+      this.etcd.guardedWrite({
+        unchanged: [
+          { key, modRevision: g.revision },
+          { key: place.kv.key, modRevision: place.kv.modRevision },
+        ],
+        ...(ask.delayKey !== undefined ? { created: [{ key: ask.delayKey, createRevision: 0 }] } : {}),
+        delete: [key],
+        put: [{ key: place.kv.key, value: written, lease: lease.id }],
+      }),
+      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
+    ]);
+    if (wrote.status === "rejected" && !(wrote.reason instanceof LeaseNotFoundError)) {
+      claim.settle({ lost: { error: wrote.reason, lease: lease.id, written } });
+      throw wrote.reason;
+    }
+    const alive = renewed.status === "fulfilled" && renewed.value > 0;
+    if (wrote.status === "rejected" || wrote.value === 0) {
+      // Nothing was written (a guard failed, or the lease had ended): the grant is deleted
+      // as usual and the waiter waits on. A lease taken for it is bound to nothing.
+      claim.settle({ kept: true });
+      if (!reused && alive) leases.reusable(lease, sentAt);
+      return undefined;
+    }
+    const revision = wrote.value;
+    if (alive) {
+      const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };
+      claim.settle({ took: { kv, v, at: sentAt } });
+    } else if (renewed.status === "fulfilled") {
+      // The lease ended just after the txn, taking the waiter's new key with it: the
+      // grant did end; the waiter finds its place gone and joins again.
+      claim.settle({ kept: true });
+    } else {
+      // Whether the lease was reset is unknown, so its grant's TTL is: the waiter's key
+      // must not stay held on it (see handedTurn).
+      claim.settle({ lost: { error: renewed.reason, lease: lease.id, written } });
+    }
+    return { leaseTaken: reused };
   }
 
   /** The holder the handle names; otherwise LockLost. */

@@ -42,15 +42,26 @@ export function hasRoom(oldest: readonly Member[], count: number, limit: number)
 /**
  * Whether the participant `key` may hold now: among the first `limit`, everyone ahead
  * holding. `oldest`: the line's oldest participants (at least its first `limit`).
+ * `leaving`: a participant to count as gone already (a holder whose release is judged).
  */
-export function mayHold(oldest: readonly Member[], key: string, limit: number): boolean {
-  const n = Math.min(oldest.length, limit);
-  for (let i = 0; i < n; i++) {
-    const m = oldest[i] as Member;
+export function mayHold(oldest: readonly Member[], key: string, limit: number, leaving?: string): boolean {
+  let place = 0;
+  for (const m of oldest) {
+    if (m.kv.key === leaving) continue;
+    if (place >= limit) return false;
     if (m.kv.key === key) return true;
     if (!holds(m)) return false;
+    place++;
   }
   return false;
+}
+
+/**
+ * The first participant that does not hold once `leaving` has left: the only one whose
+ * turn that can bring (whoever waits behind it waits for it too).
+ */
+export function nextWaiting(oldest: readonly Member[], leaving: string): Member | undefined {
+  return oldest.find((m) => m.kv.key !== leaving && !holds(m));
 }
 
 /** Waiters ahead of `key` (holders not counted; first in line = 0). */

@@ -455,8 +455,8 @@ export class FakeEtcd implements EtcdClient {
       if (!holds) return 0;
       this.checkLeases(w.put ?? []);
       this.rev++;
-      for (const p of w.put ?? []) this.putAt(p.key, p.value, p.lease, this.rev);
       for (const key of w.delete ?? []) if (this.kvs.has(key)) this.deleteAt(key, this.rev);
+      for (const p of w.put ?? []) this.putAt(p.key, p.value, p.lease, this.rev);
       return this.rev;
     });
   }

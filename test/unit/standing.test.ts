@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { KeyValue } from "../../src/etcd/types.js";
-import { hasRoom, lineLimit, type Member, mayHold, member, positionOf } from "../../src/lock/standing.js";
+import { hasRoom, lineLimit, type Member, mayHold, member, nextWaiting, positionOf } from "../../src/lock/standing.js";
 
 /** A line from a compact description: "H" holds, "w" waits; create revisions 10, 11, … */
 function line(shape: string, limit = 1): Member[] {
@@ -42,6 +42,26 @@ describe("standing in a line (pure rules)", () => {
     expect(mayHold(line("Hw"), "k1", 1)).toBe(false);
     expect(mayHold(line("w"), "k0", 1)).toBe(true);
     expect(mayHold(line("w"), "absent", 1)).toBe(false);
+  });
+
+  it("judged as if a releasing holder had left: only the first waiter's turn can come, and only with room", () => {
+    // A lock: the holder k0 leaves, so k1 may hold; k2 still waits for k1.
+    expect(nextWaiting(line("Hww"), "k0")?.kv.key).toBe("k1");
+    expect(mayHold(line("Hww"), "k1", 1, "k0")).toBe(true);
+    expect(mayHold(line("Hww"), "k2", 1, "k0")).toBe(false);
+    // A semaphore of 2: k0 leaving frees a permit for k2, the first waiter, not for k3.
+    const sem = line("HHww", 2);
+    expect(nextWaiting(sem, "k0")?.kv.key).toBe("k2");
+    expect(mayHold(sem, "k2", 2, "k0")).toBe(true);
+    expect(mayHold(sem, "k3", 2, "k0")).toBe(false);
+    // A waiter that may hold already stays the first: the one behind it waits for it.
+    expect(nextWaiting(line("HwHw", 2), "k2")?.kv.key).toBe("k1");
+    expect(mayHold(line("HwHw", 2), "k3", 2, "k2")).toBe(false);
+    // The key that leaves may be a waiter of the copy (it became the holder since): skipped all the same.
+    expect(mayHold(line("ww"), "k1", 1, "k0")).toBe(true);
+    expect(nextWaiting(line("H"), "k0")).toBeUndefined();
+    // Leaving nothing: as before.
+    expect(mayHold(line("Hw"), "k1", 1, "absent")).toBe(false);
   });
 
   it("a position counts the waiters ahead, not the holders", () => {

@@ -40,9 +40,12 @@ const waitersIn = (fake: FakeEtcd, name: string) =>
 /**
  * A lock "n" held, and a waiter in line behind it whose conversion, once `release()`
  * gives it its turn, is applied by etcd but answered with an error (outcome unknown).
+ * The holder is another instance's, so the waiter takes its turn itself (a release on
+ * its own instance would hand it over: see handoff.test.ts).
  */
 async function lostConversion(fake: FakeEtcd, locks: TestLocks, o: Partial<AcquireOptions> = {}) {
-  const holder = await locks.acquire("n", { ttl: 30, wait: 0 });
+  const other = fakeLines({}, fake).locks;
+  const holder = await other.acquire("n", { ttl: 30, wait: 0 });
   const waiter = rejection(locks.acquire("n", { ttl: 30, wait: 60, ...o }));
   await untilWaiting(fake, "n", 1);
   const key = waitersIn(fake, "n")[0]?.key;
@@ -53,7 +56,7 @@ async function lostConversion(fake: FakeEtcd, locks: TestLocks, o: Partial<Acqui
     waiter,
     /** Releases the holder; resolves with the conversion's put of the key once it is sent. */
     async release() {
-      await locks.release("n", holder.grant.lease);
+      await other.release("n", holder.grant.lease);
       const put = (await converting)[0].put?.[0];
       if (!put) throw new Error("the conversion put nothing");
       return put;

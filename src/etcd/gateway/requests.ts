@@ -120,8 +120,8 @@ export function encodeGuardedWrite(w: GuardedWrite): Json {
       ...(w.created ?? []).map((i) => createdAt(i.key, i.createRevision)),
     ],
     success: [
-      ...(w.put ?? []).map((p) => ({ request_put: encodePut(p) })),
       ...(w.delete ?? []).map((key) => ({ request_delete_range: { key: encodeBase64(key) } })),
+      ...(w.put ?? []).map((p) => ({ request_put: encodePut(p) })),
     ],
     failure: [],
   };

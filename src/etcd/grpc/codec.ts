@@ -119,8 +119,8 @@ export function guardedTxn(w: GuardedWrite): ITxnRequest {
       })),
     ],
     success: [
-      ...(w.put ?? []).map((p) => ({ request_put: putRequest(p) })),
       ...(w.delete ?? []).map((key) => ({ request_delete_range: { key: Buffer.from(key) } })),
+      ...(w.put ?? []).map((p) => ({ request_put: putRequest(p) })),
     ],
     failure: [],
   };

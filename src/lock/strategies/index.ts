@@ -3,6 +3,7 @@ import { coalescedTxns, type SingleKeyTxns, singleTxns } from "./group-commit.js
 import { type LeaseSource, PooledLeases } from "./lease-pool.js";
 import { ChangesPerReader, type LineChanges, SharedLineChanges } from "./line-changes.js";
 import { LineViewPerWaiter, type LineWaits, SharedLineViews } from "./line-views.js";
+import { type LocalHandoff, LocalWaiters, NoLocalHandoff } from "./local-handoff.js";
 import { LeasePerWaiter, type QueueLeases, SessionLease } from "./queue-leases.js";
 
 /**
@@ -20,6 +21,8 @@ export interface Strategies {
   queue: QueueLeases;
   /** How blocking reads learn their line changed (one watch per line per instance, or per reader). */
   changes: LineChanges;
+  /** Who may be handed the turn by a release on this instance (its own waiters, or nobody). */
+  handoff<W, O>(): LocalHandoff<W, O>;
 }
 
 /** Node: one process serves many requests, so they can share I/O. */
@@ -30,6 +33,7 @@ export function nodeStrategies(etcd: EtcdClient): Strategies {
     waits: new SharedLineViews(etcd),
     queue: new SessionLease(etcd),
     changes: new SharedLineChanges(etcd),
+    handoff: () => new LocalWaiters(),
   };
 }
 
@@ -41,5 +45,6 @@ export function workerStrategies(etcd: EtcdClient): Strategies {
     waits: new LineViewPerWaiter(etcd),
     queue: new LeasePerWaiter(etcd),
     changes: new ChangesPerReader(etcd),
+    handoff: () => new NoLocalHandoff(),
   };
 }

@@ -21,6 +21,15 @@ export interface PooledLease {
   since: number;
 }
 
+/**
+ * Whether a lease last known alive with its full TTL at `since` is worth binding a new
+ * grant to at `now`: a margin of a second, because one about to expire could die between
+ * the keep-alive sent with the grant's txn and the txn.
+ */
+export function hasTimeLeft(since: number, grantedTtl: number, now = Date.now()): boolean {
+  return now - since < (grantedTtl - 1) * 1000;
+}
+
 export class LeasePool {
   /** Pooled leases by granted TTL, most recently released last. */
   private readonly free = new Map<number, PooledLease[]>();
@@ -42,8 +51,7 @@ export class LeasePool {
     const list = this.free.get(this.grantedFor.get(requested) ?? requested);
     while (list && list.length > 0) {
       const lease = list.pop() as PooledLease;
-      // Leave a margin: one about to expire could die between keep-alive and txn.
-      if (now - lease.since < (lease.grantedTtl - 1) * 1000) return lease;
+      if (hasTimeLeft(lease.since, lease.grantedTtl, now)) return lease;
     }
     return undefined;
   }

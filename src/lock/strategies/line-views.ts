@@ -35,6 +35,12 @@ export interface LineWaits {
    * when the copy is older than revision `atLeast`.
    */
   position(start: string, key: string, atLeast: number): number | undefined;
+  /**
+   * This instance's copy of the line, oldest first, as it is now (the line as it was at
+   * some revision: every key that existed then, as it was then); `undefined` when there
+   * is none to share. Read it at once: it changes with the next watch event.
+   */
+  copy(start: string): readonly Member[] | undefined;
 }
 
 interface Turn {
@@ -104,6 +110,11 @@ export class LineView {
     // very caller saw become a holder (a ticket redeemed just before): not good enough.
     if (this.revision < atLeast) return undefined;
     return this.byKey.has(key) ? positionOf(this.members, key) : undefined;
+  }
+
+  /** The participants, oldest first, once the line was read. */
+  get line(): readonly Member[] | undefined {
+    return this.revision > 0 ? this.members : undefined;
   }
 
   close(): void {
@@ -198,6 +209,10 @@ export class SharedLineViews implements LineWaits {
     return this.views.get(start)?.position(key, atLeast);
   }
 
+  copy(start: string): readonly Member[] | undefined {
+    return this.views.get(start)?.line;
+  }
+
   async awaitTurn(
     range: LineRange,
     key: string,
@@ -244,6 +259,11 @@ export class LineViewPerWaiter implements LineWaits {
   }
 
   position(): undefined {
+    return undefined;
+  }
+
+  /** Each waiter's copy is its own request's: none is shared. */
+  copy(): undefined {
     return undefined;
   }
 

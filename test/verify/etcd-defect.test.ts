@@ -2,11 +2,15 @@ import { describe, expect, it } from "vitest";
 import { type CallRecord, checkHistory, type GrantRecord, type Violation } from "../../scripts/verify/check.js";
 import {
   attributeToEtcd,
+  DEFECT_LABEL,
   leaseDefectAffects,
   WAKE_REVOKE_MS,
   type Wake,
 } from "../../scripts/verify/faults/etcd-defect.js";
+import { FAULT_SCENARIOS } from "../../scripts/verify/faults/scenarios.js";
 import { checkModel } from "../../scripts/verify/model.js";
+import { scenarioSection } from "../../scripts/verify/report.js";
+import type { Scenario, ScenarioResult } from "../../scripts/verify/scenarios.js";
 import { Hand } from "./model-histories.js";
 
 // Which violations are set apart as etcd's lease defect (a deposed leader revoking live
@@ -131,5 +135,52 @@ describe("attributing lost-while-live to etcd's lease defect", () => {
     expect(from(hash, 1_620).map((v) => v.line)).toEqual(["lock x"]);
     // Another grant's allowance explains nothing.
     expect(from("0123456789abcdef", 1_500).map((v) => v.line)).toEqual(["lock x"]);
+  });
+});
+
+describe("the scenario table with violations attributed to etcd", () => {
+  const result = (o: Partial<ScenarioResult>): ScenarioResult => ({
+    scenario: "pause-leader",
+    transport: "grpc",
+    seconds: 6,
+    clients: 8,
+    requests: 10,
+    grants: 3,
+    violations: 0,
+    caught: 0,
+    staleWrites: 0,
+    staleRejected: 0,
+    rejectedWrites: 0,
+    writes: 0,
+    http503: 0,
+    faults: 1,
+    longestUnavailableMs: 0,
+    recoveryMs: undefined,
+    slowestPastWaitMs: 0,
+    slowest503Ms: undefined,
+    cleanMs: 1_000,
+    notes: [],
+    details: [],
+    ...o,
+  });
+  const scenario = FAULT_SCENARIOS.find((s) => s.id === "pause-leader") as Scenario;
+
+  it("has a column of their own, and says which they were and why, apart from the counted ones", () => {
+    const text = scenarioSection(scenario, [
+      result({ attributed: ["lost-while-live: x; why"] }),
+      result({ transport: "http", violations: 1, details: ["lost-while-live: y"], attributed: [] }),
+    ]);
+    const [header, , grpc, http] = text.split("\n").filter((l) => l.startsWith("|"));
+    const cells = (l = "") => l.split("|").map((c) => c.trim());
+    const column = cells(header).indexOf(DEFECT_LABEL);
+    expect(column).toBe(cells(header).indexOf("violations") + 1);
+    expect([cells(grpc)[column - 1], cells(grpc)[column]]).toEqual(["0", "1"]);
+    expect([cells(http)[column - 1], cells(http)[column]]).toEqual(["1", "0"]);
+    expect(text).toContain("Violations (http):\n\n- lost-while-live: y");
+    expect(text).toMatch(/Attributed to etcd, not counted \(grpc; [^\n]*\):\n\n- lost-while-live: x; why/);
+  });
+
+  it("has no such column in a scenario that attributes nothing", () => {
+    expect(scenarioSection(scenario, [result({})])).not.toContain(DEFECT_LABEL);
   });
 });

@@ -28,10 +28,12 @@ export const DEFECT_LABEL = "revoked by etcd (issue 15247)";
 
 /**
  * How long after a deposed leader's SIGCONT its revocations may land (ms). Its lessor
- * looks for expired leases every 500 ms, and the timers that were due while it slept
- * fire at once on waking; the control experiment saw every early revocation within
- * 0.1 s of the SIGCONT on an idle machine (docs/verification.md). 1 s leaves room for
- * the loaded machine the scenarios run on, and is still well short of the 2 s TTL.
+ * looks for expired leases every 500 ms, and a timer that fell due while it slept fires
+ * at once on waking: either that check runs before the new leader's first message
+ * demotes it, and it revokes then, or it does not revoke at all. The control experiment
+ * saw every early revocation 16–50 ms after the SIGCONT (3 runs, 35 of 136 leases, at a
+ * load average of 6–8 on 2 CPUs; docs/verification.md). 1 s covers one more check of
+ * the lessor and a slow apply on a loaded machine, and is half the scenarios' 2 s TTL.
  */
 export const WAKE_REVOKE_MS = 1_000;
 

@@ -161,6 +161,18 @@ async function keepAliveOnce(endpoint: string, id: string): Promise<number> {
   throw new Error("etcd keep-alive: no answer");
 }
 
+/** A call that sets a round up, tried up to 5 times (each has a 1 s deadline, short on a loaded machine). */
+async function setup<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await sleep(200);
+    }
+  }
+}
+
 async function round(c: EtcdCluster, n: number, o: ControlOptions): Promise<ControlRound> {
   const leader = await agreedLeader(c);
   const followers = c.endpoints.filter((_, i) => i !== leader);
@@ -177,9 +189,10 @@ async function round(c: EtcdCluster, n: number, o: ControlOptions): Promise<Cont
   const loops: Promise<void>[] = [];
   try {
     for (let i = 0; i < o.leases; i++) {
-      const granted = await etcdPost(via(i), "/v3/lease/grant", { TTL: String(o.ttl) });
+      // A grant retried after a lost answer leaves a lease nobody keeps alive: it expires.
+      const granted = await setup(() => etcdPost(via(i), "/v3/lease/grant", { TTL: String(o.ttl) }));
       const l: Lease = { id: String(granted.ID), key: `${prefix}${i}`, alive: [] };
-      await etcdPost(via(i), "/v3/kv/put", { key: b64(l.key), value: b64("x"), lease: l.id });
+      await setup(() => etcdPost(via(i), "/v3/kv/put", { key: b64(l.key), value: b64("x"), lease: l.id }));
       leases.push(l);
       byKey.set(l.key, l);
     }
@@ -211,7 +224,8 @@ async function round(c: EtcdCluster, n: number, o: ControlOptions): Promise<Cont
     process.kill(pid, "SIGSTOP");
     let wokeAt: number;
     try {
-      await sleep(o.pauseMs);
+      // A timer may fire up to a millisecond early by this clock: the pause lasts pauseMs.
+      while (now() - stoppedAt < o.pauseMs) await sleep(stoppedAt + o.pauseMs - now() + 1);
     } finally {
       process.kill(pid, "SIGCONT");
       wokeAt = now();

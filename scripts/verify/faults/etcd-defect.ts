@@ -31,7 +31,7 @@ export const DEFECT_LABEL = "revoked by etcd (issue 15247)";
  * looks for expired leases every 500 ms, and a timer that fell due while it slept fires
  * at once on waking: either that check runs before the new leader's first message
  * demotes it, and it revokes then, or it does not revoke at all. The control experiment
- * saw every early revocation 4–50 ms after the SIGCONT (4 runs, 93 of 236 leases, at a
+ * saw every early revocation 4–83 ms after the SIGCONT (6 runs, 115 of 284 leases, at a
  * load average of 6–10 on 2 CPUs; docs/verification.md). 1 s covers one more check of
  * the lessor and a slow apply on a loaded machine, and is half the scenarios' 2 s TTL.
  */

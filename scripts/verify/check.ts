@@ -6,6 +6,8 @@
  * `performance.now()` are kept for durations.
  */
 
+import { secretHash } from "./history.js";
+
 /** One grant a client received (201, or 200 for an idempotent retry of its own acquire). */
 export interface GrantRecord {
   name: string;
@@ -116,6 +118,14 @@ export interface Violation {
     | "stale-write-acknowledged"
     | "linearizability";
   detail: string;
+  /**
+   * lost-while-live: the span (run clock, ms) in which the grant must have ended, after
+   * its last proof of life (the send of its acquire or of its last renew answered 200)
+   * and before the answer that showed it gone; and the grant, by its handle's hash.
+   */
+  ended?: { after: number; before: number; grant: string };
+  /** linearizability: the line (as the model names it) that no order fits. */
+  line?: string;
 }
 
 export interface CheckResult {
@@ -338,14 +348,22 @@ function lostWhileLive(
     forces.some((f) => f.sentSeq < beforeSeq && (f.status <= 0 || f.status >= 500 || f.doneSeq > a.requestedSeq));
   const releasedBefore = (a: GrantRecord, seq: number) =>
     a.releaseFirstSentSeq !== undefined && a.releaseFirstSentSeq < seq;
-  /** The lease provably lives until this (run clock, ms), from refreshes sent before `before`. */
-  const liveUntil = (a: GrantRecord & { requestedAt: number }, before: number) => {
+  /** The send of the last refresh (acquire, renew answered 200) sent before `before` (run clock, ms). */
+  const refreshedAt = (a: GrantRecord & { requestedAt: number }, before: number) => {
     let from = a.requestedAt;
     for (const r of a.calls ?? []) {
       if (r.op === "renew" && r.status === 200 && r.sentAt < before) from = Math.max(from, r.sentAt);
     }
-    return from + a.ttl * 1_000 - LIVE_MARGIN_MS;
+    return from;
   };
+  /** The lease provably lives until this (run clock, ms), from refreshes sent before `before`. */
+  const liveUntil = (a: GrantRecord & { requestedAt: number }, before: number) =>
+    refreshedAt(a, before) + a.ttl * 1_000 - LIVE_MARGIN_MS;
+  const ended = (a: GrantRecord & { requestedAt: number }, before: number, seenAt: number) => ({
+    after: refreshedAt(a, before),
+    before: seenAt,
+    grant: secretHash(a.lease),
+  });
 
   for (const a of sorted) {
     if (a.requestedAt === undefined) continue;
@@ -360,6 +378,7 @@ function lostWhileLive(
         out.push({
           invariant: "lost-while-live",
           detail: `${name}: ${a.client}'s ${r.op} of token ${a.token} was answered 410 ${Math.round(until - r.doneAt)} ms before its lease could expire, with no release or force release sent`,
+          ended: ended(withTime, r.sentAt, r.doneAt),
         });
       }
     }
@@ -386,6 +405,7 @@ function lostWhileLive(
         out.push({
           invariant: "lost-while-live",
           detail: `${name}: ${b.client} got token ${b.token} ${Math.round(liveUntil(a, b.receivedAt) - b.receivedAt)} ms before ${a.client}'s grant (token ${a.token}) could expire, with no release or force release sent`,
+          ended: ended(a, b.receivedAt, b.receivedAt),
         });
       }
     } else if (holding.length >= limit) {

@@ -133,6 +133,24 @@ async function startCluster(size: number): Promise<EtcdCluster> {
   };
 }
 
+/** The non-empty lines of a streamed answer of etcd's JSON gateway (a watch, a keep-alive), as they arrive. */
+export async function* ndjsonLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl = buf.indexOf("\n");
+    while (nl >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf("\n");
+      if (line) yield line;
+    }
+  }
+  const rest = buf.trim();
+  if (rest) yield rest;
+}
+
 /** One POST to an etcd member's JSON gateway (1 s deadline); throws unless it answers 2xx. */
 export async function etcdPost(endpoint: string, path: string, body: unknown = {}): Promise<Record<string, unknown>> {
   const res = await fetch(`${endpoint}${path}`, {
@@ -230,36 +248,26 @@ export function clusterReads(
         });
         if (!res.ok || !res.body) throw new Error(`etcd watch: HTTP ${res.status}`);
         await post(endpoint, "/v3/kv/put", { key: b64(marker), value: b64("") });
-        const decoder = new TextDecoder();
-        let buf = "";
-        for await (const chunk of res.body) {
-          buf += decoder.decode(chunk as Uint8Array, { stream: true });
-          let nl = buf.indexOf("\n");
-          while (nl >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            nl = buf.indexOf("\n");
-            if (!line) continue;
-            type Kv = { key: string; value?: string; create_revision?: string; mod_revision?: string; lease?: string };
-            const msg = JSON.parse(line) as { result?: { events?: { type?: string; kv: Kv }[]; canceled?: boolean } };
-            if (msg.result?.canceled) throw new Error(`etcd canceled the history watch: ${line}`);
-            for (const e of msg.result?.events ?? []) {
-              const key = text(e.kv.key);
-              if (key === marker) return out;
-              const revision = Number(e.kv.mod_revision ?? 0);
-              out.push(
-                e.type === "DELETE"
-                  ? { type: "delete", key, revision }
-                  : {
-                      type: "put",
-                      key,
-                      revision,
-                      createRevision: Number(e.kv.create_revision ?? revision),
-                      value: text(e.kv.value),
-                      lease: e.kv.lease ?? "0",
-                    },
-              );
-            }
+        for await (const line of ndjsonLines(res.body)) {
+          type Kv = { key: string; value?: string; create_revision?: string; mod_revision?: string; lease?: string };
+          const msg = JSON.parse(line) as { result?: { events?: { type?: string; kv: Kv }[]; canceled?: boolean } };
+          if (msg.result?.canceled) throw new Error(`etcd canceled the history watch: ${line}`);
+          for (const e of msg.result?.events ?? []) {
+            const key = text(e.kv.key);
+            if (key === marker) return out;
+            const revision = Number(e.kv.mod_revision ?? 0);
+            out.push(
+              e.type === "DELETE"
+                ? { type: "delete", key, revision }
+                : {
+                    type: "put",
+                    key,
+                    revision,
+                    createRevision: Number(e.kv.create_revision ?? revision),
+                    value: text(e.kv.value),
+                    lease: e.kv.lease ?? "0",
+                  },
+            );
           }
         }
         throw new Error("etcd ended the history watch before the marker arrived");

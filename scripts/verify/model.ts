@@ -105,6 +105,12 @@ export interface ModelOptions {
   marginMs?: number;
   /** Search steps per line before giving up (reported as a violation: the run proves nothing). */
   maxSteps?: number;
+  /**
+   * Grants (by handle hash) that something outside the service may have ended at any
+   * moment from then on (ms): etcd revoking a live lease, a defect the caller has
+   * attributed to etcd by the clients' records. Each may end then as well as by expiry.
+   */
+  mayEndFrom?: ReadonlyMap<string, number>;
 }
 
 export interface LineStats {
@@ -310,7 +316,7 @@ export function checkLine(
         break;
     }
   }
-  for (const g of grants) g.vanishFrom = g.liveUntil;
+  for (const g of grants) g.vanishFrom = Math.min(g.liveUntil, o.mayEndFrom?.get(g.hash) ?? Number.POSITIVE_INFINITY);
   for (const c of infoReleases) {
     const g = grants[byHash.get(c.iv.grant as string) as number] as GrantInfo;
     g.vanishFrom = Math.min(g.vanishFrom, c.inv);
@@ -530,6 +536,7 @@ class Search {
   private violation(): Violation {
     return {
       invariant: "linearizability",
+      line: this.line,
       detail: `${this.line}: no order of its ${this.ops.length} operations fits the model: ${Math.max(0, this.deepest)} fit, then none of these could come next: ${this.stuck.join("; ")}`,
     };
   }

@@ -3,6 +3,7 @@ import { cpus, freemem, totalmem, type } from "node:os";
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { SetStats } from "./check-set.js";
+import { CONTROL_TITLE, DEFECT_LABEL } from "./faults/etcd-defect.js";
 import { FAULTS_FOUND, FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
 import type { FuzzResult } from "./fuzz.js";
 import { HISTORY_AND_MODEL, MODEL_COMMANDS, MODEL_FINDINGS } from "./model-docs.js";
@@ -83,13 +84,29 @@ export function table(header: readonly string[], rows: readonly string[][]): str
 
 /** The table of one scenario (a row per transport), its notes and any violation's details. */
 export function scenarioSection(s: Scenario, results: readonly ScenarioResult[]): string {
-  const out = [`### ${s.title}`, "", `${s.what}.`, "", table(COLUMNS, results.map(row))];
+  // A scenario that tells etcd's lease defect apart shows what it attributed to etcd
+  // beside what it counted.
+  const attributing = results.some((r) => r.attributed !== undefined);
+  const header = attributing ? [...COLUMNS.slice(0, 3), DEFECT_LABEL, ...COLUMNS.slice(3)] : COLUMNS;
+  const rows = results.map((r) => {
+    const cells = row(r);
+    return attributing ? [...cells.slice(0, 3), String(r.attributed?.length ?? 0), ...cells.slice(3)] : cells;
+  });
+  const out = [`### ${s.title}`, "", `${s.what}.`, "", table(header, rows)];
   const sets = results.filter((r): r is ScenarioResult & { set: SetStats } => r.set !== undefined);
   if (sets.length) out.push("", table(SET_COLUMNS, sets.map(setRow)));
   const notes = results.flatMap((r) => r.notes.map((n) => `- ${r.transport}: ${n}`));
   if (notes.length) out.push("", ...notes);
   for (const r of results) {
     if (r.details.length) out.push("", `Violations (${r.transport}):`, "", ...r.details.map((d) => `- ${d}`));
+    if (r.attributed?.length) {
+      out.push(
+        "",
+        `Attributed to etcd, not counted (${r.transport}; see "${CONTROL_TITLE.slice(4)}"):`,
+        "",
+        ...r.attributed.map((d) => `- ${d}`),
+      );
+    }
   }
   return out.join("\n");
 }
@@ -304,6 +321,8 @@ const lastRun = (o: {
   sections: string[];
   totalSeconds: number;
   violations: number;
+  /** Violations attributed to etcd's lease defect (not counted in `violations`). */
+  attributed?: number;
   machine: Record<string, string>;
 }) => `## Last run
 
@@ -313,7 +332,9 @@ ${Object.entries(o.machine)
 - form: ${o.scale.form} (${o.scale.clients} clients; ${Object.entries(o.scale.seconds)
   .map(([k, v]) => `${k} ${v} s`)
   .join(", ")} of load per transport)
-- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**${brokenLine(o.sections)}
+- total: ${Math.round(o.totalSeconds)} s, **${o.violations} violations**${
+  o.attributed ? ` (and ${o.attributed} attributed to etcd's lease defect, not counted: see pause-leader)` : ""
+}${brokenLine(o.sections)}
 
 ${o.sections.join("\n\n")}
 
@@ -471,6 +492,8 @@ export function document(o: {
   sections: string[];
   totalSeconds: number;
   violations: number;
+  /** Violations attributed to etcd's lease defect (not counted in `violations`). */
+  attributed?: number;
   machine: Record<string, string>;
 }): string {
   return head() + lastRun(o) + tail();

@@ -129,6 +129,11 @@ export interface ScenarioResult {
   notes: string[];
   /** What each violation was. */
   details: string[];
+  /**
+   * Scenarios that tell etcd's own lease defect apart (see faults/etcd-defect.ts): the
+   * violations attributed to it, each with why; not counted in `violations`.
+   */
+  attributed?: string[];
   /** Lock-set scenarios: what became of the appends and the state's writes. */
   set?: SetStats;
   /** The run's history (JSON lines, see history.ts). */
@@ -182,6 +187,14 @@ export interface Env {
   clientProxy?: LagProxy;
   /** Lock-set scenarios: their numbers. */
   set?: SetStats;
+  /**
+   * Splits the run's violations into those that count and those attributed to etcd's
+   * own lease defect (see faults/etcd-defect.ts), with why.
+   */
+  attribute?: (violations: Violation[]) => {
+    counted: Violation[];
+    attributed: { violation: Violation; why: string }[];
+  };
 }
 
 export interface Shape {
@@ -400,7 +413,9 @@ async function finish(env: Env): Promise<ScenarioResult> {
   );
   const expected = new Set(env.expects ?? []);
   const caught = checked.violations.filter((v) => expected.has(v.invariant));
-  const violations = checked.violations.filter((v) => !expected.has(v.invariant));
+  const found = checked.violations.filter((v) => !expected.has(v.invariant));
+  const split = env.attribute?.(found);
+  const violations = split ? split.counted : found;
   if (env.expects && caught.length === 0) {
     run.fail(`the checker caught no violation of ${env.expects.join(", ")}, which this scenario exists to show`);
   }
@@ -461,6 +476,9 @@ async function finish(env: Env): Promise<ScenarioResult> {
     cleanMs: cleanMs === undefined ? undefined : Math.round(cleanMs),
     notes: env.notes,
     details: [...violations.map((v) => `${v.invariant}: ${v.detail}`), ...run.failures],
+    ...(split
+      ? { attributed: split.attributed.map((a) => `${a.violation.invariant}: ${a.violation.detail}; ${a.why}`) }
+      : {}),
     history,
     ...(env.set ? { set: env.set } : {}),
   };

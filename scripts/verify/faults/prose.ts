@@ -1,4 +1,6 @@
-/** What docs/verification.md says about the fault scenarios (see report.ts). */
+import { DEFECT_LABEL, WAKE_REVOKE_MS } from "./etcd-defect.js";
+
+/* What docs/verification.md says about the fault scenarios (see report.ts). */
 
 /** In "What is checked", before the settings of the instances. */
 export const FAULTS_WHAT = `**Faults** (the \`partition-*\`, \`pause-*\`, \`skew\` and \`membership\` scenarios). Three
@@ -25,7 +27,11 @@ answer), while the checker injects a fault every 1.5–3 s; the invariants are t
   meanwhile must come within 4 s past the request's \`wait\`;
 - **pauses**: SIGSTOP for 2.5–4.5 s, then SIGCONT, of the etcd leader (\`pause-leader\`), a
   follower (\`pause-follower\`) or a service instance's process group (\`pause-instance\`:
-  its holders' renewals and releases stall with it while their leases run out);
+  its holders' renewals and releases stall with it while their leases run out). On an
+  etcd before 3.4.31 or 3.5.13, a deposed leader revokes live leases when it wakes up:
+  \`pause-leader\` sets the violations only that can explain apart, in a column of their
+  own, by the rule in "What it found", and a control experiment without leasehold
+  measures etcd doing it;
 - **clock skew** (\`skew\`): libfaketime (Debian's \`faketime\`) preloaded into each instance:
   i0's wall clock jumps to a new offset of ±1–10 minutes at every fault (its timers keep
   real time), i1 is 3 minutes behind and all its clocks, timers included, run at 0.7×
@@ -77,14 +83,27 @@ found what the fixes and allowances below answer):
   from before its pause; the keep-alives went to the new leader meanwhile, so on waking
   it finds them expired and proposes their revocation, which the cluster applies (etcd
   issue 15247; mitigated in etcd 3.4.31 and 3.5.13, which ignore an old leader's
-  revocations). Reproduced without leasehold: 20 leases of 2 s kept alive every 250 ms
-  through the followers, the leader SIGSTOPped for 3 s, five times: 58 of the 100 were
-  revoked within 0.3 s of SIGCONT. A holder whose lease goes this way learns it on its
-  next renew, and another client may be granted the lock meanwhile; the fencing token is
-  what keeps the resource safe (every stale write was rejected). Debian 12 ships etcd
-  3.4.23: where the leader can be paused (GC, a VM descheduled, SIGSTOP), run etcd
-  3.4.31 or 3.5.13 or later. The table counts it; CI's short form leaves pause-leader out,
-  since it would fail at random on this etcd.
+  revocations). The control experiment above shows it without leasehold (\`npm run
+  verify -- --etcd-control\`): in a round, either almost every lease kept alive through
+  the followers is revoked 4–83 ms after the SIGCONT, or none is (the lessor's check ran
+  before the new leader's first message demoted it, or not); in six runs, 115 of 284
+  leases. A holder whose lease goes this way learns it on its next renew, and another
+  client may be granted the lock meanwhile; the fencing token is what keeps the resource
+  safe (every stale write was rejected). Debian 12 ships etcd 3.4.23: where the leader
+  can be paused (GC, a VM descheduled, SIGSTOP), run etcd 3.4.31 or 3.5.13 or later.
+  Since that run, pause-leader sets such violations apart in a column of their own
+  ("${DEFECT_LABEL}"), each listed with why, and counts everything else.
+  On an etcd with the defect (by its \`/version\`), a \`lost-while-live\` is etcd's when
+  the span in which its grant must have ended (after its last proof of life, the send
+  of its acquire or of its last renew answered 200; before the 410, or the other
+  client's grant, that showed it gone) overlaps the first ${WAKE_REVOKE_MS / 1000} s after the SIGCONT of a
+  paused *leader* (over ten times the slowest revocation the control experiment saw,
+  83 ms, at a load average of 6–10 on 2 CPUs); and the model check's \`linearizability\` violation
+  of a line is etcd's when, checked again with exactly those grants allowed to have
+  ended from that SIGCONT on, the line fits. After a follower's or an instance's pause,
+  with a span outside the window, or on an etcd without the defect, it counts. The
+  rule's tests: \`test/verify/etcd-defect.test.ts\`. CI's short form still leaves
+  pause-leader out.
 - **The gateway transport answered after 10.5 s, not at its deadline, when a connection
   to etcd could not be made** (partition-leader, short form: a request with no answer
   within 6.5 s; alone, an instance cut off from etcd answered a non-waiting acquire 503

@@ -10,6 +10,14 @@ import { type RequestRecord, sleep, uniform } from "../run.js";
 import { type Env, ETCD_TIMEOUT_MS, type Faults, faultScenario, type Scenario, type Shape, TTL } from "../scenarios.js";
 import { observedOffsetS, type Skew, skewed } from "./clock.js";
 import { type FaultCluster, startFaultCluster } from "./cluster.js";
+import {
+  attributeToEtcd,
+  DEFECT_LABEL,
+  etcdVersion,
+  leaseDefectAffects,
+  WAKE_REVOKE_MS,
+  type Wake,
+} from "./etcd-defect.js";
 
 /** Every fault lasts longer than the TTL (2 s), so leases run out while it lasts. */
 const FAULT_MS: [number, number] = [TTL * 1_000 + 500, TTL * 1_000 + 2_500];
@@ -238,20 +246,29 @@ const partitionInstance = faultScenario({
 
 // ---------------------------------------------------------------- pauses
 
-/** SIGSTOPs `pid` (a process group if negative) for a while, then SIGCONTs it. */
-async function pause(env: Env, what: string, pid: number | undefined) {
+/**
+ * SIGSTOPs `pid` (a process group if negative) for a while, then SIGCONTs it; resolves
+ * with when (run clock) it was SIGCONTed, once the cluster has settled.
+ */
+async function pause(env: Env, what: string, pid: number | undefined): Promise<number> {
   if (pid === undefined) throw new Error(`${what}: no process to pause`);
   const ms = uniform(...FAULT_MS);
+  let wokeAt = 0;
   await env.run.fault(`SIGSTOP ${what} for ${seconds(ms)}`, async () => {
     process.kill(pid, "SIGSTOP");
     try {
       await sleep(ms);
     } finally {
       process.kill(pid, "SIGCONT");
+      wokeAt = env.run.now();
     }
   });
   await settle(env);
+  return wokeAt;
 }
+
+/** Per run of pause-leader: etcd's version and the paused leaders' wake-ups (see etcd-defect.ts). */
+const leaderWakes = new WeakMap<Env, { version?: string; wakes: Wake[] }>();
 
 const PAUSE_WHAT =
   "a 3-member cluster and three service instances on loopback; every few seconds a process is paused with SIGSTOP for 2.5–4.5 s, longer than the TTL, and resumed with SIGCONT; the clients fail over on a dropped connection or a 503, not on a slow answer";
@@ -263,11 +280,31 @@ const pauseLeader = faultScenario({
   shape: { members: 3, instances: INSTANCES },
   gapMs: GAP_MS,
   async fault(env, n) {
+    let seen = leaderWakes.get(env);
+    if (!seen) {
+      seen = { wakes: [] };
+      leaderWakes.set(env, seen);
+    }
+    seen.version ??= await etcdVersion(env.cluster.endpoints).catch(() => undefined);
     const { slot, leader } = await leaderOr(env.cluster, n);
     bump(env, leader ? "leader paused" : "member paused (no leader known)");
-    await pause(env, `${leader ? "leader" : "member"} m${slot}`, env.cluster.pid(slot));
+    const wokeAt = await pause(env, `${leader ? "leader" : "member"} m${slot}`, env.cluster.pid(slot));
+    seen.wakes.push({ at: wokeAt, member: `m${slot}`, leader });
   },
-  after: (env) => env.notes.push(`faults: ${counted(env)}`),
+  after: (env) => {
+    env.notes.push(`faults: ${counted(env)}`);
+    const seen = leaderWakes.get(env);
+    const version = seen?.version ?? "unknown";
+    const wakes = seen?.wakes ?? [];
+    env.notes.push(
+      `etcd ${version}: ${
+        leaseDefectAffects(version)
+          ? `a version with the lease defect: a lost-while-live whose grant can have ended within ${WAKE_REVOKE_MS} ms after a paused leader's SIGCONT (${wakes.filter((w) => w.leader).length} in this run) is attributed to etcd ("${DEFECT_LABEL}"), not counted`
+          : "a version without the lease defect: every violation counts"
+      }`,
+    );
+    env.attribute = (violations) => attributeToEtcd(violations, { version, wakes, events: env.run.history.events });
+  },
 });
 
 const pauseFollower = faultScenario({

@@ -1,4 +1,4 @@
-import type { CaseId, EtcdServerFigures, RoundResult } from "./cases.js";
+import { type CaseId, type EtcdServerFigures, type RoundResult, SCALE_CASES } from "./cases.js";
 import { median } from "./stats.js";
 import type { SystemId } from "./systems.js";
 
@@ -133,6 +133,7 @@ export function targets(results: readonly RoundResult[], rows: readonly Row[]): 
   const out: Target[] = [];
   for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
     const waiters = rows.find((r) => r.system === system && r.case === "waiters");
+    const waiters10k = rows.find((r) => r.system === system && r.case === "waiters10k");
     const defs: [Omit<Target, "system" | "bound" | "value" | "met">, number | undefined, "min" | "max"][] = [
       [
         { id: "c32-throughput", description: "c=32 cycles/s ÷ etcd3 baseline", limit: 1.3, unit: "×" },
@@ -154,6 +155,16 @@ export function targets(results: readonly RoundResult[], rows: readonly Row[]): 
       [
         { id: "waiters-wake-p99", description: "waiters: p99 wake-up after release", limit: 100, unit: "ms" },
         waiters?.wakeP99Ms,
+        "max",
+      ],
+      [
+        { id: "waiters10k-rss", description: "waiters10k: service RSS", limit: 250, unit: "MB" },
+        waiters10k?.serviceRssMb,
+        "max",
+      ],
+      [
+        { id: "waiters10k-wake-p99", description: "waiters10k: p99 wake-up after release", limit: 20, unit: "ms" },
+        waiters10k?.wakeP99Ms,
         "max",
       ],
     ];
@@ -234,6 +245,43 @@ export function costTable(rows: readonly Row[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * The scale-out cases: what one etcd cluster pays per cycle as leasehold instances are
+ * added, and the cycles/s etcd's CPU alone would allow on this machine (every core's
+ * second, divided by etcd's CPU per cycle, summed over its members).
+ */
+export function scaleTable(rows: readonly Row[], cores: number): string {
+  const head = [
+    "case",
+    "system",
+    "instances",
+    "cycles/s",
+    "p50 ms",
+    "p99 ms",
+    "svc CPU ms/cycle (all inst.)",
+    "etcd CPU ms/cycle (all members)",
+    "raft proposals/cycle",
+    "WAL fsyncs/cycle (1 member)",
+    `etcd-CPU-bound cycles/s (${cores} cores)`,
+    "errors",
+  ];
+  const body = rows.map((r) => [
+    r.label,
+    r.system,
+    r.system === "etcd-lock" ? "–" : String(SCALE_CASES[r.case] ?? "–"),
+    int(r.cyclesPerSec),
+    fmt(r.p50Ms, 2),
+    fmt(r.p99Ms, 2),
+    fmt(r.serviceCpuMsPerCycle, 2),
+    fmt(r.etcdCpuMsPerCycle, 2),
+    fmt(r.etcdServer?.proposalsPerCycle, 2),
+    fmt(r.etcdServer?.fsyncsPerCycle, 2),
+    int(r.etcdCpuMsPerCycle ? (cores * 1000) / r.etcdCpuMsPerCycle : undefined),
+    String(r.errors),
+  ]);
+  return markdownTable(head, body);
 }
 
 export function targetLines(ts: readonly Target[]): string {

@@ -132,9 +132,20 @@ const rateRatio = (a: RoundResult, b: RoundResult) =>
 export function targets(results: readonly RoundResult[], rows: readonly Row[]): Target[] {
   const out: Target[] = [];
   for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
-    const waiters = rows.find((r) => r.system === system && r.case === "waiters");
-    const waiters10k = rows.find((r) => r.system === system && r.case === "waiters10k");
-    const defs: [Omit<Target, "system" | "bound" | "value" | "met">, number | undefined, "min" | "max"][] = [
+    type Def = [Omit<Target, "system" | "bound" | "value" | "met">, number | undefined, "min" | "max"];
+    /** A waiter case's limits: service RSS while all wait, and the p99 wake-up. */
+    const waiterDefs = (c: "waiters" | "waiters10k", rssMb: number, wakeMs: number): Def[] => {
+      const row = rows.find((r) => r.system === system && r.case === c);
+      return [
+        [{ id: `${c}-rss`, description: `${c}: service RSS`, limit: rssMb, unit: "MB" }, row?.serviceRssMb, "max"],
+        [
+          { id: `${c}-wake-p99`, description: `${c}: p99 wake-up after release`, limit: wakeMs, unit: "ms" },
+          row?.wakeP99Ms,
+          "max",
+        ],
+      ];
+    };
+    const defs: Def[] = [
       [
         { id: "c32-throughput", description: "c=32 cycles/s ÷ etcd3 baseline", limit: 1.3, unit: "×" },
         paired(results, system, "etcd3", "c32", rateRatio),
@@ -147,26 +158,8 @@ export function targets(results: readonly RoundResult[], rows: readonly Row[]): 
         ),
         "max",
       ],
-      [
-        { id: "waiters-rss", description: "waiters: service RSS", limit: 150, unit: "MB" },
-        waiters?.serviceRssMb,
-        "max",
-      ],
-      [
-        { id: "waiters-wake-p99", description: "waiters: p99 wake-up after release", limit: 100, unit: "ms" },
-        waiters?.wakeP99Ms,
-        "max",
-      ],
-      [
-        { id: "waiters10k-rss", description: "waiters10k: service RSS", limit: 250, unit: "MB" },
-        waiters10k?.serviceRssMb,
-        "max",
-      ],
-      [
-        { id: "waiters10k-wake-p99", description: "waiters10k: p99 wake-up after release", limit: 20, unit: "ms" },
-        waiters10k?.wakeP99Ms,
-        "max",
-      ],
+      ...waiterDefs("waiters", 150, 100),
+      ...waiterDefs("waiters10k", 250, 20),
     ];
     for (const [def, value, bound] of defs) {
       const met = value === undefined ? {} : { met: bound === "min" ? value >= def.limit : value <= def.limit };

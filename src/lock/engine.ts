@@ -1015,7 +1015,6 @@ export class LineEngine implements Lines {
     return { h, m, revision };
   }
 
-
   async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
     const what = describe(line);
     const { h, m, revision } = await this.ticketHolder(line, what, ticket);
@@ -1073,7 +1072,7 @@ export class LineEngine implements Lines {
 
   async leave(line: LineRef, ticket: string): Promise<void> {
     const what = describe(line);
-    const { h, m, revision } = await this.ticketHolder(line, what, ticket);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
       await this.endGrant(line, what, m);

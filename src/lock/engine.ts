@@ -1248,9 +1248,13 @@ export class LineEngine implements Lines {
     }
     const v = this.holderValue(place.v, lease.grantedTtl, sentAt);
     const written = JSON.stringify(v);
-    // Sent with the reset of its lease, as a turn is (see grantingWrite): the released
-    // grant's lease too counts down from its last renewal.
-    const [wrote, renewed] = await Promise.allSettled([
+    // A lease from the pool is sent with its reset, as a turn's is (see grantingWrite): it
+    // is this instance's alone. The released grant's lease is not, until the txn's guard
+    // proves its key is still this grant: the grant may have ended meanwhile (released
+    // through another instance, whose pool gave the lease to another grant), and a reset
+    // sent then would keep that grant alive past its TTL, and past its lock-delay marker.
+    // So it is reset once the txn made it the waiter's.
+    const [wrote, renewedAlongside] = await Promise.allSettled([
       this.etcd.guardedWrite({
         unchanged: [
           { key, modRevision: g.revision },
@@ -1260,20 +1264,23 @@ export class LineEngine implements Lines {
         delete: [key],
         put: [{ key: place.kv.key, value: written, lease: lease.id }],
       }),
-      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
+      lease.pooled && !reused ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     if (wrote.status === "rejected" && !(wrote.reason instanceof LeaseNotFoundError)) {
       claim.settle({ lost: { error: wrote.reason, lease: lease.id, written } });
       throw wrote.reason;
     }
-    const alive = renewed.status === "fulfilled" && renewed.value > 0;
     if (wrote.status === "rejected" || wrote.value === 0) {
       // Nothing was written (a guard failed, or the lease had ended): the grant is deleted
       // as usual and the waiter waits on. A lease taken for it is bound to nothing.
       claim.settle({ kept: true });
-      if (!reused && alive) leases.reusable(lease, sentAt);
+      if (!reused && renewedAlongside.status === "fulfilled" && renewedAlongside.value > 0) {
+        leases.reusable(lease, sentAt);
+      }
       return undefined;
     }
+    const [renewed] = reused ? await Promise.allSettled([this.etcd.leaseKeepAliveOnce(lease.id)]) : [renewedAlongside];
+    const alive = renewed.status === "fulfilled" && renewed.value > 0;
     const revision = wrote.value;
     if (alive) {
       const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };

@@ -1,10 +1,23 @@
 import { describe, expect, it } from "vitest";
-import type { EtcdClient, WatchEvent } from "../../src/etcd/types.js";
+import type { EtcdClient, GuardedWrite, WatchEvent } from "../../src/etcd/types.js";
 import { createLines, LockHeld, LockLost } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
+import { decodeParticipant } from "../../src/lock/participant.js";
+import type { FeedBatch } from "../../src/lock/types.js";
 import type { FakeEtcd } from "../support/fake-etcd.js";
 import { locksOver } from "../support/locks.js";
-import { fakeLines, leaseOf, lineIn, lockLine, PREFIX, rejection, untilWaiting } from "../unit/support.js";
+import {
+  fakeLines,
+  keyOf,
+  leaseOf,
+  lineIn,
+  lockLine,
+  PREFIX,
+  rejection,
+  settled,
+  turnsUntil,
+  untilWaiting,
+} from "../unit/support.js";
 
 /**
  * Attacks on local handoff (a release that makes this instance's next waiter the holder
@@ -13,6 +26,43 @@ import { fakeLines, leaseOf, lineIn, lockLine, PREFIX, rejection, untilWaiting }
  */
 
 const keys = new LineKeys(PREFIX);
+
+/** The handoff txns sent: guarded writes that delete a holder and put its successor. */
+const handoffs = (fake: FakeEtcd) =>
+  fake.argsOf("guardedWrite").filter(([w]: [GuardedWrite]) => (w.delete?.length ?? 0) > 0 && (w.put?.length ?? 0) > 0);
+const isHandoff = (w: GuardedWrite) => (w.delete?.length ?? 0) > 0 && (w.put?.length ?? 0) > 0;
+const holdersIn = (fake: FakeEtcd, name: string) =>
+  lineIn(fake, name).filter((kv) => decodeParticipant(kv.value).h === 1);
+
+/**
+ * The most holders lock `name` had at any revision from now on (a watch of its line that
+ * replays every revision), for the test to read once it is done.
+ */
+function mostHolders(fake: FakeEtcd, name: string) {
+  const { start, end } = keys.range(lockLine(name));
+  const holding = new Set(holdersIn(fake, name).map((kv) => kv.key));
+  let most = holding.size;
+  const stop = new AbortController();
+  void fake.watchRange(
+    start,
+    end,
+    fake.revision + 1,
+    (_revision, events) => {
+      for (const e of events) {
+        if (e.type === "delete") holding.delete(e.key);
+        else if (decodeParticipant(e.kv.value).h === 1) holding.add(e.kv.key);
+      }
+      most = Math.max(most, holding.size);
+    },
+    stop.signal,
+  );
+  return {
+    get most() {
+      return most;
+    },
+    stop: () => stop.abort(),
+  };
+}
 
 /**
  * Another instance on `fake` whose watch events can be held back (`hold`) until `flush`:
@@ -90,5 +140,158 @@ describe("attacks on local handoff (FakeEtcd)", () => {
     expect((refused as LockHeld).reason).toBe("lock-delay");
     a.flush();
     await waiter.catch(() => {});
+  });
+
+  /** Lock "n" held on one instance, and a plain request of that instance waiting behind it. */
+  async function heldWithWaiter(o: { shutdownSignal?: AbortSignal; holderSignal?: AbortSignal } = {}) {
+    const f = fakeLines(o.shutdownSignal ? { shutdownSignal: o.shutdownSignal } : {});
+    const holder = await f.locks.acquire("n", {
+      ttl: 30,
+      wait: 0,
+      ...(o.holderSignal ? { signal: o.holderSignal } : {}),
+    });
+    const waiter = f.locks.acquire("n", { ttl: 30, wait: 60 });
+    waiter.catch(() => {});
+    await untilWaiting(f.fake, "n", 1);
+    const place = lineIn(f.fake, "n")[1];
+    if (!place) throw new Error("no waiter in line");
+    return { ...f, holder: holder.grant, waiter, place, watch: mostHolders(f.fake, "n") };
+  }
+
+  describe("one handle released twice at once on its instance", () => {
+    it("the second release deletes while the handoff's txn is on its way: one 204, one LockLost, the lease bound once", async () => {
+      const { fake, locks, holder, waiter, place, watch } = await heldWithWaiter();
+      const txn = fake.pauseNext("guardedWrite", { match: isHandoff });
+      const first = locks.release("n", holder.lease);
+      await txn.reached;
+      // The second finds no entry of its own (the first took it), reads the grant, and
+      // finds the waiter claimed: a plain delete, which wins.
+      await locks.release("n", holder.lease);
+      txn.release();
+      expect(await rejection(first)).toBeInstanceOf(LockLost);
+      const { grant } = await waiter;
+      expect(grant.token).toBe(place.createRevision);
+      // The released lease went to the pool once: no two grants are ever bound to it.
+      const other = (await locks.acquire("p", { ttl: 30, wait: 0 })).grant;
+      expect(leaseOf(other.lease)).not.toBe(leaseOf(grant.lease));
+      await settled();
+      expect(watch.most).toBe(1);
+      watch.stop();
+    });
+
+    it("the handoff applies first: the second release is LockLost, and the lease serves the waiter alone", async () => {
+      const { fake, locks, holder, waiter, place, watch } = await heldWithWaiter();
+      const txn = fake.pauseNext("guardedWrite", { match: isHandoff, applied: true });
+      const first = locks.release("n", holder.lease);
+      await txn.reached;
+      expect(await rejection(locks.release("n", holder.lease))).toBeInstanceOf(LockLost);
+      txn.release();
+      await first;
+      const { grant } = await waiter;
+      expect(grant.token).toBe(place.createRevision);
+      expect(leaseOf(grant.lease)).toBe(leaseOf(holder.lease));
+      const other = (await locks.acquire("p", { ttl: 30, wait: 0 })).grant;
+      expect(leaseOf(other.lease)).not.toBe(leaseOf(grant.lease));
+      await settled();
+      expect(watch.most).toBe(1);
+      watch.stop();
+    });
+  });
+
+  describe("a force release of the same grant", () => {
+    it("lands while the handoff's txn is on its way: the release is LockLost, the forced lease is never bound again, the waiter takes its own turn", async () => {
+      const { fake, locks, holder, waiter, place } = await heldWithWaiter();
+      const txn = fake.pauseNext("guardedWrite", { match: isHandoff });
+      const released = locks.release("n", holder.lease);
+      await txn.reached;
+      await locks.forceRelease("n");
+      expect(fake.lease(leaseOf(holder.lease))).toBeUndefined();
+      txn.release();
+      expect(await rejection(released)).toBeInstanceOf(LockLost);
+      const { grant } = await waiter;
+      expect(grant.token).toBe(place.createRevision);
+      expect(leaseOf(grant.lease)).not.toBe(leaseOf(holder.lease));
+      expect(fake.lease(leaseOf(grant.lease))?.keys).toEqual(new Set([place.key]));
+    });
+
+    it("by the released grant's token, after the handoff applied: nothing to force, the waiter keeps its grant", async () => {
+      const { fake, locks, lines, holder, waiter, place } = await heldWithWaiter();
+      const txn = fake.pauseNext("guardedWrite", { match: isHandoff, applied: true });
+      const released = locks.release("n", holder.lease);
+      await txn.reached;
+      expect(await lines.forceRelease(lockLine("n"), holder.token)).toBeUndefined();
+      txn.release();
+      await released;
+      const { grant } = await waiter;
+      expect(holdersIn(fake, "n").map((kv) => kv.createRevision)).toEqual([place.createRevision]);
+      expect((await locks.renew("n", grant.lease)).token).toBe(place.createRevision);
+    });
+  });
+
+  it("a renew racing the release: the released handle is LockLost once the waiter holds, and renews nothing of the waiter's", async () => {
+    const { fake, locks, holder, waiter } = await heldWithWaiter();
+    const txn = fake.pauseNext("guardedWrite", { match: isHandoff, applied: true });
+    const released = locks.release("n", holder.lease);
+    await txn.reached;
+    expect(await rejection(locks.renew("n", holder.lease))).toBeInstanceOf(LockLost);
+    txn.release();
+    await released;
+    const { grant } = await waiter;
+    expect(await rejection(locks.renew("n", holder.lease))).toBeInstanceOf(LockLost);
+    expect((await locks.renew("n", grant.lease)).token).toBe(grant.token);
+  });
+
+  it("the holder's caller hung up before its answer: its grant is handed to the waiter here, and nobody holds it for nobody", async () => {
+    const gone = new AbortController();
+    const { fake, holder, waiter, place } = await heldWithWaiter({ holderSignal: gone.signal });
+    gone.abort();
+    const { grant } = await waiter;
+    expect(grant.token).toBe(place.createRevision);
+    expect(handoffs(fake)).toHaveLength(1);
+    expect(lineIn(fake, "n").map((kv) => kv.key)).toEqual([place.key]);
+    expect(fake.peek(keyOf("n", holder.lease))).toBeUndefined();
+  });
+
+  it("the instance shuts down while a handoff's txn that applies is on its way: the waiter is answered with the grant it holds", async () => {
+    const shutdown = new AbortController();
+    const { fake, locks, holder, waiter, place } = await heldWithWaiter({ shutdownSignal: shutdown.signal });
+    const other = locks.acquire("n", { ttl: 30, wait: 60 });
+    other.catch(() => {});
+    await untilWaiting(fake, "n", 2);
+    const txn = fake.pauseNext("guardedWrite", { match: isHandoff });
+    const released = locks.release("n", holder.lease);
+    await txn.reached;
+    shutdown.abort();
+    await settled();
+    txn.release();
+    await released;
+    const { grant } = await waiter;
+    expect(grant.token).toBe(place.createRevision);
+    // The other waiter is let go, and leaves the line.
+    expect((await rejection(other)).constructor.name).toBe("ShuttingDown");
+    expect(lineIn(fake, "n").map((kv) => kv.createRevision)).toEqual([place.createRevision]);
+    expect(locks.activeWaiters).toBe(0);
+  });
+
+  it("the events feed shows the released grant free before the waiter's held, in one revision", async () => {
+    const { fake, lines, locks, holder, waiter, place } = await heldWithWaiter();
+    const stop = new AbortController();
+    const feed = await lines.openFeed({ kinds: ["lock"], prefix: "", within: [""], signal: stop.signal });
+    const batches: FeedBatch[] = [];
+    const ended = feed.run((b) => batches.push(b));
+    await locks.release("n", holder.lease);
+    await waiter;
+    await turnsUntil(() => batches.length > 0, "the handoff's events");
+    expect(batches).toEqual([
+      {
+        revision: fake.revision,
+        events: [
+          { event: "free", kind: "lock", name: "n", token: holder.token },
+          { event: "held", kind: "lock", name: "n", token: place.createRevision, ttl: 30 },
+        ],
+      },
+    ]);
+    stop.abort();
+    await ended;
   });
 });

@@ -1,10 +1,11 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { EtcdClient, GuardedWrite, WatchEvent } from "../../src/etcd/types.js";
+import type { GuardedWrite } from "../../src/etcd/types.js";
 import { createLines, LockHeld, LockLost } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
 import { decodeParticipant } from "../../src/lock/participant.js";
 import type { FeedBatch, LineRef } from "../../src/lock/types.js";
 import type { FakeEtcd } from "../support/fake-etcd.js";
+import { heldWatches } from "../support/lagging.js";
 import { grantOf, locksOver } from "../support/locks.js";
 import {
   fakeLines,
@@ -28,10 +29,10 @@ import {
 
 const keys = new LineKeys(PREFIX);
 
-/** The handoff txns sent: guarded writes that delete a holder and put its successor. */
-const handoffs = (fake: FakeEtcd) =>
-  fake.argsOf("guardedWrite").filter(([w]: [GuardedWrite]) => (w.delete?.length ?? 0) > 0 && (w.put?.length ?? 0) > 0);
+/** A handoff txn: a guarded write that deletes a holder and puts its successor. */
 const isHandoff = (w: GuardedWrite) => (w.delete?.length ?? 0) > 0 && (w.put?.length ?? 0) > 0;
+/** The handoff txns sent. */
+const handoffs = (fake: FakeEtcd) => fake.argsOf("guardedWrite").filter(([w]) => isHandoff(w));
 const holdersIn = (fake: FakeEtcd, name: string) =>
   lineIn(fake, name).filter((kv) => decodeParticipant(kv.value).h === 1);
 
@@ -65,46 +66,11 @@ function mostHolders(fake: FakeEtcd, name: string) {
   };
 }
 
-/**
- * Another instance on `fake` whose watch events can be held back (`hold`) until `flush`:
- * its copies of lines stay as they were, as a loaded instance's do.
- */
+/** Another instance on `fake` whose copies of lines can be made to lag (see heldWatches). */
 function laggingInstance(fake: FakeEtcd) {
-  let holding = false;
-  const held: (() => void)[] = [];
-  const client = new Proxy(fake, {
-    get(target, prop, receiver) {
-      if (prop === "watchRange") {
-        const watchRange: EtcdClient["watchRange"] = (start, end, from, onEvents, signal, options) =>
-          target.watchRange(
-            start,
-            end,
-            from,
-            (revision: number, events: WatchEvent[]) => {
-              if (holding) held.push(() => onEvents(revision, events));
-              else onEvents(revision, events);
-            },
-            signal,
-            options,
-          );
-        return watchRange;
-      }
-      const value = Reflect.get(target, prop, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  const lines = createLines(client, { prefix: PREFIX, maxWaiters: 100 });
-  return {
-    lines,
-    locks: locksOver(lines),
-    hold() {
-      holding = true;
-    },
-    flush() {
-      holding = false;
-      for (const deliver of held.splice(0)) deliver();
-    },
-  };
+  const watches = heldWatches(fake);
+  const lines = createLines(watches.client, { prefix: PREFIX, maxWaiters: 100 });
+  return { lines, locks: locksOver(lines), hold: watches.hold, flush: watches.flush };
 }
 
 describe("attacks on local handoff (FakeEtcd)", () => {

@@ -1,12 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import type { EtcdClient } from "../../src/etcd/types.js";
 import { createLines, LockLost } from "../../src/lock/index.js";
-import { parseHandle } from "../../src/lock/names.js";
 import type { LineRef } from "../../src/lock/types.js";
 import { etcdWithClients } from "../support/etcd.js";
-import { uniqueName, until } from "../support/http.js";
+import { leaseIdOf as leaseOf, uniqueName, until } from "../support/http.js";
 import { heldWatches } from "../support/lagging.js";
 import { grantOf } from "../support/locks.js";
 
@@ -22,12 +20,6 @@ const TRANSPORTS = [
   { transport: "grpc", make: (endpoint: string) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs: 3000 }) },
   { transport: "gateway", make: (endpoint: string) => createGatewayEtcd({ endpoints: [endpoint], timeoutMs: 3000 }) },
 ] as const;
-
-function leaseOf(handle: string): bigint {
-  const h = parseHandle(handle);
-  if (!h) throw new Error("not a lease handle");
-  return h.lease;
-}
 
 describe.each(TRANSPORTS)("attacks on local handoff over $transport (real etcd)", ({ make }) => {
   const shared = etcdWithClients(make);

@@ -263,6 +263,45 @@ describe("attacks on local handoff (FakeEtcd)", () => {
   });
 });
 
+describe("a waiter whose join raced the line changing hands to holders of another limit (FakeEtcd)", () => {
+  it.each([
+    { where: "the waiter's instance", handedOver: 1 },
+    { where: "another instance", handedOver: 0 },
+  ])("waits them out, never holding beside them; C released on $where", async ({ handedOver }) => {
+    const a = fakeLines();
+    const { fake } = a;
+    const b = fakeLines({}, fake);
+    const sem: LineRef = { kind: "semaphore", name: "s" };
+    const o = { ttl: 30, wait: 0, limit: 2 };
+    const h1 = grantOf(await a.lines.acquire(sem, o)).grant;
+    const h2 = grantOf(await a.lines.acquire(sem, o)).grant;
+    // W read the line (full, of limit 2) and is about to join it, waiting.
+    const join = fake.pauseNext("createAllIfAbsent");
+    let granted = false;
+    const w = a.lines.acquire(sem, { ...o, wait: 60 }).then((r) => {
+      granted = true;
+      return grantOf(r).grant;
+    });
+    await join.reached;
+    // Meanwhile the line empties and C takes it alone, as a semaphore of 1.
+    await a.lines.release(sem, h1.lease);
+    await a.lines.release(sem, h2.lease);
+    const releaser = handedOver ? a : b;
+    const c = grantOf(await releaser.lines.acquire(sem, { ...o, limit: 1 })).grant;
+    join.release();
+    await untilWaiting(fake, "s", 1, "semaphore");
+    for (let i = 0; i < 20; i++) await settled();
+    // C was granted as the only holder: W does not join it.
+    expect(granted).toBe(false);
+    expect(lineIn(fake, "s", "semaphore").filter((kv) => decodeParticipant(kv.value).h === 1)).toHaveLength(1);
+    await releaser.lines.release(sem, c.lease);
+    const grant = await w;
+    expect(grant.limit).toBe(2);
+    expect(grant.token).toBeGreaterThan(c.token);
+    expect(handoffs(fake)).toHaveLength(handedOver);
+  });
+});
+
 /** mulberry32: a seeded PRNG, so that a failing seed replays the same choices. */
 function seeded(seed: number): () => number {
   let a = seed >>> 0;

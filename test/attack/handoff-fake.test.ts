@@ -165,6 +165,85 @@ describe("attacks on local handoff (FakeEtcd)", () => {
     });
   });
 
+  describe("a copy of the line that lags behind etcd", () => {
+    it("the local waiter it shows next left, and others joined since: the handoff is refused, and the turns go in join order", async () => {
+      const b = fakeLines();
+      const { fake } = b;
+      const a = laggingInstance(fake);
+      const rules = lineRules(fake, lockLine("n"), 1);
+      const h = (await a.locks.acquire("n", { ttl: 30, wait: 0 })).grant;
+      const first = a.locks.acquire("n", { ttl: 30, wait: 60 });
+      await untilWaiting(fake, "n", 1);
+      const early = lineIn(fake, "n")[1]?.key ?? "";
+      a.hold();
+      // Behind A's copy's back: a remote waiter joins, then a local one, and A's first
+      // waiter's key goes (its queue lease ended, say).
+      const remote = b.locks.acquire("n", { ttl: 30, wait: 60 });
+      await untilWaiting(fake, "n", 2);
+      const local = a.locks.acquire("n", { ttl: 30, wait: 60 });
+      await untilWaiting(fake, "n", 3);
+      fake.delete(early);
+      const [r, l] = lineIn(fake, "n").slice(1);
+      await a.locks.release("n", h.lease);
+      // The handoff went to the waiter A's copy showed next, and etcd refused it.
+      expect(handoffs(fake).map(([w]) => w.put?.[0]?.key)).toEqual([early]);
+      const g1 = (await remote).grant;
+      expect(g1.token).toBe(r?.createRevision);
+      a.flush();
+      await b.locks.release("n", g1.lease);
+      const g2 = (await local).grant;
+      expect(g2.token).toBe(l?.createRevision);
+      // A's first waiter joined again, at the back.
+      await a.locks.release("n", g2.lease);
+      const g3 = (await first).grant;
+      expect(g3.token).toBeGreaterThan(g2.token);
+      await a.locks.release("n", g3.lease);
+      await settled();
+      expect(rules.broken).toEqual([]);
+      rules.stop();
+    });
+
+    it("a semaphore whose permits changed hands through another instance: h1's release on A hands its permit to the first in line", async () => {
+      const b = fakeLines();
+      const { fake } = b;
+      const a = laggingInstance(fake);
+      const sem: LineRef = { kind: "semaphore", name: "s" };
+      const rules = lineRules(fake, sem, 2);
+      const o = { ttl: 30, wait: 0, limit: 2 };
+      const h1 = grantOf(await a.lines.acquire(sem, o)).grant;
+      const h2 = grantOf(await a.lines.acquire(sem, o)).grant;
+      const w1 = a.lines.acquire(sem, { ...o, wait: 60 });
+      await untilWaiting(fake, "s", 1, "semaphore");
+      a.hold();
+      // Behind A's copy's back: h2 leaves through B (w1's turn, which A has not seen),
+      // two of B's requests join, then one more of A's.
+      await b.lines.release(sem, h2.lease);
+      const r1 = b.lines.acquire(sem, { ...o, wait: 60 });
+      await untilWaiting(fake, "s", 2, "semaphore");
+      const r2 = b.lines.acquire(sem, { ...o, wait: 60 });
+      await untilWaiting(fake, "s", 3, "semaphore");
+      const w2 = a.lines.acquire(sem, { ...o, wait: 60 });
+      await untilWaiting(fake, "s", 4, "semaphore");
+      // A's copy shows h1 and h2 holding and w1 next: h1's permit goes to w1, and r1,
+      // then first in line with a permit free, takes its own turn.
+      await a.lines.release(sem, h1.lease);
+      expect(handoffs(fake)).toHaveLength(1);
+      const g1 = grantOf(await w1).grant;
+      const g2 = grantOf(await r1).grant;
+      a.flush();
+      await a.lines.release(sem, g1.lease);
+      const g3 = grantOf(await r2).grant;
+      await b.lines.release(sem, g2.lease);
+      const g4 = grantOf(await w2).grant;
+      const tokens = [g1, g2, g3, g4].map((g) => g.token);
+      expect(tokens).toEqual([...tokens].sort((x, y) => x - y));
+      await Promise.all([b.lines.release(sem, g3.lease), a.lines.release(sem, g4.lease)]);
+      await settled();
+      expect(rules.broken).toEqual([]);
+      rules.stop();
+    });
+  });
+
   describe("a force release of the same grant", () => {
     it("lands while the handoff's txn is on its way: the release is LockLost, the forced lease is never bound again, the waiter takes its own turn", async () => {
       const { fake, locks, holder, waiter, place } = await heldWithWaiter();

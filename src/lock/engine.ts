@@ -608,7 +608,10 @@ export class LineEngine implements Lines {
           throw err;
         }
         if (r !== GONE) return r;
-        // Our place went (its queue lease ended under an etcd outage): join again at the back.
+        // Our place went (its queue lease ended under an etcd outage, or it was made a holder
+        // on a lease that ended at once): join again at the back. The key left the queue
+        // lease either way, and a lease still counting this waiter is never let go when idle.
+        place.queueLease?.done();
         if (Date.now() >= ask.deadline) throw await this.held(ask, undefined);
       }
     } finally {

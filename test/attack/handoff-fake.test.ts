@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import type { GuardedWrite } from "../../src/etcd/types.js";
 import { createLines, LockHeld, LockLost } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
@@ -163,6 +163,28 @@ describe("attacks on local handoff (FakeEtcd)", () => {
       expect(watch.most).toBe(1);
       watch.stop();
     });
+  });
+
+  it("the handed lease ends right after the txn: the waiter joins again, and its instance still lets its session lease go once idle", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const { fake, locks, holder, waiter, place } = await heldWithWaiter();
+    const session = place.lease;
+    const reset = fake.pauseNext("leaseKeepAliveOnce", { match: (id) => id === leaseOf(holder.lease) });
+    const released = locks.release("n", holder.lease);
+    await reset.reached;
+    await fake.leaseRevoke(leaseOf(holder.lease));
+    reset.release();
+    await released;
+    const { grant } = await waiter;
+    expect(grant.token).toBeGreaterThan(place.createRevision);
+    await locks.release("n", grant.lease);
+    // Nobody waits on this instance any more: its session lease is revoked once idle.
+    expect(fake.lease(session)).toBeDefined();
+    await vi.advanceTimersByTimeAsync(10_000);
+    await turnsUntil(() => fake.lease(session) === undefined, "the idle session lease to be revoked");
   });
 
   describe("a copy of the line that lags behind etcd", () => {

@@ -1,11 +1,13 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { createLines, LockLost } from "../../src/lock/index.js";
+import { LineKeys } from "../../src/lock/line-keys.js";
 import type { LineRef } from "../../src/lock/types.js";
 import { etcdWithClients } from "../support/etcd.js";
 import { leaseIdOf as leaseOf, uniqueName, until } from "../support/http.js";
 import { heldWatches } from "../support/lagging.js";
+import { watchLineRules } from "../support/line-rules.js";
 import { grantOf } from "../support/locks.js";
 
 /**
@@ -15,6 +17,7 @@ import { grantOf } from "../support/locks.js";
  */
 
 const PREFIX = "attack-handoff/";
+const keys = new LineKeys(PREFIX);
 
 const TRANSPORTS = [
   { transport: "grpc", make: (endpoint: string) => createGrpcEtcd({ endpoints: [endpoint], timeoutMs: 3000 }) },
@@ -54,4 +57,82 @@ describe.each(TRANSPORTS)("attacks on local handoff over $transport (real etcd)"
     await Promise.all([a.release(n, w.lease), b.release(m, x.lease)]);
     await Promise.all([a.close(), b.close()]);
   });
+
+  let handedOver = 0;
+  afterAll(() => {
+    // The runs exercised the mechanism they attack.
+    expect(handedOver).toBeGreaterThan(0);
+  });
+
+  it.each([1, 2, 3])(
+    "random runs, limit %i: three instances whose copies lag at random, callers releasing anywhere or hanging up; the line's rules hold at every revision",
+    async (limit) => {
+      const direct = shared.client();
+      const instances = [0, 1, 2].map(() => {
+        const watches = heldWatches(shared.client());
+        return { ...watches, lines: createLines(watches.client, { prefix: PREFIX, maxWaiters: 100 }) };
+      });
+      const line: LineRef =
+        limit === 1 ? { kind: "lock", name: uniqueName("random") } : { kind: "semaphore", name: uniqueName("random") };
+      const rules = await watchLineRules(direct, keys.range(line), limit);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)] as T;
+      /** Lets up to `most` round trips to etcd go by (the pace of the run, not a wait for an outcome). */
+      const ticks = async (most: number) => {
+        for (let n = Math.floor(Math.random() * most); n > 0; n--) await direct.get(PREFIX);
+      };
+      let running = true;
+      const chaos = (async () => {
+        while (running) {
+          const i = pick(instances);
+          if (Math.random() < 0.5) i.hold();
+          else i.flush();
+          await ticks(3);
+        }
+        for (const i of instances) i.flush();
+      })();
+      const failures: unknown[] = [];
+      const client = async () => {
+        for (let round = 0; round < 4; round++) {
+          const here = pick(instances);
+          const gone = Math.random() < 0.15 ? new AbortController() : undefined;
+          const acquired = here.lines.acquire(line, {
+            ttl: Math.random() < 0.8 ? 30 : 20,
+            wait: 20,
+            limit,
+            ...(gone ? { signal: gone.signal } : {}),
+          });
+          if (gone) {
+            await ticks(5);
+            gone.abort();
+            await acquired.catch(() => {});
+            continue;
+          }
+          const grant = await acquired.then(
+            (a) => grantOf(a).grant,
+            (err: unknown) => {
+              failures.push(err);
+            },
+          );
+          if (!grant) continue;
+          await ticks(3);
+          const there = Math.random() < 0.7 ? here : pick(instances);
+          await there.lines.release(line, grant.lease).catch((err: unknown) => failures.push(err));
+        }
+      };
+      // Enough callers that most wait, so that turns come by handoff as well as by watch.
+      await Promise.all(Array.from({ length: 4 * limit + 4 }, client));
+      running = false;
+      await chaos;
+      await until(
+        async () => (await direct.scan(keys.range(line).start, keys.range(line).end, {})).kvs.length === 0,
+        "the line to empty",
+      );
+      rules.stop();
+      expect(failures).toEqual([]);
+      expect(rules.broken).toEqual([]);
+      expect(instances.map((i) => i.lines.activeWaiters)).toEqual([0, 0, 0]);
+      handedOver += rules.handedOver;
+      await Promise.all(instances.map((i) => i.lines.close()));
+    },
+  );
 });

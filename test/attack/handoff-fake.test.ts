@@ -3,11 +3,11 @@ import type { GuardedWrite } from "../../src/etcd/types.js";
 import { createLines, LockHeld, LockLost, ShuttingDown } from "../../src/lock/index.js";
 import { LineKeys } from "../../src/lock/line-keys.js";
 import { decodeParticipant } from "../../src/lock/participant.js";
-import type { FeedBatch, LineRef } from "../../src/lock/types.js";
+import type { FeedBatch, Grant, LineRef } from "../../src/lock/types.js";
 import type { FakeEtcd } from "../support/fake-etcd.js";
 import { heldWatches } from "../support/lagging.js";
 import { watchLineRules } from "../support/line-rules.js";
-import { grantOf, locksOver } from "../support/locks.js";
+import { grantOf, locksOver, type TestLocks } from "../support/locks.js";
 import {
   fakeLines,
   keyOf,
@@ -21,6 +21,7 @@ import {
   turnsUntil,
   untilWaiting,
 } from "../unit/support.js";
+import { prng } from "../verify/model-histories.js";
 
 /**
  * Attacks on local handoff (a release that makes this instance's next waiter the holder
@@ -96,6 +97,19 @@ describe("attacks on local handoff (FakeEtcd)", () => {
     return { ...f, holder: holder.grant, waiter, place, watch: await watchLineRules(f.fake, rangeOf("n"), 1) };
   }
 
+  /**
+   * After a race over one release: the released lease went to one grant at most (the next
+   * grant of its TTL does not get the waiter's lease), and the lock never had two holders.
+   */
+  async function boundOnce(locks: TestLocks, grant: Grant, watch: Awaited<ReturnType<typeof watchLineRules>>) {
+    const other = (await locks.acquire("p", { ttl: 30, wait: 0 })).grant;
+    expect(leaseOf(other.lease)).not.toBe(leaseOf(grant.lease));
+    await settled();
+    expect(watch.most).toBe(1);
+    expect(watch.broken).toEqual([]);
+    watch.stop();
+  }
+
   describe("one handle released twice at once on its instance", () => {
     it("the second release deletes while the handoff's txn is on its way: one 204, one LockLost, the lease bound once", async () => {
       const { fake, locks, holder, waiter, place, watch } = await heldWithWaiter();
@@ -109,13 +123,7 @@ describe("attacks on local handoff (FakeEtcd)", () => {
       expect(await rejection(first)).toBeInstanceOf(LockLost);
       const { grant } = await waiter;
       expect(grant.token).toBe(place.createRevision);
-      // The released lease went to the pool once: no two grants are ever bound to it.
-      const other = (await locks.acquire("p", { ttl: 30, wait: 0 })).grant;
-      expect(leaseOf(other.lease)).not.toBe(leaseOf(grant.lease));
-      await settled();
-      expect(watch.most).toBe(1);
-      expect(watch.broken).toEqual([]);
-      watch.stop();
+      await boundOnce(locks, grant, watch);
     });
 
     it("the handoff applies first: the second release is LockLost, and the lease serves the waiter alone", async () => {
@@ -129,12 +137,7 @@ describe("attacks on local handoff (FakeEtcd)", () => {
       const { grant } = await waiter;
       expect(grant.token).toBe(place.createRevision);
       expect(leaseOf(grant.lease)).toBe(leaseOf(holder.lease));
-      const other = (await locks.acquire("p", { ttl: 30, wait: 0 })).grant;
-      expect(leaseOf(other.lease)).not.toBe(leaseOf(grant.lease));
-      await settled();
-      expect(watch.most).toBe(1);
-      expect(watch.broken).toEqual([]);
-      watch.stop();
+      await boundOnce(locks, grant, watch);
     });
   });
 
@@ -376,18 +379,6 @@ describe("a waiter whose join raced the line changing hands to holders of anothe
   });
 });
 
-/** mulberry32: a seeded PRNG, so that a failing seed replays the same choices. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe("random runs across three instances whose copies lag (FakeEtcd)", () => {
   let handedOver = 0;
   afterAll(() => {
@@ -403,7 +394,7 @@ describe("random runs across three instances whose copies lag (FakeEtcd)", () =>
       const instances = [laggingInstance(fake), laggingInstance(fake), laggingInstance(fake)];
       const line: LineRef = limit === 1 ? lockLine("r") : { kind: "semaphore", name: "r" };
       const rules = await watchLineRules(fake, rangeOf(line.name, line.kind), limit);
-      const random = seeded(seed);
+      const random = prng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
       const turns = async (most: number) => {
         for (let n = Math.floor(random() * most); n > 0; n--) await settled();

@@ -380,10 +380,10 @@ describe("a waiter whose join raced the line changing hands to holders of anothe
 });
 
 describe("random runs across three instances whose copies lag (FakeEtcd)", () => {
-  let handedOver = 0;
+  let [ran, handedOver] = [0, 0];
   afterAll(() => {
     // The runs exercised the mechanism they attack.
-    expect(handedOver).toBeGreaterThan(10);
+    if (ran > 0) expect(handedOver).toBeGreaterThan(10);
   });
 
   const runs = [1, 2, 3, 4, 5, 6].flatMap((seed) => [1, 2, 3].map((limit) => ({ seed, limit })));
@@ -444,6 +444,7 @@ describe("random runs across three instances whose copies lag (FakeEtcd)", () =>
       expect(rules.broken).toEqual([]);
       expect(instances.map((i) => i.lines.activeWaiters)).toEqual([0, 0, 0]);
       handedOver += handoffs(fake).length;
+      ran++;
     },
   );
 });

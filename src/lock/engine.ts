@@ -1282,21 +1282,29 @@ export class LineEngine implements Lines {
       }
       return undefined;
     }
-    const [renewed] = reused ? await Promise.allSettled([this.etcd.leaseKeepAliveOnce(lease.id)]) : [renewedAlongside];
-    const alive = renewed.status === "fulfilled" && renewed.value > 0;
     const revision = wrote.value;
-    if (alive) {
-      const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };
-      claim.settle({ took: { kv, v, at: sentAt } });
-    } else if (renewed.status === "fulfilled") {
-      // The lease ended just after the txn, taking the waiter's new key with it: the
-      // grant did end; the waiter finds its place gone and joins again.
-      claim.settle({ kept: true });
-    } else {
-      // Whether the lease was reset is unknown, so its grant's TTL is: the waiter's key
-      // must not stay held on it (see handedTurn).
-      claim.settle({ lost: { error: renewed.reason, lease: lease.id, written } });
-    }
+    const settle = (renewed: PromiseSettledResult<number>) => {
+      if (renewed.status === "fulfilled" && renewed.value > 0) {
+        const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };
+        claim.settle({ took: { kv, v, at: sentAt } });
+      } else if (renewed.status === "fulfilled") {
+        // The lease ended just after the txn, taking the waiter's new key with it: the
+        // grant did end; the waiter finds its place gone and joins again.
+        claim.settle({ kept: true });
+      } else {
+        // Whether the lease was reset is unknown, so its grant's TTL is: the waiter's key
+        // must not stay held on it (see handedTurn).
+        claim.settle({ lost: { error: renewed.reason, lease: lease.id, written } });
+      }
+    };
+    // The released grant ended with the txn: its release is answered without waiting for
+    // the reset, which only the waiter's answer needs.
+    if (reused) {
+      this.etcd.leaseKeepAliveOnce(lease.id).then(
+        (value) => settle({ status: "fulfilled", value }),
+        (reason: unknown) => settle({ status: "rejected", reason }),
+      );
+    } else settle(renewedAlongside);
     return { leaseTaken: reused };
   }
 

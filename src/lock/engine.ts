@@ -133,6 +133,10 @@ const TIMED_OUT = Symbol("timed out");
 /** A granting write whose lease had ended. */
 const DIED = Symbol("died");
 
+/** Whether a grant puts a lock-delay marker (so takes a fresh lease: see LeaseSource.take). */
+const withDelay = (lockDelay: number | undefined, delayKey: string | undefined): boolean =>
+  Boolean(lockDelay) && delayKey !== undefined;
+
 /** How many times a join that found room retries before it waits like everyone else. */
 const MAX_ROOM_RETRIES = 5;
 /** Retries of a force release whose target changed between the read and the delete. */
@@ -312,7 +316,7 @@ export class LineEngine implements Lines {
     const { o } = ask;
     const sentAt = Date.now();
     const { nonce, secret } = this.newNonce(ask.idem);
-    const lease = await leases.take(o.ttl);
+    const lease = await leases.take(o.ttl, { fresh: withDelay(o.lockDelay, ask.delayKey) });
     const marker = await this.newMarker(ask, lease.grantedTtl).catch((err: unknown) => {
       leases.reusable(lease, sentAt);
       throw err;
@@ -839,7 +843,7 @@ export class LineEngine implements Lines {
   private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | typeof AGAIN | undefined> {
     const { leases } = this.strategies;
     const sentAt = Date.now();
-    const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
+    const lease = await leases.take(place.v.ttl ?? ask.o.ttl, { fresh: withDelay(place.v.ld, ask.delayKey) });
     const marker = await this.newMarker(ask, lease.grantedTtl, place.v.ld).catch((err: unknown) => {
       leases.reusable(lease, sentAt);
       throw err;

@@ -44,7 +44,7 @@ describe.each(TRANSPORTS)("attacks on local handoff over $transport (real etcd)"
     lagging.hold();
     // The release reaches B first; B pools the lease, and its next grant of that TTL takes it.
     await b.release(n, held.lease);
-    const x = grantOf(await b.acquire(m, { ttl, wait: 0, limit: 1, lockDelay: 1 })).grant;
+    const x = grantOf(await b.acquire(m, { ttl, wait: 0, limit: 1 })).grant;
     expect(leaseOf(x.lease)).toBe(lease);
     // X's lease counts down (etcd reports whole seconds)...
     await until(async () => (await direct.leaseTimeToLive(lease)).ttl <= ttl - 3, "X's lease to count down");

@@ -64,6 +64,10 @@ function steered(inner: EtcdClient) {
     get watches() {
       return watches;
     },
+    /** The highest revision the instance's watches were told of. */
+    get delivered() {
+      return held.delivered;
+    },
     /** Holds back watch events from now on, until `flush`. */
     hold: held.hold,
     flush: held.flush,
@@ -266,6 +270,9 @@ describe.each(TRANSPORTS)("local handoff over $transport (real etcd)", ({ make }
     await a.lines.release(line, h1.lease);
     const g1 = grantOf(await w1.acquired).grant;
     expect(await revisionOf(c)).toBe(before + 1);
+    // The copy must show w1 holding first: a copy that still shows it waiting (a loaded
+    // machine's late watch event) makes the next release take the plain path, rightly.
+    await until(() => a.etcd.delivered >= before + 1, "the copy to show the first handoff");
     before = await revisionOf(c);
     await a.lines.release(line, h2.lease);
     const g2 = grantOf(await w2.acquired).grant;

@@ -58,7 +58,16 @@ export function lagging(inner: EtcdClient) {
  */
 export function heldWatches(inner: EtcdClient) {
   let holding = false;
+  let delivered = 0;
   const held: (() => void)[] = [];
+  const deliver = (
+    onEvents: Parameters<EtcdClient["watchRange"]>[3],
+    revision: number,
+    events: Parameters<Parameters<EtcdClient["watchRange"]>[3]>[1],
+  ) => {
+    onEvents(revision, events);
+    delivered = Math.max(delivered, revision);
+  };
   const client = new Proxy(inner, {
     get(obj, prop, receiver) {
       const value = Reflect.get(obj, prop, receiver);
@@ -70,8 +79,8 @@ export function heldWatches(inner: EtcdClient) {
           end,
           from,
           (revision, events) => {
-            if (holding) held.push(() => onEvents(revision, events));
-            else onEvents(revision, events);
+            if (holding) held.push(() => deliver(onEvents, revision, events));
+            else deliver(onEvents, revision, events);
           },
           signal,
           options,
@@ -81,6 +90,10 @@ export function heldWatches(inner: EtcdClient) {
   });
   return {
     client,
+    /** The highest revision whose watch events were delivered to the watcher. */
+    get delivered() {
+      return delivered;
+    },
     hold() {
       holding = true;
     },

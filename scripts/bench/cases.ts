@@ -4,7 +4,19 @@ import { percentile } from "./stats.js";
 import type { Client, Held, InLine, Session, System, SystemId } from "./systems.js";
 import { FETCH_SYSTEM_IDS, isHeld, SYSTEM_IDS, TimedOut } from "./systems.js";
 
-export type CaseId = "c1" | "c32" | "c256" | "contention" | "waiters" | "fair64x3" | "sem8x64" | "tickets1k";
+export type CaseId =
+  | "c1"
+  | "c32"
+  | "c256"
+  | "contention"
+  | "waiters"
+  | "fair64x3"
+  | "sem8x64"
+  | "tickets1k"
+  | "scale1"
+  | "scale2"
+  | "scale4"
+  | "waiters10k";
 
 export const CASE_IDS: readonly CaseId[] = [
   "c1",
@@ -15,7 +27,17 @@ export const CASE_IDS: readonly CaseId[] = [
   "fair64x3",
   "sem8x64",
   "tickets1k",
+  "scale1",
+  "scale2",
+  "scale4",
+  "waiters10k",
 ];
+
+/**
+ * The scale-out cases and their leasehold instance counts: c=32 on a 3-member etcd
+ * cluster of their own, the callers spread over that many instances of each transport.
+ */
+export const SCALE_CASES: Partial<Record<CaseId, number>> = { scale1: 1, scale2: 2, scale4: 4 };
 
 /** The cases of the fair line, semaphores and tickets, reported in a table of their own. */
 export const LINE_CASES: readonly CaseId[] = ["fair64x3", "sem8x64", "tickets1k"];
@@ -39,6 +61,12 @@ export const CASE_SYSTEMS: Record<CaseId, readonly SystemId[]> = {
   fair64x3: ["leasehold-grpc", "leasehold-http", "etcd-lock"],
   sem8x64: ["leasehold-grpc", "leasehold-http"],
   tickets1k: ["leasehold-grpc", "leasehold-http"],
+  // etcd's lock API has no instances to add: it runs once on the cluster, beside one instance.
+  scale1: ["leasehold-grpc", "leasehold-http", "etcd-lock"],
+  scale2: ["leasehold-grpc", "leasehold-http"],
+  scale4: ["leasehold-grpc", "leasehold-http"],
+  // The service's memory and wake-ups with 10,000 parked waiters: leasehold alone.
+  waiters10k: ["leasehold-grpc", "leasehold-http"],
 };
 
 /** etcd calls the leasehold service made per cycle, from its /metrics (leasehold only). */
@@ -77,6 +105,9 @@ export interface RoundResult {
   redeemsPerSec?: number;
   redeemP50Ms?: number;
   redeemP99Ms?: number;
+  /** Waiter cases: how many were seen waiting at once, and how long it took them to get there. */
+  parked?: number;
+  parkSeconds?: number;
   /** Peak service RSS in the round; in `waiters`, while all the waiters wait. */
   serviceRssMb?: number;
   serviceCpuPct?: number;
@@ -95,8 +126,21 @@ export interface RoundResult {
 }
 
 export interface Env {
+  /** The etcd member whose /metrics a round reads (on a cluster: the leader when the case began). */
   etcdEndpoint: string;
   etcdPid: number | undefined;
+  /**
+   * On a cluster, every member's PID: their CPU is summed. Raft proposals and WAL
+   * fsyncs are still read from `etcdEndpoint` alone, so a proposal counts once (every
+   * member commits each one) and fsyncs are one member's (each member writes its own WAL).
+   */
+  etcdPids?: readonly number[];
+}
+
+/** CPU seconds of etcd: its one process, or every member of a cluster. */
+function etcdCpu(env: Env): number {
+  const pids: readonly (number | undefined)[] = env.etcdPids ?? [env.etcdPid];
+  return pids.reduce<number>((sum, pid) => sum + (readProc(pid)?.cpuSeconds ?? 0), 0);
 }
 
 /** Sums and counts of Prometheus histograms / counters in a text exposition, by series. */
@@ -162,13 +206,13 @@ async function usageWindow(system: System, env: Env) {
   const etcdBefore = await scrape(`${env.etcdEndpoint}/metrics`, ETCD_SERIES);
   const t0 = performance.now();
   const svc0 = servicesCpu(system);
-  const etcd0 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
+  const etcd0 = etcdCpu(env);
   const self0 = process.cpuUsage();
   const machine0 = readMachineCpu();
   return async (cycles: number) => {
     const seconds = (performance.now() - t0) / 1000;
     const svc1 = servicesCpu(system);
-    const etcd1 = readProc(env.etcdPid)?.cpuSeconds ?? 0;
+    const etcd1 = etcdCpu(env);
     const self = process.cpuUsage(self0);
     const machine1 = readMachineCpu();
     const pct = (cpu: number) => (100 * cpu) / seconds;
@@ -253,6 +297,8 @@ function errorLog() {
 }
 
 const ms = (n: number) => Math.round(n * 1000) / 1000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One grant of a name, client-side times (ms): when its 201 arrived and when its release's 204 did. */
 interface Handoff {
@@ -411,10 +457,17 @@ export async function runWaiters(
   system: System,
   env: Env,
   o: {
+    /** `waiters` (default) or `waiters10k`: the same case at another size. */
+    caseId?: CaseId;
     round: number;
     waiters: number;
     names: number;
     waitSeconds: number;
+    /**
+     * At most this many acquires sent and not yet seen waiting (the service's gauge): a
+     * crowd arriving over a few seconds rather than in one burst. Without it all start at once.
+     */
+    joining?: number;
     namePrefix: string;
     log: (s: string) => void;
   },
@@ -434,13 +487,14 @@ export async function runWaiters(
       for (let i = 0; i < o.names; i++) {
         const session = sessions[o.waiters + i];
         if (!session) throw new Error("missing session");
-        const held = await session.acquire(nameOf(i), 0);
+        // Held until every waiter waits, however long that takes: longer than any wait.
+        const held = await session.acquire(nameOf(i), 0, o.waitSeconds + 30);
         const h: Handoff = { token: held.token, grantedAt: performance.now() };
         record(nameOf(i), h);
         holders.push({ held, h });
       }
       let granted = 0;
-      const waiting = sessions.slice(0, o.waiters).map(async (session, i) => {
+      const wait = async (session: Session, i: number) => {
         const name = nameOf(i);
         try {
           const held = await session.acquire(name, o.waitSeconds);
@@ -452,16 +506,32 @@ export async function runWaiters(
         } catch (err) {
           errs.add(err);
         }
-      });
-
-      // Everyone waiting (or as long as we dare look), then the RSS reading.
-      const parkDeadline = performance.now() + Math.min(30_000, (o.waitSeconds * 1000) / 2);
+      };
+      const waiters = sessions.slice(0, o.waiters);
+      const waiting: Promise<void>[] = [];
+      const parkStart = performance.now();
+      // A paced crowd takes longer to arrive; only its first, at the heads of the lines,
+      // wait through all of it (those after them wait for the lines to be handed down).
+      const parkDeadline =
+        parkStart + (o.joining === undefined ? Math.min(30_000, (o.waitSeconds * 1000) / 2) : o.waitSeconds * 750);
       let parked = 0;
-      while (performance.now() < parkDeadline) {
-        parked = await client.waiting(o.namePrefix, o.names).catch(() => 0);
-        if (parked >= o.waiters) break;
-        await new Promise((r) => setTimeout(r, 100));
+      const look = async () => {
+        parked = await client.waiting(o.namePrefix, o.names).catch(() => parked);
+      };
+      if (o.joining === undefined) waiting.push(...waiters.map(wait));
+      while (waiting.length < waiters.length && performance.now() < parkDeadline) {
+        // The waiters granted meanwhile (none, unless a holder's lock ended) are no longer parked.
+        const room = Math.min(waiters.length - waiting.length, parked + granted + (o.joining ?? 0) - waiting.length);
+        for (let k = 0; k < room; k++) waiting.push(wait(waiters[waiting.length] as Session, waiting.length));
+        await sleep(50);
+        await look();
       }
+      // Everyone waiting (or as long as we dare look), then the RSS reading.
+      while (parked < waiting.length && performance.now() < parkDeadline) {
+        await sleep(100);
+        await look();
+      }
+      const parkSeconds = (performance.now() - parkStart) / 1000;
       if (parked < o.waiters) o.log(`  ${system.id}: only ${parked} of ${o.waiters} were seen waiting`);
       rss.reset();
       await new Promise((r) => setTimeout(r, 300));
@@ -478,9 +548,10 @@ export async function runWaiters(
       }
       await Promise.all(waiting);
       const usage = await window(granted);
-      return result(system, "waiters", o.round, granted, usage, errs, {
+      return result(system, o.caseId ?? "waiters", o.round, granted, usage, errs, {
         wakes: wakeDelays(byName.values()),
         rssBytes: rssWaiting,
+        figures: { parked, parkSeconds: ms(parkSeconds) },
       });
     },
     50,
@@ -488,8 +559,6 @@ export async function runWaiters(
 }
 
 // ---------------------------------------------------------------- fair line, semaphores, tickets
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One grant as the client saw it (times in ms, `performance.now()`). */
 export interface TimedGrant {

@@ -73,6 +73,19 @@ export function rssSampler(pids: readonly number[], everyMs = 100) {
   };
 }
 
+/** The soft limit of open files of this process (Node raises it to the hard limit at start; children inherit it). */
+export function openFilesLimit(): number | undefined {
+  try {
+    const line = /^Max open files\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return line?.[1] === "unlimited" ? Number.POSITIVE_INFINITY : line ? Number(line[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The services' LEASEHOLD_MAX_WAITERS (the production default): waiting acquires beyond it are refused (too-many-waiters). */
+export const SERVICE_MAX_WAITERS = 10_000;
+
 export interface ServiceProcess {
   readonly url: string;
   /** PID of the Node process that serves HTTP. */
@@ -172,7 +185,7 @@ export async function startService(opts: {
     PORT: String(port),
     HOST: "127.0.0.1",
     LOG_LEVEL: "warn",
-    LEASEHOLD_MAX_WAITERS: "10000",
+    LEASEHOLD_MAX_WAITERS: String(SERVICE_MAX_WAITERS),
     LEASEHOLD_MAX_STREAMS: "10000",
     ...opts.env,
   };

@@ -1,4 +1,4 @@
-import type { CaseId, EtcdServerFigures, RoundResult } from "./cases.js";
+import { type CaseId, type EtcdServerFigures, type RoundResult, SCALE_CASES } from "./cases.js";
 import { median } from "./stats.js";
 import type { SystemId } from "./systems.js";
 
@@ -144,7 +144,18 @@ export function targets(results: readonly RoundResult[], rows: readonly Row[]): 
     }
   };
   for (const system of ["leasehold-grpc", "leasehold-http"] as const) {
-    const waiters = rows.find((r) => r.system === system && r.case === "waiters");
+    /** A waiter case's limits: service RSS while all wait, and the p99 wake-up. */
+    const waiterDefs = (c: "waiters" | "waiters10k", rssMb: number, wakeMs: number): TargetDef[] => {
+      const row = rows.find((r) => r.system === system && r.case === c);
+      return [
+        [{ id: `${c}-rss`, description: `${c}: service RSS`, limit: rssMb, unit: "MB" }, row?.serviceRssMb, "max"],
+        [
+          { id: `${c}-wake-p99`, description: `${c}: p99 wake-up after release`, limit: wakeMs, unit: "ms" },
+          row?.wakeP99Ms,
+          "max",
+        ],
+      ];
+    };
     add(system, [
       [
         { id: "c32-throughput", description: "c=32 cycles/s ÷ etcd3 baseline", limit: 1.3, unit: "×" },
@@ -156,16 +167,8 @@ export function targets(results: readonly RoundResult[], rows: readonly Row[]): 
         paired(results, system, "etcd3", "c1", p50Added),
         "max",
       ],
-      [
-        { id: "waiters-rss", description: "waiters: service RSS", limit: 150, unit: "MB" },
-        waiters?.serviceRssMb,
-        "max",
-      ],
-      [
-        { id: "waiters-wake-p99", description: "waiters: p99 wake-up after release", limit: 100, unit: "ms" },
-        waiters?.wakeP99Ms,
-        "max",
-      ],
+      ...waiterDefs("waiters", 150, 100),
+      ...waiterDefs("waiters10k", 250, 20),
     ]);
   }
   // The official client as users run it, against etcd's lock API called the same way.
@@ -258,6 +261,43 @@ export function costTable(rows: readonly Row[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * The scale-out cases: what one etcd cluster pays per cycle as leasehold instances are
+ * added, and the cycles/s etcd's CPU alone would allow on this machine (every core's
+ * second, divided by etcd's CPU per cycle, summed over its members).
+ */
+export function scaleTable(rows: readonly Row[], cores: number): string {
+  const head = [
+    "case",
+    "system",
+    "instances",
+    "cycles/s",
+    "p50 ms",
+    "p99 ms",
+    "svc CPU ms/cycle (all inst.)",
+    "etcd CPU ms/cycle (all members)",
+    "raft proposals/cycle",
+    "WAL fsyncs/cycle (1 member)",
+    `etcd-CPU-bound cycles/s (${cores} cores)`,
+    "errors",
+  ];
+  const body = rows.map((r) => [
+    r.label,
+    r.system,
+    r.system === "etcd-lock" ? "–" : String(SCALE_CASES[r.case] ?? "–"),
+    int(r.cyclesPerSec),
+    fmt(r.p50Ms, 2),
+    fmt(r.p99Ms, 2),
+    fmt(r.serviceCpuMsPerCycle, 2),
+    fmt(r.etcdCpuMsPerCycle, 2),
+    fmt(r.etcdServer?.proposalsPerCycle, 2),
+    fmt(r.etcdServer?.fsyncsPerCycle, 2),
+    int(r.etcdCpuMsPerCycle ? (cores * 1000) / r.etcdCpuMsPerCycle : undefined),
+    String(r.errors),
+  ]);
+  return markdownTable(head, body);
 }
 
 export function targetLines(ts: readonly Target[]): string {

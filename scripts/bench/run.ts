@@ -5,7 +5,8 @@
  *   npm run bench                      full run (a few minutes)
  *   npm run bench -- --smoke           tiny run (BENCH_SMOKE=1 too), proves it works
  *   options: --out=FILE (BENCH_OUT) --rounds=N --seconds=S --ref=COMMIT
- *            --cases=c1,c32,c256,contention,waiters,fair64x3,sem8x64,tickets1k,sse1k,blocking1k
+ *            --cases=c1,c32,c256,contention,waiters,fair64x3,sem8x64,tickets1k,scale1,scale2,scale4,
+ *                    waiters10k,sse1k,blocking1k
  *            --systems=etcd3,leasehold-grpc,leasehold-http,etcd-lock,client-grpc,etcd-lock-fetch
  *
  * Table on stdout, progress on stderr, JSON in bench-results/latest.json (smoke:
@@ -26,6 +27,7 @@ import {
   runLine,
   runTickets,
   runWaiters,
+  SCALE_CASES,
 } from "./cases.js";
 import {
   FEED_CASE_IDS,
@@ -36,8 +38,25 @@ import {
   runBlocking,
   runSse,
 } from "./feeds.js";
-import { checkoutAt, readProc, type ServiceProcess, startService } from "./procs.js";
-import { aggregate, costTable, lineComparisons, linesTable, table, targetLines, targets } from "./report.js";
+import {
+  checkoutAt,
+  openFilesLimit,
+  readProc,
+  SERVICE_MAX_WAITERS,
+  type ServiceProcess,
+  startService,
+} from "./procs.js";
+import {
+  aggregate,
+  costTable,
+  lineComparisons,
+  linesTable,
+  scaleTable,
+  table,
+  targetLines,
+  targets,
+} from "./report.js";
+import { CLUSTER_SIZE, scaleOut } from "./scale.js";
 import {
   clientSystem,
   etcd3System,
@@ -66,6 +85,11 @@ interface Options {
   waiters: number;
   waiterNames: number;
   waiterWait: number;
+  /** The 10,000-waiter case: waiters, names they spread over, and their wait. */
+  bigWaiters: number;
+  bigWaiterNames: number;
+  bigWaiterWait: number;
+  bigWaiterJoining: number;
   /** Service instances per transport in the fair case (each caller bound to one). */
   instances: number;
   fairCallers: number;
@@ -127,6 +151,14 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     waiters: smoke ? 40 : 1000,
     waiterNames: 10,
     waiterWait: smoke ? 5 : 20,
+    // 1,000 per name: the queues are 10 times as deep as in `waiters`, with as many names
+    // handed down at once (10), so the wake-ups show what a long line costs a handoff.
+    bigWaiters: smoke ? 500 : 10_000,
+    bigWaiterNames: 10,
+    // Long enough for the last of a name's line to be reached (parking, then a whole line handed down).
+    bigWaiterWait: 60,
+    // Arriving in a steady stream: at most this many acquires on their way into the line at once.
+    bigWaiterJoining: smoke ? 100 : 500,
     instances: 3,
     fairCallers: smoke ? 8 : 64,
     semLimit: 8,
@@ -157,6 +189,12 @@ function caseLabel(o: Options) {
         return `${o.contenders} on 1 name`;
       case "waiters":
         return `${o.waiters} waiters/${o.waiterNames} names`;
+      case "waiters10k":
+        return `${o.bigWaiters} waiters/${o.bigWaiterNames} names`;
+      case "scale1":
+      case "scale2":
+      case "scale4":
+        return `scale-out c=32: ${SCALE_CASES[c]} inst., ${CLUSTER_SIZE} etcd`;
       case "fair64x3":
         return `fair: ${o.fairCallers} on 1 name, ${o.instances} inst.`;
       case "sem8x64":
@@ -249,8 +287,10 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), "leasehold-bench-"));
   let etcd: LocalEtcd | undefined;
   const services: ServiceProcess[] = [];
+  let scale: ReturnType<typeof scaleOut> | undefined;
   const cleanup = async () => {
     await Promise.all(services.map((s) => s.stop().catch(() => {})));
+    await scale?.stop().catch(() => {});
     await etcd?.stop().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   };
@@ -270,17 +310,24 @@ async function main() {
     etcd = await startLocalEtcd({ dataDir: join(dir, "etcd"), bin: etcdBin });
     const etcdEnv = { etcdEndpoint: etcd.endpoint, etcdPid: etcd.pid };
     const tag = `b${Date.now().toString(36)}`;
-    const startProc = async (transport: "grpc" | "http"): Promise<ServiceProcess> => {
+    const startProc = async (
+      transport: "grpc" | "http",
+      etcdEndpoints = etcd?.endpoint ?? "",
+    ): Promise<ServiceProcess> => {
       const proc = await startService({
-        etcdEndpoint: etcd?.endpoint ?? "",
+        etcdEndpoint: etcdEndpoints,
         transport,
         ...(service ? { root: service.root } : {}),
       });
       services.push(proc);
       return proc;
     };
-    const startLeasehold = async (id: "leasehold-grpc" | "leasehold-http"): Promise<System> =>
-      leaseholdSystem(id, [await startProc(id === "leasehold-grpc" ? "grpc" : "http")]);
+    const startLeasehold = async (id: "leasehold-grpc" | "leasehold-http", etcdEndpoints?: string): Promise<System> =>
+      leaseholdSystem(id, [await startProc(id === "leasehold-grpc" ? "grpc" : "http", etcdEndpoints)]);
+    const stopService = async (proc: ServiceProcess) => {
+      await proc.stop();
+      services.splice(services.indexOf(proc), 1);
+    };
     /** More instances of a leasehold system's transport, for the fair case; `stop` ends only those. */
     const withInstances = async (s: System) => {
       const first = s.services[0];
@@ -293,15 +340,12 @@ async function main() {
       return {
         system,
         stop: async () => {
-          for (const proc of extra) {
-            await proc.stop();
-            services.splice(services.indexOf(proc), 1);
-          }
+          for (const proc of extra) await stopService(proc);
         },
       };
     };
-    const warmUp = async (s: System) => {
-      await runClosedLoop(s, etcdEnv, {
+    const warmUp = async (s: System, env = etcdEnv) => {
+      await runClosedLoop(s, env, {
         caseId: "c32",
         round: 0,
         concurrency: 16,
@@ -309,6 +353,13 @@ async function main() {
         names: `${tag}-warm-${s.id}-${Date.now().toString(36)}`,
       });
     };
+    scale = scaleOut({
+      startService: async (id, endpoints) => (await startLeasehold(id, endpoints)).services[0] as ServiceProcess,
+      stopService,
+      warmUp,
+      log,
+    });
+    const lastScaleCase = o.cases.findLastIndex((c) => !isFeedCase(c) && SCALE_CASES[c] !== undefined);
     const systems: System[] = [];
     // The systems called with fetch run only the throughput cases: without one, they need no process or warm-up.
     const runs = (id: SystemId) => o.cases.some((c) => !isFeedCase(c) && CASE_SYSTEMS[c].includes(id));
@@ -342,21 +393,42 @@ async function main() {
         await runFeedCase(c, systems, startLeasehold, warmUp, etcdEnv.etcdEndpoint, `${tag}-${c}`, o, feeds);
         continue;
       }
-      if (c === "waiters" && caseIndex > 0) {
+      if (c === "waiters10k") {
+        // Node raises its soft limit of open files to the hard one, and the services
+        // inherit it: each side needs a socket per waiter.
+        const limit = openFilesLimit();
+        if (limit !== undefined && limit < o.bigWaiters + 1024) {
+          throw new Error(
+            `waiters10k needs ${o.bigWaiters + 1024} open files per process (a socket per waiter); ` +
+              `the hard limit is ${limit}: raise it (ulimit -Hn, /etc/security/limits.conf, or systemd's LimitNOFILE)`,
+          );
+        }
+        if (o.bigWaiters > SERVICE_MAX_WAITERS) {
+          throw new Error(`waiters10k: ${o.bigWaiters} waiters exceed the services' cap of ${SERVICE_MAX_WAITERS}`);
+        }
+      }
+      if ((c === "waiters" || c === "waiters10k") && caseIndex > 0) {
         // Fresh services, so the waiters' RSS is theirs, not what earlier cases left on the heap.
-        log("bench: restarting the leasehold services for the waiters case");
+        log(`bench: restarting the leasehold services for the ${c} case`);
         for (const [i, s] of systems.entries()) {
           const proc = s.services[0];
           if (!proc || (s.id !== "leasehold-grpc" && s.id !== "leasehold-http")) continue;
-          await proc.stop();
-          services.splice(services.indexOf(proc), 1);
+          await stopService(proc);
           const fresh = await startLeasehold(s.id);
           await warmUp(fresh);
           systems[i] = fresh;
         }
-        readIdleRss("before waiters");
+        readIdleRss(`before ${c}`);
       }
-      const inCase = systems.filter((s) => CASE_SYSTEMS[c].includes(s.id));
+      let inCase = systems.filter((s) => CASE_SYSTEMS[c].includes(s.id));
+      let env = etcdEnv;
+      const scaleInstances = SCALE_CASES[c];
+      if (scaleInstances !== undefined) {
+        ({ systems: inCase, env } = await scale.prepare(
+          scaleInstances,
+          inCase.map((s) => s.id),
+        ));
+      }
       const extras: { stop(): Promise<void> }[] = [];
       if (c === "fair64x3") {
         log(`bench: ${o.instances} instances of each leasehold service for the fair case`);
@@ -374,7 +446,7 @@ async function main() {
           let r: RoundResult;
           if (c === "fair64x3" || c === "sem8x64") {
             const sem = c === "sem8x64";
-            r = await runLine(s, etcdEnv, {
+            r = await runLine(s, env, {
               caseId: c,
               round,
               callers: sem ? o.semCallers : o.fairCallers,
@@ -385,7 +457,7 @@ async function main() {
               ...(sem ? { limit: o.semLimit } : {}),
             });
           } else if (c === "tickets1k") {
-            r = await runTickets(s, etcdEnv, {
+            r = await runTickets(s, env, {
               round,
               holders: o.ticketHolders,
               names: o.ticketNames,
@@ -394,21 +466,24 @@ async function main() {
               holdMs: o.holdMs,
               namePrefix: names,
             });
-          } else if (c === "waiters") {
-            r = await runWaiters(s, etcdEnv, {
+          } else if (c === "waiters" || c === "waiters10k") {
+            const big = c === "waiters10k";
+            r = await runWaiters(s, env, {
+              caseId: c,
               round,
-              waiters: o.waiters,
-              names: o.waiterNames,
-              waitSeconds: o.waiterWait,
+              waiters: big ? o.bigWaiters : o.waiters,
+              names: big ? o.bigWaiterNames : o.waiterNames,
+              waitSeconds: big ? o.bigWaiterWait : o.waiterWait,
+              ...(big ? { joining: o.bigWaiterJoining } : {}),
               namePrefix: names,
               log,
             });
           } else {
             const contended = c === "contention";
-            r = await runClosedLoop(s, etcdEnv, {
+            r = await runClosedLoop(s, env, {
               caseId: c,
               round,
-              concurrency: c === "c1" ? 1 : c === "c32" ? 32 : contended ? o.contenders : 256,
+              concurrency: c === "c1" ? 1 : c === "c32" || scaleInstances ? 32 : contended ? o.contenders : 256,
               durationMs: o.roundMs,
               names,
               ...(contended ? { contended: { waitSeconds: o.contentionWait } } : {}),
@@ -421,6 +496,7 @@ async function main() {
               .padStart(6)}/s` +
               (r.p50Ms !== undefined ? ` p50 ${r.p50Ms.toFixed(2)} ms` : "") +
               (r.wakeP99Ms !== undefined ? ` wake p99 ${r.wakeP99Ms.toFixed(1)} ms` : "") +
+              (r.parkSeconds !== undefined ? ` parked ${r.parked} in ${r.parkSeconds.toFixed(1)} s` : "") +
               (r.waitP99Ms !== undefined ? ` wait p99 ${r.waitP99Ms.toFixed(1)} ms` : "") +
               (r.outOfOrder !== undefined ? ` out of order ${r.outOfOrder}/${r.ordered}` : "") +
               (r.maxHolders !== undefined ? ` max holders ${r.maxHolders}` : "") +
@@ -431,6 +507,7 @@ async function main() {
         }
       }
       for (const more of extras) await more.stop();
+      if (caseIndex === lastScaleCase) await scale.stop();
     }
 
     const rows = aggregate(results, caseLabel(o));
@@ -455,6 +532,7 @@ async function main() {
 
     const lineRows = rows.filter((r) => LINE_CASES.includes(r.case));
     const lockRows = rows.filter((r) => !LINE_CASES.includes(r.case));
+    const scaleRows = rows.filter((r) => SCALE_CASES[r.case] !== undefined);
     const out = [
       `leasehold bench (${report.kind}), ${finishedAt.toISOString()}: ${info.nproc} cores, ${info.cpu}, ` +
         `${info.memoryGb} GB, Node ${info.node}, etcd ${info.etcd}; median of ${o.rounds} round(s)` +
@@ -463,6 +541,9 @@ async function main() {
       ...(lockRows.length ? ["", table(lockRows)] : []),
       ...(lineRows.length
         ? ["", "Fair line, semaphores, tickets:", linesTable(lineRows), lineComparisons(results)]
+        : []),
+      ...(scaleRows.length
+        ? ["", `Scale-out on a ${CLUSTER_SIZE}-member etcd (c=32):`, scaleTable(scaleRows, info.nproc)]
         : []),
       "",
       "Targets:",

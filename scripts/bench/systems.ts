@@ -75,8 +75,11 @@ export const isHeld = (x: Held | InLine): x is Held => "release" in x;
 
 /** One caller: a lock cycle at a time. */
 export interface Session {
-  /** Acquire `name`, waiting up to `waitSeconds` (0: fail at once when held). */
-  acquire(name: string, waitSeconds: number): Promise<Held>;
+  /**
+   * Acquire `name`, waiting up to `waitSeconds` (0: fail at once when held); the grant
+   * lives `ttlSeconds` unless released (leasehold only; otherwise the system's default).
+   */
+  acquire(name: string, waitSeconds: number, ttlSeconds?: number): Promise<Held>;
   /** A permit of the semaphore `name` of `limit` permits, waiting up to `waitSeconds` (leasehold only). */
   permit?(name: string, limit: number, waitSeconds: number): Promise<Held>;
   /** `name` now, or a ticket: a place in line to redeem later (leasehold only). */
@@ -257,13 +260,13 @@ function leaseholdSession(pool: Pool): Session {
   };
 
   return {
-    async acquire(name, waitSeconds) {
+    async acquire(name, waitSeconds, ttlSeconds) {
       const path = `/locks/${encodeURIComponent(name)}`;
-      return grantOrTimeout(
-        name,
-        path,
-        await send("POST", path, waitSeconds > 0 ? `{"wait":${waitSeconds}}` : undefined),
-      );
+      const fields = [
+        ...(waitSeconds > 0 ? [`"wait":${waitSeconds}`] : []),
+        ...(ttlSeconds !== undefined ? [`"ttl":${ttlSeconds}`] : []),
+      ];
+      return grantOrTimeout(name, path, await send("POST", path, fields.length ? `{${fields.join(",")}}` : undefined));
     },
     async permit(name, limit, waitSeconds) {
       const path = `/semaphores/${encodeURIComponent(name)}`;

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { QUEUE_LEASE_TTL } from "../../src/lock/strategies/queue-leases.js";
 import { lineOf } from "./check.js";
 import { type LineCall, lineOfKey, type ParticipantRecord, readValue } from "./check-lines.js";
-import type { EtcdCluster } from "./etcd-cluster.js";
+import { type EtcdCluster, etcdPost } from "./etcd-cluster.js";
 import { type Answer, basePath, type Client, type Held, pick, type Run, sleep, uniform } from "./run.js";
 import { hold } from "./workload.js";
 
@@ -344,7 +344,9 @@ async function redeemUntilGranted(place: Place, ticket: string, o: LineLoad, tak
  * Checks that each participant's key leaves etcd in time once its client is done with
  * it: polls the prefix (one range read every 100 ms) until each expected key is gone.
  * While etcd is down nothing can go, and etcd extends every lease when a leader is
- * elected: a fault meanwhile moves the deadline to its end plus an election timeout.
+ * elected: a fault meanwhile moves the deadline to its end plus an election timeout, and
+ * an election seen after the client was done (a member back from a kill often forces
+ * one, seconds after the fault ended) starts the clock again from when it was seen.
  */
 export class GoneWatch {
   private pending: {
@@ -359,6 +361,8 @@ export class GoneWatch {
   readonly slowest = new Map<string, { n: number; ms: number }>();
   /** etcd revisions and when (run clock) a read saw them: to place etcd's history in time. */
   readonly seen: { revision: number; at: number }[] = [];
+  /** The highest raft term any member reported, and when (run clock) it was first seen. */
+  private term = { value: 0, seenAt: 0 };
 
   constructor(
     private readonly run: Run,
@@ -371,9 +375,12 @@ export class GoneWatch {
     this.pending.push({ p, line: lineOf(p), ...o });
   }
 
-  /** When the clock of an expectation starts: `since`, or the end of a fault meanwhile (+1 s). */
+  /**
+   * When the clock of an expectation starts: `since`, the end of a fault meanwhile (+1 s),
+   * or an election seen since (every lease got its whole TTL again then).
+   */
   private startsAt(since: number, now: number): number {
-    let at = since;
+    let at = this.term.seenAt > since ? this.term.seenAt : since;
     for (const f of this.run.faults) {
       if (f.start <= now && (f.end ?? Number.POSITIVE_INFINITY) >= since) {
         at = Math.max(at, (f.end ?? Number.POSITIVE_INFINITY) + 1_000);
@@ -382,10 +389,28 @@ export class GoneWatch {
     return at;
   }
 
+  /** Reads the live members' raft terms: a higher one means a leader was elected since the last look. */
+  private async noteElections(): Promise<void> {
+    const terms = await Promise.all(
+      this.cluster.endpoints.map(async (endpoint, i) => {
+        if (!this.cluster.isUp(i)) return 0;
+        const status = await etcdPost(endpoint, "/v3/maintenance/status").catch(() => undefined);
+        return Number(status?.raftTerm ?? 0);
+      }),
+    );
+    const highest = Math.max(0, ...terms);
+    if (highest > this.term.value) {
+      // The first look sets the baseline; only later rises are elections during the run.
+      this.term = { value: highest, seenAt: this.term.value === 0 ? 0 : this.run.now() };
+    }
+  }
+
   /** Polls until `done()` and nothing is pending. */
   async loop(done: () => boolean): Promise<void> {
     while (!done() || this.pending.length > 0) {
       await sleep(100);
+      // Every poll, so that an election is dated when it happened, not when a key was next expected.
+      await this.noteElections();
       if (this.pending.length === 0) continue;
       let read: Awaited<ReturnType<EtcdCluster["entries"]>>;
       try {

@@ -133,6 +133,10 @@ const TIMED_OUT = Symbol("timed out");
 /** A granting write whose lease had ended. */
 const DIED = Symbol("died");
 
+/** Whether a grant puts a lock-delay marker (so takes a fresh lease: see LeaseSource.take). */
+const withDelay = (lockDelay: number | undefined, delayKey: string | undefined): boolean =>
+  Boolean(lockDelay) && delayKey !== undefined;
+
 /** How many times a join that found room retries before it waits like everyone else. */
 const MAX_ROOM_RETRIES = 5;
 /** Retries of a force release whose target changed between the read and the delete. */
@@ -312,7 +316,7 @@ export class LineEngine implements Lines {
     const { o } = ask;
     const sentAt = Date.now();
     const { nonce, secret } = this.newNonce(ask.idem);
-    const lease = await leases.take(o.ttl);
+    const lease = await leases.take(o.ttl, { fresh: withDelay(o.lockDelay, ask.delayKey) });
     const marker = await this.newMarker(ask, lease.grantedTtl).catch((err: unknown) => {
       leases.reusable(lease, sentAt);
       throw err;
@@ -608,7 +612,10 @@ export class LineEngine implements Lines {
           throw err;
         }
         if (r !== GONE) return r;
-        // Our place went (its queue lease ended under an etcd outage): join again at the back.
+        // Our place went (its queue lease ended under an etcd outage, or it was made a holder
+        // on a lease that ended at once): join again at the back. The key left the queue
+        // lease either way, and a lease still counting this waiter is never let go when idle.
+        place.queueLease?.done();
         if (Date.now() >= ask.deadline) throw await this.held(ask, undefined);
       }
     } finally {
@@ -836,7 +843,7 @@ export class LineEngine implements Lines {
   private async convert(ask: Ask, place: Place, m: Member): Promise<Acquired | Delayed | typeof AGAIN | undefined> {
     const { leases } = this.strategies;
     const sentAt = Date.now();
-    const lease = await leases.take(place.v.ttl ?? ask.o.ttl);
+    const lease = await leases.take(place.v.ttl ?? ask.o.ttl, { fresh: withDelay(place.v.ld, ask.delayKey) });
     const marker = await this.newMarker(ask, lease.grantedTtl, place.v.ld).catch((err: unknown) => {
       leases.reusable(lease, sentAt);
       throw err;
@@ -1015,7 +1022,6 @@ export class LineEngine implements Lines {
     return { h, m, revision };
   }
 
-
   async redeem(line: LineRef, ticket: string, o: RedeemOptions): Promise<Acquired> {
     const what = describe(line);
     const { h, m, revision } = await this.ticketHolder(line, what, ticket);
@@ -1073,7 +1079,7 @@ export class LineEngine implements Lines {
 
   async leave(line: LineRef, ticket: string): Promise<void> {
     const what = describe(line);
-    const { h, m, revision } = await this.ticketHolder(line, what, ticket);
+    const { h, m } = await this.ticketHolder(line, what, ticket);
     if (holds(m)) {
       // It became a grant (a redeem's answer was lost): leaving ends that grant.
       await this.endGrant(line, what, m);
@@ -1248,9 +1254,13 @@ export class LineEngine implements Lines {
     }
     const v = this.holderValue(place.v, lease.grantedTtl, sentAt);
     const written = JSON.stringify(v);
-    // Sent with the reset of its lease, as a turn is (see grantingWrite): the released
-    // grant's lease too counts down from its last renewal.
-    const [wrote, renewed] = await Promise.allSettled([
+    // A lease from the pool is sent with its reset, as a turn's is (see grantingWrite): it
+    // is this instance's alone. The released grant's lease is not, until the txn's guard
+    // proves its key is still this grant: the grant may have ended meanwhile (released
+    // through another instance, whose pool gave the lease to another grant), and a reset
+    // sent then would keep that grant alive past its TTL, and past its lock-delay marker.
+    // So it is reset once the txn made it the waiter's.
+    const [wrote, renewedAlongside] = await Promise.allSettled([
       this.etcd.guardedWrite({
         unchanged: [
           { key, modRevision: g.revision },
@@ -1260,33 +1270,44 @@ export class LineEngine implements Lines {
         delete: [key],
         put: [{ key: place.kv.key, value: written, lease: lease.id }],
       }),
-      lease.pooled ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
+      lease.pooled && !reused ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);
     if (wrote.status === "rejected" && !(wrote.reason instanceof LeaseNotFoundError)) {
       claim.settle({ lost: { error: wrote.reason, lease: lease.id, written } });
       throw wrote.reason;
     }
-    const alive = renewed.status === "fulfilled" && renewed.value > 0;
     if (wrote.status === "rejected" || wrote.value === 0) {
       // Nothing was written (a guard failed, or the lease had ended): the grant is deleted
       // as usual and the waiter waits on. A lease taken for it is bound to nothing.
       claim.settle({ kept: true });
-      if (!reused && alive) leases.reusable(lease, sentAt);
+      if (!reused && renewedAlongside.status === "fulfilled" && renewedAlongside.value > 0) {
+        leases.reusable(lease, sentAt);
+      }
       return undefined;
     }
     const revision = wrote.value;
-    if (alive) {
-      const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };
-      claim.settle({ took: { kv, v, at: sentAt } });
-    } else if (renewed.status === "fulfilled") {
-      // The lease ended just after the txn, taking the waiter's new key with it: the
-      // grant did end; the waiter finds its place gone and joins again.
-      claim.settle({ kept: true });
-    } else {
-      // Whether the lease was reset is unknown, so its grant's TTL is: the waiter's key
-      // must not stay held on it (see handedTurn).
-      claim.settle({ lost: { error: renewed.reason, lease: lease.id, written } });
-    }
+    const settle = (renewed: PromiseSettledResult<number>) => {
+      if (renewed.status === "fulfilled" && renewed.value > 0) {
+        const kv: KeyValue = { ...place.kv, value: written, modRevision: revision, lease: lease.id };
+        claim.settle({ took: { kv, v, at: sentAt } });
+      } else if (renewed.status === "fulfilled") {
+        // The lease ended just after the txn, taking the waiter's new key with it: the
+        // grant did end; the waiter finds its place gone and joins again.
+        claim.settle({ kept: true });
+      } else {
+        // Whether the lease was reset is unknown, so its grant's TTL is: the waiter's key
+        // must not stay held on it (see handedTurn).
+        claim.settle({ lost: { error: renewed.reason, lease: lease.id, written } });
+      }
+    };
+    // The released grant ended with the txn: its release is answered without waiting for
+    // the reset, which only the waiter's answer needs.
+    if (reused) {
+      this.etcd.leaseKeepAliveOnce(lease.id).then(
+        (value) => settle({ status: "fulfilled", value }),
+        (reason: unknown) => settle({ status: "rejected", reason }),
+      );
+    } else settle(renewedAlongside);
     return { leaseTaken: reused };
   }
 

@@ -6,7 +6,8 @@ import { decodeParticipant, type ParticipantValue } from "./participant.js";
  *
  * A line is its participants in create-revision order (the order etcd recorded the
  * joins). Its limit is the oldest participant's. A participant may *hold* when it is
- * among the first `limit` and everyone ahead of it already holds: grants then happen
+ * among the first `limit` and everyone ahead of it already holds (with its limit: see
+ * mayHold): grants then happen
  * strictly in join order, so the fencing token (a participant's create revision) grows
  * with every grant. Why this keeps at most `limit` holders with no count in any txn:
  * holders are always among the first `limit` (a participant's place only moves forward,
@@ -40,9 +41,16 @@ export function hasRoom(oldest: readonly Member[], count: number, limit: number)
 }
 
 /**
- * Whether the participant `key` may hold now: among the first `limit`, everyone ahead
- * holding. `oldest`: the line's oldest participants (at least its first `limit`).
- * `leaving`: a participant to count as gone already (a holder whose release is judged).
+ * Whether the participant `key`, which joined with `limit`, may hold now: among the first
+ * `limit`, everyone ahead holding with that same limit. `oldest`: the line's oldest
+ * participants (at least its first `limit`). `leaving`: a participant to count as gone
+ * already (a holder whose release is judged).
+ *
+ * Why the same limit: a join that waits is checked against the limit of the line it read,
+ * but the line can change hands before the join is written (every holder leaves and one
+ * with another limit joins an empty line); the waiter then waits until those holders are
+ * gone. So all holders of a line share one limit, and no holder ever shares the line with
+ * more holders than its own limit allows.
  */
 export function mayHold(oldest: readonly Member[], key: string, limit: number, leaving?: string): boolean {
   let place = 0;
@@ -50,7 +58,7 @@ export function mayHold(oldest: readonly Member[], key: string, limit: number, l
     if (m.kv.key === leaving) continue;
     if (place >= limit) return false;
     if (m.kv.key === key) return true;
-    if (!holds(m)) return false;
+    if (!holds(m) || (m.v.limit ?? 1) !== limit) return false;
     place++;
   }
   return false;

@@ -10,6 +10,7 @@ export interface BenchReport {
   kind: string;
   rows: (Record<string, unknown> & { system: string; case: string })[];
   targets: { id: string; system: string }[];
+  rounds: (Record<string, unknown> & { system: string; case: string })[];
   feeds?: (Record<string, unknown> & { case: string; system: string; delivered: number })[];
 }
 

@@ -1,18 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
-import {
-  type EtcdClient,
-  EtcdUnavailableError,
-  type KeyValue,
-  prefixEnd,
-  type WatchEvent,
-} from "../../src/etcd/types.js";
+import { type EtcdClient, EtcdUnavailableError, type KeyValue, prefixEnd } from "../../src/etcd/types.js";
 import { CallerGone, createLines } from "../../src/lock/index.js";
 import { decodeParticipant } from "../../src/lock/participant.js";
 import type { Acquired, AcquireOptions, LineRef, Lines } from "../../src/lock/types.js";
 import { etcdWithClients } from "../support/etcd.js";
 import { uniqueName, until } from "../support/http.js";
+import { heldWatches } from "../support/lagging.js";
 import { grantOf } from "../support/locks.js";
 import { watchingRange } from "../support/watches.js";
 
@@ -38,30 +33,14 @@ const TRANSPORTS = [
  */
 function steered(inner: EtcdClient) {
   let watches = 0;
-  let holding = false;
-  const held: (() => void)[] = [];
+  const held = heldWatches(inner);
   let nextWrite: { gate?: Promise<void>; reached?: () => void; failAfter?: boolean } | undefined;
-  const client: EtcdClient = new Proxy(inner, {
+  const client: EtcdClient = new Proxy(held.client, {
     get(target, prop, receiver) {
       if (prop === "watchRange") {
-        return (
-          start: string,
-          end: string,
-          from: number,
-          onEvents: (revision: number, events: WatchEvent[]) => void,
-          signal: AbortSignal,
-        ) => {
+        return (...args: Parameters<EtcdClient["watchRange"]>) => {
           watches++;
-          return inner.watchRange(
-            start,
-            end,
-            from,
-            (revision, events) => {
-              if (holding) held.push(() => onEvents(revision, events));
-              else onEvents(revision, events);
-            },
-            signal,
-          );
+          return target.watchRange(...args);
         };
       }
       if (prop === "guardedWrite") {
@@ -85,14 +64,13 @@ function steered(inner: EtcdClient) {
     get watches() {
       return watches;
     },
+    /** The highest revision the instance's watches were told of. */
+    get delivered() {
+      return held.delivered;
+    },
     /** Holds back watch events from now on, until `flush`. */
-    hold() {
-      holding = true;
-    },
-    flush() {
-      holding = false;
-      for (const deliver of held.splice(0)) deliver();
-    },
+    hold: held.hold,
+    flush: held.flush,
     /** The next guarded write waits, before it is sent, until `release()`. */
     pauseNextWrite() {
       let release: () => void = () => {};
@@ -292,6 +270,9 @@ describe.each(TRANSPORTS)("local handoff over $transport (real etcd)", ({ make }
     await a.lines.release(line, h1.lease);
     const g1 = grantOf(await w1.acquired).grant;
     expect(await revisionOf(c)).toBe(before + 1);
+    // The copy must show w1 holding first: a copy that still shows it waiting (a loaded
+    // machine's late watch event) makes the next release take the plain path, rightly.
+    await until(() => a.etcd.delivered >= before + 1, "the copy to show the first handoff");
     before = await revisionOf(c);
     await a.lines.release(line, h2.lease);
     const g2 = grantOf(await w2.acquired).grant;

@@ -210,11 +210,13 @@ describe.each(transports)("line views over $name", (transport) => {
     const waits = new SharedLineViews(client);
     const line = newLine("sem");
     const h = participant(line, "h");
-    await h.join(HOLDS);
+    // A semaphore's participants carry its limit (a holder of another limit is waited out).
+    await h.join(JSON.stringify({ h: 1, limit: 2 }));
     const [x, y, z] = ["x", "y", "z"].map((id) => participant(line, id)) as [typeof h, typeof h, typeof h];
-    const wx = waiter(waits, line, x.key, await x.join(), 2);
-    const wy = waiter(waits, line, y.key, await y.join(), 2);
-    const wz = waiter(waits, line, z.key, await z.join(), 2);
+    const waits2 = JSON.stringify({ ttl: 30, limit: 2 });
+    const wx = waiter(waits, line, x.key, await x.join(waits2), 2);
+    const wy = waiter(waits, line, y.key, await y.join(waits2), 2);
+    const wz = waiter(waits, line, z.key, await z.join(waits2), 2);
     await wx.done;
     expect(wx.turn()).toBe("hold");
     // x leaves instead of taking its turn: y moves up, and z is told its key is gone when it goes.

@@ -51,3 +51,55 @@ export function lagging(inner: EtcdClient) {
     },
   };
 }
+
+/**
+ * Wraps a client so that the watch events it delivers are held back from `hold()` until
+ * `flush()`, as a loaded instance's are: the copies of lines built on it stay as they were.
+ */
+export function heldWatches(inner: EtcdClient) {
+  let holding = false;
+  let delivered = 0;
+  const held: (() => void)[] = [];
+  const deliver = (
+    onEvents: Parameters<EtcdClient["watchRange"]>[3],
+    revision: number,
+    events: Parameters<Parameters<EtcdClient["watchRange"]>[3]>[1],
+  ) => {
+    onEvents(revision, events);
+    delivered = Math.max(delivered, revision);
+  };
+  const client = new Proxy(inner, {
+    get(obj, prop, receiver) {
+      const value = Reflect.get(obj, prop, receiver);
+      if (typeof value !== "function") return value;
+      if (prop !== "watchRange") return value.bind(obj);
+      const watchRange: EtcdClient["watchRange"] = (start, end, from, onEvents, signal, options) =>
+        inner.watchRange(
+          start,
+          end,
+          from,
+          (revision, events) => {
+            if (holding) held.push(() => deliver(onEvents, revision, events));
+            else deliver(onEvents, revision, events);
+          },
+          signal,
+          options,
+        );
+      return watchRange;
+    },
+  });
+  return {
+    client,
+    /** The highest revision whose watch events were delivered to the watcher. */
+    get delivered() {
+      return delivered;
+    },
+    hold() {
+      holding = true;
+    },
+    flush() {
+      holding = false;
+      for (const deliver of held.splice(0)) deliver();
+    },
+  };
+}

@@ -117,19 +117,21 @@ describe("LineView (a copy of one line)", () => {
     const fake = new FakeEtcd();
     const range = lineRange("sem");
     const ids = ["w0", "w1", "w2"].map((id) => k(range, id)) as [string, string, string];
-    const joined = ids.map((key) => fake.put(key, WAITS));
+    // A semaphore's participants carry its limit: a holder of another limit is waited out.
+    const [waits2, holds2] = [JSON.stringify({ ttl: 30, limit: 2 }), JSON.stringify({ h: 1, limit: 2 })];
+    const joined = ids.map((key) => fake.put(key, waits2));
     const { view } = viewOf(fake, range);
     const waits = ids.map((key, i) => waitFor(view, range, key, 2, joined[i] ?? 0));
     await (waits[0] as ReturnType<typeof waitFor>).done;
     await settled();
     // w1 is among the first two, but w0 ahead of it has not taken its permit yet.
     expect(waits.map((w) => w.turn())).toEqual(["hold", undefined, undefined]);
-    fake.put(ids[0], HOLDS);
+    fake.put(ids[0], holds2);
     await (waits[1] as ReturnType<typeof waitFor>).done;
     await settled();
     // Two holders (or about to): the third waits for one of them to leave.
     expect(waits.map((w) => w.turn())).toEqual(["hold", "hold", undefined]);
-    fake.put(ids[1], HOLDS);
+    fake.put(ids[1], holds2);
     fake.delete(ids[0]);
     await (waits[2] as ReturnType<typeof waitFor>).done;
     expect(waits[2]?.turn()).toBe("hold");

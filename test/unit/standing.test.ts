@@ -44,6 +44,18 @@ describe("standing in a line (pure rules)", () => {
     expect(mayHold(line("w"), "absent", 1)).toBe(false);
   });
 
+  it("a waiter waits out holders of another limit (it joined as the line changed hands): holders share one limit", () => {
+    // A holder of limit 1 and a waiter of limit 2 behind it: two would hold where one may.
+    const mixed = [...line("H"), ...line("ww", 2).slice(1)];
+    expect(mayHold(mixed, "k1", 2)).toBe(false);
+    // Holders of limit 3 ahead of a waiter of limit 2: the waiter waits for them all.
+    const wider = [...line("HH", 3), ...line("__w", 2).slice(2)];
+    expect(mayHold(wider, "k2", 2)).toBe(false);
+    expect(mayHold(wider, "k2", 2, "k0")).toBe(false);
+    // Once they are gone, it holds with its own limit.
+    expect(mayHold(line("_w", 2).slice(1), "k1", 2)).toBe(true);
+  });
+
   it("judged as if a releasing holder had left: only the first waiter's turn can come, and only with room", () => {
     // A lock: the holder k0 leaves, so k1 may hold; k2 still waits for k1.
     expect(nextWaiting(line("Hww"), "k0")?.kv.key).toBe("k1");

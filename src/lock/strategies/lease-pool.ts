@@ -111,7 +111,14 @@ export interface GrantLease {
  * ended. Every lease handed back here must be bound to no key: see the callers.
  */
 export interface LeaseSource {
-  take(ttl: number): Promise<GrantLease>;
+  /**
+   * A lease for a grant of `ttl`: a pooled one, or (`fresh`, or none pooled) a new one.
+   * A pooled lease's ID may still be in a former holder's handle, and a renew with that
+   * handle that read the key before its release keeps the lease alive after it (etcd has
+   * no conditional keep-alive): harmless for most grants (one outlives its TTL by that
+   * stall), but a grant with a lock-delay must not outlive its marker, so it takes a fresh one.
+   */
+  take(ttl: number, o?: { fresh?: boolean }): Promise<GrantLease>;
   /**
    * The lease's key was deleted by a txn guarded by its grant's revision (or never
    * created): the lease is bound to nothing and may serve another grant.
@@ -142,8 +149,8 @@ export class PooledLeases implements LeaseSource {
     private readonly pool = new LeasePool(),
   ) {}
 
-  async take(ttl: number): Promise<GrantLease> {
-    const pooled = this.pool.take(ttl);
+  async take(ttl: number, o: { fresh?: boolean } = {}): Promise<GrantLease> {
+    const pooled = o.fresh ? undefined : this.pool.take(ttl);
     if (pooled) return { id: pooled.id, grantedTtl: pooled.grantedTtl, pooled: true };
     let id = randomLeaseId();
     for (let attempt = 1; ; attempt++) {

@@ -52,6 +52,31 @@ export interface ServiceInstance {
   readonly crashes: number;
 }
 
+/** Process groups of the instances started and not yet stopped or killed. */
+const groups = new Set<number>();
+let hooked = false;
+
+/**
+ * Instances run in process groups of their own (so a kill reaches tsx's child too), which
+ * also keeps the checker's own Ctrl-C from reaching them: whatever way the checker ends,
+ * its instances end with it.
+ */
+function track(pgid: number): void {
+  groups.add(pgid);
+  if (hooked) return;
+  hooked = true;
+  process.on("exit", () => {
+    for (const g of groups) {
+      try {
+        process.kill(-g, "SIGKILL");
+      } catch {}
+    }
+  });
+  // Without a listener, a signal ends the process without its "exit" event.
+  process.once("SIGINT", () => process.exit(130));
+  process.once("SIGTERM", () => process.exit(143));
+}
+
 export async function startInstance(opts: InstanceOptions): Promise<ServiceInstance> {
   const port = opts.port ?? (await freePort());
   const root = tree;
@@ -85,6 +110,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
     const [cmd = tsx, ...args] = [...(opts.wrapper ?? []), tsx, join(root, "src", "node", "main.ts")];
     const proc = spawn(cmd, args, { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
+    if (proc.pid) track(proc.pid);
     exited = new Promise<void>((r) =>
       proc.once("exit", () => {
         if (!expectingExit) crashes++;
@@ -132,6 +158,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
       process.kill(-proc.pid, signal); // the group we created with detached: true
     } catch {}
     await exited;
+    if (signal === "SIGKILL") groups.delete(proc.pid);
   };
 
   await launch();
@@ -163,6 +190,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
       try {
         process.kill(-proc.pid, "SIGKILL");
       } catch {}
+      groups.delete(proc.pid);
     },
     errors: () => [...errors],
   };

@@ -159,8 +159,9 @@ const head = () => `# Verification: fencing, mutual exclusion and fair lines und
 
 This file is written by \`npm run verify\` (the long form). It holds the tables of the
 last run on the machine described below. The short form runs in CI as
-\`test/verify/*.test.ts\` (part of \`npm test\`); \`npm run verify -- --short\` runs it by hand
-and prints the same tables without writing this file.
+\`test/verify/*.test.ts\` (part of \`npm test\`; each scenario on one of the two transports,
+split between them to keep CI's time); \`npm run verify -- --short\` runs every one on both
+by hand and prints the same tables without writing this file.
 
 ## What is checked
 

@@ -163,6 +163,22 @@ export async function etcdPost(endpoint: string, path: string, body: unknown = {
 }
 
 /**
+ * Each member's answer to a status request (its view of the leader, its raft term, …):
+ * "down" for a member known to be down, `undefined` for one that did not answer.
+ */
+export function memberStatuses(
+  c: Pick<EtcdCluster, "endpoints" | "isUp">,
+): Promise<("down" | Record<string, unknown> | undefined)[]> {
+  return Promise.all(
+    c.endpoints.map((endpoint, i) =>
+      c.isUp(i)
+        ? etcdPost(endpoint, "/v3/maintenance/status").catch(() => undefined)
+        : Promise.resolve("down" as const),
+    ),
+  );
+}
+
+/**
  * What the checker reads from a cluster through the JSON gateway of its live members
  * (`isUp`), in order of `endpoints`: shared by every cluster the scenarios run on.
  */

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { freePort } from "../../src/node/local-etcd.js";
+import { atCheckerEnd } from "./checker-end.js";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const tsx = join(repo, "node_modules", ".bin", "tsx");
@@ -52,31 +53,6 @@ export interface ServiceInstance {
   readonly crashes: number;
 }
 
-/** Process groups of the instances started and not yet stopped or killed. */
-const groups = new Set<number>();
-let hooked = false;
-
-/**
- * Instances run in process groups of their own (so a kill reaches tsx's child too), which
- * also keeps the checker's own Ctrl-C from reaching them: whatever way the checker ends,
- * its instances end with it.
- */
-function track(pgid: number): void {
-  groups.add(pgid);
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", () => {
-    for (const g of groups) {
-      try {
-        process.kill(-g, "SIGKILL");
-      } catch {}
-    }
-  });
-  // Without a listener, a signal ends the process without its "exit" event.
-  process.once("SIGINT", () => process.exit(130));
-  process.once("SIGTERM", () => process.exit(143));
-}
-
 export async function startInstance(opts: InstanceOptions): Promise<ServiceInstance> {
   const port = opts.port ?? (await freePort());
   const root = tree;
@@ -97,6 +73,8 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
   const log = process.env.VERIFY_LOGS ? join(process.env.VERIFY_LOGS, `instance-${port}.log`) : undefined;
   if (log) mkdirSync(dirname(log), { recursive: true });
   let child: ChildProcess | undefined;
+  /** Removes the running process group from those killed when the checker ends. */
+  let untrack: (() => void) | undefined;
   let exited: Promise<void> = Promise.resolve();
   let expectingExit = false;
   let crashes = 0;
@@ -110,7 +88,17 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
     const [cmd = tsx, ...args] = [...(opts.wrapper ?? []), tsx, join(root, "src", "node", "main.ts")];
     const proc = spawn(cmd, args, { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
-    if (proc.pid) track(proc.pid);
+    // Its own process group (so a kill reaches tsx's child too) is out of reach of the
+    // checker's Ctrl-C: it ends with the checker, however that ends.
+    const pgid = proc.pid;
+    untrack =
+      pgid === undefined
+        ? undefined
+        : atCheckerEnd(() => {
+            try {
+              process.kill(-pgid, "SIGKILL");
+            } catch {}
+          });
     exited = new Promise<void>((r) =>
       proc.once("exit", () => {
         if (!expectingExit) crashes++;
@@ -158,7 +146,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
       process.kill(-proc.pid, signal); // the group we created with detached: true
     } catch {}
     await exited;
-    if (signal === "SIGKILL") groups.delete(proc.pid);
+    if (signal === "SIGKILL") untrack?.();
   };
 
   await launch();
@@ -190,7 +178,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
       try {
         process.kill(-proc.pid, "SIGKILL");
       } catch {}
-      groups.delete(proc.pid);
+      untrack?.();
     },
     errors: () => [...errors],
   };

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { QUEUE_LEASE_TTL } from "../../src/lock/strategies/queue-leases.js";
 import { lineOf } from "./check.js";
 import { type LineCall, lineOfKey, type ParticipantRecord, readValue } from "./check-lines.js";
-import { type EtcdCluster, etcdPost } from "./etcd-cluster.js";
+import { type EtcdCluster, memberStatuses } from "./etcd-cluster.js";
 import { type Answer, basePath, type Client, type Held, pick, type Run, sleep, uniform } from "./run.js";
 import { hold } from "./workload.js";
 
@@ -391,13 +391,7 @@ export class GoneWatch {
 
   /** Reads the live members' raft terms: a higher one means a leader was elected since the last look. */
   private async noteElections(): Promise<void> {
-    const terms = await Promise.all(
-      this.cluster.endpoints.map(async (endpoint, i) => {
-        if (!this.cluster.isUp(i)) return 0;
-        const status = await etcdPost(endpoint, "/v3/maintenance/status").catch(() => undefined);
-        return Number(status?.raftTerm ?? 0);
-      }),
-    );
+    const terms = (await memberStatuses(this.cluster)).map((s) => (s === "down" ? 0 : Number(s?.raftTerm ?? 0)));
     const highest = Math.max(0, ...terms);
     if (highest > this.term.value) {
       // The first look sets the baseline; only later rises are elections during the run.

@@ -4,6 +4,7 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "../../../src/node/local-etcd.js";
+import { atCheckerEnd } from "../checker-end.js";
 
 /**
  * A private network of Linux network namespaces for real partitions: one namespace per
@@ -140,31 +141,6 @@ export function sweepStale(): string[] {
   return swept;
 }
 
-const live = new Set<{ cleanupNow(): void }>();
-const onExit = () => {
-  for (const n of live) n.cleanupNow();
-};
-const onSignal = (signal: NodeJS.Signals) => {
-  onExit();
-  process.exit(signal === "SIGINT" ? 130 : 143);
-};
-function track(n: { cleanupNow(): void }) {
-  if (live.size === 0) {
-    process.on("exit", onExit);
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-  }
-  live.add(n);
-}
-function untrack(n: { cleanupNow(): void }) {
-  live.delete(n);
-  if (live.size === 0) {
-    process.off("exit", onExit);
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
-}
-
 /** Makes the namespaces of `nodes` (an address each, in order) and the hub between them. */
 export async function createNamespaces(nodes: readonly string[]): Promise<Namespaces> {
   sweepStale();
@@ -185,8 +161,8 @@ export async function createNamespaces(nodes: readonly string[]): Promise<Namesp
     made.length = 0;
     rmSync(dir, { recursive: true, force: true });
   };
-  const self = { cleanupNow };
-  track(self);
+  // Removed on the checker's exit, SIGINT or SIGTERM; after a SIGKILL, by the next run.
+  const untrack = atCheckerEnd(cleanupNow);
   const node = (n: string) => {
     if (!addresses.has(n)) throw new Error(`no node ${n} in this network`);
     return ns(n);
@@ -222,7 +198,7 @@ export async function createNamespaces(nodes: readonly string[]): Promise<Namesp
     }
   } catch (err) {
     cleanupNow();
-    untrack(self);
+    untrack();
     throw err;
   }
 
@@ -327,7 +303,7 @@ export async function createNamespaces(nodes: readonly string[]): Promise<Namesp
         ),
       );
       cleanupNow();
-      untrack(self);
+      untrack();
     },
   };
 }

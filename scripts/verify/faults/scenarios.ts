@@ -4,7 +4,7 @@
  * workload (see `faultScenario`) with three service instances on a 3-member cluster.
  */
 import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../../src/lock/strategies/queue-leases.js";
-import { type EtcdCluster, etcdPost } from "../etcd-cluster.js";
+import { type EtcdCluster, memberStatuses } from "../etcd-cluster.js";
 import { type ServiceInstance, startInstance } from "../instance.js";
 import { type RequestRecord, sleep, uniform } from "../run.js";
 import { type Env, ETCD_TIMEOUT_MS, type Faults, faultScenario, type Scenario, type Shape, TTL } from "../scenarios.js";
@@ -50,16 +50,8 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 /** Every live member's view of the leader and term, one string ("" when one does not answer). */
 async function clusterView(c: EtcdCluster): Promise<string> {
-  const views = await Promise.all(
-    c.endpoints.map(async (endpoint, i) => {
-      if (!c.isUp(i)) return "-";
-      try {
-        const status = await etcdPost(endpoint, "/v3/maintenance/status");
-        return `${status.leader}@${status.raftTerm}`;
-      } catch {
-        return "";
-      }
-    }),
+  const views = (await memberStatuses(c)).map((s) =>
+    s === "down" ? "-" : s === undefined ? "" : `${s.leader}@${s.raftTerm}`,
   );
   return views.join(",");
 }

@@ -1180,6 +1180,9 @@ export class LineEngine implements Lines {
   private async endHeld(line: LineRef, key: string, g: Ending): Promise<boolean> {
     const handed = await this.handOver(line, key, g);
     if (!handed && !(await this.deleteGrant(key, g.revision, g.marker))) return false;
+    // The grant ended: its reported expiry serves nothing now (a later grant of the same
+    // key has another revision), and keeping it would only crowd the bounded map.
+    this.expiry.forget(key);
     if (handed?.leaseTaken) return true;
     // Dated from the grant, not from now: a holder may release after its TTL ran out but
     // before etcd revoked the lease, and a lease pooled as fresh would take the next grant

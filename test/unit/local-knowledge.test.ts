@@ -102,3 +102,25 @@ describe("ReportedExpiry", () => {
     expect(expiry.estimate("j", 5, T0, 10)).toBe(iso(T0 + 10_000));
   });
 });
+
+describe("the bound", () => {
+  it("a full map drops its oldest eighth at once and keeps the rest", () => {
+    const expiry = new ReportedExpiry(16);
+    for (let i = 0; i < 16; i++) expiry.estimate(`k${i}`, 1, T0, 30 + i);
+    // Later, shorter estimates: a key still remembered keeps its earlier (longer) expiry.
+    const remembered = (i: number) => expiry.estimate(`k${i}`, 1, T0, 1) === iso(T0 + (30 + i) * 1000);
+    expiry.estimate("k16", 1, T0, 30); // full: k0 and k1 (16 / 8) go
+    expect([remembered(2), remembered(15)]).toEqual([true, true]);
+    const fresh = new ReportedExpiry(16);
+    for (let i = 0; i < 17; i++) fresh.estimate(`k${i}`, 1, T0, 30 + i);
+    expect(fresh.estimate("k0", 1, T0, 1)).toBe(iso(T0 + 1_000));
+    expect(fresh.estimate("k1", 1, T0, 1)).toBe(iso(T0 + 1_000));
+  });
+
+  it("forget drops a grant's expiry", () => {
+    const expiry = new ReportedExpiry();
+    expiry.estimate("k", 5, T0, 30);
+    expiry.forget("k");
+    expect(expiry.estimate("k", 5, T0, 10)).toBe(iso(T0 + 10_000));
+  });
+});

@@ -14,6 +14,8 @@ import {
   decodeWatchResult,
   encodeBase64,
   encodeLeaseId,
+  portableDecodeBase64,
+  portableEncodeBase64,
 } from "../../src/etcd/gateway/codec.js";
 
 // Responses captured with curl from a real etcd 3.4.23 gateway (cluster/member IDs kept
@@ -93,6 +95,19 @@ describe("base64", () => {
     expect(decodeBase64("0LrQu9GO0Yc=")).toBe("ключ");
     expect(decodeBase64(encodeBase64("leasehold/cron:job9"))).toBe("leasehold/cron:job9");
     expect(decodeBase64(undefined)).toBe("");
+  });
+
+  it("Node's Buffer path and the Workers' portable path agree", () => {
+    const texts = ["", "leasehold/l/cron:job9/\u0000k", "ключ", "🔒 emoji", '{"h":1,"owner":"é"}', "a\u0000b"];
+    for (const text of texts) {
+      const b64 = encodeBase64(text);
+      expect(portableEncodeBase64(text)).toBe(b64);
+      expect(portableDecodeBase64(b64)).toBe(text);
+      expect(decodeBase64(b64)).toBe(text);
+    }
+    // Bytes that are not UTF-8 (a key written by another client) decode alike too.
+    const raw = Buffer.from([0x66, 0xff, 0xc3, 0x28, 0x6f]).toString("base64");
+    expect(decodeBase64(raw)).toBe(portableDecodeBase64(raw));
   });
 });
 

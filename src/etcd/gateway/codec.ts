@@ -62,21 +62,45 @@ interface RawHeader {
 export type Json = Record<string, unknown>;
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Node's Buffer where there is one: the portable path below (needed on Workers, which
+ * have no Buffer) costs about 1.6 µs per key or value against 0.35, and a lock cycle
+ * encodes some ten of them.
+ */
+const NodeBuffer = (
+  globalThis as {
+    Buffer?: {
+      from(s: string, enc: "utf8" | "base64"): { toString(enc: "base64" | "utf8"): string };
+    };
+  }
+).Buffer;
 
 export function encodeBase64(text: string): string {
+  return NodeBuffer ? NodeBuffer.from(text, "utf8").toString("base64") : portableEncodeBase64(text);
+}
+
+/** Decodes base64 to UTF-8 text; omitted (`undefined`) means the empty string. */
+export function decodeBase64(b64: string | undefined): string {
+  if (!b64) return "";
+  return NodeBuffer ? NodeBuffer.from(b64, "base64").toString("utf8") : portableDecodeBase64(b64);
+}
+
+/** `encodeBase64` without Buffer (Workers). */
+export function portableEncodeBase64(text: string): string {
   const bytes = encoder.encode(text);
   let bin = "";
   for (const b of bytes) bin += String.fromCharCode(b);
   return btoa(bin);
 }
 
-/** Decodes base64 to UTF-8 text; omitted (`undefined`) means the empty string. */
-export function decodeBase64(b64: string | undefined): string {
-  if (!b64) return "";
+/** `decodeBase64` without Buffer (Workers). */
+export function portableDecodeBase64(b64: string): string {
   const bin = atob(b64);
   const bytes = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new TextDecoder().decode(bytes);
+  return decoder.decode(bytes);
 }
 
 /**

@@ -91,7 +91,7 @@ describe("coalescedTxns (fake etcd)", () => {
 
   it("with maxInFlight, as many txns go at once; items arriving meanwhile wait and go together", async () => {
     const fake = new FakeEtcd();
-    const txns = coalescedTxns(fake, { maxBatch: 2, maxInFlight: 2 });
+    const txns = coalescedTxns(fake, { maxBatch: 2, maxInFlight: 2, maxFullInFlight: 2 });
     const held = [fake.pauseNext("createAllIfAbsent"), fake.pauseNext("createAllIfAbsent")];
     const early = ["a", "b", "c", "d", "e"].map((k) => txns.createIfAbsent(item(k)));
     await Promise.all(held.map((h) => h.reached));
@@ -106,6 +106,63 @@ describe("coalescedTxns (fake etcd)", () => {
     for (const h of held) h.release();
     await Promise.all([...early, ...late]);
     expect(batches(fake, "createAllIfAbsent").slice(2)).toEqual([["e", "f"], ["g"]]);
+  });
+
+  it("a full batch goes at once while a txn is in flight; a partial one waits for it", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake, { maxBatch: 2, maxFullInFlight: 3 });
+    const first = fake.pauseNext("createAllIfAbsent");
+    const early = [txns.createIfAbsent(item("a"))];
+    await first.reached;
+    const second = fake.pauseNext("createAllIfAbsent");
+    // "b" alone would wait for "a"'s txn (group commit); "b" and "c" fill a batch: it goes.
+    const full = ["b", "c", "d"].map((k) => txns.createIfAbsent(item(k)));
+    await second.reached;
+    await settled();
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a"], ["b", "c"]]);
+    // "d" alone waits while any txn is in flight, even with full slots free.
+    first.release();
+    await early[0];
+    await settled();
+    expect(fake.count("createAllIfAbsent")).toBe(2);
+    second.release();
+    expect((await Promise.all([...early, ...full])).every((r) => r.created)).toBe(true);
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a"], ["b", "c"], ["d"]]);
+  });
+
+  it("one txn at a time per key: a key in flight waits, while a full batch of others goes", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake, { maxBatch: 2 });
+    const revs = ["x", "y", "z"].map((k) => fake.put(k, "v"));
+    const first = fake.pauseNext("deleteAllIfUnchanged");
+    const early = txns.deleteIfUnchanged({ key: "x", modRevision: revs[0] ?? 0 });
+    await first.reached;
+    const second = fake.pauseNext("deleteAllIfUnchanged");
+    const late = [
+      txns.deleteIfUnchanged({ key: "x", modRevision: revs[0] ?? 0 }),
+      txns.deleteIfUnchanged({ key: "y", modRevision: revs[1] ?? 0 }),
+      txns.deleteIfUnchanged({ key: "z", modRevision: revs[2] ?? 0 }),
+    ];
+    await second.reached;
+    await settled();
+    expect(batches(fake, "deleteAllIfUnchanged")).toEqual([["x"], ["y", "z"]]);
+    first.release();
+    second.release();
+    expect(await Promise.all([early, ...late])).toEqual([true, false, true, true]);
+    expect(batches(fake, "deleteAllIfUnchanged")).toEqual([["x"], ["y", "z"], ["x"]]);
+  });
+
+  it("at most maxFullInFlight txns at once, full or not", async () => {
+    const fake = new FakeEtcd();
+    const txns = coalescedTxns(fake, { maxBatch: 1, maxFullInFlight: 2 });
+    const held = [fake.pauseNext("createAllIfAbsent"), fake.pauseNext("createAllIfAbsent")];
+    const all = ["a", "b", "c", "d"].map((k) => txns.createIfAbsent(item(k)));
+    await Promise.all(held.map((h) => h.reached));
+    await settled();
+    expect(fake.count("createAllIfAbsent")).toBe(2);
+    for (const h of held) h.release();
+    expect((await Promise.all(all)).every((r) => r.created)).toBe(true);
+    expect(batches(fake, "createAllIfAbsent")).toEqual([["a"], ["b"], ["c"], ["d"]]);
   });
 
   it("an error that is not about reachability is retried one item at a time, failing only its own", async () => {

@@ -70,10 +70,19 @@ export function singleTxns(etcd: EtcdClient): SingleKeyTxns {
  * Measured (BENCHMARKS.md, at 5e17ae3): at 32 concurrent callers, about 5 locks per txn,
  * raft proposals per lock cycle 2.0 → 0.40, cycles per second 0.34× → 0.71× of a client
  * doing its own txns. Workers use `singleTxns` (see strategies/index.ts).
+ *
+ * One partial batch in flight at a time (`maxInFlight`), so batches grow with load; but
+ * a full batch never waits (up to `maxFullInFlight` txns in all): with a batch size
+ * capped (joins: 32, by etcd's op limit) and one txn at a time, a cycle rate is capped
+ * at a batch per round trip. Measured (BENCHMARKS.md, session 8): at 256 callers on the
+ * gateway, joins of 32 one at a time gave 0.7× the rate of 64-item creates.
  */
-export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFlight?: number } = {}): SingleKeyTxns {
+export function coalescedTxns(
+  etcd: EtcdClient,
+  o: { maxBatch?: number; maxInFlight?: number; maxFullInFlight?: number } = {},
+): SingleKeyTxns {
   const maxBatch = o.maxBatch ?? 64;
-  const maxInFlight = o.maxInFlight ?? 1;
+  const inFlight = { partial: o.maxInFlight ?? 1, full: o.maxFullInFlight ?? FULL_BATCHES_IN_FLIGHT };
   const byKey = (i: { key: string }) => i.key;
   // Two joins of one line in one txn would both pass their compare: one batch per line.
   const joins = new Coalescer<JoinItem, JoinOutcome, JoinAllResult>(
@@ -83,7 +92,7 @@ export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFli
     // A failed join reads its line back with up to four ops: 4 × 32 stays within etcd's
     // default --max-txn-ops of 128.
     Math.min(maxBatch, 32),
-    maxInFlight,
+    inFlight,
   );
   // Two participants of one line created in one txn would share its revision, their
   // order in the line and, in turn, one fencing token: one batch per line.
@@ -92,14 +101,14 @@ export function coalescedTxns(etcd: EtcdClient, o: { maxBatch?: number; maxInFli
     (r, _item, i, shared) => settleCreate(r, i, shared),
     (i) => i.line ?? i.key,
     maxBatch,
-    maxInFlight,
+    inFlight,
   );
   const deletes = new Coalescer<DeleteItem, boolean>(
     (items) => etcd.deleteAllIfUnchanged(items),
     (r, item, i, shared) => settleDelete(r, item, i, shared),
     byKey,
     maxBatch,
-    maxInFlight,
+    inFlight,
   );
   return {
     join: (item) => joins.submit(item),
@@ -131,6 +140,9 @@ function settleDelete(r: AllOrNothing, item: DeleteItem, i: number, shared: bool
   return shared && kv?.modRevision === item.modRevision ? undefined : false;
 }
 
+/** Full batches in flight at once (see coalescedTxns). */
+const FULL_BATCHES_IN_FLIGHT = 4;
+
 function notReached(): never {
   throw new Error("a single-item txn failed without reading what it compared");
 }
@@ -150,6 +162,10 @@ class Coalescer<I, R, T = AllOrNothing> {
   private queue: Pending<I, R>[] = [];
   private scheduled = false;
   private inFlight = 0;
+  /** Conflict keys of the txns in flight, with how many carry each. */
+  private readonly keysInFlight = new Map<string, number>();
+  /** The last flush had items enough but no full batch: the next waits for a txn to return. */
+  private noFullBatch = false;
 
   constructor(
     private readonly send: (items: I[]) => Promise<T>,
@@ -160,11 +176,12 @@ class Coalescer<I, R, T = AllOrNothing> {
     /** etcd refuses txns with more than --max-txn-ops (default 128) operations per branch. */
     private readonly maxBatch: number,
     /**
-     * Txns in flight at once. While they are, new items queue and go together when one
-     * returns (group commit): under load the batches grow with the round-trip time,
-     * while a lone request never waits for anything.
+     * Txns in flight at once. While `partial` are, new items queue and go together when
+     * one returns (group commit): under load the batches grow with the round-trip time,
+     * while a lone request never waits for anything. A full batch goes while fewer than
+     * `full` are in flight.
      */
-    private readonly maxInFlight: number,
+    private readonly maxInFlight: { partial: number; full: number },
   ) {}
 
   submit(item: I): Promise<R> {
@@ -175,38 +192,51 @@ class Coalescer<I, R, T = AllOrNothing> {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.maxInFlight) return;
+    if (this.scheduled) return;
+    const { partial, full } = this.maxInFlight;
+    const fullMayGo = !this.noFullBatch && this.queue.length >= this.maxBatch && this.inFlight < full;
+    if (this.inFlight >= partial && !fullMayGo) return;
     this.scheduled = true;
     nextTurn(() => this.flush());
   }
 
   private flush(): void {
     this.scheduled = false;
-    // etcd rejects a txn that names one key twice: such items go to different batches.
-    const batches: { keys: Set<string>; items: Pending<I, R>[] }[] = [];
-    const later: Pending<I, R>[] = [];
-    const slots = this.maxInFlight - this.inFlight;
+    // etcd rejects a txn that names one key twice: such items go in different txns.
+    const batches: { items: Pending<I, R>[] }[] = [];
+    const slots = Math.max(this.maxInFlight.full, this.maxInFlight.partial) - this.inFlight;
+    // One txn at a time per conflict key (a line's joins reach etcd in the order they
+    // came): a key in flight, or in a batch of this flush, waits.
+    const taken = new Set(this.keysInFlight.keys());
     for (const p of this.queue) {
       const key = this.conflictKey(p.item);
-      let batch = batches.find((b) => b.items.length < this.maxBatch && !b.keys.has(key));
+      if (taken.has(key)) continue;
+      let batch = batches.find((b) => b.items.length < this.maxBatch);
       if (!batch && batches.length < slots) {
-        batch = { keys: new Set(), items: [] };
+        batch = { items: [] };
         batches.push(batch);
       }
-      if (!batch) {
-        later.push(p);
-        continue;
-      }
-      batch.keys.add(key);
+      if (!batch) continue;
+      taken.add(key);
       batch.items.push(p);
     }
-    this.queue = later;
-    for (const b of batches) void this.run(b.items);
+    // Full batches go at once; a partial one only while a partial slot is free.
+    let partialSlots = this.maxInFlight.partial - this.inFlight;
+    const ready = batches.filter((b) => b.items.length >= this.maxBatch || partialSlots-- > 0);
+    // Enough items for a full batch, but too many of one line to make one: trying again
+    // on every arrival would scan the queue each time for nothing; a returning txn retries.
+    this.noFullBatch = this.queue.length >= this.maxBatch && !batches.some((b) => b.items.length >= this.maxBatch);
+    const sent = new Set(ready.flatMap((b) => b.items));
+    // What stays keeps its order: items of one line are sent in the order they came.
+    this.queue = this.queue.filter((p) => !sent.has(p));
+    for (const b of ready) void this.run(b.items);
   }
 
   private async run(batch: Pending<I, R>[]): Promise<void> {
     let r: T;
     this.inFlight++;
+    const keys = batch.map((p) => this.conflictKey(p.item));
+    for (const k of keys) this.keysInFlight.set(k, (this.keysInFlight.get(k) ?? 0) + 1);
     try {
       r = await this.send(batch.map((p) => p.item));
     } catch (err) {
@@ -222,6 +252,12 @@ class Coalescer<I, R, T = AllOrNothing> {
       return;
     } finally {
       this.inFlight--;
+      for (const k of keys) {
+        const n = (this.keysInFlight.get(k) ?? 1) - 1;
+        if (n > 0) this.keysInFlight.set(k, n);
+        else this.keysInFlight.delete(k);
+      }
+      this.noFullBatch = false;
       if (this.queue.length > 0) this.schedule();
     }
     const shared = batch.length > 1;

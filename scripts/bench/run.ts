@@ -110,7 +110,34 @@ interface Options {
   ref?: string;
 }
 
+const USAGE = `usage: npm run bench -- [options]   (BENCHMARKS.md says what each case and figure is)
+  --smoke             a tiny run of every case (also BENCH_SMOKE=1)
+  --cases=A,B         cases to run (default all): ${[...CASE_IDS, ...FEED_CASE_IDS].join(", ")}
+  --systems=A,B       systems to run (default all): ${SYSTEM_IDS.join(", ")}
+  --rounds=N          rounds of each case (default 3)
+  --seconds=S         length of a throughput round (default 3)
+  --ref=COMMIT        run the service as it was at a commit
+  --out=FILE          where the JSON goes (default bench-results/latest.json)
+environment: ETCD_BIN (etcd to run), BENCH_SERVICE_NODE_ARGS (node flags for the services)`;
+
+/** A mistake in the command line: said in one line, with where the options are listed. */
+class UsageError extends Error {}
+
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  try {
+    return parseGiven(argv, env);
+  } catch (err) {
+    throw new UsageError(
+      `${err instanceof Error ? err.message : String(err)} (npm run bench -- --help lists the options)`,
+    );
+  }
+}
+
+function parseGiven(argv: string[], env: NodeJS.ProcessEnv): Options {
   const flags = new Map<string, string>();
   for (const a of argv) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -566,6 +593,10 @@ async function main() {
 main().then(
   () => process.exit(0),
   (err) => {
+    if (err instanceof UsageError) {
+      console.error(err.message);
+      process.exit(64);
+    }
     console.error(err);
     process.exit(1);
   },

@@ -28,20 +28,46 @@ import type { Transport } from "./instance.js";
 import { document, fuzzSection, machine, refreshDocument, scenarioSection } from "./report.js";
 import { LONG, SCENARIOS, type Scale, type ScenarioResult, SHORT } from "./scenarios.js";
 
-const { values } = parseArgs({
-  options: {
-    short: { type: "boolean", default: false },
-    scenario: { type: "string", multiple: true },
-    transport: { type: "string", multiple: true },
-    seconds: { type: "string" },
-    "fuzz-runs": { type: "string" },
-    "no-docs": { type: "boolean", default: false },
-    docs: { type: "boolean", default: false },
-    broken: { type: "boolean", default: false },
-    variant: { type: "string", multiple: true },
-    "etcd-control": { type: "boolean", default: false },
-  },
-});
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  const ids = (list: readonly { id: string }[]) => list.map((s) => s.id).join(", ");
+  console.log(`usage: npm run verify -- [options]   (docs/verification.md says what each checks)
+  (none)              long form: every scenario on both transports, then the broken variants and
+                      the etcd control experiment; writes docs/verification.md
+  --short             short form (what CI runs); prints only
+  --scenario ID       one scenario (repeatable): ${ids([...SCENARIOS, ...FAULT_SCENARIOS])}
+  --transport T       grpc or http (repeatable; default both)
+  --seconds S         length of each scenario's load
+  --fuzz-runs N       model-checker fuzz runs (default 1000, short 100)
+  --docs              with --scenario/--broken/--etcd-control: replace those tables in the doc
+  --no-docs           long form without writing the doc
+  --broken            only the deliberately broken variants; --variant ID for one: ${ids(BROKEN_VARIANTS)}
+  --etcd-control      only the control experiment on etcd alone
+Exits 1 when any violation was found.`);
+  process.exit(0);
+}
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        short: { type: "boolean", default: false },
+        scenario: { type: "string", multiple: true },
+        transport: { type: "string", multiple: true },
+        seconds: { type: "string" },
+        "fuzz-runs": { type: "string" },
+        "no-docs": { type: "boolean", default: false },
+        docs: { type: "boolean", default: false },
+        broken: { type: "boolean", default: false },
+        variant: { type: "string", multiple: true },
+        "etcd-control": { type: "boolean", default: false },
+      },
+    });
+  } catch (err) {
+    console.error(`${err instanceof Error ? err.message : String(err)} (npm run verify -- --help lists the options)`);
+    process.exit(64);
+  }
+}
+const { values } = parseOptions();
 
 const base = values.short ? SHORT : LONG;
 const seconds = values.seconds === undefined ? undefined : Number(values.seconds);

@@ -190,7 +190,9 @@ export async function startService(opts: {
     ...opts.env,
   };
   const command = await serviceCommand(root);
-  const child: ChildProcess = spawn(process.execPath, command.args, {
+  // Opt-in node flags for the service (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`), before its own.
+  const nodeArgs = (process.env.BENCH_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter((a) => a !== "");
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...command.args], {
     cwd: root,
     env,
     stdio: ["ignore", "pipe", "pipe"],

@@ -41,7 +41,9 @@ export class Deadline {
     this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
     if (!sources?.length) return;
     const controller = new AbortController();
-    const abort = () => controller.abort();
+    // The source's reason, as AbortSignal.any gives it: abort() without one would make a
+    // DOMException, whose stack capture is most of what firing a signal costs.
+    const abort = () => controller.abort(sources.find((s) => s.aborted)?.reason);
     this.controller = controller;
     this.sources = sources;
     this.abortFromSource = abort;

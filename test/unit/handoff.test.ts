@@ -56,6 +56,17 @@ describe("the registry of this instance's waiters", () => {
     expect(await outcome).toBe("granted");
   });
 
+  it("every claim wakes its waiter with one shared reason (no new exception per handoff)", () => {
+    const reg = new LocalWaiters<string, string>();
+    const a = reg.enter("line", "a", "w") ?? expect.unreachable();
+    const b = reg.enter("line", "b", "w") ?? expect.unreachable();
+    reg.claim("line", "a", () => true);
+    reg.claim("line", "b", () => true);
+    expect(a.claimed.reason).toBeInstanceOf(DOMException);
+    expect((a.claimed.reason as DOMException).name).toBe("AbortError");
+    expect(b.claimed.reason).toBe(a.claimed.reason);
+  });
+
   it("a waiter that left first cannot be claimed; one key waits once per line", () => {
     const reg = new LocalWaiters<string, string>();
     const here = reg.enter("line", "k", "w") ?? expect.unreachable();

@@ -48,6 +48,12 @@ export interface LocalHandoff<W, O> {
   claim(line: string, key: string, fits: (waiter: W) => boolean): Claimed<W, O> | undefined;
 }
 
+/**
+ * Why a claimed waiter's signal fires: one reason for every claim, since aborting
+ * without one makes a new DOMException (and captures its stack) on each handoff.
+ */
+const CLAIMED = new DOMException("a release claimed this waiter", "AbortError");
+
 interface Entry<W, O> {
   waiter: W;
   wake: AbortController;
@@ -85,7 +91,7 @@ export class LocalWaiters<W, O> implements LocalHandoff<W, O> {
     entry.outcome = new Promise<O>((resolve) => {
       settle = resolve;
     });
-    entry.wake.abort();
+    entry.wake.abort(CLAIMED);
     return { waiter: entry.waiter, settle };
   }
 

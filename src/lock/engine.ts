@@ -1199,7 +1199,9 @@ export class LineEngine implements Lines {
    *       then Delete(key), Put(waiter, its holder value, a grant lease))
    *
    * instead of a delete, the watch event that wakes the waiter, and the waiter's own txn.
-   * The waiter's create revision, its token, stays, as with its own turn.
+   * The waiter's create revision, its token, stays, as with its own turn. Handoffs of
+   * other lines started meanwhile may share the txn (group commit: txns.guardedWrite);
+   * each keeps its own guards, and one whose guards failed is told so alone.
    *
    * Why that is safe: the waiter is alive (its request waits in this process). Who is
    * next is read from this instance's copy of the line (kept while a waiter of it waits
@@ -1261,14 +1263,17 @@ export class LineEngine implements Lines {
     // sent then would keep that grant alive past its TTL, and past its lock-delay marker.
     // So it is reset once the txn made it the waiter's.
     const [wrote, renewedAlongside] = await Promise.allSettled([
-      this.etcd.guardedWrite({
-        unchanged: [
-          { key, modRevision: g.revision },
-          { key: place.kv.key, modRevision: place.kv.modRevision },
-        ],
-        ...(ask.delayKey !== undefined ? { created: [{ key: ask.delayKey, createRevision: 0 }] } : {}),
-        delete: [key],
-        put: [{ key: place.kv.key, value: written, lease: lease.id }],
+      this.strategies.txns.guardedWrite({
+        write: {
+          unchanged: [
+            { key, modRevision: g.revision },
+            { key: place.kv.key, modRevision: place.kv.modRevision },
+          ],
+          ...(ask.delayKey !== undefined ? { created: [{ key: ask.delayKey, createRevision: 0 }] } : {}),
+          delete: [key],
+          put: [{ key: place.kv.key, value: written, lease: lease.id }],
+        },
+        line: start,
       }),
       lease.pooled && !reused ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);

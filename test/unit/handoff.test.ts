@@ -133,6 +133,37 @@ describe("local handoff on a fake etcd (Node strategies)", () => {
     expect(locks.activeWaiters).toBe(0);
   });
 
+  it("releases of different lines in one turn hand over in one txn (group commit), each waiter with its own token", async () => {
+    const f = fakeLines();
+    const { fake, locks } = f;
+    const names = ["n", "m", "o"];
+    const holders = await Promise.all(names.map((n) => locks.acquire(n, { ttl: 30, wait: 0 })));
+    const waiters = names.map((n) => locks.acquire(n, { ttl: 30, wait: 60 }));
+    for (const n of names) await untilWaiting(fake, n, 1);
+    const places = names.map((n) => joined(fake, n));
+    fake.resetCalls();
+    const before = fake.revision;
+    await Promise.all(names.map((n, i) => locks.release(n, holders[i]?.grant.lease ?? "")));
+    const grants = await Promise.all(waiters);
+    // One raft write for the three handoffs, each guarded by its own holder's and waiter's revisions.
+    expect(fake.revision).toBe(before + 1);
+    expect(fake.count("guardedWrite")).toBe(0);
+    const [writes] = fake.argsOf("guardedWriteAll")[0] ?? expect.unreachable();
+    expect(writes.map((w: GuardedWrite) => w.unchanged)).toEqual(
+      names.map((n, i) => [
+        { key: keyOf(n, holders[i]?.grant.lease ?? ""), modRevision: holders[i]?.grant.token },
+        { key: places[i]?.key, modRevision: places[i]?.modRevision },
+      ]),
+    );
+    expect(grants.map((g) => g.grant.token)).toEqual(places.map((p) => p.createRevision));
+    expect(names.map((n) => holdersIn(fake, n).map((kv) => kv.key))).toEqual(places.map((p) => [p.key]));
+    // Each grant is remembered at the shared txn's revision: released without a read.
+    fake.resetCalls();
+    await Promise.all(names.map((n, i) => locks.release(n, grants[i]?.grant.lease ?? "")));
+    expect(fake.calls.map((c) => c.method)).toEqual(["deleteAllIfUnchanged"]);
+    expect(names.flatMap((n) => lineIn(fake, n))).toEqual([]);
+  });
+
   it("a waiter asking another TTL gets a lease from the pool, and the released one goes to the pool", async () => {
     const { fake, locks, holder, waiter } = await heldWithWaiter({ ttl: 10 });
     await locks.release("n", holder.lease);

@@ -291,7 +291,13 @@ export class LineEngine implements Lines {
           continue;
         }
       }
-      const r = await this.joinHolding(ask, known?.revision ?? 0);
+      const joined = this.seenBusy.joining(ask.range.start);
+      let r: Awaited<ReturnType<typeof this.joinHolding>>;
+      try {
+        r = await this.joinHolding(ask, known?.revision ?? 0);
+      } finally {
+        joined();
+      }
       if ("grant" in r) {
         this.seenBusy.forget(ask.range.start);
         return { grant: r.grant, replayed: false };

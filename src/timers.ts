@@ -88,10 +88,10 @@ export class Deadline {
     ]);
   }
 
-  /** Fires `signal` now, ending what it bounds (a connection no longer needed). */
-  abort(): void {
+  /** Fires `signal` now (with `reason`, if given), ending what it bounds (a connection no longer needed). */
+  abort(reason?: unknown): void {
     // No controller yet: nothing has been handed the signal, so nothing to end.
-    this.controller?.abort();
+    this.controller?.abort(reason);
   }
 
   /** Stops the clock; linked signals still fire `signal` (until `done`). */

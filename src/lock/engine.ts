@@ -757,14 +757,16 @@ export class LineEngine implements Lines {
     for (;;) {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
+      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
+      const signal = stop.signal;
+      // A claim aborts the wait directly (no signal of its own to relay: one event less per handoff).
       const here = this.mayBeHandedTo(place)
-        ? this.handoff.enter(ask.range.start, place.kv.key, { ask, place })
+        ? this.handoff.enter(ask.range.start, place.kv.key, { ask, place }, (reason) => stop.abort(reason))
         : undefined;
-      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal, here?.claimed);
       let r: TurnOutcome | undefined;
       let failure: unknown;
       try {
-        r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
+        r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, signal);
       } catch (err) {
         failure = err;
       } finally {

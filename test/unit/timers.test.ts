@@ -22,6 +22,15 @@ describe("a deadline linked to other signals", () => {
     deadline.done();
   });
 
+  it("abort(reason) fires it with that reason", () => {
+    const deadline = untilDeadline(Date.now() + 60_000, new AbortController().signal);
+    const signal = deadline.signal;
+    const reason = new Error("claimed");
+    deadline.abort(reason);
+    expect(signal.reason).toBe(reason);
+    deadline.done();
+  });
+
   it("running out of time still fires it", async () => {
     const deadline = untilDeadline(Date.now() + 5, new AbortController().signal);
     await new Promise<void>((resolve) => deadline.signal.addEventListener("abort", () => resolve(), { once: true }));

@@ -41,7 +41,9 @@ export class Deadline {
     this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
     if (!sources?.length) return;
     const controller = new AbortController();
-    const abort = () => controller.abort();
+    // The source's reason, as AbortSignal.any gives it: abort() without one would make a
+    // DOMException, whose stack capture is most of what firing a signal costs.
+    const abort = () => controller.abort(sources.find((s) => s.aborted)?.reason);
     this.controller = controller;
     this.sources = sources;
     this.abortFromSource = abort;
@@ -86,10 +88,10 @@ export class Deadline {
     ]);
   }
 
-  /** Fires `signal` now, ending what it bounds (a connection no longer needed). */
-  abort(): void {
+  /** Fires `signal` now (with `reason`, if given), ending what it bounds (a connection no longer needed). */
+  abort(reason?: unknown): void {
     // No controller yet: nothing has been handed the signal, so nothing to end.
-    this.controller?.abort();
+    this.controller?.abort(reason);
   }
 
   /** Stops the clock; linked signals still fire `signal` (until `done`). */

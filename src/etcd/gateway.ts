@@ -34,6 +34,7 @@ import {
   encodeDeleteAll,
   encodeGet,
   encodeGuardedWrite,
+  encodeGuardedWriteAll,
   encodeJoinAll,
   encodePutIfUnchanged,
   encodeRange,
@@ -41,6 +42,7 @@ import {
 } from "./gateway/requests.js";
 import { type GatewayPost, GatewaySession } from "./gateway/session.js";
 import { gatewayWatchStream } from "./gateway/watch.js";
+import { splitReads } from "./guarded.js";
 import { earlierJoin } from "./join.js";
 import {
   type EtcdClient,
@@ -185,6 +187,17 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
 
     guardedWrite(w) {
       return writeIfHeld(encodeGuardedWrite(w));
+    },
+
+    async guardedWriteAll(writes) {
+      const r = await session.call("/v3/kv/txn", encodeGuardedWriteAll(writes), [NOT_FOUND]);
+      if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
+      const res = decodeAllOrNothing(r.ok);
+      // A compare failing on a retry may be the earlier attempt's own doing (as in writeIfHeld).
+      if (!res.applied && r.retried) {
+        throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+      }
+      return splitReads(writes, res);
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {

@@ -13,6 +13,7 @@ import {
   translate,
 } from "./grpc/codec.js";
 import { grpcWatchStream, WatchStreamRenewal } from "./grpc/watch.js";
+import { comparedKeys, splitReads } from "./guarded.js";
 import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
@@ -188,6 +189,18 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     async guardedWrite(w): Promise<number> {
       const res = await call("txn", () => client.kv.txn(guardedTxn(w)));
       return res.succeeded ? Number(res.header.revision) : 0;
+    },
+
+    async guardedWriteAll(writes) {
+      const txns = writes.map(guardedTxn);
+      const res = await call("txn", () =>
+        client.kv.txn({
+          compare: txns.flatMap((t) => t.compare ?? []),
+          success: txns.flatMap((t) => t.success ?? []),
+          failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: Buffer.from(key) } })),
+        }),
+      );
+      return splitReads(writes, allOrNothing(res));
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {

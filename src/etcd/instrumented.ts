@@ -37,6 +37,7 @@ export function instrumented(inner: EtcdClient, metrics: Metrics): EtcdClient {
     putIfUnchanged: timed("txn", (item) => inner.putIfUnchanged(item)),
     joinAll: timed("txn", (items) => inner.joinAll(items)),
     guardedWrite: timed("txn", (w) => inner.guardedWrite(w)),
+    guardedWriteAll: timed("txn", (ws) => inner.guardedWriteAll(ws)),
     scan: timed("range", (start, end, q) => inner.scan(start, end, q)),
     watchDeletes: (key, from, onDelete, signal) => watched(() => inner.watchDeletes(key, from, onDelete, signal)),
     watchRange: (start, end, from, onEvents, signal, options) =>

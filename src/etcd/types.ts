@@ -161,6 +161,15 @@ export interface GuardedWrite {
 }
 
 /**
+ * Outcome of `guardedWriteAll`. On failure `reads[i]` is what write i compared, read in
+ * the same txn: one entry per compared key, `unchanged` first, then `created` (absent
+ * when the key does not exist).
+ */
+export type GuardedAllResult =
+  | { applied: true; revision: number }
+  | { applied: false; revision: number; reads: (KeyValue | undefined)[][] };
+
+/**
  * `applied`: every key was put, `revision` = their create revision (each was absent: its
  * key is unique); else `reads`, one per item.
  */
@@ -235,6 +244,14 @@ export interface EtcdClient {
    * nothing was written).
    */
   guardedWrite(w: GuardedWrite): Promise<number>;
+  /**
+   * Several guarded writes in one txn: all of them when every compare of every write
+   * holds, else none, and then each write's compared keys are read back (see
+   * GuardedAllResult) so that each can tell whether its own compares held. The writes'
+   * keys must be distinct. Rejects with `LeaseNotFoundError` when a put's lease does not
+   * exist (then nothing was written).
+   */
+  guardedWriteAll(writes: GuardedWrite[]): Promise<GuardedAllResult>;
   /**
    * Keeps one etcd watch on `key` open from `fromRevision` and calls `onDelete` with the
    * revision of every DELETE of the key at or after it, in order, each once (history

@@ -291,7 +291,13 @@ export class LineEngine implements Lines {
           continue;
         }
       }
-      const r = await this.joinHolding(ask, known?.revision ?? 0);
+      const joined = this.seenBusy.joining(ask.range.start);
+      let r: Awaited<ReturnType<typeof this.joinHolding>>;
+      try {
+        r = await this.joinHolding(ask, known?.revision ?? 0);
+      } finally {
+        joined();
+      }
       if ("grant" in r) {
         this.seenBusy.forget(ask.range.start);
         return { grant: r.grant, replayed: false };
@@ -751,14 +757,16 @@ export class LineEngine implements Lines {
     for (;;) {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
+      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
+      const signal = stop.signal;
+      // A claim aborts the wait directly (no signal of its own to relay: one event less per handoff).
       const here = this.mayBeHandedTo(place)
-        ? this.handoff.enter(ask.range.start, place.kv.key, { ask, place })
+        ? this.handoff.enter(ask.range.start, place.kv.key, { ask, place }, (reason) => stop.abort(reason))
         : undefined;
-      const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal, here?.claimed);
       let r: TurnOutcome | undefined;
       let failure: unknown;
       try {
-        r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, stop.signal);
+        r = await this.strategies.waits.awaitTurn(ask.range, place.kv.key, o.limit, after, signal);
       } catch (err) {
         failure = err;
       } finally {
@@ -1202,7 +1210,9 @@ export class LineEngine implements Lines {
    *       then Delete(key), Put(waiter, its holder value, a grant lease))
    *
    * instead of a delete, the watch event that wakes the waiter, and the waiter's own txn.
-   * The waiter's create revision, its token, stays, as with its own turn.
+   * The waiter's create revision, its token, stays, as with its own turn. Handoffs of
+   * other lines started meanwhile may share the txn (group commit: txns.guardedWrite);
+   * each keeps its own guards, and one whose guards failed is told so alone.
    *
    * Why that is safe: the waiter is alive (its request waits in this process). Who is
    * next is read from this instance's copy of the line (kept while a waiter of it waits
@@ -1264,14 +1274,17 @@ export class LineEngine implements Lines {
     // sent then would keep that grant alive past its TTL, and past its lock-delay marker.
     // So it is reset once the txn made it the waiter's.
     const [wrote, renewedAlongside] = await Promise.allSettled([
-      this.etcd.guardedWrite({
-        unchanged: [
-          { key, modRevision: g.revision },
-          { key: place.kv.key, modRevision: place.kv.modRevision },
-        ],
-        ...(ask.delayKey !== undefined ? { created: [{ key: ask.delayKey, createRevision: 0 }] } : {}),
-        delete: [key],
-        put: [{ key: place.kv.key, value: written, lease: lease.id }],
+      this.strategies.txns.guardedWrite({
+        write: {
+          unchanged: [
+            { key, modRevision: g.revision },
+            { key: place.kv.key, modRevision: place.kv.modRevision },
+          ],
+          ...(ask.delayKey !== undefined ? { created: [{ key: ask.delayKey, createRevision: 0 }] } : {}),
+          delete: [key],
+          put: [{ key: place.kv.key, value: written, lease: lease.id }],
+        },
+        line: start,
       }),
       lease.pooled && !reused ? this.etcd.leaseKeepAliveOnce(lease.id) : Promise.resolve(lease.grantedTtl),
     ]);

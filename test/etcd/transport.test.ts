@@ -2,10 +2,12 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
+import { comparesHold } from "../../src/etcd/guarded.js";
 import {
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
+  type GuardedWrite,
   type JoinItem,
   type KeyValue,
   LeaseExistsError,
@@ -391,6 +393,70 @@ describe.each(transports)("$name transport", (transport) => {
       ]);
       expect(ok.applied).toBe(true);
       for (const key of keys) expect((await client.get(key)).kv).toBeUndefined();
+    });
+  });
+
+  describe("guardedWriteAll", () => {
+    /** Line `label`: a holder and a waiter, and the handoff between them (delete the one, put the other). */
+    async function handoffIn(label: string, id = 0n) {
+      const prefix = `${uniqueKey(label)}/`;
+      const holder = await createIfAbsent(client, `${prefix}h`, "h", 0n);
+      const waiter = await createIfAbsent(client, `${prefix}w`, "w", 0n);
+      const write: GuardedWrite = {
+        unchanged: [
+          { key: `${prefix}h`, modRevision: holder.revision },
+          { key: `${prefix}w`, modRevision: waiter.revision },
+        ],
+        created: [{ key: `${prefix}marker`, createRevision: 0 }],
+        delete: [`${prefix}h`],
+        put: [{ key: `${prefix}w`, value: "holds", lease: id }],
+      };
+      return { prefix, write, waiter: waiter.revision };
+    }
+
+    it("applies every write in one txn when every compare holds: deletes, then puts", async () => {
+      const id = await lease();
+      const lines = [await handoffIn("gwa-a", id), await handoffIn("gwa-b", id)];
+      const r = await client.guardedWriteAll(lines.map((l) => l.write));
+      expect(r.applied).toBe(true);
+      for (const l of lines) {
+        expect((await client.get(`${l.prefix}h`)).kv).toBeUndefined();
+        expect((await client.get(`${l.prefix}w`)).kv).toEqual({
+          key: `${l.prefix}w`,
+          value: "holds",
+          createRevision: l.waiter,
+          modRevision: r.revision,
+          lease: id,
+        });
+      }
+    });
+
+    it("one failing compare writes nothing, and reads back every write's compared keys", async () => {
+      const a = await handoffIn("gwa-fail-a");
+      const b = await handoffIn("gwa-fail-b");
+      const marker = await createIfAbsent(client, `${b.prefix}marker`, "ld", 0n);
+      const r = await client.guardedWriteAll([a.write, b.write]);
+      expect(r.applied).toBe(false);
+      if (r.applied) return;
+      expect(r.reads.map((read) => read.map((kv) => kv?.key))).toEqual([
+        [`${a.prefix}h`, `${a.prefix}w`, undefined],
+        [`${b.prefix}h`, `${b.prefix}w`, `${b.prefix}marker`],
+      ]);
+      expect(r.reads[1]?.[2]?.createRevision).toBe(marker.revision);
+      expect(comparesHold(a.write, r.reads[0] ?? [])).toBe(true);
+      expect(comparesHold(b.write, r.reads[1] ?? [])).toBe(false);
+      for (const l of [a, b]) expect((await client.get(`${l.prefix}h`)).kv).toBeDefined();
+      expect((await client.get(`${a.prefix}w`)).kv?.value).toBe("w");
+    });
+
+    it("a lease that does not exist rejects with LeaseNotFoundError and writes nothing", async () => {
+      const alive = await lease();
+      const gone = await lease();
+      await client.leaseRevoke(gone);
+      const a = await handoffIn("gwa-lease-ok", alive);
+      const b = await handoffIn("gwa-lease-gone", gone);
+      await expect(client.guardedWriteAll([a.write, b.write])).rejects.toBeInstanceOf(LeaseNotFoundError);
+      for (const l of [a, b]) expect((await client.get(`${l.prefix}h`)).kv).toBeDefined();
     });
   });
 

@@ -154,6 +154,36 @@ describe.each(TRANSPORTS)("local handoff over $transport (real etcd)", ({ make }
     await a.lines.close();
   });
 
+  it("releases of two locks at once hand both over in one txn (group commit), each waiter with its own token", async () => {
+    const a = instance();
+    const c = direct();
+    const lines: LineRef[] = [
+      { kind: "lock", name: uniqueName("pair-a") },
+      { kind: "lock", name: uniqueName("pair-b") },
+    ];
+    const holders: { lease: string }[] = [];
+    const waiting: Awaited<ReturnType<typeof waitIn>>[] = [];
+    for (const line of lines) {
+      holders.push(grantOf(await a.lines.acquire(line, { ttl: 30, wait: 0, limit: 1 })).grant);
+      waiting.push(await waitIn(a.lines, line, 1));
+    }
+    // Each copy is read once its waiter joined, and watched from there.
+    await until(() => a.etcd.watches === 2, "the waiters' copies of their lines");
+    const before = await revisionOf(c);
+    await Promise.all(lines.map((line, i) => a.lines.release(line, holders[i]?.lease ?? "")));
+    const grants = await Promise.all(waiting.map(async (w) => grantOf(await w.acquired).grant));
+    expect(await revisionOf(c)).toBe(before + 1);
+    expect(grants.map((g) => g.token)).toEqual(waiting.map((w) => w.key.createRevision));
+    for (const [i, line] of lines.entries()) {
+      expect(await lineIn(c, line)).toEqual([
+        expect.objectContaining({ createRevision: waiting[i]?.key.createRevision, modRevision: before + 1 }),
+      ]);
+      await a.lines.release(line, grants[i]?.lease ?? "");
+      expect(await lineIn(c, line)).toEqual([]);
+    }
+    await a.lines.close();
+  });
+
   it("a waiter of another instance ahead is served first; the local one behind it waits its turn", async () => {
     const [a, b] = [instance(), instance()];
     const c = direct();

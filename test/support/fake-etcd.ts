@@ -1,3 +1,4 @@
+import { comparedKeys, comparesHold } from "../../src/etcd/guarded.js";
 import { readsOf } from "../../src/etcd/join.js";
 import {
   type AllOrNothing,
@@ -6,6 +7,7 @@ import {
   type EtcdClient,
   EtcdUnavailableError,
   type GetResult,
+  type GuardedAllResult,
   type GuardedWrite,
   type JoinAllResult,
   type JoinItem,
@@ -458,6 +460,27 @@ export class FakeEtcd implements EtcdClient {
       for (const key of w.delete ?? []) if (this.kvs.has(key)) this.deleteAt(key, this.rev);
       for (const p of w.put ?? []) this.putAt(p.key, p.value, p.lease, this.rev);
       return this.rev;
+    });
+  }
+
+  guardedWriteAll(writes: GuardedWrite[]): Promise<GuardedAllResult> {
+    return this.call("guardedWriteAll", [writes], () => {
+      const written = writes.flatMap((w) => [...(w.delete ?? []), ...(w.put ?? []).map((p) => p.key)]);
+      const compared = writes.flatMap(comparedKeys);
+      const ops = Math.max(compared.length, written.length);
+      if (ops > this.maxTxnOps) throw new Error("etcdserver: too many operations in txn request");
+      if (new Set(written).size !== written.length) throw new Error("etcdserver: duplicate key given in txn request");
+      const reads = writes.map((w) => comparedKeys(w).map((key) => this.peek(key)));
+      if (!writes.every((w, i) => comparesHold(w, reads[i] ?? []))) {
+        return { applied: false, revision: this.rev, reads };
+      }
+      this.checkLeases(writes.flatMap((w) => w.put ?? []));
+      this.rev++;
+      for (const w of writes) {
+        for (const key of w.delete ?? []) if (this.kvs.has(key)) this.deleteAt(key, this.rev);
+        for (const p of w.put ?? []) this.putAt(p.key, p.value, p.lease, this.rev);
+      }
+      return { applied: true, revision: this.rev };
     });
   }
 

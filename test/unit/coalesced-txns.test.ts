@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   type CreateItem,
   EtcdUnavailableError,
+  type GuardedWrite,
   type JoinItem,
   LeaseNotFoundError,
   prefixEnd,
@@ -321,6 +322,121 @@ describe("coalescedTxns (fake etcd)", () => {
       const lines = Array.from({ length: 33 }, (_, i) => `l${String(i).padStart(2, "0")}`);
       await Promise.all(lines.map((l) => txns.join(joinItem(l, "1"))));
       expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([32, 1]);
+    });
+  });
+
+  describe("guarded writes (local handoffs)", () => {
+    /** A handoff in line `line`: if the holder and the waiter are unchanged, delete the holder and put the waiter. */
+    const handoff = (line: string, holder: number, waiter: number, lease = 0n) => ({
+      line,
+      write: {
+        unchanged: [
+          { key: `${line}#h`, modRevision: holder },
+          { key: `${line}#w`, modRevision: waiter },
+        ],
+        created: [{ key: `${line}!delay`, createRevision: 0 }],
+        delete: [`${line}#h`],
+        put: [{ key: `${line}#w`, value: "holds", lease }],
+      } satisfies GuardedWrite,
+    });
+    /** Two participants of `line`: its holder and its waiter, with their revisions. */
+    const lineOf = (fake: FakeEtcd, line: string) => [fake.put(`${line}#h`, "h"), fake.put(`${line}#w`, "w")] as const;
+    const lines = (fake: FakeEtcd) =>
+      fake.argsOf("guardedWriteAll").map(([ws]) => ws.map((w: GuardedWrite) => w.delete?.[0]?.split("#")[0]));
+
+    it("handoffs of different lines started in one turn go in one txn and share its revision", async () => {
+      const fake = new FakeEtcd();
+      const items = ["a", "b", "c"].map((l) => handoff(l, ...lineOf(fake, l)));
+      const txns = coalescedTxns(fake);
+      const results = await Promise.all(items.map((i) => txns.guardedWrite(i)));
+      expect(lines(fake)).toEqual([["a", "b", "c"]]);
+      expect(fake.count("guardedWrite")).toBe(0);
+      expect(results).toEqual([8, 8, 8]);
+      for (const l of ["a", "b", "c"]) {
+        expect(fake.peek(`${l}#h`)).toBeUndefined();
+        expect(fake.peek(`${l}#w`)).toMatchObject({ value: "holds", modRevision: 8 });
+      }
+    });
+
+    it("a lone handoff is a plain guarded write (no failure branch to read)", async () => {
+      const fake = new FakeEtcd();
+      const item = handoff("a", ...lineOf(fake, "a"));
+      expect(await coalescedTxns(fake).guardedWrite(item)).toBe(4);
+      expect(fake.argsOf("guardedWrite")).toEqual([[item.write]]);
+      expect(fake.count("guardedWriteAll")).toBe(0);
+    });
+
+    it("a failed shared txn: each write whose own compare failed gets 0, the others go again", async () => {
+      const fake = new FakeEtcd();
+      const [ah, aw] = lineOf(fake, "a");
+      const [bh, bw] = lineOf(fake, "b");
+      const [ch, cw] = lineOf(fake, "c");
+      const [dh, dw] = lineOf(fake, "d");
+      fake.put("b#w", "left and came back"); // b's waiter changed: b's own compare fails
+      fake.put("d!delay", "marker"); // d's lock-delay marker exists: d's own compare fails
+      const txns = coalescedTxns(fake);
+      const [a, b, c, d] = await Promise.all([
+        txns.guardedWrite(handoff("a", ah, aw)),
+        txns.guardedWrite(handoff("b", bh, bw)),
+        txns.guardedWrite(handoff("c", ch, cw)),
+        txns.guardedWrite(handoff("d", dh, dw)),
+      ]);
+      expect(lines(fake)).toEqual([
+        ["a", "b", "c", "d"],
+        ["a", "c"],
+      ]);
+      expect([a, b, c, d]).toEqual([12, 0, 12, 0]);
+      expect(fake.peek("b#h")).toBeDefined();
+      expect(fake.peek("b#w")?.value).toBe("left and came back");
+      expect(fake.peek("d#h")).toBeDefined();
+      expect(fake.peek("a#h")).toBeUndefined();
+    });
+
+    it("two handoffs of one line never share a txn", async () => {
+      const fake = new FakeEtcd();
+      const [ah, aw] = lineOf(fake, "a");
+      const [bh, bw] = lineOf(fake, "b");
+      const txns = coalescedTxns(fake);
+      const [first, second, other] = await Promise.all([
+        txns.guardedWrite(handoff("a", ah, aw)),
+        txns.guardedWrite(handoff("a", ah, aw)),
+        txns.guardedWrite(handoff("b", bh, bw)),
+      ]);
+      expect(lines(fake)).toEqual([["a", "b"]]);
+      // The second went alone, after the first: its holder was gone by then.
+      expect(fake.count("guardedWrite")).toBe(1);
+      expect([first, second, other]).toEqual([6, 0, 6]);
+    });
+
+    it("a dead lease fails only its own handoff; the others are sent again alone", async () => {
+      const fake = new FakeEtcd();
+      const live = 0x1111n;
+      await fake.leaseGrant(live, 30);
+      const [ah, aw] = lineOf(fake, "a");
+      const [bh, bw] = lineOf(fake, "b");
+      const txns = coalescedTxns(fake);
+      const [a, dead] = await outcomes([
+        txns.guardedWrite(handoff("a", ah, aw, live)),
+        txns.guardedWrite(handoff("b", bh, bw, 0x2222n)),
+      ]);
+      expect(fake.count("guardedWriteAll")).toBe(1);
+      expect(fake.count("guardedWrite")).toBe(2);
+      expect(a).toEqual({ ok: 6 });
+      expect(dead).toEqual({ err: expect.any(LeaseNotFoundError) });
+      expect(fake.peek("b#h")).toBeDefined();
+    });
+
+    it("a batch of unknown outcome fails every handoff in it, never resent", async () => {
+      const fake = new FakeEtcd();
+      const items = ["a", "b"].map((l) => handoff(l, ...lineOf(fake, l)));
+      const txns = coalescedTxns(fake);
+      fake.failNext("guardedWriteAll", { applied: true });
+      const results = await outcomes(items.map((i) => txns.guardedWrite(i)));
+      expect(results).toEqual([0, 1].map(() => ({ err: expect.any(EtcdUnavailableError) })));
+      expect(fake.count("guardedWriteAll")).toBe(1);
+      expect(fake.count("guardedWrite")).toBe(0);
+      // Applied, though its answer was lost: a resend would find the holders gone and report 0.
+      expect(fake.peek("a#w")?.value).toBe("holds");
     });
   });
 });

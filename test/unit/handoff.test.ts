@@ -40,14 +40,21 @@ function joined(fake: FakeEtcd, name: string, index = 0, kind: LineRef["kind"] =
 }
 
 describe("the registry of this instance's waiters", () => {
+  /** A registry entry's wake: the reasons it was called with. */
+  const waker = () => {
+    const reasons: unknown[] = [];
+    return { reasons, wake: (reason: unknown) => reasons.push(reason) };
+  };
+
   it("a claim takes the waiter out at once and wakes it; leaving then waits for the outcome", async () => {
     const reg = new LocalWaiters<string, string>();
-    const here = reg.enter("line", "k", "w") ?? expect.unreachable();
+    const w = waker();
+    const here = reg.enter("line", "k", "w", w.wake) ?? expect.unreachable();
     expect(reg.claim("line", "k", () => false)).toBeUndefined();
-    expect(here.claimed.aborted).toBe(false);
-    const claim = reg.claim("line", "k", (w) => w === "w") ?? expect.unreachable();
+    expect(w.reasons).toEqual([]);
+    const claim = reg.claim("line", "k", (x) => x === "w") ?? expect.unreachable();
     expect(claim.waiter).toBe("w");
-    expect(here.claimed.aborted).toBe(true);
+    expect(w.reasons).toHaveLength(1);
     // Taken out: neither another release nor the same key entering again finds it twice.
     expect(reg.claim("line", "k", () => true)).toBeUndefined();
     const outcome = here.leave();
@@ -56,14 +63,27 @@ describe("the registry of this instance's waiters", () => {
     expect(await outcome).toBe("granted");
   });
 
+  it("every claim wakes its waiter with one shared reason (no new exception per handoff)", () => {
+    const reg = new LocalWaiters<string, string>();
+    const [a, b] = [waker(), waker()];
+    reg.enter("line", "a", "w", a.wake);
+    reg.enter("line", "b", "w", b.wake);
+    reg.claim("line", "a", () => true);
+    reg.claim("line", "b", () => true);
+    expect(a.reasons[0]).toBeInstanceOf(DOMException);
+    expect((a.reasons[0] as DOMException).name).toBe("AbortError");
+    expect(b.reasons[0]).toBe(a.reasons[0]);
+  });
+
   it("a waiter that left first cannot be claimed; one key waits once per line", () => {
     const reg = new LocalWaiters<string, string>();
-    const here = reg.enter("line", "k", "w") ?? expect.unreachable();
-    expect(reg.enter("line", "k", "again")).toBeUndefined();
-    expect(reg.enter("other", "k", "elsewhere")).toBeDefined();
+    const w = waker();
+    const here = reg.enter("line", "k", "w", w.wake) ?? expect.unreachable();
+    expect(reg.enter("line", "k", "again", w.wake)).toBeUndefined();
+    expect(reg.enter("other", "k", "elsewhere", w.wake)).toBeDefined();
     expect(here.leave()).toBeUndefined();
     expect(reg.claim("line", "k", () => true)).toBeUndefined();
-    expect(here.claimed.aborted).toBe(false);
+    expect(w.reasons).toEqual([]);
   });
 
   it("Workers register nobody", () => {
@@ -120,6 +140,37 @@ describe("local handoff on a fake etcd (Node strategies)", () => {
     expect(fake.calls.map((c) => c.method)).toEqual(["deleteAllIfUnchanged"]);
     expect(lineIn(fake, "n")).toEqual([]);
     expect(locks.activeWaiters).toBe(0);
+  });
+
+  it("releases of different lines in one turn hand over in one txn (group commit), each waiter with its own token", async () => {
+    const f = fakeLines();
+    const { fake, locks } = f;
+    const names = ["n", "m", "o"];
+    const holders = await Promise.all(names.map((n) => locks.acquire(n, { ttl: 30, wait: 0 })));
+    const waiters = names.map((n) => locks.acquire(n, { ttl: 30, wait: 60 }));
+    for (const n of names) await untilWaiting(fake, n, 1);
+    const places = names.map((n) => joined(fake, n));
+    fake.resetCalls();
+    const before = fake.revision;
+    await Promise.all(names.map((n, i) => locks.release(n, holders[i]?.grant.lease ?? "")));
+    const grants = await Promise.all(waiters);
+    // One raft write for the three handoffs, each guarded by its own holder's and waiter's revisions.
+    expect(fake.revision).toBe(before + 1);
+    expect(fake.count("guardedWrite")).toBe(0);
+    const [writes] = fake.argsOf("guardedWriteAll")[0] ?? expect.unreachable();
+    expect(writes.map((w: GuardedWrite) => w.unchanged)).toEqual(
+      names.map((n, i) => [
+        { key: keyOf(n, holders[i]?.grant.lease ?? ""), modRevision: holders[i]?.grant.token },
+        { key: places[i]?.key, modRevision: places[i]?.modRevision },
+      ]),
+    );
+    expect(grants.map((g) => g.grant.token)).toEqual(places.map((p) => p.createRevision));
+    expect(names.map((n) => holdersIn(fake, n).map((kv) => kv.key))).toEqual(places.map((p) => [p.key]));
+    // Each grant is remembered at the shared txn's revision: released without a read.
+    fake.resetCalls();
+    await Promise.all(names.map((n, i) => locks.release(n, grants[i]?.grant.lease ?? "")));
+    expect(fake.calls.map((c) => c.method)).toEqual(["deleteAllIfUnchanged"]);
+    expect(names.flatMap((n) => lineIn(fake, n))).toEqual([]);
   });
 
   it("a waiter asking another TTL gets a lease from the pool, and the released one goes to the pool", async () => {

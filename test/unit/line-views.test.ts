@@ -137,6 +137,36 @@ describe("LineView (a copy of one line)", () => {
     expect(waits[2]?.turn()).toBe("hold");
   });
 
+  it("a revision judges only the waits it can have settled: its deleted keys' and the front's, not every waiter's", async () => {
+    const fake = new FakeEtcd();
+    const range = lineRange("long");
+    const h = k(range, "h");
+    fake.put(h, HOLDS);
+    const ids = Array.from({ length: 100 }, (_, i) => k(range, `w${String(i).padStart(3, "0")}`));
+    const joined = ids.map((key) => fake.put(key, WAITS));
+    const { view } = viewOf(fake, range);
+    const waits = ids.map((key, i) => waitFor(view, range, key, 1, joined[i] ?? 0));
+    await turnsUntil(() => fake.openWatches(range.start) === 1, "the watch");
+    await settled();
+    const judge = vi.spyOn(LineView.prototype as unknown as { judge(): void }, "judge");
+    onTestFinished(() => judge.mockRestore());
+    // A waiter far back leaves: only its own wait is told (gone), and the front's judged.
+    const back = 60;
+    fake.delete(ids[back] ?? "");
+    await waits[back]?.done;
+    expect(waits[back]?.turn()).toBe("gone");
+    expect(judge.mock.calls.length).toBeLessThanOrEqual(3);
+    judge.mockClear();
+    // The holder leaves: the first waiter's turn; the others stay waiting.
+    fake.delete(h);
+    await waits[0]?.done;
+    await settled();
+    expect(waits[0]?.turn()).toBe("hold");
+    expect(waits.filter((w) => w.turn() === undefined)).toHaveLength(98);
+    expect(judge.mock.calls.length).toBeLessThanOrEqual(3);
+    for (const w of waits) w.leave();
+  });
+
   it("a key is judged gone only once the copy has reached the revision it joined at", async () => {
     const fake = new FakeEtcd();
     const range = lineRange("n");

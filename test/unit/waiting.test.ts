@@ -283,3 +283,21 @@ describe("waiting in line on a fake etcd: Node strategies (one queue lease for t
     expect((await waiter).grant.token).toBe(again?.createRevision);
   });
 });
+
+describe("a crowd arriving at once on a held lock (Node strategies)", () => {
+  it("only the first acquire sends a blind join; the rest read the line while it is in flight and wait without a lease of their own", async () => {
+    const { fake, locks } = fakeLines();
+    const other = fakeLines({}, fake).locks;
+    const holder = await other.acquire("n", { ttl: 30, wait: 0 });
+    fake.resetCalls();
+    const crowd = Array.from({ length: 20 }, () => locks.acquire("n", { ttl: 30, wait: 60 }));
+    await untilWaiting(fake, "n", 20);
+    // One lease for the first one's join, one for the waiters' session: not one per waiter.
+    expect(fake.count("leaseGrant")).toBe(2);
+    expect(fake.count("joinAll")).toBe(1);
+    await other.release("n", holder.grant.lease);
+    // Granted in join order, each released as soon as it is granted.
+    await Promise.all(crowd.map(async (acquired) => locks.release("n", (await acquired).grant.lease)));
+    expect(lineIn(fake, "n")).toEqual([]);
+  });
+});

@@ -1,5 +1,6 @@
 /** Requests to etcd's HTTP/JSON gateway from our types (its encoding: see codec.ts). */
 
+import { comparedKeys } from "../guarded.js";
 import type { CreateItem, DeleteItem, GuardedWrite, JoinItem, ScanQuery, UpdateItem } from "../types.js";
 import type { WatchTarget } from "../watch-loop.js";
 import { encodeBase64, encodeLeaseId, type Json } from "./codec.js";
@@ -124,6 +125,16 @@ export function encodeGuardedWrite(w: GuardedWrite): Json {
       ...(w.put ?? []).map((p) => ({ request_put: encodePut(p) })),
     ],
     failure: [],
+  };
+}
+
+/** `EtcdClient.guardedWriteAll`'s txn (see src/etcd/guarded.ts). */
+export function encodeGuardedWriteAll(writes: GuardedWrite[]): Json {
+  const txns = writes.map(encodeGuardedWrite);
+  return {
+    compare: txns.flatMap((t) => t.compare as Json[]),
+    success: txns.flatMap((t) => t.success as Json[]),
+    failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: encodeBase64(key) } })),
   };
 }
 

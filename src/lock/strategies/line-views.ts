@@ -1,5 +1,5 @@
 import type { EtcdClient, WatchEvent } from "../../etcd/types.js";
-import { type Member, mayHold, member, positionOf } from "../standing.js";
+import { holds, type Member, mayHold, member, positionOf } from "../standing.js";
 
 /** How a waiter's wait for its turn ended. */
 export type TurnOutcome =
@@ -62,6 +62,10 @@ export class LineView {
    * request, or the redeems of one ticket, each wait for the same place.
    */
   private readonly turns = new Set<Turn>();
+  /** The same waits by key, for judging only those a revision can have changed (see apply). */
+  private readonly turnsOf = new Map<string, Set<Turn>>();
+  /** Waits judged before the copy reached the revision they joined at: judged again at each revision. */
+  private readonly early = new Set<Turn>();
   private readonly stop = new AbortController();
 
   constructor(
@@ -84,23 +88,35 @@ export class LineView {
     if (signal.aborted) return Promise.resolve({ turn: "aborted" });
     return new Promise((resolve, reject) => {
       const onAbort = () => turn.settle({ turn: "aborted" });
+      const forget = () => {
+        this.turns.delete(turn);
+        this.early.delete(turn);
+        const same = this.turnsOf.get(key);
+        same?.delete(turn);
+        if (same?.size === 0) this.turnsOf.delete(key);
+        signal.removeEventListener("abort", onAbort);
+      };
       const turn: Turn = {
         key,
         limit,
         joined,
         settle: (o) => {
-          this.turns.delete(turn);
-          signal.removeEventListener("abort", onAbort);
+          forget();
           resolve(o);
         },
         fail: (err) => {
-          this.turns.delete(turn);
-          signal.removeEventListener("abort", onAbort);
+          forget();
           reject(err);
         },
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.turns.add(turn);
+      let same = this.turnsOf.get(key);
+      if (!same) {
+        same = new Set();
+        this.turnsOf.set(key, same);
+      }
+      same.add(turn);
       this.judge(turn);
     });
   }
@@ -151,13 +167,14 @@ export class LineView {
   }
 
   private apply(revision: number, events: WatchEvent[]): void {
+    const deleted: string[] = [];
     for (const e of events) {
       if (e.type === "put") {
         const m = member(e.kv);
         const old = this.byKey.get(e.kv.key);
         this.byKey.set(e.kv.key, m);
         if (old) {
-          this.members[this.members.indexOf(old)] = m;
+          this.members[this.indexOf(old)] = m;
         } else {
           // A new key is the newest (its create revision is this one): it joins at the back.
           this.members.push(m);
@@ -166,19 +183,61 @@ export class LineView {
         const old = this.byKey.get(e.key);
         if (!old) continue;
         this.byKey.delete(e.key);
-        this.members.splice(this.members.indexOf(old), 1);
+        this.members.splice(this.indexOf(old), 1);
+        deleted.push(e.key);
       }
     }
     this.revision = revision;
-    this.judgeAll();
+    this.judgeChanged(deleted);
+  }
+
+  /**
+   * Where `m` is in the copy: a binary search on its create revision (the copy is in
+   * create-revision order), then a step forward past keys that share it.
+   */
+  private indexOf(m: Member): number {
+    const members = this.members;
+    const rev = m.kv.createRevision;
+    let lo = 0;
+    let hi = members.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((members[mid]?.kv.createRevision ?? 0) < rev) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < members.length; i++) if (members[i] === m) return i;
+    return members.indexOf(m);
   }
 
   private judgeAll(): void {
     for (const turn of [...this.turns]) this.judge(turn);
   }
 
+  /**
+   * Judges the waits a revision can have settled, not all of them (a line of 1,000
+   * waiters gets a revision per handoff): those whose key it deleted (gone), those at the
+   * front of the line up to its first participant that does not hold (nobody behind that
+   * one may hold, and every other key is still there), and those judged early.
+   */
+  private judgeChanged(deleted: readonly string[]): void {
+    const due = new Set<Turn>(this.early);
+    const add = (key: string) => {
+      for (const t of this.turnsOf.get(key) ?? []) due.add(t);
+    };
+    for (const key of deleted) add(key);
+    for (const m of this.members) {
+      add(m.kv.key);
+      if (!holds(m)) break;
+    }
+    for (const turn of due) this.judge(turn);
+  }
+
   private judge(turn: Turn): void {
-    if (this.revision < turn.joined) return;
+    if (this.revision < turn.joined) {
+      this.early.add(turn);
+      return;
+    }
+    this.early.delete(turn);
     const m = this.byKey.get(turn.key);
     if (!m) turn.settle({ turn: "gone" });
     else if (mayHold(this.members, turn.key, turn.limit)) turn.settle({ turn: "hold", member: m });

@@ -21,8 +21,6 @@
 
 /** A waiter registered while it waits for its turn. */
 export interface WaitingHere<O> {
-  /** Fires when a release claims it: its wait for the turn stops at once. */
-  readonly claimed: AbortSignal;
   /**
    * It stops waiting (whatever ended the wait): `undefined` when no release claimed it
    * (none can any more); otherwise the claim's outcome, once the releasing txn settled.
@@ -40,17 +38,25 @@ export interface Claimed<W, O> {
 /** `W`: what the engine needs to convert a waiter; `O`: what it tells the waiter. */
 export interface LocalHandoff<W, O> {
   /**
-   * `key`, a waiter of this instance, waits for its turn in the line starting `line`.
-   * `undefined` when this runtime hands nothing over (or the key waits here already).
+   * `key`, a waiter of this instance, waits for its turn in the line starting `line`;
+   * `wake` stops that wait at once when a release claims it (called with the reason to
+   * abort with). `undefined` when this runtime hands nothing over (or the key waits here
+   * already).
    */
-  enter(line: string, key: string, waiter: W): WaitingHere<O> | undefined;
+  enter(line: string, key: string, waiter: W, wake: (reason: unknown) => void): WaitingHere<O> | undefined;
   /** Takes the waiter `key` of `line` out for a release, when it waits here and `fits`. */
   claim(line: string, key: string, fits: (waiter: W) => boolean): Claimed<W, O> | undefined;
 }
 
+/**
+ * Why a claimed waiter's wait is aborted: one reason for every claim, since aborting
+ * without one makes a new DOMException (and captures its stack) on each handoff.
+ */
+const CLAIMED = new DOMException("a release claimed this waiter", "AbortError");
+
 interface Entry<W, O> {
   waiter: W;
-  wake: AbortController;
+  wake: (reason: unknown) => void;
   outcome?: Promise<O>;
 }
 
@@ -58,17 +64,16 @@ interface Entry<W, O> {
 export class LocalWaiters<W, O> implements LocalHandoff<W, O> {
   private readonly lines = new Map<string, Map<string, Entry<W, O>>>();
 
-  enter(line: string, key: string, waiter: W): WaitingHere<O> | undefined {
+  enter(line: string, key: string, waiter: W, wake: (reason: unknown) => void): WaitingHere<O> | undefined {
     let here = this.lines.get(line);
     if (here?.has(key)) return undefined;
     if (!here) {
       here = new Map();
       this.lines.set(line, here);
     }
-    const entry: Entry<W, O> = { waiter, wake: new AbortController() };
+    const entry: Entry<W, O> = { waiter, wake };
     here.set(key, entry);
     return {
-      claimed: entry.wake.signal,
       leave: () => {
         if (entry.outcome) return entry.outcome;
         this.remove(line, key, entry);
@@ -85,7 +90,7 @@ export class LocalWaiters<W, O> implements LocalHandoff<W, O> {
     entry.outcome = new Promise<O>((resolve) => {
       settle = resolve;
     });
-    entry.wake.abort();
+    entry.wake(CLAIMED);
     return { waiter: entry.waiter, settle };
   }
 

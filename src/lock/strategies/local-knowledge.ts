@@ -28,14 +28,36 @@ function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number):
  */
 export class SeenHeld {
   private readonly until = new Map<string, number>();
+  /** Joins of each key's line in flight here (bounded by the requests in flight). */
+  private readonly joins = new Map<string, number>();
 
   constructor(private readonly max = 10_000) {}
+
+  /**
+   * A join of `key`'s line is being sent; call the result once it is answered. Meanwhile
+   * the line counts as likely held: a crowd arriving at once (1,000 waiters on 10 names)
+   * would otherwise send a blind join each, each on a lease of its own (granted for it,
+   * pooled when the join fails, and revoked unused seconds later), where one read each
+   * sends them straight to wait.
+   */
+  joining(key: string): () => void {
+    this.joins.set(key, (this.joins.get(key) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const left = (this.joins.get(key) ?? 1) - 1;
+      if (left > 0) this.joins.set(key, left);
+      else this.joins.delete(key);
+    };
+  }
 
   note(key: string, ttlSeconds = 30): void {
     setBounded(this.until, key, Date.now() + ttlSeconds * 1000, this.max);
   }
 
   likely(key: string): boolean {
+    if (this.joins.has(key)) return true;
     const until = this.until.get(key);
     if (until === undefined) return false;
     if (until > Date.now()) return true;

@@ -35,6 +35,14 @@ import { castGrpcError } from "etcd3";
 import { isAuthNotEnabled, refusesToken } from "../gateway/codec.js";
 import { EtcdUnavailableError } from "../types.js";
 import { isConnectionFailure } from "./codec.js";
+import {
+  decodeLeaseKeepAliveResponse,
+  decodeRangeResponse,
+  decodeTxnResponse,
+  encodeLeaseKeepAliveRequest,
+  encodeRangeRequest,
+  encodeTxnRequest,
+} from "./proto.js";
 
 /** A gRPC method: its path and its messages' codec. */
 export interface Method<Req, Res> {
@@ -43,18 +51,33 @@ export interface Method<Req, Res> {
   decode(buf: Buffer): Res;
 }
 
-/** The methods of etcd's services, from the definitions etcd3 ships (decoded as etcd3 decodes them). */
-export function etcdMethods() {
+/** A method with etcd3's codec, both ways (the tests check the hand codec against it). */
+// biome-ignore lint/suspicious/noExplicitAny: the request and answer types are etcd3's, given at each use
+type GenericMethod = Method<any, any> & { decodeRequest(b: Buffer): unknown; encodeResponse(r: unknown): Buffer };
+
+/**
+ * The methods of etcd's services the service calls, each with etcd3's codec: its own
+ * rpc.proto through @grpc/proto-loader with its options (so the messages have etcd3's
+ * shapes).
+ */
+export function genericMethods() {
   const proto = createRequire(import.meta.url).resolve("etcd3/proto/rpc.proto");
   const def = loadSync(proto, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  // biome-ignore lint/suspicious/noExplicitAny: the request and answer types are etcd3's, given at each use
-  const method = (service: string, name: string): Method<any, any> => {
+  const method = (service: string, name: string): GenericMethod => {
     const m = (def[`etcdserverpb.${service}`] as Record<string, unknown>)[name] as {
       path: string;
       requestSerialize(req: unknown): Buffer;
+      requestDeserialize(buf: Buffer): unknown;
+      responseSerialize(res: unknown): Buffer;
       responseDeserialize(buf: Buffer): unknown;
     };
-    return { path: m.path, encode: (r) => m.requestSerialize(r), decode: (b) => m.responseDeserialize(b) };
+    return {
+      path: m.path,
+      encode: (r) => m.requestSerialize(r),
+      decode: (b) => m.responseDeserialize(b),
+      decodeRequest: (b) => m.requestDeserialize(b),
+      encodeResponse: (r) => m.responseSerialize(r),
+    };
   };
   return {
     range: method("KV", "Range"),
@@ -65,6 +88,21 @@ export function etcdMethods() {
     leaseKeepAlive: method("Lease", "LeaseKeepAlive"),
     status: method("Maintenance", "Status"),
     authenticate: method("Auth", "Authenticate"),
+  };
+}
+
+/** `genericMethods`, with the messages of every grant and release (proto.ts) encoded and decoded by hand. */
+export function etcdMethods() {
+  const generic = genericMethods();
+  return {
+    ...generic,
+    range: { path: generic.range.path, encode: encodeRangeRequest, decode: decodeRangeResponse },
+    txn: { path: generic.txn.path, encode: encodeTxnRequest, decode: decodeTxnResponse },
+    leaseKeepAlive: {
+      path: generic.leaseKeepAlive.path,
+      encode: encodeLeaseKeepAliveRequest,
+      decode: decodeLeaseKeepAliveResponse,
+    },
   };
 }
 

@@ -1,10 +1,17 @@
+import {
+  createServer as createH2Server,
+  constants as h2,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from "node:http2";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FrameReader } from "../../src/etcd/grpc/channel.js";
+import { etcdMethods, FrameReader, GrpcChannel, genericMethods } from "../../src/etcd/grpc/channel.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
+import { freePort } from "../../src/node/local-etcd.js";
 import { startTestEtcd } from "../support/etcd.js";
-import { eventually } from "../support/http.js";
+import { eventually, until } from "../support/http.js";
 
 /**
  * The gRPC transport's own HTTP/2 channel (src/etcd/grpc/channel.ts). The conformance
@@ -47,13 +54,32 @@ describe("FrameReader", () => {
   });
 });
 
-/** A TCP proxy whose `freeze()` stops forwarding on the connections open now, without closing them. */
+/**
+ * A TCP proxy. `freeze()` stops forwarding on the connections open now, without closing
+ * them; with `{ all: true }` it also accepts later connections and forwards nothing on
+ * them (a paused member: the kernel still accepts). `thaw()` ends the held connections
+ * and forwards again on new ones.
+ */
 async function freezingProxy(upstream: string) {
   const target = new URL(upstream);
   const pairs: { client: Socket; up: Socket }[] = [];
+  const held: Socket[] = [];
+  let holdNew = false;
+  let bytesUp = 0;
+  let accepted = 0;
   const server = createServer((client) => {
+    accepted++;
+    client.on("error", () => {});
+    if (holdNew) {
+      client.pause();
+      held.push(client);
+      return;
+    }
     const up = connect(Number(target.port), target.hostname);
-    for (const s of [client, up]) s.on("error", () => {});
+    up.on("error", () => {});
+    client.on("data", (chunk: Buffer) => {
+      bytesUp += chunk.length;
+    });
     client.pipe(up);
     up.pipe(client);
     pairs.push({ client, up });
@@ -61,20 +87,31 @@ async function freezingProxy(upstream: string) {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    connections: () => pairs.length,
-    freeze() {
-      for (const { client, up } of pairs) {
+    /** Connections accepted so far. */
+    connections: () => accepted,
+    /** Bytes forwarded from clients to etcd so far. */
+    bytesUp: () => bytesUp,
+    freeze(opts: { all?: boolean } = {}) {
+      holdNew = opts.all ?? false;
+      for (const { client, up } of pairs.splice(0)) {
+        client.removeAllListeners("data");
         client.unpipe(up);
         up.unpipe(client);
         client.pause();
         up.pause();
+        held.push(client, up);
       }
+    },
+    thaw() {
+      holdNew = false;
+      for (const s of held) s.destroy();
     },
     async stop() {
       for (const { client, up } of pairs) {
         client.destroy();
         up.destroy();
       }
+      for (const s of held) s.destroy();
       await new Promise((r) => server.close(r));
     },
   };
@@ -106,4 +143,233 @@ describe("a connection that stops answering", () => {
       await proxy.stop();
     }
   });
+});
+
+/** `message` framed as gRPC frames it (not compressed, length). */
+const frameBytes = (message: Buffer) => {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(message.length, 1);
+  return Buffer.concat([head, message]);
+};
+
+/**
+ * An HTTP/2 server speaking just enough of etcd's gRPC: LeaseKeepAlive answers each
+ * request with TTL 10, except on connections made silent. `refuse` resets every stream
+ * with REFUSED_STREAM (a member going away); `lose` reads each request, then resets its
+ * stream (`rst`) or drops the whole connection (`drop`): an answer lost after etcd had it.
+ */
+async function fakeMember(opts: { refuse?: boolean; lose?: "rst" | "drop" } = {}) {
+  const { leaseKeepAlive } = genericMethods();
+  const server = createH2Server();
+  const sessions: ServerHttp2Session[] = [];
+  const silent = new WeakSet<object>();
+  let requests = 0;
+  server.on("session", (s) => {
+    s.on("error", () => {});
+    sessions.push(s);
+  });
+  server.on("stream", (stream: ServerHttp2Stream) => {
+    stream.on("error", () => {});
+    if (opts.refuse) return stream.close(h2.NGHTTP2_REFUSED_STREAM);
+    const session = stream.session;
+    if (opts.lose) {
+      stream.on("data", () => {});
+      stream.on("end", () => {
+        requests++;
+        if (opts.lose === "rst") stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+        else session?.destroy();
+      });
+      return;
+    }
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    const reader = new FrameReader();
+    stream.on("data", (chunk: Buffer) => {
+      for (const m of reader.push(chunk)) {
+        requests++;
+        if (session && silent.has(session)) continue;
+        const { ID } = leaseKeepAlive.decodeRequest(m) as { ID: string };
+        stream.write(frameBytes(leaseKeepAlive.encodeResponse({ header: {}, ID, TTL: "10" })));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => sessions.length,
+    requests: () => requests,
+    /** GOAWAY on every connection open now (streams open on them may go on), then no answer on them. */
+    goAwayAndSilence() {
+      for (const s of sessions) {
+        silent.add(s);
+        s.goaway(h2.NGHTTP2_NO_ERROR);
+      }
+    },
+    async stop() {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const someLeaseId = () => BigInt(Date.now()) * 1_000n + BigInt(Math.floor(Math.random() * 1_000));
+
+describe("members that stop answering", () => {
+  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.destroy();
+  });
+
+  it("a silent member among several is passed over after one missed deadline, and taken back once it answers", async () => {
+    const proxy = await freezingProxy(etcd.endpoint);
+    const client = createGrpcEtcd({ endpoints: [proxy.url, etcd.endpoint], timeoutMs: 500 });
+    try {
+      await until(async () => {
+        await client.get("k");
+        return proxy.bytesUp() > 0;
+      }, "a call through the proxied member");
+      // Paused: its connection stays open, and new ones are accepted, but nothing answers.
+      proxy.freeze({ all: true });
+      const failures: unknown[] = [];
+      const started = Date.now();
+      // Past the ping's timeout and the second it is passed over: its return is tried too.
+      while (Date.now() - started < 3_000) await client.get("k").catch((err: unknown) => failures.push(err));
+      expect(failures.length).toBeLessThanOrEqual(1);
+      for (const err of failures) expect(err).toBeInstanceOf(EtcdUnavailableError);
+
+      proxy.thaw();
+      const mark = proxy.bytesUp();
+      await until(async () => {
+        await client.get("k");
+        return proxy.bytesUp() > mark + 1_000;
+      }, "calls through the member again");
+    } finally {
+      await client.close();
+      await proxy.stop();
+    }
+  });
+
+  it("a connection whose keep-alive stream stops answering is dropped: its lanes go on over a new one", async () => {
+    const proxy = await freezingProxy(etcd.endpoint);
+    const client = createGrpcEtcd({ endpoints: [proxy.url], timeoutMs: 500 });
+    try {
+      const id = someLeaseId();
+      await client.leaseGrant(id, 30);
+      for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(id)).toBe(30);
+      proxy.freeze();
+      await expect(client.leaseKeepAliveOnce(id)).rejects.toBeInstanceOf(EtcdUnavailableError);
+      // Keep-alives only: no unary call misses a deadline on the frozen connection.
+      await eventually(async () => {
+        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(id)).toBe(30);
+      }, "a keep-alive answered on every lane");
+      expect(proxy.connections()).toBe(2);
+    } finally {
+      await client.close();
+      await proxy.stop();
+    }
+  });
+
+  it("a keep-alive stream left on a connection after GOAWAY, then not answered, is dropped with it", async () => {
+    const member = await fakeMember();
+    const client = createGrpcEtcd({ endpoints: [member.url], timeoutMs: 500 });
+    try {
+      for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
+      member.goAwayAndSilence();
+      await eventually(async () => {
+        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
+      }, "a keep-alive answered on every lane");
+      expect(member.connections()).toBe(2);
+    } finally {
+      await client.close();
+      await member.stop();
+    }
+  });
+});
+
+describe("with several members", () => {
+  let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
+  beforeAll(async () => {
+    etcd = await startTestEtcd();
+  });
+  afterAll(async () => {
+    await etcd?.destroy();
+  });
+
+  it("a request that never reached a member goes to the next: refused connection, or stream refused by one going away", async () => {
+    const refusing = await fakeMember({ refuse: true });
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    try {
+      for (const other of [dead, refusing.url]) {
+        // A fresh client each time: which member a call tries first is random.
+        for (let i = 0; i < 10; i++) {
+          const client = createGrpcEtcd({ endpoints: [other, etcd.endpoint], timeoutMs: 1_000 });
+          try {
+            await client.get("k");
+            await client.get("k");
+          } finally {
+            await client.close();
+          }
+        }
+      }
+      expect(refusing.connections()).toBeGreaterThan(0);
+      const alone = createGrpcEtcd({ endpoints: [refusing.url], timeoutMs: 1_000 });
+      try {
+        await expect(alone.get("k")).rejects.toBeInstanceOf(EtcdUnavailableError);
+      } finally {
+        await alone.close();
+      }
+    } finally {
+      await refusing.stop();
+    }
+  });
+
+  it("a txn whose answer was lost after the member had it is not sent again: its outcome is unknown", async () => {
+    const direct = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 1_000 });
+    for (const lose of ["rst", "drop"] as const) {
+      const losing = await fakeMember({ lose });
+      try {
+        let lost = 0;
+        for (let i = 0; i < 10; i++) {
+          const client = createGrpcEtcd({ endpoints: [losing.url, etcd.endpoint], timeoutMs: 1_000 });
+          const key = `lost-${lose}-${i}-${Date.now()}`;
+          try {
+            const sent = losing.requests();
+            const outcome = await client.createAllIfAbsent([{ key, value: "v", lease: 0n }]).then(
+              () => "applied",
+              (err: unknown) => err,
+            );
+            if (losing.requests() > sent) {
+              lost++;
+              expect(outcome).toBeInstanceOf(EtcdUnavailableError);
+              // Not resent to the live member.
+              expect((await direct.get(key)).kv).toBeUndefined();
+            } else expect(outcome).toBe("applied");
+          } finally {
+            await client.close();
+          }
+        }
+        expect(lost).toBeGreaterThan(0);
+      } finally {
+        await losing.stop();
+      }
+    }
+    await direct.close();
+  });
+});
+
+it("moves to a new connection before a connection's stream IDs run out", async () => {
+  const etcd = await startTestEtcd();
+  const proxy = await freezingProxy(etcd.endpoint);
+  const methods = etcdMethods();
+  const channel = new GrpcChannel({ endpoints: [proxy.url], timeoutMs: 1_000, streamsPerConnection: 4 }, methods);
+  try {
+    for (let i = 0; i < 10; i++) await channel.unary(methods.range, { key: Buffer.from("k") }, "range");
+    expect(proxy.connections()).toBe(3);
+  } finally {
+    channel.close();
+    await proxy.stop();
+    await etcd.destroy();
+  }
 });

@@ -16,8 +16,12 @@
  * translate them as before. What etcd3 did around a call is kept: each call carries a
  * deadline (`grpc-timeout`, and a local timer that cancels the stream); with several
  * endpoints each call goes to a random member, and a member that could not be reached
- * is skipped for a second (its circuit opens); the auth token is fetched once and fetched
- * again when etcd refuses it.
+ * is skipped for a second; the auth token is fetched once and fetched again when etcd
+ * refuses it. Beyond etcd3: a member that stops answering (paused, or cut off with its
+ * connection still open) is found by a ping once a call misses its deadline, and skipped
+ * too, and comes back only once a ping is answered again; a request that never reached
+ * its member (no connection, or a stream refused by a member going away) goes on to the
+ * next one, within the same deadline. Nothing that may have reached etcd is sent again.
  */
 
 import {
@@ -25,12 +29,12 @@ import {
   type ClientHttp2Stream,
   connect,
   constants,
+  type Http2Session,
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from "node:http2";
 import { createRequire } from "node:module";
 import { loadSync } from "@grpc/proto-loader";
-import { ConsecutiveBreaker, circuitBreaker, handleWhen, type IPolicy, isBrokenCircuitError, noop } from "cockatiel";
 import { castGrpcError } from "etcd3";
 import { isAuthNotEnabled, refusesToken } from "../gateway/codec.js";
 import { EtcdUnavailableError } from "../types.js";
@@ -112,6 +116,8 @@ export interface ChannelOptions {
   tls?: { ca?: string; cert?: string; key?: string };
   username?: string;
   password?: string;
+  /** Streams a connection opens before it is replaced (tests set a small one). */
+  streamsPerConnection?: number;
 }
 
 const STATUS_NAMES = [
@@ -195,44 +201,74 @@ function statusOf(headers: IncomingHttpHeaders | undefined, trailers: IncomingHt
   return { code: Number.isInteger(code) && code >= 0 ? code : UNKNOWN, details };
 }
 
+/** How long a member that could not be reached, or went silent, is passed over (with several members). */
+const SKIP_MS = 1_000;
+
+/**
+ * Streams one connection opens before later calls go to a fresh one: a client's stream
+ * IDs are odd and end at 2^31 - 1, and a connection out of them can open no stream again
+ * (every call on it would fail, forever, at about 2^30 calls).
+ */
+const STREAMS_PER_CONNECTION = 2 ** 30 - 2 ** 16;
+
 /** One member's HTTP/2 connection, opened when first needed and again after it ends. */
 class Member {
   private session: ClientHttp2Session | undefined;
+  /** Streams opened on `session`. */
+  private opened = 0;
+  /** Until when calls pass this member over; 0 while it is thought up. */
+  private skipUntil = 0;
+  /** A connection whose ping is awaited: until it answers, calls pass this member over. */
+  private probing: Http2Session | undefined;
 
   constructor(
     readonly origin: string,
     private readonly tls: ChannelOptions["tls"],
-    /** Opens when the member cannot be reached (with several endpoints). */
-    readonly policy: IPolicy,
+    private readonly pingMs: number,
+    private readonly streamsPerConnection: number,
   ) {}
 
   /** A new stream on the member's connection (opened if need be). */
   stream(headers: OutgoingHttpHeaders): ClientHttp2Stream {
-    return this.connected().request(headers, { endStream: false });
+    const s = this.connected();
+    const stream = s.request(headers, { endStream: false });
+    if (++this.opened >= this.streamsPerConnection) {
+      // The streams open on it finish; the next call connects anew.
+      this.session = undefined;
+      s.close();
+    }
+    return stream;
   }
 
   /**
-   * The connection missed a deadline: if it never came up, or does not answer a ping
-   * within `ms`, it is dropped so the next call connects anew (a member that went silent
-   * is otherwise asked forever: nothing else ends a connection that just stops answering).
+   * Whether calls should pass this member over now: it could not be reached or went silent
+   * lately, or a ping it owes is awaited. Once its time is out it comes back only after a
+   * ping on a fresh connection is answered, so no call waits out its deadline on a member
+   * that is still paused (the kernel accepts its connections, nothing answers on them).
    */
-  suspect(ms: number): void {
-    const s = this.session;
-    if (!s || s.destroyed) return;
-    if (s.connecting) {
-      this.drop(s);
-      return;
-    }
-    const timer = setTimeout(() => this.drop(s), ms);
-    timer.unref();
-    const sent = s.ping((err) => {
-      clearTimeout(timer);
-      if (err) this.drop(s);
-    });
-    if (!sent) {
-      clearTimeout(timer);
-      this.drop(s);
-    }
+  skipped(now: number): boolean {
+    if (this.probing) return true;
+    if (this.skipUntil === 0) return false;
+    if (this.skipUntil > now) return true;
+    this.probe(this.connected());
+    return true;
+  }
+
+  /** It could not be reached: passed over for a while. */
+  skip(): void {
+    this.skipUntil = Date.now() + SKIP_MS;
+  }
+
+  /**
+   * A call on `s` missed its deadline, or a stream's requests went unanswered: if `s`
+   * never came up, is closing, or does not answer a ping in time, it is dropped (the
+   * streams left on it fail) and the member passed over for a while; nothing else ends a
+   * connection to a peer that just stops answering.
+   */
+  suspect(s: Http2Session | undefined): void {
+    if (!s || s.destroyed || this.probing === s) return;
+    if (s.connecting || s.closed) this.failed(s);
+    else this.probe(s);
   }
 
   close(): void {
@@ -241,9 +277,37 @@ class Member {
     s?.destroy();
   }
 
-  private drop(s: ClientHttp2Session): void {
+  /** Pings `s` (once it is connected: Node cancels a ping sent before), within `pingMs`. */
+  private probe(s: Http2Session): void {
+    this.probing = s;
+    const settle = (ok: boolean) => {
+      clearTimeout(timer);
+      s.off("connect", ping);
+      s.off("close", closed);
+      if (!ok) return this.failed(s);
+      if (this.probing === s) this.probing = undefined;
+      this.skipUntil = 0;
+    };
+    const timer = setTimeout(() => settle(false), this.pingMs);
+    timer.unref();
+    const closed = () => settle(false);
+    const ping = () => {
+      try {
+        s.ping((err) => settle(!err));
+      } catch {
+        settle(false);
+      }
+    };
+    s.once("close", closed);
+    if (s.connecting) s.once("connect", ping);
+    else ping();
+  }
+
+  private failed(s: Http2Session): void {
+    if (this.probing === s) this.probing = undefined;
+    this.skip();
     if (this.session === s) this.session = undefined;
-    s.destroy();
+    if (!s.destroyed) s.destroy();
   }
 
   private connected(): ClientHttp2Session {
@@ -271,14 +335,27 @@ class Member {
     });
     // (Node's HTTP/2 turns Nagle's algorithm off on the socket itself.)
     this.session = s;
+    this.opened = 0;
     return s;
   }
 }
 
+/** Marks the errors of requests that never reached etcd: only those may go to another member. */
+const UNSENT = Symbol("unsent");
+
+const unsent = (err: Error): Error => Object.assign(err, { [UNSENT]: true });
+
+/** Whether etcd never saw the request that failed with `err` (so it may be sent again). */
+export const wasUnsent = (err: unknown): boolean => err instanceof Error && UNSENT in err;
+
 /** The transport's failure of a stream that got no gRPC status, as etcd3's error for it. */
 function transportError(err: Error | undefined, wasUp: boolean, rstCode: number | undefined): Error {
   const cause = err ? ((err.cause as Error | undefined)?.message ?? err.message) : undefined;
-  if (!wasUp) return grpcError(UNAVAILABLE, `No connection established${cause ? ` (${cause})` : ""}`);
+  if (!wasUp) return unsent(grpcError(UNAVAILABLE, `No connection established${cause ? ` (${cause})` : ""}`));
+  // What a member that is going away (GOAWAY) answers to streams it will not process.
+  if (rstCode === constants.NGHTTP2_REFUSED_STREAM) {
+    return unsent(grpcError(UNAVAILABLE, "Connection dropped (the member refused the stream: it is going away)"));
+  }
   if (rstCode !== undefined && rstCode !== constants.NGHTTP2_NO_ERROR) {
     return grpcError(INTERNAL, `Received RST_STREAM with code ${rstCode}`);
   }
@@ -353,22 +430,9 @@ export class GrpcChannel {
     private readonly methods: ReturnType<typeof etcdMethods>,
   ) {
     if (opts.endpoints.length === 0) throw new Error("etcd: no endpoints");
-    const several = opts.endpoints.length > 1;
     this.members = opts.endpoints.map(
       (e) =>
-        new Member(
-          new URL(e).origin,
-          opts.tls,
-          // One member that cannot be reached is skipped for a second, so calls go to the
-          // live ones instead of failing on a dead one time and again; errors from a live
-          // member (e.g. "request timed out" in an election) leave its circuit closed.
-          several
-            ? circuitBreaker(handleWhen(isConnectionFailure), {
-                halfOpenAfter: 1_000,
-                breaker: new ConsecutiveBreaker(1),
-              })
-            : noop,
-        ),
+        new Member(new URL(e).origin, opts.tls, opts.timeoutMs, opts.streamsPerConnection ?? STREAMS_PER_CONNECTION),
     );
     this.useAuth = opts.username !== undefined && opts.username !== "";
   }
@@ -413,6 +477,16 @@ export class GrpcChannel {
       } catch (err) {
         throw transportError(err as Error, false, undefined);
       }
+      const session = stream.session;
+      // etcd answers each request with one message: requests left unanswered for a whole
+      // call deadline (counted from the last answer) make the connection suspect, so a
+      // stream on a member that went silent is dropped and its lane opens a new one.
+      let unanswered = 0;
+      let watchdog: ReturnType<typeof setTimeout> | undefined;
+      const stalled = () => {
+        watchdog = undefined;
+        member.suspect(session);
+      };
       const reader = new FrameReader();
       track(
         stream,
@@ -423,17 +497,31 @@ export class GrpcChannel {
           } catch (err) {
             return err as Error;
           }
+          if (messages.length > 0) {
+            unanswered = Math.max(0, unanswered - messages.length);
+            if (unanswered === 0) {
+              clearTimeout(watchdog);
+              watchdog = undefined;
+            } else watchdog?.refresh();
+          }
           for (const m of messages) events.message(m);
           return undefined;
         },
         (err) => {
+          clearTimeout(watchdog);
+          if (err && (wasUnsent(err) || isConnectionFailure(err))) member.skip();
           this.refused(used, err);
           events.ended(err);
         },
       );
       return {
         write: (message) => {
-          if (!stream.closed && !stream.destroyed) stream.write(frame(message));
+          if (stream.closed || stream.destroyed) return;
+          stream.write(frame(message));
+          if (unanswered++ === 0 && !watchdog) {
+            watchdog = setTimeout(stalled, this.opts.timeoutMs);
+            watchdog.unref();
+          }
         },
         end: () => {
           if (!stream.closed && !stream.destroyed) stream.end();
@@ -455,13 +543,14 @@ export class GrpcChannel {
           } catch (err) {
             return reject(transportError(err as Error, false, undefined));
           }
+          const session = stream.session;
           const chunks: Buffer[] = [];
           let size = 0;
           let expired = false;
           const timer = setTimeout(() => {
             expired = true;
             stream.close(constants.NGHTTP2_CANCEL);
-            member.suspect(this.opts.timeoutMs);
+            member.suspect(session);
           }, left);
           track(
             stream,
@@ -507,30 +596,32 @@ export class GrpcChannel {
   }
 
   /**
-   * Runs `fn` on the members in a random order, each through its circuit: a member whose
-   * circuit is open is passed over; one that `fn` reached ends the rotation with its
-   * answer or its error (a call that may have reached etcd is never sent twice).
+   * Runs `fn` on the members in a random order, passing over those that could not be
+   * reached or went silent lately (`Member.skipped`). A request that never reached its
+   * member goes on to the next one; any other answer or error ends the rotation (a call
+   * that may have reached etcd is never sent twice: a txn's outcome would be unknown).
+   * Errors from a live member (e.g. "request timed out" in an election) do not make it
+   * passed over.
    */
   private async onMember<T>(fn: (m: Member) => Promise<T>, op: string): Promise<T> {
     if (this.closed) throw new EtcdUnavailableError(`etcd ${op}: the client is closed`);
     const n = this.members.length;
     if (n === 1) return fn(this.members[0] as Member);
     const start = Math.floor(Math.random() * n);
+    const now = Date.now();
     let last: unknown;
     for (let i = 0; i < n; i++) {
       const member = this.members[(start + i) % n] as Member;
-      let reached = false;
+      if (member.skipped(now)) continue;
       try {
-        return await member.policy.execute(() => {
-          reached = true;
-          return fn(member);
-        });
+        return await fn(member);
       } catch (err) {
-        if (reached) throw err;
+        if (err instanceof Error && (wasUnsent(err) || isConnectionFailure(err))) member.skip();
+        if (!wasUnsent(err)) throw err;
         last = err;
       }
     }
-    throw isBrokenCircuitError(last) ? new EtcdUnavailableError(`etcd ${op} failed: no member is answering`) : last;
+    throw last ?? new EtcdUnavailableError(`etcd ${op} failed: no member is answering`);
   }
 
   private currentToken(): string | null | undefined | Promise<string | null> {

@@ -1,3 +1,4 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import {
   createServer as createH2Server,
   constants as h2,
@@ -5,13 +6,16 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { etcdMethods, FrameReader, GrpcChannel, genericMethods } from "../../src/etcd/grpc/channel.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { EtcdUnavailableError } from "../../src/etcd/types.js";
-import { freePort } from "../../src/node/local-etcd.js";
+import { freePort, startLocalEtcd } from "../../src/node/local-etcd.js";
+import { makeTestCerts } from "../support/certs.js";
 import { startTestEtcd } from "../support/etcd.js";
-import { eventually, until } from "../support/http.js";
+import { eventually, sleep, until } from "../support/http.js";
 
 /**
  * The gRPC transport's own HTTP/2 channel (src/etcd/grpc/channel.ts). The conformance
@@ -371,5 +375,94 @@ it("moves to a new connection before a connection's stream IDs run out", async (
     channel.close();
     await proxy.stop();
     await etcd.destroy();
+  }
+});
+
+/** A real etcd started with extra flags or TLS, removed with its data dir by `destroy`. */
+async function etcdWith(opts: Omit<Parameters<typeof startLocalEtcd>[0], "dataDir">) {
+  const dataDir = mkdtempSync(join(tmpdir(), "leasehold-etcd-"));
+  const etcd = await startLocalEtcd({ dataDir, ...opts });
+  return Object.assign(etcd, {
+    destroy: async () => {
+      await etcd.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+it("a token etcd let expire is fetched again once, and the call goes through: reads, txns and keep-alives", async () => {
+  const etcd = await etcdWith({ args: ["--auth-token-ttl", "1"] });
+  const gateway = async (path: string, body: unknown, token?: string) => {
+    const res = await fetch(`${etcd.endpoint}${path}`, {
+      method: "POST",
+      headers: token ? { authorization: token } : {},
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${path}: ${res.status} ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+  await gateway("/v3/auth/user/add", { name: "root", password: "pw" });
+  await gateway("/v3/auth/role/add", { name: "root" });
+  await gateway("/v3/auth/user/grant", { user: "root", role: "root" });
+  await gateway("/v3/auth/enable", {});
+  const client = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: 2_000, username: "root", password: "pw" });
+  /**
+   * Until a token taken after the client's last call was let expire (then the client's
+   * was too). A use of a token renews it, so each try takes a fresh one and looks at it
+   * once, after it went unused for longer than its TTL.
+   */
+  const tokensExpired = async () => {
+    for (let tries = 0; ; tries++) {
+      const { token } = await gateway("/v3/auth/authenticate", { name: "root", password: "pw" });
+      await sleep(1_500);
+      const refused = await gateway("/v3/kv/range", { key: Buffer.from("k").toString("base64") }, String(token)).then(
+        () => false,
+        (err: Error) => /invalid auth token/.test(err.message),
+      );
+      if (refused) return;
+      if (tries === 5) throw new Error("etcd kept a token unused for 1.5 s past its TTL of 1 s, 6 times");
+    }
+  };
+  try {
+    const id = someLeaseId();
+    await client.leaseGrant(id, 30);
+    expect(await client.leaseKeepAliveOnce(id)).toBe(30);
+    await tokensExpired();
+    expect((await client.get("k")).kv).toBeUndefined();
+    await tokensExpired();
+    expect(await client.createAllIfAbsent([{ key: "k", value: "v", lease: id }])).toMatchObject({ applied: true });
+    await tokensExpired();
+    for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(id)).toBe(30);
+  } finally {
+    await client.close();
+    await etcd.destroy();
+  }
+});
+
+it("TLS files mean TLS, as etcd3 took them, also for an endpoint written http://", async () => {
+  const certs = makeTestCerts();
+  const etcd = await etcdWith({ tls: { cert: certs.serverCert, key: certs.serverKey, clientCa: certs.ca } });
+  const tls = {
+    ca: readFileSync(certs.ca, "utf8"),
+    cert: readFileSync(certs.clientCert, "utf8"),
+    key: readFileSync(certs.clientKey, "utf8"),
+  };
+  try {
+    expect(etcd.endpoint).toMatch(/^https:/);
+    for (const endpoint of [etcd.endpoint, etcd.endpoint.replace(/^https:/, "http:")]) {
+      const client = createGrpcEtcd({ endpoints: [endpoint], timeoutMs: 2_000, tls });
+      try {
+        const id = someLeaseId();
+        await client.leaseGrant(id, 30);
+        expect(await client.leaseKeepAliveOnce(id)).toBe(30);
+        await client.ping();
+      } finally {
+        await client.close();
+      }
+    }
+  } finally {
+    await etcd.destroy();
+    rmSync(certs.dir, { recursive: true, force: true });
   }
 });

@@ -432,7 +432,7 @@ export class GrpcChannel {
     if (opts.endpoints.length === 0) throw new Error("etcd: no endpoints");
     this.members = opts.endpoints.map(
       (e) =>
-        new Member(new URL(e).origin, opts.tls, opts.timeoutMs, opts.streamsPerConnection ?? STREAMS_PER_CONNECTION),
+        new Member(origin(e, opts.tls), opts.tls, opts.timeoutMs, opts.streamsPerConnection ?? STREAMS_PER_CONNECTION),
     );
     this.useAuth = opts.username !== undefined && opts.username !== "";
   }
@@ -681,6 +681,21 @@ export class GrpcChannel {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * Where a member is reached: its endpoint's origin, over TLS whenever a CA or a client
+ * certificate is given, whatever the endpoint's scheme says (as etcd3 took them, and so
+ * the watches, which etcd3 still carries, and the calls go the same way).
+ */
+function origin(endpoint: string, tls: ChannelOptions["tls"]): string {
+  const url = new URL(endpoint);
+  if ((tls?.ca || tls?.cert) && url.protocol === "http:") {
+    const port = url.port || "80";
+    url.protocol = "https:";
+    url.port = port;
+  }
+  return url.origin;
 }
 
 function timedOut(op: string, ms: number): EtcdUnavailableError {

@@ -70,6 +70,7 @@ async function freezingProxy(upstream: string) {
   const held: Socket[] = [];
   let holdNew = false;
   let bytesUp = 0;
+  let bytesDown = 0;
   let accepted = 0;
   const server = createServer((client) => {
     accepted++;
@@ -84,6 +85,9 @@ async function freezingProxy(upstream: string) {
     client.on("data", (chunk: Buffer) => {
       bytesUp += chunk.length;
     });
+    up.on("data", (chunk: Buffer) => {
+      bytesDown += chunk.length;
+    });
     client.pipe(up);
     up.pipe(client);
     pairs.push({ client, up });
@@ -95,6 +99,8 @@ async function freezingProxy(upstream: string) {
     connections: () => accepted,
     /** Bytes forwarded from clients to etcd so far. */
     bytesUp: () => bytesUp,
+    /** Bytes forwarded from etcd to clients so far. */
+    bytesDown: () => bytesDown,
     freeze(opts: { all?: boolean } = {}) {
       holdNew = opts.all ?? false;
       for (const { client, up } of pairs.splice(0)) {
@@ -173,6 +179,10 @@ async function fakeMember(opts: { refuse?: boolean; lose?: "rst" | "drop" } = {}
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     connections: () => sessions.length,
     requests: () => requests,
+    /** No answer on the connections open now (pings are still answered: Node does that). */
+    silence() {
+      for (const s of sessions) silent.add(s);
+    },
     /** GOAWAY on every connection open now (streams open on them may go on), then no answer on them. */
     goAwayAndSilence() {
       for (const s of sessions) {
@@ -262,6 +272,33 @@ describe("members that stop answering, and requests that never reached one", () 
     } finally {
       await client.close();
       await proxy.stop();
+    }
+  });
+
+  it("a keep-alive stream still unanswered after its member answered a ping is looked at again: dropped once pings go unanswered", async () => {
+    const member = await fakeMember();
+    const proxy = await freezingProxy(member.url);
+    const client = createGrpcEtcd({ endpoints: [proxy.url], timeoutMs: 1_000 });
+    try {
+      for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
+      // A member that stops answering the stream but still answers pings (as one waiting
+      // for a leader would), and then stops answering those too.
+      member.silence();
+      const down = proxy.bytesDown();
+      // One keep-alive on each lane: every stream on the connection has one left unanswered.
+      const stalled = await Promise.allSettled(Array.from({ length: 8 }, () => client.leaseKeepAliveOnce(7n)));
+      for (const r of stalled) expect(r.status === "rejected" && r.reason).toBeInstanceOf(EtcdUnavailableError);
+      // On the silent connection only a ping's answer comes back.
+      await until(() => proxy.bytesDown() > down, "the member's answer to the channel's ping");
+      proxy.freeze();
+      await eventually(async () => {
+        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
+      }, "a keep-alive answered on every lane");
+      expect(member.connections()).toBe(2);
+    } finally {
+      await client.close();
+      await proxy.stop();
+      await member.stop();
     }
   });
 

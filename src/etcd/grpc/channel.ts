@@ -480,12 +480,19 @@ export class GrpcChannel {
       const session = stream.session;
       // etcd answers each request with one message: requests left unanswered for a whole
       // call deadline (counted from the last answer) make the connection suspect, so a
-      // stream on a member that went silent is dropped and its lane opens a new one.
+      // stream on a member that went silent is dropped and its lane opens a new one. Its
+      // ping answered, the stream is looked at again a deadline later while requests wait
+      // (the member may stop answering the pings next).
       let unanswered = 0;
       let watchdog: ReturnType<typeof setTimeout> | undefined;
+      const watch = () => {
+        watchdog = setTimeout(stalled, this.opts.timeoutMs);
+        watchdog.unref();
+      };
       const stalled = () => {
-        watchdog = undefined;
         member.suspect(session);
+        if (unanswered > 0) watch();
+        else watchdog = undefined;
       };
       const reader = new FrameReader();
       track(
@@ -499,16 +506,21 @@ export class GrpcChannel {
           }
           if (messages.length > 0) {
             unanswered = Math.max(0, unanswered - messages.length);
-            if (unanswered === 0) {
+            if (unanswered > 0) {
+              if (watchdog) watchdog.refresh();
+              else watch();
+            } else {
               clearTimeout(watchdog);
               watchdog = undefined;
-            } else watchdog?.refresh();
+            }
           }
           for (const m of messages) events.message(m);
           return undefined;
         },
         (err) => {
           clearTimeout(watchdog);
+          watchdog = undefined;
+          unanswered = 0;
           if (err && (wasUnsent(err) || isConnectionFailure(err))) member.skip();
           this.refused(used, err);
           events.ended(err);
@@ -518,10 +530,7 @@ export class GrpcChannel {
         write: (message) => {
           if (stream.closed || stream.destroyed) return;
           stream.write(frame(message));
-          if (unanswered++ === 0 && !watchdog) {
-            watchdog = setTimeout(stalled, this.opts.timeoutMs);
-            watchdog.unref();
-          }
+          if (unanswered++ === 0 && !watchdog) watch();
         },
         end: () => {
           if (!stream.closed && !stream.destroyed) stream.end();

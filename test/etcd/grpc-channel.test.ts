@@ -199,6 +199,12 @@ async function fakeMember(opts: { refuse?: boolean; lose?: "rst" | "drop" } = {}
 
 const someLeaseId = () => BigInt(Date.now()) * 1_000n + BigInt(Math.floor(Math.random() * 1_000));
 
+/** Until a keep-alive on each of the client's lanes is answered with `ttl`. */
+const everyLaneAnswers = (client: ReturnType<typeof createGrpcEtcd>, id: bigint, ttl: number) =>
+  eventually(async () => {
+    for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(id)).toBe(ttl);
+  }, "a keep-alive answered on every lane");
+
 describe("members that stop answering, and requests that never reached one", () => {
   let etcd: Awaited<ReturnType<typeof startTestEtcd>>;
   beforeAll(async () => {
@@ -265,9 +271,7 @@ describe("members that stop answering, and requests that never reached one", () 
       proxy.freeze();
       await expect(client.leaseKeepAliveOnce(id)).rejects.toBeInstanceOf(EtcdUnavailableError);
       // Keep-alives only: no unary call misses a deadline on the frozen connection.
-      await eventually(async () => {
-        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(id)).toBe(30);
-      }, "a keep-alive answered on every lane");
+      await everyLaneAnswers(client, id, 30);
       expect(proxy.connections()).toBe(2);
     } finally {
       await client.close();
@@ -291,9 +295,7 @@ describe("members that stop answering, and requests that never reached one", () 
       // On the silent connection only a ping's answer comes back.
       await until(() => proxy.bytesDown() > down, "the member's answer to the channel's ping");
       proxy.freeze();
-      await eventually(async () => {
-        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
-      }, "a keep-alive answered on every lane");
+      await everyLaneAnswers(client, 7n, 10);
       expect(member.connections()).toBe(2);
     } finally {
       await client.close();
@@ -308,9 +310,7 @@ describe("members that stop answering, and requests that never reached one", () 
     try {
       for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
       member.goAwayAndSilence();
-      await eventually(async () => {
-        for (let i = 0; i < 8; i++) expect(await client.leaseKeepAliveOnce(7n)).toBe(10);
-      }, "a keep-alive answered on every lane");
+      await everyLaneAnswers(client, 7n, 10);
       expect(member.connections()).toBe(2);
     } finally {
       await client.close();

@@ -1,6 +1,7 @@
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from "cockatiel";
-import { Etcd3 } from "etcd3";
+import { Etcd3, type IRangeResponse, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { Deadline } from "../timers.js";
+import { etcdMethods, GrpcChannel, type Method } from "./grpc/channel.js";
 import {
   allOrNothing,
   decodeJoin,
@@ -28,16 +29,19 @@ import {
 } from "./types.js";
 import { onDeletes, WatchLoops, type WatchTarget } from "./watch-loop.js";
 
-/** etcd over gRPC with the `etcd3` client (Node). */
+/**
+ * etcd over gRPC (Node): unary calls and keep-alives over Node's HTTP/2 client
+ * (grpc/channel.ts), watches with the `etcd3` client.
+ */
 export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
+  const methods = etcdMethods();
+  const channel = new GrpcChannel(opts, methods);
   const client = new Etcd3({
     hosts: opts.endpoints,
     dialTimeout: opts.timeoutMs,
-    // Each call gets our deadline; the client's own retries are off so that "etcd down"
-    // surfaces within one deadline instead of after hidden retries. With several members,
-    // one that cannot be reached is skipped for a second (its circuit opens), so calls go
-    // to the live members instead of failing on a dead one time and again. Errors from a
-    // live member (e.g. "request timed out" during an election) leave its circuit closed.
+    // For watches, and the unary read that renews their token. Its own retries are off so
+    // that "etcd down" surfaces within one deadline; members that cannot be reached are
+    // skipped for a second, as the channel does.
     faultHandling: {
       host: () =>
         opts.endpoints.length > 1
@@ -69,7 +73,19 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       : {}),
   });
 
-  /** Belt and braces over gRPC deadlines: streams and dialing are not covered by them. */
+  /** One unary call (within the call deadline), its errors as ours. */
+  // biome-ignore lint/suspicious/noExplicitAny: etcd3's message types, as each caller uses them
+  const unary = async <T = any>(method: Method<unknown, unknown>, req: unknown, op: string): Promise<T> => {
+    try {
+      return (await channel.unary(method, req, op)) as T;
+    } catch (err) {
+      throw translate(err, op);
+    }
+  };
+
+  const txn = (req: ITxnRequest) => unary<ITxnResponse>(methods.txn, req, "txn");
+
+  /** Belt and braces over a keep-alive's reply, which no gRPC deadline covers. */
   const call = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
     const deadline = new Deadline(Date.now() + opts.timeoutMs);
     try {
@@ -85,36 +101,44 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   };
 
   const get = async (key: string): Promise<GetResult> => {
-    const res = await call("range", () => client.kv.range({ key: Buffer.from(key) }));
+    const res = await unary<IRangeResponse>(methods.range, { key: Buffer.from(key) }, "range");
     const kv = res.kvs[0];
     return { revision: Number(res.header.revision), ...(kv ? { kv: toKv(kv) } : {}) };
   };
 
   const watches = new WatchLoops(opts.timeoutMs);
-  const renewal = new WatchStreamRenewal(client, get);
+  // Watch streams carry etcd3's token, which etcd3 renews on its own unary calls.
+  const renewal = new WatchStreamRenewal(client, (key) =>
+    call("range", () => client.kv.range({ key: Buffer.from(key) })),
+  );
   const watch = (target: WatchTarget) => grpcWatchStream(client, renewal, target, opts.timeoutMs);
 
   const keepAlives = keepAliveLanes(async (events) => {
-    // etcd3 types the stream narrowly; at runtime it is a Node duplex stream.
-    const stream = (await client.leaseClient.leaseKeepAlive()) as unknown as import("node:stream").Duplex;
-    stream.on("data", (res: { ID: string; TTL: string }) => events.reply(res.ID, Number(res.TTL)));
-    stream.on("error", (err: Error) => events.broken(err));
-    stream.on("end", () => events.broken(streamEnded()));
-    return { write: (id) => stream.write({ ID: id }), end: () => stream.end() };
+    const { leaseKeepAlive } = methods;
+    const stream = await channel.bidi(leaseKeepAlive.path, {
+      message: (buf) => {
+        const res = leaseKeepAlive.decode(buf) as { ID: string; TTL: string };
+        events.reply(res.ID, Number(res.TTL));
+      },
+      ended: (err) => events.broken(err ?? streamEnded()),
+    });
+    return { write: (id) => stream.write(leaseKeepAlive.encode({ ID: id })), end: () => stream.end() };
   });
 
   return {
     get,
 
     async range(start, end, limit): Promise<RangeResult> {
-      const res = await call("range", () =>
-        client.kv.range({ key: Buffer.from(start), range_end: Buffer.from(end), limit }),
+      const res = await unary<IRangeResponse>(
+        methods.range,
+        { key: Buffer.from(start), range_end: Buffer.from(end), limit },
+        "range",
       );
       return { revision: Number(res.header.revision), kvs: res.kvs.map(toKv), more: res.more };
     },
 
     async leaseGrant(id, ttlSeconds) {
-      const res = await call("leaseGrant", () => client.leaseClient.leaseGrant({ ID: id.toString(), TTL: ttlSeconds }));
+      const res = await unary(methods.leaseGrant, { ID: id.toString(), TTL: ttlSeconds }, "leaseGrant");
       if (res.error) {
         if (/lease already exists/.test(res.error)) throw new LeaseExistsError(res.error);
         throw new Error(`etcd lease grant failed: ${res.error}`);
@@ -133,7 +157,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
     async leaseRevoke(id) {
       try {
-        await call("leaseRevoke", () => client.leaseClient.leaseRevoke({ ID: id.toString() }));
+        await unary(methods.leaseRevoke, { ID: id.toString() }, "leaseRevoke");
         return true;
       } catch (err) {
         if (err instanceof LeaseNotFoundError) return false;
@@ -142,7 +166,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async leaseTimeToLive(id): Promise<LeaseTtl> {
-      const res = await call("leaseTimeToLive", () => client.leaseClient.leaseTimeToLive({ ID: id.toString() }));
+      const res = await unary(methods.leaseTimeToLive, { ID: id.toString() }, "leaseTimeToLive");
       // etcd answers TTL -1 (not an error) for a lease that does not exist.
       const ttl = Number(res.TTL);
       return ttl < 0 ? { ttl: -1, grantedTtl: 0 } : { ttl, grantedTtl: Number(res.grantedTTL) };
@@ -150,44 +174,38 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
     async createAllIfAbsent(items): Promise<AllOrNothing> {
       const keys = items.map((i) => Buffer.from(i.key));
-      const res = await call("txn", () =>
-        client.kv.txn({
-          compare: keys.map((key) => ({ key, target: "Create", result: "Equal", create_revision: 0 })),
-          success: items.map((i, n) => ({
-            request_put: { key: keys[n], value: Buffer.from(i.value), lease: i.lease.toString() },
-          })),
-          failure: keys.map((key) => ({ request_range: { key } })),
-        }),
-      );
+      const res = await txn({
+        compare: keys.map((key) => ({ key, target: "Create", result: "Equal", create_revision: 0 })),
+        success: items.map((i, n) => ({
+          request_put: { key: keys[n], value: Buffer.from(i.value), lease: i.lease.toString() },
+        })),
+        failure: keys.map((key) => ({ request_range: { key } })),
+      });
       return allOrNothing(res);
     },
 
     async deleteAllIfUnchanged(items): Promise<AllOrNothing> {
       const keys = items.map((i) => Buffer.from(i.key));
-      const res = await call("txn", () =>
-        client.kv.txn({
-          compare: items.map((i, n) => ({ key: keys[n], target: "Mod", result: "Equal", mod_revision: i.modRevision })),
-          success: keys.map((key) => ({ request_delete_range: { key } })),
-          failure: keys.map((key) => ({ request_range: { key } })),
-        }),
-      );
+      const res = await txn({
+        compare: items.map((i, n) => ({ key: keys[n], target: "Mod", result: "Equal", mod_revision: i.modRevision })),
+        success: keys.map((key) => ({ request_delete_range: { key } })),
+        failure: keys.map((key) => ({ request_range: { key } })),
+      });
       return allOrNothing(res);
     },
 
     async putIfUnchanged(item): Promise<number> {
       const key = Buffer.from(item.key);
-      const res = await call("txn", () =>
-        client.kv.txn({
-          compare: [{ key, target: "Mod", result: "Equal", mod_revision: item.modRevision }],
-          success: [{ request_put: { key, value: Buffer.from(item.value), lease: item.lease.toString() } }],
-          failure: [],
-        }),
-      );
+      const res = await txn({
+        compare: [{ key, target: "Mod", result: "Equal", mod_revision: item.modRevision }],
+        success: [{ request_put: { key, value: Buffer.from(item.value), lease: item.lease.toString() } }],
+        failure: [],
+      });
       return res.succeeded ? Number(res.header.revision) : 0;
     },
 
     async guardedWrite(w): Promise<number> {
-      const res = await call("txn", () => client.kv.txn(guardedTxn(w)));
+      const res = await txn(guardedTxn(w));
       return res.succeeded ? Number(res.header.revision) : 0;
     },
 
@@ -208,11 +226,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async scan(start, end, q) {
-      return toScan(await call("range", () => client.kv.range(scanRequest(start, end, q))));
+      return toScan(await unary<IRangeResponse>(methods.range, scanRequest(start, end, q), "range"));
     },
 
     async joinAll(items) {
-      return decodeJoin(items, await call("txn", () => client.kv.txn(joinTxn(items)))).result;
+      return decodeJoin(items, await txn(joinTxn(items))).result;
     },
 
     watchRange(start, end, fromRevision, onEvents, signal, options) {
@@ -221,13 +239,14 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
     async ping() {
       // Status needs no key permissions, so a user confined to the lock prefix can ping.
-      const status = await call("status", () => client.maintenance.status({}));
+      const status = await unary<{ leader: string }>(methods.status, {}, "status");
       if (!status.leader || status.leader === "0") throw new EtcdUnavailableError("etcd member has no leader");
     },
 
     async close() {
       watches.close();
       keepAlives.close();
+      channel.close();
       client.close();
     },
   };

@@ -211,13 +211,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
 
     async guardedWriteAll(writes) {
       const txns = writes.map(guardedTxn);
-      const res = await call("txn", () =>
-        client.kv.txn({
-          compare: txns.flatMap((t) => t.compare ?? []),
-          success: txns.flatMap((t) => t.success ?? []),
-          failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: Buffer.from(key) } })),
-        }),
-      );
+      const res = await txn({
+        compare: txns.flatMap((t) => t.compare ?? []),
+        success: txns.flatMap((t) => t.success ?? []),
+        failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: Buffer.from(key) } })),
+      });
       return splitReads(writes, allOrNothing(res));
     },
 

@@ -211,12 +211,17 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async joinAll(items) {
       const r = await session.call("/v3/kv/txn", encodeJoinAll(items), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const { result, own } = decodeJoin(items, r.ok);
+      const result = decodeJoin(items, r.ok);
       if (result.applied || !r.retried) return result;
-      // An attempt that broke off may have applied, and then its own keys fail this one.
-      // Every item's key there, with that item's value and lease, from one txn: it did.
-      // None there: a refusal like any other (had it applied, its keys went since, and
-      // the lines hold none of them either way). Some there: the outcome is unknown.
+      // An attempt that broke off may have applied, and then its own keys fail this one:
+      // read them (apart from the txn, which every join would pay for). Every item's key
+      // there, with that item's value and lease, from one txn: it did. None there: a
+      // refusal like any other (had it applied, its keys went since, and the lines hold
+      // none of them either way; a key nobody was told of goes only with its lease). Some
+      // there: the outcome is unknown.
+      const own = await Promise.all(
+        items.map(async (i) => decodeGet(await mustOk("/v3/kv/range", encodeGet(i.key))).kv),
+      );
       const earlier = earlierJoin(items, own);
       if (earlier === "none") return result;
       if (earlier === "unknown") {

@@ -228,7 +228,9 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     },
 
     async joinAll(items) {
-      return decodeJoin(items, await txn(joinTxn(items))).result;
+      // A request that may have reached etcd is never sent again (channel.ts), so a join
+      // never needs to tell an earlier attempt's keys from another participant's.
+      return decodeJoin(items, await txn(joinTxn(items)));
     },
 
     watchRange(start, end, fromRevision, onEvents, signal, options) {

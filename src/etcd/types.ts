@@ -124,11 +124,12 @@ export interface JoinItem {
 }
 
 /**
- * Operations a failed `joinAll` runs per item at most (see src/etcd/join.ts): 3, and one
- * more for an item with `absent`. etcd refuses a txn with more operations per branch
- * than its --max-txn-ops (default 128): at most floor(128 / 4) = 32 items per call.
+ * Operations a failed `joinAll` runs per item at most (see src/etcd/join.ts): 1, one more
+ * for an item with `maxCreateRevision` > 0, one more for an item with `absent`. etcd
+ * refuses a txn with more operations per branch than its --max-txn-ops (default 128): at
+ * most floor(128 / 3) = 42 items per call (an item's compares and puts are two at most).
  */
-export const JOIN_READS_PER_ITEM = 4;
+export const JOIN_READS_PER_ITEM = 3;
 
 /** What a failed join read of its range, in the same txn. */
 export interface JoinRead {
@@ -136,8 +137,12 @@ export interface JoinRead {
   kvs: KeyValue[];
   /** How many keys the range holds. */
   count: number;
-  /** Create revision of the newest key in the range (0 when empty). */
-  newest: number;
+  /**
+   * Create revision of the newest key in the range (0 when empty). `undefined` for a join
+   * into an empty line (`maxCreateRevision` 0) whose read did not hold the whole range:
+   * then it is not empty, and that is all the join needs.
+   */
+  newest?: number;
   /** The item's `absent` key, when it exists. */
   blocker?: KeyValue;
 }

@@ -571,6 +571,29 @@ describe.each(transports)("$name transport", (transport) => {
       expect(counted).toMatchObject({ applied: false, reads: [{ kvs: [], count: 3, newest: b.revision }] });
     });
 
+    it("into an empty line (maxCreateRevision 0): the count settles it; the newest key only when the read held all", async () => {
+      const prefix = `${uniqueKey("join-into-empty")}/`;
+      const c = await createIfAbsent(client, `${prefix}c`, "c", 0n);
+      await createIfAbsent(client, `${prefix}a`, "a", 0n);
+      const b = await createIfAbsent(client, `${prefix}b`, "b", 0n);
+      const partly = await client.joinAll([item(prefix, "me", 0, 0n, 2)]);
+      expect(partly).toEqual({
+        applied: false,
+        revision: expect.any(Number),
+        reads: [
+          {
+            kvs: [expect.objectContaining({ key: `${prefix}c`, createRevision: c.revision }), expect.anything()],
+            count: 3,
+          },
+        ],
+      });
+      expect(await client.joinAll([item(prefix, "me", 0, 0n, 3)])).toMatchObject({
+        applied: false,
+        reads: [{ count: 3, newest: b.revision }],
+      });
+      expect((await client.get(`${prefix}me`)).kv).toBeUndefined();
+    });
+
     it("all or nothing: one item's compare failing writes no item and reads every item's range", async () => {
       const free = `${uniqueKey("join-free")}/`;
       const busy = `${uniqueKey("join-busy")}/`;

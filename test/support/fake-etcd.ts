@@ -1,5 +1,5 @@
 import { comparedKeys, comparesHold } from "../../src/etcd/guarded.js";
-import { readsOf } from "../../src/etcd/join.js";
+import { newestOf, readsNewest, readsOf } from "../../src/etcd/join.js";
 import {
   type AllOrNothing,
   type CreateItem,
@@ -433,9 +433,17 @@ export class FakeEtcd implements EtcdClient {
             limit: i.readLimit,
             countOnly: i.readLimit <= 0,
           });
-          const newest = Math.max(0, ...this.scanNow(i.start, i.end, {}).kvs.map((kv) => kv.createRevision));
+          // As the transports: a join into an empty line reads no newest key.
+          const newest = readsNewest(i)
+            ? Math.max(0, ...this.scanNow(i.start, i.end, {}).kvs.map((kv) => kv.createRevision))
+            : newestOf(oldest);
           const blocker = i.absent === undefined ? undefined : this.peek(i.absent);
-          return { kvs: oldest.kvs, count: oldest.count, newest, ...(blocker ? { blocker } : {}) };
+          return {
+            kvs: oldest.kvs,
+            count: oldest.count,
+            ...(newest !== undefined ? { newest } : {}),
+            ...(blocker ? { blocker } : {}),
+          };
         });
         return { applied: false, revision: this.rev, reads };
       }

@@ -316,12 +316,40 @@ describe("coalescedTxns (fake etcd)", () => {
       expect(fake.peek("a#1")).toBeDefined();
     });
 
-    it("no join txn carries more than 32 items: a failed one reads up to 4 ranges per item, within 128 ops", async () => {
+    it("no join txn carries more than 42 items: a failed one reads up to 3 ranges per item, within 128 ops", async () => {
       const fake = new FakeEtcd();
-      const txns = coalescedTxns(fake);
-      const lines = Array.from({ length: 33 }, (_, i) => `l${String(i).padStart(2, "0")}`);
+      const txns = coalescedTxns(fake, { maxBatch: 100 });
+      const lines = Array.from({ length: 43 }, (_, i) => `l${String(i).padStart(2, "0")}`);
       await Promise.all(lines.map((l) => txns.join(joinItem(l, "1"))));
-      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([32, 1]);
+      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([42, 1]);
+    });
+
+    it("a join into an empty line reads no newest key: a longer line is refused on its count", async () => {
+      const fake = new FakeEtcd();
+      for (const id of ["a", "b", "c"]) fake.put(`l#${id}`, id);
+      const txns = coalescedTxns(fake);
+      const [busy, free] = await Promise.all([txns.join(joinItem("l", "me")), txns.join(joinItem("m", "me"))]);
+      expect(busy).toMatchObject({ joined: false, read: { count: 3, kvs: [{ key: "l#a" }, { key: "l#b" }] } });
+      expect(busy).not.toHaveProperty("read.newest");
+      expect(free).toMatchObject({ joined: true });
+      // The neighbour's compare held: it alone went again.
+      expect(batches(fake, "joinAll")).toEqual([["l#me", "m#me"], ["m#me"]]);
+    });
+
+    it("a join behind a known revision reads the newest key: in a long line, a neighbour's failure sends it again", async () => {
+      const fake = new FakeEtcd();
+      for (const id of ["a", "b", "c"]) fake.put(`l#${id}`, id);
+      fake.put("blocked#x", "x");
+      const txns = coalescedTxns(fake);
+      const known = fake.revision;
+      const [behind, refused] = await Promise.all([
+        // Nobody joined l after `known`: its own compare held, though its read of 2 holds 2 of 3.
+        txns.join(joinItem("l", "me", known)),
+        txns.join(joinItem("blocked", "me")),
+      ]);
+      expect(refused).toMatchObject({ joined: false, read: { count: 1 } });
+      expect(behind).toMatchObject({ joined: true });
+      expect(batches(fake, "joinAll")).toEqual([["l#me", "blocked#me"], ["l#me"]]);
     });
   });
 

@@ -267,6 +267,13 @@ describe("FakeEtcd lines (scan, joinAll)", () => {
       reads: [{ kvs: [fake.peek("p/c"), fake.peek("p/a")], count: 3, newest: 4 }],
     });
     expect(await fake.joinAll([item("p/", 3, 0n, 0)])).toMatchObject({ reads: [{ kvs: [], count: 3, newest: 4 }] });
+    // Into an empty line (known 0): no newest key read, unless the read held the whole line.
+    expect(await fake.joinAll([item("p/", 0, 0n, 2)])).toEqual({
+      applied: false,
+      revision: 5,
+      reads: [{ kvs: [fake.peek("p/c"), fake.peek("p/a")], count: 3 }],
+    });
+    expect(await fake.joinAll([item("p/", 0, 0n, 3)])).toMatchObject({ reads: [{ count: 3, newest: 4 }] });
     expect(fake.revision).toBe(5);
     expect(await fake.joinAll([item("p/", 4), item("r/", 0)])).toEqual({ applied: true, revision: 6 });
     expect(fake.peek("p/me")).toMatchObject({ value: "v", createRevision: 6 });
@@ -286,8 +293,8 @@ describe("FakeEtcd lines (scan, joinAll)", () => {
     expect(fake.peek("r/me")).toBeUndefined();
   });
 
-  it("joinAll: a missing lease rejects only when the puts would go ahead; 3 reads per item count against maxTxnOps", async () => {
-    const fake = new FakeEtcd({ maxTxnOps: 6 });
+  it("joinAll: a missing lease rejects only when the puts would go ahead; 1 read per item counts against maxTxnOps", async () => {
+    const fake = new FakeEtcd({ maxTxnOps: 2 });
     await expect(fake.joinAll([item("a/", 0, L1), item("b/", 0, L2)])).rejects.toBeInstanceOf(LeaseNotFoundError);
     expect(fake.revision).toBe(1);
     fake.put("c/x", "");

@@ -12,10 +12,11 @@
  *   `{"result": {...}}` (or `{"error": {...}}`) objects.
  */
 
-import { type JoinOutcome, joinOutcome } from "../join.js";
+import { joinOutcome } from "../join.js";
 import type {
   AllOrNothing,
   GetResult,
+  JoinAllResult,
   JoinItem,
   KeyValue,
   LeaseTtl,
@@ -174,7 +175,7 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
 }
 
 /** Response of `encodeJoinAll`'s txn. */
-export function decodeJoin(items: readonly JoinItem[], body: Json): JoinOutcome {
+export function decodeJoin(items: readonly JoinItem[], body: Json): JoinAllResult {
   const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
   const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
   return joinOutcome(items, body.succeeded === true, headerRevision(body), ranges);

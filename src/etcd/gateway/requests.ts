@@ -1,6 +1,7 @@
 /** Requests to etcd's HTTP/JSON gateway from our types (its encoding: see codec.ts). */
 
 import { comparedKeys } from "../guarded.js";
+import { readsNewest } from "../join.js";
 import type { CreateItem, DeleteItem, GuardedWrite, JoinItem, ScanQuery, UpdateItem } from "../types.js";
 import type { WatchTarget } from "../watch-loop.js";
 import { encodeBase64, encodeLeaseId, type Json } from "./codec.js";
@@ -96,8 +97,9 @@ export function encodeJoinAll(items: JoinItem[]): Json {
       {
         request_range: encodeScan(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
       },
-      { request_range: { ...encodeRange(i.start, i.end, 1), sort_target: "CREATE", sort_order: "DESCEND" } },
-      { request_range: encodeGet(i.key) },
+      ...(readsNewest(i)
+        ? [{ request_range: { ...encodeRange(i.start, i.end, 1), sort_target: "CREATE", sort_order: "DESCEND" } }]
+        : []),
       ...(i.absent === undefined ? [] : [{ request_range: encodeGet(i.absent) }]),
     ]),
   };

@@ -14,13 +14,14 @@ import {
   type ITxnRequest,
   isRecoverableError,
 } from "etcd3";
-import { type JoinOutcome, joinOutcome } from "../join.js";
+import { joinOutcome, readsNewest } from "../join.js";
 import {
   type AllOrNothing,
   type CreateItem,
   EtcdAuthError,
   EtcdUnavailableError,
   type GuardedWrite,
+  type JoinAllResult,
   type JoinItem,
   type KeyValue,
   LeaseExistsError,
@@ -80,14 +81,29 @@ export function joinTxn(items: JoinItem[]): ITxnRequest {
       { request_put: putRequest(i) },
       ...(i.with ? [{ request_put: putRequest(i.with) }] : []),
     ]),
-    failure: items.flatMap((i) => [
-      {
-        request_range: scanRequest(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
-      },
-      { request_range: { ...scanRequest(i.start, i.end, { limit: 1 }), sort_target: "Create", sort_order: "Descend" } },
-      { request_range: { key: Buffer.from(i.key) } },
-      ...(i.absent === undefined ? [] : [{ request_range: { key: Buffer.from(i.absent) } }]),
-    ]),
+    failure: items.flatMap(
+      (i): NonNullable<ITxnRequest["failure"]> => [
+        {
+          request_range: scanRequest(i.start, i.end, {
+            byCreate: true,
+            limit: i.readLimit,
+            countOnly: i.readLimit <= 0,
+          }),
+        },
+        ...(readsNewest(i)
+          ? [
+              {
+                request_range: {
+                  ...scanRequest(i.start, i.end, { limit: 1 }),
+                  sort_target: "Create" as const,
+                  sort_order: "Descend" as const,
+                },
+              },
+            ]
+          : []),
+        ...(i.absent === undefined ? [] : [{ request_range: { key: Buffer.from(i.absent) } }]),
+      ],
+    ),
   };
 }
 
@@ -134,7 +150,7 @@ export function decodeJoin(
     succeeded: boolean;
     responses: { response_range?: IRangeResponse }[];
   },
-): JoinOutcome {
+): JoinAllResult {
   const ranges = res.responses.map((r) => ({
     kvs: (r.response_range?.kvs ?? []).map(toKv),
     count: Number(r.response_range?.count ?? 0),

@@ -7,6 +7,7 @@ import {
   type EtcdClient,
   type GuardedAllResult,
   type GuardedWrite,
+  JOIN_READS_PER_ITEM,
   type JoinAllResult,
   type JoinItem,
   type JoinRead,
@@ -100,9 +101,9 @@ export function coalescedTxns(
     (items) => etcd.joinAll(items),
     (r, item, i, shared) => settleJoin(r, item, i, shared),
     (i) => i.start,
-    // A failed join reads its line back with up to four ops: 4 × 32 stays within etcd's
-    // default --max-txn-ops of 128.
-    Math.min(maxBatch, 32),
+    // Up to two compares, two puts and three failure-branch reads each (JOIN_READS_PER_ITEM):
+    // 3 × 42 stays within etcd's default --max-txn-ops of 128.
+    Math.min(maxBatch, Math.floor(128 / JOIN_READS_PER_ITEM)),
     inFlight,
   );
   // Two participants of one line created in one txn would share its revision, their
@@ -151,11 +152,16 @@ function settleGuarded(r: GuardedAllResult, write: GuardedWrite, i: number, shar
   return shared && comparesHold(write, r.reads[i] ?? []) ? undefined : 0;
 }
 
-/** `undefined`: the item's own compare held, so only another item failed the txn: retry it. */
+/**
+ * `undefined`: the item's own compare held, so only another item failed the txn: retry it.
+ * A join into an empty line whose read did not hold the whole line has no newest key: the
+ * line is not empty, so its own compare failed.
+ */
 function settleJoin(r: JoinAllResult, item: JoinItem, i: number, shared: boolean): JoinOutcome | undefined {
   if (r.applied) return { joined: true, revision: r.revision };
   const read = r.reads[i] ?? notReached();
-  if (shared && read.newest <= item.maxCreateRevision && read.blocker === undefined) return undefined;
+  const ownHeld = read.newest !== undefined && read.newest <= item.maxCreateRevision && read.blocker === undefined;
+  if (shared && ownHeld) return undefined;
   return { joined: false, revision: r.revision, read };
 }
 

@@ -292,12 +292,7 @@ export class LineEngine implements Lines {
         }
       }
       const joined = this.seenBusy.joining(ask.range.start);
-      let r: Awaited<ReturnType<typeof this.joinHolding>>;
-      try {
-        r = await this.joinHolding(ask, known?.revision ?? 0);
-      } finally {
-        joined();
-      }
+      const r = await this.joinHolding(ask, known?.revision ?? 0).finally(joined);
       if ("grant" in r) {
         this.seenBusy.forget(ask.range.start);
         return { grant: r.grant, replayed: false };
@@ -758,6 +753,7 @@ export class LineEngine implements Lines {
       // Past the deadline (a ticket answered at once) no copy of the line is worth making.
       if (o.signal?.aborted || Date.now() >= ask.deadline) return TIMED_OUT;
       const stop = untilDeadline(ask.deadline, o.signal, this.opts.shutdownSignal);
+      // Read before a claim can come: the signal is made on first read, and a claim fires it.
       const signal = stop.signal;
       // A claim aborts the wait directly (no signal of its own to relay: one event less per handoff).
       const here = this.mayBeHandedTo(place)

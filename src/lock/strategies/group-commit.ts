@@ -14,6 +14,7 @@ import {
   type KeyValue,
   LeaseNotFoundError,
 } from "../../etcd/types.js";
+import { KeyCounts } from "./key-counts.js";
 
 /** A join's outcome: the key was put, or what the line held instead. */
 export type JoinOutcome = { joined: true; revision: number } | { joined: false; revision: number; read: JoinRead };
@@ -203,7 +204,7 @@ class Coalescer<I, R, T = AllOrNothing> {
   private scheduled = false;
   private inFlight = 0;
   /** Conflict keys of the txns in flight, with how many carry each. */
-  private readonly keysInFlight = new Map<string, number>();
+  private readonly keysInFlight = new KeyCounts();
   /** The last flush had items enough but no full batch: the next waits for a txn to return. */
   private noFullBatch = false;
 
@@ -276,7 +277,7 @@ class Coalescer<I, R, T = AllOrNothing> {
     let r: T;
     this.inFlight++;
     const keys = batch.map((p) => this.conflictKey(p.item));
-    for (const k of keys) this.keysInFlight.set(k, (this.keysInFlight.get(k) ?? 0) + 1);
+    for (const k of keys) this.keysInFlight.add(k);
     try {
       r = await this.send(batch.map((p) => p.item));
     } catch (err) {
@@ -292,11 +293,7 @@ class Coalescer<I, R, T = AllOrNothing> {
       return;
     } finally {
       this.inFlight--;
-      for (const k of keys) {
-        const n = (this.keysInFlight.get(k) ?? 1) - 1;
-        if (n > 0) this.keysInFlight.set(k, n);
-        else this.keysInFlight.delete(k);
-      }
+      for (const k of keys) this.keysInFlight.remove(k);
       this.noFullBatch = false;
       if (this.queue.length > 0) this.schedule();
     }

@@ -5,6 +5,8 @@
  * Both maps are bounded; the oldest entry goes first.
  */
 
+import { KeyCounts } from "./key-counts.js";
+
 function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number): void {
   map.delete(key);
   if (map.size >= max) {
@@ -29,7 +31,7 @@ function setBounded<V>(map: Map<string, V>, key: string, value: V, max: number):
 export class SeenHeld {
   private readonly until = new Map<string, number>();
   /** Joins of each key's line in flight here (bounded by the requests in flight). */
-  private readonly joins = new Map<string, number>();
+  private readonly joins = new KeyCounts();
 
   constructor(private readonly max = 10_000) {}
 
@@ -41,14 +43,12 @@ export class SeenHeld {
    * sends them straight to wait.
    */
   joining(key: string): () => void {
-    this.joins.set(key, (this.joins.get(key) ?? 0) + 1);
+    this.joins.add(key);
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const left = (this.joins.get(key) ?? 1) - 1;
-      if (left > 0) this.joins.set(key, left);
-      else this.joins.delete(key);
+      this.joins.remove(key);
     };
   }
 

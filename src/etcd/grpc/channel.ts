@@ -36,6 +36,7 @@ import {
 import { createRequire } from "node:module";
 import { loadSync } from "@grpc/proto-loader";
 import { castGrpcError } from "etcd3";
+import { Deadline } from "../../timers.js";
 import { isAuthNotEnabled, refusesToken } from "../gateway/codec.js";
 import { EtcdUnavailableError } from "../types.js";
 import { isConnectionFailure } from "./codec.js";
@@ -678,16 +679,11 @@ export class GrpcChannel {
 
   /** `p`, or EtcdUnavailableError when `deadline` passes first. */
   private async within<T>(p: Promise<T>, deadline: number, op: string): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    const d = new Deadline(deadline);
     try {
-      return await Promise.race([
-        p,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(timedOut(op, this.opts.timeoutMs)), Math.max(0, deadline - Date.now()));
-        }),
-      ]);
+      return await d.race(p, () => timedOut(op, this.opts.timeoutMs));
     } finally {
-      clearTimeout(timer);
+      d.done();
     }
   }
 }

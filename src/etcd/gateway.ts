@@ -17,7 +17,7 @@ import {
   decodeGet,
   decodeGrant,
   decodeInt64,
-  decodeJoin,
+  decodeJoinReads,
   decodeKeepAlive,
   decodeRange,
   decodeScan,
@@ -25,8 +25,10 @@ import {
   EtcdGatewayError,
   encodeLeaseId,
   FAILED_PRECONDITION,
+  headerRevision,
   type Json,
   NOT_FOUND,
+  OUT_OF_RANGE,
 } from "./gateway/codec.js";
 import { type GatewayDuplex, gatewayKeepAlives } from "./gateway/keepalive.js";
 import {
@@ -36,6 +38,7 @@ import {
   encodeGuardedWrite,
   encodeGuardedWriteAll,
   encodeJoinAll,
+  encodeJoinReads,
   encodePutIfUnchanged,
   encodeRange,
   encodeScan,
@@ -43,7 +46,7 @@ import {
 import { type GatewayPost, GatewaySession } from "./gateway/session.js";
 import { gatewayWatchStream } from "./gateway/watch.js";
 import { splitReads } from "./guarded.js";
-import { earlierJoin } from "./join.js";
+import { earlierJoin, readFailedJoin } from "./join.js";
 import {
   type EtcdClient,
   type EtcdConnectionOptions,
@@ -211,8 +214,15 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async joinAll(items) {
       const r = await session.call("/v3/kv/txn", encodeJoinAll(items), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const result = decodeJoin(items, r.ok);
-      if (result.applied || !r.retried) return result;
+      const revision = headerRevision(r.ok);
+      if (r.ok.succeeded === true) return { applied: true, revision };
+      const result = await readFailedJoin(items, revision, async (chunk, at) => {
+        const read = await session.call("/v3/kv/txn", encodeJoinReads(chunk, at), [OUT_OF_RANGE]);
+        if (!("error" in read)) return decodeJoinReads(read.ok);
+        if (at !== undefined) return "compacted";
+        throw new EtcdGatewayError(read.error.message, read.error.code, 0);
+      });
+      if (!r.retried) return result;
       // An attempt that broke off may have applied, and then its own keys fail this one:
       // read them (apart from the txn, which every join would pay for). Every item's key
       // there, with that item's value and lease, from one txn: it did. None there: a

@@ -4,9 +4,11 @@ import { Deadline } from "../timers.js";
 import { etcdMethods, GrpcChannel, type Method } from "./grpc/channel.js";
 import {
   allOrNothing,
-  decodeJoin,
+  decodeJoinReads,
   guardedTxn,
   isConnectionFailure,
+  isOutOfRange,
+  joinReadsTxn,
   joinTxn,
   scanRequest,
   toKv,
@@ -15,6 +17,7 @@ import {
 } from "./grpc/codec.js";
 import { grpcWatchStream, WatchStreamRenewal } from "./grpc/watch.js";
 import { comparedKeys, splitReads } from "./guarded.js";
+import { readFailedJoin } from "./join.js";
 import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
 import {
   type AllOrNothing,
@@ -230,7 +233,17 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
     async joinAll(items) {
       // A request that may have reached etcd is never sent again (channel.ts), so a join
       // never needs to tell an earlier attempt's keys from another participant's.
-      return decodeJoin(items, await txn(joinTxn(items)));
+      const res = await txn(joinTxn(items));
+      const revision = Number(res.header.revision);
+      if (res.succeeded) return { applied: true, revision };
+      return readFailedJoin(items, revision, async (chunk, at) => {
+        try {
+          return decodeJoinReads(await txn(joinReadsTxn(chunk, at)));
+        } catch (err) {
+          if (at !== undefined && isOutOfRange(err)) return "compacted";
+          throw err;
+        }
+      });
     },
 
     watchRange(start, end, fromRevision, onEvents, signal, options) {

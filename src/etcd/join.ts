@@ -1,22 +1,34 @@
 /**
- * The shape of `joinAll`'s txn, shared by both transports: per item one compare (no key
- * in its range created after `maxCreateRevision`), and with `absent` a second (that key
- * does not exist); one Put, and its `with` Put; and on failure, in this order: the range
- * oldest first (at most `readLimit`; its count is the whole range's), when
- * `maxCreateRevision` > 0 the range newest first (limit 1), and with `absent` that key.
+ * The shape of `joinAll`, shared by both transports. Its txn holds, per item, one compare
+ * (no key in its range created after `maxCreateRevision`), and with `absent` a second
+ * (that key does not exist); one Put, and its `with` Put; and no failure branch. When
+ * a compare fails, a read-only txn at the failed txn's revision reads, per item in this
+ * order: the range oldest first (at most `readLimit`; its count is the whole range's),
+ * when `maxCreateRevision` > 0 the range newest first (limit 1), and with `absent` that
+ * key. Read at that revision, they are what a failure branch would have read.
  *
- * Every participant's join carries its failure branch (encoded by the service, decoded
- * by etcd; on the gateway as JSON), so it reads only what is needed to settle the join:
- * a join into an empty line (`maxCreateRevision` 0: every acquire that does not expect
- * the line busy) needs no newest key, since the line's count says whether its compare
- * held; and the item's own key is not read at all, since only a send retried after an
- * attempt broke off needs it (the gateway reads it then, apart: see gateway.ts).
- * Measured (BENCHMARKS.md, session 8), 256 callers on the gateway, per cycle: service CPU
- * 0.39 → 0.34 ms, etcd CPU 0.45 → 0.40 ms (the create-if-absent before the line engine:
- * 0.26 and 0.28).
+ * Why not a failure branch: etcd stores the whole txn request in its raft log, failure
+ * branch included, and each member decodes it (through the gateway, from JSON first), on
+ * every join, although a join fails only when the line changed under it. Measured
+ * (BENCHMARKS.md, session 9), a 42-item join txn through the gateway cost etcd 5.7 ms of
+ * CPU with its failure branch and 3.7 without; a failed join now costs a second round
+ * trip instead.
+ *
+ * The reads need only what settles the join: a join into an empty line
+ * (`maxCreateRevision` 0: every acquire that does not expect the line busy) needs no
+ * newest key, since the line's count says whether its compare held; and the item's own
+ * key is not read, since only a send retried after an attempt broke off needs it (the
+ * gateway reads it then, apart: see gateway.ts).
  */
 
-import type { JoinAllResult, JoinItem, JoinRead, KeyValue } from "./types.js";
+import {
+  EtcdUnavailableError,
+  type JoinAllResult,
+  type JoinItem,
+  type JoinRead,
+  type KeyValue,
+  MAX_TXN_OPS,
+} from "./types.js";
 
 /** One failure-branch range, decoded. */
 export interface RangeRead {
@@ -24,7 +36,7 @@ export interface RangeRead {
   count: number;
 }
 
-/** How many failure-branch ranges the txn reads for `item` (at most JOIN_READS_PER_ITEM). */
+/** How many ranges a failed join reads for `item` (at most JOIN_READS_PER_ITEM). */
 export function readsOf(item: JoinItem): number {
   return 1 + (readsNewest(item) ? 1 : 0) + (item.absent === undefined ? 0 : 1);
 }
@@ -34,7 +46,7 @@ export function readsNewest(item: JoinItem): boolean {
   return item.maxCreateRevision > 0;
 }
 
-/** The txn's answer: on failure its ranges (`readsOf` each item) as JoinReads. */
+/** The join's answer: on failure its reads (`readsOf` each item, in order) as JoinReads. */
 export function joinOutcome(
   items: readonly JoinItem[],
   succeeded: boolean,
@@ -90,4 +102,50 @@ export function earlierJoin(
     return kv !== undefined && kv.value === i.value && kv.lease === i.lease && kv.createRevision === first;
   });
   return ours && first !== undefined ? { applied: first } : "unknown";
+}
+
+/**
+ * A read-only txn of `items`' join reads (`readsOf` each, in order) at `revision`, or at
+ * the current one when `undefined`; "compacted" when etcd no longer has that revision.
+ */
+export type JoinReadTxn = (
+  items: JoinItem[],
+  revision: number | undefined,
+) => Promise<{ revision: number; ranges: RangeRead[] } | "compacted">;
+
+/**
+ * What a join that failed at `revision` read, in read-only txns of at most MAX_TXN_OPS
+ * reads each, all at that revision: the same snapshot however many it takes. If etcd
+ * compacted that revision away in the meantime (rare: the txn failed moments ago), the
+ * reads are taken at the current revision instead, all at one: each item's read is then
+ * a later snapshot of its line, which is what a join sent again would be told anyway.
+ */
+export async function readFailedJoin(items: JoinItem[], revision: number, read: JoinReadTxn): Promise<JoinAllResult> {
+  const chunks: JoinItem[][] = [];
+  let ops = MAX_TXN_OPS;
+  for (const item of items) {
+    if (ops + readsOf(item) > MAX_TXN_OPS) {
+      chunks.push([]);
+      ops = 0;
+    }
+    chunks[chunks.length - 1]?.push(item);
+    ops += readsOf(item);
+  }
+  // Every chunk at `at`; with `undefined`, at the revision the first chunk's answer gives.
+  const readAll = async (at: number | undefined) => {
+    const ranges: RangeRead[] = [];
+    for (const chunk of chunks) {
+      const r = await read(chunk, at);
+      if (r === "compacted") return "compacted";
+      at = r.revision;
+      ranges.push(...r.ranges);
+    }
+    return { revision: at ?? revision, ranges };
+  };
+  const r = await readAll(revision);
+  const now = r === "compacted" ? await readAll(undefined) : r;
+  if (now === "compacted") {
+    throw new EtcdUnavailableError("etcd compacted the revision a join's reads were pinned to, twice");
+  }
+  return joinOutcome(items, false, now.revision, now.ranges);
 }

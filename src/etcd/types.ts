@@ -124,12 +124,22 @@ export interface JoinItem {
 }
 
 /**
- * Operations a failed `joinAll` runs per item at most (see src/etcd/join.ts): 1, one more
- * for an item with `maxCreateRevision` > 0, one more for an item with `absent`. etcd
- * refuses a txn with more operations per branch than its --max-txn-ops (default 128): at
- * most floor(128 / 3) = 42 items per call (an item's compares and puts are two at most).
+ * etcd refuses a txn with more operations per branch (compares, success, failure) than
+ * its --max-txn-ops, 128 by default.
+ */
+export const MAX_TXN_OPS = 128;
+
+/**
+ * Reads a failed `joinAll` makes per item at most (see src/etcd/join.ts): 1, one more for
+ * an item with `maxCreateRevision` > 0, one more for an item with `absent`.
  */
 export const JOIN_READS_PER_ITEM = 3;
+
+/**
+ * Items one `joinAll` takes at most: each has up to two compares and two puts, and etcd
+ * counts each branch against MAX_TXN_OPS (the reads of a failed join go apart).
+ */
+export const JOIN_ITEMS_PER_TXN = MAX_TXN_OPS / 2;
 
 /** What a failed join read of its range, in the same txn. */
 export interface JoinRead {
@@ -275,9 +285,8 @@ export interface EtcdClient {
   scan(start: string, end: string, q: ScanQuery): Promise<ScanResult>;
   /**
    * One txn: if every item's compare holds (see JoinItem) then Put each item's key
-   * else read each item's range (JoinRead). Items' keys must be distinct and their ranges
-   * must not overlap; at most 32 items with etcd's default --max-txn-ops (see
-   * JOIN_READS_PER_ITEM). Rejects with `LeaseNotFoundError` when a lease does not exist
+   * else read each item's range (JoinRead; see src/etcd/join.ts). Items' keys must be
+   * distinct and their ranges must not overlap; at most JOIN_ITEMS_PER_TXN items. Rejects with `LeaseNotFoundError` when a lease does not exist
    * (then nothing was written).
    */
   joinAll(items: JoinItem[]): Promise<JoinAllResult>;

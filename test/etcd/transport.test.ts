@@ -1,6 +1,7 @@
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGatewayEtcd } from "../../src/etcd/gateway.js";
+import { isOutOfRange } from "../../src/etcd/grpc/codec.js";
 import { createGrpcEtcd } from "../../src/etcd/grpc.js";
 import { comparesHold } from "../../src/etcd/guarded.js";
 import {
@@ -615,6 +616,44 @@ describe.each(transports)("$name transport", (transport) => {
       }
     });
 
+    it("64 items (two compares and two puts each) fit one txn; a refusal reads each of them in read txns of 128", async () => {
+      const base = uniqueKey("join-wide");
+      const lines = Array.from({ length: 64 }, (_, n) => `${base}-${n}/`);
+      const blocked = `${base}-blocked`;
+      const id = await lease();
+      // Every item reads 3 ranges on failure (oldest, newest, the absent key): 192 in all.
+      const wide = (marker: string, maxCreateRevision: number, n: number): JoinItem => ({
+        ...item(lines[n] as string, "me", maxCreateRevision, id),
+        absent: n === 63 ? blocked : `${base}-absent-${n}`,
+        with: { key: `${lines[n]}${marker}`, value: marker, lease: id },
+      });
+      const before = await Promise.all(lines.map((l, n) => createIfAbsent(client, `${l}first`, `first ${n}`, 0n)));
+      const after = Math.max(...before.map((b) => b.revision));
+      const marker = await createIfAbsent(client, blocked, "blocker", 0n);
+      const refused = await client.joinAll(lines.map((_, n) => wide("m", after, n)));
+      expect(refused.applied).toBe(false);
+      if (refused.applied) return;
+      expect(refused.revision).toBeGreaterThanOrEqual(marker.revision);
+      expect(refused.reads).toHaveLength(64);
+      refused.reads.forEach((read, n) => {
+        expect(read).toEqual({
+          kvs: [expect.objectContaining({ key: `${lines[n]}first`, value: `first ${n}` })],
+          count: 1,
+          newest: before[n]?.revision,
+          ...(n === 63 ? { blocker: expect.objectContaining({ key: blocked, value: "blocker" }) } : {}),
+        });
+      });
+      for (const l of lines) expect((await client.get(`${l}me`)).kv).toBeUndefined();
+      // Without the blocker every compare holds: all 64 joins and their puts in one txn.
+      await client.deleteAllIfUnchanged([{ key: blocked, modRevision: marker.revision }]);
+      const joined = await client.joinAll(lines.map((_, n) => wide("m", after, n)));
+      expect(joined.applied).toBe(true);
+      for (const l of lines) {
+        expect((await client.get(`${l}me`)).kv).toMatchObject({ createRevision: joined.revision, lease: id });
+        expect((await client.get(`${l}m`)).kv).toMatchObject({ createRevision: joined.revision, lease: id });
+      }
+    });
+
     it("a lease that does not exist rejects with LeaseNotFoundError and writes nothing", async () => {
       const lines = [`${uniqueKey("join-lease-ok")}/`, `${uniqueKey("join-lease-gone")}/`];
       const alive = await lease();
@@ -1051,6 +1090,50 @@ describe.each(transports)("$name transport", (transport) => {
   });
 });
 
+describe("grpc transport specifics", () => {
+  it("tells a read refused for its revision (compacted, or not reached yet) from other errors", async () => {
+    // A failed join's reads are pinned to its revision; when etcd compacted it away they
+    // are taken again at the current one (src/etcd/join.ts), so the refusal must be known.
+    const c = createGrpcEtcd({ endpoints: [etcd.endpoint], timeoutMs: TIMEOUT_MS });
+    try {
+      const key = uniqueKey("grpc-out-of-range");
+      const made = await createIfAbsent(c, key, "", 0n);
+      await createIfAbsent(c, `${key}-bump`, "", 0n);
+      await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(made.revision + 1), physical: true });
+      const refusal = (revision: number) =>
+        c.scan(key, prefixEnd(key), { revision }).then(
+          () => undefined,
+          (e) => e,
+        );
+      expect(isOutOfRange(await refusal(made.revision))).toBe(true);
+      expect(isOutOfRange(await refusal(made.revision + 1000))).toBe(true);
+      const noLease = await c
+        .leaseRevoke(randomLeaseId())
+        .then(() =>
+          c.joinAll([
+            {
+              start: `${key}/`,
+              end: prefixEnd(`${key}/`),
+              maxCreateRevision: 0,
+              key: `${key}/me`,
+              value: "",
+              lease: randomLeaseId(),
+              readLimit: 1,
+            },
+          ]),
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(noLease).toBeInstanceOf(LeaseNotFoundError);
+      expect(isOutOfRange(noLease)).toBe(false);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe("gateway transport specifics", () => {
   it("fails over to the next endpoint and remembers the one that worked", async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
@@ -1277,6 +1360,88 @@ describe("gateway transport specifics", () => {
         );
         expect(res).toBeInstanceOf(EtcdUnavailableError);
         expect(String((res as Error).message)).toMatch(/outcome unknown/);
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
+  });
+
+  describe("the reads of a failed joinAll", () => {
+    /**
+     * A client that runs `before(n)` ahead of the n-th read txn (a txn without compares)
+     * it sends, and counts them.
+     */
+    function beforeReads(before: (n: number) => Promise<unknown>) {
+      const reads: string[] = [];
+      const c = createGatewayEtcd({
+        endpoints: [etcd.endpoint],
+        timeoutMs: TIMEOUT_MS,
+        fetch: async (input, init) => {
+          const body = typeof init?.body === "string" ? init.body : "";
+          if (String(input).endsWith("/v3/kv/txn") && !body.includes('"compare"')) {
+            await before(reads.length);
+            reads.push(body);
+          }
+          return fetch(input, init);
+        },
+      });
+      return { c, reads };
+    }
+    const direct = () => createGatewayEtcd({ endpoints: [etcd.endpoint], timeoutMs: TIMEOUT_MS });
+    const join = (prefix: string, maxCreateRevision: number): JoinItem => ({
+      start: prefix,
+      end: prefixEnd(prefix),
+      maxCreateRevision,
+      key: `${prefix}me`,
+      value: "joined by me",
+      lease: 0n,
+      readLimit: 5,
+      absent: `${prefix.slice(0, -1)}-marker`,
+    });
+
+    it("are all at the failed txn's revision, whatever changes between the read txns", async () => {
+      const d = direct();
+      const base = uniqueKey("reads-pinned");
+      const lines = Array.from({ length: 50 }, (_, n) => `${base}-${n}/`);
+      const last = lines[49] as string;
+      // Before the second read txn, a key joins the last line (read in that txn).
+      const { c, reads } = beforeReads(async (n) => n === 1 && createIfAbsent(d, `${last}late`, "", 0n));
+      try {
+        const first = await createIfAbsent(d, `${last}first`, "", 0n);
+        const res = await c.joinAll(lines.map((l) => join(l, first.revision - 1)));
+        expect(reads).toHaveLength(2);
+        expect(res).toMatchObject({ applied: false });
+        if (res.applied) return;
+        expect(res.reads[49]).toEqual({
+          kvs: [expect.objectContaining({ key: `${last}first`, createRevision: first.revision })],
+          count: 1,
+          newest: first.revision,
+        });
+        expect((await d.scan(last, prefixEnd(last), { countOnly: true })).count).toBe(2);
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
+
+    it("are taken at the current revision when etcd compacted the failed txn's away", async () => {
+      const d = direct();
+      const prefix = `${uniqueKey("reads-compacted")}/`;
+      // Before the first read txn, a key joins the line and etcd compacts up to it.
+      const { c, reads } = beforeReads(async (n) => {
+        if (n > 0) return;
+        const late = await createIfAbsent(d, `${prefix}late`, "", 0n);
+        await admin(etcd.endpoint, "/v3/kv/compaction", { revision: String(late.revision), physical: true });
+      });
+      try {
+        const first = await createIfAbsent(d, `${prefix}first`, "", 0n);
+        const res = await c.joinAll([join(prefix, first.revision - 1)]);
+        expect(reads).toHaveLength(2);
+        expect(res).toMatchObject({ applied: false, reads: [{ count: 2 }] });
+        if (res.applied) return;
+        expect(res.revision).toBeGreaterThan(first.revision);
+        expect(res.reads[0]?.kvs.map((kv) => kv.key)).toEqual([`${prefix}first`, `${prefix}late`]);
       } finally {
         await c.close();
         await d.close();

@@ -1,5 +1,5 @@
 import { comparedKeys, comparesHold } from "../../src/etcd/guarded.js";
-import { newestOf, readsNewest, readsOf } from "../../src/etcd/join.js";
+import { newestOf, readsNewest } from "../../src/etcd/join.js";
 import {
   type AllOrNothing,
   type CreateItem,
@@ -421,7 +421,11 @@ export class FakeEtcd implements EtcdClient {
 
   joinAll(items: JoinItem[]): Promise<JoinAllResult> {
     return this.call("joinAll", [items], () => {
-      this.checkTxn(items, items.reduce((n, i) => n + readsOf(i), 0) / Math.max(1, items.length));
+      // Per branch: a compare and a Put each, one more compare with `absent` and one more
+      // Put with `with` (the reads of a failed join go in txns of their own).
+      const compares = items.reduce((n, i) => n + (i.absent === undefined ? 1 : 2), 0);
+      const writes = items.reduce((n, i) => n + (i.with === undefined ? 1 : 2), 0);
+      this.checkTxn(items, Math.max(compares, writes) / Math.max(1, items.length));
       // etcd's compare over a range holds when every key in it holds it (so when it is empty).
       const holds = (i: JoinItem) =>
         [...this.kvs].every(([k, kv]) => !inRange(k, i.start, i.end) || kv.createRevision < i.maxCreateRevision + 1) &&

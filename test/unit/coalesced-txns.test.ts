@@ -316,12 +316,12 @@ describe("coalescedTxns (fake etcd)", () => {
       expect(fake.peek("a#1")).toBeDefined();
     });
 
-    it("no join txn carries more than 42 items: a failed one reads up to 3 ranges per item, within 128 ops", async () => {
+    it("no join txn carries more than 64 items: two compares and two puts each, within 128 ops", async () => {
       const fake = new FakeEtcd();
       const txns = coalescedTxns(fake, { maxBatch: 100 });
-      const lines = Array.from({ length: 43 }, (_, i) => `l${String(i).padStart(2, "0")}`);
+      const lines = Array.from({ length: 65 }, (_, i) => `l${String(i).padStart(2, "0")}`);
       await Promise.all(lines.map((l) => txns.join(joinItem(l, "1"))));
-      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([42, 1]);
+      expect(batches(fake, "joinAll").map((b) => b.length)).toEqual([64, 1]);
     });
 
     it("a join into an empty line reads no newest key: a longer line is refused on its count", async () => {

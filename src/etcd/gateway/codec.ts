@@ -12,18 +12,8 @@
  *   `{"result": {...}}` (or `{"error": {...}}`) objects.
  */
 
-import { joinOutcome } from "../join.js";
-import type {
-  AllOrNothing,
-  GetResult,
-  JoinAllResult,
-  JoinItem,
-  KeyValue,
-  LeaseTtl,
-  RangeResult,
-  ScanResult,
-  WatchEvent,
-} from "../types.js";
+import type { RangeRead } from "../join.js";
+import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -41,6 +31,8 @@ export class EtcdGatewayError extends Error {
 // gRPC status codes that matter here.
 export const NOT_FOUND = 5;
 export const FAILED_PRECONDITION = 9;
+/** A revision compacted away, or one the member has not reached. */
+export const OUT_OF_RANGE = 11;
 const DEADLINE_EXCEEDED = 4;
 const RESOURCE_EXHAUSTED = 8;
 const UNAVAILABLE = 14;
@@ -141,7 +133,7 @@ export function decodeKv(raw: RawKv): KeyValue {
   };
 }
 
-function headerRevision(body: Json): number {
+export function headerRevision(body: Json): number {
   return decodeNumber((body.header as RawHeader | undefined)?.revision);
 }
 
@@ -174,11 +166,11 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
   return { applied: false, revision, kvs };
 }
 
-/** Response of `encodeJoinAll`'s txn. */
-export function decodeJoin(items: readonly JoinItem[], body: Json): JoinAllResult {
+/** Response of `encodeJoinReads`' txn: its revision and its ranges. */
+export function decodeJoinReads(body: Json): { revision: number; ranges: RangeRead[] } {
   const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
   const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
-  return joinOutcome(items, body.succeeded === true, headerRevision(body), ranges);
+  return { revision: headerRevision(body), ranges };
 }
 
 /** Granted TTL from a LeaseGrant response. */

@@ -93,14 +93,28 @@ export function encodeJoinAll(items: JoinItem[]): Json {
       { request_put: encodePut(i) },
       ...(i.with ? [{ request_put: encodePut(i.with) }] : []),
     ]),
-    failure: items.flatMap((i) => [
+  };
+}
+
+/** The reads of a failed join (src/etcd/join.ts), at `revision` (none: the current one). */
+export function encodeJoinReads(items: JoinItem[], revision: number | undefined): Json {
+  const at = revision === undefined ? {} : { revision: String(revision) };
+  return {
+    success: items.flatMap((i) => [
       {
-        request_range: encodeScan(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
+        request_range: {
+          ...encodeScan(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
+          ...at,
+        },
       },
       ...(readsNewest(i)
-        ? [{ request_range: { ...encodeRange(i.start, i.end, 1), sort_target: "CREATE", sort_order: "DESCEND" } }]
+        ? [
+            {
+              request_range: { ...encodeRange(i.start, i.end, 1), sort_target: "CREATE", sort_order: "DESCEND", ...at },
+            },
+          ]
         : []),
-      ...(i.absent === undefined ? [] : [{ request_range: encodeGet(i.absent) }]),
+      ...(i.absent === undefined ? [] : [{ request_range: { ...encodeGet(i.absent), ...at } }]),
     ]),
   };
 }

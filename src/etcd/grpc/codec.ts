@@ -14,14 +14,13 @@ import {
   type ITxnRequest,
   isRecoverableError,
 } from "etcd3";
-import { joinOutcome, readsNewest } from "../join.js";
+import { type RangeRead, readsNewest } from "../join.js";
 import {
   type AllOrNothing,
   type CreateItem,
   EtcdAuthError,
   EtcdUnavailableError,
   type GuardedWrite,
-  type JoinAllResult,
   type JoinItem,
   type KeyValue,
   LeaseExistsError,
@@ -81,14 +80,20 @@ export function joinTxn(items: JoinItem[]): ITxnRequest {
       { request_put: putRequest(i) },
       ...(i.with ? [{ request_put: putRequest(i.with) }] : []),
     ]),
-    failure: items.flatMap(
-      (i): NonNullable<ITxnRequest["failure"]> => [
+  };
+}
+
+/** The reads of a failed join (src/etcd/join.ts), at `revision` (none: the current one). */
+export function joinReadsTxn(items: JoinItem[], revision: number | undefined): ITxnRequest {
+  const at = revision === undefined ? {} : { revision };
+  return {
+    success: items.flatMap(
+      (i): NonNullable<ITxnRequest["success"]> => [
         {
-          request_range: scanRequest(i.start, i.end, {
-            byCreate: true,
-            limit: i.readLimit,
-            countOnly: i.readLimit <= 0,
-          }),
+          request_range: {
+            ...scanRequest(i.start, i.end, { byCreate: true, limit: i.readLimit, countOnly: i.readLimit <= 0 }),
+            ...at,
+          },
         },
         ...(readsNewest(i)
           ? [
@@ -97,14 +102,24 @@ export function joinTxn(items: JoinItem[]): ITxnRequest {
                   ...scanRequest(i.start, i.end, { limit: 1 }),
                   sort_target: "Create" as const,
                   sort_order: "Descend" as const,
+                  ...at,
                 },
               },
             ]
           : []),
-        ...(i.absent === undefined ? [] : [{ request_range: { key: Buffer.from(i.absent) } }]),
+        ...(i.absent === undefined ? [] : [{ request_range: { key: Buffer.from(i.absent), ...at } }]),
       ],
     ),
   };
+}
+
+/**
+ * Whether etcd refused a read for its revision: compacted away, or not reached yet
+ * (etcd's "mvcc: required revision has been compacted" / "... is a future revision";
+ * etcd3's error classes keep the message, not the status code).
+ */
+export function isOutOfRange(err: unknown): boolean {
+  return err instanceof Error && /required revision (has been compacted|is a future revision)/.test(err.message);
 }
 
 /** A Put of `key` on `lease` (none when `0n`). */
@@ -142,20 +157,16 @@ export function guardedTxn(w: GuardedWrite): ITxnRequest {
   };
 }
 
-/** Response of `joinTxn`. */
-export function decodeJoin(
-  items: readonly JoinItem[],
-  res: {
-    header: { revision: string };
-    succeeded: boolean;
-    responses: { response_range?: IRangeResponse }[];
-  },
-): JoinAllResult {
+/** Response of `joinReadsTxn`: its revision and its ranges. */
+export function decodeJoinReads(res: {
+  header: { revision: string };
+  responses: { response_range?: IRangeResponse }[];
+}): { revision: number; ranges: RangeRead[] } {
   const ranges = res.responses.map((r) => ({
     kvs: (r.response_range?.kvs ?? []).map(toKv),
     count: Number(r.response_range?.count ?? 0),
   }));
-  return joinOutcome(items, res.succeeded, Number(res.header.revision), ranges);
+  return { revision: Number(res.header.revision), ranges };
 }
 
 /** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */

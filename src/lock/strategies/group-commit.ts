@@ -7,7 +7,7 @@ import {
   type EtcdClient,
   type GuardedAllResult,
   type GuardedWrite,
-  JOIN_READS_PER_ITEM,
+  JOIN_ITEMS_PER_TXN,
   type JoinAllResult,
   type JoinItem,
   type JoinRead,
@@ -102,9 +102,8 @@ export function coalescedTxns(
     (items) => etcd.joinAll(items),
     (r, item, i, shared) => settleJoin(r, item, i, shared),
     (i) => i.start,
-    // Up to two compares, two puts and three failure-branch reads each (JOIN_READS_PER_ITEM):
-    // 3 × 42 stays within etcd's default --max-txn-ops of 128.
-    Math.min(maxBatch, Math.floor(128 / JOIN_READS_PER_ITEM)),
+    // Up to two compares and two puts each: 64 stay within etcd's default --max-txn-ops.
+    Math.min(maxBatch, JOIN_ITEMS_PER_TXN),
     inFlight,
   );
   // Two participants of one line created in one txn would share its revision, their

@@ -277,7 +277,12 @@ export class LineEngine implements Lines {
         }
         if (!hasRoom(known.oldest, known.count, o.limit) || attempt > MAX_ROOM_RETRIES) {
           this.seenBusy.note(ask.range.start);
-          if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+          if (o.wait > 0 || o.queue) {
+            // This frame lives as long as the wait (up to a minute, for each of thousands
+            // of waiters): it must not keep the line read, which the wait no longer needs.
+            known = undefined;
+            return await this.waitInLine(ask);
+          }
           // An earlier attempt of this request may have a place further back than the
           // line read showed (it waited in line): that place is this request's answer.
           const again = await this.replay(ask);
@@ -299,7 +304,10 @@ export class LineEngine implements Lines {
       }
       if ("delayed" in r) {
         // Nobody holds it, but its last grant ended without a release moments ago.
-        if (o.wait > 0 || o.queue) return await this.waitInLine(ask);
+        if (o.wait > 0 || o.queue) {
+          known = undefined;
+          return await this.waitInLine(ask);
+        }
         const again = await this.replay(ask);
         if (again) return again;
         throw await this.delayRefusal(ask, r.delayed);

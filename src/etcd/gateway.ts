@@ -19,6 +19,7 @@ import {
   decodeInt64,
   decodeJoinReads,
   decodeKeepAlive,
+  decodeKeyReads,
   decodeRange,
   decodeScan,
   decodeTimeToLive,
@@ -39,15 +40,18 @@ import {
   encodeGuardedWriteAll,
   encodeJoinAll,
   encodeJoinReads,
+  encodeKeyReads,
   encodePutIfUnchanged,
   encodeRange,
   encodeScan,
 } from "./gateway/requests.js";
 import { type GatewayPost, GatewaySession } from "./gateway/session.js";
 import { gatewayWatchStream } from "./gateway/watch.js";
-import { splitReads } from "./guarded.js";
+import { comparedKeys, splitReads } from "./guarded.js";
 import { earlierJoin, readFailedJoin } from "./join.js";
+import { readKeysAt } from "./pinned-reads.js";
 import {
+  type AllOrNothing,
   type EtcdClient,
   type EtcdConnectionOptions,
   EtcdUnavailableError,
@@ -92,6 +96,25 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     const r = await session.call(path, body);
     if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
     return r.ok;
+  };
+
+  /** A read-only txn at `at` (none: now); "compacted" when etcd has no longer got that revision. */
+  const readAt = async <R>(
+    body: Json,
+    at: number | undefined,
+    decode: (ok: Json) => { revision: number; reads: R[] },
+  ) => {
+    const r = await session.call("/v3/kv/txn", body, [OUT_OF_RANGE]);
+    if (!("error" in r)) return decode(r.ok);
+    if (at !== undefined) return "compacted" as const;
+    throw new EtcdGatewayError(r.error.message, r.error.code, 0);
+  };
+
+  /** An all-or-nothing txn's answer; when it failed, what it compared at its revision. */
+  const settled = async (ok: Json, keys: string[]): Promise<AllOrNothing> => {
+    const revision = headerRevision(ok);
+    if (ok.succeeded === true) return { applied: true, revision };
+    return readKeysAt(keys, revision, (chunk, at) => readAt(encodeKeyReads(chunk, at), at, decodeKeyReads));
   };
 
   /** A txn with no failure branch: its revision when its compares held and it wrote, else 0. */
@@ -161,7 +184,10 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async createAllIfAbsent(items) {
       const r = await session.call("/v3/kv/txn", encodeCreateAll(items), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const res = decodeAllOrNothing(r.ok);
+      const res = await settled(
+        r.ok,
+        items.map((i) => i.key),
+      );
       // A broken-off earlier attempt applied the txn: nobody else holds these lease IDs.
       if (!res.applied && r.retried && items.every((i, n) => i.lease !== 0n && res.kvs[n]?.lease === i.lease)) {
         return { applied: true, revision: res.kvs[0]?.createRevision ?? res.revision };
@@ -172,7 +198,10 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async deleteAllIfUnchanged(items) {
       const r = await session.call("/v3/kv/txn", encodeDeleteAll(items));
       if ("error" in r) throw new EtcdGatewayError(r.error.message, r.error.code, 0);
-      const res = decodeAllOrNothing(r.ok);
+      const res = await settled(
+        r.ok,
+        items.map((i) => i.key),
+      );
       // A broken-off earlier attempt may have deleted them, or someone else may have (a
       // holder's release through another instance, an expiry): nothing tells the two
       // apart, so the outcome is unknown. Reporting "applied" here once let two instances
@@ -195,7 +224,7 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
     async guardedWriteAll(writes) {
       const r = await session.call("/v3/kv/txn", encodeGuardedWriteAll(writes), [NOT_FOUND]);
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-      const res = decodeAllOrNothing(r.ok);
+      const res = await settled(r.ok, writes.flatMap(comparedKeys));
       // A compare failing on a retry may be the earlier attempt's own doing (as in writeIfHeld).
       if (!res.applied && r.retried) {
         throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
@@ -216,12 +245,9 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
       const revision = headerRevision(r.ok);
       if (r.ok.succeeded === true) return { applied: true, revision };
-      const result = await readFailedJoin(items, revision, async (chunk, at) => {
-        const read = await session.call("/v3/kv/txn", encodeJoinReads(chunk, at), [OUT_OF_RANGE]);
-        if (!("error" in read)) return decodeJoinReads(read.ok);
-        if (at !== undefined) return "compacted";
-        throw new EtcdGatewayError(read.error.message, read.error.code, 0);
-      });
+      const result = await readFailedJoin(items, revision, (chunk, at) =>
+        readAt(encodeJoinReads(chunk, at), at, decodeJoinReads),
+      );
       if (!r.retried) return result;
       // An attempt that broke off may have applied, and then its own keys fail this one:
       // read them (apart from the txn, which every join would pay for). Every item's key

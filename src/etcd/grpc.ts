@@ -3,13 +3,14 @@ import { Etcd3, type IRangeResponse, type ITxnRequest, type ITxnResponse } from 
 import { Deadline } from "../timers.js";
 import { etcdMethods, GrpcChannel, type Method } from "./grpc/channel.js";
 import {
-  allOrNothing,
   decodeJoinReads,
+  decodeKeyReads,
   guardedTxn,
   isConnectionFailure,
   isOutOfRange,
   joinReadsTxn,
   joinTxn,
+  keyReadsTxn,
   scanRequest,
   toKv,
   toScan,
@@ -19,6 +20,7 @@ import { grpcWatchStream, WatchStreamRenewal } from "./grpc/watch.js";
 import { comparedKeys, splitReads } from "./guarded.js";
 import { readFailedJoin } from "./join.js";
 import { keepAliveLanes, streamEnded } from "./keepalive-lanes.js";
+import { readKeysAt } from "./pinned-reads.js";
 import {
   type AllOrNothing,
   type EtcdClient,
@@ -87,6 +89,23 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
   };
 
   const txn = (req: ITxnRequest) => unary<ITxnResponse>(methods.txn, req, "txn");
+
+  /** A read-only txn at `at` (none: now); "compacted" when etcd has no longer got that revision. */
+  const readAt = async <R>(req: ITxnRequest, at: number | undefined, decode: (res: ITxnResponse) => R) => {
+    try {
+      return decode(await txn(req));
+    } catch (err) {
+      if (at !== undefined && isOutOfRange(err)) return "compacted" as const;
+      throw err;
+    }
+  };
+
+  /** An all-or-nothing txn's answer; when it failed, what it compared at its revision. */
+  const settled = async (res: ITxnResponse, keys: string[]): Promise<AllOrNothing> => {
+    const revision = Number(res.header.revision);
+    if (res.succeeded) return { applied: true, revision };
+    return readKeysAt(keys, revision, (chunk, at) => readAt(keyReadsTxn(chunk, at), at, decodeKeyReads));
+  };
 
   /** Belt and braces over a keep-alive's reply, which no gRPC deadline covers. */
   const call = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
@@ -182,9 +201,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
         success: items.map((i, n) => ({
           request_put: { key: keys[n], value: Buffer.from(i.value), lease: i.lease.toString() },
         })),
-        failure: keys.map((key) => ({ request_range: { key } })),
       });
-      return allOrNothing(res);
+      return settled(
+        res,
+        items.map((i) => i.key),
+      );
     },
 
     async deleteAllIfUnchanged(items): Promise<AllOrNothing> {
@@ -192,9 +213,11 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       const res = await txn({
         compare: items.map((i, n) => ({ key: keys[n], target: "Mod", result: "Equal", mod_revision: i.modRevision })),
         success: keys.map((key) => ({ request_delete_range: { key } })),
-        failure: keys.map((key) => ({ request_range: { key } })),
       });
-      return allOrNothing(res);
+      return settled(
+        res,
+        items.map((i) => i.key),
+      );
     },
 
     async putIfUnchanged(item): Promise<number> {
@@ -217,9 +240,8 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       const res = await txn({
         compare: txns.flatMap((t) => t.compare ?? []),
         success: txns.flatMap((t) => t.success ?? []),
-        failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: Buffer.from(key) } })),
       });
-      return splitReads(writes, allOrNothing(res));
+      return splitReads(writes, await settled(res, writes.flatMap(comparedKeys)));
     },
 
     watchDeletes(key, fromRevision, onDelete, signal) {
@@ -236,14 +258,7 @@ export function createGrpcEtcd(opts: EtcdConnectionOptions): EtcdClient {
       const res = await txn(joinTxn(items));
       const revision = Number(res.header.revision);
       if (res.succeeded) return { applied: true, revision };
-      return readFailedJoin(items, revision, async (chunk, at) => {
-        try {
-          return decodeJoinReads(await txn(joinReadsTxn(chunk, at)));
-        } catch (err) {
-          if (at !== undefined && isOutOfRange(err)) return "compacted";
-          throw err;
-        }
-      });
+      return readFailedJoin(items, revision, (chunk, at) => readAt(joinReadsTxn(chunk, at), at, decodeJoinReads));
     },
 
     watchRange(start, end, fromRevision, onEvents, signal, options) {

@@ -1,18 +1,19 @@
 /**
  * The shape of `guardedWriteAll`'s txn, shared by both transports: every write's
  * compares, then its deletes and puts (each write's deletes before its own puts, as in
- * `guardedWrite`); and on failure one range per compared key, write by write, in compare
- * order (`unchanged`, then `created`), so that each write can be judged on its own.
+ * `guardedWrite`); and when it fails, a read of each compared key at its revision (see
+ * pinned-reads.ts), write by write, in compare order (`unchanged`, then `created`), so
+ * that each write can be judged on its own.
  */
 
 import type { AllOrNothing, GuardedAllResult, GuardedWrite, KeyValue } from "./types.js";
 
-/** The keys `w` compares, in the order of its compares (and of its failure-branch ranges). */
+/** The keys `w` compares, in the order of its compares (and of their reads on failure). */
 export function comparedKeys(w: GuardedWrite): string[] {
   return [...(w.unchanged ?? []).map((i) => i.key), ...(w.created ?? []).map((i) => i.key)];
 }
 
-/** The txn's answer, its failure-branch reads (one per compared key, in order) split by write. */
+/** The txn's answer, its reads on failure (one per compared key, in order) split by write. */
 export function splitReads(writes: readonly GuardedWrite[], r: AllOrNothing): GuardedAllResult {
   if (r.applied) return r;
   let at = 0;

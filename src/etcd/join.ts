@@ -6,13 +6,8 @@
  * order: the range oldest first (at most `readLimit`; its count is the whole range's),
  * when `maxCreateRevision` > 0 the range newest first (limit 1), and with `absent` that
  * key. Read at that revision, they are what a failure branch would have read.
- *
- * Why not a failure branch: etcd stores the whole txn request in its raft log, failure
- * branch included, and each member decodes it (through the gateway, from JSON first), on
- * every join, although a join fails only when the line changed under it. Measured
- * (BENCHMARKS.md, session 9), a 42-item join txn through the gateway cost etcd 5.7 ms of
- * CPU with its failure branch and 3.7 without; a failed join now costs a second round
- * trip instead.
+ * Why no failure branch: see pinned-reads.ts. A join fails only when its line changed
+ * under it; a failed join costs a second round trip.
  *
  * The reads need only what settles the join: a join into an empty line
  * (`maxCreateRevision` 0: every acquire that does not expect the line busy) needs no
@@ -21,16 +16,10 @@
  * gateway reads it then, apart: see gateway.ts).
  */
 
-import {
-  EtcdUnavailableError,
-  type JoinAllResult,
-  type JoinItem,
-  type JoinRead,
-  type KeyValue,
-  MAX_TXN_OPS,
-} from "./types.js";
+import { type PinnedRead, readPinned } from "./pinned-reads.js";
+import type { JoinAllResult, JoinItem, JoinRead, KeyValue } from "./types.js";
 
-/** One failure-branch range, decoded. */
+/** One range a failed join read, decoded. */
 export interface RangeRead {
   kvs: KeyValue[];
   count: number;
@@ -104,48 +93,12 @@ export function earlierJoin(
   return ours && first !== undefined ? { applied: first } : "unknown";
 }
 
-/**
- * A read-only txn of `items`' join reads (`readsOf` each, in order) at `revision`, or at
- * the current one when `undefined`; "compacted" when etcd no longer has that revision.
- */
-export type JoinReadTxn = (
+/** What a join that failed at `revision` read (see above and pinned-reads.ts). */
+export async function readFailedJoin(
   items: JoinItem[],
-  revision: number | undefined,
-) => Promise<{ revision: number; ranges: RangeRead[] } | "compacted">;
-
-/**
- * What a join that failed at `revision` read, in read-only txns of at most MAX_TXN_OPS
- * reads each, all at that revision: the same snapshot however many it takes. If etcd
- * compacted that revision away in the meantime (rare: the txn failed moments ago), the
- * reads are taken at the current revision instead, all at one: each item's read is then
- * a later snapshot of its line, which is what a join sent again would be told anyway.
- */
-export async function readFailedJoin(items: JoinItem[], revision: number, read: JoinReadTxn): Promise<JoinAllResult> {
-  const chunks: JoinItem[][] = [];
-  let ops = MAX_TXN_OPS;
-  for (const item of items) {
-    if (ops + readsOf(item) > MAX_TXN_OPS) {
-      chunks.push([]);
-      ops = 0;
-    }
-    chunks[chunks.length - 1]?.push(item);
-    ops += readsOf(item);
-  }
-  // Every chunk at `at`; with `undefined`, at the revision the first chunk's answer gives.
-  const readAll = async (at: number | undefined) => {
-    const ranges: RangeRead[] = [];
-    for (const chunk of chunks) {
-      const r = await read(chunk, at);
-      if (r === "compacted") return "compacted";
-      at = r.revision;
-      ranges.push(...r.ranges);
-    }
-    return { revision: at ?? revision, ranges };
-  };
-  const r = await readAll(revision);
-  const now = r === "compacted" ? await readAll(undefined) : r;
-  if (now === "compacted") {
-    throw new EtcdUnavailableError("etcd compacted the revision a join's reads were pinned to, twice");
-  }
-  return joinOutcome(items, false, now.revision, now.ranges);
+  revision: number,
+  read: PinnedRead<JoinItem, RangeRead>,
+): Promise<JoinAllResult> {
+  const r = await readPinned(items, readsOf, revision, read);
+  return joinOutcome(items, false, r.revision, r.reads);
 }

@@ -1367,7 +1367,7 @@ describe("gateway transport specifics", () => {
     });
   });
 
-  describe("the reads of a failed joinAll", () => {
+  describe("the reads of a failed txn", () => {
     /**
      * A client that runs `before(n)` ahead of the n-th read txn (a txn without compares)
      * it sends, and counts them.
@@ -1405,20 +1405,55 @@ describe("gateway transport specifics", () => {
       const base = uniqueKey("reads-pinned");
       const lines = Array.from({ length: 50 }, (_, n) => `${base}-${n}/`);
       const last = lines[49] as string;
-      // Before the second read txn, a key joins the last line (read in that txn).
-      const { c, reads } = beforeReads(async (n) => n === 1 && createIfAbsent(d, `${last}late`, "", 0n));
+      // Before each read txn, a key joins a line it reads: the first line, then the last.
+      const late: number[] = [];
+      const { c, reads } = beforeReads(async (n) => {
+        late.push((await createIfAbsent(d, `${n === 0 ? lines[0] : last}late`, "", 0n)).revision);
+      });
       try {
         const first = await createIfAbsent(d, `${last}first`, "", 0n);
         const res = await c.joinAll(lines.map((l) => join(l, first.revision - 1)));
         expect(reads).toHaveLength(2);
         expect(res).toMatchObject({ applied: false });
         if (res.applied) return;
+        // The revision the reads were at, which a join sent again compares against: not the
+        // later one etcd's answers to them carry in their headers.
+        expect(res.revision).toBeLessThan(late[0] as number);
+        expect(res.reads[0]).toEqual({ kvs: [], count: 0, newest: 0 });
         expect(res.reads[49]).toEqual({
           kvs: [expect.objectContaining({ key: `${last}first`, createRevision: first.revision })],
           count: 1,
           newest: first.revision,
         });
         expect((await d.scan(last, prefixEnd(last), { countOnly: true })).count).toBe(2);
+      } finally {
+        await c.close();
+        await d.close();
+      }
+    });
+
+    it("of a refused delete are each key as it was at the txn's revision", async () => {
+      const d = direct();
+      const keys = [uniqueKey("reads-delete-a"), uniqueKey("reads-delete-b")];
+      const made = await Promise.all(keys.map((k) => createIfAbsent(d, k, "v1", 0n)));
+      // Before the read, the second key is written again (as a renewal with a value would).
+      const { c, reads } = beforeReads(async () =>
+        d.putIfUnchanged({ key: keys[1] as string, value: "v2", lease: 0n, modRevision: made[1]?.revision ?? 0 }),
+      );
+      try {
+        const res = await c.deleteAllIfUnchanged([
+          { key: keys[0] as string, modRevision: made[0]?.revision ?? 0 },
+          { key: keys[1] as string, modRevision: 1 },
+        ]);
+        expect(reads).toHaveLength(1);
+        expect(res).toMatchObject({
+          applied: false,
+          kvs: [
+            { key: keys[0], value: "v1", modRevision: made[0]?.revision },
+            { key: keys[1], value: "v1", modRevision: made[1]?.revision },
+          ],
+        });
+        expect((await d.get(keys[1] as string)).kv?.value).toBe("v2");
       } finally {
         await c.close();
         await d.close();

@@ -598,7 +598,7 @@ export class FakeEtcd implements EtcdClient {
     return { revision: this.rev, kvs: taken, count: all.length, more: taken.length < kvs.length };
   }
 
-  /** The failure branch: Range each key, at the current revision. */
+  /** A failed txn's reads: each key, at its revision (the current one here). */
   private failed(items: { key: string }[]): AllOrNothing {
     return { applied: false, revision: this.rev, kvs: items.map((i) => this.peek(i.key)) };
   }

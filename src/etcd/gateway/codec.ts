@@ -167,10 +167,25 @@ export function decodeAllOrNothing(body: Json): AllOrNothing {
 }
 
 /** Response of `encodeJoinReads`' txn: its revision and its ranges. */
-export function decodeJoinReads(body: Json): { revision: number; ranges: RangeRead[] } {
+export function decodeJoinReads(body: Json): { revision: number; reads: RangeRead[] } {
+  return { revision: headerRevision(body), reads: responsesOf(body).map((r) => decodeScan(r)) };
+}
+
+/** Response of `encodeKeyReads`' txn: its revision and each key's kv. */
+export function decodeKeyReads(body: Json): { revision: number; reads: (KeyValue | undefined)[] } {
+  return {
+    revision: headerRevision(body),
+    reads: responsesOf(body).map((r) => {
+      const raw = kvsOf(r)[0];
+      return raw ? decodeKv(raw) : undefined;
+    }),
+  };
+}
+
+/** A txn's range responses, in order. */
+function responsesOf(body: Json): Json[] {
   const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
-  const ranges = responses.map((r) => decodeScan((r.response_range ?? {}) as Json));
-  return { revision: headerRevision(body), ranges };
+  return responses.map((r) => (r.response_range ?? {}) as Json);
 }
 
 /** Granted TTL from a LeaseGrant response. */

@@ -1,6 +1,5 @@
 /** Requests to etcd's HTTP/JSON gateway from our types (its encoding: see codec.ts). */
 
-import { comparedKeys } from "../guarded.js";
 import { readsNewest } from "../join.js";
 import type { CreateItem, DeleteItem, GuardedWrite, JoinItem, ScanQuery, UpdateItem } from "../types.js";
 import type { WatchTarget } from "../watch-loop.js";
@@ -28,7 +27,7 @@ function encodePut(p: { key: string; value: string; lease: bigint }): Json {
   };
 }
 
-/** If no key exists, put each (with its lease), else range each: see `decodeAllOrNothing`. */
+/** If no key exists, put each (with its lease). */
 export function encodeCreateAll(items: CreateItem[]): Json {
   const keys = items.map((i) => encodeBase64(i.key));
   return {
@@ -36,11 +35,10 @@ export function encodeCreateAll(items: CreateItem[]): Json {
     // EQUAL and "0" are defaults: etcd reads an omitted target value as 0 as well.
     compare: keys.map((key) => ({ key, target: "CREATE", result: "EQUAL", create_revision: "0" })),
     success: items.map((i) => ({ request_put: encodePut(i) })),
-    failure: keys.map((key) => ({ request_range: { key } })),
   };
 }
 
-/** If every key's mod_revision still matches, delete each, else range each. */
+/** If every key's mod_revision still matches, delete each. */
 export function encodeDeleteAll(items: DeleteItem[]): Json {
   const keys = items.map((i) => encodeBase64(i.key));
   return {
@@ -51,7 +49,6 @@ export function encodeDeleteAll(items: DeleteItem[]): Json {
       mod_revision: String(i.modRevision),
     })),
     success: keys.map((key) => ({ request_delete_range: { key } })),
-    failure: keys.map((key) => ({ request_range: { key } })),
   };
 }
 
@@ -94,6 +91,12 @@ export function encodeJoinAll(items: JoinItem[]): Json {
       ...(i.with ? [{ request_put: encodePut(i.with) }] : []),
     ]),
   };
+}
+
+/** Each key's read, at `revision` (none: the current one): see src/etcd/pinned-reads.ts. */
+export function encodeKeyReads(keys: string[], revision: number | undefined): Json {
+  const at = revision === undefined ? {} : { revision: String(revision) };
+  return { success: keys.map((key) => ({ request_range: { ...encodeGet(key), ...at } })) };
 }
 
 /** The reads of a failed join (src/etcd/join.ts), at `revision` (none: the current one). */
@@ -150,7 +153,6 @@ export function encodeGuardedWriteAll(writes: GuardedWrite[]): Json {
   return {
     compare: txns.flatMap((t) => t.compare as Json[]),
     success: txns.flatMap((t) => t.success as Json[]),
-    failure: writes.flatMap(comparedKeys).map((key) => ({ request_range: { key: encodeBase64(key) } })),
   };
 }
 

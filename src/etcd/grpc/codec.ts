@@ -16,7 +16,6 @@ import {
 } from "etcd3";
 import { type RangeRead, readsNewest } from "../join.js";
 import {
-  type AllOrNothing,
   type CreateItem,
   EtcdAuthError,
   EtcdUnavailableError,
@@ -158,31 +157,30 @@ export function guardedTxn(w: GuardedWrite): ITxnRequest {
 }
 
 /** Response of `joinReadsTxn`: its revision and its ranges. */
-export function decodeJoinReads(res: {
-  header: { revision: string };
-  responses: { response_range?: IRangeResponse }[];
-}): { revision: number; ranges: RangeRead[] } {
-  const ranges = res.responses.map((r) => ({
+export function decodeJoinReads(res: ReadsResponse): { revision: number; reads: RangeRead[] } {
+  const reads = res.responses.map((r) => ({
     kvs: (r.response_range?.kvs ?? []).map(toKv),
     count: Number(r.response_range?.count ?? 0),
   }));
-  return { revision: Number(res.header.revision), ranges };
+  return { revision: Number(res.header.revision), reads };
 }
 
-/** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */
-export function allOrNothing(res: {
-  header: { revision: string };
-  succeeded: boolean;
-  responses: { response_range?: { kvs: IKeyValue[] } }[];
-}): AllOrNothing {
-  const revision = Number(res.header.revision);
-  if (res.succeeded) return { applied: true, revision };
-  return {
-    applied: false,
-    revision,
-    kvs: res.responses.map((r) => r.response_range?.kvs[0] && toKv(r.response_range.kvs[0])),
-  };
+/** Each key's read, at `revision` (none: the current one): see src/etcd/pinned-reads.ts. */
+export function keyReadsTxn(keys: string[], revision: number | undefined): ITxnRequest {
+  const at = revision === undefined ? {} : { revision };
+  return { success: keys.map((key) => ({ request_range: { key: Buffer.from(key), ...at } })) };
 }
+
+/** Response of `keyReadsTxn`: its revision and each key's kv. */
+export function decodeKeyReads(res: ReadsResponse): { revision: number; reads: (KeyValue | undefined)[] } {
+  const reads = res.responses.map((r) => {
+    const kv = r.response_range?.kvs[0];
+    return kv ? toKv(kv) : undefined;
+  });
+  return { revision: Number(res.header.revision), reads };
+}
+
+type ReadsResponse = { header: { revision: string }; responses: { response_range?: IRangeResponse }[] };
 
 /** The member could not be reached at all (as opposed to an answer that is an error). */
 export function isConnectionFailure(err: Error): boolean {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { type JoinReadTxn, type RangeRead, readFailedJoin, readsOf } from "../../src/etcd/join.js";
+import { type RangeRead, readFailedJoin, readsOf } from "../../src/etcd/join.js";
+import { type PinnedRead, readKeysAt } from "../../src/etcd/pinned-reads.js";
 import { EtcdUnavailableError, type JoinItem, MAX_TXN_OPS, prefixEnd } from "../../src/etcd/types.js";
 
-/** The reads of a failed join: how they are split into txns, pinned, and taken again. */
+/** The reads of a failed txn: how they are split into txns, pinned, and taken again. */
 
 const item = (n: number, o: Partial<JoinItem> = {}): JoinItem => ({
   start: `line-${n}/`,
@@ -19,14 +20,15 @@ const item = (n: number, o: Partial<JoinItem> = {}): JoinItem => ({
 /** A read txn answering each item's reads with its index (as the count), at `now` when unpinned. */
 function scripted(now: number, refuse: (call: number, at: number | undefined) => boolean) {
   const calls: { items: number; at: number | undefined }[] = [];
-  const read: JoinReadTxn = async (chunk, at) => {
+  const read: PinnedRead<JoinItem, RangeRead> = async (chunk, at) => {
     calls.push({ items: chunk.length, at });
     if (refuse(calls.length - 1, at)) return "compacted";
     const ranges: RangeRead[] = chunk.flatMap((i) => {
       const n = Number(i.start.slice(5, -1));
       return Array.from({ length: readsOf(i) }, (_, k) => ({ kvs: [], count: k === 0 ? n : 0 }));
     });
-    return { revision: at ?? now, ranges };
+    // As etcd: the header holds the current revision, whatever revision the reads were at.
+    return { revision: now, reads: ranges };
   };
   return { read, calls };
 }
@@ -73,5 +75,25 @@ describe("readFailedJoin", () => {
         read,
       ),
     ).rejects.toBeInstanceOf(EtcdUnavailableError);
+  });
+});
+
+describe("readKeysAt", () => {
+  it("reads each key once, at most etcd's operations per txn, all at the failed txn's revision", async () => {
+    const keys = Array.from({ length: 200 }, (_, n) => `k${n}`);
+    const calls: { keys: number; at: number | undefined }[] = [];
+    const r = await readKeysAt(keys, 5, async (chunk, at) => {
+      calls.push({ keys: chunk.length, at });
+      return {
+        revision: 9,
+        reads: chunk.map((key) => ({ key, value: "", createRevision: 1, modRevision: 2, lease: 0n })),
+      };
+    });
+    expect(calls).toEqual([
+      { keys: 128, at: 5 },
+      { keys: 72, at: 5 },
+    ]);
+    expect(r).toMatchObject({ applied: false, revision: 5 });
+    expect(r.kvs.map((kv) => kv?.key)).toEqual(keys);
   });
 });

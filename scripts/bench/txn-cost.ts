@@ -26,7 +26,7 @@ import { readProc } from "./procs.js";
 
 const txns = Number(/^--txns=(\d+)$/.exec(process.argv[2] ?? "")?.[1] ?? 1500);
 const CONCURRENCY = 4;
-const ROUNDS = 2;
+const ROUNDS = 4;
 
 const dataDir = mkdtempSync(join(tmpdir(), "leasehold-txn-cost-"));
 const etcd = await startLocalEtcd({ dataDir });
@@ -43,7 +43,18 @@ async function txn(body: Json): Promise<void> {
   if (r.statusCode !== 200 || !text.includes('"succeeded":true')) throw new Error(`txn: ${text.slice(0, 300)}`);
 }
 
-/** etcd CPU ms per txn while `bodies` are sent, CONCURRENCY at a time. */
+async function post(path: string, body: Json): Promise<Json> {
+  const r = await request(`${etcd.endpoint}${path}`, { method: "POST", body: JSON.stringify(body), dispatcher: agent });
+  const json = (await r.body.json()) as Json;
+  if (r.statusCode !== 200) throw new Error(`${path}: ${JSON.stringify(json).slice(0, 300)}`);
+  return json;
+}
+
+/**
+ * etcd CPU ms per txn while `bodies` are sent, CONCURRENCY at a time. Afterwards (not
+ * measured) every key goes and the history is compacted, so that each measurement
+ * starts from the same small store: a growing one costs etcd more per txn.
+ */
 async function etcdMsPerTxn(bodies: Json[]): Promise<number> {
   const before = readProc(etcd.pid)?.cpuSeconds ?? 0;
   let next = 0;
@@ -52,7 +63,11 @@ async function etcdMsPerTxn(bodies: Json[]): Promise<number> {
       while (next < bodies.length) await txn(bodies[next++] as Json);
     }),
   );
-  return (((readProc(etcd.pid)?.cpuSeconds ?? 0) - before) * 1000) / bodies.length;
+  const ms = (((readProc(etcd.pid)?.cpuSeconds ?? 0) - before) * 1000) / bodies.length;
+  const all = Buffer.from("\0").toString("base64");
+  const del = await post("/v3/kv/deleterange", { key: all, range_end: all });
+  await post("/v3/kv/compaction", { revision: (del.header as Json).revision, physical: true });
+  return ms;
 }
 
 /** 42 joins into empty lines, each with the lock-delay marker's compare, as a c=256 acquire batch. */
@@ -89,12 +104,8 @@ const shapes = {
     const value = "x".repeat(100);
     const revisions: number[] = [];
     for (const keys of batches) {
-      const r = await request(`${etcd.endpoint}/v3/kv/txn`, {
-        method: "POST",
-        body: JSON.stringify(encodeCreateAll(keys.map((key) => ({ key, value, lease: 0n })))),
-        dispatcher: agent,
-      });
-      revisions.push(Number(((await r.body.json()) as { header: { revision: string } }).header.revision));
+      const r = await post("/v3/kv/txn", encodeCreateAll(keys.map((key) => ({ key, value, lease: 0n }))));
+      revisions.push(Number((r.header as Json).revision));
     }
     const bodies = batches.map((keys, n) => {
       const body = encodeDeleteAll(keys.map((key) => ({ key, modRevision: revisions[n] as number })));
@@ -105,12 +116,16 @@ const shapes = {
 };
 
 try {
-  const rows: Record<string, { with: number[]; without: number[] }> = {};
+  const rows = Object.fromEntries(
+    Object.keys(shapes).map((shape) => [shape, { with: [] as number[], without: [] as number[] }]),
+  );
   for (let round = 0; round < ROUNDS; round++) {
     for (const [shape, run] of Object.entries(shapes)) {
-      const row = (rows[shape] ??= { with: [], without: [] });
-      row.with.push(await run(true));
-      row.without.push(await run(false));
+      const row = rows[shape] as { with: number[]; without: number[] };
+      // Alternating which goes first.
+      for (const withFailure of round % 2 === 0 ? [true, false] : [false, true]) {
+        (withFailure ? row.with : row.without).push(await run(withFailure));
+      }
     }
   }
   console.log(

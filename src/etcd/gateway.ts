@@ -13,7 +13,6 @@
  */
 
 import {
-  decodeAllOrNothing,
   decodeGet,
   decodeGrant,
   decodeInt64,
@@ -121,11 +120,10 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
   const writeIfHeld = async (txn: Json): Promise<number> => {
     const r = await session.call("/v3/kv/txn", txn, [NOT_FOUND]);
     if ("error" in r) throw new LeaseNotFoundError(`etcd txn: ${r.error.message}`);
-    const res = decodeAllOrNothing(r.ok);
+    const applied = r.ok.succeeded === true;
     // A compare failing on a retry may be the earlier attempt's own doing.
-    if (!res.applied && r.retried)
-      throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
-    return res.applied ? res.revision : 0;
+    if (!applied && r.retried) throw new EtcdUnavailableError("etcd txn broke off and was retried: outcome unknown");
+    return applied ? headerRevision(r.ok) : 0;
   };
 
   const watch = async (

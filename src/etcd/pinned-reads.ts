@@ -9,7 +9,8 @@
  * txns it takes (etcd caps the operations of one).
  *
  * Measured (BENCHMARKS.md, session 9), etcd's CPU per txn through the gateway: a 42-item
- * join 5.7 → 3.7 ms, a 64-item delete 4.6 → 3.6 ms.
+ * join 5.1 → 3.0 ms, a 64-item delete 4.1 → 3.1 ms (medians of 4 rounds of
+ * scripts/bench/txn-cost.ts).
  */
 
 import { EtcdUnavailableError, type KeyValue, MAX_TXN_OPS } from "./types.js";

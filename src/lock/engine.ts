@@ -258,7 +258,7 @@ export class LineEngine implements Lines {
     // round trip to etcd for the rare retry.
     const { waits } = this.strategies;
     // The read before the write pays only when the line is likely busy: then it saves a
-    // txn. Otherwise the join goes blind, and its failure branch reads the line anyway.
+    // txn. Otherwise the join goes blind, and a failed join reads the line anyway.
     let known: LineRead | undefined =
       waits.watching(ask.range.start) || this.seenBusy.likely(ask.range.start)
         ? await this.reader.readOldest(ask.range, o.limit + 1)

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
 import {
-  decodeAllOrNothing,
   decodeBase64,
   decodeGatewayError,
   decodeGet,
   decodeGrant,
   decodeInt64,
   decodeKeepAlive,
+  decodeKeyReads,
   decodeKv,
   decodeNumber,
   decodeRange,
@@ -152,16 +152,11 @@ describe("range", () => {
   });
 });
 
-describe("all-or-nothing txn", () => {
-  it("success: revision is the header revision", () => {
-    expect(decodeAllOrNothing(json(fixtures.txnCreated))).toEqual({ applied: true, revision: 13 });
-  });
-
-  it("failure has no succeeded field and returns the existing kv", () => {
-    expect(decodeAllOrNothing(json(fixtures.txnExists))).toEqual({
-      applied: false,
+describe("the reads of a failed txn (a read-only txn of ranges)", () => {
+  it("each key's kv, and the revision in the header", () => {
+    expect(decodeKeyReads(json(fixtures.txnExists))).toEqual({
       revision: 13,
-      kvs: [
+      reads: [
         {
           key: "leasehold/cron:job9",
           value: '{"owner":"host-a"}',
@@ -173,12 +168,11 @@ describe("all-or-nothing txn", () => {
     });
   });
 
-  it("failure: an absent key (empty range, no kvs field) reads as undefined in its place", () => {
+  it("an absent key (empty range, no kvs field) reads as undefined in its place", () => {
     const body = `{"header":{"revision":"20"},"responses":[{"response_range":{"header":{"revision":"20"}}},{"response_range":{"header":{"revision":"20"},"kvs":[{"key":"YQ==","create_revision":"5","mod_revision":"5"}],"count":"1"}}]}`;
-    expect(decodeAllOrNothing(json(body))).toEqual({
-      applied: false,
+    expect(decodeKeyReads(json(body))).toEqual({
       revision: 20,
-      kvs: [undefined, { key: "a", value: "", createRevision: 5, modRevision: 5, lease: 0n }],
+      reads: [undefined, { key: "a", value: "", createRevision: 5, modRevision: 5, lease: 0n }],
     });
   });
 });

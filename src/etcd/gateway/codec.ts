@@ -13,7 +13,7 @@
  */
 
 import type { RangeRead } from "../join.js";
-import type { AllOrNothing, GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
+import type { GetResult, KeyValue, LeaseTtl, RangeResult, ScanResult, WatchEvent } from "../types.js";
 
 /** An etcd error that is not about reachability (bad request, auth failure, ...). */
 export class EtcdGatewayError extends Error {
@@ -152,18 +152,6 @@ export function decodeScan(body: Json): ScanResult {
 export function decodeGet(body: Json): GetResult {
   const raw = kvsOf(body)[0];
   return { revision: headerRevision(body), ...(raw ? { kv: decodeKv(raw) } : {}) };
-}
-
-/** Response of an all-or-nothing txn whose failure branch ranges each key in turn. */
-export function decodeAllOrNothing(body: Json): AllOrNothing {
-  const revision = headerRevision(body);
-  if (body.succeeded === true) return { applied: true, revision };
-  const responses = Array.isArray(body.responses) ? (body.responses as Json[]) : [];
-  const kvs = responses.map((r) => {
-    const raw = kvsOf((r.response_range ?? {}) as Json)[0];
-    return raw ? decodeKv(raw) : undefined;
-  });
-  return { applied: false, revision, kvs };
 }
 
 /** Response of `encodeJoinReads`' txn: its revision and its ranges. */

@@ -134,7 +134,7 @@ export function coalescedTxns(
     },
     (r, item, i, shared) => settleGuarded(r, item.write, i, shared),
     (i) => i.line,
-    // 3 compares (and as many failure-branch reads) each: 3 × 32 stays within the default 128.
+    // Up to 3 compares each: 3 × 32 stays within etcd's default --max-txn-ops of 128.
     Math.min(maxBatch, 32),
     inFlight,
   );

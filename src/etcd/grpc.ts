@@ -1,7 +1,7 @@
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from "cockatiel";
 import { Etcd3, type IRangeResponse, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { Deadline } from "../timers.js";
-import { etcdMethods, GrpcChannel, type Method } from "./grpc/channel.js";
+import { GrpcChannel } from "./grpc/channel.js";
 import {
   decodeJoinReads,
   decodeKeyReads,
@@ -16,6 +16,7 @@ import {
   toScan,
   translate,
 } from "./grpc/codec.js";
+import { etcdMethods, type Method } from "./grpc/methods.js";
 import { grpcWatchStream, WatchStreamRenewal } from "./grpc/watch.js";
 import { comparedKeys, splitReads } from "./guarded.js";
 import { readFailedJoin } from "./join.js";

@@ -1,7 +1,7 @@
 import type { IKeyValue, IRangeRequest, ITxnRequest } from "etcd3";
 import { describe, expect, it } from "vitest";
-import { genericMethods } from "../../src/etcd/grpc/channel.js";
 import { guardedTxn, joinTxn, scanRequest } from "../../src/etcd/grpc/codec.js";
+import { genericMethods } from "../../src/etcd/grpc/methods.js";
 import {
   decodeLeaseKeepAliveResponse,
   decodeRangeResponse,

@@ -22,388 +22,40 @@
  * too, and comes back only once a ping is answered again; a request that never reached
  * its member (no connection, or a stream refused by a member going away) goes on to the
  * next one, within the same deadline. Nothing that may have reached etcd is sent again.
+ *
+ * The parts: methods.ts (each method's path and codec; proto.ts and wire.ts encode the
+ * busiest messages by hand), frames.ts (gRPC framing and status on one stream, and its
+ * failure as etcd3's error), member.ts (one member's connection and whether to pass it
+ * over); this file, the calls.
  */
 
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect,
-  constants,
-  type Http2Session,
-  type IncomingHttpHeaders,
-  type OutgoingHttpHeaders,
-} from "node:http2";
-import { createRequire } from "node:module";
-import { loadSync } from "@grpc/proto-loader";
-import { castGrpcError } from "etcd3";
+import { type ClientHttp2Stream, constants, type OutgoingHttpHeaders } from "node:http2";
 import { Deadline } from "../../timers.js";
 import { isAuthNotEnabled, refusesToken } from "../gateway/codec.js";
 import { EtcdUnavailableError } from "../types.js";
 import { isConnectionFailure } from "./codec.js";
 import {
-  decodeLeaseKeepAliveResponse,
-  decodeRangeResponse,
-  decodeTxnResponse,
-  encodeLeaseKeepAliveRequest,
-  encodeRangeRequest,
-  encodeTxnRequest,
-} from "./proto.js";
-
-/** A gRPC method: its path and its messages' codec. */
-export interface Method<Req, Res> {
-  path: string;
-  encode(req: Req): Buffer;
-  decode(buf: Buffer): Res;
-}
-
-/** A method with etcd3's codec, both ways (the tests check the hand codec against it). */
-// biome-ignore lint/suspicious/noExplicitAny: the request and answer types are etcd3's, given at each use
-type GenericMethod = Method<any, any> & { decodeRequest(b: Buffer): unknown; encodeResponse(r: unknown): Buffer };
-
-/**
- * The methods of etcd's services the service calls, each with etcd3's codec: its own
- * rpc.proto through @grpc/proto-loader with its options (so the messages have etcd3's
- * shapes).
- */
-export function genericMethods() {
-  const proto = createRequire(import.meta.url).resolve("etcd3/proto/rpc.proto");
-  const def = loadSync(proto, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
-  const method = (service: string, name: string): GenericMethod => {
-    const m = (def[`etcdserverpb.${service}`] as Record<string, unknown>)[name] as {
-      path: string;
-      requestSerialize(req: unknown): Buffer;
-      requestDeserialize(buf: Buffer): unknown;
-      responseSerialize(res: unknown): Buffer;
-      responseDeserialize(buf: Buffer): unknown;
-    };
-    return {
-      path: m.path,
-      encode: (r) => m.requestSerialize(r),
-      decode: (b) => m.responseDeserialize(b),
-      decodeRequest: (b) => m.requestDeserialize(b),
-      encodeResponse: (r) => m.responseSerialize(r),
-    };
-  };
-  return {
-    range: method("KV", "Range"),
-    txn: method("KV", "Txn"),
-    leaseGrant: method("Lease", "LeaseGrant"),
-    leaseRevoke: method("Lease", "LeaseRevoke"),
-    leaseTimeToLive: method("Lease", "LeaseTimeToLive"),
-    leaseKeepAlive: method("Lease", "LeaseKeepAlive"),
-    status: method("Maintenance", "Status"),
-    authenticate: method("Auth", "Authenticate"),
-  };
-}
-
-/** `genericMethods`, with the messages of every grant and release (proto.ts) encoded and decoded by hand. */
-export function etcdMethods() {
-  const generic = genericMethods();
-  return {
-    ...generic,
-    range: { path: generic.range.path, encode: encodeRangeRequest, decode: decodeRangeResponse },
-    txn: { path: generic.txn.path, encode: encodeTxnRequest, decode: decodeTxnResponse },
-    leaseKeepAlive: {
-      path: generic.leaseKeepAlive.path,
-      encode: encodeLeaseKeepAliveRequest,
-      decode: decodeLeaseKeepAliveResponse,
-    },
-  };
-}
+  FrameReader,
+  frame,
+  grpcError,
+  INTERNAL,
+  MAX_MESSAGE,
+  RESOURCE_EXHAUSTED,
+  track,
+  transportError,
+  wasUnsent,
+} from "./frames.js";
+import { Member, type MemberTls, origin, STREAMS_PER_CONNECTION } from "./member.js";
+import type { etcdMethods, Method } from "./methods.js";
 
 export interface ChannelOptions {
   endpoints: string[];
   timeoutMs: number;
-  tls?: { ca?: string; cert?: string; key?: string };
+  tls?: MemberTls;
   username?: string;
   password?: string;
   /** Streams a connection opens before it is replaced (tests set a small one). */
   streamsPerConnection?: number;
-}
-
-const STATUS_NAMES = [
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-];
-const UNKNOWN = 2;
-const RESOURCE_EXHAUSTED = 8;
-const INTERNAL = 13;
-const UNAVAILABLE = 14;
-
-/** The largest answer taken, as grpc-js's default (4 MiB). */
-const MAX_MESSAGE = 4 * 1024 * 1024;
-
-/**
- * A call's failure as grpc-js reports one (`code`, `details`, "14 UNAVAILABLE: ..."),
- * cast to etcd3's error classes: what the transport's callers already translate.
- */
-export function grpcError(code: number, details: string): Error {
-  const err = Object.assign(new Error(`${code} ${STATUS_NAMES[code] ?? "UNKNOWN"}: ${details}`), { code, details });
-  return castGrpcError(err);
-}
-
-/** `message` with the 5-byte gRPC prefix (not compressed, length). */
-function frame(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, 5);
-  return out;
-}
-
-/** Splits gRPC frames out of a stream's DATA, across chunk boundaries. */
-export class FrameReader {
-  private buffered: Buffer | undefined;
-
-  /** The messages complete so far; throws a grpcError on a frame it cannot take. */
-  push(chunk: Buffer): Buffer[] {
-    let buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
-    const out: Buffer[] = [];
-    while (buf.length >= 5) {
-      if (buf[0] !== 0) throw grpcError(INTERNAL, "etcd sent a compressed message, which was not asked for");
-      const length = buf.readUInt32BE(1);
-      if (length > MAX_MESSAGE) {
-        throw grpcError(RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${MAX_MESSAGE})`);
-      }
-      if (buf.length < 5 + length) break;
-      out.push(buf.subarray(5, 5 + length));
-      buf = buf.subarray(5 + length);
-    }
-    this.buffered = buf.length > 0 ? buf : undefined;
-    return out;
-  }
-}
-
-/** The gRPC status of an answer: from its trailers, or from its headers when it had no body. */
-function statusOf(headers: IncomingHttpHeaders | undefined, trailers: IncomingHttpHeaders | undefined) {
-  const from = trailers?.["grpc-status"] !== undefined ? trailers : headers;
-  const raw = from?.["grpc-status"];
-  if (raw === undefined) return undefined;
-  const code = Number(raw);
-  let details = String(from?.["grpc-message"] ?? "");
-  try {
-    details = decodeURIComponent(details);
-  } catch {}
-  return { code: Number.isInteger(code) && code >= 0 ? code : UNKNOWN, details };
-}
-
-/** How long a member that could not be reached, or went silent, is passed over (with several members). */
-const SKIP_MS = 1_000;
-
-/**
- * Streams one connection opens before later calls go to a fresh one: a client's stream
- * IDs are odd and end at 2^31 - 1, and a connection out of them can open no stream again
- * (every call on it would fail, forever, at about 2^30 calls).
- */
-const STREAMS_PER_CONNECTION = 2 ** 30 - 2 ** 16;
-
-/** One member's HTTP/2 connection, opened when first needed and again after it ends. */
-class Member {
-  private session: ClientHttp2Session | undefined;
-  /** Streams opened on `session`. */
-  private opened = 0;
-  /** Until when calls pass this member over; 0 while it is thought up. */
-  private skipUntil = 0;
-  /** A connection whose ping is awaited: until it answers, calls pass this member over. */
-  private probing: Http2Session | undefined;
-
-  constructor(
-    readonly origin: string,
-    private readonly tls: ChannelOptions["tls"],
-    private readonly pingMs: number,
-    private readonly streamsPerConnection: number,
-  ) {}
-
-  /** A new stream on the member's connection (opened if need be). */
-  stream(headers: OutgoingHttpHeaders): ClientHttp2Stream {
-    const s = this.connected();
-    const stream = s.request(headers, { endStream: false });
-    if (++this.opened >= this.streamsPerConnection) {
-      // The streams open on it finish; the next call connects anew.
-      this.session = undefined;
-      s.close();
-    }
-    return stream;
-  }
-
-  /**
-   * Whether calls should pass this member over now: it could not be reached or went silent
-   * lately, or a ping it owes is awaited. Once its time is out it comes back only after a
-   * ping on a fresh connection is answered, so no call waits out its deadline on a member
-   * that is still paused (the kernel accepts its connections, nothing answers on them).
-   */
-  skipped(now: number): boolean {
-    if (this.probing) return true;
-    if (this.skipUntil === 0) return false;
-    if (this.skipUntil > now) return true;
-    this.probe(this.connected());
-    return true;
-  }
-
-  /** It could not be reached: passed over for a while. */
-  skip(): void {
-    this.skipUntil = Date.now() + SKIP_MS;
-  }
-
-  /**
-   * A call on `s` missed its deadline, or a stream's requests went unanswered: if `s`
-   * never came up, is closing, or does not answer a ping in time, it is dropped (the
-   * streams left on it fail) and the member passed over for a while; nothing else ends a
-   * connection to a peer that just stops answering.
-   */
-  suspect(s: Http2Session | undefined): void {
-    if (!s || s.destroyed || this.probing === s) return;
-    if (s.connecting || s.closed) this.failed(s);
-    else this.probe(s);
-  }
-
-  close(): void {
-    const s = this.session;
-    this.session = undefined;
-    s?.destroy();
-  }
-
-  /** Pings `s` (once it is connected: Node cancels a ping sent before), within `pingMs`. */
-  private probe(s: Http2Session): void {
-    this.probing = s;
-    const settle = (ok: boolean) => {
-      clearTimeout(timer);
-      s.off("connect", ping);
-      s.off("close", closed);
-      if (!ok) return this.failed(s);
-      if (this.probing === s) this.probing = undefined;
-      this.skipUntil = 0;
-    };
-    const timer = setTimeout(() => settle(false), this.pingMs);
-    timer.unref();
-    const closed = () => settle(false);
-    const ping = () => {
-      try {
-        s.ping((err) => settle(!err));
-      } catch {
-        settle(false);
-      }
-    };
-    s.once("close", closed);
-    if (s.connecting) s.once("connect", ping);
-    else ping();
-  }
-
-  private failed(s: Http2Session): void {
-    if (this.probing === s) this.probing = undefined;
-    this.skip();
-    if (this.session === s) this.session = undefined;
-    if (!s.destroyed) s.destroy();
-  }
-
-  private connected(): ClientHttp2Session {
-    const current = this.session;
-    if (current && !current.closed && !current.destroyed) return current;
-    const tls = this.tls;
-    const s = connect(this.origin, {
-      ...(tls?.ca ? { ca: tls.ca } : {}),
-      ...(tls?.cert ? { cert: tls.cert } : {}),
-      ...(tls?.key ? { key: tls.key } : {}),
-      // As grpc-js: Node's default cap on a session's buffered memory (10 MB) makes it
-      // refuse new streams under load (thousands of waiters' keep-alives and txns).
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
-    });
-    // Calls in flight keep the process up through their timers; an idle connection must not.
-    s.unref();
-    s.on("error", () => {}); // each stream reports the failure to its own call
-    s.on("goaway", () => {
-      // No new streams on it: the ones open finish, later calls connect anew.
-      if (this.session === s) this.session = undefined;
-    });
-    s.on("close", () => {
-      if (this.session === s) this.session = undefined;
-    });
-    // (Node's HTTP/2 turns Nagle's algorithm off on the socket itself.)
-    this.session = s;
-    this.opened = 0;
-    return s;
-  }
-}
-
-/** Marks the errors of requests that never reached etcd: only those may go to another member. */
-const UNSENT = Symbol("unsent");
-
-const unsent = (err: Error): Error => Object.assign(err, { [UNSENT]: true });
-
-/** Whether etcd never saw the request that failed with `err` (so it may be sent again). */
-export const wasUnsent = (err: unknown): boolean => err instanceof Error && UNSENT in err;
-
-/** The transport's failure of a stream that got no gRPC status, as etcd3's error for it. */
-function transportError(err: Error | undefined, wasUp: boolean, rstCode: number | undefined): Error {
-  const cause = err ? ((err.cause as Error | undefined)?.message ?? err.message) : undefined;
-  if (!wasUp) return unsent(grpcError(UNAVAILABLE, `No connection established${cause ? ` (${cause})` : ""}`));
-  // What a member that is going away (GOAWAY) answers to streams it will not process.
-  if (rstCode === constants.NGHTTP2_REFUSED_STREAM) {
-    return unsent(grpcError(UNAVAILABLE, "Connection dropped (the member refused the stream: it is going away)"));
-  }
-  if (rstCode !== undefined && rstCode !== constants.NGHTTP2_NO_ERROR) {
-    return grpcError(INTERNAL, `Received RST_STREAM with code ${rstCode}`);
-  }
-  return grpcError(UNAVAILABLE, `Connection dropped${cause ? ` (${cause})` : ""}`);
-}
-
-/**
- * Follows one stream to its end: `data` gets each DATA chunk (and may answer an error
- * that cancels the stream), `end` what it ended with: `undefined` for gRPC status OK,
- * else the error (etcd's status, an answer that is not gRPC, or the transport's failure).
- */
-function track(
-  stream: ClientHttp2Stream,
-  data: (chunk: Buffer) => Error | undefined,
-  end: (err: Error | undefined) => void,
-): void {
-  // Whether the connection ever came up (settings exchanged): if not, etcd never saw the request.
-  const session = stream.session;
-  let wasUp = session !== undefined && !session.connecting;
-  let headers: IncomingHttpHeaders | undefined;
-  let trailers: IncomingHttpHeaders | undefined;
-  let failure: Error | undefined;
-  let own: Error | undefined;
-  stream.on("response", (h) => {
-    headers = h;
-    wasUp = true;
-  });
-  stream.on("trailers", (t) => {
-    trailers = t;
-  });
-  stream.on("data", (chunk: Buffer) => {
-    if (own) return;
-    own = data(chunk);
-    if (own) stream.close(constants.NGHTTP2_CANCEL);
-  });
-  stream.on("error", (err: Error) => {
-    failure ??= err;
-  });
-  stream.on("close", () => {
-    if (own) return end(own);
-    const status = statusOf(headers, trailers);
-    if (status) return end(status.code === 0 ? undefined : grpcError(status.code, status.details));
-    const http = headers?.[":status"];
-    if (http !== undefined && Number(http) !== 200) return end(grpcError(UNAVAILABLE, `etcd answered HTTP ${http}`));
-    if (headers && !failure) return end(grpcError(INTERNAL, "etcd's answer ended without a gRPC status"));
-    end(transportError(failure, wasUp || (session !== undefined && !session.connecting), stream.rstCode));
-  });
 }
 
 /** What a bidirectional stream reports to its caller. */
@@ -686,21 +338,6 @@ export class GrpcChannel {
       d.done();
     }
   }
-}
-
-/**
- * Where a member is reached: its endpoint's origin, over TLS whenever a CA or a client
- * certificate is given, whatever the endpoint's scheme says (as etcd3 took them, and so
- * the watches, which etcd3 still carries, and the calls go the same way).
- */
-function origin(endpoint: string, tls: ChannelOptions["tls"]): string {
-  const url = new URL(endpoint);
-  if ((tls?.ca || tls?.cert) && url.protocol === "http:") {
-    const port = url.port || "80";
-    url.protocol = "https:";
-    url.port = port;
-  }
-  return url.origin;
 }
 
 function timedOut(op: string, ms: number): EtcdUnavailableError {

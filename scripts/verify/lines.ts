@@ -149,6 +149,9 @@ async function join(
 /** After a refusal or a failure: a short pause before the next try. */
 const backOff = (a: { answer: Answer }) => sleep(a.answer.status === 409 ? uniform(20, 120) : uniform(100, 300));
 
+/** How often etcd's lessor looks for leases past their TTL (its revoke loop). */
+const LESSOR_CHECK_MS = 500;
+
 /**
  * How long a participant's key may stay in etcd once its client is done with it: a
  * waiter's leaves at once, or with its queue lease at worst (a delete whose outcome was
@@ -167,7 +170,12 @@ function departed(
     (how === "waiter" ? Math.max(QUEUE_LEASE_TTL, o.ttl) : how === "holder" ? o.ttl : o.ticketTtl) * 1_000;
   o.gone.expect(place.record, {
     since,
-    limitMs: limitMs + 1_000,
+    // A lease ends its TTL after its last keep-alive, but etcd's lessor looks for expired
+    // leases only every 500 ms and then revokes them through raft, slower right after a
+    // leader change: a waiter's key left to its queue lease once went 6,056–6,301 ms after
+    // a 409 that came just after a member kill (limit 6,000). A key that never goes still
+    // fails the check, once it is 2 s past this.
+    limitMs: limitMs + 1_000 + LESSOR_CHECK_MS,
     what: why,
     ...(create !== undefined ? { create } : {}),
   });

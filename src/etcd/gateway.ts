@@ -248,14 +248,14 @@ export function createGatewayEtcd(opts: GatewayOptions): EtcdClient {
       );
       if (!r.retried) return result;
       // An attempt that broke off may have applied, and then its own keys fail this one:
-      // read them (apart from the txn, which every join would pay for). Every item's key
-      // there, with that item's value and lease, from one txn: it did. None there: a
-      // refusal like any other (had it applied, its keys went since, and the lines hold
-      // none of them either way; a key nobody was told of goes only with its lease). Some
-      // there: the outcome is unknown.
-      const own = await Promise.all(
-        items.map(async (i) => decodeGet(await mustOk("/v3/kv/range", encodeGet(i.key))).kv),
-      );
+      // read them now, in one read-only txn (not at the failed txn's revision: an attempt
+      // still in flight in etcd may apply after it). Every item's key there, with that
+      // item's value and lease, from one txn: it did. None there: a refusal like any other
+      // (had it applied, its keys went since, and the lines hold none of them either way;
+      // a key nobody was told of goes only with its lease). Some there: the outcome is
+      // unknown.
+      const keys = items.map((i) => i.key);
+      const own = decodeKeyReads(await mustOk("/v3/kv/txn", encodeKeyReads(keys, undefined))).reads;
       const earlier = earlierJoin(items, own);
       if (earlier === "none") return result;
       if (earlier === "unknown") {

@@ -25,7 +25,7 @@ export interface RangeRead {
   count: number;
 }
 
-/** How many ranges a failed join reads for `item` (at most JOIN_READS_PER_ITEM). */
+/** How many ranges a failed join reads for `item`: 1 to 3. */
 export function readsOf(item: JoinItem): number {
   return 1 + (readsNewest(item) ? 1 : 0) + (item.absent === undefined ? 0 : 1);
 }
@@ -35,14 +35,8 @@ export function readsNewest(item: JoinItem): boolean {
   return item.maxCreateRevision > 0;
 }
 
-/** The join's answer: on failure its reads (`readsOf` each item, in order) as JoinReads. */
-export function joinOutcome(
-  items: readonly JoinItem[],
-  succeeded: boolean,
-  revision: number,
-  ranges: RangeRead[],
-): JoinAllResult {
-  if (succeeded) return { applied: true, revision };
+/** A failed join's answer: its reads (`readsOf` each item, in order) as JoinReads. */
+function failedJoin(items: readonly JoinItem[], revision: number, ranges: RangeRead[]): JoinAllResult {
   const reads: JoinRead[] = [];
   let n = 0;
   for (const item of items) {
@@ -100,5 +94,5 @@ export async function readFailedJoin(
   read: PinnedRead<JoinItem, RangeRead>,
 ): Promise<JoinAllResult> {
   const r = await readPinned(items, readsOf, revision, read);
-  return joinOutcome(items, false, r.revision, r.reads);
+  return failedJoin(items, r.revision, r.reads);
 }

@@ -130,18 +130,12 @@ export interface JoinItem {
 export const MAX_TXN_OPS = 128;
 
 /**
- * Reads a failed `joinAll` makes per item at most (see src/etcd/join.ts): 1, one more for
- * an item with `maxCreateRevision` > 0, one more for an item with `absent`.
- */
-export const JOIN_READS_PER_ITEM = 3;
-
-/**
  * Items one `joinAll` takes at most: each has up to two compares and two puts, and etcd
  * counts each branch against MAX_TXN_OPS (the reads of a failed join go apart).
  */
 export const JOIN_ITEMS_PER_TXN = MAX_TXN_OPS / 2;
 
-/** What a failed join read of its range, in the same txn. */
+/** What a failed join read of its range, at the failed txn's revision. */
 export interface JoinRead {
   /** The oldest keys by create revision, at most `readLimit`. */
   kvs: KeyValue[];

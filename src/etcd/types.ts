@@ -280,8 +280,9 @@ export interface EtcdClient {
   /**
    * One txn: if every item's compare holds (see JoinItem) then Put each item's key
    * else read each item's range (JoinRead; see src/etcd/join.ts). Items' keys must be
-   * distinct and their ranges must not overlap; at most JOIN_ITEMS_PER_TXN items. Rejects with `LeaseNotFoundError` when a lease does not exist
-   * (then nothing was written).
+   * distinct and their ranges must not overlap; at most JOIN_ITEMS_PER_TXN items.
+   * Rejects with `LeaseNotFoundError` when a lease does not exist (then nothing was
+   * written).
    */
   joinAll(items: JoinItem[]): Promise<JoinAllResult>;
   /**

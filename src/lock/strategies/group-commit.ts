@@ -86,7 +86,8 @@ export function singleTxns(etcd: EtcdClient): SingleKeyTxns {
  *
  * One partial batch in flight at a time (`maxInFlight`), so batches grow with load; but
  * a full batch never waits (up to `maxFullInFlight` txns in all): with a batch size
- * capped (joins: 32, by etcd's op limit) and one txn at a time, a cycle rate is capped
+ * capped (by etcd's op limit; joins were 32 when this was measured) and one txn at a
+ * time, a cycle rate is capped
  * at a batch per round trip. Measured (BENCHMARKS.md, session 8): at 256 callers on the
  * gateway, joins of 32 one at a time gave 0.7× the rate of 64-item creates.
  */

@@ -265,8 +265,12 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
 
   it("processes the command leaves behind get SIGTERM, SIGKILL after --grace, before the lock is released", async () => {
     const name = uniqueName("stragglers");
-    // One grandchild that obeys SIGTERM, one that ignores it.
-    const script = `${GRANDCHILD}; (trap '' TERM; exec sleep 1000) >/dev/null 2>&1 </dev/null & echo "stubborn=$!"; echo bye; exit 3`;
+    // One grandchild that obeys SIGTERM, one that ignores it. The command ends only once the
+    // stubborn one has set its trap (it marks a file): exec signals the group as soon as the
+    // command ends, and a subshell not yet past `trap` died of that SIGTERM on a loaded CI run.
+    const armed = join(dir, `${name}.armed`);
+    const stubbornJob = `(trap '' TERM; : > '${armed}'; exec sleep 1000) >/dev/null 2>&1 </dev/null & echo "stubborn=$!"`;
+    const script = `${GRANDCHILD}; ${stubbornJob}; until [ -e '${armed}' ]; do sleep 0.02; done; echo bye; exit 3`;
     // The grace is long enough that a loaded machine still reads the lock before it runs out
     // (with 3 s, a CI run at high load once read the lock only after the release).
     const run = startCli(["exec", name, "--grace", "10", "--", "sh", "-c", script], env);

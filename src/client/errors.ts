@@ -5,7 +5,8 @@ import type { Problem, ProblemCode } from "./types.js";
  * Why a call failed: a problem `code` from the service, or one of the client's own:
  * `network-error` (no answer), `timeout` (no answer in time), `invalid-response`
  * (an answer that is not what the API promises), `lock-expired` (withLock saw no
- * successful renew before its own deadline).
+ * successful renew before its own deadline), `redirected` (the URL answered with a
+ * redirect, which the client does not follow: point it at the service itself).
  */
 export type LeaseholdErrorCode =
   | ProblemCode
@@ -13,6 +14,7 @@ export type LeaseholdErrorCode =
   | "timeout"
   | "invalid-response"
   | "lock-expired"
+  | "redirected"
   | (string & {});
 
 export class LeaseholdError extends Error {
@@ -53,7 +55,14 @@ export class LeaseholdError extends Error {
 }
 
 /** The error for a non-2xx answer: its problem when the body is one, else its status. */
-export function problemError(method: string, path: string, res: Response, body: unknown): LeaseholdError {
+/** What problemError reads of an answer (a fetch Response, or the client's own reply). */
+interface Answered {
+  status: number;
+  statusText: string;
+  headers: { get(name: string): string | null };
+}
+
+export function problemError(method: string, path: string, res: Answered, body: unknown): LeaseholdError {
   const problem =
     typeof body === "object" && body !== null && typeof (body as Problem).code === "string"
       ? (body as Problem)

@@ -10,6 +10,7 @@
 import { describe, LeaseholdError, problemError } from "./errors.js";
 import { type Connect, EventStream, type LeaseholdEvent, type ObserveOptions } from "./observe.js";
 import { backoff, follow, sleep } from "./timing.js";
+import { fetchSend, isNode, nodeSend, type Reply, type Send } from "./transport.js";
 import type {
   Fence,
   Grant,
@@ -229,14 +230,27 @@ export interface Leadership extends HeldLock {
 export class LeaseholdClient {
   readonly url: string;
   readonly #apiKey: string | undefined;
+  /** The URL for messages (a fixed phrase when it cannot be parsed: see `shownUrl`). */
+  readonly #shownUrl: string;
+  /** For event streams. */
   readonly #fetch: typeof fetch;
+  /** For calls whose whole answer `#call` reads (see transport.ts). */
+  readonly #send: Send;
   readonly #timeoutMs: number;
   readonly #lines: Lines;
 
   constructor(o: ClientOptions = {}) {
     this.url = (o.url ?? env("LEASEHOLD_URL") ?? DEFAULT_URL).replace(/\/+$/, "");
+    this.#shownUrl = shownUrl(this.url);
     this.#apiKey = o.apiKey ?? env("LEASEHOLD_API_KEY");
-    this.#fetch = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    if (this.#apiKey !== undefined && !HEADER_VALUE.test(this.#apiKey)) {
+      // Never quoted: it is a secret.
+      throw new TypeError(
+        "the API key has a character a header cannot carry (a line break, a control character, or one above U+00FF)",
+      );
+    }
+    this.#fetch = o.fetch ?? plainFetch;
+    this.#send = o.fetch ? fetchSend(o.fetch) : (nodeSend() ?? runtimeSend);
     this.#timeoutMs = o.timeoutMs ?? 15_000;
     this.#lines = new Lines((method, path, c) => this.#call(method, path, c), this.#timeoutMs);
   }
@@ -430,6 +444,7 @@ export class LeaseholdClient {
           ...(this.#apiKey ? { authorization: `Bearer ${this.#apiKey}` } : {}),
           ...(lastEventId ? { "last-event-id": lastEventId } : {}),
         },
+        redirect: "manual",
         signal,
       });
     const only = (e: LeaseholdEvent) => typeof target !== "string" || e.type === "reset" || e.name === target;
@@ -466,6 +481,17 @@ export class LeaseholdClient {
       ...(o.json !== undefined ? { "content-type": "application/json" } : {}),
       ...o.headers,
     };
+    if (o.headers) {
+      for (const [name, value] of Object.entries(o.headers)) {
+        // A caller's value (an Idempotency-Key) that no request can carry: said here, by
+        // its name only, rather than as a network error that acquire would retry.
+        if (!HEADER_VALUE.test(value)) {
+          throw new TypeError(
+            `${name} has a character a header cannot carry (a line break, a control character, or one above U+00FF)`,
+          );
+        }
+      }
+    }
     const controller = new AbortController();
     const timeoutMs = o.timeoutMs ?? this.#timeoutMs;
     let timedOut = false;
@@ -475,27 +501,38 @@ export class LeaseholdClient {
     }, timeoutMs);
     const unlink = follow(o.signal, controller);
     try {
-      let res: Response;
-      let text: string;
+      let res: Reply;
       try {
-        res = await this.#fetch(this.url + path, {
+        // Never followed (see runtimeSend): a redirect is the `redirected` error below.
+        res = await this.#send(this.url + path, {
           method,
           headers,
           signal: controller.signal,
           ...(o.json !== undefined ? { body: JSON.stringify(o.json) } : {}),
         });
-        text = await res.text();
       } catch (err) {
         if (o.signal?.aborted) throw o.signal.reason;
+        if ((err as { cause?: { message?: string } }).cause?.message === "unexpected redirect")
+          throw redirected(method, path, 0);
         if (timedOut) {
-          throw new LeaseholdError("timeout", `${method} ${path}: no answer from ${this.url} within ${timeoutMs} ms`);
+          throw new LeaseholdError(
+            "timeout",
+            `${method} ${path}: no answer from ${this.#shownUrl} within ${timeoutMs} ms`,
+          );
         }
-        throw new LeaseholdError("network-error", `${method} ${path}: ${this.url} did not answer: ${describe(err)}`, {
-          cause: err,
-        });
+        throw new LeaseholdError(
+          "network-error",
+          `${method} ${path}: ${this.#shownUrl} did not answer: ${describe(err)}`,
+          {
+            cause: err,
+          },
+        );
       }
-      const body = parseJson(text);
-      if (res.ok) {
+      if (res.opaqueRedirect || (res.status >= 300 && res.status < 400)) {
+        throw redirected(method, path, res.status);
+      }
+      const body = parseJson(res.text);
+      if (res.status >= 200 && res.status < 300) {
         if (res.status !== 204 && body === undefined) {
           throw new LeaseholdError("invalid-response", `${method} ${path}: ${res.status} without a JSON body`, {
             status: res.status,
@@ -661,7 +698,7 @@ type CallOptions = RequestOptions & {
   /** A 404 `lock-not-found` is an answer (nobody holds it), not an error. */
   free?: boolean;
 };
-type Answer = { status: number; body: unknown; headers: Headers };
+type Answer = { status: number; body: unknown; headers: Reply["headers"] };
 type Call = (method: string, path: string, o: CallOptions) => Promise<Answer>;
 
 /** What an acquire or a redeem came back with: a grant (and its send time) or a place in line. */
@@ -1194,6 +1231,53 @@ function env(name: string): string | undefined {
     return undefined;
   }
 }
+
+/** What a header value may hold: visible ASCII, spaces and tabs, and Latin-1. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * The service's URL as messages show it. A URL with a user name or password is refused:
+ * sent as Basic auth (or refused by fetch with the whole URL in its message), and shown
+ * in messages, the password would go where an API key never does.
+ */
+function shownUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "the service's URL"; // unusable: each call says so as a network error
+  }
+  if (parsed.username || parsed.password) {
+    throw new TypeError("the service URL has a user name or password in it: pass an API key (apiKey) instead");
+  }
+  return url;
+}
+
+function redirected(method: string, path: string, status: number): LeaseholdError {
+  return new LeaseholdError(
+    "redirected",
+    `${method} ${path}: the URL answered with a redirect${status ? ` (${status})` : ""}, which the client does not follow (it would send the request's lease or ticket on); point the client at the service itself`,
+    { status },
+  );
+}
+
+/** The runtime's fetch, looked up at each call (a test or polyfill may replace it). */
+function plainFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  return globalThis.fetch(input, init);
+}
+
+/**
+ * What `#call` sends with where Node's own client is not at hand (see transport.ts), or
+ * off Node. The client never follows a redirect: the service never sends one, and
+ * following it would send the request's body (a lease handle, a ticket) on to wherever it
+ * points, so every call and event stream asks for `redirect: "manual"` (understood by
+ * every runtime's fetch, and by one passed in `fetch`): a redirect comes back as a 3xx (or
+ * an opaque answer) and `#call` makes it a `redirected` error. On Node, calls go with
+ * `redirect: "error"` and no window instead: Node's fetch clones every request that may be
+ * redirected before sending it, which tees its body into two new streams on every call,
+ * about a fifth of the client's CPU per acquire + release (BENCHMARKS.md, session 10).
+ */
+const runtimeSend: Send = fetchSend(plainFetch, isNode() ? { redirect: "error", window: null } : {});
 
 /** A random UUID for Idempotency-Key: Web Crypto everywhere; Node 18 keeps it in node:crypto. */
 async function randomUUID(): Promise<string> {

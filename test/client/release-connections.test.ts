@@ -26,21 +26,23 @@ async function connectionsDuring(fn: () => Promise<void>): Promise<number> {
   return count() - before;
 }
 
-/**
- * A fresh client on Node's own global fetch, as users run it, warmed by one call so
- * that the connection it opens first is not counted against the cycles.
- */
-async function warmClient(): Promise<LeaseholdClient> {
-  const client = createClient({ url: svc.url });
-  await client.list({ limit: 1 });
-  return client;
-}
-
 // At most 2: undici may open a second connection when a request is sent in the same
 // tick as the previous answer ends, before that connection is back in its pool.
 const FEW = 2;
 
-describe("the official client on Node's fetch keeps its connection", () => {
+// As users run it on Node (node:http, src/client/transport.ts), and on Node's global fetch
+// (what it uses given a `fetch`, and on every other runtime).
+describe.each([
+  ["node:http", {}],
+  ["Node's fetch", { fetch: (input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init) }],
+])("the official client on %s keeps its connection", (_, options) => {
+  /** A fresh client, warmed by one call so that the connection it opens first is not counted against the cycles. */
+  async function warmClient(): Promise<LeaseholdClient> {
+    const client = createClient({ url: svc.url, ...options });
+    await client.list({ limit: 1 });
+    return client;
+  }
+
   it(`across ${CYCLES} lock acquire and release cycles`, async () => {
     const client = await warmClient();
     const name = uniqueName("conn");

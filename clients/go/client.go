@@ -33,8 +33,10 @@ type Client struct {
 	URL string
 	// APIKey is sent as "Authorization: Bearer <APIKey>" when not empty.
 	APIKey string
-	// HTTPClient makes the requests (http.DefaultClient when nil). Leave its Timeout
-	// at 0: the client sets a deadline on each request itself.
+	// HTTPClient makes the requests (when nil, http.DefaultClient's transport, not
+	// following redirects). Leave its Timeout at 0: the client sets a deadline on each
+	// request itself. One of your own that follows redirects would re-send a request's
+	// body, lease or ticket included, to wherever a redirect points.
 	HTTPClient *http.Client
 	// Timeout is each request's deadline on top of its wait (DefaultTimeout when 0).
 	Timeout time.Duration
@@ -607,6 +609,10 @@ const maxAnswer = 4 << 20
 // asks the service to wait). A non-2xx answer is an *Error; so is no answer, unless
 // ctx ended first, in which case the error wraps ctx.Err().
 func (c *Client) call(ctx context.Context, method, path string, body any, header map[string]string, extra time.Duration) (*answer, error) {
+	// Checked at each call, not by NewClient: the fields may be set after it.
+	if detail := c.unsendable(header); detail != "" {
+		return nil, clientError(CodeInvalidConfig, method, path, "%s", detail)
+	}
 	var reader io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -638,7 +644,7 @@ func (c *Client) call(ctx context.Context, method, path string, body any, header
 	}
 	hc := c.HTTPClient
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = noRedirects
 	}
 	res, err := hc.Do(req)
 	var data []byte
@@ -668,6 +674,65 @@ func (c *Client) call(ctx context.Context, method, path string, body any, header
 		return nil, e
 	}
 	return &answer{status: res.StatusCode, body: data, header: res.Header}, nil
+}
+
+// unsendable says what of the request no request may carry ("" when all is well),
+// never quoting it: the URL's password and the API key are secrets. A URL with a user
+// name or password would be sent as Basic auth, and printed in every network error's
+// message; a line break in a header value would end it (net/http refuses it, as a
+// failure an acquire would retry for RetryFor).
+func (c *Client) unsendable(header map[string]string) string {
+	if hasCredentials(c.URL) {
+		return "the service URL has a user name or password in it: pass an API key (APIKey) instead"
+	}
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "the service URL must be http:// or https:// with a host"
+	}
+	if !headerValueOK(c.APIKey) {
+		return "the API key " + cannotCarry
+	}
+	for name, value := range header {
+		if !headerValueOK(value) {
+			return name + " " + cannotCarry
+		}
+	}
+	return ""
+}
+
+const cannotCarry = "has a character a header cannot carry (a line break, a control character, or one above U+00FF)"
+
+// hasCredentials reports whether raw has a user name or password in it: in its authority
+// as url.Parse reads it, or as a browser's parser would read one where url.Parse sees
+// an opaque part or a path ("http:u:p@host", "http:/u:p@host").
+func hasCredentials(raw string) bool {
+	if u, err := url.Parse(raw); err == nil && u.User != nil && u.User.String() != "" {
+		return true
+	}
+	_, rest, ok := strings.Cut(raw, ":")
+	authority := strings.TrimLeft(rest, "/\\")
+	if i := strings.IndexAny(authority, "/\\?#"); i >= 0 {
+		authority = authority[:i]
+	}
+	return ok && strings.LastIndexByte(authority, '@') > 0
+}
+
+// headerValueOK reports whether a header can carry v: visible ASCII, spaces and tabs,
+// and Latin-1, as the other leasehold clients define it (a byte that is not UTF-8 reads
+// as U+FFFD, and is refused too).
+func headerValueOK(v string) bool {
+	for _, r := range v {
+		if r != '\t' && (r < 0x20 || r == 0x7f || r > 0xff) {
+			return false
+		}
+	}
+	return true
+}
+
+// noRedirects is the default HTTP client: the service never redirects, and following a
+// 307 or 308 re-sends the body (a lease, a ticket) to wherever it points. A redirect
+// comes back as the answer instead, a CodeRedirected error.
+var noRedirects = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 // unwrapURLError drops *url.Error's "Post URL:" prefix, which repeats what the message says.

@@ -38,6 +38,15 @@ const (
 	CodeInvalidResponse = "invalid-response"
 	// CodeLockExpired: WithLock saw no successful renew before its own deadline.
 	CodeLockExpired = "lock-expired"
+	// CodeRedirected: the URL answered with a redirect, which the client does not follow
+	// (it would send the request's lease or ticket on): point it at the service itself.
+	CodeRedirected = "redirected"
+	// CodeInvalidConfig: what the call would send is something no request may carry: a
+	// Client URL with a user name or password in it (pass an APIKey instead), or one that
+	// is not http:// or https:// with a host; an APIKey or a call's IdempotencyKey with a
+	// character a header cannot carry (a line break, a control character, or one above
+	// U+00FF). Nothing was sent, it is not retried, and the message never quotes the value.
+	CodeInvalidConfig = "invalid-config"
 )
 
 // Sentinels for errors.Is: errors.Is(err, leasehold.ErrLockHeld) is true when err is
@@ -59,6 +68,8 @@ var (
 	ErrTimeout                error = codeError(CodeTimeout)
 	ErrInvalidResponse        error = codeError(CodeInvalidResponse)
 	ErrLockExpired            error = codeError(CodeLockExpired)
+	ErrRedirected             error = codeError(CodeRedirected)
+	ErrInvalidConfig          error = codeError(CodeInvalidConfig)
 )
 
 // codeError is a sentinel: it stands for every *Error with that code.
@@ -81,7 +92,7 @@ type FieldError struct {
 
 // Error is why a call failed: the service's RFC 9457 problem (Status and Code from
 // it), or a failure of the client's own (Status 0; Code network-error, timeout,
-// invalid-response or lock-expired).
+// invalid-response, lock-expired or invalid-config).
 type Error struct {
 	// Status is the HTTP status; 0 when no HTTP answer was received.
 	Status int
@@ -197,6 +208,11 @@ type problemBody struct {
 // else its status.
 func problemError(method, path string, res *http.Response, body []byte) *Error {
 	e := &Error{Status: res.StatusCode, Method: method, Path: path, header: res.Header}
+	if res.StatusCode >= 300 && res.StatusCode <= 399 {
+		e.Code = CodeRedirected
+		e.Detail = fmt.Sprintf("the URL answered with a redirect (%d), which the client does not follow (it would send the request's lease or ticket on); point the client at the service itself", res.StatusCode)
+		return e
+	}
 	var p problemBody
 	if json.Unmarshal(body, &p) == nil && p.Code != "" {
 		e.Code, e.Title, e.Detail = p.Code, p.Title, p.Detail

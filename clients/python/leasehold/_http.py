@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -71,11 +72,38 @@ class Exchange:
             self._abort.leave(self.sock)
 
 
+def has_credentials(url: str) -> bool:
+    """Whether ``url`` has a user name or password in it: in its authority as urlsplit reads
+    it, or as a browser's parser would read one where urlsplit sees a path
+    (``http:u:p@host``)."""
+    if urllib.parse.urlsplit(url).netloc.rpartition("@")[0]:
+        return True
+    _, colon, rest = url.partition(":")
+    authority = re.split(r"[/\\?#]", rest.lstrip("/\\"), maxsplit=1)[0]
+    return bool(colon and authority.rpartition("@")[0])
+
+
+def header_value_ok(value: str) -> bool:
+    """Whether a header can carry ``value``: visible ASCII, spaces and tabs, and Latin-1
+    (http.client sends values as Latin-1; a line break would end the header)."""
+    return all(ch == "\t" or " " <= ch <= "~" or "\x80" <= ch <= "\xff" for ch in value)
+
+
+UNSENDABLE = "has a character a header cannot carry (a line break, a control character, or one above U+00FF)"
+
+
 class Transport:
     def __init__(self, url: str, api_key: Optional[str]) -> None:
+        # Neither is ever quoted: both may be secrets. A URL's password would otherwise be
+        # printed in every network error's message.
+        if has_credentials(url):
+            raise ValueError("the service URL has a user name or password in it: pass an API key (api_key) instead")
+        if api_key and not header_value_ok(api_key):
+            raise ValueError("the API key " + UNSENDABLE)
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("the leasehold URL must be http:// or https:// with a host, got %r" % url)
+            shown = "" if "@" in url else ", got %r" % url
+            raise ValueError("the leasehold URL must be http:// or https:// with a host" + shown)
         self.url = url
         self._https = parts.scheme == "https"
         self._host = parts.hostname
@@ -101,6 +129,11 @@ class Transport:
     ) -> Exchange:
         """Sends a request and returns it with its response, body unread. ``timeout`` bounds
         the connect and each read (the socket's timeout, which the caller may change)."""
+        for name, value in (headers or {}).items():
+            # A caller's value (an Idempotency-Key) that no request can carry: said here, by its
+            # name only, before anything is sent, rather than as an error an acquire would retry.
+            if not header_value_ok(value):
+                raise ValueError("%s %s" % (name, UNSENDABLE))
         h = {"Accept": "application/json"}
         if self._api_key:
             h["Authorization"] = "Bearer " + self._api_key

@@ -178,6 +178,13 @@ class InvalidResponse(LeaseholdError):
     code = "invalid-response"
 
 
+class Redirected(LeaseholdError):
+    """The URL answered with a redirect, which the client does not follow (it would send
+    the request's lease or ticket on): point the client at the service itself."""
+
+    code = "redirected"
+
+
 class Cancelled(LeaseholdError):
     """The call was abandoned (a lock's renew when the block ends, an event stream closed)."""
 
@@ -211,6 +218,13 @@ def problem_error(
     method: str, path: str, status: int, reason: str, headers: Mapping[str, str], body: Any
 ) -> LeaseholdError:
     """The exception for a non-2xx answer: its problem's class when the body is one, else its status."""
+    if 300 <= status < 400:
+        return Redirected(
+            "%s %s: the URL answered with a redirect (%d), which the client does not follow "
+            "(it would send the request's lease or ticket on); point the client at the service itself"
+            % (method, path, status),
+            status=status,
+        )
     problem = body if isinstance(body, dict) and isinstance(body.get("code"), str) else None
     code = problem["code"] if problem else ("backend-unavailable" if status == 503 else "http-%d" % status)
     detail = (problem or {}).get("detail") or reason or "no problem details"

@@ -155,6 +155,8 @@ function show(item: Item, receivedAt: number): Row {
   setClipped(row.valueCell, item.value);
   row.deadline = receivedAt + item.ttl * 1000;
   row.expiredAsked = false;
+  // At once, not at the next tick: a new row never shows an empty TTL.
+  showTtl(row, Date.now());
   return row;
 }
 
@@ -176,8 +178,13 @@ function drop(name: string): void {
   rows.delete(name);
 }
 
-function render(items: Item[], receivedAt: number): void {
-  const seen = new Set<string>();
+/**
+ * `kept`: rows to keep although the listing lacks them, because a `held` event read after
+ * the listing is about to be applied again (dropping them would redraw them, and take
+ * keyboard focus from their buttons).
+ */
+function render(items: Item[], receivedAt: number, kept: Set<string>): void {
+  const seen = new Set<string>(kept);
   for (const item of items) {
     seen.add(item.name);
     const row = show(item, receivedAt);
@@ -185,10 +192,18 @@ function render(items: Item[], receivedAt: number): void {
     if (row.waitersCell.textContent !== waiters) row.waitersCell.textContent = waiters;
   }
   for (const name of [...rows.keys()]) if (!seen.has(name)) drop(name);
-  // Keep name order (the API's order) without rebuilding rows.
+  // Keep name order (the API's order), moving only a row that is out of place: moving a
+  // row takes it out of the document for a moment, and the browser then takes keyboard
+  // focus away from its button (a keyboard user's Enter would land nowhere).
+  const listed = new Set(items.map((item) => item.name));
+  let next = body.firstElementChild as HTMLTableRowElement | null;
   for (const item of items) {
     const row = rows.get(item.name);
-    if (row) body.append(row.tr);
+    if (!row) continue;
+    // A kept row stays where it was put.
+    while (next && !listed.has(next.dataset.name ?? "")) next = next.nextElementSibling as HTMLTableRowElement | null;
+    if (row.tr === next) next = next.nextElementSibling as HTMLTableRowElement | null;
+    else body.insertBefore(row.tr, next);
   }
   tick();
 }
@@ -231,11 +246,15 @@ function showCounts(): void {
   say(semaphoreCount > 0 ? `${held} · ${counted(semaphoreCount, "semaphore")}` : held);
 }
 
+function showTtl(row: Row, now: number): void {
+  const text = formatDuration(Math.ceil((row.deadline - now) / 1000));
+  if (row.ttlCell.textContent !== text) row.ttlCell.textContent = text;
+}
+
 function tick(): void {
   const now = Date.now();
   for (const row of rows.values()) {
-    const text = formatDuration(Math.ceil((row.deadline - now) / 1000));
-    if (row.ttlCell.textContent !== text) row.ttlCell.textContent = text;
+    showTtl(row, now);
     // Run out without a `free` event: renewed since (or the event is on its way). Re-read.
     if (now > row.deadline + 1000 && !row.expiredAsked) {
       row.expiredAsked = true;
@@ -275,6 +294,7 @@ const inputs = () => JSON.stringify([prefixInput.value, keyInput.value]);
 let loading: string | null = null;
 let again = false;
 let lastLoad = 0;
+let loadsEnded = 0;
 /**
  * Lock events that arrived while a load was in flight: the listing may have been read
  * before them, so they are applied again on top of it.
@@ -295,7 +315,8 @@ async function refresh(): Promise<void> {
   try {
     const [items, semaphores] = await Promise.all([fetchAll<Item>("locks"), fetchAll<Semaphore>("semaphores")]);
     if (asked === inputs()) {
-      render(items, sentAt);
+      const kept = new Set(replay.filter(([type]) => type === "held").map(([, c]) => c.name));
+      render(items, sentAt, kept);
       renderSemaphores(semaphores);
       for (const [type, change] of replay) apply(type, change);
       showCounts();
@@ -308,6 +329,8 @@ async function refresh(): Promise<void> {
   } finally {
     loading = null;
     replay = null;
+    // How many loads have ended: lets a test wait for one instead of sleeping.
+    document.body.dataset.loads = String(++loadsEnded);
     if (again) {
       again = false;
       void refresh();

@@ -144,11 +144,29 @@ describe("in a real browser (Chromium)", () => {
       // Labels are wired to their inputs.
       expect(await page.getByLabel("Filter by name prefix").inputValue()).toBe(name);
       await button.focus();
+      // A change arrives while the button has focus: the table is re-read and redrawn, and
+      // the focus stays where the keyboard put it (redrawing once moved every row, which
+      // took the focus away, and the Enter below then did nothing).
+      const loadsEnded = () => page.evaluate(() => Number(document.body.dataset.loads ?? "0"));
+      const before = await loadsEnded();
+      const other = `${name}-other`;
+      await call(keyed.url, "POST", `/locks/${other}`, { json: { ttl: 60 }, headers });
+      await page.locator(`tr[data-name="${other}"]`).waitFor({ timeout: 5_000 });
+      await expect.poll(loadsEnded, { timeout: 5_000 }).toBeGreaterThan(before);
+      expect(await page.locator("#locks tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.name))).toEqual([
+        name,
+        other,
+      ]);
+      expect(await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe(
+        `Force release ${name}`,
+      );
       await page.keyboard.press("Enter");
       // The confirm dialog, the request and the answer: seconds on a loaded machine (poll's default is 1 s).
       await expect
         .poll(async () => (await call(keyed.url, "GET", `/locks/${name}`, { headers })).status, { timeout: 15_000 })
         .toBe(404);
+      // Only the lock whose button it was.
+      expect((await call(keyed.url, "GET", `/locks/${other}`, { headers })).status).toBe(200);
       await page.close();
     } finally {
       await keyed.stop();
@@ -186,6 +204,65 @@ describe("in a real browser (Chromium)", () => {
     expect(m.tableRight).toBeLessThanOrEqual(m.viewport);
     expect(m.cellWidth).toBeLessThan(m.viewport / 2);
     expect(m.clipped).toBe(true);
+    await page.close();
+  });
+
+  it("a listing read before a grant's event leaves that grant's row in place, its TTL shown and its button focused", async () => {
+    const page = await browser.newPage();
+    await offline(page, svc.url);
+    const base = uniqueName("stale-listing");
+    await page.goto(`${svc.url}/?prefix=${encodeURIComponent(base)}`);
+    await expect.poll(() => page.evaluate(() => document.body.dataset.stream)).toBe("live");
+    await expect.poll(() => page.evaluate(() => Number(document.body.dataset.loads ?? "0"))).toBeGreaterThan(0);
+
+    // The next listing is read from the service at once but handed to the page only when
+    // the test says: it is then older than what the event stream has shown since.
+    let listingRead!: () => void;
+    const read = new Promise<void>((r) => {
+      listingRead = r;
+    });
+    let handOver!: () => void;
+    const gate = new Promise<void>((r) => {
+      handOver = r;
+    });
+    let held = false;
+    await page.route(
+      (url) => url.pathname === "/locks",
+      async (route) => {
+        if (held) return route.fallback();
+        held = true;
+        const response = await route.fetch();
+        listingRead();
+        await gate;
+        await route.fulfill({ response });
+      },
+    );
+    const first = `${base}-a`;
+    const later = `${base}-b`;
+    await call(svc.url, "POST", `/locks/${first}`, { json: { ttl: 50 } }); // its event asks for the listing
+    await read;
+    await call(svc.url, "POST", `/locks/${later}`, { json: { ttl: 50 } });
+    const row = page.locator(`tr[data-name="${later}"]`);
+    await row.waitFor({ timeout: 5_000 });
+    // Shown from its event alone, with its TTL at once (not at the next tick).
+    expect(await row.locator("td.ttl").textContent()).toMatch(/^(49|50) s$/);
+    await row.evaluate((tr) => {
+      tr.dataset.mark = "the first drawing";
+    });
+    await page.getByRole("button", { name: `Force release ${later}` }).focus();
+    const loads = await page.evaluate(() => Number(document.body.dataset.loads ?? "0"));
+    handOver();
+    await expect.poll(() => page.evaluate(() => Number(document.body.dataset.loads ?? "0"))).toBeGreaterThan(loads);
+    // The stale listing lacked the later grant: its row is the same element, not redrawn.
+    expect(await row.getAttribute("data-mark")).toBe("the first drawing");
+    expect(await row.locator("td.ttl").textContent()).toMatch(/^(4\d|50) s$/);
+    expect(await page.evaluate(() => document.activeElement?.getAttribute("aria-label"))).toBe(
+      `Force release ${later}`,
+    );
+    expect(await page.locator("#locks tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.name))).toEqual([
+      first,
+      later,
+    ]);
     await page.close();
   });
 

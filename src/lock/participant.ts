@@ -1,5 +1,4 @@
-import { toHex } from "../bytes.js";
-import { sha256Sync } from "../sha256.js";
+import { sha256Hex } from "../sha256.js";
 
 /**
  * What is stored as a participant key's value, next to the lease etcd keeps on the key.
@@ -84,12 +83,12 @@ export interface Idempotency {
 
 /** What an idempotent retry must repeat: the request's own fields. */
 export function requestFingerprint(fields: unknown[]): string {
-  return toHex(sha256Sync(JSON.stringify(fields))).slice(0, 16);
+  return sha256Hex(JSON.stringify(fields)).slice(0, 16);
 }
 
 /** SHA-256 of a grant's nonce, as stored (hex; 128 bits are plenty to compare). */
 export function nonceHash(nonce: string): string {
-  return toHex(sha256Sync(`leasehold nonce\0${nonce}`)).slice(0, 32);
+  return sha256Hex(`leasehold nonce\0${nonce}`).slice(0, 32);
 }
 
 /** Whether `nonce` is the stored participant's. */
@@ -103,12 +102,12 @@ export function nonceMatches(stored: ParticipantValue, nonce: string): boolean {
  * one read, and two attempts can never both join.
  */
 export function idempotentKeyId(idem: Idempotency): string {
-  return toHex(sha256Sync(`leasehold idempotent participant\0${idem.caller}\0${idem.key}`)).slice(0, 16);
+  return sha256Hex(`leasehold idempotent participant\0${idem.caller}\0${idem.key}`).slice(0, 16);
 }
 
 /** An idempotent grant's nonce: only a caller presenting the same secret and key can compute it. */
 export function idempotentNonce(idem: Idempotency, salt: string): string {
-  return toHex(sha256Sync(`leasehold idempotency\0${idem.caller}\0${idem.key}\0${salt}`)).slice(0, 16);
+  return sha256Hex(`leasehold idempotency\0${idem.caller}\0${idem.key}\0${salt}`).slice(0, 16);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { LongFilesFirst } from "./test/support/sequencer.js";
 
 export default defineConfig({
   test: {
@@ -10,6 +11,7 @@ export default defineConfig({
     expect: { poll: { timeout: 10_000 } },
     // Each file starts its own etcd; two cores gain nothing from more parallel files.
     maxWorkers: 2,
+    sequence: { sequencer: LongFilesFirst },
     reporters: ["default", ["json", { outputFile: "test-output/vitest.json" }]],
   },
 });

@@ -102,6 +102,11 @@ export const configSchema = z
     /** How long a ticket (a place in line kept across requests) lasts unredeemed, when the caller sends no ticketTtl. */
     LEASEHOLD_DEFAULT_TICKET_TTL: intVar("LEASEHOLD_DEFAULT_TICKET_TTL", 30, 1, 86_400),
     LEASEHOLD_MAX_TICKET_TTL: intVar("LEASEHOLD_MAX_TICKET_TTL", 3_600, 1, 86_400),
+    /**
+     * Seconds an instance keeps its waiters' shared session lease once nobody waits, for the
+     * next waiter (one lease grant saved per burst); then it revokes it.
+     */
+    LEASEHOLD_WAITER_SESSION_IDLE: intVar("LEASEHOLD_WAITER_SESSION_IDLE", 10, 1, 3_600),
     /** Open event streams (GET /events) per instance. */
     LEASEHOLD_MAX_STREAMS: intVar("LEASEHOLD_MAX_STREAMS", 1_000, 0, 1_000_000),
     /** Seconds between keep-alive comments on an event stream, so proxies keep an idle one open. */

@@ -14,6 +14,7 @@ describe("configuration", () => {
       LEASEHOLD_MAX_WAITERS: 10000,
       LEASEHOLD_DEFAULT_TICKET_TTL: 30,
       LEASEHOLD_MAX_TICKET_TTL: 3600,
+      LEASEHOLD_WAITER_SESSION_IDLE: 10,
     });
   });
 
@@ -43,6 +44,8 @@ describe("configuration", () => {
     ["LEASEHOLD_DEFAULT_TICKET_TTL", { LEASEHOLD_DEFAULT_TICKET_TTL: "soon" }],
     ["LEASEHOLD_DEFAULT_TICKET_TTL", { LEASEHOLD_DEFAULT_TICKET_TTL: "60", LEASEHOLD_MAX_TICKET_TTL: "30" }],
     ["ETCD_CERT_FILE", { ETCD_CERT_FILE: "/x.pem" }],
+    ["LEASEHOLD_WAITER_SESSION_IDLE", { LEASEHOLD_WAITER_SESSION_IDLE: "0" }],
+    ["LEASEHOLD_WAITER_SESSION_IDLE", { LEASEHOLD_WAITER_SESSION_IDLE: "0.5" }],
   ])("rejects a bad %s with a message naming it", (variable, env) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     expect(() => parseConfig(env)).toThrow(variable);

@@ -53,6 +53,14 @@ export interface ServiceInstance {
   readonly crashes: number;
 }
 
+/**
+ * How long an instance under test keeps its waiters' session lease once nobody waits
+ * (LEASEHOLD_WAITER_SESSION_IDLE; 10 s by default). Shorter than the default so the
+ * leak check at a scenario's end (every lease gone) waits seconds less; the lease's
+ * life is otherwise the same.
+ */
+export const WAITER_SESSION_IDLE_MS = 2_000;
+
 export async function startInstance(opts: InstanceOptions): Promise<ServiceInstance> {
   const port = opts.port ?? (await freePort());
   const root = tree;
@@ -66,6 +74,7 @@ export async function startInstance(opts: InstanceOptions): Promise<ServiceInsta
     PORT: String(port),
     HOST: "127.0.0.1",
     LOG_LEVEL: process.env.VERIFY_LOGS ? "info" : "warn",
+    LEASEHOLD_WAITER_SESSION_IDLE: String(WAITER_SESSION_IDLE_MS / 1_000),
     ...opts.env,
   };
   // VERIFY_LOGS=<dir>: every line the instance prints (each request, at level info) goes

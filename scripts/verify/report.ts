@@ -1,11 +1,12 @@
 import { execFileSync } from "node:child_process";
 import { cpus, freemem, totalmem, type } from "node:os";
-import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
+import { QUEUE_LEASE_TTL } from "../../src/lock/strategies/queue-leases.js";
 import { LIVE_MARGIN_MS } from "./check.js";
 import type { SetStats } from "./check-set.js";
 import { CONTROL_TITLE, DEFECT_LABEL } from "./faults/etcd-defect.js";
 import { FAULTS_FOUND, FAULTS_RUNNING, FAULTS_WHAT } from "./faults/prose.js";
 import type { FuzzResult } from "./fuzz.js";
+import { WAITER_SESSION_IDLE_MS } from "./instance.js";
 import { HISTORY_AND_MODEL, MODEL_COMMANDS, MODEL_FINDINGS } from "./model-docs.js";
 import { FAST_503_MS, HANG_MS, type Scale, type Scenario, type ScenarioResult, SET_PAUSE_EVERY } from "./scenarios.js";
 
@@ -196,7 +197,7 @@ Besides the invariants, each of these counts as a violation: a request with no a
 ${HANG_MS / 1000} s past its \`wait\` (hung), a 5xx other than 503, a 503 slower than
 ${FAST_503_MS / 1000} s past its \`wait\` in the outage scenario, a lock key still in etcd
 1 s past the longest lease that may hold it (the TTL, or a waiter's ${QUEUE_LEASE_TTL} s queue lease)
-after the load ends, or a lease 1 s past that or the ${SESSION_IDLE_MS / 1000} s an idle instance keeps its
+after the load ends, or a lease 1 s past that or the ${WAITER_SESSION_IDLE_MS / 1000} s (\`LEASEHOLD_WAITER_SESSION_IDLE\`, short in these runs) an idle instance keeps its
 waiters' session lease for the next waiter (counted from the last fault's end, or from
 when the fault may last have renewed leases: a leader election after it, keep-alives a
 partition held back; plus an election timeout, since etcd extends leases when a leader

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { LineKeys } from "../../src/lock/line-keys.js";
-import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../src/lock/strategies/queue-leases.js";
+import { QUEUE_LEASE_TTL } from "../../src/lock/strategies/queue-leases.js";
 import { MORE_ADVERSARIES, moreAdversaries } from "./adversaries.js";
 import { checkHistory, lineOf, type Violation } from "./check.js";
 import { checkEtcdHistory, checkParticipants, type ParticipantRecord, readValue } from "./check-lines.js";
@@ -10,7 +10,13 @@ import { type AppendRecord, checkSet, type SetStats } from "./check-set.js";
 import { type EtcdCluster, type HistoryEvent, startEtcdCluster } from "./etcd-cluster.js";
 import { FAULT_SECONDS, type FaultScenarioId } from "./faults/ids.js";
 import { historyPath } from "./history.js";
-import { type InstanceOptions, type ServiceInstance, startInstance, type Transport } from "./instance.js";
+import {
+  type InstanceOptions,
+  type ServiceInstance,
+  startInstance,
+  type Transport,
+  WAITER_SESSION_IDLE_MS,
+} from "./instance.js";
 import { type LagProxy, startLagProxy } from "./lag-proxy.js";
 import { GoneWatch, type LineLoad, type LineSpec, queueWaiter, semaphoreUser, ticketHolder } from "./lines.js";
 import { guardedWrite, plainPut, type SetOptions, setAppender } from "./lock-set.js";
@@ -363,7 +369,7 @@ async function finish(env: Env): Promise<ScenarioResult> {
   const from = Math.max(loadEnd, lastHeal + 1_000, (env.lateRenewalAt ?? 0) + 1_000) - loadEnd;
   const keysMs = env.lingerMs ?? Math.max(TTL, QUEUE_LEASE_TTL) * 1_000;
   const allowedKeysMs = from + keysMs + 1_000;
-  const allowedMs = from + Math.max(keysMs, env.sessionIdleMs ?? SESSION_IDLE_MS) + 1_000;
+  const allowedMs = from + Math.max(keysMs, env.sessionIdleMs ?? WAITER_SESSION_IDLE_MS) + 1_000;
   let cleanMs: number | undefined;
   let keysGoneMs: number | undefined;
   let leftover = "";

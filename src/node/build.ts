@@ -34,7 +34,7 @@ export async function buildNodeApp(
   const etcd = instrumented(raw, metrics);
   const service = buildService(config, etcd, {
     log: o.log,
-    strategies: nodeStrategies,
+    strategies: (client) => nodeStrategies(client, { sessionIdleMs: config.LEASEHOLD_WAITER_SESSION_IDLE * 1_000 }),
     docsAssets: nodeDocsAssets(),
     metrics,
     metricsText: async (caller) => ({ contentType, body: await exposition(caller) }),

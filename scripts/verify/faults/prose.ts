@@ -1,3 +1,5 @@
+import { QUEUE_LEASE_TTL } from "../../../src/lock/strategies/queue-leases.js";
+import { WAITER_SESSION_IDLE_MS } from "../instance.js";
 import { DEFECT_LABEL, WAKE_REVOKE_MS } from "./etcd-defect.js";
 
 /* What docs/verification.md says about the fault scenarios (see report.ts). */
@@ -39,7 +41,7 @@ answer), while the checker injects a fault every 1.5–3 s; the invariants are t
   clock from its \`Date\` header, and a run in which the skew was not in effect fails.
   Leases and their expiry are etcd's: nothing may depend on an instance's clock. Only the
   time an idle instance keeps its waiters' session lease is its own (a timer), so the
-  leak check allows it 10 s at the slowest instance's rate;
+  leak check allows it ${WAITER_SESSION_IDLE_MS / 1000} s at the slowest instance's rate;
 - **membership changes** (\`membership\`): a fourth, empty member slot whose endpoint the
   instances know; at each fault a member (every other time the leader) is removed with
   etcd's member remove API and stopped, its data deleted, and a new member (new name, ID
@@ -47,7 +49,7 @@ answer), while the checker injects a fault every 1.5–3 s; the invariants are t
   \`--initial-cluster-state existing\`, on the partition scenarios' network. As an
   endpoint the instances know is always dead, any etcd call may fail (none is retried);
   when that is the revoke of an idle instance's waiters' session lease, the lease goes
-  with its 5 s TTL, so the leak check allows it 10 + 5 s.
+  with its ${QUEUE_LEASE_TTL} s TTL, so the leak check allows it ${WAITER_SESSION_IDLE_MS / 1000} + ${QUEUE_LEASE_TTL} s.
 
 After each partition, pause and membership change the checker waits until every member
 names the same leader in the same term for 2 s: a member back from a partition or a pause

@@ -3,9 +3,9 @@
  * service instances, and etcd membership changes, each under the standard lock
  * workload (see `faultScenario`) with three service instances on a 3-member cluster.
  */
-import { QUEUE_LEASE_TTL, SESSION_IDLE_MS } from "../../../src/lock/strategies/queue-leases.js";
+import { QUEUE_LEASE_TTL } from "../../../src/lock/strategies/queue-leases.js";
 import { type EtcdCluster, memberStatuses } from "../etcd-cluster.js";
-import { type ServiceInstance, startInstance } from "../instance.js";
+import { type ServiceInstance, startInstance, WAITER_SESSION_IDLE_MS } from "../instance.js";
 import { type RequestRecord, sleep, uniform } from "../run.js";
 import { type Env, ETCD_TIMEOUT_MS, type Faults, faultScenario, type Scenario, type Shape, TTL } from "../scenarios.js";
 import { observedOffsetS, type Skew, skewed } from "./clock.js";
@@ -398,7 +398,7 @@ const skew = faultScenario({
   after: (env) => {
     // An idle instance hands back its waiters' session lease after a while by its own
     // timers: later by real time on a slow clock. (etcd's leases are unaffected.)
-    env.sessionIdleMs = SESSION_IDLE_MS / Math.min(...SKEWS.map((s) => (s.timers ? (s.rate ?? 1) : 1)));
+    env.sessionIdleMs = WAITER_SESSION_IDLE_MS / Math.min(...SKEWS.map((s) => (s.timers ? (s.rate ?? 1) : 1)));
     const seen = observed.get(env) ?? new Map<number, number[]>();
     const range = (xs: number[]) =>
       `${Math.round(Math.min(...xs))} s … ${Math.round(Math.max(...xs))} s (${xs.length} samples)`;
@@ -447,7 +447,7 @@ const membership = faultScenario({
     // The instances' endpoints always include an empty slot, so any etcd call may land on
     // a dead member and fail (a call is never retried). When that call is the revoke of
     // an idle instance's waiters' session lease, the lease goes with its TTL instead.
-    env.sessionIdleMs = SESSION_IDLE_MS + QUEUE_LEASE_TTL * 1_000;
+    env.sessionIdleMs = WAITER_SESSION_IDLE_MS + QUEUE_LEASE_TTL * 1_000;
     env.notes.push(
       `network: ${c.network.description}`,
       `faults: ${counted(env)}; members at the end in slots ${c.members().join(", ")}`,

@@ -25,13 +25,16 @@ export interface Strategies {
   handoff<W, O>(): LocalHandoff<W, O>;
 }
 
-/** Node: one process serves many requests, so they can share I/O. */
-export function nodeStrategies(etcd: EtcdClient): Strategies {
+/**
+ * Node: one process serves many requests, so they can share I/O. `sessionIdleMs`: how
+ * long the waiters' session lease outlives its last waiter (SessionLease).
+ */
+export function nodeStrategies(etcd: EtcdClient, o: { sessionIdleMs?: number } = {}): Strategies {
   return {
     leases: new PooledLeases(etcd),
     txns: coalescedTxns(etcd),
     waits: new SharedLineViews(etcd),
-    queue: new SessionLease(etcd),
+    queue: new SessionLease(etcd, o.sessionIdleMs),
     changes: new SharedLineChanges(etcd),
     handoff: () => new LocalWaiters(),
   };

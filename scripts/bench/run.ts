@@ -77,7 +77,10 @@ interface Options {
   rounds: number;
   /** Length of each throughput / contention round. */
   roundMs: number;
+  /** Each system's warm-up before the first case (ms). */
   warmMs: number;
+  /** The warm-up of a service started after that (ms). */
+  rewarmMs: number;
   cases: (CaseId | FeedCaseId)[];
   systems: SystemId[];
   contenders: number;
@@ -168,7 +171,14 @@ function parseGiven(argv: string[], env: NodeJS.ProcessEnv): Options {
     ),
     rounds: Math.round(num(flags.get("rounds"), smoke ? 1 : 3, "rounds")),
     roundMs: num(flags.get("seconds"), smoke ? 0.5 : 3, "seconds") * 1000,
-    warmMs: smoke ? 300 : 2000,
+    // A process keeps getting cheaper per cycle for its first ~15 s under load (the JIT,
+    // V8's heap sizing), the callers' process as much as the service: five back-to-back
+    // rounds of the official client at c=32 ran 833, 978, 1,037, 1,032 and 1,145 cycles/s,
+    // service 0.64 → 0.45 and client 1.02 → 0.69 ms of CPU per cycle (BENCHMARKS.md,
+    // session 10). So every system runs 15 s before the first case (2 s until session 10),
+    // and a service started later (the waiter cases, scale-out) 5 s.
+    warmMs: smoke ? 300 : 15_000,
+    rewarmMs: smoke ? 300 : 5_000,
     cases: list(flags.get("cases"), [...CASE_IDS, ...FEED_CASE_IDS], "case"),
     systems: list(flags.get("systems"), SYSTEM_IDS, "system"),
     // The smoke run keeps every row but shrinks the crowds and the waits, to stay well
@@ -371,12 +381,12 @@ async function main() {
         },
       };
     };
-    const warmUp = async (s: System, env = etcdEnv) => {
+    const warmUp = async (s: System, env = etcdEnv, durationMs = o.rewarmMs) => {
       await runClosedLoop(s, env, {
         caseId: "c32",
         round: 0,
         concurrency: 16,
-        durationMs: o.warmMs,
+        durationMs,
         names: `${tag}-warm-${s.id}-${Date.now().toString(36)}`,
       });
     };
@@ -402,7 +412,7 @@ async function main() {
     }
 
     log("bench: warming up");
-    for (const s of systems) await warmUp(s);
+    for (const s of systems) await warmUp(s, etcdEnv, o.warmMs);
     /** Service RSS after start and warm-up, before any measured case (fresh processes). */
     const idleRss: { system: SystemId; when: string; rssMb: number }[] = [];
     const readIdleRss = (when: string) => {

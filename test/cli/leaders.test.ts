@@ -148,8 +148,13 @@ describe.concurrent("leasehold elect", { timeout: 60_000 }, () => {
         name,
         "--value",
         value,
+        // Nothing here waits for an expiry (the leader resigns, the lease is revoked), so
+        // the TTL is only slack. At 2 s a leader may act until 1.4 s after a renew's send
+        // (the client's margin) and renews every 0.67 s: one renew answered 0.7 s late on a
+        // loaded CI machine, and the leader gave its lock up, as designed, before the test
+        // revoked it. At 6 s that takes a renew 3.2 s late.
         "--ttl",
-        "2",
+        "6",
         "--",
         "sh",
         "-c",

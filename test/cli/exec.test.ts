@@ -224,7 +224,9 @@ describe.concurrent("leasehold exec", { timeout: 60_000 }, () => {
 
   it("a lost lock stops the command's whole process group, grandchildren included", async () => {
     const name = uniqueName("lost-group");
-    const run = startCli(["exec", name, "--ttl", "2", "--", "sh", "-c", `${GRANDCHILD}; echo "pid=$$"; wait`], env);
+    // The lock is lost by the revoke below, not by an expiry: at --ttl 2 a renew answered
+    // 0.7 s late (a loaded machine) would make exec give the lock up by itself first.
+    const run = startCli(["exec", name, "--ttl", "6", "--", "sh", "-c", `${GRANDCHILD}; echo "pid=$$"; wait`], env);
     const { grandchild, pid } = await pidsOf(run, "grandchild", "pid");
     try {
       await revokeInEtcd(svc, name);

@@ -243,12 +243,8 @@ export class LeaseholdClient {
     this.url = (o.url ?? env("LEASEHOLD_URL") ?? DEFAULT_URL).replace(/\/+$/, "");
     this.#shownUrl = shownUrl(this.url);
     this.#apiKey = o.apiKey ?? env("LEASEHOLD_API_KEY");
-    if (this.#apiKey !== undefined && !HEADER_VALUE.test(this.#apiKey)) {
-      // Never quoted: it is a secret.
-      throw new TypeError(
-        "the API key has a character a header cannot carry (a line break, a control character, or one above U+00FF)",
-      );
-    }
+    // Never quoted: it is a secret.
+    if (this.#apiKey !== undefined) refuseUnsendable("the API key", this.#apiKey);
     this.#fetch = o.fetch ?? plainFetch;
     this.#send = o.fetch ? fetchSend(o.fetch) : (nodeSend() ?? runtimeSend);
     this.#timeoutMs = o.timeoutMs ?? 15_000;
@@ -481,17 +477,9 @@ export class LeaseholdClient {
       ...(o.json !== undefined ? { "content-type": "application/json" } : {}),
       ...o.headers,
     };
-    if (o.headers) {
-      for (const [name, value] of Object.entries(o.headers)) {
-        // A caller's value (an Idempotency-Key) that no request can carry: said here, by
-        // its name only, rather than as a network error that acquire would retry.
-        if (!HEADER_VALUE.test(value)) {
-          throw new TypeError(
-            `${name} has a character a header cannot carry (a line break, a control character, or one above U+00FF)`,
-          );
-        }
-      }
-    }
+    // A caller's value (an Idempotency-Key) that no request can carry: said here, by its
+    // name only, rather than as a network error that acquire would retry.
+    for (const [name, value] of Object.entries(o.headers ?? {})) refuseUnsendable(name, value);
     const controller = new AbortController();
     const timeoutMs = o.timeoutMs ?? this.#timeoutMs;
     let timedOut = false;
@@ -1234,6 +1222,15 @@ function env(name: string): string | undefined {
 
 /** What a header value may hold: visible ASCII, spaces and tabs, and Latin-1. */
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A TypeError naming `what` (never quoting `value`) when no header can carry `value`. */
+function refuseUnsendable(what: string, value: string): void {
+  if (!HEADER_VALUE.test(value)) {
+    throw new TypeError(
+      `${what} has a character a header cannot carry (a line break, a control character, or one above U+00FF)`,
+    );
+  }
+}
 
 /**
  * The service's URL as messages show it. A URL with a user name or password is refused:

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { SESSION_IDLE_MS } from "./lock/strategies/queue-leases.js";
 
 /**
  * Service configuration, parsed once from the environment (Node) or the Worker's vars
@@ -106,7 +107,7 @@ export const configSchema = z
      * Seconds an instance keeps its waiters' shared session lease once nobody waits, for the
      * next waiter (one lease grant saved per burst); then it revokes it.
      */
-    LEASEHOLD_WAITER_SESSION_IDLE: intVar("LEASEHOLD_WAITER_SESSION_IDLE", 10, 1, 3_600),
+    LEASEHOLD_WAITER_SESSION_IDLE: intVar("LEASEHOLD_WAITER_SESSION_IDLE", SESSION_IDLE_MS / 1_000, 1, 3_600),
     /** Open event streams (GET /events) per instance. */
     LEASEHOLD_MAX_STREAMS: intVar("LEASEHOLD_MAX_STREAMS", 1_000, 0, 1_000_000),
     /** Seconds between keep-alive comments on an event stream, so proxies keep an idle one open. */

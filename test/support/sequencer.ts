@@ -22,10 +22,7 @@ export class LongFilesFirst extends BaseSequencer {
       const i = LONG_FIRST.findIndex((re) => re.test(f.moduleId));
       return i < 0 ? LONG_FIRST.length : i;
     };
-    // Stable: within a rank, vitest's own order (its timings when it has them).
-    return sorted
-      .map((f, i) => ({ f, i }))
-      .sort((a, b) => rank(a.f) - rank(b.f) || a.i - b.i)
-      .map(({ f }) => f);
+    // Array sort is stable: within a rank, vitest's own order (its timings when it has them).
+    return sorted.sort((a, b) => rank(a) - rank(b));
   }
 }

@@ -11,7 +11,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLocalEtcd } from "../../src/node/local-etcd.js";
-import { startService } from "./procs.js";
+import { readProc, startService } from "./procs.js";
 
 const N = Number(process.env.N ?? 2000);
 const transport = (process.env.T ?? "grpc") as "grpc" | "http";
@@ -147,7 +147,7 @@ for (;;) {
   await pause(200);
 }
 await pause(1000);
-const rss = Number(readFileSync(`/proc/${svc.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)?.[1]) / 1024;
+const rss = (readProc(svc.pid)?.rssBytes ?? 0) / 2 ** 20;
 const s1 = summarize(await snapshot());
 console.log(
   `N=${N} ${transport}: live heap ${(s0.total / 1e6).toFixed(1)} -> ${(s1.total / 1e6).toFixed(1)} MB, ${((s1.total - s0.total) / N / 1024).toFixed(2)} KB per waiter; RSS now ${rss.toFixed(0)} MB`,
